@@ -1,0 +1,484 @@
+"""Demand forecast: seasonal baseline, current level, and event growth learned from the calendar.
+
+The model, for a forecast made with samples up to index ``i`` (time t) for ``h`` steps ahead::
+
+    forecast(t + h) = level(t) * baseline(t + h) * growth_kind(tau, h)
+
+* ``baseline`` is a daily profile per day type (weekday / weekend), the median of the history
+  window at each time of day, with past event windows masked out so that peaks and dips do not
+  leak into "normal" (robust to outages too: a median ignores a few bad days).
+* ``level(t)`` is how far the recent samples sit above or below the baseline: it tracks trends the
+  profile cannot know (a tournament that grows the audience tenfold).
+* ``growth_kind(tau, h)`` is learned from the past events of the same kind (or the events named
+  in ``like``), aligned on their start: for each offset ``tau`` from the start and each horizon
+  ``h``, a high quantile over those events of how much the load grew, relative to baseline, from
+  the level at ``tau`` to the value at ``tau + h``. It anticipates only the growth expected within
+  the horizon, so capacity follows the event up instead of being parked at its peak for hours.
+* An operator's ``expectedMultiplier`` / ``expectedPeak`` put a floor under the forecast over the
+  event window, shaped like the kind's past events when there are any.
+
+No look-ahead: every function takes the index of the last sample it may see, and the tests prove
+a forecast made at t is identical whatever the trace holds after t.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from autoscaler.calendar import PromotionEvent
+
+DAY_S = 86400
+
+
+@dataclass(frozen=True)
+class ForecastSettings:
+    """Knobs of the forecaster (the ``forecast`` block of a ScalingPolicy)."""
+
+    history_s: int = 14 * DAY_S
+    #: the upper forecast: this quantile, over past events, of the growth they showed
+    #: (0.9 = what a big event of the kind does); the central forecast is their median
+    quantile: float = 1.0
+    #: only the most recent past events of a kind teach a new one (audiences grow and change)
+    max_past_events: int = 24
+    #: how many seconds of recent samples set the current level
+    level_window_s: int = 60
+    #: past events' offsets pooled around each offset, so a kick-off a few minutes late still teaches
+    align_slack_s: int = 300
+    #: circular moving average applied to the daily profile
+    smooth_s: int = 900
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """Daily profiles (row 0 weekdays, row 1 weekends) fitted from samples up to ``fitted_at_s``."""
+
+    step_s: int
+    profiles: np.ndarray
+    fitted_at_s: int
+
+    def at(self, times_s: np.ndarray) -> np.ndarray:
+        times_s = np.asarray(times_s, dtype=np.int64)
+        slot = (times_s % DAY_S) // self.step_s
+        return self.profiles[is_weekend(times_s).astype(np.int64), slot]
+
+
+@dataclass(frozen=True)
+class KindProfile:
+    """Growth learned from past events for one event (by kind or by ``like``)."""
+
+    source: tuple[str, ...]
+    #: growth[0 central | 1 upper, tau_index, h]; tau_index 0 is ``pre_steps`` before the start
+    growth: np.ndarray
+    #: the same anchored on the end; tau_index 0 is ``pre_end_steps`` before the end
+    growth_end: np.ndarray
+    #: typical shape of load over baseline (median), normalised to a peak of 1; same tau axis
+    shape: np.ndarray
+    #: median peak of load over baseline in past events
+    peak_uplift: float
+    pre_steps: int
+    pre_end_steps: int
+    #: from this many steps after the start on, the end-anchored table applies
+    half_steps: int
+
+
+@dataclass(frozen=True)
+class Block:
+    """Forecasts made at consecutive sample indices (see ``forecast_block``)."""
+
+    central: np.ndarray
+    upper: np.ndarray
+    who: np.ndarray
+    level: np.ndarray
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """A forecast made at ``made_at_s`` for the samples ``made_at_s + h * step_s``, h = 0..H."""
+
+    made_at_s: int
+    step_s: int
+    #: central forecast (median growth of past events)
+    values: np.ndarray
+    #: upper forecast (``ForecastSettings.quantile`` of past events' growth)
+    upper: np.ndarray
+    level: float
+    baseline: np.ndarray
+    #: the event that shaped each horizon step ('' where none)
+    events: tuple[str, ...] = field(default_factory=tuple)
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def is_weekend(times_s: np.ndarray) -> np.ndarray:
+    # 1970-01-01 was a Thursday (weekday 3, Monday = 0)
+    return ((np.asarray(times_s, dtype=np.int64) // DAY_S + 3) % 7) >= 5
+
+
+def _circular_smooth(profile: np.ndarray, width: int) -> np.ndarray:
+    if width <= 1:
+        return profile
+    kernel = np.ones(width) / width
+    padded = np.concatenate([profile[-width:], profile, profile[:width]])
+    return np.convolve(padded, kernel, mode="same")[width:-width]
+
+
+def _fill_circular(profile: np.ndarray) -> np.ndarray:
+    good = np.isfinite(profile)
+    if good.all():
+        return profile
+    if not good.any():
+        return np.full_like(profile, np.nan)
+    n = len(profile)
+    idx = np.arange(n)
+    gi = idx[good]
+    return np.interp(idx, np.concatenate([gi - n, gi, gi + n]), np.tile(profile[good], 3))
+
+
+def fit_baseline(
+    times_s: np.ndarray, values: np.ndarray, masked: np.ndarray, last: int, step_s: int, settings: ForecastSettings
+) -> Baseline:
+    """Fit the daily profiles from samples ``[last - history, last]`` that are not masked."""
+    if DAY_S % step_s:
+        raise ValueError(f"step {step_s}s does not divide a day")
+    slots = DAY_S // step_s
+    n_hist = max(1, settings.history_s // step_s)
+    lo = max(0, last + 1 - n_hist)
+    t = times_s[lo : last + 1]
+    v = np.where(masked[lo : last + 1], np.nan, values[lo : last + 1])
+    day = t // DAY_S
+    day_index = day - day[0]
+    n_days = int(day_index[-1]) + 1 if len(t) else 1
+    grid = np.full((n_days, slots), np.nan)
+    grid[day_index, (t % DAY_S) // step_s] = v
+    weekend_days = is_weekend((np.arange(n_days) + (day[0] if len(t) else 0)) * DAY_S)
+    pooled = _nanmedian_rows(grid)
+    profiles = np.empty((2, slots))
+    for row, wanted in ((0, False), (1, True)):
+        chosen = grid[weekend_days == wanted]
+        # a day type with fewer than two observed days falls back to all days
+        observed_days = np.isfinite(chosen).any(axis=1).sum()
+        profiles[row] = _nanmedian_rows(chosen) if observed_days >= 2 else pooled
+    width = max(1, settings.smooth_s // step_s)
+    fallback = float(np.nanmean(v)) if np.isfinite(v).any() else 1.0
+    for row in range(2):
+        filled = _fill_circular(profiles[row])
+        if not np.isfinite(filled).any():
+            filled = np.full(slots, fallback)
+        profiles[row] = _circular_smooth(filled, width)
+    floor = max(1e-6, 0.01 * float(np.nanmean(profiles)))
+    return Baseline(step_s=step_s, profiles=np.maximum(profiles, floor), fitted_at_s=int(times_s[last]))
+
+
+def nan_quantile_cols(grid: np.ndarray, q: float) -> np.ndarray:
+    """Quantile of each column ignoring NaN (NaN where a column has none); linear interpolation.
+
+    numpy's ``nanquantile`` loops over columns in Python; sorting once (NaN sorts last) is ~50x
+    faster on the (events x offsets) and (days x slots) grids used here.
+    """
+    if grid.shape[0] == 0:
+        return np.full(grid.shape[1:], np.nan)
+    ordered = np.sort(grid, axis=0)
+    count = np.isfinite(grid).sum(axis=0)
+    pos = np.maximum(count - 1, 0) * q
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, np.maximum(count - 1, 0))
+    frac = pos - lo
+    lo_v = np.take_along_axis(ordered, lo[None], axis=0)[0]
+    hi_v = np.take_along_axis(ordered, hi[None], axis=0)[0]
+    out = lo_v + (hi_v - lo_v) * frac
+    return np.where(count > 0, out, np.nan)
+
+
+def _nanmedian_rows(grid: np.ndarray) -> np.ndarray:
+    return nan_quantile_cols(grid, 0.5)
+
+
+def level_ratios(values: np.ndarray, base: np.ndarray, window: int) -> np.ndarray:
+    """Level at every index: mean of the last ``window`` samples over the mean of their baseline."""
+    cv = np.concatenate([[0.0], np.cumsum(values)])
+    cb = np.concatenate([[0.0], np.cumsum(base)])
+    hi = np.arange(1, len(values) + 1)
+    lo = np.maximum(0, hi - window)
+    return (cv[hi] - cv[lo]) / np.maximum(cb[hi] - cb[lo], 1e-12)
+
+
+def _growth_table(
+    values: np.ndarray, anchors: list[int], pre: int, post: int, last: int, horizon: int, settings: ForecastSettings, step_s: int
+) -> np.ndarray | None:
+    """growth[0 central | 1 upper, k, h] for offsets ``k - pre`` from each anchor (see module doc).
+
+    For each past event, the level (mean of the last ``level_window`` samples) at offset tau
+    and at tau + h; the quantiles over events, pooled over ``align_slack`` offsets around tau so
+    that an event a few minutes late still teaches, of their ratio. Samples after ``last`` are
+    never read.
+    """
+    window = max(1, settings.level_window_s // step_s)
+    slack = max(0, settings.align_slack_s // step_s)
+    span = pre + post + 1
+    width = span + horizon + 2 * slack + window
+    levels = []
+    for anchor in anchors:
+        lo = anchor - pre - window - slack
+        hi = min(lo + width, last + 1)
+        if lo < 0 or hi - lo < window + slack + 2:
+            continue
+        seg = values[lo:hi]
+        lv = np.full(width, np.nan)
+        lv[: hi - lo] = level_ratios(seg, np.ones_like(seg), window)
+        levels.append(lv)
+    if not levels:
+        return None
+    levels_a = np.asarray(levels)
+    off = window + slack
+    growth = np.ones((2, span, horizon + 1))
+    for h in range(horizon + 1):
+        pooled = []
+        for d in range(-slack, slack + 1):
+            now = levels_a[:, off + d : off + d + span]
+            fut = levels_a[:, off + d + h : off + d + h + span]
+            pooled.append(fut / np.maximum(now, 1e-12))
+        stack = np.concatenate(pooled, axis=0)
+        for row, quantile in enumerate((0.5, settings.quantile)):
+            q = nan_quantile_cols(stack, quantile)
+            growth[row, :, h] = np.where(np.isfinite(q), q, 1.0)
+    return growth
+
+
+def learn_profile(
+    times_s: np.ndarray,
+    values: np.ndarray,
+    baseline: Baseline,
+    past: list[PromotionEvent],
+    last: int,
+    duration_steps: int,
+    horizon: int,
+    settings: ForecastSettings,
+) -> KindProfile | None:
+    """Learn growth and shape from ``past`` events, using only samples up to ``last``.
+
+    Growth is learned on the load itself (not over baseline): inside an event the event, not
+    the time of day, drives the load, and past events of a kind need not fall at the same hour.
+    Two tables: one anchored on the start (the run-up), one on the end (the rush at the final
+    whistle, the last minutes of a sale), since past events need not last as long as this one.
+    """
+    step_s = baseline.step_s
+    t0 = int(times_s[0])
+    starts = [(e.start_s - t0) // step_s for e in past]
+    ends = [(e.end_s - t0 + step_s - 1) // step_s for e in past]
+    half = duration_steps // 2
+    pre_start = horizon
+    from_start = _growth_table(values, starts, pre_start, half + horizon, last, horizon, settings, step_s)
+    pre_end = duration_steps - half + horizon
+    from_end = _growth_table(values, ends, pre_end, 2 * horizon, last, horizon, settings, step_s)
+    if from_start is None or from_end is None:
+        return None
+    # the typical shape of load over baseline, start-anchored, for operator-sized floors
+    span = pre_start + duration_steps + horizon + 1
+    ratios = []
+    for start in starts:
+        lo, hi = start - pre_start, min(start - pre_start + span, last + 1)
+        if lo < 0 or hi <= lo:
+            continue
+        r = np.full(span, np.nan)
+        r[: hi - lo] = values[lo:hi] / baseline.at(times_s[lo:hi])
+        ratios.append(r)
+    typical = nan_quantile_cols(np.asarray(ratios), 0.5) if ratios else np.ones(span)
+    typical = np.where(np.isfinite(typical), typical, 1.0)
+    peak = float(np.max(typical)) if typical.size else 1.0
+    shape = typical / peak if peak > 0 else np.ones_like(typical)
+    return KindProfile(
+        source=tuple(e.name for e in past),
+        growth=from_start,
+        growth_end=from_end,
+        shape=shape,
+        peak_uplift=peak,
+        pre_steps=pre_start,
+        pre_end_steps=pre_end,
+        half_steps=half,
+    )
+
+
+def related_past_events(
+    event: PromotionEvent, events: list[PromotionEvent], now_s: int, limit: int | None = None
+) -> list[PromotionEvent]:
+    """Past events that teach ``event``: those named in ``like``, else ended ones of the same kind."""
+    if event.like:
+        names = set(event.like)
+        return [e for e in events if e.name in names and e.end_s <= now_s]
+    past = [e for e in events if e.kind == event.kind and e.end_s <= now_s and e.name != event.name]
+    return sorted(past, key=lambda e: e.start_s)[-limit:] if limit else past
+
+
+@dataclass(frozen=True)
+class _EventTerm:
+    event: PromotionEvent
+    start_index: int  # sample index of the event start (may be beyond the data)
+    profile: KindProfile | None
+    floor_peak: float | None  # absolute peak the operator expects, if any
+    multiplier: float | None
+
+
+def _event_terms(
+    times_s: np.ndarray,
+    values: np.ndarray,
+    baseline: Baseline,
+    events: list[PromotionEvent],
+    last: int,
+    lo_s: int,
+    hi_s: int,
+    horizon: int,
+    settings: ForecastSettings,
+) -> list[_EventTerm]:
+    """The events whose (pre-)window touches [lo_s, hi_s], each with what the past teaches."""
+    step_s = baseline.step_s
+    now_s = int(times_s[last])
+    t0 = int(times_s[0])
+    terms = []
+    for event in events:
+        if event.end_s + horizon * step_s < lo_s or event.start_s - 2 * horizon * step_s > hi_s:
+            continue
+        duration = -(-(event.end_s - event.start_s) // step_s)
+        past = related_past_events(event, events, now_s, settings.max_past_events)
+        profile = learn_profile(times_s, values, baseline, past, last, duration, horizon, settings) if past else None
+        terms.append(
+            _EventTerm(
+                event=event,
+                start_index=(event.start_s - t0) // step_s,
+                profile=profile,
+                floor_peak=event.expected_peak,
+                multiplier=event.expected_multiplier,
+            )
+        )
+    return terms
+
+
+def forecast_block(
+    times_s: np.ndarray,
+    values: np.ndarray,
+    masked: np.ndarray,
+    events: list[PromotionEvent],
+    first: int,
+    stop: int,
+    horizon: int,
+    step_s: int,
+    settings: ForecastSettings,
+) -> "Block":
+    """Forecasts made at every sample index ``first <= i < stop``, fitted at ``first``.
+
+    ``Block.central[i - first, h]`` is the central forecast for sample ``i + h`` made with the
+    samples ``<= i``, ``Block.upper`` the upper one, ``Block.who`` the index in ``events`` of the
+    event that shaped it (-1 for none). The baseline and event profiles use samples ``<= first``
+    only, the level uses samples ``<= i``: nothing after ``i`` is ever read.
+    """
+    baseline = fit_baseline(times_s, values, masked, first, step_s, settings)
+    t0 = int(times_s[0])
+    window = max(1, settings.level_window_s // step_s)
+    n = stop - first
+    lo = max(0, first - window + 1)
+    past_t = times_s[lo:stop]
+    level_all = level_ratios(values[lo:stop], baseline.at(past_t), window)
+    # level_ratios restarts its window at lo; for i >= first the full window is inside the slice
+    level = level_all[first - lo :]
+    future_t = t0 + (np.arange(first, stop + horizon) * step_s)
+    base_future = baseline.at(future_t)
+    idx = np.arange(n)[:, None] + np.arange(horizon + 1)[None, :]
+    base_ih = base_future[idx]
+    growth = np.ones((2, n, horizon + 1))
+    # where an event drives the load, the daily profile says nothing (its slots are masked and
+    # interpolated, the level over it is inflated): the forecast is the event's growth alone
+    event_driven = np.zeros(n, dtype=bool)
+    who = np.full((n, horizon + 1), -1, dtype=np.int64)
+    floor = np.zeros((n, horizon + 1))
+    terms = _event_terms(
+        times_s, values, baseline, events, first, int(future_t[0]), int(future_t[-1]), horizon, settings
+    )
+    positions = {id(e): k for k, e in enumerate(events)}
+    for term in terms:
+        k = positions[id(term.event)]
+        i_abs = np.arange(first, stop)
+        end_index = (term.event.end_s - t0 + step_s - 1) // step_s
+        if term.profile is not None:
+            prof = term.profile
+            tau = i_abs - (term.start_index - prof.pre_steps)
+            tau_end = i_abs - (end_index - prof.pre_end_steps)
+            late = i_abs >= term.start_index + prof.half_steps
+            ok_start = ~late & (tau >= 0) & (tau < prof.growth.shape[1])
+            ok_end = late & (tau_end >= 0) & (tau_end < prof.growth_end.shape[1])
+            ok = ok_start | ok_end
+            if ok.any():
+                g = np.ones((2, n, horizon + 1))
+                g[:, ok_start] = prof.growth[:, tau[ok_start]]
+                g[:, ok_end] = prof.growth_end[:, tau_end[ok_end]]
+                # never below 1: an event's expected dip is left to the observed load
+                better = g[1] > growth[1]
+                growth = np.maximum(g, growth)
+                who = np.where(better & ok[:, None], k, who)
+                event_driven |= ok & (i_abs >= term.start_index)
+        if term.floor_peak is not None or term.multiplier is not None:
+            target_abs = i_abs[:, None] + np.arange(horizon + 1)[None, :]
+            inside = (target_abs >= term.start_index) & (target_abs < end_index)
+            if term.profile is not None:
+                tau_t = target_abs - (term.start_index - term.profile.pre_steps)
+                tau_t = np.clip(tau_t, 0, len(term.profile.shape) - 1)
+                shape = term.profile.shape[tau_t]
+            else:
+                shape = np.ones_like(target_abs, dtype=float)
+            if term.floor_peak is not None:
+                f = term.floor_peak * shape
+            else:
+                # the multiplier is over the level before the event's run-up, not the inflated one
+                ref = term.start_index - horizon - 1
+                ref_level = level[np.clip(ref - first, 0, n - 1)] if first <= ref else level
+                if np.ndim(ref_level) == 0:
+                    ref_level = np.full(n, ref_level)
+                ref_level = np.where(i_abs <= ref, level, ref_level)
+                f = term.multiplier * ref_level[:, None] * base_ih * shape
+            f = np.where(inside, f, 0.0)
+            who = np.where(f > floor, k, who)
+            floor = np.maximum(floor, f)
+    seasonal = level[:, None] * base_ih
+    recent = level_ratios(values[lo:stop], np.ones(stop - lo), window)[first - lo :]
+    driven = recent[None, :, None] * growth
+    F = np.where(event_driven[None, :, None], driven, np.maximum(seasonal[None], driven))
+    F = np.maximum(F, floor[None])
+    return Block(central=F[0], upper=F[1], who=who, level=level)
+
+
+def forecast_at(
+    times_s: np.ndarray,
+    values: np.ndarray,
+    events: list[PromotionEvent],
+    last: int,
+    horizon: int,
+    settings: ForecastSettings = ForecastSettings(),
+) -> Forecast:
+    """One forecast made with samples ``<= last`` for the next ``horizon`` steps (the live path)."""
+    from autoscaler.calendar import event_mask
+
+    step_s = int(times_s[1] - times_s[0]) if len(times_s) > 1 else 60
+    masked = event_mask(times_s[: last + 1], events)
+    block = forecast_block(times_s[: last + 1], values[: last + 1], masked, events, last, last + 1, horizon, step_s, settings)
+    baseline = fit_baseline(times_s, values, masked, last, step_s, settings)
+    now_s = int(times_s[last])
+    notes = []
+    for event in events:
+        if event.end_s < now_s or event.start_s > now_s + (2 * horizon + 1) * step_s:
+            continue
+        if not related_past_events(event, events, now_s) and event.expected_multiplier is None and event.expected_peak is None:
+            notes.append(
+                f"event {event.label!r}: no past event of kind {event.kind!r} and no expected size; "
+                "it adds nothing and the reactive floor rules"
+            )
+    names = tuple(events[k].label if k >= 0 else "" for k in block.who[0])
+    future = now_s + np.arange(horizon + 1) * step_s
+    return Forecast(
+        made_at_s=now_s,
+        step_s=step_s,
+        values=block.central[0],
+        upper=block.upper[0],
+        level=float(block.level[0]),
+        baseline=baseline.at(future),
+        events=names,
+        notes=tuple(notes),
+    )

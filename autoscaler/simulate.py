@@ -1,0 +1,146 @@
+"""A simulated cluster: replicas asked for at t serve only from t + lead time.
+
+Owns the capacity model shared by every strategy of the backtest and the reactive baseline (a
+Kubernetes HPA v2 on a request-rate metric, with its default behaviour). Everything here runs on a
+regular simulation grid (one minute, or the trace's step when that is finer).
+
+Capacity model: the pods of a workload form a stack; a scale-down removes the newest pods first
+(a ReplicaSet deletes not-ready pods before ready ones), so the pods ready at t are
+``min(desired[s] for s in [t - lead, t])``. Replica-hours count every pod asked for, warming
+or ready: that is what the tier pays for.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+
+def ready_replicas(desired: np.ndarray, lead_steps: int, initial: int | None = None) -> np.ndarray:
+    """Pods ready at each step when each new pod needs ``lead_steps`` steps to serve."""
+    desired = np.asarray(desired, dtype=np.int64)
+    if lead_steps <= 0:
+        return desired.copy()
+    first = int(desired[0]) if initial is None else int(initial)
+    # before the trace starts the cluster was steady at its first size: it is already warm
+    padded = np.concatenate([np.full(lead_steps, first, dtype=np.int64), desired])
+    return sliding_window_view(padded, lead_steps + 1).min(axis=1)
+
+
+def need_replicas(demand: np.ndarray, capacity_per_replica: float, target_utilization: float) -> np.ndarray:
+    """Replicas each step's demand needs at the target utilization (no bounds)."""
+    return np.ceil(np.asarray(demand) / (capacity_per_replica * target_utilization) - 1e-9).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class HpaBehavior:
+    """The HPA v2 defaults (autoscaling/v2, kube-controller-manager defaults)."""
+
+    sync_period_s: int = 15
+    tolerance: float = 0.1
+    scale_up_percent: int = 100
+    scale_up_pods: int = 4
+    scale_up_period_s: int = 15
+    scale_down_stabilization_s: int = 300
+
+
+def simulate_hpa(
+    observed: np.ndarray,
+    *,
+    step_s: int,
+    capacity_per_replica: float,
+    target_utilization: float,
+    min_replicas: np.ndarray | int,
+    max_replicas: int,
+    initial: int,
+    behavior: HpaBehavior = HpaBehavior(),
+) -> np.ndarray:
+    """Desired replicas of an HPA whose metric is ``observed`` (demand as the HPA sees it).
+
+    The metric is an ``AverageValue`` target of ``capacity * utilization`` per pod, so the raw
+    recommendation is ``ceil(metric / target)``; the 10 % tolerance, the scale-up policy
+    (max of +100 % and +4 pods per 15 s) and the 300 s scale-down stabilization (the highest
+    recommendation of the window) apply as in the HPA controller. ``min_replicas`` may vary per
+    step (a scheduled floor, like KEDA's cron scaler raising the floor).
+    """
+    n = len(observed)
+    target = capacity_per_replica * target_utilization
+    mins = np.broadcast_to(np.asarray(min_replicas, dtype=np.int64), (n,))
+    syncs = max(1, step_s // behavior.sync_period_s)
+    window = max(1, math.ceil(behavior.scale_down_stabilization_s / step_s))
+    out = np.empty(n, dtype=np.int64)
+    current = int(initial)
+    recent: list[int] = []
+    obs = np.asarray(observed, dtype=np.float64).tolist()
+    mins_l = mins.tolist()
+    for t in range(n):
+        metric = obs[t]
+        lo = mins_l[t]
+        raw = math.ceil(metric / target - 1e-9) if metric > 0 else 0
+        if current > 0 and abs(metric / (target * current) - 1.0) <= behavior.tolerance:
+            raw = current
+        raw = min(max(raw, lo, 1), max_replicas)
+        recent.append(raw)
+        if len(recent) > window:
+            recent.pop(0)
+        for _ in range(syncs):
+            if raw > current:
+                limit = max(current * (100 + behavior.scale_up_percent) // 100, current + behavior.scale_up_pods)
+                current = min(raw, limit)
+            elif raw < current:
+                current = max(min(max(recent), current), lo)
+            else:
+                break
+        current = min(max(current, lo), max_replicas)
+        out[t] = current
+    return out
+
+
+@dataclass(frozen=True)
+class Figures:
+    unserved_fraction: float
+    underprovisioned_minutes: float
+    replica_hours: float
+    replica_hours_vs_oracle: float
+    scale_actions: int
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {
+            "unserved_fraction": self.unserved_fraction,
+            "underprovisioned_minutes": self.underprovisioned_minutes,
+            "replica_hours": self.replica_hours,
+            "replica_hours_vs_oracle": self.replica_hours_vs_oracle,
+            "scale_actions": self.scale_actions,
+        }
+
+
+def figures(
+    demand: np.ndarray,
+    desired: np.ndarray,
+    ready: np.ndarray,
+    *,
+    capacity_per_replica: float,
+    step_s: int,
+    select: np.ndarray | None,
+    oracle_replica_hours: float | None,
+) -> Figures:
+    """Quality and cost of one strategy over the steps in ``select`` (all when None)."""
+    if select is None:
+        select = np.ones(len(demand), dtype=bool)
+    d = demand[select]
+    cap = ready[select] * capacity_per_replica
+    short = np.maximum(d - cap, 0.0)
+    total = float(d.sum())
+    replica_hours = float(desired[select].sum()) * step_s / 3600
+    changes = np.zeros(len(desired), dtype=bool)
+    changes[1:] = desired[1:] != desired[:-1]
+    return Figures(
+        unserved_fraction=float(short.sum() / total) if total > 0 else 0.0,
+        underprovisioned_minutes=float((short > 0).sum()) * step_s / 60,
+        replica_hours=replica_hours,
+        replica_hours_vs_oracle=(replica_hours / oracle_replica_hours) if oracle_replica_hours else float("nan"),
+        scale_actions=int(changes[select].sum()),
+    )

@@ -1,0 +1,58 @@
+"""Time zones and timestamps at the edges.
+
+Inside arrays peakscale counts time as *wall-clock seconds* of one zone (a naive local datetime
+read as if it were UTC). Seasonality follows the local clock people live by (a host goes live at
+20:00 Shanghai time, taxis peak at 18:00 New York time), so the forecaster must see local time.
+Naive timestamps are read in the zone given (``--tz``); timestamps with an offset are converted to
+that zone first.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from autoscaler.errors import InputError
+
+_EPOCH = datetime(1970, 1, 1)
+
+
+def get_zone(name: str, *, field: str = "--tz") -> ZoneInfo:
+    """Return the IANA zone ``name`` or raise ``InputError`` naming ``field``."""
+    try:
+        if not name or name != name.strip():
+            raise ValueError(name)
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):
+        raise InputError(
+            field, f"unknown time zone {name!r}", "use an IANA name such as UTC, Asia/Shanghai, America/New_York"
+        ) from None
+
+
+def parse_timestamp(text: str, zone: ZoneInfo, *, field: str) -> datetime:
+    """Parse an ISO-8601 timestamp; return it as a naive wall-clock datetime in ``zone``."""
+    raw = text.strip()
+    if raw.endswith("Z"):
+        raw = raw[:-1] + "+00:00"
+    try:
+        stamp = datetime.fromisoformat(raw)
+    except ValueError:
+        raise InputError(field, f"cannot read timestamp {text!r}", "use ISO 8601 such as 2026-11-11 20:00:00") from None
+    if stamp.tzinfo is not None:
+        stamp = stamp.astimezone(zone).replace(tzinfo=None)
+    return stamp
+
+
+def wall_seconds(stamp: datetime) -> int:
+    """Naive wall-clock datetime -> wall-clock seconds."""
+    return int((stamp - _EPOCH).total_seconds())
+
+
+def wall_datetime(seconds: float) -> datetime:
+    """Wall-clock seconds -> naive wall-clock datetime."""
+    return datetime.fromtimestamp(float(seconds), tz=timezone.utc).replace(tzinfo=None)
+
+
+def aware(seconds: float, zone: ZoneInfo) -> datetime:
+    """Wall-clock seconds -> timezone-aware datetime in ``zone``."""
+    return wall_datetime(seconds).replace(tzinfo=zone)
