@@ -24,7 +24,7 @@ import numpy as np
 from autoscaler.calendar import PromotionEvent, event_mask
 from autoscaler.errors import InputError
 from autoscaler.forecast import ForecastSettings, forecast_block
-from autoscaler.plan import PlannerState, PlanPolicy, plan_step
+from autoscaler.plan import PlannerState, PlanPolicy, freeze_windows, plan_step
 from autoscaler.simulate import Figures, figures, need_replicas, ready_replicas, simulate_hpa
 from autoscaler.trace import Trace
 
@@ -76,6 +76,7 @@ class BacktestResult:
                 "max_replicas": p.max_replicas,
                 "scale_down_stabilization_s": p.scale_down_stabilization_s,
                 "freeze_during_events": p.freeze_during_events,
+                "max_freeze_s": p.max_freeze_s,
                 "metric_lag_s": self.scenario.metric_lag_s,
                 "simulation_step_s": self.step_s,
                 "trace_step_s": self.trace.step_s,
@@ -279,7 +280,10 @@ def run_backtest(
             desired = run_planner(times, seen, peaks, uppers, np.zeros(len(times), dtype=bool), policy, initial)
         elif name == "peakscale":
             peaks, uppers, seen = forecast_peaks(trace, events, scenario, times, progress, name)
-            desired = run_planner(times, seen, peaks, uppers, in_event, policy, initial)
+            frozen = np.zeros(len(times), dtype=bool)
+            for lo_s, hi_s in freeze_windows(events, policy):
+                frozen[np.searchsorted(times, lo_s) : np.searchsorted(times, hi_s)] = True
+            desired = run_planner(times, seen, peaks, uppers, frozen, policy, initial)
         else:
             desired = run_oracle(need, lead, policy)
         runs[name] = StrategyRun(name=name, desired=desired, ready=ready_replicas(desired, lead, initial))

@@ -45,6 +45,9 @@ class PlanPolicy:
     max_scale_up_per_minute: int | None = None
     scale_down_stabilization_s: int = 300
     freeze_during_events: bool = True
+    #: a freeze lasts at most this long from an event's start: a campaign of weeks is a season,
+    #: not a surge, and freezing through it would park peak capacity for weeks
+    max_freeze_s: int = 6 * 3600
     #: changes smaller than this share of the current count are not made (the HPA's 10 %),
     #: except that the current need is always met
     tolerance: float = 0.1
@@ -83,6 +86,8 @@ def validate_policy(policy: PlanPolicy) -> None:
         raise InputError("--max-scale-up-per-minute", "must be at least 1", "leave it unset for no limit")
     if not (0 <= policy.tolerance < 1):
         raise InputError("--tolerance", f"{policy.tolerance:g} is outside [0, 1)", "e.g. 0.1 ignores changes under 10 %")
+    if policy.max_freeze_s < 0:
+        raise InputError("--max-freeze", "must not be negative", "e.g. 6h")
     if policy.scale_down_stabilization_s < 0:
         raise InputError("--scale-down-stabilization", "must not be negative", "e.g. 5m")
 
@@ -188,3 +193,14 @@ def plan_step(
         event=event,
     )
     return decision, PlannerState(replicas=target, at_s=now_s, recent=recent)
+
+
+def freeze_windows(events, policy: PlanPolicy) -> list[tuple[int, int]]:
+    """The (start, end) wall-clock seconds during which scale-in is frozen."""
+    if not policy.freeze_during_events:
+        return []
+    return [(e.start_s, min(e.end_s, e.start_s + policy.max_freeze_s)) for e in events]
+
+
+def is_frozen(now_s: int, windows: list[tuple[int, int]]) -> bool:
+    return any(lo <= now_s < hi for lo, hi in windows)

@@ -1,0 +1,260 @@
+"""The ``peakscale`` command line: a thin shell over the library.
+
+Every command prints a table for people and ``--json`` for scripts. Errors a user can cause are
+``InputError``: printed on one line to stderr, exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from autoscaler.errors import InputError
+
+app = typer.Typer(
+    name="peakscale",
+    help=(
+        "Pre-scale capacity tiers before their peaks: promotion calendar + forecast + lead time.\n\n"
+        "Start with `peakscale backtest` (no arguments: the bundled World Cup 1998 trace)."
+    ),
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+)
+
+BUNDLED_DIR = Path(__file__).resolve().parent.parent / "data" / "traces"
+BUNDLED_TRACE = BUNDLED_DIR / "worldcup98_requests_1min.csv.gz"
+BUNDLED_EVENTS = BUNDLED_DIR / "worldcup98_requests_1min.events.csv"
+#: the bundled trace's scenario: 2,000 requests/min per replica, 10 min to start and warm up
+BUNDLED_CAPACITY = 2000.0
+#: the bundled calendar's surges: the matches (its 'tournament' row spans five weeks)
+BUNDLED_KINDS = ["sports match (scheduled)"]
+
+err_console = Console(stderr=True)
+
+
+def fail(error: InputError) -> None:
+    err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+@app.callback()
+def main_callback() -> None:
+    """peakscale: get live-commerce platforms through their peaks."""
+
+
+def _default_events(trace: Path) -> Path | None:
+    name = trace.name.removesuffix(".gz").removesuffix(".csv")
+    for candidate in (trace.with_name(f"{name}.events.csv"), trace.with_name(f"{name}.events.yaml")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _split_list(values: list[str] | None) -> list[str]:
+    out: list[str] = []
+    for value in values or []:
+        out.extend(v.strip() for v in value.split(",") if v.strip())
+    return out
+
+
+@app.command()
+def backtest(
+    trace: Annotated[
+        Optional[Path],
+        typer.Option(help="CSV of timestamp,value at a regular step (.csv or .csv.gz). Default: the bundled World Cup 1998 trace."),
+    ] = None,
+    events: Annotated[
+        Optional[Path],
+        typer.Option(help="Calendar: CSV start,end,name,kind[,expected_multiplier,expected_peak] or the YAML calendar. Default: <trace>.events.csv beside the trace."),
+    ] = None,
+    tz: Annotated[str, typer.Option(help="Zone of naive timestamps in the trace and calendar (IANA name).")] = "UTC",
+    capacity_per_replica: Annotated[
+        Optional[float],
+        typer.Option(help="Demand one replica serves at 100 % (same unit as the trace per sample). Required with --trace."),
+    ] = None,
+    target_utilization: Annotated[float, typer.Option(help="Share of capacity to plan for, in (0, 1].")] = 0.7,
+    lead_time: Annotated[str, typer.Option(help="How long a new replica takes to serve: pod start, warm-up, resharding (e.g. 90s, 10m, 1h).")] = "10m",
+    min_replicas: Annotated[int, typer.Option(help="Never fewer replicas.")] = 2,
+    max_replicas: Annotated[int, typer.Option(help="Never more replicas, whatever the forecast.")] = 200,
+    scale_down_stabilization: Annotated[str, typer.Option(help="Scale in only after the need stayed lower this long.")] = "5m",
+    freeze: Annotated[bool, typer.Option("--freeze/--no-freeze", help="No scale-in while a calendar event is active.")] = True,
+    max_freeze: Annotated[str, typer.Option(help="A freeze lasts at most this long from an event's start.")] = "6h",
+    metric_lag: Annotated[str, typer.Option(help="How late every strategy but the oracle sees the demand.")] = "60s",
+    kinds: Annotated[
+        Optional[list[str]],
+        typer.Option("--kinds", help="Event kinds that count as calendar events (repeatable). Default: all but kinds naming an anomaly, artifact, outage or gap; for the bundled trace, its matches."),
+    ] = None,
+    strategies: Annotated[
+        Optional[list[str]],
+        typer.Option("--strategies", help="Strategies to run, repeatable or comma-separated: reactive, schedule, history, peakscale, oracle. Default: all."),
+    ] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="Write a PNG: demand, ready capacity per strategy, event windows shaded.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the table.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+) -> None:
+    """Replay a real trace through a simulated cluster and compare scaling strategies.
+
+    New replicas serve only after --lead-time. Five strategies see the same trace: reactive (an
+    HPA on the request rate, 60 s late), schedule (calendar floors sized by hand, KEDA-cron
+    style), history (seasonal forecast, no calendar), peakscale (history + calendar + lead time)
+    and oracle (perfect foresight, the lower bound on cost).
+
+    Examples:
+
+      peakscale backtest
+
+      peakscale backtest --trace traffic.csv --events promos.csv --tz Asia/Shanghai \\
+          --capacity-per-replica 500 --lead-time 25m --max-replicas 300 --plot out.png
+
+      peakscale backtest --json | jq '.strategies.peakscale.events'
+    """
+    from autoscaler.backtest import STRATEGIES, Scenario, run_backtest
+    from autoscaler.calendar import load_calendar, select_kinds
+    from autoscaler.durations import parse_duration_s
+    from autoscaler.plan import PlanPolicy
+    from autoscaler.timezones import get_zone
+    from autoscaler.trace import load_trace
+
+    try:
+        zone = get_zone(tz)
+        if trace is None:
+            trace_path, events_path = BUNDLED_TRACE, events or BUNDLED_EVENTS
+            capacity = capacity_per_replica if capacity_per_replica is not None else BUNDLED_CAPACITY
+        else:
+            trace_path, events_path = trace, events or _default_events(trace)
+            if capacity_per_replica is None:
+                raise InputError("--capacity-per-replica", "required with --trace", "give the demand one replica serves, e.g. --capacity-per-replica 500")
+            capacity = capacity_per_replica
+        chosen = _split_list(strategies) or list(STRATEGIES)
+        for name in chosen:
+            if name not in STRATEGIES:
+                raise InputError("--strategies", f"unknown strategy {name!r}", f"choose from {', '.join(STRATEGIES)}")
+        policy = PlanPolicy(
+            capacity_per_replica=capacity,
+            target_utilization=target_utilization,
+            lead_time_s=parse_duration_s(lead_time, field="--lead-time", allow_zero=True),
+            min_replicas=min_replicas,
+            max_replicas=max_replicas,
+            scale_down_stabilization_s=parse_duration_s(scale_down_stabilization, field="--scale-down-stabilization", allow_zero=True),
+            freeze_during_events=freeze,
+            max_freeze_s=parse_duration_s(max_freeze, field="--max-freeze", allow_zero=True),
+        )
+        scenario = Scenario(policy=policy, metric_lag_s=parse_duration_s(metric_lag, field="--metric-lag", allow_zero=True))
+        if plot is not None and plot.suffix.lower() != ".png":
+            raise InputError("--plot", f"{str(plot)!r} is not a .png file", "name the plot file *.png")
+        series = load_trace(trace_path, zone)
+        calendar = load_calendar(events_path, zone) if events_path is not None else []
+        wanted_kinds = _split_list(kinds) or (BUNDLED_KINDS if trace is None and events is None else [])
+        selected = select_kinds(calendar, wanted_kinds)
+        if wanted_kinds and not selected:
+            known = sorted({e.kind for e in calendar})
+            raise InputError("--kinds", f"no event of kind {', '.join(map(repr, wanted_kinds))} in the calendar", f"kinds present: {', '.join(map(repr, known)) or 'none'}")
+        with _progress(enabled=not quiet and not as_json) as report:
+            result = run_backtest(series, selected, scenario, tuple(chosen), progress=report)
+        if plot is not None:
+            from autoscaler.plot import plot_backtest
+
+            plot_backtest(result, plot)
+    except InputError as error:
+        fail(error)
+    if as_json:
+        doc = result.as_json()
+        if plot is not None:
+            doc["plot"] = str(plot)
+        typer.echo(json.dumps(doc, indent=2))
+        return
+    _print_table(result, plot)
+
+
+class _progress:
+    """A progress display on stderr for the strategies of a backtest (terminal only)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and err_console.is_terminal
+        self._progress = None
+        self._tasks: dict[str, int] = {}
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda stage, fraction: None
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(
+            TextColumn("{task.description:>10}"), BarColumn(), TimeElapsedColumn(), console=err_console, transient=True
+        )
+        self._progress.__enter__()
+
+        def report(stage: str, fraction: float) -> None:
+            if stage not in self._tasks:
+                self._tasks[stage] = self._progress.add_task(stage, total=1.0)
+            self._progress.update(self._tasks[stage], completed=fraction)
+
+        return report
+
+    def __exit__(self, *exc) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+
+
+def _print_table(result, plot: Path | None) -> None:
+    doc = result.as_json()
+    sc = doc["scenario"]
+    console = Console() if Console().is_terminal else Console(width=150)
+    title = (
+        f"{doc['trace']}: {sc['samples']:,} samples, {sc['calendar_events']} calendar events "
+        f"({sc['event_minutes']:,.0f} min; kinds: {', '.join(sc['event_kinds']) or 'none'}), "
+        f"lead time {sc['lead_time_s'] / 60:g} min, {sc['capacity_per_replica']:g}/replica at {sc['target_utilization']:.0%}"
+    )
+    table = Table(title=title, title_justify="left")
+    table.add_column("strategy")
+    table.add_column("unserved\nall", justify="right")
+    table.add_column("unserved\nevents", justify="right")
+    table.add_column("under-prov.\nmin, all", justify="right")
+    table.add_column("under-prov.\nmin, events", justify="right")
+    table.add_column("replica-h\nall", justify="right")
+    table.add_column("vs oracle\nall", justify="right")
+    table.add_column("vs oracle\nevents", justify="right")
+    table.add_column("scale\nactions", justify="right")
+    for name, figs in doc["strategies"].items():
+        a, e = figs["all"], figs["events"]
+        style = "bold" if name == "peakscale" else None
+        table.add_row(
+            name,
+            f"{a['unserved_fraction']:.4%}",
+            f"{e['unserved_fraction']:.4%}",
+            f"{a['underprovisioned_minutes']:,.0f}",
+            f"{e['underprovisioned_minutes']:,.0f}",
+            f"{a['replica_hours']:,.0f}",
+            f"{a['replica_hours_vs_oracle']:.3f}",
+            f"{e['replica_hours_vs_oracle']:.3f}",
+            f"{a['scale_actions']:,}",
+            style=style,
+        )
+    console.print(table)
+    console.print(
+        "unserved: share of demand above ready capacity; under-prov.: minutes with any; "
+        "replica-h: replicas asked for (warming or ready); events: minutes inside calendar windows.",
+        style="dim",
+    )
+    if plot is not None:
+        console.print(f"plot written to {plot}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except InputError as error:  # raised outside a command body (e.g. while parsing)
+        err_console.print(f"error: {error}", highlight=False)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
