@@ -45,7 +45,7 @@ class ForecastSettings:
     #: how many seconds of recent samples set the current level
     level_window_s: int = 60
     #: past events' offsets pooled around each offset, so a kick-off a few minutes late still teaches
-    align_slack_s: int = 300
+    align_slack_s: int = 120
     #: circular moving average applied to the daily profile
     smooth_s: int = 900
 

@@ -49,6 +49,7 @@ def load_trace(path: str | Path, zone: ZoneInfo) -> Trace:
         raise InputError("--trace", f"no such file {str(path)!r}", "give the path of a timestamp,value CSV")
     times: list[int] = []
     values: list[float] = []
+    lines: list[int] = []
     with open_text(path) as handle:
         reader = csv.reader(handle)
         try:
@@ -82,6 +83,7 @@ def load_trace(path: str | Path, zone: ZoneInfo) -> Trace:
                     if seconds < times[-1]:
                         raise InputError(f"{where} timestamp", f"{row[t_col]!r} goes back in time", "sort the trace by timestamp")
                 times.append(seconds)
+                lines.append(line)
                 values.append(value)
         except (UnicodeDecodeError, csv.Error) as exc:
             raise InputError(f"{label} line {reader.line_num}", f"cannot read row ({exc})", "expected a CSV text file") from None
@@ -94,7 +96,7 @@ def load_trace(path: str | Path, zone: ZoneInfo) -> Trace:
     if bad.size:
         i = int(bad[0])
         raise InputError(
-            f"{label} row {i + 2}",
+            f"{label} line {lines[i + 1]}",
             f"gap or irregular step: {deltas[i]} s after the previous sample, the trace's step is {step_s} s",
             "resample the trace to a regular step and fill or cut the gap",
         )

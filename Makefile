@@ -1,0 +1,44 @@
+# peakscale: every install step lives here, so a fresh Debian machine needs only these targets.
+#   make demo   backtest of the bundled World Cup 1998 trace: table + out/worldcup98-backtest.png
+#   make test   installs what the tests need (Debian packages included) and runs them all
+#   make bench  prints the benchmark tables (quality and speed)
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+# uv from PATH, else the one pip installed as a module
+UV = $$(command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
+# Debian packages the test suite starts for real (none yet for the foundation)
+DEB_PACKAGES ?=
+
+.PHONY: demo test bench uv env env-dev debs clean
+
+uv:
+	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || \
+	  $(PYTHON) -m pip install --quiet uv || $(PYTHON) -m pip install --quiet --break-system-packages uv
+
+env: uv
+	@$(UV) sync --frozen --no-dev --inexact --quiet
+
+env-dev: uv
+	@$(UV) sync --frozen --quiet
+
+debs:
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+demo: env
+	@mkdir -p out
+	@$(UV) run --frozen --no-dev peakscale backtest --plot out/worldcup98-backtest.png
+
+test: env-dev debs
+	@$(UV) run --frozen pytest -q
+
+bench: env-dev
+	@$(UV) run --frozen python bench/run.py
+
+clean:
+	rm -rf out .pytest_cache .hypothesis

@@ -1,0 +1,94 @@
+import numpy as np
+import pytest
+
+from autoscaler.backtest import STRATEGIES, Scenario, run_backtest
+from autoscaler.errors import InputError
+from autoscaler.plan import PlanPolicy
+from autoscaler.trace import Trace
+from tests.autoscaler.synthetic import add_surges, daily_series, nightly_events
+
+DAYS = 10
+
+
+def make_trace(days=DAYS, step_s=60):
+    times, values = daily_series(days, step_s=step_s)
+    events = nightly_events(days)
+    return Trace(name="synthetic", times_s=times, values=add_surges(times, values, events, factor=4.0, ramp_s=600), step_s=step_s), events
+
+
+def scenario(**kw):
+    args = dict(capacity_per_replica=100.0, lead_time_s=900, min_replicas=2, max_replicas=500)
+    args.update(kw)
+    return Scenario(policy=PlanPolicy(**args))
+
+
+@pytest.fixture(scope="module")
+def result():
+    trace, events = make_trace()
+    return run_backtest(trace, events, scenario())
+
+
+def test_every_strategy_is_measured_against_the_oracle(result):
+    assert list(result.runs) == list(STRATEGIES)
+    oracle = result.runs["oracle"]
+    assert oracle.all.unserved_fraction == 0.0
+    assert oracle.all.replica_hours_vs_oracle == pytest.approx(1.0)
+    for run in result.runs.values():
+        assert (run.desired >= 2).all() and (run.desired <= 500).all()
+
+
+def test_peakscale_serves_event_surges_that_reactive_scaling_drops(result):
+    reactive, peakscale = result.runs["reactive"], result.runs["peakscale"]
+    assert reactive.events.unserved_fraction > 0.005
+    assert peakscale.events.unserved_fraction < 0.25 * reactive.events.unserved_fraction
+    assert peakscale.all.replica_hours_vs_oracle < 1.15
+
+
+def test_calendar_beats_history_alone_when_events_move(result):
+    assert result.runs["peakscale"].events.unserved_fraction < result.runs["history"].events.unserved_fraction
+
+
+def test_json_has_the_documented_shape(result):
+    doc = result.as_json()
+    assert doc["trace"] == "synthetic"
+    assert set(doc["strategies"]) == set(STRATEGIES)
+    for figs in doc["strategies"].values():
+        for part in ("all", "events"):
+            assert set(figs[part]) == {
+                "unserved_fraction",
+                "underprovisioned_minutes",
+                "replica_hours",
+                "replica_hours_vs_oracle",
+                "scale_actions",
+            }
+
+
+def test_no_look_ahead_plan_up_to_t_is_identical_whatever_comes_after():
+    trace, events = make_trace()
+    cut = 7 * 1440 + 613
+    rng = np.random.default_rng(3)
+    tampered_values = trace.values.copy()
+    tampered_values[cut:] = rng.uniform(0, 50000, len(trace.values) - cut)
+    tampered = Trace(name="t", times_s=trace.times_s, values=tampered_values, step_s=60)
+    truncated = Trace(name="t", times_s=trace.times_s[:cut], values=trace.values[:cut], step_s=60)
+    strategies = ("history", "peakscale")
+    full = run_backtest(trace, events, scenario(), strategies)
+    other = run_backtest(tampered, events, scenario(), strategies)
+    short = run_backtest(truncated, events, scenario(), strategies)
+    for name in strategies:
+        # a decision at t sees samples up to t - 60 s: the plan up to the cut is fixed
+        np.testing.assert_array_equal(full.runs[name].desired[:cut], other.runs[name].desired[:cut])
+        np.testing.assert_array_equal(full.runs[name].desired[:cut], short.runs[name].desired[:cut])
+    assert not np.array_equal(full.runs["peakscale"].desired[cut + 60 :], other.runs["peakscale"].desired[cut + 60 :])
+
+
+def test_coarse_traces_are_simulated_minute_by_minute():
+    trace, events = make_trace(step_s=1800)
+    out = run_backtest(trace, events, scenario(lead_time_s=1800), ("reactive", "peakscale"))
+    assert out.step_s == 60 and len(out.demand) == len(trace) * 30
+
+
+def test_unknown_strategy_is_refused():
+    trace, events = make_trace(days=2)
+    with pytest.raises(InputError, match="--strategies"):
+        run_backtest(trace, events, scenario(), ("reactive", "magic"))

@@ -1,0 +1,140 @@
+import math
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from autoscaler.errors import InputError
+from autoscaler.plan import (
+    FORECAST,
+    FROZEN,
+    MAX_BOUND,
+    RATE_LIMIT,
+    STABILIZATION,
+    PlannerState,
+    PlanPolicy,
+    plan_step,
+)
+
+
+def policy(**kw):
+    base = dict(capacity_per_replica=100.0, lead_time_s=600, min_replicas=2, max_replicas=50, target_utilization=0.5, tolerance=0.0)
+    base.update(kw)
+    return PlanPolicy(**base)
+
+
+def test_forecast_within_lead_time_raises_replicas_with_its_reason():
+    p = policy()
+    decision, _ = plan_step(p, PlannerState(replicas=2, at_s=0), now_s=60, demand_now=100, forecast_peak=1000, event="KOL live 20:00")
+    assert decision.replicas == 20  # 1000 / (100 * 0.5)
+    assert decision.reason == FORECAST
+    assert "KOL live 20:00" in decision.explain() and "2 -> 20" in decision.explain()
+
+
+def test_upper_forecast_must_fit_at_full_capacity():
+    p = policy()
+    decision, _ = plan_step(p, PlannerState(replicas=2, at_s=0), now_s=60, demand_now=100, forecast_peak=100, forecast_upper=3000)
+    assert decision.replicas == 30
+
+
+def test_max_replicas_wins_over_any_forecast():
+    decision, _ = plan_step(policy(), PlannerState(replicas=10, at_s=0), now_s=60, demand_now=10**9, forecast_peak=10**12)
+    assert decision.replicas == 50 and decision.reason == MAX_BOUND
+
+
+def test_scale_in_waits_for_stabilization():
+    p = policy(scale_down_stabilization_s=300)
+    state = PlannerState(replicas=2, at_s=0)
+    d, state = plan_step(p, state, now_s=60, demand_now=1000, forecast_peak=1000)
+    assert d.replicas == 20
+    d, state = plan_step(p, state, now_s=120, demand_now=100, forecast_peak=100)
+    assert d.replicas == 20 and d.reason == STABILIZATION
+    d, state = plan_step(p, state, now_s=420, demand_now=100, forecast_peak=100)
+    assert d.replicas == 2
+
+
+def test_scale_in_is_frozen_during_active_event():
+    p = policy(scale_down_stabilization_s=0)
+    d, _ = plan_step(p, PlannerState(replicas=30, at_s=0), now_s=60, demand_now=100, forecast_peak=100, frozen=True)
+    assert d.replicas == 30 and d.reason == FROZEN
+    d, _ = plan_step(p, PlannerState(replicas=30, at_s=0), now_s=60, demand_now=100, forecast_peak=100, frozen=False)
+    assert d.replicas == 2
+
+
+def test_rate_limit_slows_anticipation_but_never_current_need():
+    p = policy(max_scale_up_per_minute=3)
+    d, _ = plan_step(p, PlannerState(replicas=2, at_s=0), now_s=60, demand_now=100, forecast_peak=2000)
+    assert d.replicas == 5 and d.reason == RATE_LIMIT
+    d, _ = plan_step(p, PlannerState(replicas=2, at_s=0), now_s=60, demand_now=2000, forecast_peak=2000)
+    assert d.replicas >= 20  # the current load needs 20 at full capacity
+
+
+def test_tolerance_ignores_small_changes():
+    p = policy(tolerance=0.1)
+    d, _ = plan_step(p, PlannerState(replicas=20, at_s=0), now_s=60, demand_now=1000, forecast_peak=1050)
+    assert d.replicas == 20
+
+
+@pytest.mark.parametrize(
+    "kw, field",
+    [
+        (dict(capacity_per_replica=0), "--capacity-per-replica"),
+        (dict(target_utilization=1.5), "--target-utilization"),
+        (dict(target_utilization=0), "--target-utilization"),
+        (dict(min_replicas=10, max_replicas=5), "--min-replicas"),
+        (dict(max_replicas=0, min_replicas=0), "--max-replicas"),
+        (dict(lead_time_s=-1), "--lead-time"),
+    ],
+)
+def test_nonsensical_policies_are_refused_naming_the_option(kw, field):
+    with pytest.raises(InputError) as info:
+        policy(**kw)
+    assert str(info.value).startswith(field)
+
+
+step = st.tuples(
+    st.floats(min_value=0, max_value=1e6, allow_nan=False),  # demand now
+    st.floats(min_value=0, max_value=1e7, allow_nan=False),  # central forecast peak
+    st.floats(min_value=0, max_value=1e7, allow_nan=False),  # upper forecast peak
+    st.booleans(),  # frozen event active
+    st.integers(min_value=1, max_value=600),  # seconds since the previous step
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    min_r=st.integers(0, 20),
+    extra=st.integers(0, 200),
+    capacity=st.floats(min_value=1, max_value=1e4),
+    utilization=st.floats(min_value=0.05, max_value=1.0),
+    stabilization=st.integers(0, 900),
+    rate=st.one_of(st.none(), st.integers(1, 50)),
+    tolerance=st.floats(min_value=0, max_value=0.5),
+    start=st.integers(0, 300),
+    steps=st.lists(step, min_size=1, max_size=40),
+)
+def test_planner_properties(min_r, extra, capacity, utilization, stabilization, rate, tolerance, start, steps):
+    p = PlanPolicy(
+        capacity_per_replica=capacity,
+        lead_time_s=600,
+        min_replicas=min_r,
+        max_replicas=max(1, min_r + extra),
+        target_utilization=utilization,
+        scale_down_stabilization_s=stabilization,
+        max_scale_up_per_minute=rate,
+        tolerance=tolerance,
+    )
+    state = PlannerState(replicas=start, at_s=0)
+    now = 0
+    for demand, peak, upper, frozen, dt in steps:
+        now += dt
+        before = state.replicas
+        decision, state = plan_step(p, state, now_s=now, demand_now=demand, forecast_peak=peak, forecast_upper=upper, frozen=frozen)
+        # never leaves [min, max]
+        assert p.min_replicas <= decision.replicas <= p.max_replicas
+        # never plans below what the current load needs (at full capacity), up to maxReplicas
+        need = math.ceil(demand / capacity - 1e-9)
+        assert decision.replicas >= min(need, p.max_replicas)
+        # never scales in during a frozen event (from a count inside the bounds)
+        if frozen and p.min_replicas <= before <= p.max_replicas:
+            assert decision.replicas >= before
+        assert state.replicas == decision.replicas

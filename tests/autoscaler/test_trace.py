@@ -1,0 +1,69 @@
+import gzip
+
+import numpy as np
+import pytest
+
+from autoscaler.errors import InputError
+from autoscaler.timezones import get_zone
+from autoscaler.trace import load_trace
+
+UTC = get_zone("UTC")
+
+
+def write(tmp_path, text, name="t.csv"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_loads_a_regular_trace(tmp_path):
+    path = write(tmp_path, "timestamp,value\n2026-11-11 00:00:00,1\n2026-11-11 00:01:00,2.5\n2026-11-11 00:02:00,0\n")
+    trace = load_trace(path, UTC)
+    assert trace.step_s == 60
+    assert trace.values.tolist() == [1.0, 2.5, 0.0]
+    assert (np.diff(trace.times_s) == 60).all()
+
+
+def test_loads_gzip(tmp_path):
+    path = tmp_path / "t.csv.gz"
+    path.write_bytes(gzip.compress(b"timestamp,value\n2026-11-11 00:00,1\n2026-11-11 00:05,2\n2026-11-11 00:10,3\n"))
+    assert load_trace(path, UTC).step_s == 300
+
+
+def test_offsets_are_converted_to_the_zone(tmp_path):
+    path = write(tmp_path, "timestamp,value\n2026-11-11T12:00:00Z,1\n2026-11-11T12:01:00Z,1\n2026-11-11T12:02:00Z,1\n")
+    shanghai = load_trace(path, get_zone("Asia/Shanghai"))
+    utc = load_trace(path, UTC)
+    assert shanghai.times_s[0] - utc.times_s[0] == 8 * 3600
+
+
+@pytest.mark.parametrize(
+    "body, where, words",
+    [
+        ("2026-11-11 00:00,1\nnot a date,2\n2026-11-11 00:02,3\n", "line 3", "timestamp"),
+        ("2026-11-11 00:00,1\n2026-11-11 00:01,x\n2026-11-11 00:02,3\n", "line 3", "not a number"),
+        ("2026-11-11 00:00,1\n2026-11-11 00:01,-4\n2026-11-11 00:02,3\n", "line 3", "negative"),
+        ("2026-11-11 00:00,1\n2026-11-11 00:00,2\n2026-11-11 00:01,3\n", "line 3", "duplicate"),
+        ("2026-11-11 00:01,1\n2026-11-11 00:00,2\n2026-11-11 00:02,3\n", "line 3", "back in time"),
+        ("2026-11-11 00:00,1\n2026-11-11 00:01,2\n2026-11-11 00:02,2\n2026-11-11 00:07,3\n", "line 5", "gap"),
+        ("2026-11-11 00:00,1\n2026-11-11 00:01\n", "line 3", "columns"),
+    ],
+)
+def test_bad_rows_are_named(tmp_path, body, where, words):
+    path = write(tmp_path, "timestamp,value\n" + body)
+    with pytest.raises(InputError) as info:
+        load_trace(path, UTC)
+    message = str(info.value)
+    assert where in message and words in message
+    assert "\n" not in message
+
+
+def test_missing_header_is_named(tmp_path):
+    path = write(tmp_path, "when,how_many\n2026-11-11 00:00,1\n")
+    with pytest.raises(InputError, match="header"):
+        load_trace(path, UTC)
+
+
+def test_missing_file_names_the_option(tmp_path):
+    with pytest.raises(InputError, match="--trace"):
+        load_trace(tmp_path / "nope.csv", UTC)
