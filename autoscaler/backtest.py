@@ -23,7 +23,7 @@ import numpy as np
 
 from autoscaler.calendar import PromotionEvent, event_mask
 from autoscaler.errors import InputError
-from autoscaler.forecast import ForecastSettings, forecast_block
+from autoscaler.forecast import ForecastSettings, fit_baseline, forecast_block
 from autoscaler.plan import PlannerState, PlanPolicy, freeze_windows, plan_step
 from autoscaler.simulate import Figures, figures, need_replicas, ready_replicas, simulate_hpa
 from autoscaler.trace import Trace
@@ -42,6 +42,8 @@ class Scenario:
     metric_lag_s: int = 60
     forecast: ForecastSettings = field(default_factory=ForecastSettings)
     refit_every_s: int = 3600
+    #: the daily profile moves slowly: refit it less often than the event profiles
+    baseline_refit_every_s: int = 6 * 3600
 
 
 @dataclass
@@ -181,10 +183,13 @@ def forecast_peaks(
     upper = np.empty((n, horizon + 1))
     refit = max(1, scenario.refit_every_s // step)
     n_blocks = math.ceil(n / refit)
+    baseline = None
     for b, first in enumerate(range(0, n, refit)):
         stop = min(n, first + refit)
+        if baseline is None or trace.times_s[first] - baseline.fitted_at_s >= scenario.baseline_refit_every_s:
+            baseline = fit_baseline(trace.times_s, trace.values, masked, first, step, scenario.forecast)
         block = forecast_block(
-            trace.times_s, trace.values, masked, events, first, stop, horizon, step, scenario.forecast
+            trace.times_s, trace.values, masked, events, first, stop, horizon, step, scenario.forecast, baseline
         )
         central[first:stop] = block.central
         upper[first:stop] = block.upper

@@ -170,24 +170,30 @@ def fit_baseline(
     return Baseline(step_s=step_s, profiles=np.maximum(profiles, floor), fitted_at_s=int(times_s[last]))
 
 
-def nan_quantile_cols(grid: np.ndarray, q: float) -> np.ndarray:
-    """Quantile of each column ignoring NaN (NaN where a column has none); linear interpolation.
+def nan_quantile_cols(grid: np.ndarray, q: float | tuple[float, ...]) -> np.ndarray:
+    """Quantile(s) of each column (axis 0) ignoring NaN (NaN where a column has none).
 
-    numpy's ``nanquantile`` loops over columns in Python; sorting once (NaN sorts last) is ~50x
-    faster on the (events x offsets) and (days x slots) grids used here.
+    Linear interpolation, as numpy's. numpy's ``nanquantile`` loops over columns in Python;
+    sorting once (NaN sorts last) is ~50x faster on the grids used here, and several quantiles
+    share the one sort. With a tuple ``q`` the result has a leading axis of ``len(q)``.
     """
+    qs = q if isinstance(q, tuple) else (q,)
     if grid.shape[0] == 0:
-        return np.full(grid.shape[1:], np.nan)
+        out = np.full((len(qs), *grid.shape[1:]), np.nan)
+        return out if isinstance(q, tuple) else out[0]
     ordered = np.sort(grid, axis=0)
     count = np.isfinite(grid).sum(axis=0)
-    pos = np.maximum(count - 1, 0) * q
-    lo = np.floor(pos).astype(np.int64)
-    hi = np.minimum(lo + 1, np.maximum(count - 1, 0))
-    frac = pos - lo
-    lo_v = np.take_along_axis(ordered, lo[None], axis=0)[0]
-    hi_v = np.take_along_axis(ordered, hi[None], axis=0)[0]
-    out = lo_v + (hi_v - lo_v) * frac
-    return np.where(count > 0, out, np.nan)
+    top = np.maximum(count - 1, 0)
+    results = []
+    for quantile in qs:
+        pos = top * quantile
+        lo = np.floor(pos).astype(np.int64)
+        hi = np.minimum(lo + 1, top)
+        frac = pos - lo
+        lo_v = np.take_along_axis(ordered, lo[None], axis=0)[0]
+        hi_v = np.take_along_axis(ordered, hi[None], axis=0)[0]
+        results.append(np.where(count > 0, lo_v + (hi_v - lo_v) * frac, np.nan))
+    return np.asarray(results) if isinstance(q, tuple) else results[0]
 
 
 def _nanmedian_rows(grid: np.ndarray) -> np.ndarray:
@@ -204,14 +210,23 @@ def level_ratios(values: np.ndarray, base: np.ndarray, window: int) -> np.ndarra
 
 
 def _growth_table(
-    values: np.ndarray, anchors: list[int], pre: int, post: int, last: int, horizon: int, settings: ForecastSettings, step_s: int
+    values: np.ndarray,
+    anchors: list[int],
+    pre: int,
+    post: int,
+    last: int,
+    horizon: int,
+    settings: ForecastSettings,
+    step_s: int,
+    rows: tuple[int, int] | None = None,
 ) -> np.ndarray | None:
     """growth[0 central | 1 upper, k, h] for offsets ``k - pre`` from each anchor (see module doc).
 
     For each past event, the level (mean of the last ``level_window`` samples) at offset tau
-    and at tau + h; the quantiles over events, pooled over ``align_slack`` offsets around tau so
-    that an event a few minutes late still teaches, of their ratio. Samples after ``last`` are
-    never read.
+    and at tau + h; the median and the upper quantile over events, pooled over ``align_slack``
+    offsets around tau so that an event a few minutes late still teaches, of their ratio.
+    Only ``rows`` (a half-open range of k) are computed, the others left at 1: the live path
+    needs one row. Samples after ``last`` are never read.
     """
     window = max(1, settings.level_window_s // step_s)
     slack = max(0, settings.align_slack_s // step_s)
@@ -230,18 +245,21 @@ def _growth_table(
     if not levels:
         return None
     levels_a = np.asarray(levels)
-    off = window + slack
+    r_lo, r_hi = rows if rows is not None else (0, span)
+    r_lo, r_hi = max(0, r_lo), min(span, r_hi)
     growth = np.ones((2, span, horizon + 1))
-    for h in range(horizon + 1):
-        pooled = []
-        for d in range(-slack, slack + 1):
-            now = levels_a[:, off + d : off + d + span]
-            fut = levels_a[:, off + d + h : off + d + h + span]
-            pooled.append(fut / np.maximum(now, 1e-12))
-        stack = np.concatenate(pooled, axis=0)
-        for row, quantile in enumerate((0.5, settings.quantile)):
-            q = nan_quantile_cols(stack, quantile)
-            growth[row, :, h] = np.where(np.isfinite(q), q, 1.0)
+    if r_hi <= r_lo:
+        return growth
+    off = window + slack
+    shifts = np.arange(-slack, slack + 1)
+    now_idx = off + shifts[:, None] + np.arange(r_lo, r_hi)[None, :]  # (shifts, rows)
+    fut_idx = now_idx[:, :, None] + np.arange(horizon + 1)[None, None, :]  # (shifts, rows, h)
+    now = levels_a[:, now_idx]
+    fut = levels_a[:, fut_idx]
+    ratio = fut / np.maximum(now, 1e-12)[..., None]
+    pooled = ratio.reshape(-1, r_hi - r_lo, horizon + 1)
+    q = nan_quantile_cols(pooled, (0.5, settings.quantile))
+    growth[:, r_lo:r_hi] = np.where(np.isfinite(q), q, 1.0)
     return growth
 
 
@@ -254,6 +272,7 @@ def learn_profile(
     duration_steps: int,
     horizon: int,
     settings: ForecastSettings,
+    offsets: tuple[int, int] | None = None,
 ) -> KindProfile | None:
     """Learn growth and shape from ``past`` events, using only samples up to ``last``.
 
@@ -261,6 +280,8 @@ def learn_profile(
     the time of day, drives the load, and past events of a kind need not fall at the same hour.
     Two tables: one anchored on the start (the run-up), one on the end (the rush at the final
     whistle, the last minutes of a sale), since past events need not last as long as this one.
+    ``offsets`` (half-open, in steps from this event's start) limits the work to the offsets a
+    caller will look up.
     """
     step_s = baseline.step_s
     t0 = int(times_s[0])
@@ -268,9 +289,13 @@ def learn_profile(
     ends = [(e.end_s - t0 + step_s - 1) // step_s for e in past]
     half = duration_steps // 2
     pre_start = horizon
-    from_start = _growth_table(values, starts, pre_start, half + horizon, last, horizon, settings, step_s)
     pre_end = duration_steps - half + horizon
-    from_end = _growth_table(values, ends, pre_end, 2 * horizon, last, horizon, settings, step_s)
+    rows_start = rows_end = None
+    if offsets is not None:
+        rows_start = (offsets[0] + pre_start, min(offsets[1], half) + pre_start)
+        rows_end = (max(offsets[0], half) - duration_steps + pre_end, offsets[1] - duration_steps + pre_end)
+    from_start = _growth_table(values, starts, pre_start, half + horizon, last, horizon, settings, step_s, rows_start)
+    from_end = _growth_table(values, ends, pre_end, 2 * horizon, last, horizon, settings, step_s, rows_end)
     if from_start is None or from_end is None:
         return None
     # the typical shape of load over baseline, start-anchored, for operator-sized floors
@@ -329,6 +354,7 @@ def _event_terms(
     hi_s: int,
     horizon: int,
     settings: ForecastSettings,
+    stop: int,
 ) -> list[_EventTerm]:
     """The events whose (pre-)window touches [lo_s, hi_s], each with what the past teaches."""
     step_s = baseline.step_s
@@ -340,7 +366,9 @@ def _event_terms(
             continue
         duration = -(-(event.end_s - event.start_s) // step_s)
         past = related_past_events(event, events, now_s, settings.max_past_events)
-        profile = learn_profile(times_s, values, baseline, past, last, duration, horizon, settings) if past else None
+        start_index = (event.start_s - t0) // step_s
+        offsets = (last - start_index - 1, stop - start_index + 1)
+        profile = learn_profile(times_s, values, baseline, past, last, duration, horizon, settings, offsets) if past else None
         terms.append(
             _EventTerm(
                 event=event,
@@ -363,15 +391,18 @@ def forecast_block(
     horizon: int,
     step_s: int,
     settings: ForecastSettings,
+    baseline: Baseline | None = None,
 ) -> "Block":
     """Forecasts made at every sample index ``first <= i < stop``, fitted at ``first``.
 
     ``Block.central[i - first, h]`` is the central forecast for sample ``i + h`` made with the
     samples ``<= i``, ``Block.upper`` the upper one, ``Block.who`` the index in ``events`` of the
     event that shaped it (-1 for none). The baseline and event profiles use samples ``<= first``
-    only, the level uses samples ``<= i``: nothing after ``i`` is ever read.
+    only, the level uses samples ``<= i``: nothing after ``i`` is ever read. A ``baseline``
+    fitted earlier may be passed in to save refitting the daily profile.
     """
-    baseline = fit_baseline(times_s, values, masked, first, step_s, settings)
+    if baseline is None or baseline.fitted_at_s > int(times_s[first]):
+        baseline = fit_baseline(times_s, values, masked, first, step_s, settings)
     t0 = int(times_s[0])
     window = max(1, settings.level_window_s // step_s)
     n = stop - first
@@ -391,7 +422,7 @@ def forecast_block(
     who = np.full((n, horizon + 1), -1, dtype=np.int64)
     floor = np.zeros((n, horizon + 1))
     terms = _event_terms(
-        times_s, values, baseline, events, first, int(future_t[0]), int(future_t[-1]), horizon, settings
+        times_s, values, baseline, events, first, int(future_t[0]), int(future_t[-1]), horizon, settings, stop
     )
     positions = {id(e): k for k, e in enumerate(events)}
     for term in terms:
@@ -458,8 +489,10 @@ def forecast_at(
 
     step_s = int(times_s[1] - times_s[0]) if len(times_s) > 1 else 60
     masked = event_mask(times_s[: last + 1], events)
-    block = forecast_block(times_s[: last + 1], values[: last + 1], masked, events, last, last + 1, horizon, step_s, settings)
     baseline = fit_baseline(times_s, values, masked, last, step_s, settings)
+    block = forecast_block(
+        times_s[: last + 1], values[: last + 1], masked, events, last, last + 1, horizon, step_s, settings, baseline
+    )
     now_s = int(times_s[last])
     notes = []
     for event in events:

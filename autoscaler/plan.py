@@ -164,7 +164,10 @@ def plan_step(
     if rec > policy.max_replicas:
         rec, reason = policy.max_replicas, MAX_BOUND
     horizon = now_s - policy.scale_down_stabilization_s
-    recent = tuple(p for p in state.recent if p[0] > horizon) + ((now_s, rec),)
+    recent = state.recent
+    if recent and recent[0][0] <= horizon:
+        recent = tuple(p for p in recent if p[0] > horizon)
+    recent = recent + ((now_s, rec),)
     target = rec
     if current > 0 and abs(rec - current) <= policy.tolerance * current and need_now <= current:
         if policy.min_replicas <= current <= policy.max_replicas:

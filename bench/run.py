@@ -1,0 +1,159 @@
+"""Benchmarks: quality and speed of the backtest and of one live forecast + plan.
+
+Prints tables; asserts nothing (budgets are in DESIGN.md and compared by eye and in notes):
+
+* the whole five-strategy backtest of the World Cup 1998 trace (budget: under 10 s);
+* forecast + plan for one target from 14 days of 1-minute history (budget: under 5 ms);
+* the quality table of each real trace.
+
+Reads the real traces from ../shared/data/traces when present, else the bundled copy.
+"""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from autoscaler.backtest import Scenario, run_backtest
+from autoscaler.calendar import load_calendar, select_kinds
+from autoscaler.forecast import forecast_at
+from autoscaler.plan import PlannerState, PlanPolicy, plan_step
+from autoscaler.timezones import get_zone
+from autoscaler.trace import load_trace
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared" / "data" / "traces"
+console = Console(width=150)
+
+SCENARIOS = [
+    dict(
+        trace="worldcup98_requests_1min.csv",
+        tz="UTC",
+        kinds=["sports match (scheduled)"],
+        policy=dict(capacity_per_replica=2000, lead_time_s=600, min_replicas=2, max_replicas=200),
+    ),
+    dict(
+        trace="nyc_taxi_nab_30min.csv",
+        tz="America/New_York",
+        kinds=None,
+        policy=dict(capacity_per_replica=500, lead_time_s=1800, min_replicas=2, max_replicas=200),
+    ),
+]
+
+
+def trace_paths(name: str) -> tuple[Path, Path] | None:
+    stem = name.removesuffix(".csv")
+    for folder, suffix in ((SHARED, ""), (REPO / "data" / "traces", ".gz")):
+        trace, events = folder / f"{name}{suffix}", folder / f"{stem}.events.csv"
+        if trace.is_file() and events.is_file():
+            return trace, events
+    return None
+
+
+def backtests() -> tuple[float, object]:
+    speed = Table(title="backtest wall time (load + five strategies)", title_justify="left")
+    for col in ("trace", "samples", "simulated minutes", "wall s", "budget"):
+        speed.add_column(col, justify="right" if col != "trace" else "left")
+    quality = []
+    wc_result = None
+    for sc in SCENARIOS:
+        paths = trace_paths(sc["trace"])
+        if paths is None:
+            console.print(f"[yellow]skipped {sc['trace']}: not found[/]")
+            continue
+        zone = get_zone(sc["tz"])
+        started = time.perf_counter()
+        trace = load_trace(paths[0], zone)
+        events = select_kinds(load_calendar(paths[1], zone), sc["kinds"])
+        result = run_backtest(trace, events, Scenario(policy=PlanPolicy(**sc["policy"])))
+        wall = time.perf_counter() - started
+        budget = "< 10 s" if sc["trace"].startswith("worldcup") else ""
+        speed.add_row(sc["trace"], f"{len(trace):,}", f"{len(result.demand):,}", f"{wall:.2f}", budget)
+        quality.append(result)
+        if sc["trace"].startswith("worldcup"):
+            wc_result = result
+    console.print(speed)
+    for result in quality:
+        table = Table(title=f"quality: {result.trace.name}", title_justify="left")
+        for col in ("strategy", "unserved all", "unserved events", "under-prov. min", "replica-h", "vs oracle", "vs reactive", "scale actions"):
+            table.add_column(col, justify="left" if col == "strategy" else "right")
+        reactive_rh = result.runs["reactive"].all.replica_hours
+        for name, run in result.runs.items():
+            table.add_row(
+                name,
+                f"{run.all.unserved_fraction:.4%}",
+                f"{run.events.unserved_fraction:.4%}",
+                f"{run.all.underprovisioned_minutes:,.0f}",
+                f"{run.all.replica_hours:,.0f}",
+                f"{run.all.replica_hours_vs_oracle:.3f}",
+                f"{run.all.replica_hours / reactive_rh:.3f}",
+                f"{run.all.scale_actions:,}",
+            )
+        console.print(table)
+    return 0.0, wc_result
+
+
+def live_forecast_speed(samples: int = 300) -> None:
+    paths = trace_paths("worldcup98_requests_1min.csv")
+    if paths is None:
+        return
+    zone = get_zone("UTC")
+    trace = load_trace(paths[0], zone)
+    events = select_kinds(load_calendar(paths[1], zone), ["sports match (scheduled)"])
+    policy = PlanPolicy(capacity_per_replica=2000, lead_time_s=600, min_replicas=2, max_replicas=200)
+    history = 14 * 1440
+    horizon = 12
+    rng = np.random.default_rng(0)
+    # decision moments during the tournament, a quarter of them in the run-up to a match
+    lo = int(np.searchsorted(trace.times_s, events[0].start_s)) + 1
+    moments = list(rng.integers(max(lo, history), len(trace) - 1, samples * 3 // 4))
+    for e in rng.choice(len(events), samples // 4):
+        i = int(np.searchsorted(trace.times_s, events[e].start_s - 300))
+        if i >= history:
+            moments.append(i)
+    timings = []
+    for i in moments:
+        window_t = trace.times_s[i - history + 1 : i + 1]
+        window_v = trace.values[i - history + 1 : i + 1]
+        started = time.perf_counter()
+        fc = forecast_at(window_t, window_v, events, len(window_t) - 1, horizon)
+        plan_step(
+            policy,
+            PlannerState(replicas=10, at_s=int(window_t[-1]) - 60),
+            now_s=int(window_t[-1]),
+            demand_now=float(window_v[-1]),
+            forecast_peak=float(fc.values[1:].max()),
+            forecast_upper=float(fc.upper[1:].max()),
+        )
+        timings.append((time.perf_counter() - started) * 1000)
+    table = Table(title="one target: forecast + plan from 14 days of 1-minute history", title_justify="left")
+    for col in ("calls", "median ms", "p95 ms", "max ms", "budget"):
+        table.add_column(col, justify="right")
+    timings.sort()
+    table.add_row(
+        f"{len(timings)}",
+        f"{statistics.median(timings):.2f}",
+        f"{timings[int(0.95 * (len(timings) - 1))]:.2f}",
+        f"{timings[-1]:.2f}",
+        "< 5 ms",
+    )
+    console.print(table)
+
+
+def main() -> int:
+    backtests()
+    live_forecast_speed()
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    console.print(f"peak resident memory of this benchmark run: {peak_mib:,.0f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
