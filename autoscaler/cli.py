@@ -101,19 +101,15 @@ def backtest(
 ) -> None:
     """Replay a real trace through a simulated cluster and compare scaling strategies.
 
-    New replicas serve only after --lead-time. Five strategies see the same trace: reactive (an
-    HPA on the request rate, 60 s late), schedule (calendar floors sized by hand, KEDA-cron
-    style), history (seasonal forecast, no calendar), peakscale (history + calendar + lead time)
-    and oracle (perfect foresight, the lower bound on cost).
+    New replicas serve only after --lead-time. Five strategies see the same trace: reactive (an HPA on the request rate, 60 s late), schedule (calendar floors sized by hand, KEDA-cron style), history (seasonal forecast, no calendar), peakscale (history + calendar + lead time) and oracle (perfect foresight, the lower bound on cost).
 
     Examples:
 
-      peakscale backtest
+    peakscale backtest
 
-      peakscale backtest --trace traffic.csv --events promos.csv --tz Asia/Shanghai \\
-          --capacity-per-replica 500 --lead-time 25m --max-replicas 300 --plot out.png
+    peakscale backtest --trace traffic.csv --events promos.csv --tz Asia/Shanghai --capacity-per-replica 500 --lead-time 25m --max-replicas 300 --plot out.png
 
-      peakscale backtest --json | jq '.strategies.peakscale.events'
+    peakscale backtest --json | jq .strategies.peakscale.events
     """
     from autoscaler.backtest import STRATEGIES, Scenario, run_backtest
     from autoscaler.calendar import load_calendar, select_kinds
