@@ -1,0 +1,312 @@
+"""Stack configuration: structured Pulumi config loaded into pydantic models.
+
+Set with ``pulumi config set --path peakscale:cache.replicas 3`` (or edit ``Pulumi.<stack>.yaml``).
+Every key lives under the ``peakscale`` namespace: ``namespace``, ``environment``, ``zones``,
+``cache``, ``edge``, ``database``. A bad value raises ``ConfigError`` naming the config path
+(``peakscale:cache.maxmemory``), which fails the preview before any resource is declared.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from autoscaler.durations import parse_duration_s
+from autoscaler.errors import InputError
+
+_QUANTITY = re.compile(r"^([0-9]+(\.[0-9]+)?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+class ConfigError(Exception):
+    """A stack config value is wrong; the message names its path and the fix."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(word.title() for word in rest)
+
+
+class Model(_Model):
+    """Config models take camelCase keys, like the Kubernetes objects they become."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True, alias_generator=_camel)
+
+
+class Image(Model):
+    """An image reference; pin it by tag or, better, by digest."""
+
+    registry: str = "docker.io"
+    repository: str
+    tag: str
+    digest: str | None = None
+    pull_policy: Literal["IfNotPresent", "Always", "Never"] = "IfNotPresent"
+
+    @field_validator("tag")
+    @classmethod
+    def _pinned(cls, tag: str) -> str:
+        if not tag or tag == "latest":
+            raise ValueError("pin the image by a version tag (not 'latest') or a digest")
+        return tag
+
+    @field_validator("digest")
+    @classmethod
+    def _digest(cls, digest: str | None) -> str | None:
+        if digest is not None and not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+            raise ValueError("a digest looks like sha256:<64 hex digits>")
+        return digest
+
+    @property
+    def ref(self) -> str:
+        base = f"{self.registry}/{self.repository}" if self.registry else self.repository
+        return f"{base}:{self.tag}@{self.digest}" if self.digest else f"{base}:{self.tag}"
+
+
+def _check_quantities(values: dict[str, str], what: str) -> dict[str, str]:
+    for key, value in values.items():
+        if key not in ("cpu", "memory", "ephemeral-storage"):
+            raise ValueError(f"{what}: unknown resource {key!r} (cpu, memory, ephemeral-storage)")
+        if not _QUANTITY.match(str(value)):
+            raise ValueError(f"{what}.{key}: {value!r} is not a Kubernetes quantity such as 500m or 2Gi")
+    return {k: str(v) for k, v in values.items()}
+
+
+class Resources(Model):
+    requests: dict[str, str]
+    limits: dict[str, str]
+
+    @field_validator("requests", "limits")
+    @classmethod
+    def _quantities(cls, values: dict[str, str], info) -> dict[str, str]:
+        values = _check_quantities(values, info.field_name)
+        if "cpu" not in values or "memory" not in values:
+            raise ValueError(f"{info.field_name} needs cpu and memory")
+        return values
+
+    def as_k8s(self) -> dict[str, dict[str, str]]:
+        return {"requests": dict(self.requests), "limits": dict(self.limits)}
+
+
+class Persistence(Model):
+    enabled: bool = True
+    size: str = "8Gi"
+    storage_class: str | None = None
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, size: str) -> str:
+        if not _QUANTITY.match(size):
+            raise ValueError(f"{size!r} is not a quantity such as 20Gi")
+        return size
+
+
+class Scaling(Model):
+    """What the autoscaler may do with the tier (becomes the tier's scale contract)."""
+
+    min_replicas: int = Field(default=1, ge=0)
+    max_replicas: int = Field(default=10, ge=1)
+    lead_time: str = "5m"
+    method: Literal["hpa-floor", "scale", "observe"] | None = None
+    #: the demand one replica serves (in the unit of the tier's metric query)
+    capacity_per_replica: float = Field(default=1000.0, gt=0)
+
+    @field_validator("lead_time")
+    @classmethod
+    def _lead(cls, value: str) -> str:
+        try:
+            parse_duration_s(value, field="leadTime")
+        except InputError as exc:
+            raise ValueError(exc.problem) from None
+        return value
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "Scaling":
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"minReplicas {self.min_replicas} is above maxReplicas {self.max_replicas}")
+        return self
+
+    @property
+    def lead_time_s(self) -> int:
+        return parse_duration_s(self.lead_time, field="leadTime")
+
+
+class Metrics(Model):
+    enabled: bool = True
+    service_monitor: bool = True
+    interval: str = "30s"
+
+
+MAXMEMORY = re.compile(r"^[0-9]+(b|kb|mb|gb|k|m|g)?$", re.IGNORECASE)
+POLICIES = Literal[
+    "noeviction", "allkeys-lru", "allkeys-lfu", "allkeys-random", "volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl"
+]
+
+
+class RedisSettings(Model):
+    """Settings rendered into redis.conf; checked here so that Redis never sees a bad file."""
+
+    maxmemory: str = "1gb"
+    maxmemory_policy: POLICIES = "allkeys-lru"
+    appendonly: bool = True
+    appendfsync: Literal["always", "everysec", "no"] = "everysec"
+    save: list[tuple[int, int]] = [(900, 1), (300, 100)]
+    timeout_s: int = Field(default=0, ge=0)
+    tcp_keepalive_s: int = Field(default=300, ge=0)
+    io_threads: int = Field(default=1, ge=1, le=128)
+
+    @field_validator("maxmemory")
+    @classmethod
+    def _maxmemory(cls, value: str) -> str:
+        if not MAXMEMORY.match(str(value)):
+            raise ValueError(f"{value!r} is not a Redis memory size such as 512mb or 2gb")
+        return str(value).lower()
+
+
+class CacheConfig(Model):
+    name: str = "cache"
+    mode: Literal["sentinel", "cluster"] = "sentinel"
+    #: sentinel mode: primary + read replicas
+    replicas: int = Field(default=3, ge=1, le=100)
+    #: cluster mode
+    shards: int = Field(default=3, ge=3, le=500)
+    replicas_per_shard: int = Field(default=1, ge=0, le=5)
+    image: Image = Image(repository="library/redis", tag="7.2.5")
+    exporter_image: Image = Image(registry="docker.io", repository="oliver006/redis_exporter", tag="v1.62.0")
+    redis: RedisSettings = RedisSettings()
+    resources: Resources = Resources(requests={"cpu": "250m", "memory": "1280Mi"}, limits={"cpu": "1", "memory": "1280Mi"})
+    persistence: Persistence = Persistence()
+    metrics: Metrics = Metrics()
+    scaling: Scaling = Scaling(min_replicas=3, max_replicas=9, lead_time="5m", capacity_per_replica=40000)
+
+    @model_validator(mode="after")
+    def _sane(self) -> "CacheConfig":
+        if self.mode == "sentinel" and self.scaling.min_replicas > self.replicas:
+            raise ValueError(f"scaling.minReplicas {self.scaling.min_replicas} is above replicas {self.replicas}")
+        return self
+
+
+class EdgeConfig(Model):
+    name: str = "live"
+    origins: int = Field(default=2, ge=1, le=20)
+    image: Image = Image(repository="ossrs/srs", tag="5.0.213")
+    origin_resources: Resources = Resources(requests={"cpu": "1", "memory": "1Gi"}, limits={"cpu": "2", "memory": "2Gi"})
+    edge_resources: Resources = Resources(requests={"cpu": "1", "memory": "512Mi"}, limits={"cpu": "2", "memory": "1Gi"})
+    #: how long a terminating edge may keep serving viewers before it is killed
+    drain: str = "10m"
+    #: viewer connections per edge the HPA aims for
+    target_connections_per_pod: int = Field(default=800, ge=1)
+    load_balancer_annotations: dict[str, str] = {}
+    metrics: Metrics = Metrics()
+    scaling: Scaling = Scaling(min_replicas=2, max_replicas=40, lead_time="3m", capacity_per_replica=800)
+
+    @field_validator("drain")
+    @classmethod
+    def _drain(cls, value: str) -> str:
+        try:
+            parse_duration_s(value, field="drain")
+        except InputError as exc:
+            raise ValueError(exc.problem) from None
+        return value
+
+
+class Backup(Model):
+    enabled: bool = False
+    destination_path: str = ""
+    endpoint_url: str | None = None
+    credentials_secret: str = "pg-backup-credentials"
+    retention_policy: str = "30d"
+
+    @model_validator(mode="after")
+    def _destination(self) -> "Backup":
+        if self.enabled and not self.destination_path.startswith(("s3://", "gs://", "https://")):
+            raise ValueError("backup.destinationPath must be an s3://, gs:// or https:// object-store path")
+        return self
+
+
+class DatabaseConfig(Model):
+    name: str = "pg"
+    instances: int = Field(default=3, ge=1, le=20)
+    postgres_version: str = "16.4"
+    image_name: str = "ghcr.io/cloudnative-pg/postgresql:16.4"
+    storage: Persistence = Persistence(size="50Gi")
+    wal_storage: Persistence | None = None
+    resources: Resources = Resources(requests={"cpu": "1", "memory": "4Gi"}, limits={"cpu": "2", "memory": "4Gi"})
+    parameters: dict[str, str] = {"max_connections": "400", "shared_buffers": "1GB"}
+    pooler_instances: int = Field(default=2, ge=1, le=20)
+    pool_mode: Literal["session", "transaction"] = "transaction"
+    operator_chart_version: str = "0.22.1"
+    operator_namespace: str = "cnpg-system"
+    backup: Backup = Backup()
+    monitoring: bool = True
+    scaling: Scaling = Scaling(min_replicas=3, max_replicas=6, lead_time="20m", capacity_per_replica=2000)
+
+    @field_validator("image_name")
+    @classmethod
+    def _pinned(cls, value: str) -> str:
+        if ":" not in value.rsplit("/", 1)[-1] or value.endswith(":latest"):
+            raise ValueError("pin the PostgreSQL image by a version tag, not 'latest'")
+        return value
+
+
+class StackConfig(Model):
+    namespace: str = "peakscale"
+    environment: Literal["dev", "staging", "prod"] = "dev"
+    zones: list[str] = []
+    cache: CacheConfig | None = None
+    edge: EdgeConfig | None = None
+    database: DatabaseConfig | None = None
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        if not _DNS_LABEL.match(value):
+            raise ValueError(f"{value!r} is not a valid namespace name (lowercase letters, digits, '-')")
+        return value
+
+    @property
+    def prod(self) -> bool:
+        return self.environment == "prod"
+
+
+KEYS = ("namespace", "environment", "zones", "cache", "edge", "database")
+
+
+def parse_stack_config(raw: dict[str, Any], project: str = "peakscale") -> StackConfig:
+    """Validate a mapping of config keys; raise ``ConfigError`` naming the config path."""
+    for key in raw:
+        if key not in KEYS:
+            raise ConfigError(f"{project}:{key}: unknown config key (known: {', '.join(KEYS)})")
+    try:
+        return StackConfig.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = err.get("loc", ())
+        head = str(loc[0]) if loc else "config"
+        path = head + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc[1:])
+        msg = err.get("msg", "invalid").removeprefix("Value error, ")
+        raise ConfigError(f"{project}:{path}: {msg}") from None
+
+
+def load_stack_config(project: str = "peakscale") -> StackConfig:
+    """Read the stack's structured config through Pulumi."""
+    import json
+
+    import pulumi
+
+    cfg = pulumi.Config(project)
+    raw: dict[str, Any] = {}
+    for key in KEYS:
+        text = cfg.get(key)
+        if text is None:
+            continue
+        try:
+            raw[key] = json.loads(text)
+        except json.JSONDecodeError:
+            raw[key] = text  # a plain string such as the namespace
+    return parse_stack_config(raw, project)

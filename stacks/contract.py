@@ -1,0 +1,63 @@
+"""The scale contract a tier exports: what peakscale may scale, how, within which bounds.
+
+The Controller component turns each contract into a ScalingPolicy. A contract is plain data
+(pydantic), exported as a stack output so that ``pulumi stack output`` shows it too.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class TargetRef(BaseModel):
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    api_version: str = Field(alias="apiVersion")
+    kind: str
+    name: str
+    namespace: str
+
+
+class ScaleContract(BaseModel):
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    tier: Literal["cache", "edge", "database"]
+    target: TargetRef
+    #: the object whose replicas the HPA owns, for ``hpa-floor``
+    hpa: str | None = None
+    method: Literal["hpa-floor", "scale", "observe"]
+    min_replicas: int = Field(ge=0)
+    max_replicas: int = Field(ge=1)
+    lead_time_s: int = Field(ge=0)
+    #: PromQL giving the tier's demand, and the demand one replica serves
+    metric_query: str
+    capacity_per_replica: float = Field(gt=0)
+    reason: str = ""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ScaleContract":
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("minReplicas above maxReplicas")
+        if self.method == "hpa-floor" and not self.hpa:
+            raise ValueError("hpa-floor needs the HPA's name")
+        return self
+
+    def as_output(self) -> dict:
+        return {
+            "tier": self.tier,
+            "targetRef": {
+                "apiVersion": self.target.api_version,
+                "kind": self.target.kind,
+                "name": self.target.name,
+                "namespace": self.target.namespace,
+            },
+            "hpa": self.hpa,
+            "method": self.method,
+            "minReplicas": self.min_replicas,
+            "maxReplicas": self.max_replicas,
+            "leadTimeSeconds": self.lead_time_s,
+            "metric": {"query": self.metric_query, "capacityPerReplica": self.capacity_per_replica},
+            "reason": self.reason,
+        }

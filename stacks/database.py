@@ -1,0 +1,141 @@
+"""PostgresCluster: PostgreSQL through the CloudNativePG operator.
+
+The operator comes from its pinned Helm chart (a Helm release, ordered before its custom
+resources); the ``Cluster`` holds a primary and read replicas (``instances`` has a scale
+subresource, which peakscale writes: read capacity takes a replica clone, so the lead time is
+long), and a PgBouncer ``Pooler`` fronts the primary. The Cluster is ``protect``-ed: its data
+outlives a careless ``pulumi destroy``.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from stacks.config import DatabaseConfig, StackConfig
+from stacks.contract import ScaleContract, TargetRef
+from stacks.workload import labels
+
+CHART_REPO = "https://cloudnative-pg.github.io/charts"
+CNPG_API = "postgresql.cnpg.io/v1"
+
+
+class PostgresCluster(pulumi.ComponentResource):
+    def __init__(self, name: str, config: DatabaseConfig, stack: StackConfig, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("peakscale:stacks:PostgresCluster", name, None, opts)
+        ns = stack.namespace
+        base = config.name
+        all_labels = labels(base, "database", "database", stack.environment)
+        child = pulumi.ResourceOptions(parent=self)
+
+        operator_ns = k8s.core.v1.Namespace(
+            f"{name}-operator-ns",
+            metadata={"name": config.operator_namespace, "labels": {"app.kubernetes.io/part-of": "peakscale"}},
+            opts=child,
+        )
+        operator = k8s.helm.v3.Release(
+            f"{name}-operator",
+            name="cnpg",
+            chart="cloudnative-pg",
+            version=config.operator_chart_version,
+            namespace=config.operator_namespace,
+            repository_opts={"repo": CHART_REPO},
+            values={"monitoring": {"podMonitorEnabled": config.monitoring}, "crds": {"create": True}},
+            atomic=True,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[operator_ns]),
+        )
+
+        storage = {"size": config.storage.size}
+        if config.storage.storage_class:
+            storage["storageClass"] = config.storage.storage_class
+        spec: dict = {
+            "instances": config.instances,
+            "imageName": config.image_name,
+            "primaryUpdateStrategy": "unsupervised",
+            "storage": storage,
+            "resources": config.resources.as_k8s(),
+            "postgresql": {"parameters": dict(config.parameters)},
+            "affinity": {
+                "enablePodAntiAffinity": True,
+                "topologyKey": "topology.kubernetes.io/zone" if stack.prod else "kubernetes.io/hostname",
+                "podAntiAffinityType": "required" if stack.prod else "preferred",
+            },
+            "monitoring": {"enablePodMonitor": config.monitoring},
+            "bootstrap": {"initdb": {"database": "app", "owner": "app"}},
+            "inheritedMetadata": {"labels": all_labels},
+        }
+        if config.wal_storage is not None:
+            spec["walStorage"] = {"size": config.wal_storage.size}
+        if config.backup.enabled:
+            store: dict = {
+                "destinationPath": config.backup.destination_path,
+                "s3Credentials": {
+                    "accessKeyId": {"name": config.backup.credentials_secret, "key": "ACCESS_KEY_ID"},
+                    "secretAccessKey": {"name": config.backup.credentials_secret, "key": "ACCESS_SECRET_KEY"},
+                },
+                "wal": {"compression": "gzip"},
+            }
+            if config.backup.endpoint_url:
+                store["endpointURL"] = config.backup.endpoint_url
+            spec["backup"] = {"barmanObjectStore": store, "retentionPolicy": config.backup.retention_policy}
+        cluster = k8s.apiextensions.CustomResource(
+            f"{name}-cluster",
+            api_version=CNPG_API,
+            kind="Cluster",
+            metadata={"name": base, "namespace": ns, "labels": all_labels},
+            spec=spec,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[operator],
+                protect=True,
+                # peakscale scales read replicas through the Cluster's scale subresource
+                ignore_changes=["spec.instances"],
+            ),
+        )
+        if config.backup.enabled:
+            k8s.apiextensions.CustomResource(
+                f"{name}-backup-schedule",
+                api_version=CNPG_API,
+                kind="ScheduledBackup",
+                metadata={"name": f"{base}-daily", "namespace": ns, "labels": all_labels},
+                spec={"schedule": "0 0 3 * * *", "backupOwnerReference": "self", "cluster": {"name": base}},
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[cluster]),
+            )
+        k8s.apiextensions.CustomResource(
+            f"{name}-pooler",
+            api_version=CNPG_API,
+            kind="Pooler",
+            metadata={"name": f"{base}-pooler-rw", "namespace": ns, "labels": all_labels},
+            spec={
+                "cluster": {"name": base},
+                "instances": config.pooler_instances,
+                "type": "rw",
+                "pgbouncer": {"poolMode": config.pool_mode, "parameters": {"max_client_conn": "2000", "default_pool_size": "50"}},
+                "monitoring": {"enablePodMonitor": config.monitoring},
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[cluster]),
+        )
+        self.contract = ScaleContract(
+            tier="database",
+            target=TargetRef(api_version=CNPG_API, kind="Cluster", name=base, namespace=ns),
+            method=config.scaling.method or "scale",
+            min_replicas=config.scaling.min_replicas,
+            max_replicas=config.scaling.max_replicas,
+            lead_time_s=config.scaling.lead_time_s,
+            metric_query=f'sum(rate(cnpg_pg_stat_database_xact_commit{{namespace="{ns}",datname="app"}}[1m]))',
+            capacity_per_replica=config.scaling.capacity_per_replica,
+            reason="read replicas through the Cluster's instances scale subresource (a clone takes minutes)",
+        )
+        self.read_write = f"{base}-rw.{ns}.svc.cluster.local:5432"
+        self.read_only = f"{base}-ro.{ns}.svc.cluster.local:5432"
+        self.pooled = f"{base}-pooler-rw.{ns}.svc.cluster.local:5432"
+        self.app_secret = f"{base}-app"
+        self.register_outputs(
+            {
+                "readWrite": self.read_write,
+                "readOnly": self.read_only,
+                "pooled": self.pooled,
+                "appSecretName": self.app_secret,
+                "scaleContract": self.contract.as_output(),
+            }
+        )

@@ -1,0 +1,118 @@
+"""redis.conf and sentinel.conf, rendered from validated settings.
+
+The files never hold the password: the start scripts pass it from the Secret through the
+environment (``--requirepass``) or append ``sentinel auth-pass`` into a writable copy at start.
+Every file rendered here is started by a real redis-server in the tests.
+"""
+
+from __future__ import annotations
+
+from stacks.config import RedisSettings
+
+HEADER = "# rendered by peakscale from the stack config: edit the config, not this file\n"
+MASTER_NAME = "mymaster"
+REDIS_PORT = 6379
+SENTINEL_PORT = 26379
+BUS_PORT = 16379
+
+
+def render_redis_conf(settings: RedisSettings, *, mode: str, persistence: bool) -> str:
+    lines = [
+        "bind * -::*",
+        # every client must authenticate (requirepass is given at start); the NetworkPolicy
+        # limits who can connect
+        "protected-mode no",
+        f"port {REDIS_PORT}",
+        f"tcp-keepalive {settings.tcp_keepalive_s}",
+        f"timeout {settings.timeout_s}",
+        "dir /data",
+        f"maxmemory {settings.maxmemory}",
+        f"maxmemory-policy {settings.maxmemory_policy}",
+        f"io-threads {settings.io_threads}",
+        "replica-read-only yes",
+        "replica-serve-stale-data yes",
+        "repl-diskless-sync yes",
+    ]
+    if persistence:
+        lines += [
+            f"appendonly {'yes' if settings.appendonly else 'no'}",
+            f"appendfsync {settings.appendfsync}",
+            "save " + " ".join(f"{s} {c}" for s, c in settings.save) if settings.save else 'save ""',
+        ]
+    else:
+        lines += ["appendonly no", 'save ""']
+    if mode == "cluster":
+        lines += [
+            "cluster-enabled yes",
+            "cluster-config-file /data/nodes.conf",
+            "cluster-node-timeout 15000",
+            # serve the slots that are up while a shard fails over
+            "cluster-require-full-coverage no",
+            "cluster-allow-reads-when-down no",
+            "cluster-preferred-endpoint-type hostname",
+        ]
+    return HEADER + "\n".join(lines) + "\n"
+
+
+def render_sentinel_conf(*, primary_host: str, quorum: int) -> str:
+    lines = [
+        f"port {SENTINEL_PORT}",
+        "dir /tmp",
+        "sentinel resolve-hostnames yes",
+        "sentinel announce-hostnames yes",
+        f"sentinel monitor {MASTER_NAME} {primary_host} {REDIS_PORT} {quorum}",
+        f"sentinel down-after-milliseconds {MASTER_NAME} 5000",
+        f"sentinel failover-timeout {MASTER_NAME} 60000",
+        f"sentinel parallel-syncs {MASTER_NAME} 1",
+    ]
+    return HEADER + "\n".join(lines) + "\n"
+
+
+START_REDIS_SENTINEL_MODE = """#!/bin/sh
+# Start one node of a Sentinel-managed Redis. The password comes from the environment only.
+set -eu
+primary="$PRIMARY_FQDN"
+# after a failover the primary is no longer node-0: ask the Sentinels first
+if current=$(redis-cli -h "$SENTINEL_SERVICE" -p %(sentinel_port)d sentinel get-master-addr-by-name %(master)s 2>/dev/null | head -n 1) && [ -n "$current" ]; then
+  primary="$current"
+fi
+set -- /etc/redis/redis.conf --requirepass "$REDIS_PASSWORD" --masterauth "$REDIS_PASSWORD" \\
+  --replica-announce-ip "$POD_FQDN"
+if [ "$POD_FQDN" != "$primary" ]; then
+  set -- "$@" --replicaof "$primary" %(port)d
+fi
+exec redis-server "$@"
+""" % {"sentinel_port": SENTINEL_PORT, "master": MASTER_NAME, "port": REDIS_PORT}
+
+START_SENTINEL = """#!/bin/sh
+# Sentinel rewrites its config: start from a writable copy, add the password from the environment.
+set -eu
+cp /etc/redis/sentinel.conf /sentinel/sentinel.conf
+printf 'sentinel auth-pass %(master)s %%s\\nsentinel announce-ip %%s\\n' "$REDIS_PASSWORD" "$POD_FQDN" >> /sentinel/sentinel.conf
+exec redis-server /sentinel/sentinel.conf --sentinel
+""" % {"master": MASTER_NAME}
+
+START_REDIS_CLUSTER_MODE = """#!/bin/sh
+# Start one node of a Redis Cluster. The password comes from the environment only.
+set -eu
+exec redis-server /etc/redis/redis.conf --requirepass "$REDIS_PASSWORD" --masterauth "$REDIS_PASSWORD" \\
+  --cluster-announce-hostname "$POD_FQDN"
+"""
+
+BOOTSTRAP_CLUSTER = """#!/bin/sh
+# Form the cluster once every node answers; do nothing if it is already formed.
+set -eu
+export REDISCLI_AUTH="$REDIS_PASSWORD"
+hosts=""
+i=0
+while [ "$i" -lt "$NODES" ]; do
+  host="$STATEFULSET-$i.$HEADLESS"
+  until redis-cli -h "$host" -p %(port)d ping >/dev/null 2>&1; do echo "waiting for $host"; sleep 3; done
+  hosts="$hosts $host:%(port)d"
+  i=$((i + 1))
+done
+if redis-cli -h "$STATEFULSET-0.$HEADLESS" -p %(port)d cluster info | grep -q 'cluster_state:ok'; then
+  echo "cluster already formed"; exit 0
+fi
+redis-cli --cluster create $hosts --cluster-replicas "$REPLICAS_PER_SHARD" --cluster-yes
+""" % {"port": REDIS_PORT}
