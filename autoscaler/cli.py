@@ -169,6 +169,49 @@ def backtest(
     _print_table(result, plot)
 
 
+@app.command()
+def render(
+    stack: Annotated[str, typer.Option(help="Stack whose Pulumi.<stack>.yaml config to use (dev, prod, ...).")] = "dev",
+    out: Annotated[Path, typer.Option(help="Folder for the YAML files, one per object.")] = Path("rendered"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary instead of the table.")] = False,
+) -> None:
+    """Preview, offline, every Kubernetes object `pulumi up` would declare for a stack.
+
+    This is a PREVIEW, NOT A DEPLOYMENT: the Pulumi program runs in-process under the official mocks, with no engine, no provider and no cluster, and writes what it asks for as YAML (<namespace>/<kind>-<name>.yaml, secrets redacted) plus _stack.yaml with the stack outputs and the non-Kubernetes resources (Helm releases, generated passwords). Review it or diff it before `pulumi up`.
+
+    Examples:
+
+    peakscale render --stack prod --out /tmp/r
+
+    diff -ru rendered-before/ rendered/
+    """
+    from stacks.config import ConfigError
+    from stacks.render import load_stack_file, render as run_render, write
+
+    repo = Path.cwd() if (Path.cwd() / "Pulumi.yaml").is_file() else Path(__file__).resolve().parent.parent
+    try:
+        config = load_stack_file(repo, stack)
+        rendered = run_render(config, stack)
+        paths = write(rendered, out)
+    except ConfigError as error:
+        err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+    except OSError as error:
+        err_console.print(f"[bold red]error:[/] --out: cannot write {str(out)!r} ({error.strerror or error})", highlight=False)
+        raise typer.Exit(2)
+    objects = rendered.objects
+    if as_json:
+        typer.echo(json.dumps({"stack": stack, "out": str(out), "objects": len(objects), "files": [str(p) for p in paths]}, indent=2))
+        return
+    table = Table(title=f"stack {stack}: {len(objects)} Kubernetes objects written to {out} (preview, not deployed)", title_justify="left")
+    for col in ("namespace", "kind", "name"):
+        table.add_column(col)
+    for obj in objects:
+        meta = obj.get("metadata") or {}
+        table.add_row(meta.get("namespace") or "-", obj.get("kind", "?"), meta.get("name", "?"))
+    (Console() if Console().is_terminal else Console(width=150)).print(table)
+
+
 class _progress:
     """A progress display on stderr for the strategies of a backtest (terminal only)."""
 

@@ -88,8 +88,17 @@ def reveal(value: Any) -> Any:
     return _walk(value, lambda inner: reveal(inner))
 
 
+def _redacted(inner: Any) -> Any:
+    """Keep the shape (a secret map stays a map) so the redacted object still validates."""
+    if isinstance(inner, dict):
+        return {k: REDACTED for k in inner}
+    if isinstance(inner, list):
+        return [REDACTED for _ in inner]
+    return REDACTED
+
+
 def redact(value: Any) -> Any:
-    out = _walk(value, lambda inner: REDACTED)
+    out = _walk(value, _redacted)
     if isinstance(out, dict) and out.get("kind") == "Secret":
         for key in ("data", "stringData"):
             if isinstance(out.get(key), dict):
@@ -113,6 +122,24 @@ def load_stack_file(repo: Path, stack: str) -> dict[str, Any]:
         if project == "peakscale":
             raw[name] = value
     return raw
+
+
+_RECORDER = None
+_REGISTERED = False
+
+
+def _dispatch(args):
+    return _RECORDER(args) if _RECORDER is not None else None
+
+
+def _ensure_transformation() -> None:
+    """Stack transformations outlive one run: register one dispatcher, point it at each run."""
+    import pulumi
+
+    global _REGISTERED
+    if not _REGISTERED:
+        pulumi.runtime.register_stack_transformation(_dispatch)
+        _REGISTERED = True
 
 
 def render(config: dict[str, Any], stack: str = "dev") -> Rendered:
@@ -158,7 +185,9 @@ def render(config: dict[str, Any], stack: str = "dev") -> Rendered:
 
     pulumi.runtime.set_mocks(Mocks(), project="peakscale", stack=stack, preview=False)
     pulumi.runtime.set_all_config({f"peakscale:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in config.items()})
-    pulumi.runtime.register_stack_transformation(record_options)
+    _ensure_transformation()
+    global _RECORDER
+    _RECORDER = record_options
 
     from stacks import program
 
@@ -174,7 +203,7 @@ def render(config: dict[str, Any], stack: str = "dev") -> Rendered:
     root = get_root_resource()
     for key, value in (getattr(root, "outputs", None) or {}).items():
         exported[key] = _sync_await(pulumi.Output.from_input(value).future())
-    declared = [d for d in declared if d.type]
+    declared = [d for d in declared if d.type and (d.inputs or not d.is_kubernetes_object)]
     return Rendered(stack=stack, resources=declared, outputs=_tidy(exported))
 
 

@@ -1,0 +1,34 @@
+"""Stacks under the official Pulumi mocks: rendered once per stack config for the whole session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stacks.render import load_stack_file, render
+
+REPO = Path(__file__).resolve().parents[2]
+
+CLUSTER_MODE = {
+    "namespace": "live-cluster",
+    "environment": "prod",
+    "zones": ["a", "b", "c"],
+    "cache": {
+        "name": "sessions",
+        "mode": "cluster",
+        "shards": 3,
+        "replicasPerShard": 1,
+        "redis": {"maxmemory": "2gb", "maxmemoryPolicy": "volatile-lru"},
+        "persistence": {"enabled": True, "size": "10Gi"},
+        "scaling": {"leadTime": "45m", "capacityPerReplica": 50000},
+    },
+}
+
+
+@pytest.fixture(scope="session")
+def rendered():
+    """{'dev': Rendered, 'prod': Rendered, 'cluster': Rendered}"""
+    out = {stack: render(load_stack_file(REPO, stack), stack) for stack in ("dev", "prod")}
+    out["cluster"] = render(CLUSTER_MODE, "cluster")
+    return out

@@ -1,0 +1,236 @@
+"""Every object the program declares, for dev, prod and a cluster-mode cache, as Kubernetes sees it."""
+
+import json
+import subprocess
+import sys
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from stacks.config import ConfigError, parse_stack_config
+from stacks.policy import check_pdb_per_tier
+from stacks.render import MOCK_PASSWORD, REDACTED, render, write
+
+KUBERNETES = "1.31"
+STACKS = ("dev", "prod", "cluster")
+CUSTOM_KINDS = {"Cluster", "Pooler", "ScheduledBackup", "ServiceMonitor"}
+
+
+def builtin_objects(rendered):
+    return [o for o in rendered.objects if o["kind"] not in CUSTOM_KINDS]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_builtin_object_validates_strictly(rendered, stack):
+    objects = builtin_objects(rendered[stack])
+    assert len(objects) >= 8
+    errors = []
+    for obj in objects:
+        try:
+            kubernetes_validate.validate(obj, KUBERNETES, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            errors.append(f"{obj['kind']}/{obj['metadata']['name']}: {exc}")
+    assert errors == []
+
+
+def test_validator_is_strict_about_unknown_fields(rendered):
+    sts = next(o for o in rendered["prod"].objects if o["kind"] == "StatefulSet")
+    broken = json.loads(json.dumps(sts))
+    broken["spec"]["replicaz"] = 3
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, KUBERNETES, strict=True)
+
+
+def required(obj, *path):
+    node = obj
+    for key in path:
+        assert isinstance(node, dict) and key in node, f"{obj['kind']}/{obj['metadata']['name']} lacks {'.'.join(path)}"
+        node = node[key]
+    return node
+
+
+@pytest.mark.parametrize("stack", ("dev", "prod"))
+def test_custom_resources_carry_what_their_operators_require(rendered, stack):
+    objects = rendered[stack].objects
+    kinds = {o["kind"] for o in objects}
+    assert {"Cluster", "Pooler"} <= kinds
+    for obj in objects:
+        if obj["kind"] == "Cluster":
+            assert obj["apiVersion"] == "postgresql.cnpg.io/v1"
+            assert required(obj, "spec", "instances") >= 1
+            assert required(obj, "spec", "storage", "size").endswith("Gi")
+            assert ":" in required(obj, "spec", "imageName")
+        elif obj["kind"] == "Pooler":
+            assert required(obj, "spec", "cluster", "name") in {o["metadata"]["name"] for o in objects if o["kind"] == "Cluster"}
+            assert required(obj, "spec", "type") in ("rw", "ro", "r")
+            assert required(obj, "spec", "pgbouncer", "poolMode") in ("session", "transaction")
+            assert required(obj, "spec", "instances") >= 1
+        elif obj["kind"] == "ServiceMonitor":
+            assert obj["apiVersion"] == "monitoring.coreos.com/v1"
+            assert required(obj, "spec", "selector", "matchLabels")
+            for endpoint in required(obj, "spec", "endpoints"):
+                assert endpoint["port"]
+        elif obj["kind"] == "ScheduledBackup":
+            assert len(required(obj, "spec", "schedule").split()) == 6
+            assert required(obj, "spec", "cluster", "name")
+
+
+def test_service_monitors_select_a_metrics_service(rendered):
+    objects = rendered["prod"].objects
+    services = [o for o in objects if o["kind"] == "Service"]
+    monitors = [o for o in objects if o["kind"] == "ServiceMonitor"]
+    assert len(monitors) == 3
+    for monitor in monitors:
+        selector = monitor["spec"]["selector"]["matchLabels"]
+        port = monitor["spec"]["endpoints"][0]["port"]
+        assert any(
+            all(s["metadata"].get("labels", {}).get(k) == v for k, v in selector.items()) and port in [p["name"] for p in s["spec"]["ports"]]
+            for s in services
+        )
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_redis_password_is_never_in_clear(rendered, stack, tmp_path):
+    r = rendered[stack]
+    # it does reach the Secret the pods read
+    secret = next(o for o in r.objects_with_secrets() if o["kind"] == "Secret")
+    assert secret["stringData"]["redis-password"] == MOCK_PASSWORD
+    # and nowhere else: no ConfigMap, no output, no rendered file
+    for obj in r.objects_with_secrets():
+        if obj["kind"] != "Secret":
+            assert MOCK_PASSWORD not in json.dumps(obj), f"{obj['kind']}/{obj['metadata']['name']}"
+    assert MOCK_PASSWORD not in json.dumps(r.outputs)
+    files = write(r, tmp_path)
+    for path in files:
+        assert MOCK_PASSWORD not in path.read_text(), path
+    secret_file = next(p for p in files if p.name.startswith("secret-"))
+    assert yaml.safe_load(secret_file.read_text())["stringData"]["redis-password"] == REDACTED
+
+
+def test_prod_tiers_carry_pdbs_and_zone_spread(rendered):
+    objects = rendered["prod"].objects
+    assert check_pdb_per_tier(objects) == []
+    workloads = [o for o in objects if o["kind"] in ("Deployment", "StatefulSet")]
+    assert len(workloads) == 3
+    for w in workloads:
+        constraints = w["spec"]["template"]["spec"]["topologySpreadConstraints"]
+        zone = [c for c in constraints if c["topologyKey"] == "topology.kubernetes.io/zone"]
+        assert zone and zone[0]["whenUnsatisfiable"] == "DoNotSchedule", w["metadata"]["name"]
+        assert "podAntiAffinity" in w["spec"]["template"]["spec"]["affinity"]
+    cluster = next(o for o in objects if o["kind"] == "Cluster")
+    assert cluster["spec"]["affinity"]["topologyKey"] == "topology.kubernetes.io/zone"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_autoscaled_replicas_are_never_fought_by_pulumi_up(rendered, stack):
+    r = rendered[stack]
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in r.objects}
+    declared = {(d.inputs.get("kind"), (d.inputs.get("metadata") or {}).get("name")): d for d in r.resources if d.is_kubernetes_object}
+    # every HPA's target ignores spec.replicas, and the HPA ignores the floor peakscale patches
+    for (kind, name), hpa in [(k, o) for k, o in objects.items() if k[0] == "HorizontalPodAutoscaler"]:
+        ref = hpa["spec"]["scaleTargetRef"]
+        assert "spec.replicas" in declared[(ref["kind"], ref["name"])].ignore_changes
+        assert "spec.minReplicas" in declared[(kind, name)].ignore_changes
+    # every target peakscale scales directly ignores its replica field
+    for contract in r.outputs["scaleContracts"].values():
+        target = contract["targetRef"]
+        entry = declared[(target["kind"], target["name"])]
+        if contract["method"] == "scale":
+            field = "spec.instances" if target["kind"] == "Cluster" else "spec.replicas"
+            assert field in entry.ignore_changes
+        elif contract["method"] == "observe":
+            assert entry.ignore_changes == []
+
+
+def test_scale_contracts_name_the_right_target_and_method(rendered):
+    prod = rendered["prod"].outputs["scaleContracts"]
+    assert prod["cache"]["targetRef"] == {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "cache-node", "namespace": "live"}
+    assert prod["cache"]["method"] == "scale"
+    assert prod["edge"]["targetRef"]["kind"] == "Deployment" and prod["edge"]["targetRef"]["name"] == "live-edge"
+    assert prod["edge"]["method"] == "hpa-floor" and prod["edge"]["hpa"] == "live-edge"
+    assert prod["database"]["targetRef"] == {"apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster", "name": "pg", "namespace": "live"}
+    assert prod["database"]["method"] == "scale"
+    assert prod["database"]["leadTimeSeconds"] == 25 * 60
+    assert (prod["edge"]["minReplicas"], prod["edge"]["maxReplicas"]) == (6, 120)
+    cluster = rendered["cluster"].outputs["scaleContracts"]["cache"]
+    assert cluster["method"] == "observe" and cluster["targetRef"]["name"] == "sessions-node"
+    assert cluster["minReplicas"] == cluster["maxReplicas"] == 6
+
+
+def test_operator_is_ordered_before_its_resources_and_data_is_protected(rendered):
+    r = rendered["prod"]
+    cluster = r.by_name("pg-cluster")
+    assert cluster.protect
+    assert "pg-operator" in cluster.depends_on
+    assert r.by_name("pg-operator").type == "kubernetes:helm.sh/v3:Release"
+    assert r.by_name("pg-operator").inputs["version"] == "0.22.1"
+    assert r.by_name("pg-pooler").depends_on == ["pg-cluster"]
+
+
+def test_children_are_parented_to_their_tier(rendered):
+    for d in rendered["prod"].resources:
+        if d.type.startswith(("kubernetes:", "random:")) and d.name != "namespace":
+            assert d.parent in ("cache", "live", "pg"), d.name
+
+
+def test_stack_exports_endpoints_and_secret_names(rendered):
+    out = rendered["prod"].outputs
+    assert out["sentinelAddress"] == "cache.live.svc.cluster.local:26379"
+    assert out["databaseReadWrite"].startswith("pg-rw.live.svc")
+    assert out["databaseReadOnly"].startswith("pg-ro.live.svc")
+    assert out["edgeIngestUrl"].startswith("rtmp://live-origin.live.svc")
+    assert "pending" in out["edgePlaybackUrl"]  # no LoadBalancer address under mocks
+    assert out["cacheSecretName"] == "cache-auth" and out["databaseSecretName"] == "pg-app"
+
+
+def test_edges_drain_before_they_stop(rendered):
+    edge = next(o for o in rendered["prod"].objects if o["kind"] == "Deployment")
+    pod = edge["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] == 15 * 60
+    assert pod["containers"][0]["lifecycle"]["preStop"]["exec"]["command"]
+    conf = next(o for o in rendered["prod"].objects if o["kind"] == "ConfigMap" and "edge.conf" in o["data"])["data"]["edge.conf"]
+    assert "force_grace_quit on;" in conf and "mode remote;" in conf
+    assert conf.count("live-origin-headless") == 3  # pulls from every origin
+
+
+@pytest.mark.parametrize(
+    "raw, path",
+    [
+        ({"cache": {"redis": {"maxmemory": "lots"}}}, "peakscale:cache.redis.maxmemory"),
+        ({"cache": {"image": {"repository": "redis", "tag": "latest"}}}, "peakscale:cache.image.tag"),
+        ({"edge": {"scaling": {"minReplicas": 9, "maxReplicas": 3}}}, "peakscale:edge.scaling"),
+        ({"database": {"instances": 0}}, "peakscale:database.instances"),
+        ({"namespace": "Not_A_Name"}, "peakscale:namespace"),
+        ({"cache": {"resources": {"requests": {"cpu": "lots", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}}}}, "peakscale:cache.resources.requests"),
+        ({"cahce": {}}, "peakscale:cahce"),
+    ],
+)
+def test_bad_config_fails_naming_the_config_path(raw, path):
+    with pytest.raises(ConfigError) as info:
+        parse_stack_config(raw)
+    assert str(info.value).startswith(path)
+    with pytest.raises(ConfigError):
+        render(raw, "broken")
+
+
+def test_render_command_writes_one_file_per_object(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "autoscaler.cli", "render", "--stack", "prod", "--out", str(tmp_path), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    yaml_files = [p for p in tmp_path.rglob("*.yaml") if p.name != "_stack.yaml"]
+    assert len(yaml_files) == summary["objects"] >= 25
+    kinds = {yaml.safe_load(p.read_text())["kind"] for p in yaml_files}
+    assert {"StatefulSet", "Deployment", "HorizontalPodAutoscaler", "Cluster", "Pooler", "PodDisruptionBudget"} <= kinds
+
+
+def test_render_command_refuses_an_unknown_stack(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "autoscaler.cli", "render", "--stack", "nope", "--out", str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2 and "Pulumi.nope.yaml" in done.stderr and "Traceback" not in done.stderr
