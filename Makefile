@@ -8,8 +8,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 # uv from PATH, else the one pip installed as a module
 UV = $$(command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
-# Debian packages the test suite starts for real (none yet for the foundation)
-DEB_PACKAGES ?=
+# Debian packages the test suite starts for real: redis-server checks every generated redis.conf
+DEB_PACKAGES ?= redis-server
 
 .PHONY: demo test bench uv env env-dev debs clean
 

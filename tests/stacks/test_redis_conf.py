@@ -1,0 +1,170 @@
+"""Every redis.conf and sentinel.conf the stacks generate, started by a real redis-server."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from stacks.config import CacheConfig, RedisSettings, parse_stack_config
+from stacks.redis_conf import render_redis_conf, render_sentinel_conf
+
+REDIS = shutil.which("redis-server")
+pytestmark = pytest.mark.skipif(REDIS is None, reason="redis-server is installed by `make test` (Debian package redis-server)")
+
+
+def command(sock: Path, cmd: str) -> str:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(5)
+        s.connect(str(sock))
+        parts = cmd.split()
+        s.sendall(("*%d\r\n" % len(parts) + "".join(f"${len(p)}\r\n{p}\r\n" for p in parts)).encode())
+        return s.recv(65536).decode(errors="replace")
+
+
+class RedisProcess:
+    """redis-server on a unix socket (no TCP port), stopped by pid."""
+
+    def __init__(self, conf: Path, workdir: Path, *extra: str) -> None:
+        self.sock = workdir / "redis.sock"
+        self.log = workdir / "redis.log"
+        args = [REDIS, str(conf), *extra, "--port", "0", "--unixsocket", str(self.sock), "--daemonize", "no", "--dir", str(workdir)]
+        self.proc = subprocess.Popen(args, stdout=open(self.log, "w"), stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout_s: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            if self.sock.exists():
+                try:
+                    if "PONG" in command(self.sock, "PING"):
+                        return True
+                except OSError:
+                    pass
+            time.sleep(0.05)
+        return False
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def localize(conf_text: str, work: Path) -> str:
+    """The pod's /data volume is this test's folder; nothing else in the file changes."""
+    return conf_text.replace("dir /data\n", f"dir {work}\n").replace("/data/nodes.conf", str(work / "nodes.conf"))
+
+
+def start(conf_text: str, tmp_path: Path, *extra: str) -> RedisProcess:
+    conf = tmp_path / "redis.conf"
+    conf.write_text(localize(conf_text, tmp_path))
+    return RedisProcess(conf, tmp_path, *extra)
+
+
+def generated_configs(rendered):
+    """(label, kind, text) of every config file any stack renders."""
+    out = []
+    for stack, r in rendered.items():
+        for obj in r.objects:
+            if obj["kind"] == "ConfigMap":
+                for key in ("redis.conf", "sentinel.conf"):
+                    if key in obj.get("data", {}):
+                        out.append((f"{stack}/{key}", key, obj["data"][key]))
+    return out
+
+
+def test_every_stack_generates_configs(rendered):
+    labels = [label for label, _, _ in generated_configs(rendered)]
+    assert {"dev/redis.conf", "dev/sentinel.conf", "prod/redis.conf", "prod/sentinel.conf", "cluster/redis.conf"} <= set(labels)
+
+
+def test_every_generated_redis_conf_comes_up(rendered, tmp_path):
+    for label, kind, text in generated_configs(rendered):
+        if kind != "redis.conf":
+            continue
+        work = tmp_path / label.replace("/", "-")
+        work.mkdir()
+        server = start(text, work)
+        try:
+            assert server.wait_ready(), f"{label} did not come up:\n{server.log.read_text()}"
+            policy = next(line.split()[1] for line in text.splitlines() if line.startswith("maxmemory-policy"))
+            assert policy in command(server.sock, "CONFIG GET maxmemory-policy")
+            if "cluster-enabled yes" in text:
+                assert "cluster_enabled:1" in command(server.sock, "INFO cluster")
+        finally:
+            server.stop()
+
+
+def test_every_generated_sentinel_conf_comes_up(rendered, tmp_path):
+    found = 0
+    for label, kind, text in generated_configs(rendered):
+        if kind != "sentinel.conf":
+            continue
+        found += 1
+        work = tmp_path / label.replace("/", "-")
+        work.mkdir()
+        # sentinel rewrites its file, as in the pod where it starts from a writable copy
+        conf = work / "sentinel.conf"
+        conf.write_text(text + "sentinel auth-pass mymaster from-the-environment\n")
+        server = RedisProcess(conf, work, "--sentinel")
+        try:
+            assert server.wait_ready(), f"{label} did not come up:\n{server.log.read_text()}"
+            assert "mymaster" in command(server.sock, "SENTINEL MASTERS")
+        finally:
+            server.stop()
+    assert found >= 2
+
+
+def test_maxmemory_reaches_redis_in_bytes(tmp_path):
+    server = start(render_redis_conf(RedisSettings(maxmemory="64mb"), mode="sentinel", persistence=False), tmp_path)
+    try:
+        assert server.wait_ready()
+        assert str(64 * 1024 * 1024) in command(server.sock, "CONFIG GET maxmemory")
+        assert "no" in command(server.sock, "CONFIG GET appendonly")
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"maxmemory": "lots"}, {"maxmemoryPolicy": "sometimes-lru"}, {"appendfsync": "sometimes"}, {"ioThreads": 0}],
+)
+def test_broken_settings_are_rejected_before_redis_sees_them(settings):
+    with pytest.raises(ValidationError):
+        RedisSettings.model_validate(settings)
+    with pytest.raises(Exception) as info:
+        parse_stack_config({"cache": {"redis": settings}})
+    assert "peakscale:cache.redis" in str(info.value)
+
+
+def test_redis_itself_would_refuse_what_the_component_rejects(tmp_path):
+    # bypass validation to show the check matters: Redis dies on the same value
+    broken = RedisSettings.model_construct(**{**RedisSettings().model_dump(), "maxmemory": "lots"})
+    server = start(render_redis_conf(broken, mode="sentinel", persistence=False), tmp_path)
+    try:
+        assert not server.wait_ready(timeout_s=5)
+        assert server.proc.wait(timeout=5) == 1
+        assert "FATAL CONFIG FILE ERROR" in server.log.read_text()
+    finally:
+        server.stop()
+
+
+def test_sentinel_conf_monitors_the_first_node_with_a_quorum():
+    text = render_sentinel_conf(primary_host="cache-node-0.cache-headless.live.svc.cluster.local", quorum=2)
+    assert "sentinel monitor mymaster cache-node-0.cache-headless.live.svc.cluster.local 6379 2" in text
+    assert "auth-pass" not in text  # added from the environment at start
+
+
+def test_cluster_mode_needs_three_shards():
+    with pytest.raises(ValidationError):
+        CacheConfig(mode="cluster", shards=2)
