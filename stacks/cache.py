@@ -23,8 +23,8 @@ from stacks.workload import (
     exec_probe,
     labels,
     restricted_container_security,
+    metrics_endpoint,
     selector,
-    service_monitor,
     spread,
     tcp_probe,
 )
@@ -268,15 +268,7 @@ class RedisCache(pulumi.ComponentResource):
             opts=child,
         )
         if config.metrics.enabled:
-            metrics_labels = {**all_labels, "peakscale.io/metrics": "true"}
-            k8s.core.v1.Service(
-                f"{name}-metrics",
-                metadata={"name": f"{base}-metrics", "namespace": ns, "labels": metrics_labels},
-                spec={"selector": match, "ports": [{"name": "metrics", "port": EXPORTER_PORT, "targetPort": "metrics"}]},
-                opts=child,
-            )
-            if config.metrics.service_monitor:
-                service_monitor(base, ns, {"peakscale.io/metrics": "true", **match}, all_labels, "metrics", config.metrics.interval, self)
+            metrics_endpoint(name, base, ns, match, all_labels, EXPORTER_PORT, config.metrics, self)
 
         scaling = config.scaling
         self.contract = ScaleContract(

@@ -17,7 +17,7 @@ import pulumi_kubernetes as k8s
 from autoscaler.durations import parse_duration_s
 from stacks.config import EdgeConfig, StackConfig
 from stacks.contract import ScaleContract, TargetRef
-from stacks.workload import disruption_budget, labels, selector, service_monitor, spread, tcp_probe
+from stacks.workload import disruption_budget, labels, metrics_endpoint, selector, spread, tcp_probe
 
 RTMP, HTTP, API, WEBRTC, EXPORTER = 1935, 8080, 1985, 8000, 9972
 SRS_UID = 1000
@@ -242,17 +242,7 @@ class LiveEdge(pulumi.ComponentResource):
         disruption_budget(edge_name, ns, edge_match, edge_labels, self, max_unavailable=1)
         if config.metrics.enabled:
             for component, match, all_labels in (("origin", origin_match, origin_labels), ("edge", edge_match, edge_labels)):
-                metrics_labels = {**all_labels, "peakscale.io/metrics": "true"}
-                k8s.core.v1.Service(
-                    f"{name}-{component}-metrics",
-                    metadata={"name": f"{base}-{component}-metrics", "namespace": ns, "labels": metrics_labels},
-                    spec={"selector": match, "ports": [{"name": "metrics", "port": EXPORTER, "targetPort": "metrics"}]},
-                    opts=child,
-                )
-                if config.metrics.service_monitor:
-                    service_monitor(
-                        f"{base}-{component}", ns, {"peakscale.io/metrics": "true", **match}, all_labels, "metrics", config.metrics.interval, self
-                    )
+                metrics_endpoint(f"{name}-{component}", f"{base}-{component}", ns, match, all_labels, EXPORTER, config.metrics, self)
 
         self.contract = ScaleContract(
             tier="edge",

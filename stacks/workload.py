@@ -128,3 +128,18 @@ def service_monitor(
         },
         opts=pulumi.ResourceOptions(parent=parent),
     )
+
+
+def metrics_endpoint(
+    logical: str, name: str, namespace: str, match: dict[str, str], all_labels: dict[str, str], port: int, metrics, parent: pulumi.Resource
+) -> None:
+    """A Service exposing a pod's ``metrics`` port and, when asked, the ServiceMonitor scraping it."""
+    marker = {"peakscale.io/metrics": "true"}
+    k8s.core.v1.Service(
+        f"{logical}-metrics",
+        metadata={"name": f"{name}-metrics", "namespace": namespace, "labels": {**all_labels, **marker}},
+        spec={"selector": match, "ports": [{"name": "metrics", "port": port, "targetPort": "metrics"}]},
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+    if metrics.service_monitor:
+        service_monitor(name, namespace, {**marker, **match}, all_labels, "metrics", metrics.interval, parent)
