@@ -8,8 +8,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 # uv from PATH, else the one pip installed as a module
 UV = $$(command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
-# Debian packages the test suite starts for real: redis-server checks every generated redis.conf
-DEB_PACKAGES ?= redis-server
+# Debian packages the test suite starts for real: redis-server checks every generated redis.conf,
+# prometheus (with promtool) serves the controller its backfilled history
+DEB_PACKAGES ?= redis-server prometheus
 
 .PHONY: demo test bench uv env env-dev debs clean
 

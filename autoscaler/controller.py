@@ -1,0 +1,381 @@
+"""The controller: every interval, read policies and events, forecast, plan, act, report.
+
+Wiring only: the forecaster and planner are the pure functions the backtest uses, the cluster and
+Prometheus are reached through ``kube.Kube`` and ``prometheus.HistoryCache``.
+
+Reliability rules (DESIGN.md), and where they live:
+
+* missing or stale metrics never lower capacity: a policy without fresh data holds its floor or
+  replica count, gets ``MetricsAvailable=False`` and a Warning Event;
+* no state that cannot be rebuilt: the original ``minReplicas`` lives in an annotation on the HPA,
+  the raised floor on the HPA itself; a restarted controller finds both and keeps them;
+* only the Lease holder writes (``leader.LeaderElector``);
+* 409 conflicts are retried with a fresh read (``kube.retry_conflict``);
+* never above ``maxReplicas`` (the planner clamps, the HPA write clamps again to the HPA's own max);
+* a malformed policy or event gets a condition naming the field; the others carry on.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from kubernetes.client.rest import ApiException
+
+from autoscaler.calendar import PromotionEvent
+from autoscaler.errors import InputError
+from autoscaler.forecast import forecast_at
+from autoscaler.kube import ORIGINAL_MIN, Kube, KubeError, now_rfc3339
+from autoscaler.leader import LeaderElector
+from autoscaler.plan import PlannerState, plan_step
+from autoscaler.prometheus import HistoryCache, MetricsUnavailable, render_query
+from autoscaler.resources import EVENT_PLURAL, POLICY_PLURAL, PromotionEventSpec, ScalingPolicySpec, parse_event, parse_policy
+from autoscaler.telemetry import Telemetry
+
+log = logging.getLogger("peakscale.controller")
+COMPONENT = "peakscale-controller"
+
+
+@dataclass
+class ControllerOptions:
+    identity: str
+    namespaces: list[str] | None = None
+    interval_s: int = 30
+    dry_run: bool = False
+    metric_lag_s: int = 60
+    stale_after_s: int = 300
+    lease_namespace: str = "peakscale-system"
+    lease_name: str = "peakscale-controller"
+    lease_duration_s: int = 15
+
+
+@dataclass
+class Outcome:
+    namespace: str
+    name: str
+    action: str = "none"
+    planned: int | None = None
+    error: str | None = None
+
+
+@dataclass
+class CycleReport:
+    leader: bool
+    policies: int = 0
+    outcomes: list[Outcome] = field(default_factory=list)
+    queries: int = 0
+    duration_s: float = 0.0
+
+
+@dataclass
+class _ParsedEvent:
+    obj: dict
+    spec: PromotionEventSpec
+    event: PromotionEvent
+
+
+def _significant(value: float, digits: int = 3) -> float:
+    """Round to a few significant digits, so that noise does not rewrite status every cycle."""
+    if value == 0 or not math.isfinite(value):
+        return 0.0
+    return round(value, digits - 1 - int(math.floor(math.log10(abs(value)))))
+
+
+def _condition(kind: str, ok: bool, reason: str, message: str, now_s: float, previous: list[dict]) -> dict:
+    status = "True" if ok else "False"
+    old = next((c for c in previous if c.get("type") == kind), None)
+    since = old["lastTransitionTime"] if old and old.get("status") == status and old.get("lastTransitionTime") else now_rfc3339(now_s)
+    return {"type": kind, "status": status, "reason": reason, "message": message[:512], "lastTransitionTime": since}
+
+
+class Controller:
+    def __init__(
+        self,
+        kube: Kube,
+        history: HistoryCache,
+        options: ControllerOptions,
+        *,
+        clock: Callable[[], float] = time.time,
+        telemetry: Telemetry | None = None,
+    ) -> None:
+        self.kube = kube
+        self.history = history
+        self.options = options
+        self.clock = clock
+        self.telemetry = telemetry or Telemetry()
+        self.elector = LeaderElector(
+            kube, namespace=options.lease_namespace, name=options.lease_name, identity=options.identity, duration_s=options.lease_duration_s
+        )
+        self._states: dict[tuple[str, str], PlannerState] = {}
+        self._metrics_down: set[tuple[str, str]] = set()
+
+    # ------------------------------------------------------------------------------------------
+    def run_cycle(self) -> CycleReport:
+        started = time.perf_counter()
+        now = self.clock()
+        self.history.reset_count()
+        leader = self.elector.try_acquire(now)
+        self.telemetry.leader.set(1 if leader else 0)
+        report = CycleReport(leader=leader)
+        if not leader:
+            report.duration_s = time.perf_counter() - started
+            return report
+        namespaces = self.options.namespaces
+        policies = self.kube.list_custom(POLICY_PLURAL, namespaces)
+        events = self._events(self.kube.list_custom(EVENT_PLURAL, namespaces), now)
+        report.policies = len(policies)
+        plans: dict[tuple[str, str], tuple[ScalingPolicySpec, float | None, dict]] = {}
+        for obj in policies:
+            meta = obj.get("metadata") or {}
+            key = (meta.get("namespace", ""), meta.get("name", ""))
+            try:
+                outcome, spec, peak = self._reconcile(obj, events, now)
+                plans[key] = (spec, peak, meta.get("labels") or {})
+            except InputError as exc:
+                outcome = Outcome(*key, action="invalid", error=str(exc))
+                self.telemetry.errors.labels("invalid-spec").inc()
+                self._write_status(obj, {"phase": "Error", "reason": str(exc), "conditions": [_condition("Ready", False, "InvalidSpec", str(exc), now, self._conditions(obj))]})
+                self._event_once(obj, "InvalidSpec", str(exc), warning=True, now=now)
+            except (ApiException, KubeError) as exc:
+                message = f"{type(exc).__name__}: {getattr(exc, 'reason', '') or exc}"
+                outcome = Outcome(*key, action="error", error=message)
+                self.telemetry.errors.labels("kubernetes").inc()
+                log.warning("policy %s/%s: %s", *key, message)
+            report.outcomes.append(outcome)
+        self._event_statuses(events, plans, now)
+        report.queries = self.history.queries
+        self.telemetry.queries.inc(report.queries)
+        report.duration_s = time.perf_counter() - started
+        self.telemetry.cycle.observe(report.duration_s)
+        self.telemetry.last_cycle_s = time.time()
+        self.telemetry.ready = True
+        return report
+
+    def run_forever(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                report = self.run_cycle()
+                log.info("cycle: leader=%s policies=%d queries=%d %.3fs", report.leader, report.policies, report.queries, report.duration_s)
+            except Exception:  # keep the loop alive; the error is counted and logged
+                self.telemetry.errors.labels("cycle").inc()
+                log.exception("cycle failed")
+            stop.wait(self.options.interval_s)
+
+    # ------------------------------------------------------------------------------------------
+    def _events(self, objs: list[dict], now: float) -> list[_ParsedEvent]:
+        out = []
+        for obj in objs:
+            try:
+                spec, event = parse_event(obj)
+                out.append(_ParsedEvent(obj, spec, event))
+            except InputError as exc:
+                self.telemetry.errors.labels("invalid-event").inc()
+                self._write_status(obj, {"conditions": [_condition("Valid", False, "InvalidSpec", str(exc), now, self._conditions(obj))]}, plural=EVENT_PLURAL)
+                self._event_once(obj, "InvalidSpec", str(exc), warning=True, now=now)
+        return out
+
+    @staticmethod
+    def _conditions(obj: dict) -> list[dict]:
+        return list((obj.get("status") or {}).get("conditions") or [])
+
+    def _write_status(self, obj: dict, status: dict, plural: str = POLICY_PLURAL) -> None:
+        meta = obj.get("metadata") or {}
+        try:
+            self.kube.update_status(plural, meta["namespace"], meta["name"], status)
+        except ApiException as exc:
+            self.telemetry.errors.labels("status").inc()
+            log.warning("status of %s/%s: %s", meta.get("namespace"), meta.get("name"), exc.reason)
+
+    def _event_once(self, obj: dict, reason: str, message: str, *, warning: bool, now: float) -> None:
+        """An Event, unless the same condition was already reported (its message is in status)."""
+        if any(c.get("message") == message[:512] for c in self._conditions(obj)):
+            return
+        self._emit(obj, reason, message, warning=warning, now=now)
+
+    def _emit(self, obj: dict, reason: str, message: str, *, warning: bool, now: float) -> None:
+        try:
+            self.kube.emit_event(obj, reason=reason, message=message, warning=warning, now_s=now, component=COMPONENT)
+        except ApiException as exc:
+            self.telemetry.errors.labels("event").inc()
+            log.warning("event %s: %s", reason, exc.reason)
+
+    # ------------------------------------------------------------------------------------------
+    def _reconcile(self, obj: dict, events: list[_ParsedEvent], now: float) -> tuple[Outcome, ScalingPolicySpec, float | None]:
+        spec = parse_policy(obj)
+        meta = obj.get("metadata") or {}
+        ns, name = meta["namespace"], meta["name"]
+        key = (ns, name)
+        labels = meta.get("labels") or {}
+        policy = spec.plan_policy()
+        opts = self.options
+        mine = [e for e in events if (e.obj.get("metadata") or {}).get("namespace") == ns and e.spec.targets.matches(labels)]
+        calendar = [e.event for e in mine]
+        previous = self._conditions(obj)
+        conditions: list[dict] = []
+        outcome = Outcome(ns, name)
+        ref = spec.target_ref
+
+        # --- where the target stands now ------------------------------------------------------
+        hpa = None
+        if spec.mode == "hpa-floor":
+            hpa = self.kube.get_hpa(ns, ref.name) if ref.kind == "HorizontalPodAutoscaler" else self.kube.find_hpa_for(ns, ref.kind, ref.name)
+            if hpa is None:
+                msg = f"no HorizontalPodAutoscaler targets {ref.kind} {ref.name}: create one or use mode scale"
+                self._write_status(obj, {"phase": "Error", "reason": msg, "conditions": [_condition("TargetFound", False, "NoHPA", msg, now, previous)]})
+                self._event_once(obj, "NoHPA", msg, warning=True, now=now)
+                return Outcome(ns, name, action="error", error=msg), spec, None
+            floor = hpa.spec.min_replicas or 1
+            annotations = hpa.metadata.annotations or {}
+            original = int(annotations.get(ORIGINAL_MIN, floor))
+            current = max(hpa.status.current_replicas or 0, floor) if hpa.status else floor
+            self.telemetry.floor.labels(ns, name).set(floor)
+        elif spec.mode == "scale":
+            owner = self.kube.find_hpa_for(ns, ref.kind, ref.name)
+            if owner is not None:
+                msg = f"HPA {owner.metadata.name} owns {ref.kind} {ref.name}: writing its scale would fight it; use mode hpa-floor"
+                self._write_status(obj, {"phase": "Error", "reason": msg, "conditions": [_condition("Ready", False, "HPAOwnsTarget", msg, now, previous)]})
+                self._event_once(obj, "HPAOwnsTarget", msg, warning=True, now=now)
+                return Outcome(ns, name, action="refused", error=msg), spec, None
+            current = self.kube.get_replicas(ns, ref.kind, ref.name)
+        else:
+            try:
+                current = self.kube.get_replicas(ns, ref.kind, ref.name)
+            except (ApiException, KubeError):
+                current = None
+        if current is not None:
+            self.telemetry.actual.labels(ns, name).set(current)
+        conditions.append(_condition("TargetFound", True, "Found", f"{ref.kind} {ref.name}", now, previous))
+
+        # --- metrics, forecast, plan ----------------------------------------------------------
+        step = spec.step_s
+        query = render_query(spec.metric.query, namespace=ns, target=ref.name, policy=name)
+        planned = None
+        peak = None
+        decision = None
+        try:
+            series = self.history.history(query, now_s=now, history_s=spec.forecast_settings().history_s, step_s=step, stale_after_s=max(opts.stale_after_s, 3 * step))
+            last_s = series.last_s
+            h_lo = max(0, math.ceil((now - last_s) / step))
+            # capacity asked for now serves from now + lead; the next chance to ask is one interval on
+            h_hi = max(h_lo, math.floor((now + policy.lead_time_s + opts.interval_s - last_s) / step))
+            fc = forecast_at(series.times_s, series.values, calendar, len(series.times_s) - 1, h_hi + 1, spec.forecast_settings())
+            peak = float(fc.values[h_lo : h_hi + 1].max())
+            upper = float(fc.upper[h_lo : h_hi + 1].max())
+            who = next((e for e in fc.events[h_lo : h_hi + 1] if e), "")
+            frozen = any(e.start_s <= now < e.end_s for e in calendar)
+            state = self._states.get(key)
+            if spec.mode == "hpa-floor" or state is None:
+                base = current if current is not None else policy.min_replicas
+                state = PlannerState(replicas=base, at_s=int(now) - opts.interval_s, recent=((int(now) - 1, base),))
+            decision, state = plan_step(
+                policy, state, now_s=int(now), demand_now=float(series.values[-1]), forecast_peak=peak, forecast_upper=upper, event=who, frozen=frozen
+            )
+            self._states[key] = state
+            planned = decision.replicas
+            self.telemetry.forecast.labels(ns, name).set(peak)
+            self.telemetry.planned.labels(ns, name).set(planned)
+            conditions.append(_condition("MetricsAvailable", True, "Fresh", "samples are fresh", now, previous))
+            self._metrics_down.discard(key)
+        except MetricsUnavailable as exc:
+            msg = f"holding capacity: {exc}"
+            conditions.append(_condition("MetricsAvailable", False, "MetricsUnavailable", msg, now, previous))
+            self.telemetry.errors.labels("metrics").inc()
+            if key not in self._metrics_down:
+                self._metrics_down.add(key)
+                self._emit(obj, "MetricsUnavailable", msg, warning=True, now=now)
+
+        # --- act ------------------------------------------------------------------------------
+        lead = policy.lead_time_s
+        window = [e for e in calendar if e.start_s - lead - opts.interval_s <= now < e.end_s + spec.cooldown_s]
+        status: dict = {"observedGeneration": meta.get("generation", 1), "activeEvents": sorted(e.name for e in window)}
+        if spec.mode == "hpa-floor" and hpa is not None:
+            hpa_max = hpa.spec.max_replicas
+            raised = ORIGINAL_MIN in annotations
+            if planned is not None and window:
+                target = min(max(planned, original, floor if raised else 0), policy.max_replicas, hpa_max)
+                if target > floor:
+                    label = window[0].label
+                    why = f"raise HPA {hpa.metadata.name} floor {floor} -> {target} for {label!r} (lead {lead // 60} min): {decision.explain() if decision else ''}"
+                    outcome.action = "raise-floor"
+                    if not opts.dry_run:
+                        self.kube.set_hpa_floor(ns, hpa.metadata.name, target, remember_original=True)
+                        floor = target
+                        self.telemetry.floor.labels(ns, name).set(floor)
+                    self.telemetry.actions.labels("raise-floor").inc()
+                    self._emit(obj, "DryRun" if opts.dry_run else "FloorRaised", ("dry-run: would " if opts.dry_run else "") + why, warning=False, now=now)
+            elif planned is not None and not window and raised:
+                why = f"restore HPA {hpa.metadata.name} floor {floor} -> {original}: no event within lead time or cool-down"
+                outcome.action = "restore-floor"
+                if not opts.dry_run:
+                    self.kube.set_hpa_floor(ns, hpa.metadata.name, None, remember_original=False)
+                    floor = original
+                    self.telemetry.floor.labels(ns, name).set(floor)
+                self.telemetry.actions.labels("restore-floor").inc()
+                self._emit(obj, "DryRun" if opts.dry_run else "FloorRestored", ("dry-run: would " if opts.dry_run else "") + why, warning=False, now=now)
+            status.update(currentReplicas=current, plannedReplicas=floor if planned is None else max(planned, floor), originalMinReplicas=original)
+            status["phase"] = "Holding" if window and any(e.start_s <= now for e in window) else "PreScaling" if window else "Idle"
+        elif spec.mode == "scale" and current is not None:
+            if planned is not None and planned != current:
+                why = f"scale {ref.kind} {ref.name} {current} -> {planned}: {decision.explain()}"
+                outcome.action = "scale"
+                if not opts.dry_run:
+                    self.kube.set_replicas(ns, ref.kind, ref.name, planned)
+                self.telemetry.actions.labels("scale").inc()
+                self._emit(obj, "DryRun" if opts.dry_run else "Scaled", ("dry-run: would " if opts.dry_run else "") + why, warning=False, now=now)
+            status.update(currentReplicas=current, plannedReplicas=planned if planned is not None else current)
+            status["phase"] = "Holding" if window else "Idle"
+        else:
+            status.update(phase="Observing", plannedReplicas=planned)
+            if current is not None:
+                status["currentReplicas"] = current
+        if peak is not None:
+            status["forecastPeak"] = _significant(peak)
+        status["nextAction"] = self._next_action(spec, calendar, now, hpa)
+        ok = all(c["status"] == "True" for c in conditions)
+        conditions.insert(0, _condition("Ready", ok, "Reconciled" if ok else "Degraded", "planned and acted" if ok else "see other conditions", now, previous))
+        status["conditions"] = conditions
+        if decision is not None:
+            status["reason"] = decision.explain()
+        self._write_status(obj, {k: v for k, v in status.items() if v is not None})
+        outcome.planned = planned
+        return outcome, spec, peak
+
+    def _next_action(self, spec: ScalingPolicySpec, calendar: list[PromotionEvent], now: float, hpa) -> str:
+        lead = spec.plan_policy().lead_time_s
+        upcoming = sorted((e for e in calendar if e.start_s - lead > now), key=lambda e: e.start_s)
+        if spec.mode == "observe":
+            return "observe only"
+        if upcoming:
+            e = upcoming[0]
+            verb = f"raise HPA {hpa.metadata.name} floor" if hpa is not None else "scale"
+            return f"{verb} at {now_rfc3339(e.start_s - lead)} for {e.label!r} (lead {lead // 60} min)"
+        return "none planned"
+
+    def _event_statuses(self, events: list[_ParsedEvent], plans: dict, now: float) -> None:
+        for parsed in events:
+            meta = parsed.obj.get("metadata") or {}
+            ns = meta.get("namespace")
+            matched = [(k, v) for k, v in plans.items() if k[0] == ns and parsed.spec.targets.matches(v[2])]
+            lead = max((spec.plan_policy().lead_time_s for _, (spec, _, _) in matched), default=0)
+            cooldown = max((spec.cooldown_s for _, (spec, _, _) in matched), default=0)
+            e = parsed.event
+            if now < e.start_s - lead:
+                phase = "Scheduled"
+            elif now < e.start_s:
+                phase = "PreScaling"
+            elif now < e.end_s:
+                phase = "Active"
+            elif now < e.end_s + cooldown:
+                phase = "Cooling"
+            else:
+                phase = "Done"
+            peaks = [p for _, (_, p, _) in matched if p is not None]
+            status = {"phase": phase, "policies": sorted(k[1] for k, _ in matched), "observedGeneration": meta.get("generation", 1)}
+            if peaks:
+                status["plannedPeak"] = _significant(max(peaks))
+            status["conditions"] = [_condition("Valid", True, "Parsed", "spec is valid", now, self._conditions(parsed.obj))]
+            self._write_status(parsed.obj, status, plural=EVENT_PLURAL)

@@ -1,0 +1,142 @@
+"""Prometheus adapter: the demand history of each policy, cached and extended incrementally.
+
+The first cycle fetches the whole history window (in chunks: a range query over 11,000 points is
+refused); every later cycle asks only for the samples after the last one it has, so a cycle costs
+at most one range query per policy. The series is kept on a regular grid (a missing sample holds
+the previous value) because the forecaster wants one.
+
+It must never make a bad answer look like data: an unreachable or slow server, an error, an empty
+result or a series whose newest sample is too old all surface as ``MetricsUnavailable``, and
+the controller then holds capacity where it is.
+
+Label values that come from custom resources are escaped before they reach PromQL
+(``render_query``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable
+
+import numpy as np
+
+MAX_POINTS = 10_000
+
+
+class MetricsUnavailable(Exception):
+    """No fresh data for a query; the message says why."""
+
+
+def escape_label_value(value: str) -> str:
+    """Escape a value for a PromQL double-quoted string."""
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def render_query(template: str, **values: str) -> str:
+    """Replace ``${name}`` placeholders with escaped label values."""
+    out = template
+    for key, value in values.items():
+        out = out.replace("${" + key + "}", escape_label_value(value))
+    return out
+
+
+@dataclass
+class Series:
+    step_s: int
+    times_s: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    values: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    @property
+    def last_s(self) -> int | None:
+        return int(self.times_s[-1]) if len(self.times_s) else None
+
+
+class HistoryCache:
+    """Per-query history from one Prometheus server."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        verify_tls: bool | str = True,
+        timeout_s: float = 10.0,
+        connect: Callable | None = None,
+    ) -> None:
+        from prometheus_api_client import PrometheusConnect
+        from urllib3.util.retry import Retry
+
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        # one quick retry: a down Prometheus must not stall the cycle (the policy holds instead)
+        retry = Retry(total=1, backoff_factor=0.1, status_forcelist=[502, 503, 504], allowed_methods=["GET", "POST"])
+        self._prom = (connect or PrometheusConnect)(
+            url=url, headers=headers, disable_ssl=verify_tls is False, timeout=timeout_s, retry=retry
+        )
+        if isinstance(verify_tls, str):
+            self._prom._session.verify = verify_tls
+        self._series: dict[tuple[str, int], Series] = {}
+        self.queries = 0
+
+    def reset_count(self) -> None:
+        self.queries = 0
+
+    def _range(self, query: str, start_s: int, end_s: int, step_s: int) -> dict[int, float]:
+        self.queries += 1
+        try:
+            result = self._prom.custom_query_range(
+                query,
+                start_time=datetime.fromtimestamp(start_s, tz=timezone.utc),
+                end_time=datetime.fromtimestamp(end_s, tz=timezone.utc),
+                step=f"{step_s}s",
+            )
+        except Exception as exc:  # connection refused, timeout, HTTP 4xx/5xx from the library
+            raise MetricsUnavailable(f"Prometheus query failed: {type(exc).__name__}: {str(exc)[:200]}") from None
+        points: dict[int, float] = {}
+        for series in result or []:
+            for ts, raw in series.get("values", []):
+                try:
+                    value = float(raw)
+                except (TypeError, ValueError):
+                    continue
+                if math.isfinite(value):
+                    key = int(round(float(ts)))
+                    points[key] = points.get(key, 0.0) + value  # several series: their sum
+        return points
+
+    def history(self, query: str, *, now_s: float, history_s: int, step_s: int, stale_after_s: int) -> Series:
+        """The series up to ``now_s``; raises ``MetricsUnavailable`` when it is missing or stale."""
+        key = (query, step_s)
+        end = int(now_s) // step_s * step_s
+        series = self._series.get(key)
+        if series is None or series.last_s is None:
+            start = end - history_s // step_s * step_s
+        else:
+            start = series.last_s + step_s
+        points: dict[int, float] = {}
+        if start <= end:
+            chunk = MAX_POINTS * step_s
+            lo = start
+            while lo <= end:
+                hi = min(end, lo + chunk - step_s)
+                points.update(self._range(query, lo, hi, step_s))
+                lo = hi + step_s
+        if series is None:
+            series = Series(step_s=step_s)
+            self._series[key] = series
+        if points:
+            new_times = np.array(sorted(points), dtype=np.int64)
+            new_values = np.array([points[t] for t in new_times])
+            times = np.concatenate([series.times_s, new_times])
+            values = np.concatenate([series.values, new_values])
+            grid = np.arange(times[0], times[-1] + step_s, step_s, dtype=np.int64)
+            idx = np.searchsorted(times, grid, side="right") - 1
+            series.times_s, series.values = grid, values[idx]
+            keep = series.times_s > end - history_s
+            series.times_s, series.values = series.times_s[keep], series.values[keep]
+        if series.last_s is None:
+            raise MetricsUnavailable("Prometheus returned no samples for the query")
+        if now_s - series.last_s > stale_after_s:
+            raise MetricsUnavailable(f"newest sample is {int(now_s - series.last_s)} s old (stale after {stale_after_s} s)")
+        return series

@@ -1,0 +1,195 @@
+"""The two custom resources (group ``peakscale.io``, ``v1alpha1``) as Python models.
+
+The models mirror the CRDs in ``charts/peakscale/crds/`` (a test checks both accept and refuse the
+same documents). ``parse_policy`` and ``parse_event`` turn a custom object from the API into
+the planner's and forecaster's inputs, or raise ``InputError`` naming the field, so that one
+malformed resource gets a condition and the others carry on.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from autoscaler.calendar import PromotionEvent
+from autoscaler.durations import parse_duration_s
+from autoscaler.errors import InputError
+from autoscaler.forecast import ForecastSettings
+from autoscaler.plan import PlanPolicy
+
+GROUP = "peakscale.io"
+VERSION = "v1alpha1"
+POLICY_PLURAL = "scalingpolicies"
+EVENT_PLURAL = "promotionevents"
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(word.title() for word in rest)
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, alias_generator=_camel, frozen=True)
+
+
+def _duration(value: str, field: str) -> str:
+    try:
+        parse_duration_s(value, field=field, allow_zero=True)
+    except InputError as exc:
+        raise ValueError(exc.problem) from None
+    return value
+
+
+class TargetRef(_Spec):
+    api_version: str = "apps/v1"
+    kind: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+
+
+class Metric(_Spec):
+    query: str = Field(min_length=1)
+    capacity_per_replica: float = Field(gt=0)
+    target_utilization: float = Field(default=0.7, gt=0, le=1)
+
+
+class ForecastSpec(_Spec):
+    history: str = "14d"
+    step: str = "1m"
+    quantile: float = Field(default=1.0, ge=0.5, le=1.0)
+
+    @field_validator("history", "step")
+    @classmethod
+    def _durations(cls, value: str, info) -> str:
+        return _duration(value, info.field_name)
+
+
+class ScalingPolicySpec(_Spec):
+    target_ref: TargetRef
+    mode: Literal["hpa-floor", "scale", "observe"] = "hpa-floor"
+    metric: Metric
+    lead_time: str
+    min_replicas: int = Field(default=1, ge=0)
+    max_replicas: int = Field(ge=1)
+    max_scale_up_per_minute: int | None = Field(default=None, ge=1)
+    scale_down_stabilization: str = "5m"
+    freeze_during_events: bool = True
+    cooldown: str = "30m"
+    forecast: ForecastSpec = ForecastSpec()
+
+    @field_validator("lead_time", "scale_down_stabilization", "cooldown")
+    @classmethod
+    def _durations(cls, value: str, info) -> str:
+        return _duration(value, _camel(info.field_name))
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "ScalingPolicySpec":
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"minReplicas {self.min_replicas} is above maxReplicas {self.max_replicas}")
+        return self
+
+    def plan_policy(self) -> PlanPolicy:
+        return PlanPolicy(
+            capacity_per_replica=self.metric.capacity_per_replica,
+            target_utilization=self.metric.target_utilization,
+            lead_time_s=parse_duration_s(self.lead_time, allow_zero=True),
+            min_replicas=self.min_replicas,
+            max_replicas=self.max_replicas,
+            max_scale_up_per_minute=self.max_scale_up_per_minute,
+            scale_down_stabilization_s=parse_duration_s(self.scale_down_stabilization, allow_zero=True),
+            freeze_during_events=self.freeze_during_events,
+        )
+
+    def forecast_settings(self) -> ForecastSettings:
+        return ForecastSettings(history_s=parse_duration_s(self.forecast.history), quantile=self.forecast.quantile)
+
+    @property
+    def step_s(self) -> int:
+        return max(1, parse_duration_s(self.forecast.step))
+
+    @property
+    def cooldown_s(self) -> int:
+        return parse_duration_s(self.cooldown, allow_zero=True)
+
+
+class LabelSelector(_Spec):
+    match_labels: dict[str, str] = {}
+    match_expressions: list[dict[str, Any]] = []
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        if any(labels.get(k) != v for k, v in self.match_labels.items()):
+            return False
+        for expr in self.match_expressions:
+            key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+            if op == "In" and labels.get(key) not in values:
+                return False
+            if op == "NotIn" and labels.get(key) in values:
+                return False
+            if op == "Exists" and key not in labels:
+                return False
+            if op == "DoesNotExist" and key in labels:
+                return False
+        return True
+
+
+class PromotionEventSpec(_Spec):
+    title: str = ""
+    start: datetime
+    end: datetime
+    kind: str = Field(min_length=1, max_length=63)
+    expected_multiplier: float | None = Field(default=None, gt=0, le=1000)
+    expected_peak: float | None = Field(default=None, gt=0)
+    like: list[str] = []
+    targets: LabelSelector = LabelSelector()
+
+    @field_validator("start", "end")
+    @classmethod
+    def _aware(cls, value: datetime, info) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("needs an offset (RFC 3339, e.g. 2026-11-11T20:00:00+08:00)")
+        return value
+
+    @model_validator(mode="after")
+    def _window(self) -> "PromotionEventSpec":
+        if self.end <= self.start:
+            raise ValueError("end is not after start")
+        return self
+
+
+def _first_error(exc: ValidationError, where: str) -> InputError:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err.get("loc", ()))
+    msg = err.get("msg", "invalid").removeprefix("Value error, ")
+    return InputError(f"{where}.spec{('.' + loc) if loc else ''}", msg)
+
+
+def parse_policy(obj: dict) -> ScalingPolicySpec:
+    meta = obj.get("metadata") or {}
+    try:
+        spec = ScalingPolicySpec.model_validate(obj.get("spec") or {})
+        spec.plan_policy()  # the planner's own checks (utilization, bounds)
+        return spec
+    except ValidationError as exc:
+        raise _first_error(exc, f"ScalingPolicy {meta.get('namespace')}/{meta.get('name')}") from None
+
+
+def parse_event(obj: dict) -> tuple[PromotionEventSpec, PromotionEvent]:
+    """The spec, and the calendar event in UTC wall-clock seconds (what the controller plans in)."""
+    meta = obj.get("metadata") or {}
+    try:
+        spec = PromotionEventSpec.model_validate(obj.get("spec") or {})
+    except ValidationError as exc:
+        raise _first_error(exc, f"PromotionEvent {meta.get('namespace')}/{meta.get('name')}") from None
+    utc = timezone.utc
+    event = PromotionEvent(
+        name=meta.get("name", "?"),
+        title=spec.title,
+        start=spec.start.astimezone(utc).replace(tzinfo=None),
+        end=spec.end.astimezone(utc).replace(tzinfo=None),
+        kind=spec.kind,
+        expected_multiplier=spec.expected_multiplier,
+        expected_peak=spec.expected_peak,
+        like=tuple(spec.like),
+    )
+    return spec, event

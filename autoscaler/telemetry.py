@@ -1,0 +1,82 @@
+"""What the controller tells Prometheus and the kubelet: /metrics, /healthz, /readyz.
+
+Metric names are listed in ``METRIC_NAMES`` (the Grafana dashboard is checked against them).
+Each controller owns its registry, so several can live in one process (tests, benchmarks).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+METRIC_NAMES = (
+    "peakscale_forecast_demand",
+    "peakscale_planned_replicas",
+    "peakscale_actual_replicas",
+    "peakscale_floor_replicas",
+    "peakscale_cycle_duration_seconds",
+    "peakscale_errors_total",
+    "peakscale_prometheus_queries_total",
+    "peakscale_actions_total",
+    "peakscale_is_leader",
+)
+
+
+class Telemetry:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        labels = ("namespace", "policy")
+        self.forecast = Gauge("peakscale_forecast_demand", "Forecast peak demand within the lead time", labels, registry=self.registry)
+        self.planned = Gauge("peakscale_planned_replicas", "Replicas the plan asks for", labels, registry=self.registry)
+        self.actual = Gauge("peakscale_actual_replicas", "Replicas the target runs now", labels, registry=self.registry)
+        self.floor = Gauge("peakscale_floor_replicas", "HPA minReplicas (hpa-floor mode)", labels, registry=self.registry)
+        self.cycle = Histogram(
+            "peakscale_cycle_duration_seconds",
+            "Duration of one reconcile cycle",
+            registry=self.registry,
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+        )
+        self.errors = Counter("peakscale_errors", "Errors by kind", ("kind",), registry=self.registry)
+        self.queries = Counter("peakscale_prometheus_queries", "Range queries sent to Prometheus", registry=self.registry)
+        self.actions = Counter("peakscale_actions", "Actions taken, by kind", ("action",), registry=self.registry)
+        self.leader = Gauge("peakscale_is_leader", "1 while this instance holds the Lease", registry=self.registry)
+        self.last_cycle_s: float | None = None
+        self.ready = False
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def serve(telemetry: Telemetry, port: int, interval_s: float, host: str = "0.0.0.0") -> ThreadingHTTPServer:
+    """Start the /metrics, /healthz and /readyz server in a daemon thread."""
+
+    class Handler(BaseHTTPRequestHandler):
+        disable_nagle_algorithm = True
+
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            if self.path.startswith("/metrics"):
+                body, status, kind = telemetry.render(), 200, CONTENT_TYPE_LATEST
+            elif self.path.startswith("/healthz"):
+                last = telemetry.last_cycle_s
+                alive = last is None or time.time() - last < max(60.0, 5 * interval_s)
+                body, status, kind = (b"ok\n" if alive else b"cycle loop stalled\n"), (200 if alive else 503), "text/plain"
+            elif self.path.startswith("/readyz"):
+                body, status, kind = (b"ok\n" if telemetry.ready else b"no cycle completed yet\n"), (200 if telemetry.ready else 503), "text/plain"
+            else:
+                body, status, kind = b"not found\n", 404, "text/plain"
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            return None
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    threading.Thread(target=server.serve_forever, name="peakscale-telemetry", daemon=True).start()
+    return server

@@ -1,0 +1,290 @@
+"""A small, faithful Kubernetes API double on 127.0.0.1 for the official client.
+
+It implements what peakscale relies on, with the API's semantics:
+
+* namespaced collections and objects under ``/api/v1`` and ``/apis/<group>/<version>``, listing
+  across namespaces, ``labelSelector`` equality;
+* ``resourceVersion`` on every object (one counter for the store, as etcd's revision); a PUT whose
+  ``metadata.resourceVersion`` is not the stored one gets ``409 Conflict``; POST of an existing
+  name gets ``409 AlreadyExists``; unknown names get ``404 NotFound`` as a ``Status`` object;
+* ``generation`` bumped on spec changes; ``/status`` subresources that write only ``status`` (and
+  the main resource that ignores ``status``), as CRDs with the status subresource do;
+* ``/scale`` subresources (autoscaling/v1 ``Scale``) for Deployments, StatefulSets and
+  CloudNativePG Clusters (``spec.instances``);
+* JSON merge patch and JSON patch;
+* ``generateName``;
+* fault injection (``fail_next``) and a request log for assertions.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import threading
+import uuid
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+SCALE_PATHS = {
+    ("apps/v1", "deployments"): ("spec", "replicas"),
+    ("apps/v1", "statefulsets"): ("spec", "replicas"),
+    ("postgresql.cnpg.io/v1", "clusters"): ("spec", "instances"),
+}
+STATUS_SUBRESOURCE = {"peakscale.io/v1alpha1", "autoscaling/v2", "apps/v1", "postgresql.cnpg.io/v1"}
+KINDS = {
+    "horizontalpodautoscalers": "HorizontalPodAutoscaler",
+    "deployments": "Deployment",
+    "statefulsets": "StatefulSet",
+    "leases": "Lease",
+    "events": "Event",
+    "scalingpolicies": "ScalingPolicy",
+    "promotionevents": "PromotionEvent",
+    "clusters": "Cluster",
+    "namespaces": "Namespace",
+}
+PATH = re.compile(
+    r"^/(?:api/(?P<core>v1)|apis/(?P<group>[^/]+)/(?P<version>[^/]+))"
+    r"(?:/namespaces/(?P<ns>[^/]+))?/(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?(?:/(?P<sub>status|scale))?/?$"
+)
+
+
+def _merge(target, patch):
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = _merge(out.get(key), value)
+    return out
+
+
+def _json_patch(doc, ops):
+    doc = copy.deepcopy(doc)
+    for op in ops:
+        parts = [p.replace("~1", "/").replace("~0", "~") for p in op["path"].lstrip("/").split("/")]
+        parent = doc
+        for p in parts[:-1]:
+            parent = parent[int(p)] if isinstance(parent, list) else parent.setdefault(p, {})
+        last = parts[-1]
+        if op["op"] in ("add", "replace"):
+            if isinstance(parent, list):
+                parent.insert(int(last), op["value"]) if op["op"] == "add" else parent.__setitem__(int(last), op["value"])
+            else:
+                parent[last] = op["value"]
+        elif op["op"] == "remove":
+            del parent[int(last) if isinstance(parent, list) else last]
+        elif op["op"] == "test":
+            if (parent[int(last)] if isinstance(parent, list) else parent.get(last)) != op["value"]:
+                raise ValueError("test failed")
+    return doc
+
+
+class FakeKube:
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str, str, str], dict] = {}
+        self.revision = 0
+        self.lock = threading.RLock()
+        self.requests: list[tuple[str, str]] = []
+        self._faults: list[dict] = []
+        self._server: ThreadingHTTPServer | None = None
+
+    # --- control from tests -----------------------------------------------------------------
+    def start(self) -> str:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            # headers and body go out in two writes: without this, Nagle + delayed ACK add 40 ms
+            disable_nagle_algorithm = True
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"null") if length else None
+                status, payload = fake.handle(self.command, self.path, body, self.headers.get("Content-Type", ""))
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+
+            def log_message(self, *args) -> None:
+                return None
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def fail_next(self, method: str, path_part: str, status: int = 409, times: int = 1) -> None:
+        self._faults.append({"method": method, "part": path_part, "status": status, "times": times})
+
+    def put_object(self, obj: dict) -> dict:
+        """Create or overwrite an object directly (test setup)."""
+        api = obj["apiVersion"]
+        plural = next(p for p, k in KINDS.items() if k == obj["kind"])
+        meta = obj.setdefault("metadata", {})
+        with self.lock:
+            self._stamp(obj, new=True)
+            self.objects[(api, plural, meta.get("namespace", ""), meta["name"])] = copy.deepcopy(obj)
+        return obj
+
+    def get(self, api: str, plural: str, namespace: str, name: str) -> dict | None:
+        with self.lock:
+            obj = self.objects.get((api, plural, namespace, name))
+            return copy.deepcopy(obj) if obj else None
+
+    def list(self, api: str, plural: str, namespace: str | None = None) -> list[dict]:
+        with self.lock:
+            return [copy.deepcopy(o) for (a, p, ns, _), o in self.objects.items() if a == api and p == plural and (namespace is None or ns == namespace)]
+
+    def writes(self) -> list[tuple[str, str]]:
+        return [(m, p) for m, p in self.requests if m in ("POST", "PUT", "PATCH", "DELETE")]
+
+    # --- the API ------------------------------------------------------------------------------
+    def _stamp(self, obj: dict, *, new: bool) -> None:
+        self.revision += 1
+        meta = obj.setdefault("metadata", {})
+        meta["resourceVersion"] = str(self.revision)
+        if new:
+            meta.setdefault("uid", str(uuid.uuid4()))
+            meta.setdefault("creationTimestamp", datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+            meta.setdefault("generation", 1)
+
+    @staticmethod
+    def _status(code: int, reason: str, message: str) -> tuple[int, dict]:
+        return code, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "message": message, "code": code}
+
+    def handle(self, method: str, raw_path: str, body, content_type: str) -> tuple[int, dict]:
+        url = urlparse(raw_path)
+        path, query = url.path, parse_qs(url.query)
+        with self.lock:
+            self.requests.append((method, path))
+            for fault in self._faults:
+                if fault["times"] > 0 and fault["method"] == method and fault["part"] in path:
+                    fault["times"] -= 1
+                    reason = {409: "Conflict", 500: "InternalError", 503: "ServiceUnavailable"}.get(fault["status"], "Failure")
+                    return self._status(fault["status"], reason, "injected fault")
+            m = PATH.match(path)
+            if not m:
+                return self._status(404, "NotFound", f"no route for {path}")
+            api = m["core"] or f"{m['group']}/{m['version']}"
+            plural, ns, name, sub = m["plural"], m["ns"] or "", m["name"], m["sub"]
+            key = (api, plural, ns, name)
+            if name is None:
+                if method == "GET":
+                    items = [copy.deepcopy(o) for (a, p, n, _), o in sorted(self.objects.items()) if a == api and p == plural and (not ns or n == ns)]
+                    selector = (query.get("labelSelector") or [""])[0]
+                    if selector:
+                        wanted = dict(part.split("=", 1) for part in selector.split(",") if "=" in part)
+                        items = [o for o in items if all((o["metadata"].get("labels") or {}).get(k) == v for k, v in wanted.items())]
+                    return 200, {"kind": KINDS.get(plural, "Object") + "List", "apiVersion": api, "metadata": {"resourceVersion": str(self.revision)}, "items": items}
+                if method == "POST":
+                    obj = copy.deepcopy(body)
+                    meta = obj.setdefault("metadata", {})
+                    if not meta.get("name") and meta.get("generateName"):
+                        meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
+                    meta.setdefault("namespace", ns)
+                    k = (api, plural, ns, meta["name"])
+                    if k in self.objects:
+                        return self._status(409, "AlreadyExists", f'{plural} "{meta["name"]}" already exists')
+                    obj.setdefault("apiVersion", api)
+                    obj.setdefault("kind", KINDS.get(plural, "Object"))
+                    self._stamp(obj, new=True)
+                    self.objects[k] = obj
+                    return 201, copy.deepcopy(obj)
+                return self._status(405, "MethodNotAllowed", method)
+            current = self.objects.get(key)
+            if current is None:
+                return self._status(404, "NotFound", f'{plural} "{name}" not found')
+            if sub == "scale":
+                return self._scale(method, api, plural, key, current, body)
+            if method == "GET":
+                return 200, copy.deepcopy(current)
+            if method == "DELETE":
+                del self.objects[key]
+                return 200, {"kind": "Status", "status": "Success"}
+            if method == "PUT":
+                sent_rv = (body.get("metadata") or {}).get("resourceVersion")
+                if sent_rv and sent_rv != current["metadata"]["resourceVersion"]:
+                    return self._status(409, "Conflict", "the object has been modified; please apply your changes to the latest version and try again")
+                new = copy.deepcopy(body)
+            elif method == "PATCH":
+                try:
+                    new = _json_patch(current, body) if isinstance(body, list) else _merge(current, body)
+                except (KeyError, IndexError, ValueError) as exc:
+                    return self._status(422, "Invalid", f"patch: {exc}")
+                sent_rv = (new.get("metadata") or {}).get("resourceVersion")
+                if isinstance(body, dict) and (body.get("metadata") or {}).get("resourceVersion") not in (None, current["metadata"]["resourceVersion"]):
+                    return self._status(409, "Conflict", "resourceVersion mismatch")
+            else:
+                return self._status(405, "MethodNotAllowed", method)
+            return self._write(api, key, current, new, status_only=(sub == "status"))
+
+    def _write(self, api: str, key, current: dict, new: dict, *, status_only: bool) -> tuple[int, dict]:
+        result = copy.deepcopy(current)
+        if status_only:
+            result["status"] = new.get("status")
+        else:
+            meta = new.get("metadata") or {}
+            for field in ("labels", "annotations"):
+                if meta.get(field) is not None:
+                    result["metadata"][field] = meta[field]
+                else:
+                    result["metadata"].pop(field, None)
+            if "spec" in new and new.get("spec") != current.get("spec"):
+                result["spec"] = new["spec"]
+                result["metadata"]["generation"] = current["metadata"].get("generation", 1) + 1
+            for field in new:
+                if field not in ("metadata", "spec", "status", "apiVersion", "kind"):
+                    result[field] = new[field]
+            if api not in STATUS_SUBRESOURCE and "status" in new:
+                result["status"] = new["status"]
+        self._stamp(result, new=False)
+        self.objects[key] = result
+        return 200, copy.deepcopy(result)
+
+    def _scale(self, method: str, api: str, plural: str, key, current: dict, body) -> tuple[int, dict]:
+        if (api, plural) not in SCALE_PATHS:
+            return self._status(404, "NotFound", f"{plural} has no scale subresource")
+        section, field = SCALE_PATHS[(api, plural)]
+        meta = current["metadata"]
+
+        def as_scale(obj):
+            return {
+                "kind": "Scale",
+                "apiVersion": "autoscaling/v1",
+                "metadata": {"name": meta["name"], "namespace": meta.get("namespace"), "resourceVersion": obj["metadata"]["resourceVersion"], "uid": meta.get("uid")},
+                "spec": {"replicas": obj.get(section, {}).get(field, 0)},
+                "status": {"replicas": (obj.get("status") or {}).get("replicas", obj.get(section, {}).get(field, 0))},
+            }
+
+        if method == "GET":
+            return 200, as_scale(current)
+        if method == "PUT":
+            sent_rv = (body.get("metadata") or {}).get("resourceVersion")
+            if sent_rv and sent_rv != meta["resourceVersion"]:
+                return self._status(409, "Conflict", "the object has been modified")
+            replicas = (body.get("spec") or {}).get("replicas")
+        elif method == "PATCH":
+            patched = _json_patch(as_scale(current), body) if isinstance(body, list) else _merge(as_scale(current), body)
+            replicas = patched["spec"]["replicas"]
+        else:
+            return self._status(405, "MethodNotAllowed", method)
+        if not isinstance(replicas, int) or replicas < 0:
+            return self._status(422, "Invalid", "spec.replicas must be a non-negative integer")
+        new = copy.deepcopy(current)
+        new.setdefault(section, {})[field] = replicas
+        status, obj = self._write(api, key, current, new, status_only=False)
+        return status, as_scale(obj)

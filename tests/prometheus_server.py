@@ -1,0 +1,86 @@
+"""A real Prometheus (Debian package) on 127.0.0.1, with history backfilled by promtool."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_openmetrics(path: Path, series: dict[str, list[tuple[int, float]]]) -> None:
+    """``series``: {'name{labels}': [(unix seconds, value), ...]} -> OpenMetrics text (seconds!)."""
+    lines = []
+    names = sorted({key.split("{")[0] for key in series})
+    for name in names:
+        lines.append(f"# TYPE {name} gauge")
+        for key, points in series.items():
+            if key.split("{")[0] == name:
+                lines.extend(f"{key} {value} {ts}" for ts, value in points)
+    lines.append("# EOF")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def backfill(openmetrics: Path, tsdb: Path) -> None:
+    tsdb.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["promtool", "tsdb", "create-blocks-from", "openmetrics", str(openmetrics), str(tsdb)], capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        raise RuntimeError(f"promtool backfill failed: {done.stderr[-2000:]}")
+
+
+class PrometheusServer:
+    """Started on a free port over a copy of a backfilled TSDB; stopped by pid."""
+
+    def __init__(self, tsdb_template: Path, workdir: Path) -> None:
+        if shutil.which("prometheus") is None:
+            raise RuntimeError("prometheus is not installed: `make test` installs the Debian package")
+        self.workdir = workdir
+        self.tsdb = workdir / "tsdb"
+        shutil.copytree(tsdb_template, self.tsdb)
+        config = workdir / "prometheus.yml"
+        config.write_text("global:\n  scrape_interval: 1m\nscrape_configs: []\n")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = open(workdir / "prometheus.log", "w")
+        self.proc = subprocess.Popen(
+            [
+                "prometheus",
+                f"--config.file={config}",
+                f"--storage.tsdb.path={self.tsdb}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--storage.tsdb.retention.time=100y",
+                "--log.level=warn",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"prometheus exited: {(workdir / 'prometheus.log').read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("prometheus did not become ready in 60 s")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
