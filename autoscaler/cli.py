@@ -212,6 +212,112 @@ def render(
     (Console() if Console().is_terminal else Console(width=150)).print(table)
 
 
+@app.command()
+def controller(
+    prometheus_url: Annotated[str, typer.Option(help="Prometheus base URL, e.g. http://prometheus-operated.monitoring:9090.")],
+    kubeconfig: Annotated[Optional[Path], typer.Option(help="Kubeconfig file. Default: in-cluster service account, else ~/.kube/config.")] = None,
+    context: Annotated[Optional[str], typer.Option(help="Kubeconfig context.")] = None,
+    namespace: Annotated[Optional[list[str]], typer.Option("--namespace", "-n", help="Namespace to watch (repeatable). Default: all.")] = None,
+    interval: Annotated[str, typer.Option(help="Time between reconcile cycles.")] = "30s",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan, write status and Events, but never change an HPA or a replica count.")] = False,
+    prometheus_token_file: Annotated[Optional[Path], typer.Option(help="File holding a bearer token for Prometheus.")] = None,
+    prometheus_ca: Annotated[Optional[Path], typer.Option(help="CA bundle to verify Prometheus' TLS certificate.")] = None,
+    prometheus_insecure: Annotated[bool, typer.Option("--prometheus-insecure-skip-verify", help="Do not verify Prometheus' TLS certificate.")] = False,
+    prometheus_timeout: Annotated[str, typer.Option(help="Timeout of one Prometheus query.")] = "10s",
+    metrics_port: Annotated[int, typer.Option(help="Port of /metrics, /healthz and /readyz.")] = 8080,
+    lease_namespace: Annotated[str, typer.Option(envvar="POD_NAMESPACE", help="Namespace of the leader-election Lease.")] = "peakscale-system",
+    lease_name: Annotated[str, typer.Option(help="Name of the leader-election Lease.")] = "peakscale-controller",
+    identity: Annotated[Optional[str], typer.Option(envvar="POD_NAME", help="This instance's name in the Lease. Default: hostname.")] = None,
+    once: Annotated[bool, typer.Option("--once", help="Run one cycle, print its report and exit.")] = False,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run the controller: pre-scale the cluster's tiers from Prometheus and the PromotionEvents.
+
+    Every --interval it reads the ScalingPolicies and PromotionEvents, fetches each policy's demand history from Prometheus (incrementally), forecasts, plans, and acts: hpa-floor policies get their HPA's minReplicas raised before an event and restored after its cool-down, scale policies get their scale subresource written, observe policies only get status. Only the holder of the Lease writes. Missing or stale metrics never lower capacity.
+
+    Examples:
+
+    peakscale controller --prometheus-url http://127.0.0.1:9090 --kubeconfig ~/.kube/config --dry-run --once
+
+    peakscale controller --prometheus-url https://prometheus.monitoring:9090 --prometheus-token-file /var/run/secrets/prom/token -n live
+    """
+    import logging
+    import socket
+    import threading
+
+    from kubernetes import client as kclient
+    from kubernetes import config as kconfig
+
+    from autoscaler.controller import Controller, ControllerOptions
+    from autoscaler.durations import parse_duration_s
+    from autoscaler.kube import Kube
+    from autoscaler.prometheus import HistoryCache
+    from autoscaler.telemetry import Telemetry, serve
+
+    logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        interval_s = parse_duration_s(interval, field="--interval")
+        timeout_s = parse_duration_s(prometheus_timeout, field="--prometheus-timeout")
+        if not prometheus_url.startswith(("http://", "https://")):
+            raise InputError("--prometheus-url", f"{prometheus_url!r} is not an http(s) URL", "e.g. http://prometheus:9090")
+        token = None
+        if prometheus_token_file is not None:
+            try:
+                token = prometheus_token_file.read_text().strip()
+            except OSError as exc:
+                raise InputError("--prometheus-token-file", f"cannot read {str(prometheus_token_file)!r} ({exc.strerror})", "give a readable file") from None
+        try:
+            if kubeconfig is not None:
+                kconfig.load_kube_config(config_file=str(kubeconfig), context=context)
+            else:
+                try:
+                    kconfig.load_incluster_config()
+                except kconfig.ConfigException:
+                    kconfig.load_kube_config(context=context)
+        except (kconfig.ConfigException, OSError, TypeError) as exc:
+            raise InputError("--kubeconfig", f"cannot load Kubernetes credentials ({str(exc)[:200]})", "give --kubeconfig or run in a cluster") from None
+    except InputError as error:
+        fail(error)
+    verify: bool | str = False if prometheus_insecure else (str(prometheus_ca) if prometheus_ca else True)
+    kube = Kube(kclient.ApiClient())
+    history = HistoryCache(prometheus_url, token=token, verify_tls=verify, timeout_s=timeout_s)
+    options = ControllerOptions(
+        identity=identity or socket.gethostname(),
+        namespaces=list(namespace) if namespace else None,
+        interval_s=interval_s,
+        dry_run=dry_run,
+        lease_namespace=lease_namespace,
+        lease_name=lease_name,
+    )
+    telemetry = Telemetry()
+    ctl = Controller(kube, history, options, telemetry=telemetry)
+    if once:
+        from kubernetes.client.rest import ApiException
+        from urllib3.exceptions import HTTPError
+
+        try:
+            report = ctl.run_cycle()
+        except (ApiException, HTTPError, OSError) as exc:
+            err_console.print(f"[bold red]error:[/] cannot reach the Kubernetes API ({type(exc).__name__}: {str(exc)[:200]})", highlight=False)
+            raise typer.Exit(1)
+        doc = {
+            "leader": report.leader,
+            "policies": report.policies,
+            "prometheus_queries": report.queries,
+            "duration_s": round(report.duration_s, 4),
+            "outcomes": [o.__dict__ for o in report.outcomes],
+        }
+        typer.echo(json.dumps(doc, indent=2))
+        return
+    serve(telemetry, metrics_port, interval_s)
+    stop = threading.Event()
+    import signal
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    ctl.run_forever(stop)
+
+
 class _progress:
     """A progress display on stderr for the strategies of a backtest (terminal only)."""
 
