@@ -51,6 +51,8 @@ class ControllerOptions:
     lease_namespace: str = "peakscale-system"
     lease_name: str = "peakscale-controller"
     lease_duration_s: int = 15
+    #: Prometheus range queries in flight at once
+    fetch_concurrency: int = 2
 
 
 @dataclass
@@ -78,8 +80,9 @@ class _ParsedEvent:
     event: PromotionEvent
 
 
-def _significant(value: float, digits: int = 3) -> float:
-    """Round to a few significant digits, so that noise does not rewrite status every cycle."""
+def _significant(value: float, digits: int = 2) -> float:
+    """Round to two significant digits, so that noise does not rewrite 1,000 statuses every
+    cycle; /metrics carries the exact values."""
     if value == 0 or not math.isfinite(value):
         return 0.0
     return round(value, digits - 1 - int(math.floor(math.log10(abs(value)))))
@@ -93,6 +96,9 @@ def _condition(kind: str, ok: bool, reason: str, message: str, now_s: float, pre
 
 
 class Controller:
+    #: the daily profile of a series is refitted at most hourly (as in the backtest)
+    BASELINE_REFIT_S = 3600
+
     def __init__(
         self,
         kube: Kube,
@@ -111,6 +117,10 @@ class Controller:
             kube, namespace=options.lease_namespace, name=options.lease_name, identity=options.identity, duration_s=options.lease_duration_s
         )
         self._states: dict[tuple[str, str], PlannerState] = {}
+        self._hpas: dict[str, dict] = {}
+        self._prefetched: dict = {}
+        self._baselines: dict = {}
+        self._specs: dict[tuple, tuple] = {}
         self._metrics_down: set[tuple[str, str]] = set()
 
     # ------------------------------------------------------------------------------------------
@@ -128,6 +138,10 @@ class Controller:
         policies = self.kube.list_custom(POLICY_PLURAL, namespaces)
         events = self._events(self.kube.list_custom(EVENT_PLURAL, namespaces), now)
         report.policies = len(policies)
+        self._hpas = {}
+        if len(self._specs) > 4 * len(policies) + 100:
+            self._specs = {}  # forget specs of deleted or changed policies
+        self._prefetched = self._prefetch(policies, now)
         plans: dict[tuple[str, str], tuple[ScalingPolicySpec, float | None, dict]] = {}
         for obj in policies:
             meta = obj.get("metadata") or {}
@@ -154,6 +168,58 @@ class Controller:
         self.telemetry.last_cycle_s = time.time()
         self.telemetry.ready = True
         return report
+
+    def _query_for(self, obj: dict) -> tuple[str, ScalingPolicySpec] | None:
+        try:
+            spec = self._parse(obj)
+        except InputError:
+            return None
+        meta = obj.get("metadata") or {}
+        return render_query(spec.metric.query, namespace=meta.get("namespace", ""), target=spec.target_ref.name, policy=meta.get("name", "")), spec
+
+    def _prefetch(self, policies: list[dict], now: float) -> dict:
+        """Every policy's history, fetched concurrently (I/O bound: one range query each)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        jobs = {}
+        for obj in policies:
+            found = self._query_for(obj)
+            if found is not None:
+                query, spec = found
+                jobs[(query, spec.step_s)] = (query, spec)
+
+        def fetch(item):
+            query, spec = item
+            try:
+                return self.history.history(
+                    query, now_s=now, history_s=spec.forecast_settings().history_s, step_s=spec.step_s,
+                    stale_after_s=max(self.options.stale_after_s, 3 * spec.step_s),
+                )
+            except MetricsUnavailable as exc:
+                return exc
+
+        with ThreadPoolExecutor(max_workers=min(self.options.fetch_concurrency, max(1, len(jobs)))) as pool:
+            results = list(pool.map(fetch, jobs.values()))
+        return dict(zip(jobs, results))
+
+    def _parse(self, obj: dict) -> ScalingPolicySpec:
+        """parse_policy, once per spec generation (status writes do not change it)."""
+        meta = obj.get("metadata") or {}
+        key = (meta.get("namespace"), meta.get("name"), meta.get("uid"), meta.get("generation") or meta.get("resourceVersion"))
+        if key not in self._specs:
+            try:
+                self._specs[key] = (obj, parse_policy(obj))
+            except InputError as exc:
+                self._specs[key] = (obj, exc)
+        found = self._specs[key][1]
+        if isinstance(found, InputError):
+            raise found
+        return found
+
+    def _hpa_for(self, namespace: str, kind: str, name: str):
+        if namespace not in self._hpas:
+            self._hpas[namespace] = self.kube.hpas_by_target(namespace)
+        return self._hpas[namespace].get((kind, name))
 
     def run_forever(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -185,7 +251,7 @@ class Controller:
     def _write_status(self, obj: dict, status: dict, plural: str = POLICY_PLURAL) -> None:
         meta = obj.get("metadata") or {}
         try:
-            self.kube.update_status(plural, meta["namespace"], meta["name"], status)
+            self.kube.update_status(plural, meta["namespace"], meta["name"], status, known=obj.get("status"))
         except ApiException as exc:
             self.telemetry.errors.labels("status").inc()
             log.warning("status of %s/%s: %s", meta.get("namespace"), meta.get("name"), exc.reason)
@@ -205,7 +271,7 @@ class Controller:
 
     # ------------------------------------------------------------------------------------------
     def _reconcile(self, obj: dict, events: list[_ParsedEvent], now: float) -> tuple[Outcome, ScalingPolicySpec, float | None]:
-        spec = parse_policy(obj)
+        spec = self._parse(obj)
         meta = obj.get("metadata") or {}
         ns, name = meta["namespace"], meta["name"]
         key = (ns, name)
@@ -222,7 +288,7 @@ class Controller:
         # --- where the target stands now ------------------------------------------------------
         hpa = None
         if spec.mode == "hpa-floor":
-            hpa = self.kube.get_hpa(ns, ref.name) if ref.kind == "HorizontalPodAutoscaler" else self.kube.find_hpa_for(ns, ref.kind, ref.name)
+            hpa = self.kube.get_hpa(ns, ref.name) if ref.kind == "HorizontalPodAutoscaler" else self._hpa_for(ns, ref.kind, ref.name)
             if hpa is None:
                 msg = f"no HorizontalPodAutoscaler targets {ref.kind} {ref.name}: create one or use mode scale"
                 self._write_status(obj, {"phase": "Error", "reason": msg, "conditions": [_condition("TargetFound", False, "NoHPA", msg, now, previous)]})
@@ -234,7 +300,7 @@ class Controller:
             current = max(hpa.status.current_replicas or 0, floor) if hpa.status else floor
             self.telemetry.floor.labels(ns, name).set(floor)
         elif spec.mode == "scale":
-            owner = self.kube.find_hpa_for(ns, ref.kind, ref.name)
+            owner = self._hpa_for(ns, ref.kind, ref.name)
             if owner is not None:
                 msg = f"HPA {owner.metadata.name} owns {ref.kind} {ref.name}: writing its scale would fight it; use mode hpa-floor"
                 self._write_status(obj, {"phase": "Error", "reason": msg, "conditions": [_condition("Ready", False, "HPAOwnsTarget", msg, now, previous)]})
@@ -257,12 +323,20 @@ class Controller:
         peak = None
         decision = None
         try:
-            series = self.history.history(query, now_s=now, history_s=spec.forecast_settings().history_s, step_s=step, stale_after_s=max(opts.stale_after_s, 3 * step))
+            series = self._prefetched.get((query, step))
+            if series is None:
+                series = self.history.history(query, now_s=now, history_s=spec.forecast_settings().history_s, step_s=step, stale_after_s=max(opts.stale_after_s, 3 * step))
+            if isinstance(series, MetricsUnavailable):
+                raise series
             last_s = series.last_s
             h_lo = max(0, math.ceil((now - last_s) / step))
             # capacity asked for now serves from now + lead; the next chance to ask is one interval on
             h_hi = max(h_lo, math.floor((now + policy.lead_time_s + opts.interval_s - last_s) / step))
-            fc = forecast_at(series.times_s, series.values, calendar, len(series.times_s) - 1, h_hi + 1, spec.forecast_settings())
+            cached = self._baselines.get((query, step))
+            if cached is not None and now - cached.fitted_at_s > self.BASELINE_REFIT_S:
+                cached = None
+            fc = forecast_at(series.times_s, series.values, calendar, len(series.times_s) - 1, h_hi + 1, spec.forecast_settings(), cached)
+            self._baselines[(query, step)] = fc.fitted
             peak = float(fc.values[h_lo : h_hi + 1].max())
             upper = float(fc.upper[h_lo : h_hi + 1].max())
             who = next((e for e in fc.events[h_lo : h_hi + 1] if e), "")
@@ -339,7 +413,8 @@ class Controller:
         conditions.insert(0, _condition("Ready", ok, "Reconciled" if ok else "Degraded", "planned and acted" if ok else "see other conditions", now, previous))
         status["conditions"] = conditions
         if decision is not None:
-            status["reason"] = decision.explain()
+            # the reason code, not explain(): its exact forecast would rewrite status every cycle
+            status["reason"] = decision.reason
         self._write_status(obj, {k: v for k, v in status.items() if v is not None})
         outcome.planned = planned
         return outcome, spec, peak

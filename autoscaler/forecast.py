@@ -105,6 +105,8 @@ class Forecast:
     upper: np.ndarray
     level: float
     baseline: np.ndarray
+    #: the daily profile used (callers may pass it back in to save a refit)
+    fitted: Baseline | None = None
     #: the event that shaped each horizon step ('' where none)
     events: tuple[str, ...] = field(default_factory=tuple)
     notes: tuple[str, ...] = field(default_factory=tuple)
@@ -483,13 +485,19 @@ def forecast_at(
     last: int,
     horizon: int,
     settings: ForecastSettings = ForecastSettings(),
+    baseline: Baseline | None = None,
 ) -> Forecast:
-    """One forecast made with samples ``<= last`` for the next ``horizon`` steps (the live path)."""
+    """One forecast made with samples ``<= last`` for the next ``horizon`` steps (the live path).
+
+    A ``baseline`` fitted earlier (from samples up to an earlier time) may be passed in: the
+    daily profile moves slowly and the controller refits it hourly, as the backtest does.
+    """
     from autoscaler.calendar import event_mask
 
     step_s = int(times_s[1] - times_s[0]) if len(times_s) > 1 else 60
     masked = event_mask(times_s[: last + 1], events)
-    baseline = fit_baseline(times_s, values, masked, last, step_s, settings)
+    if baseline is None or baseline.fitted_at_s > int(times_s[last]) or baseline.step_s != step_s:
+        baseline = fit_baseline(times_s, values, masked, last, step_s, settings)
     block = forecast_block(
         times_s[: last + 1], values[: last + 1], masked, events, last, last + 1, horizon, step_s, settings, baseline
     )
@@ -506,6 +514,7 @@ def forecast_at(
     names = tuple(events[k].label if k >= 0 else "" for k in block.who[0])
     future = now_s + np.arange(horizon + 1) * step_s
     return Forecast(
+        fitted=baseline,
         made_at_s=now_s,
         step_s=step_s,
         values=block.central[0],

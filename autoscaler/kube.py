@@ -86,7 +86,11 @@ class Kube:
             items += self.custom.list_namespaced_custom_object(GROUP, VERSION, ns, plural).get("items", [])
         return items
 
-    def update_status(self, plural: str, namespace: str, name: str, status: dict) -> None:
+    def update_status(self, plural: str, namespace: str, name: str, status: dict, *, known: dict | None = None) -> None:
+        """Replace the status subresource; ``known`` (the status as listed) saves a read when equal."""
+        if known is not None and known == status:
+            return
+
         def attempt() -> None:
             obj = self.custom.get_namespaced_custom_object_status(GROUP, VERSION, namespace, plural, name)
             if obj.get("status") == status:
@@ -101,12 +105,15 @@ class Kube:
     def get_hpa(self, namespace: str, name: str) -> Any:
         return self.autoscaling.read_namespaced_horizontal_pod_autoscaler(name, namespace)
 
+    def hpas_by_target(self, namespace: str) -> dict[tuple[str, str], Any]:
+        """Every HPA of a namespace, keyed by its scale target (one list call)."""
+        return {
+            (hpa.spec.scale_target_ref.kind, hpa.spec.scale_target_ref.name): hpa
+            for hpa in self.autoscaling.list_namespaced_horizontal_pod_autoscaler(namespace).items
+        }
+
     def find_hpa_for(self, namespace: str, kind: str, name: str) -> Any | None:
-        for hpa in self.autoscaling.list_namespaced_horizontal_pod_autoscaler(namespace).items:
-            ref = hpa.spec.scale_target_ref
-            if ref.kind == kind and ref.name == name:
-                return hpa
-        return None
+        return self.hpas_by_target(namespace).get((kind, name))
 
     def set_hpa_floor(self, namespace: str, name: str, floor: int | None, *, remember_original: bool) -> tuple[int, int]:
         """Set the HPA's minReplicas to ``floor`` (None: restore the remembered original).

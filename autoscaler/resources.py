@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from autoscaler.calendar import PromotionEvent
 from autoscaler.durations import parse_duration_s
@@ -77,6 +77,9 @@ class ScalingPolicySpec(_Spec):
     freeze_during_events: bool = True
     cooldown: str = "30m"
     forecast: ForecastSpec = ForecastSpec()
+    # derived once: the controller asks for them several times per policy per cycle
+    _plan: PlanPolicy | None = PrivateAttr(default=None)
+    _settings: ForecastSettings | None = PrivateAttr(default=None)
 
     @field_validator("lead_time", "scale_down_stabilization", "cooldown")
     @classmethod
@@ -90,6 +93,11 @@ class ScalingPolicySpec(_Spec):
         return self
 
     def plan_policy(self) -> PlanPolicy:
+        if self._plan is None:
+            self._plan = self._build_plan_policy()
+        return self._plan
+
+    def _build_plan_policy(self) -> PlanPolicy:
         return PlanPolicy(
             capacity_per_replica=self.metric.capacity_per_replica,
             target_utilization=self.metric.target_utilization,
@@ -102,7 +110,9 @@ class ScalingPolicySpec(_Spec):
         )
 
     def forecast_settings(self) -> ForecastSettings:
-        return ForecastSettings(history_s=parse_duration_s(self.forecast.history), quantile=self.forecast.quantile)
+        if self._settings is None:
+            self._settings = ForecastSettings(history_s=parse_duration_s(self.forecast.history), quantile=self.forecast.quantile)
+        return self._settings
 
     @property
     def step_s(self) -> int:

@@ -29,6 +29,7 @@ from autoscaler.timezones import get_zone
 from autoscaler.trace import load_trace
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
 SHARED = REPO.parent / "shared" / "data" / "traces"
 console = Console(width=150)
 
@@ -150,6 +151,10 @@ def live_forecast_speed(samples: int = 300) -> None:
 def main() -> int:
     backtests()
     live_forecast_speed()
+    if "--no-controller" not in sys.argv:
+        from bench.controller_cycle import run as controller_cycle
+
+        controller_cycle(console)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     console.print(f"peak resident memory of this benchmark run: {peak_mib:,.0f} MiB")
     return 0

@@ -288,3 +288,19 @@ class FakeKube:
         new.setdefault(section, {})[field] = replicas
         status, obj = self._write(api, key, current, new, status_only=False)
         return status, as_scale(obj)
+
+
+def main() -> None:
+    """Serve the double in its own process (benchmarks): prints its URL, runs until killed."""
+    import sys
+    import time
+
+    fake = FakeKube()
+    print(fake.start(), flush=True)
+    sys.stdout.close()
+    while True:
+        time.sleep(3600)
+
+
+if __name__ == "__main__":
+    main()

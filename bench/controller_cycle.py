@@ -1,0 +1,135 @@
+"""Controller cycle time for 1,000 ScalingPolicies against a local Prometheus.
+
+A real Prometheus (backfilled with promtool, 100 series x 1 day at 1 min) and the Kubernetes API
+double from the tests; 1,000 hpa-floor policies, each with its own query, Deployment and HPA, and
+a few promotion events. The first cycle fetches every history; the following ones extend them.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from kubernetes import client
+from rich.console import Console
+from rich.table import Table
+
+from autoscaler.controller import Controller, ControllerOptions
+from autoscaler.kube import Kube
+from autoscaler.prometheus import HistoryCache
+import json
+import subprocess
+import sys
+import urllib.request
+from tests.prometheus_server import PrometheusServer, backfill, write_openmetrics
+
+import os
+
+POLICIES = 1000
+CONCURRENCY = int(os.environ.get("PEAKSCALE_BENCH_CONCURRENCY", "2"))
+SERIES = 100
+NS = "bench"
+
+
+class _Remote:
+    """Seeds the out-of-process double through its API."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def put_object(self, obj: dict) -> None:
+        api = obj["apiVersion"]
+        plural = {"Deployment": "deployments", "HorizontalPodAutoscaler": "horizontalpodautoscalers", "ScalingPolicy": "scalingpolicies", "PromotionEvent": "promotionevents"}[obj["kind"]]
+        prefix = "/api/v1" if api == "v1" else f"/apis/{api}"
+        request = urllib.request.Request(
+            f"{self.url}{prefix}/namespaces/{obj['metadata']['namespace']}/{plural}", data=json.dumps(obj).encode(), method="POST", headers={"Content-Type": "application/json"}
+        )
+        urllib.request.urlopen(request, timeout=10).read()
+
+
+def run(console: Console) -> None:
+    end = (int(time.time()) - 3 * 3600) // 60 * 60
+    start = end - 86400
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        om = tmp / "history.om"
+        write_openmetrics(om, {f'bench_demand{{app="svc-{k}"}}': [(ts, 1000 + 10 * k + (ts // 60) % 37) for ts in range(start, end + 60, 60)] for k in range(SERIES)})
+        t0 = time.perf_counter()
+        backfill(om, tmp / "blocks")
+        backfill_s = time.perf_counter() - t0
+        prom = PrometheusServer(tmp / "blocks", tmp)
+        # the API double runs in its own process, as an API server would: not on the controller's GIL
+        fake_proc = subprocess.Popen([sys.executable, "-m", "tests.fakes.kube"], stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent)
+        fake = _Remote(fake_proc.stdout.readline().strip())
+        try:
+            for i in range(POLICIES):
+                name = f"svc-{i}"
+                fake.put_object({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": NS}, "spec": {"replicas": 3}})
+                fake.put_object(
+                    {
+                        "apiVersion": "autoscaling/v2",
+                        "kind": "HorizontalPodAutoscaler",
+                        "metadata": {"name": name, "namespace": NS},
+                        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}, "minReplicas": 3, "maxReplicas": 50},
+                        "status": {"currentReplicas": 3, "desiredReplicas": 3},
+                    }
+                )
+                fake.put_object(
+                    {
+                        "apiVersion": "peakscale.io/v1alpha1",
+                        "kind": "ScalingPolicy",
+                        "metadata": {"name": name, "namespace": NS, "labels": {"group": f"g{i % 10}"}},
+                        "spec": {
+                            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+                            "metric": {"query": f'sum(bench_demand{{app="svc-{i % SERIES}"}}) * {1 + i / 10000:.4f}', "capacityPerReplica": 100},
+                            "leadTime": "10m",
+                            "minReplicas": 3,
+                            "maxReplicas": 50,
+                            "forecast": {"history": "1d", "step": "1m"},
+                        },
+                    }
+                )
+            now = float(end - 3600)
+            for g in range(10):
+                fake.put_object(
+                    {
+                        "apiVersion": "peakscale.io/v1alpha1",
+                        "kind": "PromotionEvent",
+                        "metadata": {"name": f"promo-{g}", "namespace": NS},
+                        "spec": {
+                            "start": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(now + 1800 + 600 * g)),
+                            "end": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(now + 5400 + 600 * g)),
+                            "kind": "flash-sale",
+                            "expectedMultiplier": 3,
+                            "targets": {"matchLabels": {"group": f"g{g}"}},
+                        },
+                    }
+                )
+            config = client.Configuration()
+            config.host = fake.url
+            clock = [now]
+            ctl = Controller(
+                Kube(client.ApiClient(config)),
+                HistoryCache(prom.url),
+                ControllerOptions(identity="bench", namespaces=[NS], interval_s=60, lease_namespace=NS, fetch_concurrency=CONCURRENCY),
+                clock=lambda: clock[0],
+            )
+            rows = []
+            for cycle in range(6):
+                report = ctl.run_cycle()
+                rows.append((cycle + 1, report.duration_s, report.queries, sum(o.action != "none" for o in report.outcomes)))
+                clock[0] += 60
+        finally:
+            fake_proc.terminate()
+            fake_proc.wait()
+            prom.stop()
+    table = Table(title=f"controller cycle: {POLICIES:,} ScalingPolicies, local Prometheus ({SERIES} series x 1 day backfilled in {backfill_s:.1f} s)", title_justify="left")
+    for col in ("cycle", "wall s", "Prometheus range queries", "actions", "budget"):
+        table.add_column(col, justify="right")
+    for cycle, wall, queries, actions in rows:
+        table.add_row(str(cycle), f"{wall:.2f}", f"{queries:,}", f"{actions:,}", "" if cycle == 1 else "< 2 s")
+    console.print(table)
+    steady = [r[1] for r in rows[1:]]
+    console.print(f"steady-state cycle: median {statistics.median(steady):.2f} s, max {max(steady):.2f} s; queries per policy per cycle after the first: {rows[-1][2] / POLICIES:.2f}")
