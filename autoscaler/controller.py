@@ -251,7 +251,7 @@ class Controller:
     def _write_status(self, obj: dict, status: dict, plural: str = POLICY_PLURAL) -> None:
         meta = obj.get("metadata") or {}
         try:
-            self.kube.update_status(plural, meta["namespace"], meta["name"], status, known=obj.get("status"))
+            self.kube.update_status(plural, meta["namespace"], meta["name"], status, listed=obj)
         except ApiException as exc:
             self.telemetry.errors.labels("status").inc()
             log.warning("status of %s/%s: %s", meta.get("namespace"), meta.get("name"), exc.reason)
@@ -376,7 +376,7 @@ class Controller:
                     why = f"raise HPA {hpa.metadata.name} floor {floor} -> {target} for {label!r} (lead {lead // 60} min): {decision.explain() if decision else ''}"
                     outcome.action = "raise-floor"
                     if not opts.dry_run:
-                        self.kube.set_hpa_floor(ns, hpa.metadata.name, target, remember_original=True)
+                        self.kube.set_hpa_floor(ns, hpa.metadata.name, target, remember_original=True, listed=hpa)
                         floor = target
                         self.telemetry.floor.labels(ns, name).set(floor)
                     self.telemetry.actions.labels("raise-floor").inc()
@@ -385,7 +385,7 @@ class Controller:
                 why = f"restore HPA {hpa.metadata.name} floor {floor} -> {original}: no event within lead time or cool-down"
                 outcome.action = "restore-floor"
                 if not opts.dry_run:
-                    self.kube.set_hpa_floor(ns, hpa.metadata.name, None, remember_original=False)
+                    self.kube.set_hpa_floor(ns, hpa.metadata.name, None, remember_original=False, listed=hpa)
                     floor = original
                     self.telemetry.floor.labels(ns, name).set(floor)
                 self.telemetry.actions.labels("restore-floor").inc()

@@ -86,13 +86,16 @@ class Kube:
             items += self.custom.list_namespaced_custom_object(GROUP, VERSION, ns, plural).get("items", [])
         return items
 
-    def update_status(self, plural: str, namespace: str, name: str, status: dict, *, known: dict | None = None) -> None:
-        """Replace the status subresource; ``known`` (the status as listed) saves a read when equal."""
-        if known is not None and known == status:
+    def update_status(self, plural: str, namespace: str, name: str, status: dict, *, listed: dict | None = None) -> None:
+        """Replace the status subresource. ``listed`` (the object as listed this cycle) saves the
+        write when its status is already right, and the read otherwise: the first attempt
+        replaces with its resourceVersion, a 409 falls back to a fresh read."""
+        if listed is not None and listed.get("status") == status:
             return
+        first = [dict(listed)] if listed is not None else []
 
         def attempt() -> None:
-            obj = self.custom.get_namespaced_custom_object_status(GROUP, VERSION, namespace, plural, name)
+            obj = first.pop() if first else self.custom.get_namespaced_custom_object_status(GROUP, VERSION, namespace, plural, name)
             if obj.get("status") == status:
                 return
             obj["status"] = status
@@ -115,16 +118,17 @@ class Kube:
     def find_hpa_for(self, namespace: str, kind: str, name: str) -> Any | None:
         return self.hpas_by_target(namespace).get((kind, name))
 
-    def set_hpa_floor(self, namespace: str, name: str, floor: int | None, *, remember_original: bool) -> tuple[int, int]:
+    def set_hpa_floor(self, namespace: str, name: str, floor: int | None, *, remember_original: bool, listed: Any = None) -> tuple[int, int]:
         """Set the HPA's minReplicas to ``floor`` (None: restore the remembered original).
 
         Returns (before, after). The original is kept in an annotation the first time the floor
         is raised, so a restarted controller restores the right value.
         """
         result: dict[str, int] = {}
+        first = [listed] if listed is not None else []
 
         def attempt() -> None:
-            hpa = self.get_hpa(namespace, name)
+            hpa = first.pop() if first else self.get_hpa(namespace, name)
             annotations = dict(hpa.metadata.annotations or {})
             before = hpa.spec.min_replicas or 1
             if floor is None:

@@ -99,8 +99,8 @@ def run(console: Console) -> None:
                         "kind": "PromotionEvent",
                         "metadata": {"name": f"promo-{g}", "namespace": NS},
                         "spec": {
-                            "start": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(now + 1800 + 600 * g)),
-                            "end": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(now + 5400 + 600 * g)),
+                            "start": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(now + 660 + 60 * g)),
+                            "end": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(now + 4260 + 60 * g)),
                             "kind": "flash-sale",
                             "expectedMultiplier": 3,
                             "targets": {"matchLabels": {"group": f"g{g}"}},
