@@ -411,3 +411,32 @@ def test_controller_command_reports_an_unreachable_cluster(tmp_path, prometheus)
     )
     assert done.returncode == 1
     assert "cannot reach the Kubernetes API" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_empty_answer_holds_capacity_with_a_condition(kube, prometheus, start):
+    t = start + 3600
+    seed(kube, event_start=t, extra_spec={"metric": {"query": 'sum(no_such_metric{app="web"})', "capacityPerReplica": 1000}})
+    controller(kube, prometheus, Clock(t - 300)).run_cycle()
+    assert hpa_min(kube) == 3  # nothing to plan from: nothing changes
+    status = kube.get("peakscale.io/v1alpha1", "scalingpolicies", NS, "web")["status"]
+    metrics = {c["type"]: c for c in status["conditions"]}["MetricsAvailable"]
+    assert metrics["status"] == "False" and "no samples" in metrics["message"]
+
+
+def test_a_slow_prometheus_times_out_instead_of_stalling_the_cycle():
+    import socket
+    import threading
+    import time
+
+    from autoscaler.prometheus import MetricsUnavailable
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(5)
+    held = []
+    threading.Thread(target=lambda: [held.append(listener.accept()) for _ in range(5)], daemon=True).start()
+    cache = HistoryCache(f"http://127.0.0.1:{listener.getsockname()[1]}", timeout_s=1)
+    # the server accepts and never answers: the query must fail (and the policy hold), not hang
+    with pytest.raises(MetricsUnavailable, match="ReadTimeout|timed out|Timeout"):
+        cache.history("up", now_s=time.time(), history_s=3600, step_s=60, stale_after_s=300)
+    listener.close()
