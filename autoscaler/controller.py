@@ -372,34 +372,20 @@ class Controller:
             if planned is not None and window:
                 target = min(max(planned, original, floor if raised else 0), policy.max_replicas, hpa_max)
                 if target > floor:
-                    label = window[0].label
-                    why = f"raise HPA {hpa.metadata.name} floor {floor} -> {target} for {label!r} (lead {lead // 60} min): {decision.explain() if decision else ''}"
-                    outcome.action = "raise-floor"
-                    if not opts.dry_run:
-                        self.kube.set_hpa_floor(ns, hpa.metadata.name, target, remember_original=True, listed=hpa)
+                    why = f"raise HPA {hpa.metadata.name} floor {floor} -> {target} for {window[0].label!r} (lead {lead // 60} min): {decision.explain() if decision else ''}"
+                    if self._act(obj, outcome, "raise-floor", "FloorRaised", why, now, lambda: self.kube.set_hpa_floor(ns, hpa.metadata.name, target, remember_original=True, listed=hpa)):
                         floor = target
-                        self.telemetry.floor.labels(ns, name).set(floor)
-                    self.telemetry.actions.labels("raise-floor").inc()
-                    self._emit(obj, "DryRun" if opts.dry_run else "FloorRaised", ("dry-run: would " if opts.dry_run else "") + why, warning=False, now=now)
             elif planned is not None and not window and raised:
                 why = f"restore HPA {hpa.metadata.name} floor {floor} -> {original}: no event within lead time or cool-down"
-                outcome.action = "restore-floor"
-                if not opts.dry_run:
-                    self.kube.set_hpa_floor(ns, hpa.metadata.name, None, remember_original=False, listed=hpa)
+                if self._act(obj, outcome, "restore-floor", "FloorRestored", why, now, lambda: self.kube.set_hpa_floor(ns, hpa.metadata.name, None, remember_original=False, listed=hpa)):
                     floor = original
-                    self.telemetry.floor.labels(ns, name).set(floor)
-                self.telemetry.actions.labels("restore-floor").inc()
-                self._emit(obj, "DryRun" if opts.dry_run else "FloorRestored", ("dry-run: would " if opts.dry_run else "") + why, warning=False, now=now)
+            self.telemetry.floor.labels(ns, name).set(floor)
             status.update(currentReplicas=current, plannedReplicas=floor if planned is None else max(planned, floor), originalMinReplicas=original)
             status["phase"] = "Holding" if window and any(e.start_s <= now for e in window) else "PreScaling" if window else "Idle"
         elif spec.mode == "scale" and current is not None:
             if planned is not None and planned != current:
                 why = f"scale {ref.kind} {ref.name} {current} -> {planned}: {decision.explain()}"
-                outcome.action = "scale"
-                if not opts.dry_run:
-                    self.kube.set_replicas(ns, ref.kind, ref.name, planned)
-                self.telemetry.actions.labels("scale").inc()
-                self._emit(obj, "DryRun" if opts.dry_run else "Scaled", ("dry-run: would " if opts.dry_run else "") + why, warning=False, now=now)
+                self._act(obj, outcome, "scale", "Scaled", why, now, lambda: self.kube.set_replicas(ns, ref.kind, ref.name, planned))
             status.update(currentReplicas=current, plannedReplicas=planned if planned is not None else current)
             status["phase"] = "Holding" if window else "Idle"
         else:
@@ -418,6 +404,18 @@ class Controller:
         self._write_status(obj, {k: v for k, v in status.items() if v is not None})
         outcome.planned = planned
         return outcome, spec, peak
+
+    def _act(self, obj: dict, outcome: Outcome, action: str, reason: str, why: str, now: float, write: Callable[[], object]) -> bool:
+        """Carry out one action (unless dry-run), count it and report it as an Event.
+
+        Returns whether the cluster was changed."""
+        dry = self.options.dry_run
+        outcome.action = action
+        if not dry:
+            write()
+        self.telemetry.actions.labels(action).inc()
+        self._emit(obj, "DryRun" if dry else reason, ("dry-run: would " if dry else "") + why, warning=False, now=now)
+        return not dry
 
     def _next_action(self, spec: ScalingPolicySpec, calendar: list[PromotionEvent], now: float, hpa) -> str:
         lead = spec.plan_policy().lead_time_s
