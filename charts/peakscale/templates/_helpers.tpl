@@ -1,0 +1,64 @@
+{{- define "peakscale.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "peakscale.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "peakscale.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "peakscale.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "peakscale.labels" -}}
+{{ include "peakscale.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: peakscale
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "peakscale.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "peakscale.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "peakscale.image" -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag -}}
+{{- $base := printf "%s/%s" .Values.image.registry .Values.image.repository | trimPrefix "/" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s:%s@%s" $base $tag .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $base $tag -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The rules of the controller's API_PERMISSIONS (autoscaler/kube.py) that act on watched namespaces. */}}
+{{- define "peakscale.watchRules" -}}
+- apiGroups: [peakscale.io]
+  resources: [scalingpolicies, promotionevents]
+  verbs: [get, list]
+- apiGroups: [peakscale.io]
+  resources: [scalingpolicies/status, promotionevents/status]
+  verbs: [get, update]
+- apiGroups: [autoscaling]
+  resources: [horizontalpodautoscalers]
+  verbs: [get, list, update]
+- apiGroups: [apps]
+  resources: [deployments/scale, statefulsets/scale]
+  verbs: [get, update]
+- apiGroups: [postgresql.cnpg.io]
+  resources: [clusters/scale]
+  verbs: [get, update]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+{{- end -}}

@@ -1,0 +1,168 @@
+"""The Helm chart, rendered and linted in-process (helm-python-sdk), validated like the stacks."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import helm_python
+import kubernetes_validate
+import pytest
+import yaml
+
+from autoscaler.kube import API_PERMISSIONS
+from autoscaler.telemetry import METRIC_NAMES
+
+CHART = Path(__file__).resolve().parents[2] / "charts" / "peakscale"
+KUBERNETES = "1.31"
+NAMESPACED = {"watchNamespaces": ["live", "shop"], "serviceMonitor": {"enabled": True}, "dryRun": True}
+
+
+def render(values: dict) -> list[dict]:
+    with helm_python.Chart.load(str(CHART)) as chart:
+        files = chart.render(values, name="peakscale", namespace="peakscale-system")
+    docs = []
+    for path, text in files.items():
+        if path.endswith(".yaml"):
+            docs += [d for d in yaml.safe_load_all(text) if d]
+    return docs
+
+
+@pytest.fixture(scope="module", params=["default", "namespaced"])
+def objects(request):
+    return render({} if request.param == "default" else NAMESPACED)
+
+
+def test_lint_is_clean():
+    for values in ({}, NAMESPACED):
+        result = helm_python.lint(str(CHART), values, strict=True)
+        assert result["errors"] == [] and result["messages"] == []
+
+
+def test_every_rendered_object_validates_strictly(objects):
+    errors = []
+    for obj in objects:
+        if obj["kind"] == "ServiceMonitor":
+            assert obj["spec"]["endpoints"][0]["port"] == "http-metrics"
+            continue
+        try:
+            kubernetes_validate.validate(obj, KUBERNETES, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            errors.append(f"{obj['kind']}/{obj['metadata']['name']}: {exc}")
+    assert errors == []
+
+
+def test_crds_validate_as_custom_resource_definitions():
+    for path in (CHART / "crds").glob("*.yaml"):
+        doc = yaml.safe_load(path.read_text())
+        assert doc["kind"] == "CustomResourceDefinition"
+        kubernetes_validate.validate(doc, KUBERNETES, strict=True)
+
+
+def kinds(objects):
+    return {o["kind"] for o in objects}
+
+
+def test_default_install_is_cluster_wide_and_hardened():
+    objects = render({})
+    assert {"ClusterRole", "ClusterRoleBinding", "Deployment", "ServiceAccount", "Service", "PodDisruptionBudget", "NetworkPolicy", "ConfigMap"} <= kinds(objects)
+    assert "ServiceMonitor" not in kinds(objects)
+    deploy = next(o for o in objects if o["kind"] == "Deployment")
+    pod = deploy["spec"]["template"]["spec"]
+    assert deploy["spec"]["replicas"] == 2
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    container = pod["containers"][0]
+    sc = container["securityContext"]
+    assert sc["readOnlyRootFilesystem"] and not sc["allowPrivilegeEscalation"] and sc["capabilities"]["drop"] == ["ALL"]
+    assert container["image"] == "ghcr.io/peakscale/peakscale:0.1.0"
+    assert not any(a.startswith("--namespace") for a in container["args"]) and "--dry-run" not in container["args"]
+
+
+def test_namespaced_dry_run_with_service_monitor():
+    objects = render(NAMESPACED)
+    assert "ClusterRole" not in kinds(objects) and "ServiceMonitor" in kinds(objects)
+    roles = [o for o in objects if o["kind"] == "Role"]
+    assert {r["metadata"]["namespace"] for r in roles} == {"live", "shop", "peakscale-system"}
+    args = next(o for o in objects if o["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--namespace=live" in args and "--namespace=shop" in args and "--dry-run" in args
+
+
+def test_image_digest_pins_the_image():
+    deploy = next(o for o in render({"image": {"digest": "sha256:" + "a" * 64}}) if o["kind"] == "Deployment")
+    assert deploy["spec"]["template"]["spec"]["containers"][0]["image"].endswith("@sha256:" + "a" * 64)
+
+
+def test_prometheus_token_comes_from_a_secret_file():
+    deploy = next(o for o in render({"prometheus": {"auth": {"existingSecret": "prom-token"}}}) if o["kind"] == "Deployment")
+    pod = deploy["spec"]["template"]["spec"]
+    assert "--prometheus-token-file=/var/run/secrets/prometheus/token" in pod["containers"][0]["args"]
+    assert any(v.get("secret", {}).get("secretName") == "prom-token" for v in pod["volumes"])
+
+
+@pytest.mark.parametrize("values", [{}, NAMESPACED], ids=["cluster", "namespaced"])
+def test_rbac_grants_exactly_what_the_controller_calls(values):
+    granted = set()
+    for obj in render(values):
+        if obj["kind"] in ("Role", "ClusterRole"):
+            for rule in obj["rules"]:
+                for group in rule["apiGroups"]:
+                    for resource in rule["resources"]:
+                        for verb in rule["verbs"]:
+                            assert "*" not in (group, resource, verb)
+                            granted.add((group, resource, verb))
+    needed = {(g, r, v) for g, r, verbs in API_PERMISSIONS for v in verbs}
+    assert granted == needed
+
+
+def test_lease_rights_stay_in_the_release_namespace():
+    for values in ({}, NAMESPACED):
+        for obj in render(values):
+            if obj["kind"] in ("Role", "ClusterRole"):
+                has_lease = any("leases" in rule["resources"] for rule in obj["rules"])
+                assert has_lease == (obj["kind"] == "Role" and obj["metadata"]["namespace"] == "peakscale-system" and obj["metadata"]["name"].endswith("leader-election"))
+
+
+def test_dashboard_is_a_grafana_model_over_metrics_the_controller_exports():
+    dashboard = json.loads((CHART / "dashboards" / "peakscale.json").read_text())
+    for key in ("uid", "title", "panels", "schemaVersion", "templating", "annotations"):
+        assert key in dashboard
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]] + [a["expr"] for a in dashboard["annotations"]["list"]]
+    for p in dashboard["panels"]:
+        assert {"x", "y", "w", "h"} <= set(p["gridPos"]) and p["targets"] and p["type"] in ("timeseries", "stat")
+    used = {m for e in exprs for m in re.findall(r"\bpeakscale_[a-z_]+", e)}
+    exported = set(METRIC_NAMES)
+    histogram = {f"{n}_{s}" for n in exported if n.endswith("_seconds") for s in ("bucket", "count", "sum")}
+    assert used and used <= exported | histogram
+    wanted = {"peakscale_forecast_demand", "peakscale_planned_replicas", "peakscale_actual_replicas", "peakscale_errors_total", "peakscale_actions_total"}
+    assert wanted <= used
+    # and the ConfigMap ships exactly this file
+    cm = next(o for o in render({}) if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("-dashboard"))
+    assert json.loads(cm["data"]["peakscale.json"]) == dashboard
+
+
+def test_the_controller_exports_the_metrics_the_dashboard_names():
+    from autoscaler.telemetry import Telemetry
+
+    body = Telemetry()
+    body.planned.labels("ns", "p").set(1)
+    body.forecast.labels("ns", "p").set(1)
+    body.actual.labels("ns", "p").set(1)
+    body.floor.labels("ns", "p").set(1)
+    body.errors.labels("x").inc()
+    body.actions.labels("scale").inc()
+    text = body.render().decode()
+    for name in METRIC_NAMES:
+        assert f"\n{name}" in text or text.startswith(name) or f"# TYPE {name.removesuffix('_total')}" in text, name
+
+
+def test_chart_readme_is_generated_from_values():
+    done = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, 'charts/peakscale'); import generate_readme; print(generate_readme.render(), end='')"], capture_output=True, text=True, cwd=CHART.parents[1])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (CHART / "README.md").read_text(), "run: python charts/peakscale/generate_readme.py"
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert "`prometheus.url`" in done.stdout and values["replicaCount"] == 2
