@@ -254,6 +254,42 @@ class DatabaseConfig(Model):
         return value
 
 
+class ControllerConfig(Model):
+    """The peakscale controller, installed from charts/peakscale, plus one ScalingPolicy per tier."""
+
+    namespace: str = "peakscale-system"
+    replicas: int = Field(default=2, ge=1, le=5)
+    image: Image = Image(registry="ghcr.io", repository="peakscale/peakscale", tag="0.1.0")
+    prometheus_url: str = "http://prometheus-operated.monitoring.svc:9090"
+    prometheus_token_secret: str = ""
+    interval: str = "30s"
+    dry_run: bool = False
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    service_monitor: bool = False
+    #: empty: the stack's namespace
+    watch_namespaces: list[str] = []
+    resources: Resources = Resources(requests={"cpu": "100m", "memory": "256Mi"}, limits={"cpu": "1", "memory": "512Mi"})
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, value: str) -> str:
+        return Scaling._lead.__func__(cls, value)
+
+    @field_validator("prometheus_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value
+
+    @field_validator("namespace")
+    @classmethod
+    def _ns(cls, value: str) -> str:
+        if not _DNS_LABEL.match(value):
+            raise ValueError(f"{value!r} is not a valid namespace name")
+        return value
+
+
 class StackConfig(Model):
     namespace: str = "peakscale"
     environment: Literal["dev", "staging", "prod"] = "dev"
@@ -261,6 +297,7 @@ class StackConfig(Model):
     cache: CacheConfig | None = None
     edge: EdgeConfig | None = None
     database: DatabaseConfig | None = None
+    controller: ControllerConfig | None = None
 
     @field_validator("namespace")
     @classmethod
@@ -274,7 +311,7 @@ class StackConfig(Model):
         return self.environment == "prod"
 
 
-KEYS = ("namespace", "environment", "zones", "cache", "edge", "database")
+KEYS = ("namespace", "environment", "zones", "cache", "edge", "database", "controller")
 
 
 def parse_stack_config(raw: dict[str, Any], project: str = "peakscale") -> StackConfig:

@@ -11,6 +11,7 @@ import pulumi_kubernetes as k8s
 
 from stacks.cache import RedisCache
 from stacks.config import StackConfig, load_stack_config
+from stacks.controller import PeakscaleController
 from stacks.database import PostgresCluster
 from stacks.edge import LiveEdge
 
@@ -35,6 +36,9 @@ def build(config: StackConfig) -> dict[str, pulumi.ComponentResource]:
         tiers["edge"] = LiveEdge(config.edge.name, config.edge, config, after_namespace)
     if config.database is not None:
         tiers["database"] = PostgresCluster(config.database.name, config.database, config, after_namespace)
+    if config.controller is not None:
+        contracts = [tier.contract for tier in tiers.values()]
+        tiers["controller"] = PeakscaleController("peakscale", config.controller, config, contracts, after_namespace)
     return tiers
 
 
@@ -62,6 +66,9 @@ def export(tiers: dict[str, pulumi.ComponentResource]) -> None:
         pulumi.export("databaseSecretName", db.app_secret)
         contracts["database"] = db.contract.as_output()
     pulumi.export("scaleContracts", contracts)
+    if "controller" in tiers:
+        pulumi.export("controllerNamespace", tiers["controller"].release.namespace)
+        pulumi.export("scalingPolicies", tiers["controller"].policy_names)
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ from stacks.render import MOCK_PASSWORD, REDACTED, render, write
 
 KUBERNETES = "1.31"
 STACKS = ("dev", "prod", "cluster")
-CUSTOM_KINDS = {"Cluster", "Pooler", "ScheduledBackup", "ServiceMonitor"}
+CUSTOM_KINDS = {"Cluster", "Pooler", "ScheduledBackup", "ServiceMonitor", "ScalingPolicy"}
 
 
 def builtin_objects(rendered):
@@ -171,7 +171,7 @@ def test_operator_is_ordered_before_its_resources_and_data_is_protected(rendered
 def test_children_are_parented_to_their_tier(rendered):
     for d in rendered["prod"].resources:
         if d.type.startswith(("kubernetes:", "random:")) and d.name != "namespace":
-            assert d.parent in ("cache", "live", "pg"), d.name
+            assert d.parent in ("cache", "live", "pg", "peakscale"), d.name
 
 
 def test_stack_exports_endpoints_and_secret_names(rendered):
