@@ -18,5 +18,5 @@ COPY --from=build --chown=10001:10001 /app /app
 ENV PATH="/app/.venv/bin:${PATH}" PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 USER 10001:10001
 EXPOSE 8080
-ENTRYPOINT ["peakscale"]
-CMD ["controller", "--help"]
+ENTRYPOINT ["peakscale", "controller"]
+CMD ["--help"]
