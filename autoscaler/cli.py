@@ -44,6 +44,11 @@ def fail(error: InputError) -> None:
     raise typer.Exit(2)
 
 
+from autoscaler.promo_cli import promo_app  # noqa: E402 (the sub-app needs `app` defined first)
+
+app.add_typer(promo_app, name="promo")
+
+
 @app.callback()
 def main_callback() -> None:
     """peakscale: get live-commerce platforms through their peaks."""
@@ -316,6 +321,188 @@ def controller(
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     ctl.run_forever(stop)
+
+
+@app.command()
+def plan(
+    start: Annotated[str, typer.Option("--from", help="Start of the plan: now, a local time in --tz, or +2h from now. With --trace: the trace's start.")] = "now",
+    end: Annotated[str, typer.Option("--to", help="End: +48h (from --from) or a local time in --tz. With --trace: the trace's end.")] = "+48h",
+    tz: Annotated[str, typer.Option("--tz", help="Zone of the times given and shown.")] = "Asia/Shanghai",
+    trace: Annotated[Optional[Path], typer.Option(help="Offline history instead of Prometheus: a timestamp,value CSV.")] = None,
+    trace_tz: Annotated[str, typer.Option(help="Zone of the trace's naive timestamps (and of --events).")] = "UTC",
+    prometheus_url: Annotated[Optional[str], typer.Option(help="Prometheus to read each policy's history from.")] = None,
+    events: Annotated[Optional[Path], typer.Option(help="A calendar file (CSV or YAML) instead of the promo store.")] = None,
+    kinds: Annotated[Optional[list[str]], typer.Option("--kinds", help="With --events: the kinds that count (default: all but data kinds).")] = None,
+    policies: Annotated[Optional[Path], typer.Option(help="YAML file of ScalingPolicy resources. Default: one policy from the options below.")] = None,
+    policy: Annotated[Optional[list[str]], typer.Option("--policy", help="Only these policies (repeatable).")] = None,
+    capacity_per_replica: Annotated[Optional[float], typer.Option(help="Without --policies: demand one replica serves.")] = None,
+    lead_time: Annotated[str, typer.Option(help="Without --policies: how long new capacity takes to serve.")] = "10m",
+    min_replicas: Annotated[int, typer.Option(help="Without --policies: the usual floor.")] = 2,
+    max_replicas: Annotated[int, typer.Option(help="Without --policies: never more.")] = 200,
+    store: Annotated[str, typer.Option("--store", help="Promotions from: file or kube.")] = "file",
+    calendar: Annotated[Optional[Path], typer.Option("--calendar", envvar="PEAKSCALE_CALENDAR", help="Calendar file for --store file.")] = None,
+    kubeconfig: Annotated[Optional[Path], typer.Option(help="Kubeconfig for --store kube.")] = None,
+    context: Annotated[Optional[str], typer.Option(help="Kubeconfig context.")] = None,
+    namespace: Annotated[str, typer.Option("--namespace", "-n", help="Namespace of the PromotionEvents for --store kube.")] = "default",
+    output: Annotated[str, typer.Option("--output", "-o", help="table, json or yaml.")] = "table",
+    timeline: Annotated[bool, typer.Option("--timeline/--no-timeline", help="Show a compact timeline of the planned floor per target.")] = True,
+) -> None:
+    """Show what will scale when: for each target, the pre-scale actions before each promotion.
+
+    The same forecaster and planner as the controller decide, at the last cycle before each event's start minus the lead time, how high the floor goes; it comes back after the event's end plus the cool-down.
+
+    Examples:
+
+    peakscale plan --prometheus-url http://127.0.0.1:9090 --policies policies.yaml --to +48h
+
+    peakscale plan --trace traffic.csv --events promos.csv --capacity-per-replica 2000 -o json
+    """
+    import yaml as _yaml
+
+    from autoscaler.calendar import PromotionEvent, load_calendar, select_kinds
+    from autoscaler.durations import parse_duration_s
+    from autoscaler.planview import Plan, PolicyInput, plan_target
+    from autoscaler.promo_cli import Failed, _read, open_store, parse_time
+    from autoscaler.resources import LabelSelector, parse_policy
+    from autoscaler.timezones import aware, get_zone, wall_seconds
+    from autoscaler.trace import load_trace
+
+    try:
+        if output not in ("table", "json", "yaml"):
+            raise InputError("--output", f"unknown format {output!r}", "use table, json or yaml")
+        show_zone = get_zone(tz)
+        if (trace is None) == (prometheus_url is None):
+            raise InputError("--trace", "give --trace FILE or --prometheus-url URL (one of them)", "e.g. --trace traffic.csv")
+        clock_zone = get_zone(trace_tz if trace is not None else "UTC")
+
+        def to_clock(stamp) -> int:
+            return wall_seconds(stamp.astimezone(clock_zone).replace(tzinfo=None))
+
+        def fmt(seconds: float) -> str:
+            return aware(seconds, clock_zone).astimezone(show_zone).strftime("%Y-%m-%d %H:%M %Z")
+
+        # policies
+        docs = []
+        if policies is not None:
+            try:
+                docs = [d for d in _yaml.safe_load_all(policies.read_text()) if d]
+            except (OSError, _yaml.YAMLError) as exc:
+                raise InputError("--policies", f"cannot read {str(policies)!r} ({exc})", "give a YAML file of ScalingPolicy resources") from None
+        else:
+            if capacity_per_replica is None:
+                raise InputError("--capacity-per-replica", "required without --policies", "give the demand one replica serves, or --policies FILE")
+            docs = [
+                {
+                    "metadata": {"name": "default", "namespace": "default"},
+                    "spec": {
+                        "targetRef": {"kind": "Deployment", "name": "workload"},
+                        "metric": {"query": "demand", "capacityPerReplica": capacity_per_replica},
+                        "leadTime": lead_time,
+                        "minReplicas": min_replicas,
+                        "maxReplicas": max_replicas,
+                    },
+                }
+            ]
+        parsed = []
+        for doc in docs:
+            spec = parse_policy(doc)
+            meta = doc.get("metadata") or {}
+            if policy and meta.get("name") not in policy:
+                continue
+            parsed.append((meta.get("name", "?"), meta.get("namespace", "default"), meta.get("labels") or {}, spec))
+        if not parsed:
+            raise InputError("--policy", "no policy left to plan", "check --policies and --policy")
+        # calendar
+        selectors: dict[str, LabelSelector] = {}
+        if events is not None:
+            calendar_events = select_kinds(load_calendar(events, clock_zone), _split_list(kinds))
+        else:
+            st = open_store(store, calendar, kubeconfig, context, namespace)
+            calendar_events = []
+            for promo in _read(st):
+                spec = promo.parsed
+                calendar_events.append(
+                    PromotionEvent(
+                        name=promo.name, title=spec.title, start=spec.start.astimezone(clock_zone).replace(tzinfo=None),
+                        end=spec.end.astimezone(clock_zone).replace(tzinfo=None), kind=spec.kind,
+                        expected_multiplier=spec.expected_multiplier, expected_peak=spec.expected_peak, like=tuple(spec.like),
+                    )
+                )
+                selectors[promo.name] = spec.targets
+        # history
+        histories = {}
+        if trace is not None:
+            series = load_trace(trace, clock_zone)
+            for name, ns, labels, spec in parsed:
+                histories[name] = (series.times_s, series.values)
+            first, last = int(series.times_s[0]), int(series.times_s[-1])
+            from_s = first if start == "now" else None
+            default_to = last
+        else:
+            from autoscaler.prometheus import HistoryCache, MetricsUnavailable, render_query
+            import time as _time
+
+            cache = HistoryCache(prometheus_url)
+            now_s = _time.time()
+            for name, ns, labels, spec in parsed:
+                query = render_query(spec.metric.query, namespace=ns, target=spec.target_ref.name, policy=name)
+                try:
+                    s = cache.history(query, now_s=now_s, history_s=spec.forecast_settings().history_s, step_s=spec.step_s, stale_after_s=10**9)
+                except MetricsUnavailable as exc:
+                    raise Failed(f"policy {name}: {exc}") from None
+                histories[name] = (s.times_s, s.values)
+            from_s = int(now_s) if start == "now" else None
+            default_to = None
+        if from_s is None:
+            if start.startswith("+"):
+                base = int(_time.time()) if trace is None else first
+                from_s = base + parse_duration_s(start[1:], field="--from")
+            else:
+                from_s = to_clock(parse_time(start, tz, "--from"))
+        if end.startswith("+"):
+            to_s = (default_to if (trace is not None and end == "+48h") else from_s + parse_duration_s(end[1:], field="--to"))
+        else:
+            to_s = to_clock(parse_time(end, tz, "--to"))
+        if to_s <= from_s:
+            raise InputError("--to", "is not after --from", "e.g. --to +48h")
+        targets = []
+        for name, ns, labels, spec in parsed:
+            times, values = histories[name]
+            if len(times) < 3:
+                raise Failed(f"policy {name}: not enough history to forecast")
+            entry = PolicyInput(
+                name=name, namespace=ns, labels=labels, spec=spec,
+                targets_of=lambda ev, labels=labels: selectors[ev].matches(labels) if ev in selectors else True,
+            )
+            targets.append(plan_target(entry, times, values, calendar_events, from_s, to_s, fmt=fmt))
+        result = Plan(start=fmt(from_s), end=fmt(to_s), tz=tz, targets=targets)
+    except InputError as error:
+        fail(error)
+    except Failed as error:
+        err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    if output == "json":
+        typer.echo(result.model_dump_json(indent=2))
+        return
+    if output == "yaml":
+        typer.echo(_yaml.safe_dump(result.model_dump(), sort_keys=False, allow_unicode=True).rstrip())
+        return
+    console = Console() if Console().is_terminal else Console(width=160, no_color=True)
+    for target in result.targets:
+        table = Table(
+            title=f"{target.namespace}/{target.policy} -> {target.target} ({target.mode}, {target.min_replicas}-{target.max_replicas}, lead {target.lead_time_s // 60} min), {result.start} to {result.end}",
+            title_justify="left",
+        )
+        for col in ("when", "action", "replicas", "for", "why"):
+            table.add_column(col)
+        for a in target.actions:
+            verb = "raise floor" if a.action == "raise-floor" else "restore floor"
+            table.add_row(a.at, verb, f"{a.from_replicas} -> {a.to_replicas}", a.title, a.reason)
+        if not target.actions:
+            table.add_row("-", "none", "-", "-", "no promotion needs more than the usual floor in this window")
+        console.print(table)
+        if timeline:
+            console.print(f"  timeline ({target.timeline_step_s // 60} min per mark, floor {target.min_replicas}..{target.max_replicas}): {target.timeline}", highlight=False)
 
 
 class _progress:

@@ -1,0 +1,571 @@
+"""``peakscale promo``: schedule, review and change promotions in a calendar file or the cluster.
+
+Local times are read in ``--tz`` (default Asia/Shanghai) and printed back with their offset, so
+nobody schedules 11.11 in the wrong zone. Every change is checked whole (times, sizes, names,
+``like`` references) before the store is written; on bad input the store is left as it was.
+Exit codes: 0 ok, 1 failed operation (store unreachable), 2 bad input.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from autoscaler.durations import format_duration, parse_duration_s
+from autoscaler.errors import InputError
+from autoscaler.store import DEFAULT_CALENDAR, FileStore, KubeStore, Promo, check_references, overlaps, validate_promo
+from autoscaler.timezones import get_zone, parse_timestamp
+
+promo_app = typer.Typer(help="Schedule and review promotions (the calendar peakscale pre-scales for).", no_args_is_help=True)
+err = Console(stderr=True)
+
+StoreOpt = Annotated[str, typer.Option("--store", help="Where promotions live: file (a YAML calendar) or kube (PromotionEvent resources).")]
+CalendarOpt = Annotated[
+    Optional[Path], typer.Option("--calendar", envvar="PEAKSCALE_CALENDAR", help=f"Calendar file for --store file (default ./{DEFAULT_CALENDAR}).")
+]
+KubeconfigOpt = Annotated[Optional[Path], typer.Option("--kubeconfig", help="Kubeconfig for --store kube (default: in-cluster, else ~/.kube/config).")]
+ContextOpt = Annotated[Optional[str], typer.Option("--context", help="Kubeconfig context for --store kube.")]
+NamespaceOpt = Annotated[str, typer.Option("--namespace", "-n", help="Namespace of the PromotionEvents for --store kube.")]
+TzOpt = Annotated[str, typer.Option("--tz", help="Zone of local times given and shown (IANA name).")]
+OutputOpt = Annotated[str, typer.Option("--output", "-o", help="table, json or yaml.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")]
+
+
+class Failed(Exception):
+    """An operation failed for a reason outside the input (exit 1)."""
+
+
+def _fail(error: Exception) -> None:
+    err.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2 if isinstance(error, InputError) else 1)
+
+
+def open_store(store: str, calendar: Path | None, kubeconfig: Path | None, context: str | None, namespace: str):
+    if store == "file":
+        return FileStore(calendar or Path(DEFAULT_CALENDAR))
+    if store != "kube":
+        raise InputError("--store", f"unknown store {store!r}", "use file or kube")
+    from kubernetes import client as kclient
+    from kubernetes import config as kconfig
+
+    try:
+        if kubeconfig is not None:
+            api = kconfig.new_client_from_config(config_file=str(kubeconfig), context=context)
+        else:
+            try:
+                kconfig.load_incluster_config()
+                api = kclient.ApiClient()
+            except kconfig.ConfigException:
+                api = kconfig.new_client_from_config(context=context)
+    except (kconfig.ConfigException, OSError, TypeError) as exc:
+        raise InputError("--kubeconfig", f"cannot load Kubernetes credentials ({str(exc)[:160]})", "give --kubeconfig or --context") from None
+    return KubeStore(api, namespace)
+
+
+def _read(store) -> list[Promo]:
+    try:
+        return store.list()
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 (any transport failure: one line, exit 1)
+        raise Failed(f"cannot read {store.describe()}: {_reason(exc)}") from None
+
+
+def _write(store, promos: list[Promo], changed: list[str], deleted: list[str]) -> None:
+    try:
+        store.save(promos, changed=changed, deleted=deleted)
+    except Exception as exc:  # noqa: BLE001
+        raise Failed(f"cannot write {store.describe()}: {_reason(exc)}") from None
+
+
+def _reason(exc: Exception) -> str:
+    text = getattr(exc, "reason", None) or str(exc)
+    if "Max retries" in str(exc) or "Connection refused" in str(exc):
+        text = "connection refused (is the cluster reachable?)"
+    return f"{type(exc).__name__}: {str(text)[:160]}"
+
+
+def parse_time(text: str, zone_name: str, field: str) -> datetime:
+    """A local time in ``zone_name`` (or with its own offset) -> aware datetime."""
+    zone = get_zone(zone_name)
+    raw = text.strip()
+    if not raw:
+        raise InputError(field, "empty time", "give a time such as '2026-11-11 20:00'")
+    wall = parse_timestamp(raw, zone, field=field)
+    return wall.replace(tzinfo=zone)
+
+
+def parse_targets(text: str | None) -> dict | None:
+    if not text:
+        return None
+    labels = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise InputError("--targets", f"cannot read {part!r}", "use key=value pairs, e.g. tier=edge,app=live")
+        labels[key.strip()] = value.strip()
+    return {"matchLabels": labels}
+
+
+def _rfc3339(stamp: datetime) -> str:
+    return stamp.isoformat(timespec="seconds")
+
+
+def build_spec(
+    *,
+    start: str,
+    end: str | None,
+    duration: str | None,
+    kind: str,
+    tz: str,
+    title: str | None,
+    multiplier: float | None,
+    expected_peak: float | None,
+    like: list[str] | None,
+    targets: str | None,
+) -> dict:
+    begin = parse_time(start, tz, "--start")
+    if (end is None) == (duration is None):
+        raise InputError("--end", "give --end or --duration (one of them)", "e.g. --duration 4h")
+    if duration is not None:
+        finish = begin + timedelta(seconds=parse_duration_s(duration, field="--duration"))
+    else:
+        finish = parse_time(end, tz, "--end")
+    if finish <= begin:
+        raise InputError("--end", f"{_rfc3339(finish)} is not after --start {_rfc3339(begin)}", "end after start, or use --duration")
+    if multiplier is not None and expected_peak is not None:
+        raise InputError("--multiplier", "give --multiplier or --expected-peak, not both", "one way of sizing the event")
+    if multiplier is not None and not (0 < multiplier <= 1000):
+        raise InputError("--multiplier", f"{multiplier:g} is outside (0, 1000]", "the expected peak over the usual load, e.g. 3")
+    if expected_peak is not None and not expected_peak > 0:
+        raise InputError("--expected-peak", f"{expected_peak:g} must be positive", "the expected peak of the policies' metric")
+    spec: dict = {"start": _rfc3339(begin), "end": _rfc3339(finish), "kind": kind}
+    if title:
+        spec["title"] = title
+    if multiplier is not None:
+        spec["expectedMultiplier"] = multiplier
+    if expected_peak is not None:
+        spec["expectedPeak"] = expected_peak
+    if like:
+        spec["like"] = list(like)
+    parsed = parse_targets(targets)
+    if parsed:
+        spec["targets"] = parsed
+    return spec
+
+
+def _shown(promo: Promo, tz: str) -> dict:
+    zone = get_zone(tz)
+    spec = promo.parsed
+    return {
+        "name": promo.name,
+        "title": spec.title,
+        "kind": spec.kind,
+        "start": spec.start.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z"),
+        "end": spec.end.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z"),
+        "duration": format_duration((spec.end - spec.start).total_seconds()),
+        "size": f"x{spec.expected_multiplier:g}" if spec.expected_multiplier else (f"peak {spec.expected_peak:g}" if spec.expected_peak else "-"),
+        "like": ",".join(spec.like) or "-",
+        "targets": ",".join(f"{k}={v}" for k, v in spec.targets.match_labels.items()) or "all",
+    }
+
+
+def _emit(promos: list[Promo], output: str, tz: str, title: str) -> None:
+    if output == "json":
+        typer.echo(json.dumps([{"name": p.name, **p.spec} for p in promos], indent=2))
+    elif output == "yaml":
+        typer.echo(yaml.safe_dump({"events": [{"name": p.name, **p.spec} for p in promos]}, sort_keys=False).rstrip())
+    elif output == "table":
+        console = Console() if Console().is_terminal else Console(width=160, no_color=True)
+        table = Table(title=title, title_justify="left")
+        for col in ("name", "kind", "start", "end", "duration", "size", "like", "targets", "title"):
+            table.add_column(col)
+        for p in promos:
+            row = _shown(p, tz)
+            table.add_row(*(row[c] for c in ("name", "kind", "start", "end", "duration", "size", "like", "targets", "title")))
+        console.print(table)
+    else:
+        raise InputError("--output", f"unknown format {output!r}", "use table, json or yaml")
+
+
+def _check_output(output: str, allowed=("table", "json", "yaml")) -> None:
+    if output not in allowed:
+        raise InputError("--output", f"unknown format {output!r}", f"use {', '.join(allowed)}")
+
+
+def _warn_overlaps(promos: list[Promo], promo: Promo) -> None:
+    clash = overlaps(promos, promo)
+    if clash:
+        err.print(
+            f"warning: {promo.name!r} overlaps {', '.join(map(repr, clash))} of the same kind on the same targets "
+            "(kept: they will be planned together)",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+@promo_app.command("add")
+def add(
+    name: Annotated[str, typer.Argument(help="Unique name (lowercase, digits, '-'), e.g. kol-live-1111.")],
+    start: Annotated[str, typer.Option(help="Start, local time in --tz (e.g. '2026-11-11 20:00') or with an offset.")],
+    kind: Annotated[str, typer.Option(help="Kind; events of one kind teach each other (double11, kol-live, flash-sale).")],
+    end: Annotated[Optional[str], typer.Option(help="End, like --start.")] = None,
+    duration: Annotated[Optional[str], typer.Option(help="Length instead of --end, e.g. 4h or 90m.")] = None,
+    tz: TzOpt = "Asia/Shanghai",
+    title: Annotated[Optional[str], typer.Option(help="Human title shown in plans and Events.")] = None,
+    multiplier: Annotated[Optional[float], typer.Option(help="Expected peak over the usual load, (0, 1000].")] = None,
+    expected_peak: Annotated[Optional[float], typer.Option(help="Expected peak as an absolute value of the metric.")] = None,
+    like: Annotated[Optional[list[str]], typer.Option(help="Past promotion whose shape to reuse (repeatable).")] = None,
+    targets: Annotated[Optional[str], typer.Option(help="Label selector over ScalingPolicies, e.g. tier=edge (default: all).")] = None,
+    store: StoreOpt = "file",
+    calendar: CalendarOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+    namespace: NamespaceOpt = "default",
+    quiet: QuietOpt = False,
+) -> None:
+    """Schedule a promotion.
+
+    Examples:
+
+    peakscale promo add kol-live-1111 --start '2026-11-11 20:00' --duration 3h --kind kol-live --multiplier 6 --targets tier=edge
+
+    peakscale promo add d11 --start '2026-11-10 23:30' --end '2026-11-11 02:00' --kind double11 --like d11-2025 --store kube -n live
+    """
+    try:
+        st = open_store(store, calendar, kubeconfig, context, namespace)
+        spec = build_spec(start=start, end=end, duration=duration, kind=kind, tz=tz, title=title, multiplier=multiplier, expected_peak=expected_peak, like=like, targets=targets)
+        promo = validate_promo(Promo(name=name, spec=spec))
+        promos = _read(st)
+        if any(p.name == name for p in promos):
+            raise InputError("NAME", f"a promotion named {name!r} already exists", "pick another name, or use promo edit")
+        updated = promos + [promo]
+        check_references(updated)
+        _warn_overlaps(promos, promo)
+        _write(st, updated, changed=[name], deleted=[])
+    except (InputError, Failed) as error:
+        _fail(error)
+    if not quiet:
+        row = _shown(promo, tz)
+        typer.echo(f"added {name!r} ({row['kind']}): {row['start']} -> {row['end']} ({row['duration']}, {tz}) to {st.describe()}")
+
+
+@promo_app.command("list")
+def list_(
+    tz: TzOpt = "Asia/Shanghai",
+    output: OutputOpt = "table",
+    store: StoreOpt = "file",
+    calendar: CalendarOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+    namespace: NamespaceOpt = "default",
+) -> None:
+    """List the promotions, earliest first, times in --tz.
+
+    Examples:
+
+    peakscale promo list
+
+    peakscale promo list -o json --store kube -n live
+    """
+    try:
+        _check_output(output)
+        get_zone(tz)
+        st = open_store(store, calendar, kubeconfig, context, namespace)
+        promos = sorted(_read(st), key=lambda p: (p.parsed.start, p.name))
+        _emit(promos, output, tz, f"{len(promos)} promotion(s) in {st.describe()} (times in {tz})")
+    except (InputError, Failed) as error:
+        _fail(error)
+
+
+def _find(promos: list[Promo], name: str) -> Promo:
+    for p in promos:
+        if p.name == name:
+            return p
+    raise InputError("NAME", f"no promotion named {name!r}", "see promo list")
+
+
+@promo_app.command("show")
+def show(
+    name: Annotated[str, typer.Argument(help="The promotion's name.")],
+    tz: TzOpt = "Asia/Shanghai",
+    output: OutputOpt = "table",
+    store: StoreOpt = "file",
+    calendar: CalendarOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+    namespace: NamespaceOpt = "default",
+) -> None:
+    """Show one promotion.
+
+    Example:
+
+    peakscale promo show kol-live-1111 -o yaml
+    """
+    try:
+        _check_output(output)
+        get_zone(tz)
+        st = open_store(store, calendar, kubeconfig, context, namespace)
+        promo = _find(_read(st), name)
+        if output == "json":
+            typer.echo(json.dumps({"name": promo.name, **promo.spec}, indent=2))
+        elif output == "yaml":
+            typer.echo(yaml.safe_dump({"name": promo.name, **promo.spec}, sort_keys=False).rstrip())
+        else:
+            for key, value in _shown(promo, tz).items():
+                typer.echo(f"{key:>9}: {value}")
+    except (InputError, Failed) as error:
+        _fail(error)
+
+
+@promo_app.command("edit")
+def edit(
+    name: Annotated[str, typer.Argument(help="The promotion's name.")],
+    start: Annotated[Optional[str], typer.Option(help="New start (local time in --tz).")] = None,
+    end: Annotated[Optional[str], typer.Option(help="New end.")] = None,
+    duration: Annotated[Optional[str], typer.Option(help="New length, from the (new) start.")] = None,
+    kind: Annotated[Optional[str], typer.Option(help="New kind.")] = None,
+    tz: TzOpt = "Asia/Shanghai",
+    title: Annotated[Optional[str], typer.Option(help="New title.")] = None,
+    multiplier: Annotated[Optional[float], typer.Option(help="New expected multiplier (replaces --expected-peak).")] = None,
+    expected_peak: Annotated[Optional[float], typer.Option(help="New expected peak (replaces --multiplier).")] = None,
+    like: Annotated[Optional[list[str]], typer.Option(help="New list of past promotions to reuse.")] = None,
+    targets: Annotated[Optional[str], typer.Option(help="New label selector, e.g. tier=edge.")] = None,
+    store: StoreOpt = "file",
+    calendar: CalendarOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+    namespace: NamespaceOpt = "default",
+    quiet: QuietOpt = False,
+) -> None:
+    """Change fields of a promotion; the others stay.
+
+    Examples:
+
+    peakscale promo edit kol-live-1111 --duration 4h
+
+    peakscale promo edit kol-live-1111 --multiplier 8 --tz Asia/Shanghai
+    """
+    try:
+        st = open_store(store, calendar, kubeconfig, context, namespace)
+        promos = _read(st)
+        current = _find(promos, name)
+        old = current.parsed
+        zone = get_zone(tz)
+        spec = build_spec(
+            start=start or old.start.astimezone(zone).isoformat(),
+            end=None if duration is not None else (end or old.end.astimezone(zone).isoformat()),
+            duration=duration,
+            kind=kind or old.kind,
+            tz=tz,
+            title=title if title is not None else (old.title or None),
+            multiplier=multiplier if multiplier is not None else (None if expected_peak is not None else old.expected_multiplier),
+            expected_peak=expected_peak if expected_peak is not None else (None if multiplier is not None else old.expected_peak),
+            like=like if like is not None else list(old.like),
+            targets=targets if targets is not None else ",".join(f"{k}={v}" for k, v in old.targets.match_labels.items()) or None,
+        )
+        promo = validate_promo(Promo(name=name, spec=spec))
+        updated = [promo if p.name == name else p for p in promos]
+        check_references(updated)
+        _warn_overlaps(promos, promo)
+        _write(st, updated, changed=[name], deleted=[])
+    except (InputError, Failed) as error:
+        _fail(error)
+    if not quiet:
+        row = _shown(promo, tz)
+        typer.echo(f"updated {name!r}: {row['start']} -> {row['end']} ({row['duration']}), size {row['size']}")
+
+
+@promo_app.command("delete")
+def delete(
+    name: Annotated[str, typer.Argument(help="The promotion's name.")],
+    store: StoreOpt = "file",
+    calendar: CalendarOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+    namespace: NamespaceOpt = "default",
+    quiet: QuietOpt = False,
+) -> None:
+    """Delete a promotion (refused while another one names it in --like).
+
+    Example:
+
+    peakscale promo delete kol-live-1111
+    """
+    try:
+        st = open_store(store, calendar, kubeconfig, context, namespace)
+        promos = _read(st)
+        _find(promos, name)
+        rest = [p for p in promos if p.name != name]
+        users = [p.name for p in rest if name in (p.spec.get("like") or [])]
+        if users:
+            raise InputError("NAME", f"{name!r} is named in --like of {', '.join(map(repr, users))}", "edit those first")
+        _write(st, rest, changed=[], deleted=[name])
+    except (InputError, Failed) as error:
+        _fail(error)
+    if not quiet:
+        typer.echo(f"deleted {name!r} from {st.describe()}")
+
+
+def _import_rows(path: Path, tz: str | None) -> list[Promo]:
+    """Promotions from a YAML calendar or a CSV; all or nothing, the row at fault named."""
+    label = path.name
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError("FILE", f"cannot read {str(path)!r} ({getattr(exc, 'strerror', None) or exc})", "give a YAML or CSV calendar") from None
+    promos: list[Promo] = []
+    if path.suffix in (".yaml", ".yml"):
+        try:
+            doc = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            raise InputError(f"{label}" + (f" line {mark.line + 1}" if mark else ""), "malformed YAML", "fix the YAML syntax") from None
+        if isinstance(doc, list):
+            doc = {"events": doc}
+        if not isinstance(doc, dict) or not isinstance(doc.get("events"), list):
+            raise InputError(label, "needs an 'events' list", "see the calendar format in the README")
+        zone = doc.get("timezone") or tz
+        for i, item in enumerate(doc["events"]):
+            where = f"{label} events[{i}]"
+            if not isinstance(item, dict) or not item.get("name"):
+                raise InputError(where, "needs a name", "each event has name, start, end, kind")
+            promos.append(_row_promo(where, str(item["name"]), item, zone))
+    elif path.suffix == ".csv":
+        reader = csv.DictReader(io.StringIO(text))
+        header = [h.strip().lower() for h in reader.fieldnames or []]
+        missing = [c for c in ("start", "end", "name", "kind") if c not in header]
+        if missing:
+            raise InputError(f"{label} header", f"missing column(s) {', '.join(missing)}", "columns are start,end,name,kind[,expected_multiplier,expected_peak]")
+        reader.fieldnames = header
+        try:
+            for row in reader:
+                where = f"{label} line {reader.line_num}"
+                item = {
+                    "start": row.get("start"),
+                    "end": row.get("end"),
+                    "kind": (row.get("kind") or "").strip(),
+                    "title": (row.get("title") or row.get("name") or "").strip(),
+                    "expectedMultiplier": row.get("expected_multiplier") or None,
+                    "expectedPeak": row.get("expected_peak") or None,
+                }
+                promos.append(_row_promo(where, _slug(row.get("name") or ""), item, tz))
+        except csv.Error as exc:
+            raise InputError(f"{label} line {reader.line_num}", f"cannot read row ({exc})", "fix the CSV") from None
+    else:
+        raise InputError("FILE", f"unknown format {path.name!r}", "use a .yaml, .yml or .csv file")
+    return promos
+
+
+def _slug(text: str) -> str:
+    out = "".join(c if c.isalnum() else "-" for c in text.strip().lower())
+    while "--" in out:
+        out = out.replace("--", "-")
+    return out.strip("-")[:253]
+
+
+def _row_promo(where: str, name: str, item: dict, tz: str | None) -> Promo:
+    spec: dict = {}
+    for key in ("start", "end"):
+        value = item.get(key)
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        if value is None or not str(value).strip():
+            raise InputError(f"{where} {key}", "missing", "give a time such as 2026-11-11 20:00+08:00")
+        raw = str(value).strip()
+        probe = parse_timestamp(raw, get_zone("UTC"), field=f"{where} {key}")
+        has_offset = raw.endswith("Z") or datetime.fromisoformat(raw.replace("Z", "+00:00")).tzinfo is not None
+        del probe
+        if not has_offset and not tz:
+            raise InputError(f"{where} {key}", f"{raw!r} has no offset and the file names no timezone", "add an offset, a 'timezone:' key, or pass --tz")
+        spec[key] = _rfc3339(parse_time(raw, tz or "UTC", f"{where} {key}"))
+    spec["kind"] = str(item.get("kind") or "").strip()
+    if item.get("title"):
+        spec["title"] = str(item["title"])
+    for key in ("expectedMultiplier", "expectedPeak"):
+        if item.get(key) not in (None, ""):
+            try:
+                spec[key] = float(item[key])
+            except (TypeError, ValueError):
+                raise InputError(f"{where} {key}", f"not a number: {item[key]!r}", "give a number") from None
+    if item.get("like"):
+        like = item["like"]
+        spec["like"] = [like] if isinstance(like, str) else [str(x) for x in like]
+    if item.get("targets"):
+        spec["targets"] = item["targets"]
+    try:
+        return validate_promo(Promo(name=name, spec=spec))
+    except InputError as exc:
+        raise InputError(where, f"{exc.where}: {exc.problem}", exc.fix) from None
+
+
+@promo_app.command("import")
+def import_(
+    file: Annotated[Path, typer.Argument(help="A YAML calendar or a CSV with columns start,end,name,kind.")],
+    tz: Annotated[Optional[str], typer.Option("--tz", help="Zone of naive times in the file (a YAML 'timezone:' key wins).")] = None,
+    store: StoreOpt = "file",
+    calendar: CalendarOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+    namespace: NamespaceOpt = "default",
+    quiet: QuietOpt = False,
+) -> None:
+    """Import promotions: all of them, or none (the row at fault is named).
+
+    Examples:
+
+    peakscale promo import promos.csv --tz Asia/Shanghai
+
+    peakscale promo export > backup.yaml && peakscale promo import backup.yaml --store kube -n live
+    """
+    try:
+        if tz is not None:
+            get_zone(tz)
+        st = open_store(store, calendar, kubeconfig, context, namespace)
+        incoming = _import_rows(file, tz)
+        promos = _read(st)
+        clash = sorted({p.name for p in incoming} & {p.name for p in promos})
+        if clash:
+            raise InputError("NAME", f"already in the store: {', '.join(map(repr, clash[:5]))}", "delete or rename them first")
+        updated = promos + incoming
+        check_references(updated)
+        for promo in incoming:
+            _warn_overlaps([p for p in updated if p.name != promo.name], promo)
+        _write(st, updated, changed=[p.name for p in incoming], deleted=[])
+    except (InputError, Failed) as error:
+        _fail(error)
+    if not quiet:
+        typer.echo(f"imported {len(incoming)} promotion(s) into {st.describe()}")
+
+
+@promo_app.command("export")
+def export(
+    output: OutputOpt = "yaml",
+    store: StoreOpt = "file",
+    calendar: CalendarOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+    namespace: NamespaceOpt = "default",
+) -> None:
+    """Print every promotion as a calendar that promo import reads back (yaml or json).
+
+    Example:
+
+    peakscale promo export > calendar-backup.yaml
+    """
+    try:
+        _check_output(output, ("yaml", "json"))
+        st = open_store(store, calendar, kubeconfig, context, namespace)
+        promos = sorted(_read(st), key=lambda p: (p.parsed.start, p.name))
+        _emit(promos, output, "UTC", "")
+    except (InputError, Failed) as error:
+        _fail(error)
