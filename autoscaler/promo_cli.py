@@ -487,7 +487,10 @@ def _row_promo(where: str, name: str, item: dict, tz: str | None) -> Promo:
         del probe
         if not has_offset and not tz:
             raise InputError(f"{where} {key}", f"{raw!r} has no offset and the file names no timezone", "add an offset, a 'timezone:' key, or pass --tz")
-        spec[key] = _rfc3339(parse_time(raw, tz or "UTC", f"{where} {key}"))
+        if has_offset:  # keep the zone the calendar was written in
+            spec[key] = _rfc3339(datetime.fromisoformat(raw.replace("Z", "+00:00")))
+        else:
+            spec[key] = _rfc3339(parse_time(raw, tz, f"{where} {key}"))
     spec["kind"] = str(item.get("kind") or "").strip()
     if item.get("title"):
         spec["title"] = str(item["title"])

@@ -126,7 +126,7 @@ class FileStore:
         return promos
 
     def save(self, promos: list[Promo], *, changed: list[str], deleted: list[str]) -> None:
-        doc = {"events": [{"name": p.name, **p.spec} for p in sorted(promos, key=lambda p: (p.spec["start"], p.name))]}
+        doc = {"events": [{"name": p.name, **p.spec} for p in sorted(promos, key=lambda p: (p.parsed.start, p.name))]}
         text = "# peakscale promotion calendar (written by `peakscale promo`; times are RFC 3339 with offsets)\n" + yaml.safe_dump(
             doc, sort_keys=False, allow_unicode=True
         )

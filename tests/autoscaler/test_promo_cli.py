@@ -1,0 +1,315 @@
+"""`peakscale promo` and `peakscale plan`, in-process and as a subprocess, against both stores."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given, settings, strategies as st
+from typer.testing import CliRunner
+
+from autoscaler.cli import app
+from autoscaler.errors import InputError
+from autoscaler.planview import Plan
+from autoscaler.promo_cli import _import_rows, parse_time
+from autoscaler.durations import parse_duration_s
+from tests.fakes.kube import FakeKube
+
+runner = CliRunner()
+
+
+def cli(*args, calendar: Path):
+    return runner.invoke(app, list(args), env={"PEAKSCALE_CALENDAR": str(calendar)})
+
+
+def sub(*args, calendar: Path | None = None):
+    env = {**os.environ}
+    if calendar is not None:
+        env["PEAKSCALE_CALENDAR"] = str(calendar)
+    return subprocess.run([sys.executable, "-m", "autoscaler.cli", *args], capture_output=True, text=True, timeout=120, env=env)
+
+
+@pytest.fixture
+def cal(tmp_path):
+    path = tmp_path / "calendar.yaml"
+    result = cli("promo", "add", "kol-live-1111", "--start", "2026-11-11 20:00", "--duration", "3h", "--kind", "kol-live", "--multiplier", "6", "--targets", "tier=edge", calendar=path)
+    assert result.exit_code == 0, result.output
+    return path
+
+
+def names(path: Path) -> list[str]:
+    return [e["name"] for e in yaml.safe_load(path.read_text())["events"]]
+
+
+def test_add_reads_local_time_in_the_zone_and_prints_it_back(cal):
+    event = yaml.safe_load(cal.read_text())["events"][0]
+    assert event["start"] == "2026-11-11T20:00:00+08:00" and event["end"] == "2026-11-11T23:00:00+08:00"
+    assert event["expectedMultiplier"] == 6 and event["targets"] == {"matchLabels": {"tier": "edge"}}
+    done = sub("promo", "add", "flash", "--start", "2026-11-11 12:00", "--end", "2026-11-11 13:00", "--kind", "flash-sale", "--tz", "Europe/Paris", calendar=cal)
+    assert done.returncode == 0 and "CET" in done.stdout and "Europe/Paris" in done.stdout and done.stderr == ""
+    stored = {e["name"]: e for e in yaml.safe_load(cal.read_text())["events"]}
+    assert stored["flash"]["start"] == "2026-11-11T12:00:00+01:00"
+    assert names(cal) == ["flash", "kol-live-1111"]  # kept in time order: 11:00Z before 12:00Z
+
+
+def test_list_show_edit_delete_export_import_round_trip(cal, tmp_path):
+    assert "kol-live-1111" in cli("promo", "list", calendar=cal).stdout
+    listed = json.loads(cli("promo", "list", "-o", "json", calendar=cal).stdout)
+    assert listed[0]["name"] == "kol-live-1111"
+    shown = yaml.safe_load(cli("promo", "show", "kol-live-1111", "-o", "yaml", calendar=cal).stdout)
+    assert shown["kind"] == "kol-live"
+    assert cli("promo", "edit", "kol-live-1111", "--duration", "4h", "--multiplier", "8", calendar=cal).exit_code == 0
+    edited = yaml.safe_load(cal.read_text())["events"][0]
+    assert edited["end"] == "2026-11-12T00:00:00+08:00" and edited["expectedMultiplier"] == 8
+    exported = sub("promo", "export", calendar=cal)
+    assert exported.returncode == 0
+    backup = tmp_path / "backup.yaml"
+    backup.write_text(exported.stdout)
+    assert sub("promo", "delete", "kol-live-1111", calendar=cal).returncode == 0
+    assert names(cal) == []
+    assert sub("promo", "import", str(backup), calendar=cal).returncode == 0
+    assert yaml.safe_load(cal.read_text())["events"][0] == edited
+
+
+def test_import_csv_with_the_trace_calendar_columns(tmp_path, shared_traces):
+    store = tmp_path / "wc.yaml"
+    done = sub("promo", "import", str(shared_traces / "worldcup98_requests_1min.events.csv"), "--tz", "UTC", calendar=store)
+    assert done.returncode == 0, done.stderr
+    events = yaml.safe_load(store.read_text())["events"]
+    assert len(events) == 66 and any(e["name"] == "final-brazil-france" for e in events)
+
+
+def bad(args, calendar, words, code=2):
+    before = calendar.read_bytes()
+    result = cli(*args, calendar=calendar)
+    assert result.exit_code == code, result.output
+    assert words in result.stderr and "Traceback" not in result.output
+    done = sub(*args, calendar=calendar)
+    assert done.returncode == code and done.stdout == ""
+    assert len(done.stderr.strip().splitlines()) == 1 and words in done.stderr
+    assert calendar.read_bytes() == before  # the store is unchanged
+
+
+ADD = ["promo", "add", "x", "--kind", "flash-sale"]
+
+
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (["--start", "2026-11-11 20:00", "--end", "2026-11-11 19:00"], "--end"),
+        (["--start", "2026-11-11 20:00", "--duration", "0s"], "--duration"),
+        (["--start", "2026-11-11 20:00", "--duration", "-2h"], "--duration"),
+        (["--start", "2026-11-11 20:00", "--duration", "1h", "--tz", "Mars/Olympus"], "--tz"),
+        (["--start", "next friday", "--duration", "1h"], "--start"),
+        (["--start", "2026-11-11 20:00", "--duration", "1h", "--multiplier", "0"], "--multiplier"),
+        (["--start", "2026-11-11 20:00", "--duration", "1h", "--multiplier", "5000"], "--multiplier"),
+        (["--start", "2026-11-11 20:00", "--duration", "1h", "--like", "ghost"], "--like"),
+    ],
+)
+def test_bad_add_exits_2_naming_the_field_and_changes_nothing(cal, extra, words):
+    bad(ADD + extra, cal, words)
+
+
+def test_duplicate_name_is_refused(cal):
+    bad(["promo", "add", "kol-live-1111", "--start", "2026-12-12 20:00", "--duration", "1h", "--kind", "kol-live"], cal, "already exists")
+
+
+def test_overlap_of_the_same_kind_warns_but_is_kept(cal):
+    done = sub("promo", "add", "kol-2", "--start", "2026-11-11 21:00", "--duration", "1h", "--kind", "kol-live", "--targets", "tier=edge", calendar=cal)
+    assert done.returncode == 0 and "overlaps 'kol-live-1111'" in done.stderr
+    assert names(cal) == ["kol-live-1111", "kol-2"]
+
+
+def test_unknown_name_on_show_edit_delete(cal):
+    for args in (["promo", "show", "nope"], ["promo", "edit", "nope", "--multiplier", "2"], ["promo", "delete", "nope"]):
+        bad(args, cal, "no promotion named")
+
+
+@pytest.mark.parametrize(
+    "name, text, extra, words",
+    [
+        ("bad.yaml", "events:\n  - name: a\n    start: [unclosed\n", [], "line"),
+        ("naive.yaml", "events:\n  - {name: a, start: '2026-11-11 20:00', end: '2026-11-11 21:00', kind: k}\n", [], "no offset"),
+        ("naive.csv", "start,end,name,kind\n2026-11-11 20:00,2026-11-11 21:00,ok,k\n", [], "no offset"),
+        ("bad.csv", "start,end,name,kind\n2026-11-11 20:00,2026-11-11 21:00,ok,k\n2026-11-11 22:00,later?,broken,k\n", ["--tz", "UTC"], "line 3"),
+        ("short.csv", "start,name\n2026-11-11 20:00,a\n", ["--tz", "UTC"], "missing column"),
+    ],
+)
+def test_malformed_import_imports_nothing_and_names_the_row(cal, tmp_path, name, text, extra, words):
+    path = tmp_path / name
+    path.write_text(text)
+    bad(["promo", "import", str(path), *extra], cal, words)
+
+
+def test_naive_import_is_fine_with_a_zone(cal, tmp_path):
+    path = tmp_path / "zoned.yaml"
+    path.write_text("timezone: Asia/Shanghai\nevents:\n  - {name: a, start: '2026-11-12 20:00', end: '2026-11-12 21:00', kind: k}\n")
+    assert cli("promo", "import", str(path), calendar=cal).exit_code == 0
+    assert yaml.safe_load(cal.read_text())["events"][1]["start"] == "2026-11-12T20:00:00+08:00"
+
+
+def test_unreachable_cluster_is_one_clear_line(tmp_path):
+    from tests.prometheus_server import free_port
+
+    kubeconfig = tmp_path / "kc"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{free_port()}"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "c",
+            }
+        )
+    )
+    done = sub("promo", "list", "--store", "kube", "--kubeconfig", str(kubeconfig))
+    assert done.returncode == 1 and "cannot read PromotionEvents" in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_unreachable_prometheus_is_one_clear_line(tmp_path):
+    from tests.prometheus_server import free_port
+
+    done = sub("plan", "--prometheus-url", f"http://127.0.0.1:{free_port()}", "--capacity-per-replica", "100", calendar=tmp_path / "c.yaml")
+    assert done.returncode == 1 and "Prometheus query failed" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.fixture
+def kube_store(tmp_path):
+    fake = FakeKube()
+    url = fake.start()
+    kubeconfig = tmp_path / "kc"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": url}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "c",
+            }
+        )
+    )
+    yield fake, ["--store", "kube", "--kubeconfig", str(kubeconfig), "-n", "live"]
+    fake.stop()
+
+
+def test_kube_store_keeps_promotion_events(kube_store, tmp_path):
+    fake, opts = kube_store
+    add = runner.invoke(app, ["promo", "add", "d11", "--start", "2026-11-10 23:30", "--end", "2026-11-11 02:00", "--kind", "double11", "--multiplier", "8", *opts])
+    assert add.exit_code == 0, add.output
+    obj = fake.get("peakscale.io/v1alpha1", "promotionevents", "live", "d11")
+    assert obj["spec"]["start"] == "2026-11-10T23:30:00+08:00" and obj["spec"]["expectedMultiplier"] == 8
+    assert sub("promo", "edit", "d11", "--multiplier", "9", *opts).returncode == 0
+    assert fake.get("peakscale.io/v1alpha1", "promotionevents", "live", "d11")["spec"]["expectedMultiplier"] == 9
+    assert json.loads(sub("promo", "list", "-o", "json", *opts).stdout)[0]["name"] == "d11"
+    dup = sub("promo", "add", "d11", "--start", "2026-11-12 00:00", "--duration", "1h", "--kind", "double11", *opts)
+    assert dup.returncode == 2 and fake.get("peakscale.io/v1alpha1", "promotionevents", "live", "d11")["spec"]["expectedMultiplier"] == 9
+    assert sub("promo", "delete", "d11", *opts).returncode == 0
+    assert fake.list("peakscale.io/v1alpha1", "promotionevents", "live") == []
+
+
+def test_plan_prescales_before_each_world_cup_match_and_json_round_trips(shared_traces, tmp_path):
+    done = sub(
+        "plan",
+        "--trace", str(shared_traces / "worldcup98_requests_1min.csv"),
+        "--events", str(shared_traces / "worldcup98_requests_1min.events.csv"),
+        "--kinds", "sports match (scheduled)",
+        "--capacity-per-replica", "2000", "--lead-time", "10m", "--tz", "UTC", "-o", "json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    plan = Plan.model_validate_json(done.stdout)
+    assert json.loads(plan.model_dump_json()) == json.loads(done.stdout)
+    target = plan.targets[0]
+    raises = [a for a in target.actions if a.action == "raise-floor"]
+    matches = [line for line in (shared_traces / "worldcup98_requests_1min.events.csv").read_text().splitlines() if "sports match" in line]
+    # one raise per kick-off (simultaneous matches share one), each a lead time + one cycle before it
+    from autoscaler.calendar import load_calendar, select_kinds
+    from autoscaler.timezones import get_zone
+
+    events = select_kinds(load_calendar(shared_traces / "worldcup98_requests_1min.events.csv", get_zone("UTC")), ["sports match (scheduled)"])
+    kickoffs = sorted({e.start_s for e in events})
+    assert len(matches) == 64 and len(raises) >= 0.8 * len(kickoffs)
+    starts = {e.name: e.start_s for e in events}
+    for a in raises:
+        assert starts[a.event] - a.at_s == 600 + 30
+        assert a.to_replicas > a.from_replicas
+    table = sub(
+        "plan", "--trace", str(shared_traces / "worldcup98_requests_1min.csv"), "--events", str(shared_traces / "worldcup98_requests_1min.events.csv"),
+        "--kinds", "sports match (scheduled)", "--capacity-per-replica", "2000", "--tz", "UTC",
+    )  # fmt: skip
+    assert "raise floor" in table.stdout and "Final: Brazil-France" in table.stdout and "timeline" in table.stdout
+
+
+def test_plan_from_the_promo_store(cal, tmp_path):
+    trace = tmp_path / "t.csv"
+    lines = ["timestamp,value"] + [f"2026-11-{d:02d} {h:02d}:{m:02d}:00,{1000 + 10 * h}" for d in range(1, 12) for h in range(24) for m in range(0, 60, 5)]
+    trace.write_text("\n".join(lines) + "\n")
+    policies = tmp_path / "policies.yaml"
+    policies.write_text(
+        yaml.safe_dump_all(
+            [
+                {
+                    "apiVersion": "peakscale.io/v1alpha1",
+                    "kind": "ScalingPolicy",
+                    "metadata": {"name": "edge", "namespace": "live", "labels": {"tier": "edge"}},
+                    "spec": {"targetRef": {"kind": "Deployment", "name": "live-edge"}, "metric": {"query": "x", "capacityPerReplica": 100}, "leadTime": "10m", "minReplicas": 2, "maxReplicas": 300},
+                },
+                {
+                    "apiVersion": "peakscale.io/v1alpha1",
+                    "kind": "ScalingPolicy",
+                    "metadata": {"name": "cache", "namespace": "live", "labels": {"tier": "cache"}},
+                    "spec": {"targetRef": {"kind": "StatefulSet", "name": "cache"}, "mode": "scale", "metric": {"query": "x", "capacityPerReplica": 100}, "leadTime": "10m", "maxReplicas": 300},
+                },
+            ]
+        )
+    )
+    done = sub("plan", "--trace", str(trace), "--trace-tz", "Asia/Shanghai", "--policies", str(policies), "--from", "2026-11-11 00:00", "--to", "+2d", "-o", "json", calendar=cal)
+    assert done.returncode == 0, done.stderr
+    plan = Plan.model_validate_json(done.stdout)
+    edge, cache = plan.targets
+    assert [a.action for a in edge.actions] == ["raise-floor", "restore-floor"] and edge.actions[0].event == "kol-live-1111"
+    assert edge.actions[0].at.startswith("2026-11-11 19:49") and edge.actions[0].to_replicas > 4 * 18
+    assert edge.actions[1].at.startswith("2026-11-11 23:30")  # end + 30 min cool-down
+    assert cache.actions == []  # the promotion targets tier=edge only
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=40), st.sampled_from(["UTC", "Asia/Shanghai", "Nope/Zone", ""]))
+def test_random_text_to_the_time_parser(text, zone):
+    try:
+        stamp = parse_time(text, zone, "--start")
+    except InputError as exc:
+        assert "\n" not in str(exc)
+    else:
+        assert stamp.tzinfo is not None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=20))
+def test_random_text_to_the_duration_parser(text):
+    try:
+        assert parse_duration_s(text) > 0
+    except InputError as exc:
+        assert "\n" not in str(exc)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(max_size=200), st.sampled_from([".csv", ".yaml"]))
+def test_random_text_to_the_calendar_parsers(tmp_path_factory, text, suffix):
+    path = tmp_path_factory.mktemp("cal") / f"c{suffix}"
+    path.write_text(text)
+    try:
+        promos = _import_rows(path, "UTC")
+    except InputError as exc:
+        assert "\n" not in str(exc)
+    else:
+        assert all(p.name for p in promos)
