@@ -9,7 +9,6 @@ import sys
 import urllib.request
 from datetime import datetime, timezone
 
-import yaml
 
 import pytest
 from kubernetes import client
@@ -19,6 +18,7 @@ from autoscaler.kube import ORIGINAL_MIN, Kube
 from autoscaler.prometheus import HistoryCache, escape_label_value, render_query
 from autoscaler.telemetry import Telemetry, serve
 from tests.autoscaler.conftest import BASE_DEMAND
+from tests.fakes.kube import write_kubeconfig
 from tests.prometheus_server import free_port
 
 NS = "shop"
@@ -365,19 +365,7 @@ def test_demand_history_comes_from_prometheus(kube, prometheus, start):
 
 
 def kubeconfig_for(fake, path):
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "fake", "cluster": {"server": fake.url}}],
-                "users": [{"name": "u", "user": {"token": "t"}}],
-                "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "u"}}],
-                "current-context": "fake",
-            }
-        )
-    )
-    return path
+    return write_kubeconfig(fake.url, path)
 
 
 def test_controller_command_runs_a_cycle_against_the_cluster(kube, prometheus, tmp_path):

@@ -18,7 +18,7 @@ from autoscaler.errors import InputError
 from autoscaler.planview import Plan
 from autoscaler.promo_cli import _import_rows, parse_time
 from autoscaler.durations import parse_duration_s
-from tests.fakes.kube import FakeKube
+from tests.fakes.kube import FakeKube, write_kubeconfig
 
 runner = CliRunner()
 
@@ -156,19 +156,7 @@ def test_naive_import_is_fine_with_a_zone(cal, tmp_path):
 def test_unreachable_cluster_is_one_clear_line(tmp_path):
     from tests.prometheus_server import free_port
 
-    kubeconfig = tmp_path / "kc"
-    kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{free_port()}"}}],
-                "users": [{"name": "u", "user": {"token": "t"}}],
-                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
-                "current-context": "c",
-            }
-        )
-    )
+    kubeconfig = write_kubeconfig(f"http://127.0.0.1:{free_port()}", tmp_path / "kc")
     done = sub("promo", "list", "--store", "kube", "--kubeconfig", str(kubeconfig))
     assert done.returncode == 1 and "cannot read PromotionEvents" in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
@@ -185,19 +173,7 @@ def test_unreachable_prometheus_is_one_clear_line(tmp_path):
 def kube_store(tmp_path):
     fake = FakeKube()
     url = fake.start()
-    kubeconfig = tmp_path / "kc"
-    kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "c", "cluster": {"server": url}}],
-                "users": [{"name": "u", "user": {"token": "t"}}],
-                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
-                "current-context": "c",
-            }
-        )
-    )
+    kubeconfig = write_kubeconfig(url, tmp_path / "kc")
     yield fake, ["--store", "kube", "--kubeconfig", str(kubeconfig), "-n", "live"]
     fake.stop()
 

@@ -290,6 +290,25 @@ class FakeKube:
         return status, as_scale(obj)
 
 
+def write_kubeconfig(server: str, path):
+    """A kubeconfig pointing the official client at ``server`` (the double, or nothing at all)."""
+    import yaml
+
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": server}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "c",
+            }
+        )
+    )
+    return path
+
+
 def main() -> None:
     """Serve the double in its own process (benchmarks): prints its URL, runs until killed."""
     import sys
