@@ -7,7 +7,8 @@ is active). The same step serves the backtest, ``peakscale plan`` and the live c
 Rules, in order (DESIGN.md):
 
 1. ``want`` = ceil(forecast peak over the lead-time window / (capacity * utilization));
-2. never below what the current load needs now;
+2. never below what the current load needs now: the replicas without which it goes unserved
+   (full capacity; the utilization headroom applies to the forecast, not twice);
 3. clamped to ``[minReplicas, maxReplicas]`` (``maxReplicas`` wins over everything);
 4. scale-in only after ``scaleDownStabilization`` (the highest recommendation of that window);
 5. no scale-in while a frozen event is active;
