@@ -6,7 +6,8 @@ is active). The same step serves the backtest, ``peakscale plan`` and the live c
 
 Rules, in order (DESIGN.md):
 
-1. ``want`` = ceil(forecast peak over the lead-time window / (capacity * utilization));
+1. ``want`` = ceil(central forecast peak over the lead-time window / (capacity * utilization)),
+   and at least ceil(upper forecast peak / capacity);
 2. never below what the current load needs now: the replicas without which it goes unserved
    (full capacity; the utilization headroom applies to the forecast, not twice);
 3. clamped to ``[minReplicas, maxReplicas]`` (``maxReplicas`` wins over everything);
