@@ -47,6 +47,8 @@ class Rendered:
     stack: str
     resources: list[Declared]
     outputs: dict
+    #: provider functions the program invoked (data sources); a hermetic program calls none
+    calls: list[str] = field(default_factory=list)
 
     @property
     def objects(self) -> list[dict]:
@@ -149,6 +151,7 @@ def render(config: dict[str, Any], stack: str = "dev") -> Rendered:
 
     declared: list[Declared] = []
     by_urn_name: dict[str, Declared] = {}
+    calls: list[str] = []
 
     class Mocks(pulumi.runtime.Mocks):
         def new_resource(self, args: pulumi.runtime.MockResourceArgs):
@@ -166,6 +169,7 @@ def render(config: dict[str, Any], stack: str = "dev") -> Rendered:
             return [f"{args.name}-id", state]
 
         def call(self, args: pulumi.runtime.MockCallArgs):
+            calls.append(args.token)
             return {}
 
     def record_options(args: pulumi.ResourceTransformationArgs):
@@ -204,7 +208,7 @@ def render(config: dict[str, Any], stack: str = "dev") -> Rendered:
     for key, value in (getattr(root, "outputs", None) or {}).items():
         exported[key] = _sync_await(pulumi.Output.from_input(value).future())
     declared = [d for d in declared if d.type and (d.inputs or not d.is_kubernetes_object)]
-    return Rendered(stack=stack, resources=declared, outputs=_tidy(exported))
+    return Rendered(stack=stack, resources=declared, outputs=_tidy(exported), calls=calls)
 
 
 def write(rendered: Rendered, out: Path) -> list[Path]:

@@ -234,3 +234,11 @@ def test_render_command_refuses_an_unknown_stack(tmp_path):
         [sys.executable, "-m", "autoscaler.cli", "render", "--stack", "nope", "--out", str(tmp_path)], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 2 and "Pulumi.nope.yaml" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_program_is_hermetic(rendered, stack):
+    # no data-source lookups against a cluster or a cloud, and only the resource types we expect
+    assert rendered[stack].calls == []
+    allowed = ("kubernetes:", "random:index/randomPassword:", "peakscale:stacks:")
+    assert all(d.type.startswith(allowed) for d in rendered[stack].resources)
