@@ -23,7 +23,7 @@ from rich.table import Table
 from autoscaler.durations import format_duration, parse_duration_s
 from autoscaler.errors import InputError
 from autoscaler.store import DEFAULT_CALENDAR, FileStore, KubeStore, Promo, check_references, overlaps, validate_promo
-from autoscaler.timezones import get_zone, parse_timestamp
+from autoscaler.timezones import get_zone, parse_aware
 
 promo_app = typer.Typer(help="Schedule and review promotions (the calendar peakscale pre-scales for).", no_args_is_help=True)
 err = Console(stderr=True)
@@ -97,11 +97,9 @@ def _reason(exc: Exception) -> str:
 def parse_time(text: str, zone_name: str, field: str) -> datetime:
     """A local time in ``zone_name`` (or with its own offset) -> aware datetime."""
     zone = get_zone(zone_name)
-    raw = text.strip()
-    if not raw:
+    if not text.strip():
         raise InputError(field, "empty time", "give a time such as '2026-11-11 20:00'")
-    wall = parse_timestamp(raw, zone, field=field)
-    return wall.replace(tzinfo=zone)
+    return parse_aware(text, zone, field=field)
 
 
 def parse_targets(text: str | None) -> dict | None:
@@ -481,16 +479,8 @@ def _row_promo(where: str, name: str, item: dict, tz: str | None) -> Promo:
             value = value.isoformat()
         if value is None or not str(value).strip():
             raise InputError(f"{where} {key}", "missing", "give a time such as 2026-11-11 20:00+08:00")
-        raw = str(value).strip()
-        probe = parse_timestamp(raw, get_zone("UTC"), field=f"{where} {key}")
-        has_offset = raw.endswith("Z") or datetime.fromisoformat(raw.replace("Z", "+00:00")).tzinfo is not None
-        del probe
-        if not has_offset and not tz:
-            raise InputError(f"{where} {key}", f"{raw!r} has no offset and the file names no timezone", "add an offset, a 'timezone:' key, or pass --tz")
-        if has_offset:  # keep the zone the calendar was written in
-            spec[key] = _rfc3339(datetime.fromisoformat(raw.replace("Z", "+00:00")))
-        else:
-            spec[key] = _rfc3339(parse_time(raw, tz, f"{where} {key}"))
+        # an offset is kept (the zone the calendar was written in); a naive time needs a zone
+        spec[key] = _rfc3339(parse_aware(str(value), get_zone(tz) if tz else None, field=f"{where} {key}"))
     spec["kind"] = str(item.get("kind") or "").strip()
     if item.get("title"):
         spec["title"] = str(item["title"])

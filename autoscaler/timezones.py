@@ -29,8 +29,9 @@ def get_zone(name: str, *, field: str = "--tz") -> ZoneInfo:
         ) from None
 
 
-def parse_timestamp(text: str, zone: ZoneInfo, *, field: str) -> datetime:
-    """Parse an ISO-8601 timestamp; return it as a naive wall-clock datetime in ``zone``."""
+def parse_aware(text: str, zone: ZoneInfo | None, *, field: str) -> datetime:
+    """Parse an ISO-8601 timestamp as an aware datetime: an offset is kept, a naive time is read
+    in ``zone``; with no zone a naive time is refused (the field and the fix named)."""
     raw = text.strip()
     if raw.endswith("Z"):
         raw = raw[:-1] + "+00:00"
@@ -39,8 +40,15 @@ def parse_timestamp(text: str, zone: ZoneInfo, *, field: str) -> datetime:
     except ValueError:
         raise InputError(field, f"cannot read timestamp {text!r}", "use ISO 8601 such as 2026-11-11 20:00:00") from None
     if stamp.tzinfo is not None:
-        stamp = stamp.astimezone(zone).replace(tzinfo=None)
-    return stamp
+        return stamp
+    if zone is None:
+        raise InputError(field, f"{text.strip()!r} has no offset and the file names no timezone", "add an offset, a 'timezone:' key, or pass --tz")
+    return stamp.replace(tzinfo=zone)
+
+
+def parse_timestamp(text: str, zone: ZoneInfo, *, field: str) -> datetime:
+    """Parse an ISO-8601 timestamp; return it as a naive wall-clock datetime in ``zone``."""
+    return parse_aware(text, zone, field=field).astimezone(zone).replace(tzinfo=None)
 
 
 def wall_seconds(stamp: datetime) -> int:
