@@ -28,7 +28,7 @@ import csv
 import math
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import yaml
@@ -138,36 +138,44 @@ def _float_field(value: Any, where: str) -> float | None:
         raise InputError(where, f"not a number: {value!r}", "give a number") from None
 
 
+def csv_calendar_rows(handle, label: str) -> Iterator[tuple[str, dict[str, str]]]:
+    """The rows of a CSV calendar as (``"<label> line N"``, row with lower-case keys).
+
+    Checks the header (start,end,name,kind required), skips blank rows, and turns an unreadable
+    row into ``InputError`` naming its line. Shared by the backtest's loader and ``promo import``.
+    """
+    reader = csv.DictReader(handle)
+    fields = [f.strip().lower() for f in (reader.fieldnames or [])]
+    missing = [c for c in ("start", "end", "name", "kind") if c not in fields]
+    if missing:
+        raise InputError(f"{label} header", f"missing column(s) {', '.join(missing)}", "columns are start,end,name,kind[,expected_multiplier,expected_peak]")
+    reader.fieldnames = fields
+    try:
+        for row in reader:
+            if all(not (v or "").strip() for k, v in row.items() if k is not None and isinstance(v, str)):
+                continue
+            yield f"{label} line {reader.line_num}", row
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"{label} line {reader.line_num}", f"cannot read row ({exc})", "expected a CSV text file") from None
+
+
 def load_csv_calendar(path: Path, zone: ZoneInfo) -> list[PromotionEvent]:
-    label = f"calendar {path.name}"
     events: list[PromotionEvent] = []
     with open_text(path) as handle:
-        reader = csv.DictReader(handle)
-        fields = [f.strip().lower() for f in (reader.fieldnames or [])]
-        missing = [c for c in ("start", "end", "name", "kind") if c not in fields]
-        if missing:
-            raise InputError(f"{label} header", f"missing column(s) {', '.join(missing)}", "columns are start,end,name,kind[,expected_multiplier,expected_peak]")
-        reader.fieldnames = fields
-        try:
-            for row in reader:
-                where = f"{label} line {reader.line_num}"
-                if all(not (v or "").strip() for k, v in row.items() if k is not None and isinstance(v, str)):
-                    continue
-                events.append(
-                    _event(
-                        {
-                            "name": (row.get("name") or "").strip(),
-                            "start": _time_field(row.get("start"), zone, f"{where} start"),
-                            "end": _time_field(row.get("end"), zone, f"{where} end"),
-                            "kind": (row.get("kind") or "").strip(),
-                            "expected_multiplier": _float_field(row.get("expected_multiplier"), f"{where} expected_multiplier"),
-                            "expected_peak": _float_field(row.get("expected_peak"), f"{where} expected_peak"),
-                        },
-                        where,
-                    )
+        for where, row in csv_calendar_rows(handle, f"calendar {path.name}"):
+            events.append(
+                _event(
+                    {
+                        "name": (row.get("name") or "").strip(),
+                        "start": _time_field(row.get("start"), zone, f"{where} start"),
+                        "end": _time_field(row.get("end"), zone, f"{where} end"),
+                        "kind": (row.get("kind") or "").strip(),
+                        "expected_multiplier": _float_field(row.get("expected_multiplier"), f"{where} expected_multiplier"),
+                        "expected_peak": _float_field(row.get("expected_peak"), f"{where} expected_peak"),
+                    },
+                    where,
                 )
-        except (UnicodeDecodeError, csv.Error) as exc:
-            raise InputError(f"{label} line {reader.line_num}", f"cannot read row ({exc})", "expected a CSV text file") from None
+            )
     return events
 
 

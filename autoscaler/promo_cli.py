@@ -8,7 +8,6 @@ Exit codes: 0 ok, 1 failed operation (store unreachable), 2 bad input.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from datetime import datetime, timedelta
@@ -20,6 +19,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from autoscaler.calendar import csv_calendar_rows
 from autoscaler.durations import format_duration, parse_duration_s
 from autoscaler.errors import InputError
 from autoscaler.store import DEFAULT_CALENDAR, FileStore, KubeStore, Promo, check_references, overlaps, validate_promo
@@ -439,26 +439,16 @@ def _import_rows(path: Path, tz: str | None) -> list[Promo]:
                 raise InputError(where, "needs a name", "each event has name, start, end, kind")
             promos.append(_row_promo(where, str(item["name"]), item, zone))
     elif path.suffix == ".csv":
-        reader = csv.DictReader(io.StringIO(text))
-        header = [h.strip().lower() for h in reader.fieldnames or []]
-        missing = [c for c in ("start", "end", "name", "kind") if c not in header]
-        if missing:
-            raise InputError(f"{label} header", f"missing column(s) {', '.join(missing)}", "columns are start,end,name,kind[,expected_multiplier,expected_peak]")
-        reader.fieldnames = header
-        try:
-            for row in reader:
-                where = f"{label} line {reader.line_num}"
-                item = {
-                    "start": row.get("start"),
-                    "end": row.get("end"),
-                    "kind": (row.get("kind") or "").strip(),
-                    "title": (row.get("title") or row.get("name") or "").strip(),
-                    "expectedMultiplier": row.get("expected_multiplier") or None,
-                    "expectedPeak": row.get("expected_peak") or None,
-                }
-                promos.append(_row_promo(where, _slug(row.get("name") or ""), item, tz))
-        except csv.Error as exc:
-            raise InputError(f"{label} line {reader.line_num}", f"cannot read row ({exc})", "fix the CSV") from None
+        for where, row in csv_calendar_rows(io.StringIO(text), label):
+            item = {
+                "start": row.get("start"),
+                "end": row.get("end"),
+                "kind": (row.get("kind") or "").strip(),
+                "title": (row.get("title") or row.get("name") or "").strip(),
+                "expectedMultiplier": row.get("expected_multiplier") or None,
+                "expectedPeak": row.get("expected_peak") or None,
+            }
+            promos.append(_row_promo(where, _slug(row.get("name") or ""), item, tz))
     else:
         raise InputError("FILE", f"unknown format {path.name!r}", "use a .yaml, .yml or .csv file")
     return promos
