@@ -109,10 +109,6 @@ def _lagged(x: np.ndarray, lag: int) -> np.ndarray:
     return np.concatenate([np.full(lag, x[0]), x[:-lag]])
 
 
-def _window_mask(times_s: np.ndarray, events: list[PromotionEvent], before_s: int = 0) -> np.ndarray:
-    return event_mask(times_s, events, pad_before_s=before_s)
-
-
 def run_oracle(need: np.ndarray, lead_steps: int, policy: PlanPolicy) -> np.ndarray:
     """Exactly the replicas needed, each asked for ``lead`` early so it is ready in time."""
     need = np.clip(need, policy.min_replicas, policy.max_replicas)
@@ -257,7 +253,7 @@ def run_backtest(
     lead = math.ceil(policy.lead_time_s / step)
     need = need_replicas(demand, policy.capacity_per_replica, policy.target_utilization)
     initial = int(min(max(need[0], policy.min_replicas), policy.max_replicas))
-    in_event = _window_mask(times, events)
+    in_event = event_mask(times, events)
     observed = _lagged(demand, lag)
     runs: dict[str, StrategyRun] = {}
 

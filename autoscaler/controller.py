@@ -322,15 +322,13 @@ class Controller:
 
         # --- metrics, forecast, plan ----------------------------------------------------------
         step = spec.step_s
-        query = render_query(spec.metric.query, namespace=ns, target=ref.name, policy=name)
+        query, _ = self._query_for(obj)  # the same query the prefetch used
         planned = None
         peak = None
         decision = None
         try:
-            pending = self._prefetched.get((query, step))
-            series = pending.result() if pending is not None else None
-            if series is None:
-                series = self.history.history(query, now_s=now, history_s=spec.forecast_settings().history_s, step_s=step, stale_after_s=max(opts.stale_after_s, 3 * step))
+            # every valid policy's history was fetched at the start of the cycle
+            series = self._prefetched[(query, step)].result()
             if isinstance(series, MetricsUnavailable):
                 raise series
             last_s = series.last_s

@@ -155,9 +155,6 @@ class Kube:
         views = [HpaView(item) for item in json.loads(raw.data).get("items", [])]
         return {(v.target_kind, v.target_name): v for v in views}
 
-    def find_hpa_for(self, namespace: str, kind: str, name: str) -> "HpaView | None":
-        return self.hpas_by_target(namespace).get((kind, name))
-
     def set_hpa_floor(self, namespace: str, name: str, floor: int | None, *, remember_original: bool, listed: "HpaView | None" = None) -> tuple[int, int]:
         """Set the HPA's minReplicas to ``floor`` (None: restore the remembered original).
 
