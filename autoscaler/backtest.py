@@ -1,16 +1,20 @@
-"""The backtest: replay a real trace through the simulated cluster for five strategies.
+"""The backtest: replay a real trace through the simulated cluster for six strategies.
 
-| strategy  | what it models |
-|-----------|----------------|
-| reactive  | an HPA on the request rate, 60 s late (the most favourable case for reactive scaling) |
-| schedule  | the HPA plus fixed floors over each calendar window, sized by hand (KEDA cron style) |
-| history   | the peakscale planner fed by the seasonal forecast alone, no calendar (EHPA style) |
-| peakscale | the planner fed by history + calendar + lead time |
-| oracle    | perfect foresight: exactly the replicas needed, ready just in time |
+| strategy        | what it models |
+|-----------------|----------------|
+| reactive        | an HPA on the request rate, 60 s late (the most favourable case for reactive scaling) |
+| schedule        | the HPA plus fixed floors over each calendar window, sized by hand (KEDA cron style) |
+| history         | the controller in ``scale`` mode fed by the seasonal forecast alone, no calendar (EHPA style) |
+| peakscale       | the controller as shipped (``hpa-floor``): the HPA of ``reactive`` plus the floor it writes |
+| peakscale-scale | the controller in ``mode: scale`` |
+| oracle          | perfect foresight: exactly the replicas needed, ready just in time |
 
-The forecasters here are the live ones (``forecast.forecast_block``), refitted every
-``refit_every_s`` on the samples seen so far; the planner is ``plan.plan_step`` itself. What a
-backtest shows is what the controller would do.
+The planner strategies are the controller itself: ``cycle.replay`` runs ``cycle.decide`` every
+``--interval`` on what the controller's Prometheus would hold by then (each sample once the
+period it measures is over; only the policy's history window), and the forecasts are the rows
+the live controller computes. The HPA of every strategy that has one sees the demand
+``--metric-lag`` late. What a backtest shows is what the
+controller does; parity tests run the real controller against the same trace to prove it.
 """
 
 from __future__ import annotations
@@ -22,13 +26,14 @@ from typing import Callable
 import numpy as np
 
 from autoscaler.calendar import PromotionEvent, event_mask
+from autoscaler.cycle import CyclePolicy, HpaFloor, Replay, forecast_table, horizon_steps, replay
 from autoscaler.errors import InputError
-from autoscaler.forecast import ForecastSettings, fit_baseline, forecast_block
-from autoscaler.plan import PlannerState, PlanPolicy, freeze_windows, plan_step
+from autoscaler.forecast import ForecastSettings
+from autoscaler.plan import PlanPolicy
 from autoscaler.simulate import Figures, figures, need_replicas, ready_replicas, simulate_hpa
 from autoscaler.trace import Trace
 
-STRATEGIES = ("reactive", "schedule", "history", "peakscale", "oracle")
+STRATEGIES = ("reactive", "schedule", "history", "peakscale", "peakscale-scale", "oracle")
 Progress = Callable[[str, float], None]
 
 
@@ -41,9 +46,14 @@ class Scenario:
     policy: PlanPolicy
     metric_lag_s: int = 60
     forecast: ForecastSettings = field(default_factory=ForecastSettings)
-    refit_every_s: int = 3600
-    #: the daily profile moves slowly: refit it less often than the event profiles
-    baseline_refit_every_s: int = 6 * 3600
+    #: the controller's interval: the planner strategies decide this often
+    interval_s: int = 30
+    cooldown_s: int = 1800
+    #: the hpa-floor rule of the ``peakscale`` strategy (``plan`` or ``events-only``)
+    floor: str = "plan"
+
+    def cycle_policy(self, mode: str, interval_s: int | None = None) -> CyclePolicy:
+        return CyclePolicy(plan=self.policy, mode=mode, floor=self.floor, cooldown_s=self.cooldown_s, interval_s=interval_s or self.interval_s)
 
 
 @dataclass
@@ -51,6 +61,10 @@ class StrategyRun:
     name: str
     desired: np.ndarray
     ready: np.ndarray
+    #: peakscale: the floor in effect at each step; peakscale-scale, history: the planned count
+    plan: np.ndarray | None = None
+    #: every write the controller would make (time, new value)
+    writes: list[tuple[int, int]] = field(default_factory=list)
     all: Figures | None = None
     events: Figures | None = None
 
@@ -80,6 +94,10 @@ class BacktestResult:
                 "freeze_during_events": p.freeze_during_events,
                 "max_freeze_s": p.max_freeze_s,
                 "metric_lag_s": self.scenario.metric_lag_s,
+                "interval_s": self.scenario.interval_s,
+                "cooldown_s": self.scenario.cooldown_s,
+                "floor": self.scenario.floor,
+                "history_s": self.scenario.forecast.history_s,
                 "simulation_step_s": self.step_s,
                 "trace_step_s": self.trace.step_s,
                 "samples": len(self.trace),
@@ -156,80 +174,50 @@ def schedule_floor(
     return np.minimum(floor, policy.max_replicas)
 
 
-def forecast_peaks(
+def controller_view(trace: Trace) -> tuple[np.ndarray, np.ndarray]:
+    """The series as the controller's Prometheus holds it: a trace sample measures the period
+    that starts at its timestamp, a Prometheus rate the period that ends at its timestamp, and
+    the controller sees it once that period is over."""
+    return trace.times_s + trace.step_s, trace.values
+
+
+def run_controller(
     trace: Trace,
     events: list[PromotionEvent],
     scenario: Scenario,
+    mode: str,
     sim_times_s: np.ndarray,
-    progress: Progress,
-    stage: str,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For each simulation step t: central and upper forecast peaks over ``[t, t + lead]``, and
-    the demand seen.
-
-    Forecasts are made from the last sample at or before ``t - lag``, so nothing later is seen.
-    """
-    step = trace.step_s
-    lag_s = scenario.metric_lag_s
-    lead_s = scenario.policy.lead_time_s
-    horizon = math.ceil((lag_s + lead_s) / step) + 1
-    n = len(trace)
-    masked = event_mask(trace.times_s, events)
-    central = np.empty((n, horizon + 1))
-    upper = np.empty((n, horizon + 1))
-    refit = max(1, scenario.refit_every_s // step)
-    n_blocks = math.ceil(n / refit)
-    baseline = None
-    for b, first in enumerate(range(0, n, refit)):
-        stop = min(n, first + refit)
-        if baseline is None or trace.times_s[first] - baseline.fitted_at_s >= scenario.baseline_refit_every_s:
-            baseline = fit_baseline(trace.times_s, trace.values, masked, first, step, scenario.forecast)
-        block = forecast_block(
-            trace.times_s, trace.values, masked, events, first, stop, horizon, step, scenario.forecast, baseline
-        )
-        central[first:stop] = block.central
-        upper[first:stop] = block.upper
-        if b % 50 == 0:
-            progress(stage, b / n_blocks)
-    t0 = int(trace.times_s[0])
-    j = np.clip((sim_times_s - lag_s - t0) // step, 0, n - 1)
-    k_lo = (sim_times_s - t0) // step
-    k_hi = (sim_times_s + lead_s - t0) // step
-    h_lo = np.clip(k_lo - j, 0, horizon)
-    h_hi = np.clip(k_hi - j, 0, horizon)
-    peaks = np.empty(len(sim_times_s))
-    uppers = np.empty(len(sim_times_s))
-    for lo_v, hi_v in set(zip(h_lo.tolist(), h_hi.tolist())):
-        sel = (h_lo == lo_v) & (h_hi == hi_v)
-        peaks[sel] = central[j[sel], lo_v : hi_v + 1].max(axis=1)
-        uppers[sel] = upper[j[sel], lo_v : hi_v + 1].max(axis=1)
-    progress(stage, 1.0)
-    return peaks, uppers, trace.values[j]
-
-
-def run_planner(
-    sim_times_s: np.ndarray,
-    demand_seen: np.ndarray,
-    peaks: np.ndarray,
-    uppers: np.ndarray,
-    frozen: np.ndarray,
-    policy: PlanPolicy,
+    *,
     initial: int,
-) -> np.ndarray:
-    """Drive ``plan_step`` over every simulation step; return the replicas it asks for."""
-    state = PlannerState(replicas=initial, at_s=int(sim_times_s[0]))
-    out = np.empty(len(sim_times_s), dtype=np.int64)
-    times = sim_times_s.tolist()
-    seen = demand_seen.tolist()
-    peak_l = peaks.tolist()
-    upper_l = uppers.tolist()
-    frozen_l = frozen.tolist()
-    for i in range(len(times)):
-        decision, state = plan_step(
-            policy, state, now_s=times[i], demand_now=seen[i], forecast_peak=peak_l[i], forecast_upper=upper_l[i], frozen=frozen_l[i]
+    progress: Progress = _quiet,
+    stage: str = "",
+    tables: dict | None = None,
+    interval_s: int | None = None,
+) -> Replay:
+    """The controller's cycles over the trace (``cycle.replay``), from the first simulated step."""
+    policy = scenario.cycle_policy(mode, interval_s)
+    times, values = controller_view(trace)
+    start_s, stop_s = int(sim_times_s[0]), int(sim_times_s[-1]) + 1
+    key = (tuple(e.name for e in events), horizon_steps(policy, trace.step_s))
+    table = (tables or {}).get(key)
+    if table is None:
+        table = forecast_table(
+            times, values, events, policy, scenario.forecast, start_s=start_s, stop_s=stop_s, progress=lambda f: progress(stage, 0.8 * f)
         )
-        out[i] = decision.replicas
-    return out
+        if tables is not None:
+            tables[key] = table
+    report = lambda f: progress(stage, 0.8 + 0.2 * f)  # noqa: E731
+    if mode == "scale":
+        return replay(policy, events, table, start_s=start_s, stop_s=stop_s, replicas=initial, progress=report)
+    hpa = HpaFloor(min_replicas=scenario.policy.min_replicas, max_replicas=scenario.policy.max_replicas)
+    return replay(policy, events, table, start_s=start_s, stop_s=stop_s, hpa=hpa, progress=report)
+
+
+def per_step(run: Replay, sim_times_s: np.ndarray) -> np.ndarray:
+    """What the controller's cycles set, in effect at each simulation step (the last cycle at or
+    before it)."""
+    k = np.searchsorted(run.times_s, sim_times_s, side="right") - 1
+    return run.targets[np.clip(k, 0, len(run.targets) - 1)]
 
 
 def run_backtest(
@@ -269,25 +257,29 @@ def run_backtest(
         )
 
     wanted = list(dict.fromkeys(list(strategies) + ["oracle"]))
-    for k, name in enumerate(wanted):
+    tables: dict = {}
+    for name in wanted:
         progress(name, 0.0)
+        plan = None
+        writes: list[tuple[int, int]] = []
         if name == "reactive":
             desired = hpa(policy.min_replicas)
         elif name == "schedule":
             floor = schedule_floor(times, demand, events, policy, scenario.metric_lag_s)
             desired = hpa(np.maximum(floor, policy.min_replicas))
-        elif name == "history":
-            peaks, uppers, seen = forecast_peaks(trace, [], scenario, times, progress, name)
-            desired = run_planner(times, seen, peaks, uppers, np.zeros(len(times), dtype=bool), policy, initial)
-        elif name == "peakscale":
-            peaks, uppers, seen = forecast_peaks(trace, events, scenario, times, progress, name)
-            frozen = np.zeros(len(times), dtype=bool)
-            for lo_s, hi_s in freeze_windows(events, policy):
-                frozen[np.searchsorted(times, lo_s) : np.searchsorted(times, hi_s)] = True
-            desired = run_planner(times, seen, peaks, uppers, frozen, policy, initial)
+        elif name in ("history", "peakscale", "peakscale-scale"):
+            calendar = [] if name == "history" else events
+            mode = "hpa-floor" if name == "peakscale" else "scale"
+            # history stands for another product (EHPA): it decides once a simulated step, not at
+            # the controller's interval
+            every = step if name == "history" else None
+            run = run_controller(trace, calendar, scenario, mode, times, initial=initial, progress=progress, stage=name, tables=tables, interval_s=every)
+            plan = per_step(run, times)
+            writes = [(d.at_s, int(d.target)) for d in run.writes]
+            desired = hpa(plan) if mode == "hpa-floor" else plan
         else:
             desired = run_oracle(need, lead, policy)
-        runs[name] = StrategyRun(name=name, desired=desired, ready=ready_replicas(desired, lead, initial))
+        runs[name] = StrategyRun(name=name, desired=desired, ready=ready_replicas(desired, lead, initial), plan=plan, writes=writes)
         progress(name, 1.0)
     oracle = runs["oracle"]
     oracle_all = float(oracle.desired.sum()) * step / 3600

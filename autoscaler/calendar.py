@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import math
+from functools import cached_property
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -59,6 +60,11 @@ class PromotionEvent(BaseModel):
     like: tuple[str, ...] = ()
     targets: dict[str, Any] | None = None
 
+    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> "PromotionEvent":
+        if update:  # validated again, so the cached seconds follow the new times
+            return type(self).model_validate({**self.model_dump(), **update})
+        return super().model_copy(deep=deep)
+
     @field_validator("expected_multiplier")
     @classmethod
     def _multiplier_sane(cls, value: float | None) -> float | None:
@@ -85,11 +91,12 @@ class PromotionEvent(BaseModel):
     def label(self) -> str:
         return self.title or self.name
 
-    @property
+    # wall-clock seconds, computed once: the backtest looks them up hundreds of thousands of times
+    @cached_property
     def start_s(self) -> int:
         return wall_seconds(self.start)
 
-    @property
+    @cached_property
     def end_s(self) -> int:
         return wall_seconds(self.end)
 

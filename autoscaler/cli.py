@@ -91,14 +91,17 @@ def backtest(
     scale_down_stabilization: Annotated[str, typer.Option(help="Scale in only after the need stayed lower this long.")] = "5m",
     freeze: Annotated[bool, typer.Option("--freeze/--no-freeze", help="No scale-in while a calendar event is active.")] = True,
     max_freeze: Annotated[str, typer.Option(help="A freeze lasts at most this long from an event's start.")] = "6h",
-    metric_lag: Annotated[str, typer.Option(help="How late every strategy but the oracle sees the demand.")] = "60s",
+    metric_lag: Annotated[str, typer.Option(help="How late the HPA of every strategy that has one sees the demand.")] = "60s",
+    interval: Annotated[str, typer.Option(help="The controller's interval: the peakscale strategies decide this often.")] = "30s",
+    cooldown: Annotated[str, typer.Option(help="How long after an event the event's plan still applies.")] = "30m",
+    floor: Annotated[str, typer.Option(help="The peakscale strategy's HPA floor: plan (follows the plan at all times) or events-only.")] = "plan",
     kinds: Annotated[
         Optional[list[str]],
         typer.Option("--kinds", help="Event kinds that count as calendar events (repeatable). Default: all but kinds naming an anomaly, artifact, outage or gap; for the bundled trace, its matches."),
     ] = None,
     strategies: Annotated[
         Optional[list[str]],
-        typer.Option("--strategies", help="Strategies to run, repeatable or comma-separated: reactive, schedule, history, peakscale, oracle. Default: all."),
+        typer.Option("--strategies", help="Strategies to run, repeatable or comma-separated: reactive, schedule, history, peakscale, peakscale-scale, oracle. Default: all."),
     ] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Write a PNG: demand, ready capacity per strategy, event windows shaded.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the table.")] = False,
@@ -106,7 +109,7 @@ def backtest(
 ) -> None:
     """Replay a real trace through a simulated cluster and compare scaling strategies.
 
-    New replicas serve only after --lead-time. Five strategies see the same trace: reactive (an HPA on the request rate, 60 s late), schedule (calendar floors sized by hand, KEDA-cron style), history (seasonal forecast, no calendar), peakscale (history + calendar + lead time) and oracle (perfect foresight, the lower bound on cost).
+    New replicas serve only after --lead-time. Six strategies see the same trace: reactive (an HPA on the request rate, 60 s late), schedule (calendar floors sized by hand, KEDA-cron style), history (seasonal forecast, no calendar), peakscale (the controller as shipped: that HPA plus the floor it writes every --interval), peakscale-scale (the controller in mode scale) and oracle (perfect foresight, the lower bound on cost). The peakscale strategies run the controller's own cycle function on what its Prometheus would hold: each trace sample (the demand of the period starting at its timestamp) once that period is over, within the policy's 14-day history window.
 
     Examples:
 
@@ -147,7 +150,15 @@ def backtest(
             freeze_during_events=freeze,
             max_freeze_s=parse_duration_s(max_freeze, field="--max-freeze", allow_zero=True),
         )
-        scenario = Scenario(policy=policy, metric_lag_s=parse_duration_s(metric_lag, field="--metric-lag", allow_zero=True))
+        if floor not in ("plan", "events-only"):
+            raise InputError("--floor", f"unknown rule {floor!r}", "use plan or events-only")
+        scenario = Scenario(
+            policy=policy,
+            metric_lag_s=parse_duration_s(metric_lag, field="--metric-lag", allow_zero=True),
+            interval_s=parse_duration_s(interval, field="--interval"),
+            cooldown_s=parse_duration_s(cooldown, field="--cooldown", allow_zero=True),
+            floor=floor,
+        )
         if plot is not None and plot.suffix.lower() != ".png":
             raise InputError("--plot", f"{str(plot)!r} is not a .png file", "name the plot file *.png")
         series = load_trace(trace_path, zone)
@@ -346,10 +357,11 @@ def plan(
     namespace: Annotated[str, typer.Option("--namespace", "-n", help="Namespace of the PromotionEvents for --store kube.")] = "default",
     output: Annotated[str, typer.Option("--output", "-o", help="table, json or yaml.")] = "table",
     timeline: Annotated[bool, typer.Option("--timeline/--no-timeline", help="Show a compact timeline of the planned floor per target.")] = True,
+    interval: Annotated[str, typer.Option(help="The controller's interval (its --interval): plan decides at the same instants.")] = "30s",
 ) -> None:
-    """Show what will scale when: for each target, the pre-scale actions before each promotion.
+    """Show what will scale when: every write the controller would make, per target, with its reason.
 
-    The same forecaster and planner as the controller decide, at the last cycle before each event's start minus the lead time, how high the floor goes; it comes back after the event's end plus the cool-down.
+    The controller's own cycle function runs at the instants the controller would (every --interval from --from), each cycle seeing the history up to that instant only: in hpa-floor mode the floor follows the seasonal forecast (less the HPA's tolerance) and rises to the whole plan from one interval before each promotion's start minus the lead time until its end plus the cool-down; in scale mode the replica count follows the plan. Beyond the newest sample the history is carried forward by the seasonal forecast. A --trace is read like a backtest's (each value the demand of the period starting at its timestamp); Prometheus history as the controller reads it.
 
     Examples:
 
@@ -431,11 +443,15 @@ def plan(
                 selectors[promo.name] = spec.targets
         # history
         histories = {}
+        interval_s = parse_duration_s(interval, field="--interval")
         if trace is not None:
+            from autoscaler.backtest import controller_view
+
             series = load_trace(trace, clock_zone)
+            seen_times, seen_values = controller_view(series)
             for name, ns, labels, spec in parsed:
-                histories[name] = (series.times_s, series.values)
-            first, last = int(series.times_s[0]), int(series.times_s[-1])
+                histories[name] = (seen_times, seen_values)
+            first, last = int(series.times_s[0]), int(series.times_s[-1]) + series.step_s
             from_s = first if start == "now" else None
             default_to = last
         else:
@@ -474,7 +490,7 @@ def plan(
                 name=name, namespace=ns, labels=labels, spec=spec,
                 targets_of=lambda ev, labels=labels: selectors[ev].matches(labels) if ev in selectors else True,
             )
-            targets.append(plan_target(entry, times, values, calendar_events, from_s, to_s, fmt=fmt))
+            targets.append(plan_target(entry, times, values, calendar_events, from_s, to_s, interval_s=interval_s, fmt=fmt))
         result = Plan(start=fmt(from_s), end=fmt(to_s), tz=tz, targets=targets)
     except InputError as error:
         fail(error)
@@ -496,10 +512,9 @@ def plan(
         for col in ("when", "action", "replicas", "for", "why"):
             table.add_column(col)
         for a in target.actions:
-            verb = "raise floor" if a.action == "raise-floor" else "restore floor"
-            table.add_row(a.at, verb, f"{a.from_replicas} -> {a.to_replicas}", a.title, a.reason)
+            table.add_row(a.at, a.action.replace("-", " "), f"{a.from_replicas} -> {a.to_replicas}", a.title or "-", a.reason)
         if not target.actions:
-            table.add_row("-", "none", "-", "-", "no promotion needs more than the usual floor in this window")
+            table.add_row("-", "none", "-", "-", "nothing to write in this window: the plan stays at the floor it starts from")
         console.print(table)
         if timeline:
             console.print(f"  timeline ({target.timeline_step_s // 60} min per mark, floor {target.min_replicas}..{target.max_replicas}): {target.timeline}", highlight=False)

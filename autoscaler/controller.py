@@ -1,14 +1,21 @@
-"""The controller: every interval, read policies and events, forecast, plan, act, report.
+"""The controller: every interval, read policies and events, forecast, decide, act, report.
 
-Wiring only: the forecaster and planner are the pure functions the backtest uses, the cluster and
-Prometheus are reached through ``kube.Kube`` and ``prometheus.HistoryCache``.
+Wiring only: what to write is decided by ``cycle.decide``, the one function the backtest and
+``peakscale plan`` also call (the forecast it gets is ``cycle.live_forecast``, the same row the
+backtest computes); the cluster and Prometheus are reached through ``kube.Kube`` and
+``prometheus.HistoryCache``. A policy's cycle is four steps: observe (the target and its
+metrics), decide, act (the write, an Event), report (status).
 
 Reliability rules (DESIGN.md), and where they live:
 
 * missing or stale metrics never lower capacity: a policy without fresh data holds its floor or
   replica count, gets ``MetricsAvailable=False`` and a Warning Event;
 * no state that cannot be rebuilt: the original ``minReplicas`` lives in an annotation on the HPA,
-  the raised floor on the HPA itself; a restarted controller finds both and keeps them;
+  the raised floor on the HPA itself; a restarted controller finds both and keeps them (the
+  planner's stabilization memory is seeded from the floor it finds, so scale-in waits a whole
+  window again, never less);
+* a deleted hpa-floor policy never leaves a raised floor behind: its finalizer stays until the
+  original is restored;
 * only the Lease holder writes (``leader.LeaderElector``);
 * 409 conflicts are retried with a fresh read (``kube.retry_conflict``);
 * never above ``maxReplicas`` (the planner clamps, the HPA write clamps again to the HPA's own max);
@@ -27,11 +34,24 @@ from typing import Callable
 from kubernetes.client.rest import ApiException
 
 from autoscaler.calendar import PromotionEvent
+from autoscaler.cycle import (
+    LOWER,
+    RAISE,
+    RESTORE,
+    SCALE,
+    CycleDecision,
+    CycleState,
+    HpaFloor,
+    Seen,
+    action_window,
+    decide,
+    index_calendar,
+    live_forecast,
+    next_action,
+)
 from autoscaler.errors import InputError
-from autoscaler.forecast import forecast_at
-from autoscaler.kube import ORIGINAL_MIN, Kube, KubeError, now_rfc3339
+from autoscaler.kube import FINALIZER, ORIGINAL_MIN, Kube, KubeError, now_rfc3339
 from autoscaler.leader import LeaderElector
-from autoscaler.plan import PlannerState, plan_step
 from autoscaler.prometheus import HistoryCache, MetricsUnavailable, render_query
 from autoscaler.resources import EVENT_PLURAL, POLICY_PLURAL, PromotionEventSpec, ScalingPolicySpec, parse_event, parse_policy
 from autoscaler.telemetry import Telemetry
@@ -96,9 +116,6 @@ def _condition(kind: str, ok: bool, reason: str, message: str, now_s: float, pre
 
 
 class Controller:
-    #: the daily profile of a series is refitted at most hourly (as in the backtest)
-    BASELINE_REFIT_S = 3600
-
     def __init__(
         self,
         kube: Kube,
@@ -116,7 +133,7 @@ class Controller:
         self.elector = LeaderElector(
             kube, namespace=options.lease_namespace, name=options.lease_name, identity=options.identity, duration_s=options.lease_duration_s
         )
-        self._states: dict[tuple[str, str], PlannerState] = {}
+        self._states: dict[tuple[str, str], CycleState] = {}
         self._hpas: dict[str, dict] = {}
         self._prefetched: dict = {}
         self._baselines: dict = {}
@@ -158,6 +175,8 @@ class Controller:
                     plans[key] = (spec, peak, meta.get("labels") or {})
                 except InputError as exc:
                     outcome = Outcome(*key, action="invalid", error=str(exc))
+                    if meta.get("deletionTimestamp"):
+                        self._release(obj)  # no valid spec to restore from: do not block the deletion
                     self.telemetry.errors.labels("invalid-spec").inc()
                     self._write_status(obj, {"phase": "Error", "reason": str(exc), "conditions": [_condition("Ready", False, "InvalidSpec", str(exc), now, self._conditions(obj))]})
                     self._event_once(obj, "InvalidSpec", str(exc), warning=True, now=now)
@@ -275,41 +294,74 @@ class Controller:
 
     # ------------------------------------------------------------------------------------------
     def _reconcile(self, obj: dict, events: list[_ParsedEvent], now: float) -> tuple[Outcome, ScalingPolicySpec, float | None]:
+        """One policy, one cycle: observe the target, decide (``cycle.decide``), act, report."""
         spec = self._parse(obj)
         meta = obj.get("metadata") or {}
         ns, name = meta["namespace"], meta["name"]
         key = (ns, name)
         labels = meta.get("labels") or {}
-        policy = spec.plan_policy()
-        opts = self.options
-        mine = [e for e in events if (e.obj.get("metadata") or {}).get("namespace") == ns and e.spec.targets.matches(labels)]
-        calendar = [e.event for e in mine]
+        policy = spec.cycle_policy(self.options.interval_s)
+        calendar = [e.event for e in events if (e.obj.get("metadata") or {}).get("namespace") == ns and e.spec.targets.matches(labels)]
         previous = self._conditions(obj)
-        conditions: list[dict] = []
-        outcome = Outcome(ns, name)
-        ref = spec.target_ref
+        deleting = bool(meta.get("deletionTimestamp"))
 
-        # --- where the target stands now ------------------------------------------------------
-        hpa = None
+        # --- observe: where the target stands, what the metrics say --------------------------
+        target = self._observe_target(obj, spec, now, previous)
+        if isinstance(target, Outcome):
+            if deleting:
+                self._release(obj)  # nothing left to restore on a target that is gone
+            return target, spec, None
+        hpa, current = target
+        if spec.mode == "hpa-floor" and not deleting and not self.options.dry_run and FINALIZER not in (meta.get("finalizers") or []):
+            # before any raise: a deleted policy must never leave a raised floor behind
+            self.kube.set_finalizer(POLICY_PLURAL, ns, name, present=True, listed=obj)
+        conditions = [_condition("TargetFound", True, "Found", f"{spec.target_ref.kind} {spec.target_ref.name}", now, previous)]
+        view, metrics = self._forecast(obj, spec, policy, calendar, now, previous)
+        conditions.append(metrics)
+
+        # --- decide --------------------------------------------------------------------------
+        floor = None
+        if hpa is not None:
+            original = hpa.annotations.get(ORIGINAL_MIN)
+            floor = HpaFloor(min_replicas=hpa.min_replicas, max_replicas=hpa.max_replicas, original=int(original) if original is not None else None)
+        seen = Seen(int(now), view, current, floor, deleting)
+        decision = decide(policy, self._states.get(key) or CycleState(), seen, index_calendar(policy, calendar))
+        self._states[key] = decision.state
+
+        # --- act -----------------------------------------------------------------------------
+        outcome = Outcome(ns, name, planned=decision.planned)
+        if decision.writes:
+            self._carry_out(obj, spec, hpa, decision, outcome, now)
+        if deleting:
+            self._release(obj)
+            return outcome, spec, decision.forecast_peak
+
+        # --- report --------------------------------------------------------------------------
+        self._report(obj, spec, policy, decision, calendar, hpa, current, conditions, previous, now)
+        return outcome, spec, decision.forecast_peak
+
+    def _observe_target(self, obj: dict, spec: ScalingPolicySpec, now: float, previous: list[dict]):
+        """(the HPA in hpa-floor mode, the replicas the target runs), or the Outcome of a target
+        that cannot be acted on (no HPA, an HPA that owns a scale-mode target)."""
+        meta = obj["metadata"]
+        ns, name, ref = meta["namespace"], meta["name"], spec.target_ref
         if spec.mode == "hpa-floor":
             hpa = self.kube.get_hpa_view(ns, ref.name) if ref.kind == "HorizontalPodAutoscaler" else self._hpa_for(ns, ref.kind, ref.name)
             if hpa is None:
                 msg = f"no HorizontalPodAutoscaler targets {ref.kind} {ref.name}: create one or use mode scale"
                 self._write_status(obj, {"phase": "Error", "reason": msg, "conditions": [_condition("TargetFound", False, "NoHPA", msg, now, previous)]})
                 self._event_once(obj, "NoHPA", msg, warning=True, now=now)
-                return Outcome(ns, name, action="error", error=msg), spec, None
-            floor = hpa.min_replicas
-            annotations = hpa.annotations
-            original = int(annotations.get(ORIGINAL_MIN, floor))
-            current = max(hpa.current_replicas, floor)
-            self.telemetry.floor.labels(ns, name).set(floor)
-        elif spec.mode == "scale":
-            owner = self._hpa_for(ns, ref.kind, ref.name)
+                return Outcome(ns, name, action="error", error=msg)
+            self.telemetry.floor.labels(ns, name).set(hpa.min_replicas)
+            self.telemetry.actual.labels(ns, name).set(hpa.current_replicas)
+            return hpa, hpa.current_replicas
+        owner = self._hpa_for(ns, ref.kind, ref.name)
+        if spec.mode == "scale":
             if owner is not None:
                 msg = f"HPA {owner.name} owns {ref.kind} {ref.name}: writing its scale would fight it; use mode hpa-floor"
                 self._write_status(obj, {"phase": "Error", "reason": msg, "conditions": [_condition("Ready", False, "HPAOwnsTarget", msg, now, previous)]})
                 self._event_once(obj, "HPAOwnsTarget", msg, warning=True, now=now)
-                return Outcome(ns, name, action="refused", error=msg), spec, None
+                return Outcome(ns, name, action="refused", error=msg)
             current = self.kube.get_replicas(ns, ref.kind, ref.name)
         else:
             try:
@@ -318,134 +370,129 @@ class Controller:
                 current = None
         if current is not None:
             self.telemetry.actual.labels(ns, name).set(current)
-        conditions.append(_condition("TargetFound", True, "Found", f"{ref.kind} {ref.name}", now, previous))
+        # observe mode: an HPA peakscale raised earlier is handed back (cycle.decide restores it)
+        return (owner if spec.mode == "observe" and owner is not None and ORIGINAL_MIN in owner.annotations else None), current
 
-        # --- metrics, forecast, plan ----------------------------------------------------------
+    def _forecast(self, obj: dict, spec: ScalingPolicySpec, policy, calendar: list[PromotionEvent], now: float, previous: list[dict]):
+        """The forecast made at the last sample (None without fresh metrics), and the
+        MetricsAvailable condition."""
+        meta = obj["metadata"]
+        key = (meta["namespace"], meta["name"])
         step = spec.step_s
         query, _ = self._query_for(obj)  # the same query the prefetch used
-        planned = None
-        peak = None
-        decision = None
         try:
             # every valid policy's history was fetched at the start of the cycle
             series = self._prefetched[(query, step)].result()
             if isinstance(series, MetricsUnavailable):
                 raise series
-            last_s = series.last_s
-            h_lo = max(0, math.ceil((now - last_s) / step))
-            # capacity asked for now serves from now + lead; the next chance to ask is one interval on
-            h_hi = max(h_lo, math.floor((now + policy.lead_time_s + opts.interval_s - last_s) / step))
-            cached = self._baselines.get((query, step))
-            if cached is not None and now - cached.fitted_at_s > self.BASELINE_REFIT_S:
-                cached = None
-            fc = forecast_at(series.times_s, series.values, calendar, len(series.times_s) - 1, h_hi + 1, spec.forecast_settings(), cached)
-            self._baselines[(query, step)] = fc.fitted
-            peak = float(fc.values[h_lo : h_hi + 1].max())
-            upper = float(fc.upper[h_lo : h_hi + 1].max())
-            who = next((e for e in fc.events[h_lo : h_hi + 1] if e), "")
-            frozen = any(e.start_s <= now < e.end_s for e in calendar)
-            state = self._states.get(key)
-            if spec.mode == "hpa-floor" or state is None:
-                base = current if current is not None else policy.min_replicas
-                state = PlannerState(replicas=base, at_s=int(now) - opts.interval_s, recent=((int(now) - 1, base),))
-            decision, state = plan_step(
-                policy, state, now_s=int(now), demand_now=float(series.values[-1]), forecast_peak=peak, forecast_upper=upper, event=who, frozen=frozen
-            )
-            self._states[key] = state
-            planned = decision.replicas
-            self.telemetry.forecast.labels(ns, name).set(peak)
-            self.telemetry.planned.labels(ns, name).set(planned)
-            conditions.append(_condition("MetricsAvailable", True, "Fresh", "samples are fresh", now, previous))
-            self._metrics_down.discard(key)
         except MetricsUnavailable as exc:
             msg = f"holding capacity: {exc}"
-            conditions.append(_condition("MetricsAvailable", False, "MetricsUnavailable", msg, now, previous))
             self.telemetry.errors.labels("metrics").inc()
             if key not in self._metrics_down:
                 self._metrics_down.add(key)
                 self._emit(obj, "MetricsUnavailable", msg, warning=True, now=now)
+            return None, _condition("MetricsAvailable", False, "MetricsUnavailable", msg, now, previous)
+        view, self._baselines[(query, step)] = live_forecast(
+            series.times_s, series.values, calendar, policy, spec.forecast_settings(), step, self._baselines.get((query, step))
+        )
+        self._metrics_down.discard(key)
+        return view, _condition("MetricsAvailable", True, "Fresh", "samples are fresh", now, previous)
 
-        # --- act ------------------------------------------------------------------------------
-        lead = policy.lead_time_s
-        window = [e for e in calendar if e.start_s - lead - opts.interval_s <= now < e.end_s + spec.cooldown_s]
-        status: dict = {"observedGeneration": meta.get("generation", 1), "activeEvents": sorted(e.name for e in window)}
-        if spec.mode == "hpa-floor" and hpa is not None:
-            hpa_max = hpa.max_replicas
-            raised = ORIGINAL_MIN in annotations
-            if planned is not None and window:
-                target = min(max(planned, original, floor if raised else 0), policy.max_replicas, hpa_max)
-                if target > floor:
-                    why = f"raise HPA {hpa.name} floor {floor} -> {target} for {window[0].label!r} (lead {lead // 60} min): {decision.explain() if decision else ''}"
-                    if self._act(obj, outcome, "raise-floor", "FloorRaised", why, now, lambda: self.kube.set_hpa_floor(ns, hpa.name, target, remember_original=True, listed=hpa)):
-                        floor = target
-            elif planned is not None and not window and raised:
-                why = f"restore HPA {hpa.name} floor {floor} -> {original}: no event within lead time or cool-down"
-                if self._act(obj, outcome, "restore-floor", "FloorRestored", why, now, lambda: self.kube.set_hpa_floor(ns, hpa.name, None, remember_original=False, listed=hpa)):
-                    floor = original
-            self.telemetry.floor.labels(ns, name).set(floor)
-            status.update(currentReplicas=current, plannedReplicas=floor if planned is None else max(planned, floor), originalMinReplicas=original)
-            status["phase"] = "Holding" if window and any(e.start_s <= now for e in window) else "PreScaling" if window else "Idle"
-        elif spec.mode == "scale" and current is not None:
-            if planned is not None and planned != current:
-                why = f"scale {ref.kind} {ref.name} {current} -> {planned}: {decision.explain()}"
-                self._act(obj, outcome, "scale", "Scaled", why, now, lambda: self.kube.set_replicas(ns, ref.kind, ref.name, planned))
-            status.update(currentReplicas=current, plannedReplicas=planned if planned is not None else current)
-            status["phase"] = "Holding" if window else "Idle"
+    #: Event reason per write
+    _REASONS = {RAISE: "FloorRaised", LOWER: "FloorLowered", RESTORE: "FloorRestored", SCALE: "Scaled"}
+
+    def _carry_out(self, obj: dict, spec: ScalingPolicySpec, hpa, decision: CycleDecision, outcome: Outcome, now: float) -> None:
+        """Make the write the decision asks for (unless dry-run), count it, report it as an Event."""
+        ns = obj["metadata"]["namespace"]
+        ref = spec.target_ref
+        action = decision.action
+        lead = spec.plan_policy().lead_time_s
+        event = f" for {decision.event!r} (lead {lead // 60} min)" if decision.event and action in (RAISE, LOWER) else ""
+        change = f"{decision.previous} -> {decision.target}{event}: {decision.why()}"
+        if action == SCALE:
+            why = f"scale {ref.kind} {ref.name} {change}"
+            write = lambda: self.kube.set_replicas(ns, ref.kind, ref.name, decision.target)  # noqa: E731
+        elif action == RESTORE:
+            why = f"restore HPA {hpa.name} floor {change}"
+            write = lambda: self.kube.set_hpa_floor(ns, hpa.name, None, remember_original=False, listed=hpa)  # noqa: E731
         else:
-            status.update(phase="Observing", plannedReplicas=planned)
-            if current is not None:
-                status["currentReplicas"] = current
-        if peak is not None:
-            status["forecastPeak"] = _significant(peak)
-        status["nextAction"] = self._next_action(spec, calendar, now, hpa)
-        ok = all(c["status"] == "True" for c in conditions)
-        conditions.insert(0, _condition("Ready", ok, "Reconciled" if ok else "Degraded", "planned and acted" if ok else "see other conditions", now, previous))
-        status["conditions"] = conditions
-        if decision is not None:
-            # the reason code, not explain(): its exact forecast would rewrite status every cycle
-            status["reason"] = decision.reason
-        self._write_status(obj, {k: v for k, v in status.items() if v is not None})
-        outcome.planned = planned
-        return outcome, spec, peak
-
-    def _act(self, obj: dict, outcome: Outcome, action: str, reason: str, why: str, now: float, write: Callable[[], object]) -> bool:
-        """Carry out one action (unless dry-run), count it and report it as an Event.
-
-        Returns whether the cluster was changed."""
+            why = f"{'raise' if action == RAISE else 'lower'} HPA {hpa.name} floor {change}"
+            write = lambda: self.kube.set_hpa_floor(ns, hpa.name, decision.target, remember_original=True, listed=hpa)  # noqa: E731
         dry = self.options.dry_run
         outcome.action = action
         if not dry:
             write()
         self.telemetry.actions.labels(action).inc()
-        self._emit(obj, "DryRun" if dry else reason, ("dry-run: would " if dry else "") + why, warning=False, now=now)
-        return not dry
+        self._emit(obj, "DryRun" if dry else self._REASONS[action], ("dry-run: would " if dry else "") + why, warning=False, now=now)
+        if hpa is not None and not dry:
+            self.telemetry.floor.labels(ns, obj["metadata"]["name"]).set(decision.target)
 
-    def _next_action(self, spec: ScalingPolicySpec, calendar: list[PromotionEvent], now: float, hpa) -> str:
-        lead = spec.plan_policy().lead_time_s
-        upcoming = sorted((e for e in calendar if e.start_s - lead > now), key=lambda e: e.start_s)
-        if spec.mode == "observe":
+    def _release(self, obj: dict) -> None:
+        """The policy is being deleted and its floor is back: let the deletion finish."""
+        meta = obj["metadata"]
+        if FINALIZER in (meta.get("finalizers") or []):
+            self.kube.set_finalizer(POLICY_PLURAL, meta["namespace"], meta["name"], present=False)
+            self._states.pop((meta["namespace"], meta["name"]), None)
+
+    def _report(self, obj, spec, policy, decision: CycleDecision, calendar, hpa, current, conditions, previous, now) -> None:
+        meta = obj["metadata"]
+        ns, name = meta["namespace"], meta["name"]
+        status: dict = {
+            "observedGeneration": meta.get("generation", 1),
+            "activeEvents": sorted(e.name for e in decision.events),
+            "phase": decision.phase,
+        }
+        if decision.planned is not None:
+            self.telemetry.planned.labels(ns, name).set(decision.planned)
+        if decision.forecast_peak is not None:
+            self.telemetry.forecast.labels(ns, name).set(decision.forecast_peak)
+            status["forecastPeak"] = _significant(decision.forecast_peak)
+        if spec.mode == "hpa-floor":
+            floor_now = decision.target if not self.options.dry_run else hpa.min_replicas
+            status.update(
+                currentReplicas=current,
+                floorReplicas=floor_now,
+                plannedReplicas=decision.planned if decision.planned is not None else floor_now,
+                originalMinReplicas=decision.original,
+            )
+        elif spec.mode == "scale":
+            status.update(currentReplicas=current, plannedReplicas=decision.planned if decision.planned is not None else current)
+        else:
+            status.update(plannedReplicas=decision.planned, currentReplicas=current)
+        status["nextAction"] = self._next_action(policy, calendar, now, hpa)
+        ok = all(c["status"] == "True" for c in conditions)
+        conditions.insert(0, _condition("Ready", ok, "Reconciled" if ok else "Degraded", "planned and acted" if ok else "see other conditions", now, previous))
+        status["conditions"] = conditions
+        # the reason code, not explain(): its exact forecast would rewrite status every cycle
+        status["reason"] = decision.reason
+        self._write_status(obj, {k: v for k, v in status.items() if v is not None})
+
+    def _next_action(self, policy, calendar: list[PromotionEvent], now: float, hpa) -> str:
+        if policy.mode == "observe":
             return "observe only"
-        if upcoming:
-            e = upcoming[0]
-            verb = f"raise HPA {hpa.name} floor" if hpa is not None else "scale"
-            return f"{verb} at {now_rfc3339(e.start_s - lead)} for {e.label!r} (lead {lead // 60} min)"
-        return "none planned"
+        upcoming = next_action(policy, index_calendar(policy, calendar), int(now))
+        if upcoming is None:
+            return "follow the forecast" if policy.mode == "scale" or policy.floor == "plan" else "none planned"
+        at, event = upcoming
+        verb = f"raise HPA {hpa.name} floor" if hpa is not None else "scale"
+        return f"{verb} at {now_rfc3339(at)} for {event.label!r} (lead {policy.plan.lead_time_s // 60} min)"
 
     def _event_statuses(self, events: list[_ParsedEvent], plans: dict, now: float) -> None:
         for parsed in events:
             meta = parsed.obj.get("metadata") or {}
             ns = meta.get("namespace")
             matched = [(k, v) for k, v in plans.items() if k[0] == ns and parsed.spec.targets.matches(v[2])]
-            lead = max((spec.plan_policy().lead_time_s for _, (spec, _, _) in matched), default=0)
-            cooldown = max((spec.cooldown_s for _, (spec, _, _) in matched), default=0)
             e = parsed.event
-            if now < e.start_s - lead:
+            windows = [action_window(spec.cycle_policy(self.options.interval_s), e) for _, (spec, _, _) in matched]
+            opens = min((lo for lo, _ in windows), default=e.start_s)
+            closes = max((hi for _, hi in windows), default=e.end_s)
+            if now < opens:
                 phase = "Scheduled"
             elif now < e.start_s:
                 phase = "PreScaling"
             elif now < e.end_s:
                 phase = "Active"
-            elif now < e.end_s + cooldown:
+            elif now < closes:
                 phase = "Cooling"
             else:
                 phase = "Done"

@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from autoscaler.calendar import PromotionEvent
 
@@ -48,6 +49,10 @@ class ForecastSettings:
     align_slack_s: int = 120
     #: circular moving average applied to the daily profile
     smooth_s: int = 900
+    #: event profiles are learned once per period, at the period's start (see ``fit_window``)
+    refit_s: int = 3600
+    #: the daily profile moves slowly: it is refitted less often than the event profiles
+    baseline_refit_s: int = 6 * 3600
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,7 @@ class Block:
     upper: np.ndarray
     who: np.ndarray
     level: np.ndarray
+    baseline: Baseline
 
 
 @dataclass(frozen=True)
@@ -138,14 +144,24 @@ def _fill_circular(profile: np.ndarray) -> np.ndarray:
 
 
 def fit_baseline(
-    times_s: np.ndarray, values: np.ndarray, masked: np.ndarray, last: int, step_s: int, settings: ForecastSettings
+    times_s: np.ndarray,
+    values: np.ndarray,
+    masked: np.ndarray,
+    last: int,
+    step_s: int,
+    settings: ForecastSettings,
+    *,
+    lo: int | None = None,
+    fitted_at_s: int | None = None,
 ) -> Baseline:
-    """Fit the daily profiles from samples ``[last - history, last]`` that are not masked."""
+    """Fit the daily profiles from the samples ``[lo, last]`` that are not masked (by default
+    the history window ending at ``last``)."""
     if DAY_S % step_s:
         raise ValueError(f"step {step_s}s does not divide a day")
     slots = DAY_S // step_s
-    n_hist = max(1, settings.history_s // step_s)
-    lo = max(0, last + 1 - n_hist)
+    if lo is None:
+        lo = max(0, last + 1 - max(1, settings.history_s // step_s))
+    lo = min(lo, last)
     t = times_s[lo : last + 1]
     v = np.where(masked[lo : last + 1], np.nan, values[lo : last + 1])
     day = t // DAY_S
@@ -169,7 +185,8 @@ def fit_baseline(
             filled = np.full(slots, fallback)
         profiles[row] = _circular_smooth(filled, width)
     floor = max(1e-6, 0.01 * float(np.nanmean(profiles)))
-    return Baseline(step_s=step_s, profiles=np.maximum(profiles, floor), fitted_at_s=int(times_s[last]))
+    fitted = int(times_s[last]) if fitted_at_s is None else fitted_at_s
+    return Baseline(step_s=step_s, profiles=np.maximum(profiles, floor), fitted_at_s=fitted)
 
 
 def nan_quantile_cols(grid: np.ndarray, q: float | tuple[float, ...]) -> np.ndarray:
@@ -203,12 +220,34 @@ def _nanmedian_rows(grid: np.ndarray) -> np.ndarray:
 
 
 def level_ratios(values: np.ndarray, base: np.ndarray, window: int) -> np.ndarray:
-    """Level at every index: mean of the last ``window`` samples over the mean of their baseline."""
-    cv = np.concatenate([[0.0], np.cumsum(values)])
-    cb = np.concatenate([[0.0], np.cumsum(base)])
-    hi = np.arange(1, len(values) + 1)
-    lo = np.maximum(0, hi - window)
-    return (cv[hi] - cv[lo]) / np.maximum(cb[hi] - cb[lo], 1e-12)
+    """Level at every index: mean of the last ``window`` samples over the mean of their baseline.
+
+    Sums run over each window on its own (not as differences of running sums), so the level at
+    a sample is bit-identical whichever slice of the series it is computed from: the controller's
+    history window and the backtest's whole trace give the same forecast.
+    """
+    if window <= 1:
+        return values / np.maximum(base, 1e-12)
+    pad = np.zeros(window - 1)
+    sums_v = sliding_window_view(np.concatenate([pad, values]), window).sum(axis=1)
+    sums_b = sliding_window_view(np.concatenate([pad, base]), window).sum(axis=1)
+    return sums_v / np.maximum(sums_b, 1e-12)
+
+
+def fit_window(times_s: np.ndarray, i: int, settings: ForecastSettings, period_s: int) -> tuple[int, int, int]:
+    """Which samples a fit used by the forecast made at index ``i`` sees: ``(lo, at, anchor_s)``.
+
+    Fits are anchored on absolute time: the fit of period ``[anchor, anchor + period)`` uses the
+    samples up to ``anchor`` (index ``at``) that are newer than ``anchor + period - history``
+    (from index ``lo``). Every forecast made within the period can see exactly those samples in a
+    history window of ``history`` seconds, so the controller's cache and the backtest's whole
+    trace fit the same thing at the same time.
+    """
+    t_i = int(times_s[i])
+    anchor_s = t_i - t_i % period_s
+    at = max(0, int(np.searchsorted(times_s, anchor_s, side="right")) - 1)
+    lo = int(np.searchsorted(times_s, anchor_s + period_s - settings.history_s, side="right"))
+    return min(lo, at), at, anchor_s
 
 
 def _growth_table(
@@ -221,6 +260,7 @@ def _growth_table(
     settings: ForecastSettings,
     step_s: int,
     rows: tuple[int, int] | None = None,
+    visible_lo: int = 0,
 ) -> np.ndarray | None:
     """growth[0 central | 1 upper, k, h] for offsets ``k - pre`` from each anchor (see module doc).
 
@@ -228,7 +268,7 @@ def _growth_table(
     and at tau + h; the median and the upper quantile over events, pooled over ``align_slack``
     offsets around tau so that an event a few minutes late still teaches, of their ratio.
     Only ``rows`` (a half-open range of k) are computed, the others left at 1: the live path
-    needs one row. Samples after ``last`` are never read.
+    needs one row. Samples outside ``[visible_lo, last]`` are never read.
     """
     window = max(1, settings.level_window_s // step_s)
     slack = max(0, settings.align_slack_s // step_s)
@@ -238,7 +278,7 @@ def _growth_table(
     for anchor in anchors:
         lo = anchor - pre - window - slack
         hi = min(lo + width, last + 1)
-        if lo < 0 or hi - lo < window + slack + 2:
+        if lo < visible_lo or hi - lo < window + slack + 2:
             continue
         seg = values[lo:hi]
         lv = np.full(width, np.nan)
@@ -275,6 +315,7 @@ def learn_profile(
     horizon: int,
     settings: ForecastSettings,
     offsets: tuple[int, int] | None = None,
+    visible_lo: int = 0,
 ) -> KindProfile | None:
     """Learn growth and shape from ``past`` events, using only samples up to ``last``.
 
@@ -283,7 +324,7 @@ def learn_profile(
     Two tables: one anchored on the start (the run-up), one on the end (the rush at the final
     whistle, the last minutes of a sale), since past events need not last as long as this one.
     ``offsets`` (half-open, in steps from this event's start) limits the work to the offsets a
-    caller will look up.
+    caller will look up; samples before ``visible_lo`` are outside the history window.
     """
     step_s = baseline.step_s
     t0 = int(times_s[0])
@@ -296,8 +337,8 @@ def learn_profile(
     if offsets is not None:
         rows_start = (offsets[0] + pre_start, min(offsets[1], half) + pre_start)
         rows_end = (max(offsets[0], half) - duration_steps + pre_end, offsets[1] - duration_steps + pre_end)
-    from_start = _growth_table(values, starts, pre_start, half + horizon, last, horizon, settings, step_s, rows_start)
-    from_end = _growth_table(values, ends, pre_end, 2 * horizon, last, horizon, settings, step_s, rows_end)
+    from_start = _growth_table(values, starts, pre_start, half + horizon, last, horizon, settings, step_s, rows_start, visible_lo)
+    from_end = _growth_table(values, ends, pre_end, 2 * horizon, last, horizon, settings, step_s, rows_end, visible_lo)
     if from_start is None or from_end is None:
         return None
     # the typical shape of load over baseline, start-anchored, for operator-sized floors
@@ -305,7 +346,7 @@ def learn_profile(
     ratios = []
     for start in starts:
         lo, hi = start - pre_start, min(start - pre_start + span, last + 1)
-        if lo < 0 or hi <= lo:
+        if lo < visible_lo or hi <= lo:
             continue
         r = np.full(span, np.nan)
         r[: hi - lo] = values[lo:hi] / baseline.at(times_s[lo:hi])
@@ -351,16 +392,20 @@ def _event_terms(
     values: np.ndarray,
     baseline: Baseline,
     events: list[PromotionEvent],
-    last: int,
+    fit: tuple[int, int],
     lo_s: int,
     hi_s: int,
     horizon: int,
     settings: ForecastSettings,
-    stop: int,
+    rows: tuple[int, int],
 ) -> list[_EventTerm]:
-    """The events whose (pre-)window touches [lo_s, hi_s], each with what the past teaches."""
+    """The events whose (pre-)window touches [lo_s, hi_s], each with what the past teaches.
+
+    Profiles are learned from the samples ``fit = (lo, at)`` only, for the rows ``[first, stop)``.
+    """
     step_s = baseline.step_s
-    now_s = int(times_s[last])
+    visible_lo, at = fit
+    now_s = int(times_s[at])
     t0 = int(times_s[0])
     terms = []
     for event in events:
@@ -369,12 +414,14 @@ def _event_terms(
         duration = -(-(event.end_s - event.start_s) // step_s)
         past = related_past_events(event, events, now_s, settings.max_past_events)
         start_index = (event.start_s - t0) // step_s
-        offsets = (last - start_index - 1, stop - start_index + 1)
-        profile = learn_profile(times_s, values, baseline, past, last, duration, horizon, settings, offsets) if past else None
+        offsets = (rows[0] - start_index - 1, rows[1] - start_index + 1)
+        profile = (
+            learn_profile(times_s, values, baseline, past, at, duration, horizon, settings, offsets, visible_lo) if past else None
+        )
         terms.append(
             _EventTerm(
                 event=event,
-                start_index=(event.start_s - t0) // step_s,
+                start_index=start_index,
                 profile=profile,
                 floor_peak=event.expected_peak,
                 multiplier=event.expected_multiplier,
@@ -383,35 +430,55 @@ def _event_terms(
     return terms
 
 
+def baseline_for(
+    times_s: np.ndarray, values: np.ndarray, masked: np.ndarray, i: int, step_s: int, settings: ForecastSettings, cached: Baseline | None = None
+) -> Baseline:
+    """The daily profile a forecast made at index ``i`` uses: ``cached`` when it is the fit of
+    the same period, else a new fit (see ``fit_window``)."""
+    lo, at, anchor_s = fit_window(times_s, i, settings, settings.baseline_refit_s)
+    if cached is not None and cached.fitted_at_s == anchor_s and cached.step_s == step_s:
+        return cached
+    return fit_baseline(times_s, values, masked, at, step_s, settings, lo=lo, fitted_at_s=anchor_s)
+
+
+def block_bounds(times_s: np.ndarray, first: int, settings: ForecastSettings) -> int:
+    """The end (exclusive) of the block of rows from ``first`` that share one profile fit."""
+    t = int(times_s[first])
+    return int(np.searchsorted(times_s, t - t % settings.refit_s + settings.refit_s, side="left"))
+
+
 def forecast_block(
     times_s: np.ndarray,
     values: np.ndarray,
     masked: np.ndarray,
     events: list[PromotionEvent],
+    *,
     first: int,
     stop: int,
     horizon: int,
     step_s: int,
     settings: ForecastSettings,
     baseline: Baseline | None = None,
-) -> "Block":
-    """Forecasts made at every sample index ``first <= i < stop``, fitted at ``first``.
+) -> Block:
+    """Forecasts made at every sample index ``first <= i < stop`` (one refit period at most).
 
     ``Block.central[i - first, h]`` is the central forecast for sample ``i + h`` made with the
     samples ``<= i``, ``Block.upper`` the upper one, ``Block.who`` the index in ``events`` of the
-    event that shaped it (-1 for none). The baseline and event profiles use samples ``<= first``
-    only, the level uses samples ``<= i``: nothing after ``i`` is ever read. A ``baseline``
-    fitted earlier may be passed in to save refitting the daily profile.
+    event that shaped it (-1 for none). The daily profile and the event profiles are the fits of
+    the period the rows lie in (``fit_window``), the level uses samples ``<= i``: nothing after
+    ``i`` is ever read, and a row is the same whether computed alone (the controller) or in a
+    block (the backtest). ``baseline``: a fit to reuse when it is the right one.
     """
-    if baseline is None or baseline.fitted_at_s > int(times_s[first]):
-        baseline = fit_baseline(times_s, values, masked, first, step_s, settings)
+    if stop > block_bounds(times_s, first, settings):
+        raise ValueError("forecast_block rows span two refit periods")
+    baseline = baseline_for(times_s, values, masked, first, step_s, settings, baseline)
+    visible_lo, at, _ = fit_window(times_s, first, settings, settings.refit_s)
     t0 = int(times_s[0])
     window = max(1, settings.level_window_s // step_s)
     n = stop - first
     lo = max(0, first - window + 1)
     past_t = times_s[lo:stop]
     level_all = level_ratios(values[lo:stop], baseline.at(past_t), window)
-    # level_ratios restarts its window at lo; for i >= first the full window is inside the slice
     level = level_all[first - lo :]
     future_t = t0 + (np.arange(first, stop + horizon) * step_s)
     base_future = baseline.at(future_t)
@@ -424,12 +491,12 @@ def forecast_block(
     who = np.full((n, horizon + 1), -1, dtype=np.int64)
     floor = np.zeros((n, horizon + 1))
     terms = _event_terms(
-        times_s, values, baseline, events, first, int(future_t[0]), int(future_t[-1]), horizon, settings, stop
+        times_s, values, baseline, events, (visible_lo, at), int(future_t[0]), int(future_t[-1]), horizon, settings, (first, stop)
     )
     positions = {id(e): k for k, e in enumerate(events)}
+    i_abs = np.arange(first, stop)
     for term in terms:
         k = positions[id(term.event)]
-        i_abs = np.arange(first, stop)
         end_index = (term.event.end_s - t0 + step_s - 1) // step_s
         if term.profile is not None:
             prof = term.profile
@@ -461,11 +528,10 @@ def forecast_block(
                 f = term.floor_peak * shape
             else:
                 # the multiplier is over the level before the event's run-up, not the inflated one
-                ref = term.start_index - horizon - 1
-                ref_level = level[np.clip(ref - first, 0, n - 1)] if first <= ref else level
-                if np.ndim(ref_level) == 0:
-                    ref_level = np.full(n, ref_level)
-                ref_level = np.where(i_abs <= ref, level, ref_level)
+                ref = max(term.start_index - horizon - 1, visible_lo)
+                ref_level = level
+                if ref < stop - 1:  # rows after the reference point: they use the level measured there
+                    ref_level = np.where(i_abs <= ref, level, _level_at(values, baseline, times_s, ref, window))
                 f = term.multiplier * ref_level[:, None] * base_ih * shape
             f = np.where(inside, f, 0.0)
             who = np.where(f > floor, k, who)
@@ -475,7 +541,13 @@ def forecast_block(
     driven = recent[None, :, None] * growth
     F = np.where(event_driven[None, :, None], driven, np.maximum(seasonal[None], driven))
     F = np.maximum(F, floor[None])
-    return Block(central=F[0], upper=F[1], who=who, level=level)
+    return Block(central=F[0], upper=F[1], who=who, level=level, baseline=baseline)
+
+
+def _level_at(values: np.ndarray, baseline: Baseline, times_s: np.ndarray, i: int, window: int) -> float:
+    """The level (see ``level_ratios``) at sample index ``i``, from samples ``<= i``."""
+    lo = max(0, i - window + 1)
+    return float(level_ratios(values[lo : i + 1], baseline.at(times_s[lo : i + 1]), window)[-1])
 
 
 def forecast_at(
@@ -486,20 +558,23 @@ def forecast_at(
     horizon: int,
     settings: ForecastSettings = ForecastSettings(),
     baseline: Baseline | None = None,
+    *,
+    step_s: int | None = None,
 ) -> Forecast:
     """One forecast made with samples ``<= last`` for the next ``horizon`` steps (the live path).
 
-    A ``baseline`` fitted earlier (from samples up to an earlier time) may be passed in: the
-    daily profile moves slowly and the controller refits it hourly, as the backtest does.
+    The same row as the backtest's block at ``last``: the fits are those of the refit period
+    (``fit_window``). A ``baseline`` fitted earlier may be passed in and is reused while it is the
+    period's fit; ``Forecast.fitted`` is the one used, for the caller to keep.
     """
     from autoscaler.calendar import event_mask
 
-    step_s = int(times_s[1] - times_s[0]) if len(times_s) > 1 else 60
-    masked = event_mask(times_s[: last + 1], events)
-    if baseline is None or baseline.fitted_at_s > int(times_s[last]) or baseline.step_s != step_s:
-        baseline = fit_baseline(times_s, values, masked, last, step_s, settings)
+    if step_s is None:
+        step_s = int(times_s[1] - times_s[0]) if len(times_s) > 1 else 60
+    times_s, values = times_s[: last + 1], values[: last + 1]
+    masked = event_mask(times_s, events)
     block = forecast_block(
-        times_s[: last + 1], values[: last + 1], masked, events, last, last + 1, horizon, step_s, settings, baseline
+        times_s, values, masked, events, first=last, stop=last + 1, horizon=horizon, step_s=step_s, settings=settings, baseline=baseline
     )
     now_s = int(times_s[last])
     notes = []
@@ -514,13 +589,13 @@ def forecast_at(
     names = tuple(events[k].label if k >= 0 else "" for k in block.who[0])
     future = now_s + np.arange(horizon + 1) * step_s
     return Forecast(
-        fitted=baseline,
+        fitted=block.baseline,
         made_at_s=now_s,
         step_s=step_s,
         values=block.central[0],
         upper=block.upper[0],
         level=float(block.level[0]),
-        baseline=baseline.at(future),
+        baseline=block.baseline.at(future),
         events=names,
         notes=tuple(notes),
     )

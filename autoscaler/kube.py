@@ -20,7 +20,7 @@ from autoscaler.resources import EVENT_PLURAL, GROUP, POLICY_PLURAL, VERSION
 
 #: (apiGroup, resource, verbs): exactly what this module calls
 API_PERMISSIONS: list[tuple[str, str, tuple[str, ...]]] = [
-    (GROUP, POLICY_PLURAL, ("get", "list")),
+    (GROUP, POLICY_PLURAL, ("get", "list", "update")),
     (GROUP, f"{POLICY_PLURAL}/status", ("get", "update")),
     (GROUP, EVENT_PLURAL, ("get", "list")),
     (GROUP, f"{EVENT_PLURAL}/status", ("get", "update")),
@@ -33,6 +33,8 @@ API_PERMISSIONS: list[tuple[str, str, tuple[str, ...]]] = [
 ]
 
 ORIGINAL_MIN = "peakscale.io/original-min-replicas"
+#: on hpa-floor policies: a deleted policy never leaves a raised floor behind
+FINALIZER = "peakscale.io/restore-floor"
 
 
 @dataclass
@@ -136,6 +138,24 @@ class Kube:
                 return
             obj["status"] = status
             self.custom.replace_namespaced_custom_object_status(GROUP, VERSION, namespace, plural, name, obj)
+            self.writes += 1
+
+        retry_conflict(attempt)
+
+    def set_finalizer(self, plural: str, namespace: str, name: str, *, present: bool, listed: dict | None = None) -> None:
+        """Add or remove peakscale's finalizer (read-modify-replace of the object)."""
+        first = [dict(listed)] if listed is not None else []
+
+        def attempt() -> None:
+            obj = first.pop() if first else self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+            meta = dict(obj.get("metadata") or {})
+            finalizers = [f for f in (meta.get("finalizers") or []) if f != FINALIZER]
+            if present:
+                finalizers.append(FINALIZER)
+            if finalizers == list(meta.get("finalizers") or []):
+                return
+            meta["finalizers"] = finalizers
+            self.custom.replace_namespaced_custom_object(GROUP, VERSION, namespace, plural, name, {**obj, "metadata": meta})
             self.writes += 1
 
         retry_conflict(attempt)

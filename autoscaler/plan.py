@@ -1,8 +1,9 @@
 """The planner: from a demand forecast to a replica count, with the reason for every decision.
 
 One step of the planner is a pure function of the policy, the planner's previous state and what
-is known now (current demand, forecast peak over ``[now, now + leadTime]``, whether a frozen event
-is active). The same step serves the backtest, ``peakscale plan`` and the live controller.
+is known now (current demand, forecast peak over the window, whether a frozen event is active).
+Its only caller is ``cycle.decide``, which owns the window, the freeze and what gets written; the
+controller, ``peakscale plan`` and the backtest all reach the planner through it.
 
 Rules, in order (DESIGN.md):
 
@@ -94,17 +95,21 @@ def validate_policy(policy: PlanPolicy) -> None:
         raise InputError("--scale-down-stabilization", "must not be negative", "e.g. 5m")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class PlannerState:
-    """What the planner remembers between steps: the replicas it set and its recent advice."""
+    """What the planner remembers between steps: the replicas it set and its recent advice.
+
+    A value: ``plan_step`` returns a new one and never changes the one it was given (slots rather
+    than frozen, because the backtest makes one every simulated cycle)."""
 
     replicas: int
     at_s: int
-    #: (time, recommendation) within the stabilization window, oldest first
+    #: (time, recommendation) within the stabilization window that can still be its highest:
+    #: oldest first, recommendations strictly decreasing
     recent: tuple[tuple[int, int], ...] = field(default_factory=tuple)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Decision:
     at_s: int
     replicas: int
@@ -155,8 +160,11 @@ def plan_step(
     capacity. The headroom that target utilization keeps is thus not paid twice.
     """
     current = state.replicas
-    need_now = policy.replicas_at_full(demand_now)
-    want = max(policy.replicas_for(forecast_peak), policy.replicas_at_full(forecast_upper))
+    capacity = policy.capacity_per_replica
+    need_now = math.ceil(demand_now / capacity - 1e-9) if demand_now > 0 else 0
+    want = math.ceil(forecast_peak / (capacity * policy.target_utilization) - 1e-9) if forecast_peak > 0 else 0
+    if forecast_upper > 0:
+        want = max(want, math.ceil(forecast_upper / capacity - 1e-9))
     if want > need_now:
         rec, reason = want, FORECAST
     else:
@@ -165,17 +173,21 @@ def plan_step(
         rec, reason = policy.min_replicas, MIN_BOUND
     if rec > policy.max_replicas:
         rec, reason = policy.max_replicas, MAX_BOUND
-    horizon = now_s - policy.scale_down_stabilization_s
+    # the stabilization window's highest recommendation is the first one still inside it
     recent = state.recent
-    if recent and recent[0][0] <= horizon:
-        recent = tuple(p for p in recent if p[0] > horizon)
-    recent = recent + ((now_s, rec),)
+    horizon = now_s - policy.scale_down_stabilization_s
+    k = 0
+    while k < len(recent) and recent[k][0] <= horizon:
+        k += 1
+    while k < len(recent) and recent[-1][1] <= rec:
+        recent = recent[:-1]
+    recent = recent[k:] + ((now_s, rec),)
     target = rec
     if current > 0 and abs(rec - current) <= policy.tolerance * current and need_now <= current:
         if policy.min_replicas <= current <= policy.max_replicas:
             target, reason = current, TOLERANCE
     if target < current:
-        held = max(r for _, r in recent)
+        held = recent[0][1]
         if held > target:
             target, reason = min(held, current), STABILIZATION
         if policy.freeze_during_events and frozen and target < current:
@@ -187,25 +199,5 @@ def plan_step(
         if target > allowed:
             target, reason = max(allowed, floor_now), RATE_LIMIT
     target = min(max(target, policy.min_replicas), policy.max_replicas)
-    decision = Decision(
-        at_s=now_s,
-        replicas=target,
-        previous=current,
-        reason=reason,
-        need_now=need_now,
-        want=want,
-        forecast_peak=float(forecast_peak),
-        event=event,
-    )
-    return decision, PlannerState(replicas=target, at_s=now_s, recent=recent)
-
-
-def freeze_windows(events, policy: PlanPolicy) -> list[tuple[int, int]]:
-    """The (start, end) wall-clock seconds during which scale-in is frozen."""
-    if not policy.freeze_during_events:
-        return []
-    return [(e.start_s, min(e.end_s, e.start_s + policy.max_freeze_s)) for e in events]
-
-
-def is_frozen(now_s: int, windows: list[tuple[int, int]]) -> bool:
-    return any(lo <= now_s < hi for lo, hi in windows)
+    decision = Decision(now_s, target, current, reason, need_now, want, float(forecast_peak), event)
+    return decision, PlannerState(target, now_s, recent)

@@ -1,25 +1,28 @@
 """``peakscale plan``: what will scale when, before the night.
 
-For each ScalingPolicy and each promotion that targets it, the plan replays what the controller
-will do: at the last cycle before ``start - leadTime`` it forecasts (``forecast.forecast_at``) and
-plans (``plan.plan_step``) from the history it will have by then, and raises the floor; at
-``end + cooldown`` it restores it. Decisions in the past of the history use the samples up to that
-moment only; decisions beyond the newest sample use the history carried forward by the seasonal
-baseline (the forecaster's own view of the future). Same functions as the controller and the
-backtest: what ``plan`` shows is what the controller would do.
+For each ScalingPolicy, the plan is the controller's own cycles replayed (``cycle.replay``, which
+calls ``cycle.decide``) at the instants the controller would run them, from ``--from`` to
+``--to``: every floor it would raise, lower or restore, every replica count it would write, each
+with its reason. Each cycle sees the history up to that instant only; beyond the newest sample,
+the history is carried forward by the seasonal baseline times the current level (the
+forecaster's own view of the future), so events ahead are planned as the controller will plan
+them once it gets there. The plan starts from the policy's ``minReplicas`` as the HPA's floor
+(hpa-floor) or as the replica count (scale). What ``plan`` shows is what the controller does;
+a parity test holds the two to the same writes at the same instants.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 from pydantic import BaseModel
 
 from autoscaler.calendar import PromotionEvent, event_mask
-from autoscaler.forecast import ForecastSettings, fit_baseline, forecast_at
-from autoscaler.plan import PlannerState, plan_step
+from autoscaler.cycle import SCALE, CycleDecision, HpaFloor, forecast_table, replay
+from autoscaler.forecast import ForecastSettings, fit_baseline
 from autoscaler.resources import ScalingPolicySpec
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -28,9 +31,11 @@ SPARK = "▁▂▃▄▅▆▇█"
 class Action(BaseModel):
     at: str
     at_s: int
+    #: raise-floor, lower-floor, restore-floor or scale
     action: str
     from_replicas: int
     to_replicas: int
+    #: the promotion behind it ('' when the seasonal forecast alone moved the plan)
     event: str
     title: str
     lead_time_s: int
@@ -45,9 +50,12 @@ class TargetPlan(BaseModel):
     min_replicas: int
     max_replicas: int
     lead_time_s: int
+    interval_s: int
     actions: list[Action]
     timeline: str
     timeline_step_s: int
+    #: promotions that select this policy
+    events: list[str]
 
 
 class Plan(BaseModel):
@@ -63,13 +71,16 @@ class PolicyInput:
     namespace: str
     labels: dict[str, str]
     spec: ScalingPolicySpec
-    targets_of: callable  # event name -> bool (selector match)
+    #: promotion name -> whether its selector matches this policy
+    targets_of: Callable[[str], bool]
 
 
-def _project(times: np.ndarray, values: np.ndarray, masked: np.ndarray, to_s: int, step: int, settings: ForecastSettings) -> tuple[np.ndarray, np.ndarray]:
+def _project(times: np.ndarray, values: np.ndarray, calendar: list[PromotionEvent], to_s: int, settings: ForecastSettings) -> tuple[np.ndarray, np.ndarray]:
     """Carry the series forward to ``to_s`` with the seasonal baseline times the current level."""
+    step = int(times[1] - times[0])
     if times[-1] >= to_s:
         return times, values
+    masked = event_mask(times, calendar)
     baseline = fit_baseline(times, values, masked, len(times) - 1, step, settings)
     window = min(len(values), max(1, 3600 // step))
     level = float(values[-window:].sum() / max(baseline.at(times[-window:]).sum(), 1e-12))
@@ -86,56 +97,23 @@ def plan_target(
     to_s: int,
     *,
     interval_s: int = 30,
-    fmt=str,
+    fmt: Callable[[float], str] = str,
 ) -> TargetPlan:
+    """The controller's writes for one policy over ``[from_s, to_s)``, from its history
+    (``times`` as its Prometheus labels them: each sample at the end of the period it measures)."""
     spec = policy.spec
-    pp = spec.plan_policy()
+    cycle_policy = spec.cycle_policy(interval_s)
+    pp = cycle_policy.plan
     settings = spec.forecast_settings()
-    step = int(times[1] - times[0])
-    lead = pp.lead_time_s
-    cooldown = spec.cooldown_s
     mine = sorted((e for e in calendar if policy.targets_of(e.name)), key=lambda e: e.start_s)
-    floor_base = max(pp.min_replicas, 1)
-    actions: list[Action] = []
-    masked = event_mask(times, calendar)
-    horizon = math.ceil((lead + interval_s) / step) + 1
-    raised_until = None
-    raised_to = floor_base
-    spans: list[tuple[int, int, int]] = []
-    for event in mine:
-        raise_at = event.start_s - lead - interval_s
-        restore_at = event.end_s + cooldown
-        if restore_at < from_s or raise_at > to_s:
-            continue
-        t, v = _project(times, values, masked, raise_at, step, settings)
-        last = int(np.searchsorted(t, raise_at, side="right")) - 1
-        if last < 2:
-            continue
-        fc = forecast_at(t[: last + 1], v[: last + 1], calendar, last, horizon, settings)
-        peak, upper = float(fc.values.max()), float(fc.upper.max())
-        decision, _ = plan_step(
-            pp, PlannerState(replicas=floor_base, at_s=raise_at - interval_s), now_s=raise_at, demand_now=float(v[last]), forecast_peak=peak, forecast_upper=upper, event=event.label
-        )
-        target = min(max(decision.replicas, floor_base), pp.max_replicas)
-        if raised_until is not None and raise_at <= raised_until:
-            # still raised for an earlier event: go higher if needed, keep it up longer
-            if target > raised_to:
-                actions.append(_action("raise-floor", raise_at, raised_to, target, event, lead, decision.explain(), fmt))
-                raised_to = target
-            previous_restore = raised_until
-            raised_until = max(raised_until, restore_at)
-            actions = [a for a in actions if not (a.action == "restore-floor" and a.at_s == previous_restore)]
-            actions.append(_action("restore-floor", raised_until, raised_to, floor_base, event, lead, "after the event and its cool-down", fmt))
-            spans[-1] = (spans[-1][0], raised_until, raised_to)
-            continue
-        if target <= floor_base:
-            continue
-        actions.append(_action("raise-floor", raise_at, floor_base, target, event, lead, decision.explain(), fmt))
-        actions.append(_action("restore-floor", restore_at, target, floor_base, event, lead, "after the event and its cool-down", fmt))
-        raised_until, raised_to = restore_at, target
-        spans.append((raise_at, restore_at, target))
-    actions.sort(key=lambda a: (a.at_s, a.action))
-    timeline, bucket = _timeline(spans, floor_base, pp.max_replicas, from_s, to_s)
+    times, values = _project(times, values, mine, to_s, settings)
+    table = forecast_table(times, values, mine, cycle_policy, settings, start_s=from_s, stop_s=to_s)
+    if spec.mode == "scale":
+        run = replay(cycle_policy, mine, table, start_s=from_s, stop_s=to_s, replicas=pp.min_replicas)
+    else:
+        run = replay(cycle_policy, mine, table, start_s=from_s, stop_s=to_s, hpa=HpaFloor(pp.min_replicas, pp.max_replicas))
+    actions = [_action(d, mine, pp.lead_time_s, fmt) for d in run.writes] if spec.mode != "observe" else []
+    timeline, bucket = _timeline(run.times_s, run.targets, pp.min_replicas, pp.max_replicas, from_s, to_s)
     return TargetPlan(
         policy=policy.name,
         namespace=policy.namespace,
@@ -143,28 +121,40 @@ def plan_target(
         mode=spec.mode,
         min_replicas=pp.min_replicas,
         max_replicas=pp.max_replicas,
-        lead_time_s=lead,
+        lead_time_s=pp.lead_time_s,
+        interval_s=interval_s,
         actions=actions,
         timeline=timeline,
         timeline_step_s=bucket,
+        events=[e.name for e in mine],
     )
 
 
-def _action(kind: str, at_s: int, before: int, after: int, event: PromotionEvent, lead: int, reason: str, fmt) -> Action:
+def _action(decision: CycleDecision, calendar: list[PromotionEvent], lead: int, fmt: Callable[[float], str]) -> Action:
+    label = decision.event
+    event = next((e for e in decision.events if e.label == label), None) or next((e for e in calendar if e.label == label), None)
+    if event is None and decision.events:
+        event = decision.events[0]
     return Action(
-        at=fmt(at_s), at_s=int(at_s), action=kind, from_replicas=before, to_replicas=after, event=event.name, title=event.label, lead_time_s=lead, reason=reason
+        at=fmt(decision.at_s),
+        at_s=int(decision.at_s),
+        action=decision.action if decision.action != SCALE else "scale",
+        from_replicas=int(decision.previous or 0),
+        to_replicas=int(decision.target or 0),
+        event=event.name if event is not None else "",
+        title=event.label if event is not None else "",
+        lead_time_s=lead,
+        reason=decision.why(),
     )
 
 
-def _timeline(spans: list[tuple[int, int, int]], base: int, top: int, from_s: int, to_s: int, width: int = 48) -> tuple[str, int]:
-    """One character per bucket: the highest planned floor in it, on a log-like scale to ``top``."""
+def _timeline(times_s: np.ndarray, targets: np.ndarray, base: int, top: int, from_s: int, to_s: int, width: int = 48) -> tuple[str, int]:
+    """One character per bucket: the highest planned floor or count in it, scaled to ``top``."""
     bucket = max(60, math.ceil((to_s - from_s) / width / 60) * 60)
     chars = []
     for lo in range(from_s, to_s, bucket):
-        level = base
-        for s, e, r in spans:
-            if s < lo + bucket and e > lo:
-                level = max(level, r)
+        inside = targets[(times_s >= lo) & (times_s < lo + bucket)]
+        level = int(inside.max()) if inside.size else base
         frac = 0.0 if top <= base else (level - base) / (top - base)
-        chars.append(SPARK[min(len(SPARK) - 1, int(round(frac * (len(SPARK) - 1))))] if level > base else SPARK[0])
+        chars.append(SPARK[min(len(SPARK) - 1, max(0, int(round(frac * (len(SPARK) - 1)))))])
     return "".join(chars), bucket

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from autoscaler.calendar import PromotionEvent
+from autoscaler.cycle import CyclePolicy
 from autoscaler.durations import parse_duration_s
 from autoscaler.errors import InputError
 from autoscaler.forecast import ForecastSettings
@@ -64,6 +65,14 @@ class ForecastSpec(_Spec):
     def _durations(cls, value: str, info) -> str:
         return _duration(value, info.field_name)
 
+    @field_validator("history")
+    @classmethod
+    def _a_day_at_least(cls, value: str) -> str:
+        # the daily profile needs a day, and fits are refitted every few hours within the window
+        if parse_duration_s(value, field="history", allow_zero=True) < 86400:
+            raise ValueError(f"history {value!r} is shorter than a day (the daily profile needs one; e.g. 14d)")
+        return value
+
 
 class ScalingPolicySpec(_Spec):
     target_ref: TargetRef
@@ -75,13 +84,16 @@ class ScalingPolicySpec(_Spec):
     max_scale_up_per_minute: int | None = Field(default=None, ge=1)
     scale_down_stabilization: str = "5m"
     freeze_during_events: bool = True
+    max_freeze: str = "6h"
+    #: hpa-floor: ``plan`` (the floor follows the plan at all times) or ``events-only``
+    floor: Literal["plan", "events-only"] = "plan"
     cooldown: str = "30m"
     forecast: ForecastSpec = ForecastSpec()
     # derived once: the controller asks for them several times per policy per cycle
     _plan: PlanPolicy | None = PrivateAttr(default=None)
     _settings: ForecastSettings | None = PrivateAttr(default=None)
 
-    @field_validator("lead_time", "scale_down_stabilization", "cooldown")
+    @field_validator("lead_time", "scale_down_stabilization", "cooldown", "max_freeze")
     @classmethod
     def _durations(cls, value: str, info) -> str:
         return _duration(value, _camel(info.field_name))
@@ -107,7 +119,12 @@ class ScalingPolicySpec(_Spec):
             max_scale_up_per_minute=self.max_scale_up_per_minute,
             scale_down_stabilization_s=parse_duration_s(self.scale_down_stabilization, allow_zero=True),
             freeze_during_events=self.freeze_during_events,
+            max_freeze_s=parse_duration_s(self.max_freeze, allow_zero=True),
         )
+
+    def cycle_policy(self, interval_s: int) -> CyclePolicy:
+        """What one controller cycle needs of this policy (``cycle.decide``)."""
+        return CyclePolicy(plan=self.plan_policy(), mode=self.mode, floor=self.floor, cooldown_s=self.cooldown_s, interval_s=interval_s)
 
     def forecast_settings(self) -> ForecastSettings:
         if self._settings is None:

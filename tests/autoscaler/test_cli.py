@@ -30,7 +30,7 @@ def test_backtest_json_on_a_small_trace(trace_file):
     doc = json.loads(result.stdout)
     assert doc["trace"] == "t.csv"
     assert doc["scenario"]["lead_time_s"] == 120
-    assert set(doc["strategies"]) == {"reactive", "schedule", "history", "peakscale", "oracle"}
+    assert set(doc["strategies"]) == {"reactive", "schedule", "history", "peakscale", "peakscale-scale", "oracle"}
     assert doc["strategies"]["oracle"]["all"]["unserved_fraction"] == 0.0
 
 

@@ -98,7 +98,7 @@ def start(history_window):
 
 def test_event_raises_floor_by_t_minus_lead_and_restores_after_cooldown(kube, prometheus, start):
     t = start + 3600
-    seed(kube, event_start=t)
+    seed(kube, event_start=t, extra_spec={"floor": "events-only"})
     clock = Clock(t - 1800)
     ctl = controller(kube, prometheus, clock)
     floors = {}
@@ -120,6 +120,71 @@ def test_event_raises_floor_by_t_minus_lead_and_restores_after_cooldown(kube, pr
     assert policy["status"]["phase"] == "Idle"
     assert {c["type"]: c["status"] for c in policy["status"]["conditions"]}["Ready"] == "True"
     assert kube.get("peakscale.io/v1alpha1", "promotionevents", NS, "flash-sale")["status"]["phase"] == "Done"
+
+
+def test_floor_follows_the_seasonal_forecast_between_events(kube, prometheus, start):
+    t = start + 3600
+    seed(kube, event_start=t)
+    clock = Clock(t - 1800)
+    ctl = controller(kube, prometheus, clock)
+    floors = {}
+    while clock.now <= t + 3600 + COOLDOWN + 900:
+        ctl.run_cycle()
+        floors[clock.now - t] = hpa_min(kube)
+        clock.now += 60
+    # demand is about 10,000 (+-20 %): 1,000 per replica at 70 %, less the HPA's 10 % tolerance
+    seasonal = [v for k, v in floors.items() if k < -LEAD - 60]
+    assert all(9 <= v <= 17 for v in seasonal)
+    assert all(v == 72 for k, v in floors.items() if -LEAD - 60 <= k < 3600)  # the event's whole plan
+    after = [v for k, v in floors.items() if k >= 3600 + COOLDOWN + 600]
+    assert after and all(9 <= v <= 17 for v in after)  # back to the seasonal plan, not to 3
+    hpa = kube.get("autoscaling/v2", "horizontalpodautoscalers", NS, "web")
+    assert hpa["metadata"]["annotations"][ORIGINAL_MIN] == "3"
+    policy = kube.get("peakscale.io/v1alpha1", "scalingpolicies", NS, "web")
+    assert policy["status"]["floorReplicas"] == after[-1] and policy["status"]["originalMinReplicas"] == 3
+
+
+def test_next_action_is_one_interval_before_start_minus_lead(kube, prometheus, start):
+    t = start + 3600
+    seed(kube, event_start=t)
+    controller(kube, prometheus, Clock(t - 1800)).run_cycle()
+    status = kube.get("peakscale.io/v1alpha1", "scalingpolicies", NS, "web")["status"]
+    expected = datetime.fromtimestamp(t - LEAD - 60, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert expected in status["nextAction"] and "Flash sale 20:00" in status["nextAction"]
+
+
+def test_a_deleted_policy_restores_the_floor_before_it_goes(kube, prometheus, start):
+    t = start + 3600
+    seed(kube, event_start=t)
+    clock = Clock(t - 300)
+    ctl = controller(kube, prometheus, clock)
+    ctl.run_cycle()
+    assert hpa_min(kube) == 72
+    policy = kube.get("peakscale.io/v1alpha1", "scalingpolicies", NS, "web")
+    assert "peakscale.io/restore-floor" in policy["metadata"]["finalizers"]
+    status, _ = kube.handle("DELETE", f"/apis/peakscale.io/v1alpha1/namespaces/{NS}/scalingpolicies/web", None, "")
+    assert status == 200 and kube.get("peakscale.io/v1alpha1", "scalingpolicies", NS, "web")["metadata"]["deletionTimestamp"]
+    clock.now += 60
+    ctl.run_cycle()
+    assert hpa_min(kube) == 3
+    assert ORIGINAL_MIN not in (kube.get("autoscaling/v2", "horizontalpodautoscalers", NS, "web")["metadata"].get("annotations") or {})
+    assert kube.get("peakscale.io/v1alpha1", "scalingpolicies", NS, "web") is None  # the finalizer let it go
+
+
+def test_switching_a_policy_to_observe_restores_the_floor(kube, prometheus, start):
+    t = start + 3600
+    seed(kube, event_start=t)
+    clock = Clock(t - 300)
+    ctl = controller(kube, prometheus, clock)
+    ctl.run_cycle()
+    assert hpa_min(kube) == 72
+    policy = kube.get("peakscale.io/v1alpha1", "scalingpolicies", NS, "web")
+    policy["spec"]["mode"] = "observe"
+    kube.handle("PUT", f"/apis/peakscale.io/v1alpha1/namespaces/{NS}/scalingpolicies/web", policy, "application/json")
+    clock.now += 60
+    ctl.run_cycle()
+    assert hpa_min(kube) == 3
+    assert len(events_with(kube, "FloorRestored")) == 1
 
 
 def test_status_reports_the_plan_before_and_during_the_event(kube, prometheus, start):
@@ -210,7 +275,7 @@ def test_concurrent_writer_conflict_is_resolved_with_a_fresh_read(kube, promethe
 
 def test_restart_mid_event_keeps_the_floor(kube, prometheus, start):
     t = start + 3600
-    seed(kube, event_start=t)
+    seed(kube, event_start=t, extra_spec={"floor": "events-only"})
     clock = Clock(t + 600)
     controller(kube, prometheus, clock, identity="before").run_cycle()
     assert hpa_min(kube) == 72

@@ -7,6 +7,9 @@ It implements what peakscale relies on, with the API's semantics:
 * ``resourceVersion`` on every object (one counter for the store, as etcd's revision); a PUT whose
   ``metadata.resourceVersion`` is not the stored one gets ``409 Conflict``; POST of an existing
   name gets ``409 AlreadyExists``; unknown names get ``404 NotFound`` as a ``Status`` object;
+* ``metadata.finalizers``: DELETE of an object with finalizers only sets its
+  ``deletionTimestamp``; it goes when the last finalizer is removed, and none can be added once
+  it is being deleted;
 * ``generation`` bumped on spec changes; ``/status`` subresources that write only ``status`` (and
   the main resource that ignores ``status``), as CRDs with the status subresource do;
 * ``/scale`` subresources (autoscaling/v1 ``Scale``) for Deployments, StatefulSets and
@@ -213,6 +216,12 @@ class FakeKube:
             if method == "GET":
                 return 200, copy.deepcopy(current)
             if method == "DELETE":
+                if current["metadata"].get("finalizers"):
+                    marked = copy.deepcopy(current)
+                    marked["metadata"].setdefault("deletionTimestamp", datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+                    self._stamp(marked, new=False)
+                    self.objects[key] = marked
+                    return 200, copy.deepcopy(marked)
                 del self.objects[key]
                 return 200, {"kind": "Status", "status": "Success"}
             if method == "PUT":
@@ -238,11 +247,17 @@ class FakeKube:
             result["status"] = new.get("status")
         else:
             meta = new.get("metadata") or {}
-            for field in ("labels", "annotations"):
-                if meta.get(field) is not None:
+            before = set(current["metadata"].get("finalizers") or [])
+            if current["metadata"].get("deletionTimestamp") and set(meta.get("finalizers") or []) - before:
+                return self._status(422, "Invalid", "metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted")
+            for field in ("labels", "annotations", "finalizers"):
+                if meta.get(field):
                     result["metadata"][field] = meta[field]
                 else:
                     result["metadata"].pop(field, None)
+            if result["metadata"].get("deletionTimestamp") and not result["metadata"].get("finalizers"):
+                del self.objects[key]
+                return 200, copy.deepcopy(result)
             if "spec" in new and new.get("spec") != current.get("spec"):
                 result["spec"] = new["spec"]
                 result["metadata"]["generation"] = current["metadata"].get("generation", 1) + 1

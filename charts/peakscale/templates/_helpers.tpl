@@ -44,7 +44,10 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{/* The rules of the controller's API_PERMISSIONS (autoscaler/kube.py) that act on watched namespaces. */}}
 {{- define "peakscale.watchRules" -}}
 - apiGroups: [peakscale.io]
-  resources: [scalingpolicies, promotionevents]
+  resources: [scalingpolicies]
+  verbs: [get, list, update]
+- apiGroups: [peakscale.io]
+  resources: [promotionevents]
   verbs: [get, list]
 - apiGroups: [peakscale.io]
   resources: [scalingpolicies/status, promotionevents/status]

@@ -1,0 +1,200 @@
+"""One decision path: the controller, the backtest and `peakscale plan` make the same writes.
+
+The real controller runs its reconcile loop with an injected clock against a real Prometheus
+(backfilled with a synthetic trace: a daily ramp plus two events of one kind, one sized with an
+``expectedMultiplier``, the other learned from it) and the Kubernetes API double, for an
+``hpa-floor`` policy and a ``scale`` policy. Every floor and replica count it writes is recorded
+with its time. The backtest's ``peakscale`` and ``peakscale-scale`` strategies and ``peakscale
+plan`` on the same trace and calendar must decide the same values at the same instants.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from autoscaler.backtest import Scenario, run_backtest
+from autoscaler.calendar import load_calendar
+from autoscaler.cli import app
+from autoscaler.controller import Controller, ControllerOptions
+from autoscaler.kube import Kube
+from autoscaler.prometheus import HistoryCache
+from autoscaler.resources import parse_policy
+from autoscaler.timezones import get_zone
+from autoscaler.trace import load_trace
+from tests.autoscaler.test_controller import Clock, api_for, iso
+from tests.prometheus_server import PrometheusServer, backfill, write_openmetrics
+
+NS = "parity"
+STEP = 60
+INTERVAL = 300
+HOURS = 42
+METRIC = 'parity_demand{app="shop"}'
+
+
+def demand(times: np.ndarray, events: list[tuple[int, int]]) -> np.ndarray:
+    hour = (times % 86400) / 3600
+    rng = np.random.default_rng(11)
+    values = 1000 * (1 + 0.5 * np.sin((hour - 8) / 24 * 2 * np.pi)) * (1 + 0.02 * rng.standard_normal(len(times)))
+    for start, end in events:
+        ramp = np.clip((times - start) / 900, 0, 1)
+        inside = (times >= start) & (times < end)
+        values[inside] *= 1 + 2 * ramp[inside]
+    return np.round(values, 3)
+
+
+POLICY_SPEC = {
+    "metric": {"query": "sum(parity_demand{app=\"shop\"})", "capacityPerReplica": 200, "targetUtilization": 0.7},
+    "leadTime": "10m",
+    "minReplicas": 5,
+    "maxReplicas": 80,
+    "cooldown": "20m",
+    "forecast": {"history": "1d", "step": "1m"},
+}
+
+
+def policies() -> list[dict]:
+    return [
+        {
+            "apiVersion": "peakscale.io/v1alpha1",
+            "kind": "ScalingPolicy",
+            "metadata": {"name": "web", "namespace": NS, "labels": {"peakscale.io/tier": "web"}},
+            "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "mode": "hpa-floor", **POLICY_SPEC},
+        },
+        {
+            "apiVersion": "peakscale.io/v1alpha1",
+            "kind": "ScalingPolicy",
+            "metadata": {"name": "cache", "namespace": NS, "labels": {"peakscale.io/tier": "cache"}},
+            "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "cache"}, "mode": "scale", **POLICY_SPEC},
+        },
+    ]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """The trace, its calendar, and what the real controller wrote over it."""
+    tmp = tmp_path_factory.mktemp("parity")
+    t0 = (int(time.time()) // 86400 - 3) * 86400  # three days ago, midnight UTC: old enough for promtool
+    times = t0 + np.arange(HOURS * 3600 // STEP, dtype=np.int64) * STEP
+    first = (t0 + 20 * 3600, t0 + 22 * 3600)
+    second = (t0 + 38 * 3600, t0 + 40 * 3600)
+    values = demand(times, [first, second])
+    # the trace: each value is the demand of the minute that starts at its timestamp
+    trace = tmp / "trace.csv"
+    trace.write_text("timestamp,value\n" + "".join(f"{datetime.fromtimestamp(t, timezone.utc):%Y-%m-%d %H:%M:%S},{v!r}\n" for t, v in zip(times.tolist(), values.tolist())))
+    calendar = tmp / "calendar.csv"
+    rows = [(first, "evening-live", "3"), (second, "afternoon-live", "")]
+    calendar.write_text(
+        "start,end,name,kind,expected_multiplier\n"
+        + "".join(f"{datetime.fromtimestamp(a, timezone.utc):%Y-%m-%d %H:%M},{datetime.fromtimestamp(b, timezone.utc):%Y-%m-%d %H:%M},{n},kol-live,{m}\n" for (a, b), n, m in rows)
+    )
+    (tmp / "policies.yaml").write_text(yaml.safe_dump_all(policies()))
+    # Prometheus holds a rate over each minute, labeled at the minute's end
+    om = tmp / "history.om"
+    write_openmetrics(om, {METRIC: [(t + STEP, v) for t, v in zip(times.tolist(), values.tolist())]})
+    backfill(om, tmp / "blocks")
+    prometheus = PrometheusServer(tmp / "blocks", tmp / "prom")
+    from tests.fakes.kube import FakeKube
+
+    kube = FakeKube()
+    kube.url = kube.start()
+    try:
+        kube.put_object({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": NS}, "spec": {"replicas": 5}})
+        kube.put_object({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "cache", "namespace": NS}, "spec": {"replicas": 5}})
+        kube.put_object(
+            {
+                "apiVersion": "autoscaling/v2",
+                "kind": "HorizontalPodAutoscaler",
+                "metadata": {"name": "web", "namespace": NS},
+                "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "minReplicas": 5, "maxReplicas": 100},
+                "status": {"currentReplicas": 5, "desiredReplicas": 5},
+            }
+        )
+        for doc in policies():
+            kube.put_object(doc)
+        for (a, b), name, multiplier in rows:
+            spec = {"start": iso(a), "end": iso(b), "kind": "kol-live"}
+            if multiplier:
+                spec["expectedMultiplier"] = float(multiplier)
+            kube.put_object({"apiVersion": "peakscale.io/v1alpha1", "kind": "PromotionEvent", "metadata": {"name": name, "namespace": NS}, "spec": spec})
+        clock = Clock(t0)
+        writes: dict[str, list[tuple[int, int]]] = {"web": [], "cache": []}
+        handle = kube.handle
+
+        def recording(method, path, body, content_type):
+            if method == "PUT" and path.endswith("/horizontalpodautoscalers/web"):
+                writes["web"].append((int(clock.now), body["spec"]["minReplicas"]))
+            if method == "PUT" and path.endswith("/statefulsets/cache/scale"):
+                writes["cache"].append((int(clock.now), body["spec"]["replicas"]))
+            return handle(method, path, body, content_type)
+
+        kube.handle = recording
+        ctl = Controller(Kube(api_for(kube)), HistoryCache(prometheus.url), ControllerOptions(identity="parity", namespaces=[NS], interval_s=INTERVAL, lease_namespace=NS), clock=clock)
+        end = t0 + HOURS * 3600
+        while clock.now < end:
+            ctl.run_cycle()
+            clock.now += INTERVAL
+    finally:
+        kube.stop()
+        prometheus.stop()
+    return {"t0": t0, "end": end, "trace": trace, "calendar": calendar, "policies": tmp / "policies.yaml", "writes": writes, "first": first, "second": second}
+
+
+def backtest_writes(world) -> dict[str, list[tuple[int, int]]]:
+    spec = parse_policy(policies()[0])
+    scenario = Scenario(policy=spec.plan_policy(), forecast=spec.forecast_settings(), interval_s=INTERVAL, cooldown_s=spec.cooldown_s, floor=spec.floor)
+    zone = get_zone("UTC")
+    result = run_backtest(load_trace(world["trace"], zone), load_calendar(world["calendar"], zone), scenario, ("peakscale", "peakscale-scale"))
+    return {"web": result.runs["peakscale"].writes, "cache": result.runs["peakscale-scale"].writes}
+
+
+def plan_writes(world, *extra: str) -> dict[str, list[tuple[int, int]]]:
+    result = CliRunner().invoke(
+        app,
+        [
+            "plan", "--trace", str(world["trace"]), "--trace-tz", "UTC", "--events", str(world["calendar"]), "--policies", str(world["policies"]),
+            "--from", iso(world["t0"]), "--to", iso(world["end"]), "--interval", f"{INTERVAL}s", "--tz", "UTC", "-o", "json", *extra,
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return {t["policy"]: [(a["at_s"], a["to_replicas"]) for a in t["actions"]] for t in json.loads(result.stdout)["targets"]}
+
+
+def test_the_controller_acts_on_the_seasonal_forecast_and_on_both_events(world):
+    web = world["writes"]["web"]
+    lead_and_interval = 600 + INTERVAL
+    first_start = world["first"][0]
+    # the sized event: raised to its size by the cycle at which its action window opens
+    at_open = [v for t, v in web if t == first_start - lead_and_interval]
+    assert len(at_open) == 1 and 0.9 * 3000 / (200 * 0.7) <= at_open[0] <= 1.1 * 3000 / (200 * 0.7) + 1
+    for start, _ in (world["first"], world["second"]):
+        # the run-up of each event, sized or learned, lifts the floor above the seasonal plan
+        run_up = [v for t, v in web if start - lead_and_interval <= t <= start]
+        before = [v for t, v in web if start - 6 * 3600 < t < start - lead_and_interval]
+        assert run_up and max(run_up) > max(before, default=0), f"no raise ahead of the event at {iso(start)}"
+    # the seasonal forecast moves the floor outside the events too, down as well as up
+    night = [v for t, v in web if t < world["first"][0] - 3600]
+    assert len(set(night)) > 2
+    assert world["writes"]["cache"], "the scale-mode policy wrote nothing"
+
+
+def test_backtest_decides_the_same_floors_and_replicas_at_the_same_instants(world):
+    assert backtest_writes(world) == world["writes"]
+
+
+def test_plan_shows_the_same_raises_and_restores_as_the_controller_wrote(world):
+    assert plan_writes(world) == world["writes"]
+
+
+def test_parity_fails_when_a_caller_changes_its_timing(world):
+    """The check can fail: plan at another interval does not match what the controller wrote."""
+    shifted = plan_writes(world, "--interval", f"{INTERVAL // 2}s")
+    assert shifted != world["writes"]
