@@ -17,6 +17,16 @@ The model, for a forecast made with samples up to index ``i`` (time t) for ``h``
 * An operator's ``expectedMultiplier`` / ``expectedPeak`` put a floor under the forecast over the
   event window, shaped like the kind's past events when there are any.
 
+Times are the *starts* of the periods the samples measure, like the calendar's times (the cycle
+module converts Prometheus labels, which mark a period's end).
+
+Fits are anchored on absolute time (``fit_window``): the event profiles of the period
+``[anchor, anchor + refit)`` are learned from the samples up to ``anchor``, the daily profile of
+its (longer) period likewise, each from the part of the history window every forecast of the
+period can see. So a forecast made at a sample is one function of the samples up to it: the
+controller's history cache and the backtest's whole trace give bit-identical rows, which is what
+lets a parity test hold the backtest to the controller.
+
 No look-ahead: every function takes the index of the last sample it may see, and the tests prove
 a forecast made at t is identical whatever the trace holds after t.
 """

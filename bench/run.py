@@ -2,8 +2,9 @@
 
 Prints tables; asserts nothing (budgets are in DESIGN.md and compared by eye and in notes):
 
-* the whole five-strategy backtest of the World Cup 1998 trace (budget: under 10 s);
-* forecast + plan for one target from 14 days of 1-minute history (budget: under 5 ms);
+* the whole six-strategy backtest of the World Cup 1998 trace (budget: under 10 s);
+* one controller cycle's forecast + decision for one target from 14 days of 1-minute history
+  (``cycle.live_forecast`` + ``cycle.decide``; budget: under 5 ms);
 * the quality table of each real trace.
 
 Reads the real traces from ../shared/data/traces when present, else the bundled copy.
@@ -23,8 +24,9 @@ from rich.table import Table
 
 from autoscaler.backtest import Scenario, run_backtest
 from autoscaler.calendar import load_calendar, select_kinds
-from autoscaler.forecast import forecast_at
-from autoscaler.plan import PlannerState, PlanPolicy, plan_step
+from autoscaler.cycle import CyclePolicy, CycleState, HpaFloor, Seen, decide, index_calendar, live_forecast
+from autoscaler.forecast import ForecastSettings
+from autoscaler.plan import PlanPolicy
 from autoscaler.timezones import get_zone
 from autoscaler.trace import load_trace
 
@@ -59,7 +61,7 @@ def trace_paths(name: str) -> tuple[Path, Path] | None:
 
 
 def backtests() -> tuple[float, object]:
-    speed = Table(title="backtest wall time (load + five strategies)", title_justify="left")
+    speed = Table(title="backtest wall time (load + six strategies)", title_justify="left")
     for col in ("trace", "samples", "simulated minutes", "wall s", "budget"):
         speed.add_column(col, justify="right" if col != "trace" else "left")
     quality = []
@@ -108,9 +110,9 @@ def live_forecast_speed(samples: int = 300) -> None:
     zone = get_zone("UTC")
     trace = load_trace(paths[0], zone)
     events = select_kinds(load_calendar(paths[1], zone), ["sports match (scheduled)"])
-    policy = PlanPolicy(capacity_per_replica=2000, lead_time_s=600, min_replicas=2, max_replicas=200)
+    policy = CyclePolicy(plan=PlanPolicy(capacity_per_replica=2000, lead_time_s=600, min_replicas=2, max_replicas=200))
+    settings = ForecastSettings()
     history = 14 * 1440
-    horizon = 12
     rng = np.random.default_rng(0)
     # decision moments during the tournament, a quarter of them in the run-up to a match
     lo = int(np.searchsorted(trace.times_s, events[0].start_s)) + 1
@@ -119,22 +121,18 @@ def live_forecast_speed(samples: int = 300) -> None:
         i = int(np.searchsorted(trace.times_s, events[e].start_s - 300))
         if i >= history:
             moments.append(i)
+    index = index_calendar(policy, events)
     timings = []
     for i in moments:
-        window_t = trace.times_s[i - history + 1 : i + 1]
+        # the controller's history cache: 14 days of samples labeled at the end of their minute
+        window_t = trace.times_s[i - history + 1 : i + 1] + 60
         window_v = trace.values[i - history + 1 : i + 1]
+        now = int(window_t[-1]) + 15
         started = time.perf_counter()
-        fc = forecast_at(window_t, window_v, events, len(window_t) - 1, horizon)
-        plan_step(
-            policy,
-            PlannerState(replicas=10, at_s=int(window_t[-1]) - 60),
-            now_s=int(window_t[-1]),
-            demand_now=float(window_v[-1]),
-            forecast_peak=float(fc.values[1:].max()),
-            forecast_upper=float(fc.upper[1:].max()),
-        )
+        view, _ = live_forecast(window_t, window_v, events, policy, settings, 60)
+        decide(policy, CycleState(), Seen(now, view, 10, HpaFloor(2, 200)), index)
         timings.append((time.perf_counter() - started) * 1000)
-    table = Table(title="one target: forecast + plan from 14 days of 1-minute history", title_justify="left")
+    table = Table(title="one target, one cycle: live_forecast + decide from 14 days of 1-minute history", title_justify="left")
     for col in ("calls", "median ms", "p95 ms", "max ms", "budget"):
         table.add_column(col, justify="right")
     timings.sort()
