@@ -332,13 +332,15 @@ class Controller:
         outcome = Outcome(ns, name, planned=decision.planned)
         if decision.writes:
             self._carry_out(obj, spec, hpa, decision, outcome, now)
+        # the peak the plan is sized for: the central forecast, or the upper one (an event's guess)
+        sized_for = max((p for p in (decision.forecast_peak, decision.forecast_upper) if p is not None), default=None)
         if deleting:
             self._release(obj)
-            return outcome, spec, decision.forecast_peak
+            return outcome, spec, sized_for
 
         # --- report --------------------------------------------------------------------------
         self._report(obj, spec, policy, decision, calendar, hpa, current, conditions, previous, now)
-        return outcome, spec, decision.forecast_peak
+        return outcome, spec, sized_for
 
     def _observe_target(self, obj: dict, spec: ScalingPolicySpec, now: float, previous: list[dict]):
         """(the HPA in hpa-floor mode, the replicas the target runs), or the Outcome of a target

@@ -14,8 +14,18 @@ The model, for a forecast made with samples up to index ``i`` (time t) for ``h``
   ``h``, a high quantile over those events of how much the load grew, relative to baseline, from
   the level at ``tau`` to the value at ``tau + h``. It anticipates only the growth expected within
   the horizon, so capacity follows the event up instead of being parked at its peak for hours.
-* An operator's ``expectedMultiplier`` / ``expectedPeak`` put a floor under the forecast over the
-  event window, shaped like the kind's past events when there are any.
+* An operator's guess means what an operator means by it. ``expectedMultiplier: m`` says the
+  event's peak is about m times the load expected at that time without the event: the baseline
+  times the level measured before the run-up (at the last sample before the forecast window of
+  the event's start reaches it). ``expectedPeak`` is absolute. Neither is ever multiplied by the
+  event's own rise. The kind's past events (in the history, or recorded profiles) spread the
+  guess over the window by their shape; without them the guess covers the window from the start.
+  Before the event starts, the guess is the forecast (central and upper). Once it runs, what is
+  observed is the central forecast, and the guess only bounds what the event may still reach (the
+  upper forecast, sized at full capacity): a guess far above what is observed stops costing the
+  target utilization's headroom, one below it is overtaken by the observed load. The planner's
+  rules keep this safe: the current need is always met, the HPA still catches surprises, and a
+  frozen event never scales in below the current need plus headroom.
 
 Times are the *starts* of the periods the samples measure, like the calendar's times (the cycle
 module converts Prometheus labels, which mark a period's end).
@@ -500,6 +510,7 @@ def forecast_block(
     event_driven = np.zeros(n, dtype=bool)
     who = np.full((n, horizon + 1), -1, dtype=np.int64)
     floor = np.zeros((n, horizon + 1))
+    floor_u = np.zeros((n, horizon + 1))
     terms = _event_terms(
         times_s, values, baseline, events, (visible_lo, at), int(future_t[0]), int(future_t[-1]), horizon, settings, (first, stop)
     )
@@ -544,13 +555,18 @@ def forecast_block(
                     ref_level = np.where(i_abs <= ref, level, _level_at(values, baseline, times_s, ref, window))
                 f = term.multiplier * ref_level[:, None] * base_ih * shape
             f = np.where(inside, f, 0.0)
-            who = np.where(f > floor, k, who)
-            floor = np.maximum(floor, f)
+            who = np.where(f > floor_u, k, who)
+            # before the event, the guess is the forecast; once it runs, what is observed is
+            # (the central forecast follows it) and the guess bounds what it may still reach
+            started = (i_abs >= term.start_index)[:, None]
+            floor = np.maximum(floor, np.where(started, 0.0, f))
+            floor_u = np.maximum(floor_u, f)
     seasonal = level[:, None] * base_ih
     recent = level_ratios(values[lo:stop], np.ones(stop - lo), window)[first - lo :]
     driven = recent[None, :, None] * growth
     F = np.where(event_driven[None, :, None], driven, np.maximum(seasonal[None], driven))
-    F = np.maximum(F, floor[None])
+    F[0] = np.maximum(F[0], floor)
+    F[1] = np.maximum(F[1], floor_u)
     return Block(central=F[0], upper=F[1], who=who, level=level, baseline=baseline)
 
 

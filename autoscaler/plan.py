@@ -13,7 +13,9 @@ Rules, in order (DESIGN.md):
    (full capacity; the utilization headroom applies to the forecast, not twice);
 3. clamped to ``[minReplicas, maxReplicas]`` (``maxReplicas`` wins over everything);
 4. scale-in only after ``scaleDownStabilization`` (the highest recommendation of that window);
-5. no scale-in while a frozen event is active;
+5. while a frozen event is active, no scale-in below the current need plus headroom (the replicas
+   the current load needs at the target utilization): capacity may follow an event that turns out
+   smaller than planned, never below what it is using;
 6. scale-up limited to ``maxScaleUpPerMinute``, except that it never holds capacity below the
    current need.
 """
@@ -191,7 +193,10 @@ def plan_step(
         if held > target:
             target, reason = min(held, current), STABILIZATION
         if policy.freeze_during_events and frozen and target < current:
-            target, reason = current, FROZEN
+            # a frozen event never scales in below the current need plus headroom
+            headroom = math.ceil(demand_now / (capacity * policy.target_utilization) - 1e-9) if demand_now > 0 else 0
+            if headroom > target:
+                target, reason = min(headroom, current), FROZEN
     elif target > current and policy.max_scale_up_per_minute is not None:
         minutes = max(now_s - state.at_s, 0) / 60 or 1.0
         allowed = current + int(policy.max_scale_up_per_minute * minutes)

@@ -65,6 +65,11 @@ def simulate_hpa(
     (max of +100 % and +4 pods per 15 s) and the 300 s scale-down stabilization (the highest
     recommendation of the window) apply as in the HPA controller. ``min_replicas`` may vary per
     step (a scheduled floor, like KEDA's cron scaler raising the floor).
+
+    As in kube-controller-manager, the stabilization window keeps the metric's own recommendations,
+    not clamped to ``minReplicas``: the floor is applied after stabilization, so a floor that goes
+    down is followed at once down to what the metric asked for (a lowered floor is not held for
+    another window).
     """
     n = len(observed)
     target = capacity_per_replica * target_utilization
@@ -82,19 +87,20 @@ def simulate_hpa(
         raw = math.ceil(metric / target - 1e-9) if metric > 0 else 0
         if current > 0 and abs(metric / (target * current) - 1.0) <= behavior.tolerance:
             raw = current
-        raw = min(max(raw, lo, 1), max_replicas)
         recent.append(raw)
         if len(recent) > window:
             recent.pop(0)
         for _ in range(syncs):
-            if raw > current:
+            # stabilized: up at once, down only to the highest recommendation of the window
+            wanted = raw if raw > current else min(max(recent), current)
+            if wanted > current:
                 limit = max(current * (100 + behavior.scale_up_percent) // 100, current + behavior.scale_up_pods)
-                current = min(raw, limit)
-            elif raw < current:
-                current = max(min(max(recent), current), lo)
-            else:
+                wanted = min(wanted, limit)
+            # then the bounds: a floor above the rate limit wins, as minReplicas does
+            wanted = min(max(wanted, lo, 1), max_replicas)
+            if wanted == current:
                 break
-        current = min(max(current, lo), max_replicas)
+            current = wanted
         out[t] = current
     return out
 

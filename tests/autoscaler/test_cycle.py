@@ -141,14 +141,19 @@ def test_the_floor_goes_down_only_after_the_stabilization_window():
     assert any(action in (LOWER, RESTORE) for t, action, _ in downs if t >= 300)
 
 
-def test_no_scale_in_during_a_frozen_event_capped_by_max_freeze():
+def test_a_frozen_event_scales_in_no_lower_than_the_need_plus_headroom_capped_by_max_freeze():
     p = policy(scale_down_stabilization_s=0, max_freeze_s=1800)
     e = event(start_min=0, minutes=240)
     hpa = HpaFloor(60, 100, original=2)
-    frozen = hpa_cycle(p, [e], at(10), flat(at(10), 100, peak=200), hpa)
-    assert frozen.frozen and frozen.action == NONE and frozen.reason == FROZEN
-    thawed = hpa_cycle(p, [e], at(31), flat(at(31), 100, peak=200), hpa)
-    assert not thawed.frozen and thawed.action == LOWER  # the event runs on, the freeze does not
+    # 2,000 now: 20 replicas at full capacity, 40 with the headroom of the target utilization;
+    # the forecast says the event is fading (200)
+    def fading(now):
+        return ForecastView(now, STEP, 2000.0, [200.0] * 13, [200.0] * 13, ())
+
+    frozen = hpa_cycle(p, [e], at(10), fading(at(10)), hpa)
+    assert frozen.frozen and frozen.action == LOWER and frozen.target == 40 and frozen.reason == FROZEN
+    thawed = hpa_cycle(p, [e], at(31), fading(at(31)), hpa)
+    assert not thawed.frozen and thawed.target == 20  # the event runs on, the freeze does not
 
 
 def test_missing_metrics_hold_the_floor():

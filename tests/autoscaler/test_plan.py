@@ -52,12 +52,13 @@ def test_scale_in_waits_for_stabilization():
     assert d.replicas == 2
 
 
-def test_scale_in_is_frozen_during_active_event():
+def test_a_frozen_event_never_scales_in_below_the_current_need_plus_headroom():
     p = policy(scale_down_stabilization_s=0)
-    d, _ = plan_step(p, PlannerState(replicas=30, at_s=0), now_s=60, demand_now=100, forecast_peak=100, frozen=True)
-    assert d.replicas == 30 and d.reason == FROZEN
-    d, _ = plan_step(p, PlannerState(replicas=30, at_s=0), now_s=60, demand_now=100, forecast_peak=100, frozen=False)
-    assert d.replicas == 2
+    # 1,000 now: 10 replicas at full capacity, 20 at the target utilization (0.5)
+    d, _ = plan_step(p, PlannerState(replicas=30, at_s=0), now_s=60, demand_now=1000, forecast_peak=100, frozen=True)
+    assert d.replicas == 20 and d.reason == FROZEN
+    d, _ = plan_step(p, PlannerState(replicas=30, at_s=0), now_s=60, demand_now=1000, forecast_peak=100, frozen=False)
+    assert d.replicas == 10
 
 
 def test_rate_limit_slows_anticipation_but_never_current_need():
@@ -134,7 +135,9 @@ def test_planner_properties(min_r, extra, capacity, utilization, stabilization, 
         # never plans below what the current load needs (at full capacity), up to maxReplicas
         need = math.ceil(demand / capacity - 1e-9)
         assert decision.replicas >= min(need, p.max_replicas)
-        # never scales in during a frozen event (from a count inside the bounds)
-        if frozen and p.min_replicas <= before <= p.max_replicas:
-            assert decision.replicas >= before
+        # a frozen event never scales in below the current need plus headroom (from a count
+        # inside the bounds)
+        if frozen and p.min_replicas <= before <= p.max_replicas and decision.replicas < before:
+            with_headroom = math.ceil(demand / (capacity * utilization) - 1e-9)
+            assert decision.replicas >= min(with_headroom, p.max_replicas)
         assert state.replicas == decision.replicas
