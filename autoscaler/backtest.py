@@ -26,7 +26,7 @@ from typing import Callable
 import numpy as np
 
 from autoscaler.calendar import PromotionEvent, event_mask
-from autoscaler.cycle import CyclePolicy, HpaFloor, Replay, forecast_table, horizon_steps, replay
+from autoscaler.cycle import CyclePolicy, HpaFloor, Replay, forecast_table, horizon_steps, remember, replay
 from autoscaler.errors import InputError
 from autoscaler.forecast import ForecastSettings
 from autoscaler.plan import PlanPolicy
@@ -51,6 +51,8 @@ class Scenario:
     cooldown_s: int = 1800
     #: the hpa-floor rule of the ``peakscale`` strategy (``plan`` or ``events-only``)
     floor: str = "plan"
+    #: events older than the history window teach through the profiles recorded for them
+    memory: bool = True
 
     def cycle_policy(self, mode: str, interval_s: int | None = None) -> CyclePolicy:
         return CyclePolicy(plan=self.policy, mode=mode, floor=self.floor, cooldown_s=self.cooldown_s, interval_s=interval_s or self.interval_s)
@@ -98,6 +100,7 @@ class BacktestResult:
                 "cooldown_s": self.scenario.cooldown_s,
                 "floor": self.scenario.floor,
                 "history_s": self.scenario.forecast.history_s,
+                "memory": self.scenario.memory,
                 "simulation_step_s": self.step_s,
                 "trace_step_s": self.trace.step_s,
                 "samples": len(self.trace),
@@ -200,6 +203,8 @@ def run_controller(
     start_s, stop_s = int(sim_times_s[0]), int(sim_times_s[-1]) + 1
     key = (tuple(e.name for e in events), horizon_steps(policy, trace.step_s))
     table = (tables or {}).get(key)
+    if scenario.memory:
+        events = remember(times, values, events, policy, scenario.forecast, trace.step_s)
     if table is None:
         table = forecast_table(
             times, values, events, policy, scenario.forecast, start_s=start_s, stop_s=stop_s, progress=lambda f: progress(stage, 0.8 * f)

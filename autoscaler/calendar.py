@@ -45,6 +45,33 @@ DATA_KIND_MARKERS = ("anomaly", "artifact", "outage", "gap")
 MAX_MULTIPLIER = 1000.0
 
 
+class EventProfile(BaseModel):
+    """What was observed of a past event, recorded once its window and cool-down had passed (its
+    memory beyond the history window): the load over the no-event baseline, one point per
+    ``step_s`` from ``offset_s`` seconds after the start (negative: before it) to the end."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="forbid")
+
+    policy: str = ""
+    step_s: int = Field(gt=0, alias="stepSeconds")
+    offset_s: int = Field(alias="offsetSeconds")
+    uplift: tuple[float, ...] = Field(min_length=1, max_length=2000)
+    peak_uplift: float = Field(ge=0, alias="peakUplift")
+    minutes_to_peak: float = Field(alias="minutesToPeak")
+    #: when it became known (the event's end plus the cool-down), seconds in the planner's clock
+    recorded_at_s: int = Field(alias="recordedAtSeconds")
+
+    @field_validator("uplift")
+    @classmethod
+    def _finite(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if not all(math.isfinite(v) and 0 <= v <= 1e6 for v in value):
+            raise ValueError("uplift values must be finite and between 0 and 1e6")
+        return value
+
+    def summary(self) -> str:
+        return f"peak x{self.peak_uplift:g} over the usual load, {self.minutes_to_peak:+g} min from the start"
+
+
 class PromotionEvent(BaseModel):
     """One planned surge. ``start``/``end`` are naive wall-clock times of the calendar's zone."""
 
@@ -59,6 +86,8 @@ class PromotionEvent(BaseModel):
     expected_peak: float | None = Field(default=None, alias="expectedPeak")
     like: tuple[str, ...] = ()
     targets: dict[str, Any] | None = None
+    #: what was recorded of it once it was over (for the policy being planned)
+    memory: EventProfile | None = None
 
     def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> "PromotionEvent":
         if update:  # validated again, so the cached seconds follow the new times

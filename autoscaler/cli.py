@@ -95,6 +95,8 @@ def backtest(
     interval: Annotated[str, typer.Option(help="The controller's interval: the peakscale strategies decide this often.")] = "30s",
     cooldown: Annotated[str, typer.Option(help="How long after an event the event's plan still applies.")] = "30m",
     floor: Annotated[str, typer.Option(help="The peakscale strategy's HPA floor: plan (follows the plan at all times) or events-only.")] = "plan",
+    history_window: Annotated[str, typer.Option(help="What the forecaster sees: the policy's forecast.history (as much as Prometheus keeps), e.g. 2d.")] = "14d",
+    memory: Annotated[bool, typer.Option("--memory/--no-memory", help="Events older than the history window teach through the profiles the controller records (--no-memory: they are forgotten).")] = True,
     kinds: Annotated[
         Optional[list[str]],
         typer.Option("--kinds", help="Event kinds that count as calendar events (repeatable). Default: all but kinds naming an anomaly, artifact, outage or gap; for the bundled trace, its matches."),
@@ -120,6 +122,7 @@ def backtest(
     peakscale backtest --json | jq .strategies.peakscale.events
     """
     from autoscaler.backtest import STRATEGIES, Scenario, run_backtest
+    from autoscaler.forecast import ForecastSettings
     from autoscaler.calendar import load_calendar, select_kinds
     from autoscaler.durations import parse_duration_s
     from autoscaler.plan import PlanPolicy
@@ -152,8 +155,13 @@ def backtest(
         )
         if floor not in ("plan", "events-only"):
             raise InputError("--floor", f"unknown rule {floor!r}", "use plan or events-only")
+        history_s = parse_duration_s(history_window, field="--history-window")
+        if history_s < 86400:
+            raise InputError("--history-window", f"{history_window!r} is shorter than a day", "the daily profile needs at least 1d, e.g. 2d or 14d")
         scenario = Scenario(
             policy=policy,
+            forecast=ForecastSettings(history_s=history_s),
+            memory=memory,
             metric_lag_s=parse_duration_s(metric_lag, field="--metric-lag", allow_zero=True),
             interval_s=parse_duration_s(interval, field="--interval"),
             cooldown_s=parse_duration_s(cooldown, field="--cooldown", allow_zero=True),

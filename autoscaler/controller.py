@@ -33,7 +33,7 @@ from typing import Callable
 
 from kubernetes.client.rest import ApiException
 
-from autoscaler.calendar import PromotionEvent
+from autoscaler.calendar import EventProfile, PromotionEvent
 from autoscaler.cycle import (
     LOWER,
     RAISE,
@@ -48,12 +48,14 @@ from autoscaler.cycle import (
     index_calendar,
     live_forecast,
     next_action,
+    period_starts,
 )
 from autoscaler.errors import InputError
 from autoscaler.kube import FINALIZER, ORIGINAL_MIN, Kube, KubeError, now_rfc3339
 from autoscaler.leader import LeaderElector
 from autoscaler.prometheus import HistoryCache, MetricsUnavailable, render_query
-from autoscaler.resources import EVENT_PLURAL, POLICY_PLURAL, PromotionEventSpec, ScalingPolicySpec, parse_event, parse_policy
+from autoscaler.forecast import record_profile
+from autoscaler.resources import EVENT_PLURAL, POLICY_PLURAL, PromotionEventSpec, ScalingPolicySpec, memory_status, parse_event, parse_memory, parse_policy
 from autoscaler.telemetry import Telemetry
 
 log = logging.getLogger("peakscale.controller")
@@ -98,6 +100,16 @@ class _ParsedEvent:
     obj: dict
     spec: PromotionEventSpec
     event: PromotionEvent
+    #: what was recorded of it once it was over, per policy (status.memory)
+    memory: dict[str, EventProfile] = field(default_factory=dict)
+
+    def for_policy(self, policy: str) -> PromotionEvent:
+        """The event as the policy's forecaster sees it: with the profile recorded for that policy
+        (or, for a policy added since, the one recorded for another)."""
+        if not self.memory:
+            return self.event
+        profile = self.memory.get(policy) or next(iter(self.memory.values()))
+        return self.event.model_copy(update={"memory": profile})
 
 
 def _significant(value: float, digits: int = 2) -> float:
@@ -139,6 +151,8 @@ class Controller:
         self._baselines: dict = {}
         self._specs: dict[tuple, tuple] = {}
         self._metrics_down: set[tuple[str, str]] = set()
+        #: profiles recorded this cycle, per (namespace, event), per policy, not yet in status
+        self._recorded: dict[tuple[str, str], dict[str, EventProfile]] = {}
 
     # ------------------------------------------------------------------------------------------
     def run_cycle(self) -> CycleReport:
@@ -260,7 +274,7 @@ class Controller:
         for obj in objs:
             try:
                 spec, event = parse_event(obj)
-                out.append(_ParsedEvent(obj, spec, event))
+                out.append(_ParsedEvent(obj, spec, event, parse_memory(obj)))
             except InputError as exc:
                 self.telemetry.errors.labels("invalid-event").inc()
                 self._write_status(obj, {"conditions": [_condition("Valid", False, "InvalidSpec", str(exc), now, self._conditions(obj))]}, plural=EVENT_PLURAL)
@@ -301,7 +315,8 @@ class Controller:
         key = (ns, name)
         labels = meta.get("labels") or {}
         policy = spec.cycle_policy(self.options.interval_s)
-        calendar = [e.event for e in events if (e.obj.get("metadata") or {}).get("namespace") == ns and e.spec.targets.matches(labels)]
+        mine = [e for e in events if (e.obj.get("metadata") or {}).get("namespace") == ns and e.spec.targets.matches(labels)]
+        calendar = [e.for_policy(name) for e in mine]
         previous = self._conditions(obj)
         deleting = bool(meta.get("deletionTimestamp"))
 
@@ -316,8 +331,10 @@ class Controller:
             # before any raise: a deleted policy must never leave a raised floor behind
             self.kube.set_finalizer(POLICY_PLURAL, ns, name, present=True, listed=obj)
         conditions = [_condition("TargetFound", True, "Found", f"{spec.target_ref.kind} {spec.target_ref.name}", now, previous)]
-        view, metrics = self._forecast(obj, spec, policy, calendar, now, previous)
+        view, metrics, series = self._forecast(obj, spec, policy, calendar, now, previous)
         conditions.append(metrics)
+        if series is not None and not deleting:
+            self._remember(name, spec, policy, mine, calendar, series, now)
 
         # --- decide --------------------------------------------------------------------------
         floor = None
@@ -393,12 +410,30 @@ class Controller:
             if key not in self._metrics_down:
                 self._metrics_down.add(key)
                 self._emit(obj, "MetricsUnavailable", msg, warning=True, now=now)
-            return None, _condition("MetricsAvailable", False, "MetricsUnavailable", msg, now, previous)
+            return None, _condition("MetricsAvailable", False, "MetricsUnavailable", msg, now, previous), None
         view, self._baselines[(query, step)] = live_forecast(
             series.times_s, series.values, calendar, policy, spec.forecast_settings(), step, self._baselines.get((query, step))
         )
         self._metrics_down.discard(key)
-        return view, _condition("MetricsAvailable", True, "Fresh", "samples are fresh", now, previous)
+        return view, _condition("MetricsAvailable", True, "Fresh", "samples are fresh", now, previous), series
+
+    def _remember(self, name: str, spec: ScalingPolicySpec, policy, mine: list[_ParsedEvent], calendar: list[PromotionEvent], series, now: float) -> None:
+        """Record what this policy saw of each event whose window and cool-down have passed and
+        that has no profile for it yet; ``_event_statuses`` writes them to the events' status."""
+        first_s = int(series.times_s[0]) - spec.step_s  # the oldest period the cache holds
+        for parsed in mine:
+            e = parsed.event
+            key = ((parsed.obj.get("metadata") or {}).get("namespace"), e.name)
+            if now < e.end_s + policy.cooldown_s or name in parsed.memory or name in self._recorded.get(key, {}):
+                continue
+            if e.start_s - policy.reach_s < first_s:
+                continue  # its samples are gone (the controller was not running then)
+            recorded = record_profile(
+                period_starts(series.times_s, spec.step_s), series.values, calendar, e, step_s=spec.step_s,
+                lead_time_s=policy.reach_s, settings=spec.forecast_settings(), recorded_at_s=e.end_s + policy.cooldown_s, policy=name,
+            )  # fmt: skip
+            if recorded is not None:
+                self._recorded.setdefault(key, {})[name] = recorded
 
     #: Event reason per write
     _REASONS = {RAISE: "FloorRaised", LOWER: "FloorLowered", RESTORE: "FloorRestored", SCALE: "Scaled"}
@@ -502,5 +537,11 @@ class Controller:
             status = {"phase": phase, "policies": sorted(k[1] for k, _ in matched), "observedGeneration": meta.get("generation", 1)}
             if peaks:
                 status["plannedPeak"] = _significant(max(peaks))
+            new = self._recorded.pop((ns, e.name), {})
+            memory = {**parsed.memory, **new}
+            if memory:
+                status["memory"] = memory_status([memory[p] for p in sorted(memory)])
+            for policy_name, profile in sorted(new.items()):
+                self._emit(parsed.obj, "ProfileRecorded", f"recorded what ScalingPolicy {policy_name} saw: {profile.summary()}", warning=False, now=now)
             status["conditions"] = [_condition("Valid", True, "Parsed", "spec is valid", now, self._conditions(parsed.obj))]
             self._write_status(parsed.obj, status, plural=EVENT_PLURAL)

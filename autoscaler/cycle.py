@@ -39,7 +39,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from autoscaler.calendar import PromotionEvent, event_mask
-from autoscaler.forecast import Baseline, ForecastSettings, block_bounds, forecast_at, forecast_block
+from autoscaler.forecast import Baseline, ForecastSettings, block_bounds, forecast_at, forecast_block, record_profile
 from autoscaler.plan import Decision, PlannerState, PlanPolicy, plan_step
 
 MODES = ("hpa-floor", "scale", "observe")
@@ -514,6 +514,33 @@ def replay(
     return Replay(times_s=out_times, targets=np.asarray(targets, dtype=np.int64), writes=writes)
 
 
+def remember(
+    times_s: np.ndarray,
+    values: np.ndarray,
+    calendar: Sequence[PromotionEvent],
+    policy: CyclePolicy,
+    settings: ForecastSettings,
+    step_s: int,
+    *,
+    policy_name: str = "",
+) -> list[PromotionEvent]:
+    """The calendar with what the controller records of each event once its window and cool-down
+    have passed (``forecast.record_profile``, from the cycle that acts on it, one lead time and
+    one interval before the start, to its end; available from ``end + cooldown``): a replay over a
+    known history remembers what the controller would have. Events whose samples the history does
+    not cover keep what they had."""
+    events = list(calendar)
+    starts = period_starts(times_s, step_s)
+    out = []
+    for event in events:
+        recorded = record_profile(
+            starts, values, events, event, step_s=step_s, lead_time_s=policy.reach_s, settings=settings,
+            recorded_at_s=event.end_s + policy.cooldown_s, policy=policy_name,
+        )  # fmt: skip
+        out.append(event if recorded is None else event.model_copy(update={"memory": recorded}))
+    return out
+
+
 def forecast_table(
     times_s: np.ndarray,
     values: np.ndarray,
@@ -571,5 +598,6 @@ __all__ = [
     "index_calendar",
     "live_forecast",
     "next_action",
+    "remember",
     "replay",
 ]

@@ -21,7 +21,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from autoscaler.calendar import PromotionEvent, event_mask
-from autoscaler.cycle import SCALE, CycleDecision, HpaFloor, forecast_table, replay
+from autoscaler.cycle import SCALE, CycleDecision, HpaFloor, forecast_table, remember, replay
 from autoscaler.forecast import ForecastSettings, fit_baseline
 from autoscaler.resources import ScalingPolicySpec
 
@@ -107,6 +107,8 @@ def plan_target(
     settings = spec.forecast_settings()
     mine = sorted((e for e in calendar if policy.targets_of(e.name)), key=lambda e: e.start_s)
     times, values = _project(times, values, mine, to_s, settings)
+    # what the controller will have recorded of each event by the time it plans the next ones
+    mine = remember(times, values, mine, cycle_policy, settings, int(times[1] - times[0]), policy_name=policy.name)
     table = forecast_table(times, values, mine, cycle_policy, settings, start_s=from_s, stop_s=to_s)
     if spec.mode == "scale":
         run = replay(cycle_policy, mine, table, start_s=from_s, stop_s=to_s, replicas=pp.min_replicas)

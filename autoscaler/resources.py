@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from autoscaler.calendar import PromotionEvent
+from autoscaler.calendar import EventProfile, PromotionEvent
 from autoscaler.cycle import CyclePolicy
 from autoscaler.durations import parse_duration_s
 from autoscaler.errors import InputError
@@ -199,6 +199,24 @@ def parse_policy(obj: dict) -> ScalingPolicySpec:
         return spec
     except ValidationError as exc:
         raise _first_error(exc, f"ScalingPolicy {meta.get('namespace')}/{meta.get('name')}") from None
+
+
+def parse_memory(obj: dict) -> dict[str, EventProfile]:
+    """What the controller recorded of a past event, per policy (``status.memory``); entries that do
+    not parse are left out (the event stays usable without them)."""
+    out: dict[str, EventProfile] = {}
+    for item in (obj.get("status") or {}).get("memory") or []:
+        try:
+            profile = EventProfile.model_validate(item)
+        except ValidationError:
+            continue
+        out[profile.policy] = profile
+    return out
+
+
+def memory_status(profiles: list[EventProfile]) -> list[dict]:
+    """``status.memory`` as the CRD spells it."""
+    return [p.model_dump(by_alias=True) for p in profiles]
 
 
 def parse_event(obj: dict) -> tuple[PromotionEventSpec, PromotionEvent]:

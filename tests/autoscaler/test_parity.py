@@ -3,7 +3,9 @@
 The real controller runs its reconcile loop with an injected clock against a real Prometheus
 (backfilled with a synthetic trace: a daily ramp plus two events of one kind, one sized with an
 ``expectedMultiplier``, the other learned from it) and the Kubernetes API double, for an
-``hpa-floor`` policy and a ``scale`` policy. Every floor and replica count it writes is recorded
+``hpa-floor`` policy and a ``scale`` policy. The second event starts 26 hours after the first ends
+and the policies keep one day of history, so it learns from the profile the controller recorded
+of the first in its status (event memory), never from raw samples. Every floor and replica count it writes is recorded
 with its time. The backtest's ``peakscale`` and ``peakscale-scale`` strategies and ``peakscale
 plan`` on the same trace and calendar must decide the same values at the same instants.
 """
@@ -84,7 +86,7 @@ def world(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("parity")
     t0 = (int(time.time()) // 86400 - 3) * 86400  # three days ago, midnight UTC: old enough for promtool
     times = t0 + np.arange(HOURS * 3600 // STEP, dtype=np.int64) * STEP
-    first = (t0 + 20 * 3600, t0 + 22 * 3600)
+    first = (t0 + 10 * 3600, t0 + 12 * 3600)
     second = (t0 + 38 * 3600, t0 + 40 * 3600)
     values = demand(times, [first, second])
     # the trace: each value is the demand of the minute that starts at its timestamp
@@ -142,15 +144,20 @@ def world(tmp_path_factory):
         while clock.now < end:
             ctl.run_cycle()
             clock.now += INTERVAL
+        first_status = kube.get("peakscale.io/v1alpha1", "promotionevents", NS, "evening-live")["status"]
+        recorded_events = [e for e in kube.list("v1", "events", NS) if e.get("reason") == "ProfileRecorded"]
     finally:
         kube.stop()
         prometheus.stop()
-    return {"t0": t0, "end": end, "trace": trace, "calendar": calendar, "policies": tmp / "policies.yaml", "writes": writes, "first": first, "second": second}
+    return {
+        "t0": t0, "end": end, "trace": trace, "calendar": calendar, "policies": tmp / "policies.yaml", "writes": writes,
+        "first": first, "second": second, "first_status": first_status, "recorded_events": recorded_events,
+    }  # fmt: skip
 
 
-def backtest_writes(world) -> dict[str, list[tuple[int, int]]]:
+def backtest_writes(world, memory: bool = True) -> dict[str, list[tuple[int, int]]]:
     spec = parse_policy(policies()[0])
-    scenario = Scenario(policy=spec.plan_policy(), forecast=spec.forecast_settings(), interval_s=INTERVAL, cooldown_s=spec.cooldown_s, floor=spec.floor)
+    scenario = Scenario(policy=spec.plan_policy(), forecast=spec.forecast_settings(), interval_s=INTERVAL, cooldown_s=spec.cooldown_s, floor=spec.floor, memory=memory)
     zone = get_zone("UTC")
     result = run_backtest(load_trace(world["trace"], zone), load_calendar(world["calendar"], zone), scenario, ("peakscale", "peakscale-scale"))
     return {"web": result.runs["peakscale"].writes, "cache": result.runs["peakscale-scale"].writes}
@@ -172,9 +179,11 @@ def test_the_controller_acts_on_the_seasonal_forecast_and_on_both_events(world):
     web = world["writes"]["web"]
     lead_and_interval = 600 + INTERVAL
     first_start = world["first"][0]
-    # the sized event: raised to its size by the cycle at which its action window opens
+    # the sized event (x3 over the usual 1,250 at 10:00): raised to its size by the cycle at which
+    # its action window opens
+    usual = 1000 * (1 + 0.5 * math.sin((10 - 8) / 24 * 2 * math.pi))
     at_open = [v for t, v in web if t == first_start - lead_and_interval]
-    assert len(at_open) == 1 and 0.9 * 3000 / (200 * 0.7) <= at_open[0] <= 1.1 * 3000 / (200 * 0.7) + 1
+    assert len(at_open) == 1 and 0.9 * 3 * usual / (200 * 0.7) <= at_open[0] <= 1.1 * 3 * usual / (200 * 0.7) + 1
     for start, _ in (world["first"], world["second"]):
         # the run-up of each event, sized or learned, lifts the floor above the seasonal plan
         run_up = [v for t, v in web if start - lead_and_interval <= t <= start]
@@ -188,6 +197,28 @@ def test_the_controller_acts_on_the_seasonal_forecast_and_on_both_events(world):
 
 def test_backtest_decides_the_same_floors_and_replicas_at_the_same_instants(world):
     assert backtest_writes(world) == world["writes"]
+
+
+def test_the_first_events_profile_is_recorded_and_teaches_the_second(world):
+    memory = {m["policy"]: m for m in world["first_status"]["memory"]}
+    assert set(memory) == {"web", "cache"}
+    web = memory["web"]
+    assert web["offsetSeconds"] < 0 and len(web["uplift"]) <= 240 and web["stepSeconds"] == STEP
+    # its shape: about x3 over the minutes before the start once the 15-minute ramp is done (the
+    # level of the day-0 baseline, fitted from six night hours, cancels out; its slope does not quite)
+    points = web["uplift"]
+    before = points[: -web["offsetSeconds"] // STEP]
+    plateau = points[-web["offsetSeconds"] // STEP + 30 :]
+    assert 2.5 <= (sum(plateau) / len(plateau)) / (sum(before) / len(before)) <= 4.0
+    assert web["peakUplift"] == max(points) and 15 <= web["minutesToPeak"] <= 120
+    assert web["recordedAtSeconds"] == world["first"][1] + 20 * 60  # end + cool-down
+    first_events = [e for e in world["recorded_events"] if e["involvedObject"]["name"] == "evening-live"]
+    assert len(first_events) == 2 and all("peak x" in e["message"] for e in first_events)  # one per policy
+    # the second event's raw samples are outside the one-day window: without the recorded profile
+    # the controller would have decided otherwise around it
+    forgetful = backtest_writes(world, memory=False)
+    around = lambda writes: [(t, v) for t, v in writes if world["second"][0] - 3600 <= t <= world["second"][1]]  # noqa: E731
+    assert around(forgetful["web"]) != around(world["writes"]["web"])
 
 
 def test_plan_shows_the_same_raises_and_restores_as_the_controller_wrote(world):
