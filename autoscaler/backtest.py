@@ -107,6 +107,8 @@ class BacktestResult:
                 "calendar_events": len(self.events),
                 "event_kinds": sorted({e.kind for e in self.events}),
                 "event_minutes": float(self.in_event.sum() * self.step_s / 60),
+                # figures count only the minutes whose demand is known
+                "missing_minutes": float(np.isnan(self.demand).sum() * self.step_s / 60),
             },
             "strategies": {
                 name: {"all": run.all.as_dict(), "events": run.events.as_dict()}
@@ -160,18 +162,20 @@ def schedule_floor(
             peak = event.expected_peak
         elif event.expected_multiplier is not None:
             lo, hi = np.searchsorted(times_s, [decided_at - 3600, decided_at])
-            if hi <= lo:
+            seen = demand[lo:hi][np.isfinite(demand[lo:hi])]
+            if not seen.size:
                 continue
-            peak = event.expected_multiplier * float(demand[lo:hi].mean())
+            peak = event.expected_multiplier * float(seen.mean())
         else:
             past = [e for e in events if e.kind == event.kind and e.end_s <= decided_at]
             if not past:
                 continue
             last = max(past, key=lambda e: e.end_s)
             lo, hi = np.searchsorted(times_s, [last.start_s, last.end_s])
-            if hi <= lo:
+            seen = demand[lo:hi][np.isfinite(demand[lo:hi])]
+            if not seen.size:
                 continue
-            peak = float(demand[lo:hi].max())
+            peak = float(seen.max())
         lo, hi = np.searchsorted(times_s, [event.start_s - policy.lead_time_s, event.end_s])
         floor[lo:hi] = np.maximum(floor[lo:hi], policy.replicas_for(peak))
     return np.minimum(floor, policy.max_replicas)
@@ -287,8 +291,9 @@ def run_backtest(
         runs[name] = StrategyRun(name=name, desired=desired, ready=ready_replicas(desired, lead, initial), plan=plan, writes=writes)
         progress(name, 1.0)
     oracle = runs["oracle"]
-    oracle_all = float(oracle.desired.sum()) * step / 3600
-    oracle_events = float(oracle.desired[in_event].sum()) * step / 3600
+    known = np.isfinite(demand)
+    oracle_all = float(oracle.desired[known].sum()) * step / 3600
+    oracle_events = float(oracle.desired[in_event & known].sum()) * step / 3600
     for run in runs.values():
         common = dict(capacity_per_replica=policy.capacity_per_replica, step_s=step)
         run.all = figures(demand, run.desired, run.ready, select=None, oracle_replica_hours=oracle_all, **common)

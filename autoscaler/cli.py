@@ -108,6 +108,7 @@ def backtest(
     plot: Annotated[Optional[Path], typer.Option(help="Write a PNG: demand, ready capacity per strategy, event windows shaded.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the table.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Refuse a trace with gaps or empty values (by default they are missing samples: every strategy holds through them, and the figures count only the minutes with data).")] = False,
 ) -> None:
     """Replay a real trace through a simulated cluster and compare scaling strategies.
 
@@ -169,7 +170,7 @@ def backtest(
         )
         if plot is not None and plot.suffix.lower() != ".png":
             raise InputError("--plot", f"{str(plot)!r} is not a .png file", "name the plot file *.png")
-        series = load_trace(trace_path, zone)
+        series = load_trace(trace_path, zone, strict=strict)
         calendar = load_calendar(events_path, zone) if events_path is not None else []
         wanted_kinds = _split_list(kinds) or (BUNDLED_KINDS if trace is None and events is None else [])
         selected = select_kinds(calendar, wanted_kinds)
@@ -366,6 +367,7 @@ def plan(
     output: Annotated[str, typer.Option("--output", "-o", help="table, json or yaml.")] = "table",
     timeline: Annotated[bool, typer.Option("--timeline/--no-timeline", help="Show a compact timeline of the planned floor per target.")] = True,
     interval: Annotated[str, typer.Option(help="The controller's interval (its --interval): plan decides at the same instants.")] = "30s",
+    strict: Annotated[bool, typer.Option("--strict", help="Refuse a --trace with gaps or empty values (by default they are missing samples).")] = False,
 ) -> None:
     """Show what will scale when: every write the controller would make, per target, with its reason.
 
@@ -455,7 +457,7 @@ def plan(
         if trace is not None:
             from autoscaler.backtest import controller_view
 
-            series = load_trace(trace, clock_zone)
+            series = load_trace(trace, clock_zone, strict=strict)
             seen_times, seen_values = controller_view(series)
             for name, ns, labels, spec in parsed:
                 histories[name] = (seen_times, seen_values)
@@ -558,6 +560,10 @@ class _progress:
             self._progress.__exit__(*exc)
 
 
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
 def _print_table(result, plot: Path | None) -> None:
     doc = result.as_json()
     sc = doc["scenario"]
@@ -587,8 +593,8 @@ def _print_table(result, plot: Path | None) -> None:
             f"{a['underprovisioned_minutes']:,.0f}",
             f"{e['underprovisioned_minutes']:,.0f}",
             f"{a['replica_hours']:,.0f}",
-            f"{a['replica_hours_vs_oracle']:.3f}",
-            f"{e['replica_hours_vs_oracle']:.3f}",
+            _ratio(a["replica_hours_vs_oracle"]),
+            _ratio(e["replica_hours_vs_oracle"]),
             f"{a['scale_actions']:,}",
             style=style,
         )
@@ -598,6 +604,8 @@ def _print_table(result, plot: Path | None) -> None:
         "replica-h: replicas asked for (warming or ready); events: minutes inside calendar windows.",
         style="dim",
     )
+    if sc["missing_minutes"]:
+        console.print(f"{sc['missing_minutes']:,.0f} minutes of the trace have no data: every strategy held through them, and no figure counts them.")
     if plot is not None:
         console.print(f"plot written to {plot}")
 

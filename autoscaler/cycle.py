@@ -343,6 +343,8 @@ def decide(policy: CyclePolicy, state: CycleState, seen: Seen, calendar: Calenda
         lo, hi = forecast_window(policy, now, fc.made_at_s, fc.step_s)
         peak = max(fc.central[lo : hi + 1])
         upper = max(fc.upper[lo : hi + 1])
+        if peak != peak or upper != upper or fc.demand_now != fc.demand_now:
+            fc, peak, upper = None, None, None  # an unknown forecast is no forecast: hold
         for name in fc.events[lo : hi + 1]:
             if name:
                 who = name
@@ -438,6 +440,9 @@ class ForecastTable:
     def __post_init__(self) -> None:
         self._step_s = int(self.times_s[1] - self.times_s[0])
         self._shaped = (self.who >= 0).any(axis=1).tolist()
+        # a row is usable when its sample and its forecast are known (a gap is missing metrics)
+        rows = slice(self.first, self.first + len(self.central))
+        self.usable = (np.isfinite(self.values[rows]) & np.isfinite(self.central).all(axis=1) & np.isfinite(self.upper).all(axis=1)).tolist()
 
     def view(self, i: int) -> ForecastView:
         r = i - self.first
@@ -482,18 +487,25 @@ def replay(
     writes: list[CycleDecision] = []
     view_for = -1
     view = None
-    # the newest sample at or before each cycle (cycles move forward, so does it)
+    # the newest known sample at or before each cycle (cycles move forward, so does it): as in the
+    # controller's cache, a missing sample is no sample, and an old one is stale
     last = bisect_right(times_list, start_s) - 1
+    known = last
     n_times = len(times_list)
+    first, usable = table.first, table.usable
+    while known >= first and not usable[known - first]:
+        known -= 1
     scale = policy.mode == "scale"
     for k, now in enumerate(out_times.tolist()):
         while last + 1 < n_times and times_list[last + 1] <= now:
             last += 1
-        if last < table.first or now - times_list[last] > stale:
+            if last >= first and usable[last - first]:
+                known = last
+        if known < first or now - times_list[known] > stale:
             fc = None
         else:
-            if last != view_for:
-                view, view_for = table.view(last), last
+            if known != view_for:
+                view, view_for = table.view(known), known
             fc = view
         decision = decide(policy, state, Seen(now, fc, replicas, hpa), index)
         state = decision.state

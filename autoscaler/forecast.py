@@ -646,7 +646,7 @@ def forecast_block(
                 ref = max(term.start_index - horizon - 1, visible_lo)
                 ref_level = level
                 if ref < stop - 1:  # rows after the reference point: they use the level measured there
-                    ref_level = np.where(i_abs <= ref, level, _level_at(values, baseline, times_s, ref, window))
+                    ref_level = np.where(i_abs <= ref, level, _level_at(values, baseline, times_s, ref, window, visible_lo))
                 f = term.multiplier * ref_level[:, None] * base_ih * shape
             f = np.where(inside, f, 0.0)
             who = np.where(f > floor_u, k, who)
@@ -664,8 +664,11 @@ def forecast_block(
     return Block(central=F[0], upper=F[1], who=who, level=level, baseline=baseline)
 
 
-def _level_at(values: np.ndarray, baseline: Baseline, times_s: np.ndarray, i: int, window: int) -> float:
-    """The level (see ``level_ratios``) at sample index ``i``, from samples ``<= i``."""
+def _level_at(values: np.ndarray, baseline: Baseline, times_s: np.ndarray, i: int, window: int, visible_lo: int = 0) -> float:
+    """The level (see ``level_ratios``) at sample index ``i``, from samples ``<= i`` (the newest
+    known one, when ``i`` itself is missing)."""
+    while i > visible_lo and not np.isfinite(values[i]):
+        i -= 1
     lo = max(0, i - window + 1)
     return float(level_ratios(values[lo : i + 1], baseline.at(times_s[lo : i + 1]), window)[-1])
 

@@ -83,7 +83,8 @@ def _project(times: np.ndarray, values: np.ndarray, calendar: list[PromotionEven
     masked = event_mask(times, calendar)
     baseline = fit_baseline(times, values, masked, len(times) - 1, step, settings)
     window = min(len(values), max(1, 3600 // step))
-    level = float(values[-window:].sum() / max(baseline.at(times[-window:]).sum(), 1e-12))
+    recent = np.isfinite(values[-window:])
+    level = float(values[-window:][recent].sum() / max(baseline.at(times[-window:][recent]).sum(), 1e-12)) if recent.any() else 1.0
     extra = np.arange(times[-1] + step, to_s + step, step, dtype=np.int64)
     return np.concatenate([times, extra]), np.concatenate([values, level * baseline.at(extra)])
 

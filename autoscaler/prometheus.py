@@ -2,8 +2,8 @@
 
 The first cycle fetches the whole history window (in chunks: a range query over 11,000 points is
 refused); every later cycle asks only for the samples after the last one it has, so a cycle costs
-at most one range query per policy. The series is kept on a regular grid (a missing sample holds
-the previous value) because the forecaster wants one.
+at most one range query per policy. The series is kept on a regular grid (a point Prometheus did
+not return is NaN: missing, never the previous value held) because the forecaster wants one.
 
 It must never make a bad answer look like data: an unreachable or slow server, an error, an empty
 result or a series whose newest sample is too old all surface as ``MetricsUnavailable``, and
@@ -142,7 +142,8 @@ class HistoryCache:
             values = np.concatenate([series.values, new_values])
             grid = np.arange(times[0], times[-1] + step_s, step_s, dtype=np.int64)
             idx = np.searchsorted(times, grid, side="right") - 1
-            series.times_s, series.values = grid, values[idx]
+            # a point Prometheus did not return is missing, never the previous value held
+            series.times_s, series.values = grid, np.where(times[idx] == grid, values[idx], np.nan)
             keep = series.times_s > end - history_s
             series.times_s, series.values = series.times_s[keep], series.values[keep]
         if series.last_s is None:

@@ -31,8 +31,15 @@ def ready_replicas(desired: np.ndarray, lead_steps: int, initial: int | None = N
 
 
 def need_replicas(demand: np.ndarray, capacity_per_replica: float, target_utilization: float) -> np.ndarray:
-    """Replicas each step's demand needs at the target utilization (no bounds)."""
-    return np.ceil(np.asarray(demand) / (capacity_per_replica * target_utilization) - 1e-9).astype(np.int64)
+    """Replicas each step's demand needs at the target utilization (no bounds); a missing sample
+    needs what the last known one did."""
+    demand = np.asarray(demand, dtype=np.float64)
+    known = np.isfinite(demand)
+    if not known.all():
+        last = np.maximum.accumulate(np.where(known, np.arange(len(demand)), -1))
+        first = int(np.argmax(known)) if known.any() else 0
+        demand = demand[np.where(last >= 0, last, first)]
+    return np.ceil(np.nan_to_num(demand) / (capacity_per_replica * target_utilization) - 1e-9).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,10 @@ def simulate_hpa(
     for t in range(n):
         metric = obs[t]
         lo = mins_l[t]
+        if metric != metric:  # a missing sample: the HPA holds (only a floor moves it)
+            current = min(max(current, lo, 1), max_replicas)
+            out[t] = current
+            continue
         raw = math.ceil(metric / target - 1e-9) if metric > 0 else 0
         if current > 0 and abs(metric / (target * current) - 1.0) <= behavior.tolerance:
             raw = current
@@ -110,10 +121,11 @@ class Figures:
     unserved_fraction: float
     underprovisioned_minutes: float
     replica_hours: float
-    replica_hours_vs_oracle: float
+    #: None where the oracle asked for nothing (no calendar window in the trace)
+    replica_hours_vs_oracle: float | None
     scale_actions: int
 
-    def as_dict(self) -> dict[str, float | int]:
+    def as_dict(self) -> dict[str, float | int | None]:
         return {
             "unserved_fraction": self.unserved_fraction,
             "underprovisioned_minutes": self.underprovisioned_minutes,
@@ -133,9 +145,10 @@ def figures(
     select: np.ndarray | None,
     oracle_replica_hours: float | None,
 ) -> Figures:
-    """Quality and cost of one strategy over the steps in ``select`` (all when None)."""
-    if select is None:
-        select = np.ones(len(demand), dtype=bool)
+    """Quality and cost of one strategy over the steps in ``select`` (all when None), counting
+    only the steps whose demand is known."""
+    known = np.isfinite(demand)
+    select = known if select is None else (select & known)
     d = demand[select]
     cap = ready[select] * capacity_per_replica
     short = np.maximum(d - cap, 0.0)
@@ -147,6 +160,6 @@ def figures(
         unserved_fraction=float(short.sum() / total) if total > 0 else 0.0,
         underprovisioned_minutes=float((short > 0).sum()) * step_s / 60,
         replica_hours=replica_hours,
-        replica_hours_vs_oracle=(replica_hours / oracle_replica_hours) if oracle_replica_hours else float("nan"),
+        replica_hours_vs_oracle=(replica_hours / oracle_replica_hours) if oracle_replica_hours else None,
         scale_actions=int(changes[select].sum()),
     )

@@ -1,8 +1,13 @@
 """Load traces: a CSV of ``timestamp,value`` samples at a regular step.
 
 Owns the validation of trace files (one error naming the row for unparseable lines, timestamps
-that go back or repeat, negative values and gaps). Never fills or reorders data silently: a
-backtest on a repaired trace would measure something else than the user thinks.
+that go back or repeat, negative values, an irregular step). Real exports have gaps: missing rows,
+empty values, ``NaN``. They are read as *missing* samples (NaN on the regular grid), never as
+zeros and never filled in: every strategy holds through them as the controller does on missing
+metrics, and the figures count only the minutes with data. ``strict=True`` refuses them instead.
+Timestamps with an offset or ``Z`` are converted to the zone's wall clock; the hour a DST
+fall-back repeats holds the mean of both passes (a rate measured over two real hours shown as
+one), not a false "goes back in time". Never reorders data silently.
 """
 
 from __future__ import annotations
@@ -17,13 +22,20 @@ from pathlib import Path
 import numpy as np
 
 from autoscaler.errors import InputError
-from autoscaler.timezones import parse_timestamp, wall_seconds
+from autoscaler.timezones import parse_aware, wall_seconds
 from zoneinfo import ZoneInfo
+
+
+#: the largest value a sample may hold (a demand beyond it is a unit error, and sums of it overflow)
+MAX_VALUE = 1e15
+#: the most steps a trace may span (10 years of minutes)
+MAX_SAMPLES = 10 * 366 * 1440
 
 
 @dataclass(frozen=True)
 class Trace:
-    """A regular series: ``times_s`` in wall-clock seconds, ``values`` >= 0, fixed ``step_s``."""
+    """A regular series: ``times_s`` in wall-clock seconds, ``values`` >= 0 or NaN where missing,
+    fixed ``step_s``."""
 
     name: str
     times_s: np.ndarray
@@ -33,6 +45,11 @@ class Trace:
     def __len__(self) -> int:
         return len(self.values)
 
+    @property
+    def missing(self) -> int:
+        """Samples with no value (missing rows, empty values, NaN)."""
+        return int(np.isnan(self.values).sum())
+
 
 def open_text(path: Path) -> io.TextIOBase:
     """Open a text file, transparently gunzipping ``*.gz``."""
@@ -41,8 +58,13 @@ def open_text(path: Path) -> io.TextIOBase:
     return open(path, encoding="utf-8", newline="")
 
 
-def load_trace(path: str | Path, zone: ZoneInfo) -> Trace:
-    """Read and validate a trace file; raise ``InputError`` naming the row at fault."""
+_MISSING = {"", "nan", "na", "null", "none"}
+
+
+def load_trace(path: str | Path, zone: ZoneInfo, *, strict: bool = False) -> Trace:
+    """Read and validate a trace file; raise ``InputError`` naming the row at fault.
+
+    Missing rows and empty or NaN values become missing samples (``strict``: refused)."""
     path = Path(path)
     label = f"trace {path.name}"
     if not path.is_file():
@@ -50,14 +72,15 @@ def load_trace(path: str | Path, zone: ZoneInfo) -> Trace:
     times: list[int] = []
     values: list[float] = []
     lines: list[int] = []
+    folded: dict[int, int] = {}  # wall second -> count of samples merged into it (DST fall-back)
     with open_text(path) as handle:
         reader = csv.reader(handle)
         try:
             header = [h.strip().lower() for h in next(reader)]
         except StopIteration:
             raise InputError(label, "file is empty", "expected a header timestamp,value and rows") from None
-        except (UnicodeDecodeError, csv.Error, OSError) as exc:
-            raise InputError(label, f"cannot read file ({exc})", "expected a CSV text file") from None
+        except (UnicodeDecodeError, csv.Error, OSError, EOFError) as exc:
+            raise InputError(label, f"cannot read file ({exc})", "expected a CSV text file, or a .csv.gz of one") from None
         if "timestamp" not in header or "value" not in header:
             raise InputError(f"{label} header", f"columns {header!r} lack timestamp and value", "first line must be timestamp,value")
         t_col, v_col = header.index("timestamp"), header.index("value")
@@ -69,14 +92,28 @@ def load_trace(path: str | Path, zone: ZoneInfo) -> Trace:
                 where = f"{label} line {line}"
                 if len(row) <= max(t_col, v_col):
                     raise InputError(where, f"expected {len(header)} columns, got {len(row)}", "each row is timestamp,value")
-                stamp = parse_timestamp(row[t_col], zone, field=f"{where} timestamp")
-                try:
-                    value = float(row[v_col])
-                except ValueError:
-                    raise InputError(f"{where} value", f"not a number: {row[v_col]!r}", "values are numbers >= 0") from None
-                if not math.isfinite(value) or value < 0:
-                    raise InputError(f"{where} value", f"{row[v_col]!r} is negative or not finite", "values are numbers >= 0")
-                seconds = wall_seconds(stamp)
+                local = parse_aware(row[t_col], zone, field=f"{where} timestamp").astimezone(zone)
+                raw = row[v_col].strip()
+                if raw.lower() in _MISSING:
+                    if strict:
+                        raise InputError(f"{where} value", f"missing value {raw!r}", "fill the gap, or drop --strict to read it as missing")
+                    value = math.nan
+                else:
+                    try:
+                        value = float(raw)
+                    except ValueError:
+                        raise InputError(f"{where} value", f"not a number: {row[v_col]!r}", "values are numbers >= 0 (or empty where missing)") from None
+                    if not math.isfinite(value) or value < 0 or value > MAX_VALUE:
+                        raise InputError(f"{where} value", f"{row[v_col]!r} is negative, not finite or above {MAX_VALUE:g}", "values are numbers >= 0")
+                seconds = wall_seconds(local.replace(tzinfo=None))
+                if times and seconds <= times[-1] and local.fold and seconds in folded:
+                    # the second pass through the hour a DST fall-back repeats: one wall-clock slot
+                    k = times.index(seconds, max(0, len(times) - 400))
+                    n = folded[seconds]
+                    if math.isfinite(value):
+                        values[k] = value if math.isnan(values[k]) else (values[k] * n + value) / (n + 1)
+                    folded[seconds] = n + 1
+                    continue
                 if times:
                     if seconds == times[-1]:
                         raise InputError(f"{where} timestamp", f"duplicate timestamp {row[t_col]!r}", "keep one sample per timestamp")
@@ -85,19 +122,37 @@ def load_trace(path: str | Path, zone: ZoneInfo) -> Trace:
                 times.append(seconds)
                 lines.append(line)
                 values.append(value)
-        except (UnicodeDecodeError, csv.Error) as exc:
-            raise InputError(f"{label} line {reader.line_num}", f"cannot read row ({exc})", "expected a CSV text file") from None
+                folded[seconds] = 1
+        except (UnicodeDecodeError, csv.Error, OSError, EOFError) as exc:
+            raise InputError(f"{label} line {reader.line_num}", f"cannot read row ({exc})", "expected a CSV text file, or a .csv.gz of one") from None
     if len(times) < 3:
         raise InputError(label, f"only {len(times)} samples", "a backtest needs at least three samples")
     times_s = np.asarray(times, dtype=np.int64)
     deltas = np.diff(times_s)
     step_s = int(np.median(deltas))
-    bad = np.flatnonzero(deltas != step_s)
-    if bad.size:
-        i = int(bad[0])
+    if step_s <= 0:
+        raise InputError(label, "timestamps do not advance", "one sample per step")
+    off_grid = np.flatnonzero(deltas % step_s != 0)
+    if off_grid.size:
+        i = int(off_grid[0])
         raise InputError(
             f"{label} line {lines[i + 1]}",
-            f"gap or irregular step: {deltas[i]} s after the previous sample, the trace's step is {step_s} s",
-            "resample the trace to a regular step and fill or cut the gap",
+            f"irregular step: {deltas[i]} s after the previous sample, the trace's step is {step_s} s",
+            "resample the trace to a regular step",
         )
-    return Trace(name=path.name, times_s=times_s, values=np.asarray(values, dtype=np.float64), step_s=step_s)
+    gaps = np.flatnonzero(deltas != step_s)
+    if gaps.size and strict:
+        i = int(gaps[0])
+        raise InputError(
+            f"{label} line {lines[i + 1]}",
+            f"gap: {deltas[i]} s after the previous sample, the trace's step is {step_s} s",
+            "fill or cut the gap, or drop --strict to read it as missing samples",
+        )
+    grid = np.arange(times_s[0], times_s[-1] + step_s, step_s, dtype=np.int64)
+    if len(grid) > MAX_SAMPLES:
+        raise InputError(label, f"spans {len(grid):,} steps of {step_s} s", f"at most {MAX_SAMPLES:,}: resample to a coarser step or cut the trace")
+    out = np.full(len(grid), np.nan)
+    out[(times_s - times_s[0]) // step_s] = values
+    if not np.isfinite(out).any():
+        raise InputError(label, "has no value at all", "a trace needs numbers")
+    return Trace(name=path.name, times_s=grid, values=out, step_s=step_s)

@@ -1,5 +1,12 @@
+import json
+import math
+from datetime import datetime, timezone
+
 import numpy as np
 import pytest
+from typer.testing import CliRunner
+
+from autoscaler.cli import app
 
 from autoscaler.backtest import STRATEGIES, Scenario, run_backtest
 from autoscaler.errors import InputError
@@ -92,3 +99,51 @@ def test_unknown_strategy_is_refused():
     trace, events = make_trace(days=2)
     with pytest.raises(InputError, match="--strategies"):
         run_backtest(trace, events, scenario(), ("reactive", "magic"))
+
+
+def gappy_trace(tmp_path):
+    """Six days of the synthetic series with a two-day hole and a few empty values, as a CSV."""
+    trace, events = make_trace(days=6)
+    lines = ["timestamp,value"]
+    for k, (t, v) in enumerate(zip(trace.times_s.tolist(), trace.values.tolist())):
+        if 2 * 1440 <= k < 4 * 1440:
+            continue  # the rows of two whole days are missing
+        stamp = datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        lines.append(f"{stamp},{'' if k % 500 == 7 else v}")
+    path = tmp_path / "gappy.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path, events
+
+
+def test_a_trace_with_gaps_backtests_and_the_figures_report_the_missing_minutes(tmp_path):
+    path, _ = gappy_trace(tmp_path)
+    result = CliRunner().invoke(app, ["backtest", "--trace", str(path), "--capacity-per-replica", "100", "--lead-time", "15m", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    empty = sum(1 for k in range(6 * 1440) if k % 500 == 7 and not 2 * 1440 <= k < 4 * 1440)
+    assert doc["scenario"]["missing_minutes"] == 2 * 1440 + empty
+    for name, figs in doc["strategies"].items():
+        assert all(math.isfinite(v) for v in figs["all"].values()), name
+        assert figs["events"]["replica_hours_vs_oracle"] is None  # no calendar: nothing to compare
+    # the oracle is measured over the same known minutes as everyone else
+    assert doc["strategies"]["oracle"]["all"]["replica_hours_vs_oracle"] == pytest.approx(1.0)
+
+
+def test_every_strategy_holds_through_a_gap(tmp_path):
+    path, events = gappy_trace(tmp_path)
+    from autoscaler.timezones import get_zone
+    from autoscaler.trace import load_trace
+
+    trace = load_trace(path, get_zone("UTC"))
+    result = run_backtest(trace, events, scenario())
+    inside = slice(2 * 1440 + 30, 4 * 1440)  # from half an hour into the hole: nothing moves
+    for name, run in result.runs.items():
+        if name != "schedule":  # a clock schedule (KEDA cron) raises its floors without metrics
+            assert len(set(run.desired[inside].tolist())) == 1, name
+    assert result.runs["oracle"].all.replica_hours_vs_oracle == pytest.approx(1.0)
+
+
+def test_strict_refuses_the_gap(tmp_path):
+    path, _ = gappy_trace(tmp_path)
+    result = CliRunner().invoke(app, ["backtest", "--trace", str(path), "--capacity-per-replica", "100", "--strict"])
+    assert result.exit_code == 2 and "--strict" in result.output

@@ -77,7 +77,7 @@ BAD_FILES = [
     ("timestamp,value\n2026-11-11 00:00,1\n2026-11-11 00:00,2\n2026-11-11 00:01,3\n", None, "duplicate"),
     ("timestamp,value\n2026-11-11 00:01,1\n2026-11-11 00:00,2\n2026-11-11 00:02,3\n", None, "back in time"),
     ("timestamp,value\n2026-11-11 00:00,1\n2026-11-11 00:01,-2\n2026-11-11 00:02,3\n", None, "negative"),
-    ("timestamp,value\n2026-11-11 00:00,1\n2026-11-11 00:01,2\n2026-11-11 00:02,2\n2026-11-11 00:09,3\n", None, "gap"),
+    ("timestamp,value\n2026-11-11 00:00,1\n2026-11-11 00:01,2\n2026-11-11 00:02,2\n2026-11-11 00:02:30,3\n", None, "irregular step"),
     (GOOD_TRACE, "start,end,name,kind\n2026-11-11 00:20,2026-11-11 00:10,p,flash\n", "not after start"),
     (GOOD_TRACE, "start,end,name,kind\n2026-11-11 00:20,next tuesday,p,flash\n", "line 2 end"),
 ]
