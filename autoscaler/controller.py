@@ -46,9 +46,11 @@ from autoscaler.cycle import (
     action_window,
     decide,
     index_calendar,
+    LAST_KNOWN_LEVEL,
     live_forecast,
     next_action,
     period_starts,
+    stale_forecast,
 )
 from autoscaler.errors import InputError
 from autoscaler.kube import FINALIZER, ORIGINAL_MIN, Kube, KubeError, now_rfc3339
@@ -344,6 +346,9 @@ class Controller:
         seen = Seen(int(now), view, current, floor, deleting)
         decision = decide(policy, self._states.get(key) or CycleState(), seen, index_calendar(policy, calendar))
         self._states[key] = decision.state
+        if decision.reason == LAST_KNOWN_LEVEL:
+            message = f"{metrics['message']}; planning {decision.event!r} from the last known level"
+            conditions[-1] = _condition("MetricsAvailable", False, "LastKnownLevel", message, now, previous)
 
         # --- act -----------------------------------------------------------------------------
         outcome = Outcome(ns, name, planned=decision.planned)
@@ -410,7 +415,12 @@ class Controller:
             if key not in self._metrics_down:
                 self._metrics_down.add(key)
                 self._emit(obj, "MetricsUnavailable", msg, warning=True, now=now)
-            return None, _condition("MetricsAvailable", False, "MetricsUnavailable", msg, now, previous), None
+            # an event whose window is open still gets its raise, from the last known level
+            cached = self.history.last_known(query, step)
+            view = None
+            if cached is not None and index_calendar(policy, calendar).at(int(now))[0]:
+                view = stale_forecast(cached.times_s, cached.values, calendar, policy, spec.forecast_settings(), step, int(now))
+            return view, _condition("MetricsAvailable", False, "MetricsUnavailable", msg, now, previous), None
         view, self._baselines[(query, step)] = live_forecast(
             series.times_s, series.values, calendar, policy, spec.forecast_settings(), step, self._baselines.get((query, step))
         )

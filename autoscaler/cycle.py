@@ -39,7 +39,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from autoscaler.calendar import PromotionEvent, event_mask
-from autoscaler.forecast import Baseline, ForecastSettings, block_bounds, forecast_at, forecast_block, record_profile
+from autoscaler.forecast import Baseline, ForecastSettings, baseline_for, block_bounds, forecast_at, forecast_block, level_ratios, record_profile
 from autoscaler.plan import Decision, PlannerState, PlanPolicy, plan_step
 
 MODES = ("hpa-floor", "scale", "observe")
@@ -54,6 +54,7 @@ NONE = "none"
 
 # why a cycle writes nothing or restores (plan reasons come from ``plan``)
 METRICS_UNAVAILABLE = "metrics-unavailable"
+LAST_KNOWN_LEVEL = "last-known-level"
 OBSERVE_ONLY = "observe-only"
 POLICY_DELETED = "policy-deleted"
 OUTSIDE_EVENTS = "outside-event-windows"
@@ -109,6 +110,8 @@ class ForecastView:
     upper: Sequence[float]
     #: the event that shaped each step ('' for none); empty when no event shaped any
     events: Sequence[str]
+    #: made from the last known level carried forward (no fresh metrics): it may only raise
+    stale: bool = False
 
 
 @dataclass(slots=True)
@@ -172,6 +175,8 @@ class CycleDecision:
         """The reason alone, as a person reads it."""
         if self.reason == METRICS_UNAVAILABLE:
             return "no fresh metrics: holding"
+        if self.reason == LAST_KNOWN_LEVEL and self.plan is not None:
+            return "no fresh metrics: " + self.plan.explain().split(": ", 1)[-1] + ", from the last known level"
         if self.reason == POLICY_DELETED:
             return "the policy is being deleted"
         if self.reason == OBSERVE_ONLY:
@@ -343,12 +348,14 @@ def decide(policy: CyclePolicy, state: CycleState, seen: Seen, calendar: Calenda
         lo, hi = forecast_window(policy, now, fc.made_at_s, fc.step_s)
         peak = max(fc.central[lo : hi + 1])
         upper = max(fc.upper[lo : hi + 1])
-        if peak != peak or upper != upper or fc.demand_now != fc.demand_now:
-            fc, peak, upper = None, None, None  # an unknown forecast is no forecast: hold
         for name in fc.events[lo : hi + 1]:
             if name:
                 who = name
                 break
+        if peak != peak or upper != upper or fc.demand_now != fc.demand_now:
+            fc, peak, upper = None, None, None  # an unknown forecast is no forecast: hold
+        elif fc.stale and not who:
+            fc, peak, upper = None, None, None  # without fresh metrics only an event's raise goes on
     plan = policy.plan
     mode = policy.mode
     hpa = seen.hpa
@@ -362,6 +369,8 @@ def decide(policy: CyclePolicy, state: CycleState, seen: Seen, calendar: Calenda
         if fc is not None and previous is not None:
             d, pstate = plan_step(plan, state.planner or _seed(previous, now, policy.interval_s), now_s=now, demand_now=fc.demand_now, forecast_peak=peak, forecast_upper=upper, event=who, frozen=frozen)
             state, target, reason = CycleState(pstate), d.replicas, d.reason
+            if fc.stale:
+                target, reason = max(target, previous), LAST_KNOWN_LEVEL
             action = SCALE if target != previous else NONE
         planned = target if d is not None else None
         phase = _phase(events, started, action)
@@ -407,6 +416,8 @@ def decide(policy: CyclePolicy, state: CycleState, seen: Seen, calendar: Calenda
                     wanted = max(wanted, previous)  # ratchet: up only, until the windows close
                 # clamped to the HPA's and the policy's max, never below the operator's own floor
                 wanted = max(min(wanted, plan.max_replicas, hpa.max_replicas), original)
+                if fc.stale:
+                    wanted, reason = max(wanted, previous), LAST_KNOWN_LEVEL  # never lower without metrics
                 if raised and wanted == original:
                     action, target = RESTORE, original
                 elif wanted != previous:
@@ -436,9 +447,10 @@ class ForecastTable:
     upper: np.ndarray
     who: np.ndarray
     labels: list[str]
+    settings: ForecastSettings = field(default_factory=ForecastSettings)
 
     def __post_init__(self) -> None:
-        self._step_s = int(self.times_s[1] - self.times_s[0])
+        self._step_s = self.step_s = int(self.times_s[1] - self.times_s[0])
         self._shaped = (self.who >= 0).any(axis=1).tolist()
         # a row is usable when its sample and its forecast are known (a gap is missing metrics)
         rows = slice(self.first, self.first + len(self.central))
@@ -501,8 +513,11 @@ def replay(
             last += 1
             if last >= first and usable[last - first]:
                 known = last
-        if known < first or now - times_list[known] > stale:
+        if known < first:
             fc = None
+        elif now - times_list[known] > stale:
+            # no fresh sample: an open event window still gets its raise from the last known level
+            fc = stale_forecast(times[: known + 1], table.values[: known + 1], calendar, policy, table.settings, table.step_s, now) if index.at(now)[0] else None
         else:
             if known != view_for:
                 view, view_for = table.view(known), known
@@ -524,6 +539,34 @@ def replay(
         if progress is not None and k % 20000 == 0:
             progress(k / n)
     return Replay(times_s=out_times, targets=np.asarray(targets, dtype=np.int64), writes=writes)
+
+
+def stale_forecast(
+    times_s: np.ndarray,
+    values: np.ndarray,
+    calendar: Sequence[PromotionEvent],
+    policy: CyclePolicy,
+    settings: ForecastSettings,
+    step_s: int,
+    now_s: int,
+) -> ForecastView | None:
+    """Without fresh metrics: the history carried forward from its last known level to ``now``
+    (the daily profile times that level), and the forecast made from it, marked stale (``decide``
+    lets it raise for an event, never lower). None when nothing is known."""
+    known = np.flatnonzero(np.isfinite(values))
+    if not len(known):
+        return None
+    times_s, values = times_s[: known[-1] + 1], values[: known[-1] + 1]
+    starts = period_starts(times_s, step_s)
+    base = baseline_for(starts, values, event_mask(starts, list(calendar)), len(starts) - 1, step_s, settings)
+    window = max(1, settings.level_window_s // step_s)
+    level = float(level_ratios(values[-window:], base.at(starts[-window:]), window)[-1])
+    last = int(times_s[-1]) + (now_s - int(times_s[-1])) // step_s * step_s
+    extra = np.arange(int(times_s[-1]) + step_s, last + step_s, step_s, dtype=np.int64)
+    carried = np.concatenate([values, level * base.at(extra - step_s)])
+    view, _ = live_forecast(np.concatenate([times_s, extra]), carried, calendar, policy, settings, step_s)
+    view.stale = True
+    return view
 
 
 def remember(
@@ -590,7 +633,7 @@ def forecast_table(
         blocks += 1
         if progress is not None and blocks % 50 == 0:
             progress((i - first) / (stop - first))
-    return ForecastTable(times_s=times_s, values=values, first=first, central=central, upper=upper, who=who, labels=[e.label for e in events])
+    return ForecastTable(times_s=times_s, values=values, first=first, central=central, upper=upper, who=who, labels=[e.label for e in events], settings=settings)
 
 
 __all__ = [
@@ -612,4 +655,5 @@ __all__ = [
     "next_action",
     "remember",
     "replay",
+    "stale_forecast",
 ]

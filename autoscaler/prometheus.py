@@ -115,6 +115,11 @@ class HistoryCache:
                     points[key] = points.get(key, 0.0) + value  # several series: their sum
         return points
 
+    def last_known(self, query: str, step_s: int) -> Series | None:
+        """What the cache holds for a query, however old (None when it never got a sample)."""
+        series = self._series.get((query, step_s))
+        return series if series is not None and series.last_s is not None else None
+
     def history(self, query: str, *, now_s: float, history_s: int, step_s: int, stale_after_s: int) -> Series:
         """The series up to ``now_s``; raises ``MetricsUnavailable`` when it is missing or stale."""
         key = (query, step_s)

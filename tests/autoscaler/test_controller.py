@@ -226,6 +226,23 @@ def test_prometheus_killed_mid_run_leaves_floors_untouched(kube, own_prometheus,
     assert len(events_with(kube, "MetricsUnavailable")) == 1  # once per outage, not every cycle
 
 
+def test_prometheus_down_before_the_window_opens_still_raises_from_the_last_known_level(kube, own_prometheus, start):
+    t = start + 3600
+    seed(kube, event_start=t, extra_spec={"floor": "events-only"})
+    clock = Clock(t - 1800)
+    ctl = controller(kube, own_prometheus, clock)
+    ctl.run_cycle()  # the history is cached; nothing to raise yet
+    assert hpa_min(kube) == 3
+    own_prometheus.stop()
+    clock.now = t - LEAD - 60  # the window opens; Prometheus has been down for 19 minutes
+    ctl.run_cycle()
+    assert hpa_min(kube) == 72
+    status = kube.get("peakscale.io/v1alpha1", "scalingpolicies", NS, "web")["status"]
+    metrics = {c["type"]: c for c in status["conditions"]}["MetricsAvailable"]
+    assert metrics["status"] == "False" and metrics["reason"] == "LastKnownLevel"
+    assert "Flash sale 20:00" in metrics["message"] and "last known level" in metrics["message"]
+
+
 def test_second_instance_writes_nothing_while_first_holds_the_lease(kube, prometheus, start):
     t = start + 3600
     seed(kube, event_start=t)

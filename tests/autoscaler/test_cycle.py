@@ -162,6 +162,23 @@ def test_missing_metrics_hold_the_floor():
     assert d.action == NONE and d.target == 30 and d.reason == "metrics-unavailable"
 
 
+def test_without_fresh_metrics_an_events_raise_goes_on_and_nothing_goes_down():
+    p = policy(scale_down_stabilization_s=0)
+    e = event(start_min=10)
+    stale = flat(at(0), 1000, upper=5000, who=e.label)
+    stale.stale = True
+    raised = hpa_cycle(p, [e], at(0), stale, HpaFloor(2, 100))
+    assert raised.action == RAISE and raised.target == 50 and raised.reason == "last-known-level"
+    assert "last known level" in raised.explain()
+    lower = flat(at(0), 10, peak=10, who=e.label)
+    lower.stale = True
+    held = hpa_cycle(p, [e], at(0), lower, HpaFloor(60, 100, original=2))
+    assert held.action == NONE and held.target == 60  # a stale forecast never lowers
+    seasonal = flat(at(0), 1000, peak=9000)
+    seasonal.stale = True
+    assert hpa_cycle(p, [], at(0), seasonal, HpaFloor(2, 100)).action == NONE  # no event: hold
+
+
 def test_events_only_raises_inside_windows_ratchets_and_restores_after():
     p = policy(floor="events-only", scale_down_stabilization_s=0)
     e = event(start_min=20, minutes=30)
