@@ -86,8 +86,18 @@ class PromotionEvent(BaseModel):
     expected_peak: float | None = Field(default=None, alias="expectedPeak")
     like: tuple[str, ...] = ()
     targets: dict[str, Any] | None = None
-    #: what was recorded of it once it was over (for the policy being planned)
+    #: what was recorded of it once it was over, per policy (status.memory, or the calendar file)
+    memories: tuple[EventProfile, ...] = ()
+    #: the one the forecaster learns from (``for_policy`` chooses it)
     memory: EventProfile | None = None
+
+    def for_policy(self, policy: str) -> "PromotionEvent":
+        """The event as one policy's forecaster sees it: with the profile recorded for that policy
+        (or, for a policy added since, one recorded for another)."""
+        if not self.memories:
+            return self
+        chosen = next((m for m in self.memories if m.policy == policy), self.memories[0])
+        return self if chosen is self.memory else self.model_copy(update={"memory": chosen})
 
     def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> "PromotionEvent":
         if update:  # validated again, so the cached seconds follow the new times
@@ -128,6 +138,25 @@ class PromotionEvent(BaseModel):
     @cached_property
     def end_s(self) -> int:
         return wall_seconds(self.end)
+
+
+def parse_memories(items: Any, where: str) -> tuple[EventProfile, ...]:
+    """A calendar entry's ``memory`` list (as in a PromotionEvent's status.memory)."""
+    from pydantic import ValidationError
+
+    if items is None:
+        return ()
+    if not isinstance(items, list):
+        raise InputError(where, "must be a list of recorded profiles", "as `peakscale promo export` writes it")
+    out = []
+    for i, item in enumerate(items):
+        try:
+            out.append(EventProfile.model_validate(item))
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = ".".join(str(p) for p in err.get("loc", ()))
+            raise InputError(f"{where}[{i}] {loc}".rstrip(), err.get("msg", "invalid").removeprefix("Value error, "), "as `peakscale promo export` writes it") from None
+    return tuple(out)
 
 
 def is_data_kind(kind: str) -> bool:
@@ -242,6 +271,9 @@ def events_from_mapping(doc: Any, zone: ZoneInfo, label: str) -> list[PromotionE
         if "like" in fields and fields["like"] is not None:
             like = fields["like"]
             fields["like"] = tuple([like] if isinstance(like, str) else [str(x) for x in like])
+        if "memory" in fields:
+            fields["memories"] = parse_memories(fields.pop("memory"), f"{where} memory")
+            fields["memory"] = fields["memories"][0] if fields["memories"] else None
         events.append(_event(fields, where))
     return events
 

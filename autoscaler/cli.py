@@ -258,7 +258,7 @@ def controller(
 ) -> None:
     """Run the controller: pre-scale the cluster's tiers from Prometheus and the PromotionEvents.
 
-    Every --interval it reads the ScalingPolicies and PromotionEvents, fetches each policy's demand history from Prometheus (incrementally), forecasts, plans, and acts: hpa-floor policies get their HPA's minReplicas raised before an event and restored after its cool-down, scale policies get their scale subresource written, observe policies only get status. Only the holder of the Lease writes. Missing or stale metrics never lower capacity.
+    Every --interval it reads the ScalingPolicies and PromotionEvents, fetches each policy's demand history from Prometheus (incrementally), forecasts, and decides each policy's cycle in one place (the function the backtest and plan replay): hpa-floor policies get their HPA's minReplicas kept at the plan (the seasonal forecast, and each promotion's whole plan from one interval before start - leadTime to end + cooldown), scale policies get their scale subresource written, observe policies only get status. After each promotion it records what each policy saw into the PromotionEvent's status (memory for next year). Only the holder of the Lease writes. Missing or stale metrics never lower capacity.
 
     Examples:
 
@@ -379,15 +379,17 @@ def plan(
 
     peakscale plan --trace traffic.csv --events promos.csv --capacity-per-replica 2000 -o json
     """
+    import time as _time
+
     import yaml as _yaml
 
-    from autoscaler.calendar import PromotionEvent, load_calendar, select_kinds
+    from autoscaler.calendar import load_calendar, select_kinds
     from autoscaler.durations import parse_duration_s
+    from autoscaler.inputs import HistoryUnavailable, load_policies, prometheus_history, trace_history
     from autoscaler.planview import Plan, PolicyInput, plan_target
     from autoscaler.promo_cli import Failed, _read, open_store, parse_time
-    from autoscaler.resources import LabelSelector, parse_policy
+    from autoscaler.resources import LabelSelector
     from autoscaler.timezones import aware, get_zone, wall_seconds
-    from autoscaler.trace import load_trace
 
     try:
         if output not in ("table", "json", "yaml"):
@@ -404,36 +406,10 @@ def plan(
             return aware(seconds, clock_zone).astimezone(show_zone).strftime("%Y-%m-%d %H:%M %Z")
 
         # policies
-        docs = []
-        if policies is not None:
-            try:
-                docs = [d for d in _yaml.safe_load_all(policies.read_text()) if d]
-            except (OSError, _yaml.YAMLError) as exc:
-                raise InputError("--policies", f"cannot read {str(policies)!r} ({exc})", "give a YAML file of ScalingPolicy resources") from None
-        else:
-            if capacity_per_replica is None:
-                raise InputError("--capacity-per-replica", "required without --policies", "give the demand one replica serves, or --policies FILE")
-            docs = [
-                {
-                    "metadata": {"name": "default", "namespace": "default"},
-                    "spec": {
-                        "targetRef": {"kind": "Deployment", "name": "workload"},
-                        "metric": {"query": "demand", "capacityPerReplica": capacity_per_replica},
-                        "leadTime": lead_time,
-                        "minReplicas": min_replicas,
-                        "maxReplicas": max_replicas,
-                    },
-                }
-            ]
-        parsed = []
-        for doc in docs:
-            spec = parse_policy(doc)
-            meta = doc.get("metadata") or {}
-            if policy and meta.get("name") not in policy:
-                continue
-            parsed.append((meta.get("name", "?"), meta.get("namespace", "default"), meta.get("labels") or {}, spec))
-        if not parsed:
-            raise InputError("--policy", "no policy left to plan", "check --policies and --policy")
+        docs = load_policies(
+            policies, only=policy, capacity_per_replica=capacity_per_replica, lead_time=lead_time, min_replicas=min_replicas, max_replicas=max_replicas
+        )
+        parsed = [(d.name, d.namespace, d.labels, d.spec) for d in docs]
         # calendar
         selectors: dict[str, LabelSelector] = {}
         if events is not None:
@@ -442,41 +418,21 @@ def plan(
             st = open_store(store, calendar, kubeconfig, context, namespace)
             calendar_events = []
             for promo in _read(st):
-                spec = promo.parsed
-                calendar_events.append(
-                    PromotionEvent(
-                        name=promo.name, title=spec.title, start=spec.start.astimezone(clock_zone).replace(tzinfo=None),
-                        end=spec.end.astimezone(clock_zone).replace(tzinfo=None), kind=spec.kind,
-                        expected_multiplier=spec.expected_multiplier, expected_peak=spec.expected_peak, like=tuple(spec.like),
-                    )
-                )
-                selectors[promo.name] = spec.targets
+                calendar_events.append(promo.event(clock_zone))
+                selectors[promo.name] = promo.parsed.targets
         # history
         histories = {}
         interval_s = parse_duration_s(interval, field="--interval")
         if trace is not None:
-            from autoscaler.backtest import controller_view
-
-            series = load_trace(trace, clock_zone, strict=strict)
-            seen_times, seen_values = controller_view(series)
+            seen_times, seen_values, first, last = trace_history(trace, clock_zone, strict=strict)
             for name, ns, labels, spec in parsed:
                 histories[name] = (seen_times, seen_values)
-            first, last = int(series.times_s[0]), int(series.times_s[-1]) + series.step_s
             from_s = first if start == "now" else None
             default_to = last
         else:
-            from autoscaler.prometheus import HistoryCache, MetricsUnavailable, render_query
-            import time as _time
-
-            cache = HistoryCache(prometheus_url)
             now_s = _time.time()
-            for name, ns, labels, spec in parsed:
-                query = render_query(spec.metric.query, namespace=ns, target=spec.target_ref.name, policy=name)
-                try:
-                    s = cache.history(query, now_s=now_s, history_s=spec.forecast_settings().history_s, step_s=spec.step_s, stale_after_s=10**9)
-                except MetricsUnavailable as exc:
-                    raise Failed(f"policy {name}: {exc}") from None
-                histories[name] = (s.times_s, s.values)
+            for doc in docs:
+                histories[doc.name] = prometheus_history(prometheus_url, doc, now_s=now_s)
             from_s = int(now_s) if start == "now" else None
             default_to = None
         if from_s is None:
@@ -494,8 +450,6 @@ def plan(
         targets = []
         for name, ns, labels, spec in parsed:
             times, values = histories[name]
-            if len(times) < 3:
-                raise Failed(f"policy {name}: not enough history to forecast")
             entry = PolicyInput(
                 name=name, namespace=ns, labels=labels, spec=spec,
                 targets_of=lambda ev, labels=labels: selectors[ev].matches(labels) if ev in selectors else True,
@@ -504,7 +458,7 @@ def plan(
         result = Plan(start=fmt(from_s), end=fmt(to_s), tz=tz, targets=targets)
     except InputError as error:
         fail(error)
-    except Failed as error:
+    except (Failed, HistoryUnavailable) as error:
         err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
     if output == "json":

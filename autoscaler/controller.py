@@ -106,12 +106,7 @@ class _ParsedEvent:
     memory: dict[str, EventProfile] = field(default_factory=dict)
 
     def for_policy(self, policy: str) -> PromotionEvent:
-        """The event as the policy's forecaster sees it: with the profile recorded for that policy
-        (or, for a policy added since, the one recorded for another)."""
-        if not self.memory:
-            return self.event
-        profile = self.memory.get(policy) or next(iter(self.memory.values()))
-        return self.event.model_copy(update={"memory": profile})
+        return self.event.for_policy(policy)
 
 
 def _significant(value: float, digits: int = 2) -> float:
@@ -276,7 +271,10 @@ class Controller:
         for obj in objs:
             try:
                 spec, event = parse_event(obj)
-                out.append(_ParsedEvent(obj, spec, event, parse_memory(obj)))
+                memory = parse_memory(obj)
+                if memory:
+                    event = event.model_copy(update={"memories": tuple(memory[p] for p in sorted(memory))})
+                out.append(_ParsedEvent(obj, spec, event, memory))
             except InputError as exc:
                 self.telemetry.errors.labels("invalid-event").inc()
                 self._write_status(obj, {"conditions": [_condition("Valid", False, "InvalidSpec", str(exc), now, self._conditions(obj))]}, plural=EVENT_PLURAL)

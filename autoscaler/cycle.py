@@ -32,6 +32,7 @@ elsewhere: a second copy is how the backtest and the controller drifted apart be
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_right
 from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
@@ -470,6 +471,8 @@ class Replay:
     times_s: np.ndarray
     targets: np.ndarray
     writes: list[CycleDecision]
+    #: the peak each cycle's plan was sized for (the central or the upper forecast; NaN: none)
+    sized_for: np.ndarray | None = None
 
 
 def replay(
@@ -496,6 +499,7 @@ def replay(
     n = max(0, -(-(stop_s - start_s) // policy.interval_s))
     out_times = start_s + np.arange(n, dtype=np.int64) * policy.interval_s
     targets = [0] * n
+    sized: list[float] = [math.nan] * n
     writes: list[CycleDecision] = []
     view_for = -1
     view = None
@@ -524,6 +528,8 @@ def replay(
             fc = view
         decision = decide(policy, state, Seen(now, fc, replicas, hpa), index)
         state = decision.state
+        if decision.forecast_peak is not None:
+            sized[k] = max(decision.forecast_peak, decision.forecast_upper or 0.0)
         if decision.action != NONE:
             if keep:
                 writes.append(decision)
@@ -538,7 +544,7 @@ def replay(
             targets[k] = hpa.min_replicas
         if progress is not None and k % 20000 == 0:
             progress(k / n)
-    return Replay(times_s=out_times, targets=np.asarray(targets, dtype=np.int64), writes=writes)
+    return Replay(times_s=out_times, targets=np.asarray(targets, dtype=np.int64), writes=writes, sized_for=np.asarray(sized))
 
 
 def stale_forecast(

@@ -106,7 +106,7 @@ def plan_target(
     cycle_policy = spec.cycle_policy(interval_s)
     pp = cycle_policy.plan
     settings = spec.forecast_settings()
-    mine = sorted((e for e in calendar if policy.targets_of(e.name)), key=lambda e: e.start_s)
+    mine = sorted((e.for_policy(policy.name) for e in calendar if policy.targets_of(e.name)), key=lambda e: e.start_s)
     times, values = _project(times, values, mine, to_s, settings)
     # what the controller will have recorded of each event by the time it plans the next ones
     mine = remember(times, values, mine, cycle_policy, settings, int(times[1] - times[0]), policy_name=policy.name)

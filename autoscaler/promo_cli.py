@@ -19,7 +19,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from autoscaler.calendar import csv_calendar_rows
+from autoscaler.calendar import csv_calendar_rows, parse_memories
 from autoscaler.durations import format_duration, parse_duration_s
 from autoscaler.errors import InputError
 from autoscaler.store import DEFAULT_CALENDAR, FileStore, KubeStore, Promo, check_references, overlaps, validate_promo
@@ -179,9 +179,9 @@ def _shown(promo: Promo, tz: str) -> dict:
 
 def _emit(promos: list[Promo], output: str, tz: str, title: str) -> None:
     if output == "json":
-        typer.echo(json.dumps([{"name": p.name, **p.spec} for p in promos], indent=2))
+        typer.echo(json.dumps([p.as_entry() for p in promos], indent=2))
     elif output == "yaml":
-        typer.echo(yaml.safe_dump({"events": [{"name": p.name, **p.spec} for p in promos]}, sort_keys=False).rstrip())
+        typer.echo(yaml.safe_dump({"events": [p.as_entry() for p in promos]}, sort_keys=False).rstrip())
     elif output == "table":
         console = Console() if Console().is_terminal else Console(width=160, no_color=True)
         table = Table(title=title, title_justify="left")
@@ -315,9 +315,9 @@ def show(
         st = open_store(store, calendar, kubeconfig, context, namespace)
         promo = _find(_read(st), name)
         if output == "json":
-            typer.echo(json.dumps({"name": promo.name, **promo.spec}, indent=2))
+            typer.echo(json.dumps(promo.as_entry(), indent=2))
         elif output == "yaml":
-            typer.echo(yaml.safe_dump({"name": promo.name, **promo.spec}, sort_keys=False).rstrip())
+            typer.echo(yaml.safe_dump(promo.as_entry(), sort_keys=False).rstrip())
         else:
             for key, value in _shown(promo, tz).items():
                 typer.echo(f"{key:>9}: {value}")
@@ -371,7 +371,7 @@ def edit(
             like=like if like is not None else list(old.like),
             targets=targets if targets is not None else ",".join(f"{k}={v}" for k, v in old.targets.match_labels.items()) or None,
         )
-        promo = validate_promo(Promo(name=name, spec=spec))
+        promo = validate_promo(Promo(name=name, spec=spec, memory=current.memory))
         updated = [promo if p.name == name else p for p in promos]
         check_references(updated)
         _warn_overlaps(promos, promo)
@@ -485,8 +485,9 @@ def _row_promo(where: str, name: str, item: dict, tz: str | None) -> Promo:
         spec["like"] = [like] if isinstance(like, str) else [str(x) for x in like]
     if item.get("targets"):
         spec["targets"] = item["targets"]
+    memory = tuple(m.model_dump(by_alias=True) for m in parse_memories(item.get("memory"), f"{where} memory"))
     try:
-        return validate_promo(Promo(name=name, spec=spec))
+        return validate_promo(Promo(name=name, spec=spec, memory=memory))
     except InputError as exc:
         raise InputError(where, f"{exc.where}: {exc.problem}", exc.fix) from None
 
@@ -528,6 +529,126 @@ def import_(
         _fail(error)
     if not quiet:
         typer.echo(f"imported {len(incoming)} promotion(s) into {st.describe()}")
+
+
+@promo_app.command("review")
+def review(
+    name: Annotated[str, typer.Argument(help="The promotion to review (it should be over).")],
+    trace: Annotated[Optional[Path], typer.Option(help="Offline: the demand history as a timestamp,value CSV (read like a backtest's).")] = None,
+    trace_tz: Annotated[str, typer.Option(help="Zone of the trace's naive timestamps.")] = "UTC",
+    prometheus_url: Annotated[Optional[str], typer.Option(help="Prometheus to read each policy's history from.")] = None,
+    policies: Annotated[Optional[Path], typer.Option(help="YAML file of ScalingPolicy resources. Default: the cluster's with --store kube, else one from the options below.")] = None,
+    policy: Annotated[Optional[list[str]], typer.Option("--policy", help="Only these policies (repeatable).")] = None,
+    capacity_per_replica: Annotated[Optional[float], typer.Option(help="Without policies: demand one replica serves.")] = None,
+    lead_time: Annotated[str, typer.Option(help="Without policies: how long new capacity takes to serve.")] = "10m",
+    min_replicas: Annotated[int, typer.Option(help="Without policies: the usual floor.")] = 2,
+    max_replicas: Annotated[int, typer.Option(help="Without policies: never more.")] = 200,
+    interval: Annotated[str, typer.Option(help="The controller's interval.")] = "30s",
+    record: Annotated[bool, typer.Option("--record", help="Store what was observed into the promotion's memory (file store; the controller does it in the cluster).")] = False,
+    tz: TzOpt = "Asia/Shanghai",
+    output: OutputOpt = "table",
+    store: StoreOpt = "file",
+    calendar: CalendarOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+    namespace: NamespaceOpt = "default",
+) -> None:
+    """After a promotion: per targeted policy, what was planned and when it was ready, forecast vs observed peak, the minutes demand exceeded ready capacity, and what was recorded into memory.
+
+    The controller's own cycles are replayed around the promotion from the history (Prometheus, or --trace offline), so the review shows what the controller decided. The memory is what later promotions of the kind (or naming this one in --like) learn from once Prometheus has forgotten the samples: the controller records it into the PromotionEvent's status; --record stores it in a calendar file.
+
+    Examples:
+
+    peakscale promo review double11-2026 --store kube -n live --prometheus-url http://prometheus:9090
+
+    peakscale promo review flash-0618 --trace traffic.csv --policies policies.yaml --record -o json
+    """
+    import time as _time
+
+    from autoscaler.durations import parse_duration_s
+    from autoscaler.inputs import HistoryUnavailable, load_policies, policies_of, prometheus_history, trace_history
+    from autoscaler.planview import PolicyInput
+    from autoscaler.review import Review, recorded_profile, review_policy
+    from autoscaler.timezones import aware, wall_seconds
+
+    try:
+        _check_output(output)
+        show_zone = get_zone(tz)
+        if (trace is None) == (prometheus_url is None):
+            raise InputError("--trace", "give --trace FILE or --prometheus-url URL (one of them)", "e.g. --trace traffic.csv")
+        interval_s = parse_duration_s(interval, field="--interval")
+        clock_zone = get_zone(trace_tz if trace is not None else "UTC")
+        st = open_store(store, calendar, kubeconfig, context, namespace)
+        promos = _read(st)
+        promo = _find(promos, name)
+        events = [p.event(clock_zone) for p in promos]
+        selectors = {p.name: p.parsed.targets for p in promos}
+        if policies is None and isinstance(st, KubeStore):
+            docs = policies_of(_read_policies(st), policy)
+        else:
+            docs = load_policies(policies, only=policy, capacity_per_replica=capacity_per_replica, lead_time=lead_time, min_replicas=min_replicas, max_replicas=max_replicas)
+        targeted = [d for d in docs if selectors[name].matches(d.labels)]
+        if not targeted:
+            known = sorted({f"{k}={v}" for d in docs for k, v in d.labels.items()})
+            raise InputError("NAME", f"{name!r} selects no ScalingPolicy", f"its targets must match a policy's labels; labels present: {', '.join(known) or 'none'}")
+        event = next(e for e in events if e.name == name)
+
+        def fmt(seconds: float) -> str:
+            return aware(seconds, clock_zone).astimezone(show_zone).isoformat(sep=" ", timespec="minutes")
+
+        reviews, profiles = [], []
+        for doc in targeted:
+            entry = PolicyInput(doc.name, doc.namespace, doc.labels, doc.spec, lambda ev, labels=doc.labels: selectors[ev].matches(labels) if ev in selectors else True)
+            if trace is not None:
+                times, values, _, _ = trace_history(trace, clock_zone)
+            else:
+                now_s = _time.time()
+                reach = int(now_s - event.start_s) + 2 * 86400 + doc.spec.forecast_settings().history_s
+                times, values = prometheus_history(prometheus_url, doc, now_s=now_s, history_s=reach)
+            reviews.append(review_policy(entry, times, values, events, name, interval_s=interval_s, fmt=fmt))
+            if record:
+                profiles.append(recorded_profile(entry, times, values, events, name, interval_s=interval_s))
+        result = Review(
+            event=name, title=promo.parsed.title, kind=promo.parsed.kind, start=fmt(event.start_s), end=fmt(event.end_s), tz=tz, policies=reviews
+        )
+        if record:
+            kept = [m for m in promo.memory if m.get("policy") not in {p.policy for p in profiles if p is not None}]
+            memory = tuple(kept + [p.model_dump(by_alias=True) for p in profiles if p is not None])
+            updated = [Promo(name=p.name, spec=p.spec, memory=memory) if p.name == name else p for p in promos]
+            _write(st, updated, changed=[name], deleted=[])
+    except (InputError, Failed) as error:
+        _fail(error)
+    except HistoryUnavailable as error:
+        _fail(Failed(str(error)))
+    if output == "json":
+        typer.echo(result.model_dump_json(indent=2))
+        return
+    if output == "yaml":
+        typer.echo(yaml.safe_dump(result.model_dump(), sort_keys=False, allow_unicode=True).rstrip())
+        return
+    console = Console() if Console().is_terminal else Console(width=160, no_color=True)
+    table = Table(title=f"review of {name!r} ({result.kind}): {result.start} -> {result.end}", title_justify="left")
+    for col in ("policy", "target", "ready at start", "planned peak", "asked -> ready", "forecast peak", "observed peak", "short", "memory"):
+        table.add_column(col)
+    for r in reviews:
+        memory = "-"
+        if r.recorded is not None:
+            memory = f"x{r.recorded.peak_uplift:g} at {r.recorded.minutes_to_peak:+g} min ({r.recorded.points} pts{', stored' if r.recorded.stored else ''})"
+        table.add_row(
+            r.policy, f"{r.target} ({r.mode})", str(r.ready_at_start if r.ready_at_start is not None else "-"), str(r.planned_peak if r.planned_peak is not None else "-"),
+            f"{r.asked_at or '-'} -> {r.ready_at or '-'}", f"{r.forecast_peak:,.0f}" if r.forecast_peak is not None else "-",
+            f"{r.observed_peak:,.0f}" if r.observed_peak is not None else "-", f"{r.short_minutes:g} min" + (f" ({r.missing_minutes:g} min no data)" if r.missing_minutes else ""), memory,
+        )  # fmt: skip
+    console.print(table)
+    if record:
+        console.print(f"recorded into {st.describe()}: later promotions of kind {result.kind!r} learn from it", highlight=False)
+
+
+def _read_policies(st: KubeStore) -> list[dict]:
+    try:
+        return st.policies()
+    except Exception as exc:  # noqa: BLE001 (any transport failure: one line, exit 1)
+        raise Failed(f"cannot read ScalingPolicies in namespace {st.namespace}: {_reason(exc)}") from None
 
 
 @promo_app.command("export")

@@ -17,37 +17,49 @@ from typing import Any, Protocol
 
 import yaml
 
-from autoscaler.calendar import PromotionEvent
+from autoscaler.calendar import PromotionEvent, parse_memories
 from autoscaler.errors import InputError
-from autoscaler.resources import EVENT_PLURAL, GROUP, VERSION, PromotionEventSpec, _first_error
+from autoscaler.resources import EVENT_PLURAL, GROUP, POLICY_PLURAL, VERSION, PromotionEventSpec, _first_error
 
 DEFAULT_CALENDAR = "peakscale-calendar.yaml"
 
 
 @dataclass(frozen=True)
 class Promo:
-    """One stored promotion: its name and its spec (camelCase, as in the CRD)."""
+    """One stored promotion: its name, its spec (camelCase, as in the CRD), and what was recorded
+    of it once it was over (as in the CRD's status.memory)."""
 
     name: str
     spec: dict[str, Any]
+    memory: tuple[dict[str, Any], ...] = ()
 
     @property
     def parsed(self) -> PromotionEventSpec:
         return PromotionEventSpec.model_validate(self.spec)
 
-    def event(self) -> PromotionEvent:
-        """The calendar event in UTC wall-clock time (what the planner uses)."""
+    def event(self, zone=timezone.utc) -> PromotionEvent:
+        """The calendar event in wall-clock time of ``zone`` (what the planner uses)."""
         spec = self.parsed
+        memories = parse_memories(list(self.memory), f"promotion {self.name!r} memory")
         return PromotionEvent(
             name=self.name,
             title=spec.title,
-            start=spec.start.astimezone(timezone.utc).replace(tzinfo=None),
-            end=spec.end.astimezone(timezone.utc).replace(tzinfo=None),
+            start=spec.start.astimezone(zone).replace(tzinfo=None),
+            end=spec.end.astimezone(zone).replace(tzinfo=None),
             kind=spec.kind,
             expected_multiplier=spec.expected_multiplier,
             expected_peak=spec.expected_peak,
             like=tuple(spec.like),
+            memories=memories,
+            memory=memories[0] if memories else None,
         )
+
+    def as_entry(self) -> dict[str, Any]:
+        """The promotion as a calendar entry (name, spec fields, memory)."""
+        entry = {"name": self.name, **self.spec}
+        if self.memory:
+            entry["memory"] = [dict(m) for m in self.memory]
+        return entry
 
 
 def validate_promo(promo: Promo) -> Promo:
@@ -121,12 +133,13 @@ class FileStore:
         for i, item in enumerate(items):
             if not isinstance(item, dict) or "name" not in item:
                 raise InputError(f"{self.path} events[{i}]", "needs a name", "each event has name, start, end, kind")
-            spec = {k: _plain(v) for k, v in item.items() if k != "name"}
-            promos.append(Promo(name=str(item["name"]), spec=spec))
+            spec = {k: _plain(v) for k, v in item.items() if k not in ("name", "memory")}
+            memory = item.get("memory") or []
+            promos.append(Promo(name=str(item["name"]), spec=spec, memory=tuple(memory) if isinstance(memory, list) else ()))
         return promos
 
     def save(self, promos: list[Promo], *, changed: list[str], deleted: list[str]) -> None:
-        doc = {"events": [{"name": p.name, **p.spec} for p in sorted(promos, key=lambda p: (p.parsed.start, p.name))]}
+        doc = {"events": [p.as_entry() for p in sorted(promos, key=lambda p: (p.parsed.start, p.name))]}
         text = "# peakscale promotion calendar (written by `peakscale promo`; times are RFC 3339 with offsets)\n" + yaml.safe_dump(
             doc, sort_keys=False, allow_unicode=True
         )
@@ -161,9 +174,13 @@ class KubeStore:
     def describe(self) -> str:
         return f"PromotionEvents in namespace {self.namespace}"
 
+    def policies(self) -> list[dict]:
+        """The ScalingPolicies of the namespace (for ``promo review``)."""
+        return self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, POLICY_PLURAL).get("items", [])
+
     def list(self) -> list[Promo]:
         items = self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, EVENT_PLURAL).get("items", [])
-        return [Promo(name=o["metadata"]["name"], spec=dict(o.get("spec") or {})) for o in items]
+        return [Promo(name=o["metadata"]["name"], spec=dict(o.get("spec") or {}), memory=tuple((o.get("status") or {}).get("memory") or [])) for o in items]
 
     def save(self, promos: list[Promo], *, changed: list[str], deleted: list[str]) -> None:
         from kubernetes.client.rest import ApiException
@@ -176,9 +193,14 @@ class KubeStore:
             except ApiException as exc:
                 if exc.status != 404:
                     raise
-                self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, EVENT_PLURAL, body)
-                continue
-            body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-            self.custom.replace_namespaced_custom_object(GROUP, VERSION, self.namespace, EVENT_PLURAL, name, body)
+                current = self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, EVENT_PLURAL, body)
+            else:
+                body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+                current = self.custom.replace_namespaced_custom_object(GROUP, VERSION, self.namespace, EVENT_PLURAL, name, body)
+            memory = list(by_name[name].memory)
+            if memory and (current.get("status") or {}).get("memory") != memory:
+                # last year's memory brought along (promo import): the status the controller keeps
+                current["status"] = {**(current.get("status") or {}), "memory": memory}
+                self.custom.replace_namespaced_custom_object_status(GROUP, VERSION, self.namespace, EVENT_PLURAL, name, current)
         for name in deleted:
             self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, EVENT_PLURAL, name)

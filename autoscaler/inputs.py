@@ -1,0 +1,110 @@
+"""What ``plan`` and ``promo review`` read: ScalingPolicies and each policy's demand history.
+
+Policies come from a YAML file of ScalingPolicy resources, or one ad-hoc policy built from
+options. History comes from a trace file (read like a backtest's: each value the demand of the
+period starting at its timestamp, seen once that period is over) or from Prometheus (as the
+controller reads it). Errors a user can cause are ``InputError``; an unreachable Prometheus is
+``HistoryUnavailable`` (exit 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+from zoneinfo import ZoneInfo
+
+from autoscaler.errors import InputError
+from autoscaler.resources import ScalingPolicySpec, parse_policy
+
+
+class HistoryUnavailable(Exception):
+    """Prometheus did not give a policy's history (exit 1, not bad input)."""
+
+
+@dataclass(frozen=True)
+class PolicyDoc:
+    name: str
+    namespace: str
+    labels: dict[str, str]
+    spec: ScalingPolicySpec
+
+
+def load_policies(
+    path: Path | None,
+    *,
+    only: list[str] | None,
+    capacity_per_replica: float | None,
+    lead_time: str,
+    min_replicas: int,
+    max_replicas: int,
+    mode: str = "hpa-floor",
+) -> list[PolicyDoc]:
+    """The policies of a YAML file (``only`` those named), or one built from the options."""
+    if path is not None:
+        try:
+            docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise InputError("--policies", f"cannot read {str(path)!r} ({str(exc).splitlines()[0]})", "give a YAML file of ScalingPolicy resources") from None
+    else:
+        if capacity_per_replica is None:
+            raise InputError("--capacity-per-replica", "required without --policies", "give the demand one replica serves, or --policies FILE")
+        docs = [
+            {
+                "metadata": {"name": "default", "namespace": "default"},
+                "spec": {
+                    "targetRef": {"kind": "Deployment", "name": "workload"},
+                    "mode": mode,
+                    "metric": {"query": "demand", "capacityPerReplica": capacity_per_replica},
+                    "leadTime": lead_time,
+                    "minReplicas": min_replicas,
+                    "maxReplicas": max_replicas,
+                },
+            }
+        ]
+    return policies_of(docs, only)
+
+
+def policies_of(docs: list[dict], only: list[str] | None = None) -> list[PolicyDoc]:
+    out = []
+    for doc in docs:
+        if not isinstance(doc, dict):
+            raise InputError("--policies", "each document must be a ScalingPolicy mapping", "give a YAML file of ScalingPolicy resources")
+        meta = doc.get("metadata") or {}
+        if only and meta.get("name") not in only:
+            continue
+        out.append(PolicyDoc(meta.get("name", "?"), meta.get("namespace", "default"), meta.get("labels") or {}, parse_policy(doc)))
+    if not out:
+        raise InputError("--policy", "no policy left", "check --policies and --policy")
+    return out
+
+
+def trace_history(path: Path, zone: ZoneInfo, *, strict: bool = False) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """A trace as the controller's Prometheus would hold it: (times, values, first, end) where
+    ``first``/``end`` bound the trace's periods."""
+    from autoscaler.backtest import controller_view
+    from autoscaler.trace import load_trace
+
+    series = load_trace(path, zone, strict=strict)
+    times, values = controller_view(series)
+    return times, values, int(series.times_s[0]), int(series.times_s[-1]) + series.step_s
+
+
+def prometheus_history(url: str, policy: PolicyDoc, *, now_s: float, history_s: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A policy's history from Prometheus (its query, its step), over ``history_s`` (default: the
+    policy's forecast history), however old its newest sample."""
+    from autoscaler.prometheus import HistoryCache, MetricsUnavailable, render_query
+
+    spec = policy.spec
+    query = render_query(spec.metric.query, namespace=policy.namespace, target=spec.target_ref.name, policy=policy.name)
+    try:
+        series = HistoryCache(url).history(
+            query, now_s=now_s, history_s=history_s or spec.forecast_settings().history_s, step_s=spec.step_s, stale_after_s=10**12
+        )
+    except MetricsUnavailable as exc:
+        raise HistoryUnavailable(f"policy {policy.name}: {exc}") from None
+    if len(series.times_s) < 3:
+        raise HistoryUnavailable(f"policy {policy.name}: not enough history to forecast")
+    return series.times_s, series.values
