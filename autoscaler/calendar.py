@@ -25,7 +25,9 @@ half-loaded.
 from __future__ import annotations
 
 import csv
+import difflib
 import math
+from dataclasses import dataclass
 from functools import cached_property
 from datetime import datetime
 from pathlib import Path
@@ -37,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from zoneinfo import ZoneInfo
 
 from autoscaler.errors import InputError
-from autoscaler.timezones import get_zone, parse_timestamp, wall_seconds
+from autoscaler.timezones import get_zone, parse_aware, wall_seconds
 from autoscaler.trace import open_text
 
 #: Kinds that describe the data rather than a plan: a calendar-driven scaler cannot know them.
@@ -174,6 +176,46 @@ def select_kinds(events: Iterable[PromotionEvent], kinds: Iterable[str] | None) 
     return [e for e in events if not is_data_kind(e.kind)]
 
 
+@dataclass(frozen=True)
+class CalendarEntry:
+    """One promotion as a calendar states it: its name, its spec as the PromotionEvent CRD spells
+    it (RFC 3339 times with offsets), and what was recorded of it."""
+
+    name: str
+    spec: dict[str, Any]
+    memory: tuple[EventProfile, ...] = ()
+    where: str = ""
+
+    def event(self, zone: ZoneInfo) -> PromotionEvent:
+        """The calendar event in wall-clock time of ``zone`` (what the planner uses)."""
+        s = self.spec
+        return _event(
+            {
+                "name": self.name,
+                "title": s.get("title", ""),
+                "start": datetime.fromisoformat(s["start"]).astimezone(zone).replace(tzinfo=None),
+                "end": datetime.fromisoformat(s["end"]).astimezone(zone).replace(tzinfo=None),
+                "kind": s.get("kind", ""),
+                "expected_multiplier": s.get("expectedMultiplier"),
+                "expected_peak": s.get("expectedPeak"),
+                "like": tuple(s.get("like") or ()),
+                "memories": self.memory,
+                "memory": self.memory[0] if self.memory else None,
+            },
+            self.where or f"event {self.name!r}",
+        )
+
+
+#: what a calendar entry may say (the PromotionEvent spec, its name, and its memory)
+ENTRY_KEYS = ("name", "title", "start", "end", "kind", "expectedMultiplier", "expectedPeak", "like", "targets", "memory")
+TOP_KEYS = ("timezone", "events")
+#: the years a promotion may fall in
+YEARS = (1970, 9000)
+MAX_PEAK = 1e15
+#: the most promotions a calendar may hold
+MAX_EVENTS = 100_000
+
+
 def _event(fields: dict[str, Any], where: str) -> PromotionEvent:
     from pydantic import ValidationError
 
@@ -186,21 +228,124 @@ def _event(fields: dict[str, Any], where: str) -> PromotionEvent:
         raise InputError(f"{where} {loc}", msg, "fix the calendar entry") from None
 
 
-def _time_field(value: Any, zone: ZoneInfo, where: str) -> datetime:
+def unknown_key(key: Any, known: tuple[str, ...], where: str) -> InputError:
+    """A key nobody reads: named, with the nearest known one (a typo such as ``sart``)."""
+    close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.5)
+    fix = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
+    return InputError(f"{where} {key}", "unknown key", fix)
+
+
+def stamp(value: Any, zone: ZoneInfo | None, where: str) -> datetime:
+    """An aware time from a calendar: ISO 8601 text (naive: in ``zone``) or a YAML timestamp;
+    never a number (12345 is not 1970) and never outside 1970-9000."""
     if isinstance(value, datetime):
         value = value.isoformat()
-    if value is None or str(value).strip() == "":
+    if isinstance(value, bool) or not isinstance(value, str):
+        raise InputError(where, f"{value!r} is not a time", "give an ISO 8601 time such as 2026-11-11 20:00")
+    if not value.strip():
         raise InputError(where, "missing", "give an ISO 8601 time such as 2026-11-11 20:00")
-    return parse_timestamp(str(value), zone, field=where)
+    aware = parse_aware(value, zone, field=where)
+    if not YEARS[0] <= aware.year < YEARS[1]:
+        raise InputError(where, f"{value!r} is outside {YEARS[0]}-{YEARS[1] - 1}", "give a time such as 2026-11-11 20:00")
+    return aware
 
 
-def _float_field(value: Any, where: str) -> float | None:
+def number(value: Any, where: str, *, lo: float, hi: float, what: str) -> float | None:
+    """A number from a calendar (text from a CSV is fine); never a boolean, never inf or NaN."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise InputError(where, f"{value!r} is not a number", f"give {what}")
     try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise InputError(where, f"not a number: {value!r}", "give a number") from None
+        result = float(value)
+    except ValueError:
+        raise InputError(where, f"not a number: {value!r}", f"give {what}") from None
+    if not math.isfinite(result) or not lo < result <= hi:
+        raise InputError(where, f"{value!r} is outside ({lo:g}, {hi:g}]", f"give {what}")
+    return result
+
+
+def _text_field(value: Any, where: str) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list, bool)):
+        raise InputError(where, f"{value!r} is not text", "give a string")
+    return str(value).strip()
+
+
+#: the CSV calendar's names for the spec's fields (errors name the column the user wrote)
+CSV_COLUMNS = {"expectedMultiplier": "expected_multiplier", "expectedPeak": "expected_peak"}
+
+
+def entry(item: Any, zone: ZoneInfo | None, where: str, *, columns: dict[str, str] | None = None) -> CalendarEntry:
+    """One calendar entry (a YAML mapping, or a CSV row turned into one: ``columns`` names its
+    fields as the CSV does)."""
+    if not isinstance(item, dict):
+        raise InputError(where, "must be a mapping", "each event has name, start, end, kind")
+    for key in item:
+        if key not in ENTRY_KEYS:
+            raise unknown_key(key, ENTRY_KEYS, where)
+    name = _text_field(item.get("name"), f"{where} name")
+    if not name:
+        raise InputError(f"{where} name", "missing", "give every event a name")
+    if columns is None:
+        where = f"{where} ({name})"
+    col = (columns or {}).get
+    spec: dict[str, Any] = {
+        "start": stamp(item.get("start"), zone, f"{where} start").isoformat(timespec="seconds"),
+        "end": stamp(item.get("end"), zone, f"{where} end").isoformat(timespec="seconds"),
+        "kind": _text_field(item.get("kind"), f"{where} kind"),
+    }
+    if not spec["kind"]:
+        raise InputError(f"{where} kind", "missing", "give a kind such as double11 or flash-sale")
+    title = _text_field(item.get("title"), f"{where} title")
+    if title:
+        spec["title"] = title
+    multiplier = number(item.get("expectedMultiplier"), f"{where} {col('expectedMultiplier', 'expectedMultiplier')}", lo=0, hi=MAX_MULTIPLIER, what="the peak over the usual load, e.g. 3")
+    peak = number(item.get("expectedPeak"), f"{where} {col('expectedPeak', 'expectedPeak')}", lo=0, hi=MAX_PEAK, what="the expected peak of the metric")
+    if multiplier is not None and peak is not None:
+        raise InputError(f"{where} {col('expectedPeak', 'expectedPeak')}", "given with an expected multiplier", "give one of them")
+    if multiplier is not None:
+        spec["expectedMultiplier"] = multiplier
+    if peak is not None:
+        spec["expectedPeak"] = peak
+    like = item.get("like")
+    if like:
+        names = [like] if isinstance(like, str) else like
+        if not isinstance(names, list) or not all(isinstance(x, str) and x.strip() for x in names):
+            raise InputError(f"{where} like", f"{like!r} is not a list of promotion names", "e.g. like: [double11-2025]")
+        if name in names:
+            raise InputError(f"{where} like", "names the promotion itself", "name past promotions of the kind")
+        spec["like"] = [x.strip() for x in names]
+    if item.get("targets"):
+        if not isinstance(item["targets"], dict):
+            raise InputError(f"{where} targets", "must be a label selector", "e.g. targets: {matchLabels: {peakscale.io/tier: cache}}")
+        spec["targets"] = item["targets"]
+    return CalendarEntry(name=name, spec=spec, memory=parse_memories(item.get("memory"), f"{where} memory"), where=where)
+
+
+def read_entries(doc: Any, zone: ZoneInfo | None, label: str) -> list[CalendarEntry]:
+    """The entries of a YAML calendar document (``timezone:`` for its naive times; an offset wins)."""
+    if doc is None:
+        return []
+    if isinstance(doc, list):
+        doc = {"events": doc}
+    if not isinstance(doc, dict):
+        raise InputError(label, "top level must be a mapping with an 'events' list", "see the calendar format in the README")
+    for key in doc:
+        # other top-level keys are the file owner's (kept by the store); a near miss is a typo
+        if key not in TOP_KEYS and difflib.get_close_matches(str(key), TOP_KEYS, n=1, cutoff=0.6):
+            raise unknown_key(key, TOP_KEYS, label)
+    if doc.get("timezone") is not None:
+        if not isinstance(doc["timezone"], str):
+            raise InputError(f"{label} timezone", f"{doc['timezone']!r} is not a zone name", "use an IANA name such as Asia/Shanghai")
+        zone = get_zone(doc["timezone"], field=f"{label} timezone")
+    items = doc.get("events") or []
+    if not isinstance(items, list):
+        raise InputError(f"{label} events", "must be a list", "write events: as a YAML list")
+    if len(items) > MAX_EVENTS:
+        raise InputError(f"{label} events", f"{len(items):,} promotions, over {MAX_EVENTS:,}", "split the calendar")
+    return [entry(item, zone, f"{label} events[{i}]") for i, item in enumerate(items)]
 
 
 def csv_calendar_rows(handle, label: str) -> Iterator[tuple[str, dict[str, str]]]:
@@ -224,79 +369,54 @@ def csv_calendar_rows(handle, label: str) -> Iterator[tuple[str, dict[str, str]]
         raise InputError(f"{label} line {reader.line_num}", f"cannot read row ({exc})", "expected a CSV text file") from None
 
 
-def load_csv_calendar(path: Path, zone: ZoneInfo) -> list[PromotionEvent]:
-    events: list[PromotionEvent] = []
-    with open_text(path) as handle:
-        for where, row in csv_calendar_rows(handle, f"calendar {path.name}"):
-            events.append(
-                _event(
-                    {
-                        "name": (row.get("name") or "").strip(),
-                        "start": _time_field(row.get("start"), zone, f"{where} start"),
-                        "end": _time_field(row.get("end"), zone, f"{where} end"),
-                        "kind": (row.get("kind") or "").strip(),
-                        "expected_multiplier": _float_field(row.get("expected_multiplier"), f"{where} expected_multiplier"),
-                        "expected_peak": _float_field(row.get("expected_peak"), f"{where} expected_peak"),
-                    },
-                    where,
-                )
-            )
-    return events
+def csv_entries(handle, label: str, zone: ZoneInfo | None, *, slug_names: bool = False) -> list[CalendarEntry]:
+    """The entries of a CSV calendar (``start,end,name,kind[,expected_multiplier,expected_peak]``).
+    ``slug_names``: names become object names (``promo import``), the name stays the title."""
+    out = []
+    for where, row in csv_calendar_rows(handle, label):
+        raw_name = (row.get("name") or "").strip()
+        item: dict[str, Any] = {
+            "name": slug(raw_name) if slug_names else raw_name,
+            "start": row.get("start") or "",
+            "end": row.get("end") or "",
+            "kind": row.get("kind") or "",
+            "expectedMultiplier": row.get("expected_multiplier"),
+            "expectedPeak": row.get("expected_peak"),
+        }
+        title = (row.get("title") or (raw_name if slug_names else "")).strip()
+        if title:
+            item["title"] = title
+        out.append(entry(item, zone, where, columns=CSV_COLUMNS))
+        if len(out) > MAX_EVENTS:
+            raise InputError(label, f"over {MAX_EVENTS:,} promotions", "split the calendar")
+    return out
 
 
-def events_from_mapping(doc: Any, zone: ZoneInfo, label: str) -> list[PromotionEvent]:
-    """Build events from the parsed YAML calendar document."""
-    if doc is None:
-        return []
-    if isinstance(doc, list):
-        doc = {"events": doc}
-    if not isinstance(doc, dict):
-        raise InputError(label, "top level must be a mapping with an 'events' list", "see the calendar format in the README")
-    if doc.get("timezone") is not None:
-        zone = get_zone(str(doc["timezone"]), field=f"{label} timezone")
-    items = doc.get("events") or []
-    if not isinstance(items, list):
-        raise InputError(f"{label} events", "must be a list", "write events: as a YAML list")
-    events = []
-    for i, item in enumerate(items):
-        where = f"{label} events[{i}]"
-        if not isinstance(item, dict):
-            raise InputError(where, "must be a mapping", "each event has name, start, end, kind")
-        fields = dict(item)
-        fields["start"] = _time_field(fields.get("start"), zone, f"{where} start")
-        fields["end"] = _time_field(fields.get("end"), zone, f"{where} end")
-        for key in ("name", "kind", "title"):
-            if key in fields and fields[key] is not None:
-                fields[key] = str(fields[key])
-        if "like" in fields and fields["like"] is not None:
-            like = fields["like"]
-            fields["like"] = tuple([like] if isinstance(like, str) else [str(x) for x in like])
-        if "memory" in fields:
-            fields["memories"] = parse_memories(fields.pop("memory"), f"{where} memory")
-            fields["memory"] = fields["memories"][0] if fields["memories"] else None
-        events.append(_event(fields, where))
-    return events
+def slug(text: str) -> str:
+    """A promotion name as an object name: lowercase letters, digits and '-'."""
+    out = "".join(c if (c.isascii() and c.isalnum()) else "-" for c in text.strip().lower())
+    while "--" in out:
+        out = out.replace("--", "-")
+    return out.strip("-")[:63].strip("-")
 
 
 def load_calendar(path: str | Path, zone: ZoneInfo) -> list[PromotionEvent]:
     """Load a ``.csv`` or ``.yaml``/``.yml`` calendar and check it as a whole."""
+    from autoscaler import yamlsafe
+
     path = Path(path)
     if not path.is_file():
         raise InputError("--events", f"no such file {str(path)!r}", "give a CSV or YAML calendar")
     name = path.name.removesuffix(".gz")
+    label = f"calendar {path.name}"
     if name.endswith(".csv"):
-        events = load_csv_calendar(path, zone)
+        with open_text(path) as handle:
+            entries = csv_entries(handle, label, zone)
     elif name.endswith((".yaml", ".yml")):
-        try:
-            with open_text(path) as handle:
-                doc = yaml.safe_load(handle)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"calendar {path.name}" + (f" line {mark.line + 1}" if mark else "")
-            raise InputError(where, "malformed YAML", "fix the YAML syntax") from None
-        events = events_from_mapping(doc, zone, f"calendar {path.name}")
+        entries = read_entries(yamlsafe.read(path, label), zone, label)
     else:
         raise InputError("--events", f"unknown calendar format {path.name!r}", "use a .csv or .yaml file")
+    events = [e.event(zone) for e in entries]
     check_calendar(events)
     return events
 

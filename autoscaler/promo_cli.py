@@ -8,8 +8,9 @@ Exit codes: 0 ok, 1 failed operation (store unreachable), 2 bad input.
 
 from __future__ import annotations
 
-import io
 import json
+import math
+import re
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Optional
@@ -19,10 +20,11 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from autoscaler.calendar import csv_calendar_rows, parse_memories
+from autoscaler import yamlsafe
+from autoscaler.calendar import MAX_PEAK, stamp
 from autoscaler.durations import format_duration, parse_duration_s
 from autoscaler.errors import InputError
-from autoscaler.store import DEFAULT_CALENDAR, FileStore, KubeStore, Promo, check_references, overlaps, validate_promo
+from autoscaler.store import DEFAULT_CALENDAR, FileStore, KubeStore, Promo, check_references, overlapping, overlaps, validate_promo
 from autoscaler.timezones import get_zone, parse_aware
 
 promo_app = typer.Typer(help="Schedule and review promotions (the calendar peakscale pre-scales for).", no_args_is_help=True)
@@ -80,9 +82,11 @@ def _read(store) -> list[Promo]:
         raise Failed(f"cannot read {store.describe()}: {_reason(exc)}") from None
 
 
-def _write(store, promos: list[Promo], changed: list[str], deleted: list[str]) -> None:
+def _write(store, promos: list[Promo], changed: list[str], deleted: list[str], created: list[str] | None = None) -> None:
     try:
-        store.save(promos, changed=changed, deleted=deleted)
+        store.save(promos, changed=changed, deleted=deleted, created=created)
+    except InputError:
+        raise
     except Exception as exc:  # noqa: BLE001
         raise Failed(f"cannot write {store.describe()}: {_reason(exc)}") from None
 
@@ -95,22 +99,35 @@ def _reason(exc: Exception) -> str:
 
 
 def parse_time(text: str, zone_name: str, field: str) -> datetime:
-    """A local time in ``zone_name`` (or with its own offset) -> aware datetime."""
+    """A local time in ``zone_name`` (or with its own offset) -> aware datetime (1970-9000)."""
     zone = get_zone(zone_name)
     if not text.strip():
         raise InputError(field, "empty time", "give a time such as '2026-11-11 20:00'")
-    return parse_aware(text, zone, field=field)
+    return stamp(text, zone, field)
+
+
+_LABEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
+_LABEL_PREFIX = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 
 def parse_targets(text: str | None) -> dict | None:
+    """``key=value,...`` as a matchLabels selector; keys and values as Kubernetes spells labels."""
     if not text:
         return None
-    labels = {}
+    fix = "use key=value pairs of Kubernetes labels, e.g. peakscale.io/tier=cache,app=live"
+    labels: dict[str, str] = {}
     for part in text.split(","):
         key, sep, value = part.partition("=")
-        if not sep or not key.strip():
-            raise InputError("--targets", f"cannot read {part!r}", "use key=value pairs, e.g. tier=edge,app=live")
-        labels[key.strip()] = value.strip()
+        key, value = key.strip(), value.strip()
+        prefix, slash, name = key.rpartition("/")
+        ok_key = bool(_LABEL_NAME.fullmatch(name)) and len(name) <= 63 and (not slash or (_LABEL_PREFIX.fullmatch(prefix) is not None and len(prefix) <= 253))
+        if not sep or not ok_key:
+            raise InputError("--targets", f"cannot read {part.strip()!r} as a label", fix)
+        if value and (len(value) > 63 or not _LABEL_NAME.fullmatch(value)):
+            raise InputError("--targets", f"{value!r} is not a label value", "at most 63 letters, digits, '-', '_' or '.'")
+        if key in labels:
+            raise InputError("--targets", f"label {key!r} is given twice", "give each label once")
+        labels[key] = value
     return {"matchLabels": labels}
 
 
@@ -144,8 +161,8 @@ def build_spec(
         raise InputError("--multiplier", "give --multiplier or --expected-peak, not both", "one way of sizing the event")
     if multiplier is not None and not (0 < multiplier <= 1000):
         raise InputError("--multiplier", f"{multiplier:g} is outside (0, 1000]", "the expected peak over the usual load, e.g. 3")
-    if expected_peak is not None and not expected_peak > 0:
-        raise InputError("--expected-peak", f"{expected_peak:g} must be positive", "the expected peak of the policies' metric")
+    if expected_peak is not None and not (math.isfinite(expected_peak) and 0 < expected_peak <= MAX_PEAK):
+        raise InputError("--expected-peak", f"{expected_peak:g} is outside (0, {MAX_PEAK:g}]", "the expected peak of the policies' metric")
     spec: dict = {"start": _rfc3339(begin), "end": _rfc3339(finish), "kind": kind}
     if title:
         spec["title"] = title
@@ -203,6 +220,11 @@ def _check_output(output: str, allowed=("table", "json", "yaml")) -> None:
 def _warn_overlaps(promos: list[Promo], promo: Promo) -> None:
     clash = overlaps(promos, promo)
     if clash:
+        _say_overlap(promo, clash)
+
+
+def _say_overlap(promo: Promo, clash: list[str]) -> None:
+    if clash:
         err.print(
             f"warning: {promo.name!r} overlaps {', '.join(map(repr, clash))} of the same kind on the same targets "
             "(kept: they will be planned together)",
@@ -249,7 +271,7 @@ def add(
         updated = promos + [promo]
         check_references(updated)
         _warn_overlaps(promos, promo)
-        _write(st, updated, changed=[name], deleted=[])
+        _write(st, updated, changed=[name], deleted=[], created=[name])
     except (InputError, Failed) as error:
         _fail(error)
     if not quiet:
@@ -415,81 +437,34 @@ def delete(
 
 
 def _import_rows(path: Path, tz: str | None) -> list[Promo]:
-    """Promotions from a YAML calendar or a CSV; all or nothing, the row at fault named."""
+    """Promotions from a YAML calendar or a CSV (names become object names); all or nothing, the
+    row at fault named."""
+    from autoscaler.calendar import csv_entries, read_entries
+    from autoscaler.trace import open_text
+
     label = path.name
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError("FILE", f"cannot read {str(path)!r} ({getattr(exc, 'strerror', None) or exc})", "give a YAML or CSV calendar") from None
-    promos: list[Promo] = []
-    if path.suffix in (".yaml", ".yml"):
+    zone = get_zone(tz) if tz else None
+    name = path.name.removesuffix(".gz")
+    if name.endswith((".yaml", ".yml")):
+        entries = read_entries(yamlsafe.read(path, label), zone, label)
+    elif name.endswith(".csv"):
         try:
-            doc = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            raise InputError(f"{label}" + (f" line {mark.line + 1}" if mark else ""), "malformed YAML", "fix the YAML syntax") from None
-        if isinstance(doc, list):
-            doc = {"events": doc}
-        if not isinstance(doc, dict) or not isinstance(doc.get("events"), list):
-            raise InputError(label, "needs an 'events' list", "see the calendar format in the README")
-        zone = doc.get("timezone") or tz
-        for i, item in enumerate(doc["events"]):
-            where = f"{label} events[{i}]"
-            if not isinstance(item, dict) or not item.get("name"):
-                raise InputError(where, "needs a name", "each event has name, start, end, kind")
-            promos.append(_row_promo(where, str(item["name"]), item, zone))
-    elif path.suffix == ".csv":
-        for where, row in csv_calendar_rows(io.StringIO(text), label):
-            item = {
-                "start": row.get("start"),
-                "end": row.get("end"),
-                "kind": (row.get("kind") or "").strip(),
-                "title": (row.get("title") or row.get("name") or "").strip(),
-                "expectedMultiplier": row.get("expected_multiplier") or None,
-                "expectedPeak": row.get("expected_peak") or None,
-            }
-            promos.append(_row_promo(where, _slug(row.get("name") or ""), item, tz))
+            with open_text(path) as handle:
+                entries = csv_entries(handle, label, zone, slug_names=True)
+        except OSError as exc:
+            raise InputError("FILE", f"cannot read {str(path)!r} ({exc.strerror or exc})", "give a YAML or CSV calendar") from None
+    elif not path.exists():
+        raise InputError("FILE", f"no such file {str(path)!r}", "give a YAML or CSV calendar")
     else:
         raise InputError("FILE", f"unknown format {path.name!r}", "use a .yaml, .yml or .csv file")
+    promos = []
+    for e in entries:
+        memory = tuple(m.model_dump(by_alias=True) for m in e.memory)
+        try:
+            promos.append(validate_promo(Promo(name=e.name, spec=e.spec, memory=memory)))
+        except InputError as exc:
+            raise InputError(e.where, f"{exc.where}: {exc.problem}", exc.fix) from None
     return promos
-
-
-def _slug(text: str) -> str:
-    out = "".join(c if c.isalnum() else "-" for c in text.strip().lower())
-    while "--" in out:
-        out = out.replace("--", "-")
-    return out.strip("-")[:253]
-
-
-def _row_promo(where: str, name: str, item: dict, tz: str | None) -> Promo:
-    spec: dict = {}
-    for key in ("start", "end"):
-        value = item.get(key)
-        if isinstance(value, datetime):
-            value = value.isoformat()
-        if value is None or not str(value).strip():
-            raise InputError(f"{where} {key}", "missing", "give a time such as 2026-11-11 20:00+08:00")
-        # an offset is kept (the zone the calendar was written in); a naive time needs a zone
-        spec[key] = _rfc3339(parse_aware(str(value), get_zone(tz) if tz else None, field=f"{where} {key}"))
-    spec["kind"] = str(item.get("kind") or "").strip()
-    if item.get("title"):
-        spec["title"] = str(item["title"])
-    for key in ("expectedMultiplier", "expectedPeak"):
-        if item.get(key) not in (None, ""):
-            try:
-                spec[key] = float(item[key])
-            except (TypeError, ValueError):
-                raise InputError(f"{where} {key}", f"not a number: {item[key]!r}", "give a number") from None
-    if item.get("like"):
-        like = item["like"]
-        spec["like"] = [like] if isinstance(like, str) else [str(x) for x in like]
-    if item.get("targets"):
-        spec["targets"] = item["targets"]
-    memory = tuple(m.model_dump(by_alias=True) for m in parse_memories(item.get("memory"), f"{where} memory"))
-    try:
-        return validate_promo(Promo(name=name, spec=spec, memory=memory))
-    except InputError as exc:
-        raise InputError(where, f"{exc.where}: {exc.problem}", exc.fix) from None
 
 
 @promo_app.command("import")
@@ -522,9 +497,13 @@ def import_(
             raise InputError("NAME", f"already in the store: {', '.join(map(repr, clash[:5]))}", "delete or rename them first")
         updated = promos + incoming
         check_references(updated)
-        for promo in incoming:
-            _warn_overlaps([p for p in updated if p.name != promo.name], promo)
-        _write(st, updated, changed=[p.name for p in incoming], deleted=[])
+        clashes = overlapping(updated, [p.name for p in incoming])
+        said = [p for p in incoming if clashes.get(p.name)]
+        for promo in said[:10]:
+            _say_overlap(promo, clashes[promo.name])
+        if len(said) > 10:
+            err.print(f"warning: {len(said) - 10} more imported promotions overlap others of their kind on the same targets (kept)", highlight=False)
+        _write(st, updated, changed=[p.name for p in incoming], deleted=[], created=[p.name for p in incoming])
     except (InputError, Failed) as error:
         _fail(error)
     if not quiet:

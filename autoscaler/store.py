@@ -8,16 +8,23 @@ validated whole before anything is written, so bad input loses nothing already s
 
 from __future__ import annotations
 
+import fcntl
+import json
+import io
 import os
+import re
+import stat
 import tempfile
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-import yaml
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from autoscaler.calendar import PromotionEvent, parse_memories
+from autoscaler import yamlsafe
+from autoscaler.calendar import PromotionEvent, parse_memories, read_entries
 from autoscaler.errors import InputError
 from autoscaler.resources import EVENT_PLURAL, GROUP, POLICY_PLURAL, VERSION, PromotionEventSpec, _first_error
 
@@ -33,7 +40,7 @@ class Promo:
     spec: dict[str, Any]
     memory: tuple[dict[str, Any], ...] = ()
 
-    @property
+    @cached_property
     def parsed(self) -> PromotionEventSpec:
         return PromotionEventSpec.model_validate(self.spec)
 
@@ -66,13 +73,23 @@ def validate_promo(promo: Promo) -> Promo:
     """Check one promotion the way the CRD and the controller will; raise ``InputError``."""
     from pydantic import ValidationError
 
-    if not promo.name or len(promo.name) > 253 or not all(c.isalnum() or c in "-." for c in promo.name) or promo.name != promo.name.lower():
-        raise InputError("NAME", f"{promo.name!r} is not a valid resource name", "use lowercase letters, digits, '-' and '.'")
+    if not is_object_name(promo.name):
+        raise InputError("NAME", f"{promo.name!r} is not a Kubernetes object name (RFC 1123)", "use lowercase a-z, 0-9, '-' and '.', starting and ending with a letter or digit, at most 253")
+    if promo.name in (promo.spec.get("like") or []):
+        raise InputError("--like", f"{promo.name!r} names the promotion itself", "name past promotions of the kind")
     try:
         promo.parsed
     except ValidationError as exc:
         raise _first_error(exc, f"promotion {promo.name!r}") from None
     return promo
+
+
+_RFC1123 = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def is_object_name(name: str) -> bool:
+    """An RFC 1123 subdomain: what a PromotionEvent's name must be."""
+    return 0 < len(name) <= 253 and _RFC1123.fullmatch(name) is not None
 
 
 def check_references(promos: list[Promo]) -> None:
@@ -90,76 +107,182 @@ def check_references(promos: list[Promo]) -> None:
 
 def overlaps(promos: list[Promo], candidate: Promo) -> list[str]:
     """Names of promotions of the same kind on the same targets whose window overlaps."""
-    c = candidate.parsed
-    out = []
-    for p in promos:
-        if p.name == candidate.name:
-            continue
-        s = p.parsed
-        if s.kind == c.kind and (p.spec.get("targets") or {}) == (candidate.spec.get("targets") or {}) and s.start < c.end and c.start < s.end:
-            out.append(p.name)
+    return overlapping(promos, [candidate.name] if any(p.name == candidate.name for p in promos) else [], extra=candidate).get(candidate.name, [])
+
+
+def overlapping(promos: list[Promo], names: list[str], *, extra: Promo | None = None) -> dict[str, list[str]]:
+    """For each of ``names`` (and ``extra``), the promotions of its kind on its targets whose window
+    overlaps it. A sweep in time order per (kind, targets): linear in the calendar, so importing
+    10,000 rows stays quick."""
+    wanted = set(names) | ({extra.name} if extra is not None else set())
+    pool = [p for p in promos if extra is None or p.name != extra.name] + ([extra] if extra is not None else [])
+    groups: dict[tuple[str, str], list[Promo]] = {}
+    for p in pool:
+        key = (p.parsed.kind, json.dumps(p.spec.get("targets") or {}, sort_keys=True))
+        groups.setdefault(key, []).append(p)
+    out: dict[str, list[str]] = {}
+    for group in groups.values():
+        group.sort(key=lambda p: p.parsed.start)
+        running: list[Promo] = []  # still open at the current start, by end
+        for p in group:
+            start = p.parsed.start
+            running = [q for q in running if q.parsed.end > start]
+            if running:
+                if p.name in wanted:
+                    out.setdefault(p.name, []).extend(q.name for q in running)
+                for q in running:
+                    if q.name in wanted:
+                        out.setdefault(q.name, []).append(p.name)
+            running.append(p)
     return out
 
 
 class Store(Protocol):
     def list(self) -> list[Promo]: ...
 
-    def save(self, promos: list[Promo], *, changed: list[str], deleted: list[str]) -> None: ...
+    def save(self, promos: list[Promo], *, changed: list[str], deleted: list[str], created: list[str] | None = None) -> None: ...
 
     def describe(self) -> str: ...
 
 
 class FileStore:
+    """A YAML calendar file, shared safely by concurrent writers.
+
+    Every write locks a lock file beside the calendar (``fcntl``), re-reads the calendar under
+    the lock and applies only its own changes to what it finds, so concurrent ``promo add`` runs
+    all land. The file is edited round-trip (ruamel.yaml): comments, the order of entries, other
+    top-level keys and untouched entries stay as they were. The new text goes to a temporary
+    file beside the target (through a symlink, to the file it points at), with the target's mode
+    and owner, fsynced, then renamed over it: a crash never leaves half a calendar.
+    """
+
+    HEADER = "peakscale promotion calendar (written by `peakscale promo`; times are RFC 3339 with offsets)"
+
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
 
     def describe(self) -> str:
         return f"calendar file {self.path}"
 
+    def _target(self) -> Path:
+        return Path(os.path.realpath(self.path))
+
     def list(self) -> list[Promo]:
-        if not self.path.exists():
+        target = self._target()
+        if not target.exists():
             return []
+        return self._promos(yamlsafe.read(target, str(self.path)))
+
+    def _promos(self, doc: Any) -> list[Promo]:
+        entries = read_entries(doc, None, str(self.path))
+        return [Promo(name=e.name, spec=e.spec, memory=tuple(m.model_dump(by_alias=True) for m in e.memory)) for e in entries]
+
+    def save(self, promos: list[Promo], *, changed: list[str], deleted: list[str], created: list[str] | None = None) -> None:
+        target = self._target()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        by_name = {p.name: p for p in promos}
+        with _locked(target):
+            raw = target.read_bytes() if target.exists() else b""
+            current = {p.name for p in self._promos(yamlsafe.load(raw, str(self.path)))}
+            for name in created or []:
+                if name in current:
+                    raise InputError("NAME", f"a promotion named {name!r} was added meanwhile", "pick another name, or use promo edit")
+            rt = _round_trip()
+            doc = rt.load(raw.decode("utf-8")) if raw.strip() else None
+            if doc is None:
+                doc = CommentedMap()
+                doc.yaml_set_start_comment(self.HEADER)
+            if isinstance(doc, list):
+                doc = CommentedMap([("events", doc)])
+            events = doc.get("events")
+            if events is None:
+                events = doc["events"] = CommentedSeq()
+            gone = set(deleted)
+            if gone:
+                keep = [e for e in events if not (isinstance(e, dict) and e.get("name") in gone)]
+                del events[:]
+                events.extend(keep)
+            index = {e.get("name"): e for e in events if isinstance(e, dict)}
+            new = []
+            for name in changed:
+                fresh = by_name[name].as_entry()
+                found = index.get(name)
+                if found is not None:
+                    for key in [k for k in found if k not in fresh]:
+                        del found[key]
+                    for key, value in fresh.items():
+                        if found.get(key) != value:
+                            found[key] = value
+                else:
+                    new.append(by_name[name])
+            if len(new) <= 20:
+                for promo in new:  # a few: each in time order among the others
+                    events.insert(_position(events, promo), CommentedMap(promo.as_entry()))
+            else:  # a bulk import: its rows, in time order, after the others
+                events.extend(CommentedMap(p.as_entry()) for p in sorted(new, key=lambda p: (p.parsed.start, p.name)))
+            _replace(target, rt, doc)
+
+
+def _round_trip():
+    from ruamel.yaml import YAML
+
+    rt = YAML(typ="rt")
+    rt.preserve_quotes = True
+    rt.width = 4096
+    return rt
+
+
+class _locked:
+    """An exclusive ``fcntl`` lock on ``.<calendar>.lock`` beside the calendar."""
+
+    def __init__(self, target: Path) -> None:
+        self.path = target.with_name(f".{target.name}.lock")
+
+    def __enter__(self) -> None:
+        self.handle = open(self.path, "a")
+        fcntl.flock(self.handle.fileno(), fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        fcntl.flock(self.handle.fileno(), fcntl.LOCK_UN)
+        self.handle.close()
+
+
+def _position(events: list, promo: Promo) -> int:
+    """Where a new entry goes to keep the calendar in time order (the end if it is not)."""
+    start = promo.parsed.start
+    for i, e in enumerate(events):
         try:
-            doc = yaml.safe_load(self.path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            raise InputError(f"{self.path}" + (f" line {mark.line + 1}" if mark else ""), "malformed YAML", "fix or remove the calendar file") from None
-        except OSError as exc:
-            raise InputError(str(self.path), f"cannot read ({exc.strerror})", "check the path and permissions") from None
-        items = doc.get("events") if isinstance(doc, dict) else None
-        if not isinstance(items, list):
-            raise InputError(str(self.path), "has no 'events' list", "is this a peakscale calendar?")
-        promos = []
-        for i, item in enumerate(items):
-            if not isinstance(item, dict) or "name" not in item:
-                raise InputError(f"{self.path} events[{i}]", "needs a name", "each event has name, start, end, kind")
-            spec = {k: _plain(v) for k, v in item.items() if k not in ("name", "memory")}
-            memory = item.get("memory") or []
-            promos.append(Promo(name=str(item["name"]), spec=spec, memory=tuple(memory) if isinstance(memory, list) else ()))
-        return promos
-
-    def save(self, promos: list[Promo], *, changed: list[str], deleted: list[str]) -> None:
-        doc = {"events": [p.as_entry() for p in sorted(promos, key=lambda p: (p.parsed.start, p.name))]}
-        text = "# peakscale promotion calendar (written by `peakscale promo`; times are RFC 3339 with offsets)\n" + yaml.safe_dump(
-            doc, sort_keys=False, allow_unicode=True
-        )
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+            other = datetime.fromisoformat(str(e.get("start"))) if isinstance(e, dict) else None
+        except ValueError:
+            other = None
+        if other is not None and other.tzinfo is not None and other > start:
+            return i
+    return len(events)
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
+def _replace(target: Path, rt, doc: Any) -> None:
+    """Write ``doc`` to a temporary file beside ``target`` with its mode and owner, then rename."""
+    buffer = io.StringIO()
+    rt.dump(doc, buffer)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(buffer.getvalue())
+            handle.flush()
+            os.fsync(handle.fileno())
+        if target.exists():
+            st = target.stat()
+            os.chmod(tmp, stat.S_IMODE(st.st_mode))
+            try:
+                os.chown(tmp, st.st_uid, st.st_gid)
+            except PermissionError:
+                pass  # not ours to give away: the mode is kept
+        else:
+            os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 class KubeStore:
@@ -182,7 +305,7 @@ class KubeStore:
         items = self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, EVENT_PLURAL).get("items", [])
         return [Promo(name=o["metadata"]["name"], spec=dict(o.get("spec") or {}), memory=tuple((o.get("status") or {}).get("memory") or [])) for o in items]
 
-    def save(self, promos: list[Promo], *, changed: list[str], deleted: list[str]) -> None:
+    def save(self, promos: list[Promo], *, changed: list[str], deleted: list[str], created: list[str] | None = None) -> None:
         from kubernetes.client.rest import ApiException
 
         by_name = {p.name: p for p in promos}

@@ -38,9 +38,13 @@ def test_yaml_calendar_with_its_own_zone_and_offsets(tmp_path):
         "  - name: now\n    title: 11.11\n    start: 2026-11-10T16:00:00Z\n    end: 2026-11-11 02:00\n"
         "    kind: double11\n    expectedMultiplier: 6\n    like: [past]\n",
     )
+    # the file's zone says how to read its naive times; the events come out in the planner's clock
     events = load_calendar(path, UTC)
-    now = events[1]
-    assert now.start.hour == 0 and now.start.day == 11  # 16:00Z is midnight in Shanghai
+    past, now = events
+    assert past.start.hour == 16 and past.start.day == 10  # 00:00 in Shanghai is 16:00 UTC
+    assert now.start.hour == 16 and now.start.day == 10 and now.end.hour == 18  # 02:00 in Shanghai
+    in_shanghai = load_calendar(path, get_zone("Asia/Shanghai"))[1]
+    assert in_shanghai.start.hour == 0 and in_shanghai.start.day == 11  # 16:00Z is midnight in Shanghai
     assert now.like == ("past",) and now.label == "11.11"
 
 
