@@ -127,9 +127,11 @@ def simulation_step_s(trace_step_s: int) -> int:
 
 
 def _lagged(x: np.ndarray, lag: int) -> np.ndarray:
+    """``x`` seen ``lag`` steps late (the first value held before it)."""
     if lag <= 0:
         return x.copy()
-    return np.concatenate([np.full(lag, x[0]), x[:-lag]])
+    lag = min(lag, len(x))
+    return np.concatenate([np.full(lag, x[0]), x[: len(x) - lag]])
 
 
 def run_oracle(need: np.ndarray, lead_steps: int, policy: PlanPolicy) -> np.ndarray:

@@ -355,7 +355,10 @@ def csv_calendar_rows(handle, label: str) -> Iterator[tuple[str, dict[str, str]]
     row into ``InputError`` naming its line. Shared by the backtest's loader and ``promo import``.
     """
     reader = csv.DictReader(handle)
-    fields = [f.strip().lower() for f in (reader.fieldnames or [])]
+    try:
+        fields = [f.strip().lower() for f in (reader.fieldnames or [])]
+    except (UnicodeDecodeError, csv.Error, OSError, EOFError) as exc:
+        raise InputError(f"{label} header", f"cannot read ({exc})", "expected a UTF-8 CSV text file") from None
     missing = [c for c in ("start", "end", "name", "kind") if c not in fields]
     if missing:
         raise InputError(f"{label} header", f"missing column(s) {', '.join(missing)}", "columns are start,end,name,kind[,expected_multiplier,expected_peak]")
@@ -365,8 +368,8 @@ def csv_calendar_rows(handle, label: str) -> Iterator[tuple[str, dict[str, str]]
             if all(not (v or "").strip() for k, v in row.items() if k is not None and isinstance(v, str)):
                 continue
             yield f"{label} line {reader.line_num}", row
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(f"{label} line {reader.line_num}", f"cannot read row ({exc})", "expected a CSV text file") from None
+    except (UnicodeDecodeError, csv.Error, OSError, EOFError) as exc:
+        raise InputError(f"{label} line {reader.line_num}", f"cannot read row ({exc})", "expected a UTF-8 CSV text file") from None
 
 
 def csv_entries(handle, label: str, zone: ZoneInfo | None, *, slug_names: bool = False) -> list[CalendarEntry]:

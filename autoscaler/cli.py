@@ -12,12 +12,45 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+import typer.core
 from rich.console import Console
 from rich.table import Table
 
 from autoscaler.errors import InputError
 
+try:  # typer vendors click from 0.2x on
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover (older typer depends on click)
+    from click import exceptions as click_exceptions  # type: ignore[no-redef]
+
+
+class OneLineErrors(typer.core.TyperGroup):
+    """Usage errors (a missing option, a value of the wrong type, an unknown option) on one line
+    naming the option, with exit 2, like every other input error; never a box or a traceback."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, windows_expand_args=True, **extra):  # type: ignore[no-untyped-def]
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, windows_expand_args=windows_expand_args, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, windows_expand_args=windows_expand_args, **extra)
+        except click_exceptions.UsageError as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError" and exc.ctx is not None:
+                typer.echo(exc.ctx.get_help())  # a bare command shows its help
+                sys.exit(0)
+            where = exc.ctx.command_path if exc.ctx is not None else "peakscale"
+            err_console.print(f"error: {exc.format_message().rstrip('.')} (see `{where} --help`)", highlight=False, soft_wrap=True, markup=False)
+            sys.exit(2)
+        except click_exceptions.ClickException as exc:
+            err_console.print(f"error: {exc.format_message()}", highlight=False, soft_wrap=True, markup=False)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            err_console.print("error: aborted", highlight=False)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
+    cls=OneLineErrors,
     name="peakscale",
     help=(
         "Pre-scale capacity tiers before their peaks: promotion calendar + forecast + lead time.\n\n"
@@ -171,6 +204,9 @@ def backtest(
         if plot is not None and plot.suffix.lower() != ".png":
             raise InputError("--plot", f"{str(plot)!r} is not a .png file", "name the plot file *.png")
         series = load_trace(trace_path, zone, strict=strict)
+        span_s = int(series.times_s[-1] - series.times_s[0]) + series.step_s
+        if policy.lead_time_s >= span_s or policy.lead_time_s >= scenario.forecast.history_s:
+            raise InputError("--lead-time", f"{lead_time} is not shorter than the trace ({span_s // 60:,} min) and the history window", "give the lead time of the tier, e.g. 10m")
         calendar = load_calendar(events_path, zone) if events_path is not None else []
         wanted_kinds = _split_list(kinds) or (BUNDLED_KINDS if trace is None and events is None else [])
         selected = select_kinds(calendar, wanted_kinds)
@@ -255,6 +291,10 @@ def controller(
     identity: Annotated[Optional[str], typer.Option(envvar="POD_NAME", help="This instance's name in the Lease. Default: hostname.")] = None,
     once: Annotated[bool, typer.Option("--once", help="Run one cycle, print its report and exit.")] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    lease_duration: Annotated[str, typer.Option(help="How long a Lease not renewed stays held (a standby waits this long after it last saw the Lease change).")] = "15s",
+    renew_deadline: Annotated[str, typer.Option(help="The leader stops writing when it could not renew for this long (below --lease-duration).")] = "10s",
+    retry_period: Annotated[str, typer.Option(help="How often the Lease is renewed or tried, on its own thread.")] = "2s",
+    unready_after: Annotated[int, typer.Option(help="/readyz answers 503 after this many cycles failed in a row.")] = 3,
 ) -> None:
     """Run the controller: pre-scale the cluster's tiers from Prometheus and the PromotionEvents.
 
@@ -270,51 +310,69 @@ def controller(
     import socket
     import threading
 
-    from kubernetes import client as kclient
-    from kubernetes import config as kconfig
-
     from autoscaler.controller import Controller, ControllerOptions
     from autoscaler.durations import parse_duration_s
-    from autoscaler.kube import Kube
+    from autoscaler.kube import Kube, api_client
     from autoscaler.prometheus import HistoryCache
     from autoscaler.telemetry import Telemetry, serve
 
-    logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # every option is checked before any work starts
     try:
+        levels = ("debug", "info", "warning", "error")
+        if log_level.lower() not in levels:
+            raise InputError("--log-level", f"unknown level {log_level!r}", f"use {', '.join(levels)}")
+        if not 1 <= metrics_port <= 65535:
+            raise InputError("--metrics-port", f"{metrics_port} is not a TCP port", "give 1-65535, e.g. 8080")
+        if unready_after < 1:
+            raise InputError("--unready-after", f"{unready_after} must be at least 1", "e.g. 3")
         interval_s = parse_duration_s(interval, field="--interval")
         timeout_s = parse_duration_s(prometheus_timeout, field="--prometheus-timeout")
-        if not prometheus_url.startswith(("http://", "https://")):
+        lease_s = parse_duration_s(lease_duration, field="--lease-duration")
+        renew_s = parse_duration_s(renew_deadline, field="--renew-deadline")
+        retry_s = parse_duration_s(retry_period, field="--retry-period")
+        if not 0 < retry_s < renew_s < lease_s:
+            raise InputError("--renew-deadline", f"need --retry-period ({retry_s}s) < --renew-deadline ({renew_s}s) < --lease-duration ({lease_s}s)", "e.g. 2s, 10s, 15s")
+        if not prometheus_url.startswith(("http://", "https://")) or len(prometheus_url) < 10:
             raise InputError("--prometheus-url", f"{prometheus_url!r} is not an http(s) URL", "e.g. http://prometheus:9090")
         token = None
         if prometheus_token_file is not None:
             try:
                 token = prometheus_token_file.read_text().strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise InputError("--prometheus-token-file", f"cannot read {str(prometheus_token_file)!r} ({getattr(exc, 'strerror', None) or exc})", "give a readable text file") from None
+        if prometheus_ca is not None:
+            try:
+                prometheus_ca.read_bytes()
             except OSError as exc:
-                raise InputError("--prometheus-token-file", f"cannot read {str(prometheus_token_file)!r} ({exc.strerror})", "give a readable file") from None
-        try:
-            if kubeconfig is not None:
-                kconfig.load_kube_config(config_file=str(kubeconfig), context=context)
-            else:
-                try:
-                    kconfig.load_incluster_config()
-                except kconfig.ConfigException:
-                    kconfig.load_kube_config(context=context)
-        except (kconfig.ConfigException, OSError, TypeError) as exc:
-            raise InputError("--kubeconfig", f"cannot load Kubernetes credentials ({str(exc)[:200]})", "give --kubeconfig or run in a cluster") from None
+                raise InputError("--prometheus-ca", f"cannot read {str(prometheus_ca)!r} ({exc.strerror or exc})", "give a readable PEM bundle") from None
+        name = identity or socket.gethostname()
+        api = api_client(str(kubeconfig) if kubeconfig is not None else None, context)
+        api.user_agent = f"peakscale-controller/{name}"
+        telemetry = Telemetry()
+        server = None
+        if not once:
+            try:
+                server = serve(telemetry, metrics_port, interval_s)
+            except OSError as exc:
+                raise InputError("--metrics-port", f"cannot listen on {metrics_port} ({exc.strerror or exc})", "give a free port") from None
     except InputError as error:
         fail(error)
+    logging.basicConfig(level=getattr(logging, log_level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     verify: bool | str = False if prometheus_insecure else (str(prometheus_ca) if prometheus_ca else True)
-    kube = Kube(kclient.ApiClient())
+    kube = Kube(api)
     history = HistoryCache(prometheus_url, token=token, verify_tls=verify, timeout_s=timeout_s)
     options = ControllerOptions(
-        identity=identity or socket.gethostname(),
+        identity=name,
         namespaces=list(namespace) if namespace else None,
         interval_s=interval_s,
         dry_run=dry_run,
         lease_namespace=lease_namespace,
         lease_name=lease_name,
+        lease_duration_s=lease_s,
+        renew_deadline_s=renew_s,
+        retry_period_s=retry_s,
+        unready_after=unready_after,
     )
-    telemetry = Telemetry()
     ctl = Controller(kube, history, options, telemetry=telemetry)
     if once:
         from kubernetes.client.rest import ApiException
@@ -323,7 +381,10 @@ def controller(
         try:
             report = ctl.run_cycle()
         except (ApiException, HTTPError, OSError) as exc:
-            err_console.print(f"[bold red]error:[/] cannot reach the Kubernetes API ({type(exc).__name__}: {str(exc)[:200]})", highlight=False)
+            err_console.print(f"[bold red]error:[/] cannot reach the Kubernetes API ({type(exc).__name__}: {str(getattr(exc, 'reason', None) or exc)[:200]})", highlight=False)
+            raise typer.Exit(1)
+        except Exception as exc:  # noqa: BLE001 (one line, never a traceback)
+            err_console.print(f"[bold red]error:[/] the cycle failed ({type(exc).__name__}: {str(exc)[:200]})", highlight=False)
             raise typer.Exit(1)
         doc = {
             "leader": report.leader,
@@ -334,13 +395,14 @@ def controller(
         }
         typer.echo(json.dumps(doc, indent=2))
         return
-    serve(telemetry, metrics_port, interval_s)
     stop = threading.Event()
     import signal
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     ctl.run_forever(stop)
+    if server is not None:
+        server.shutdown()
 
 
 @app.command()

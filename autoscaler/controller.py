@@ -54,7 +54,7 @@ from autoscaler.cycle import (
 )
 from autoscaler.errors import InputError
 from autoscaler.kube import FINALIZER, ORIGINAL_MIN, Kube, KubeError, now_rfc3339
-from autoscaler.leader import LeaderElector
+from autoscaler.leader import LEASE_DURATION_S, RENEW_DEADLINE_S, RETRY_PERIOD_S, LeaderElector, NotLeader
 from autoscaler.prometheus import HistoryCache, MetricsUnavailable, render_query
 from autoscaler.forecast import record_profile
 from autoscaler.resources import EVENT_PLURAL, POLICY_PLURAL, PromotionEventSpec, ScalingPolicySpec, memory_status, parse_event, parse_memory, parse_policy
@@ -74,7 +74,11 @@ class ControllerOptions:
     stale_after_s: int = 300
     lease_namespace: str = "peakscale-system"
     lease_name: str = "peakscale-controller"
-    lease_duration_s: int = 15
+    lease_duration_s: float = LEASE_DURATION_S
+    renew_deadline_s: float = RENEW_DEADLINE_S
+    retry_period_s: float = RETRY_PERIOD_S
+    #: /readyz turns 503 after this many cycles failed in a row
+    unready_after: int = 3
     #: Prometheus range queries in flight at once
     fetch_concurrency: int = 2
 
@@ -124,6 +128,27 @@ def _condition(kind: str, ok: bool, reason: str, message: str, now_s: float, pre
     return {"type": kind, "status": status, "reason": reason, "message": message[:512], "lastTransitionTime": since}
 
 
+class CycleFailed(Exception):
+    """A step every policy needs failed (the API unreachable): the cycle stops, the loop goes on."""
+
+
+def describe(exc: BaseException) -> str:
+    """One line: what failed, with its HTTP status when it has one."""
+    if isinstance(exc, ApiException):
+        return f"HTTP {exc.status} {exc.reason or ''}".strip()
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text[:300]}" if not isinstance(exc, CycleFailed) else text[:400]
+
+
+def _step(what: str, call: Callable[[], list]) -> list:
+    try:
+        return call()
+    except NotLeader:
+        raise
+    except Exception as exc:  # noqa: BLE001 (named and reported by run_guarded on one line)
+        raise CycleFailed(f"{what}: {describe(exc)}") from None
+
+
 class Controller:
     def __init__(
         self,
@@ -140,8 +165,22 @@ class Controller:
         self.clock = clock
         self.telemetry = telemetry or Telemetry()
         self.elector = LeaderElector(
-            kube, namespace=options.lease_namespace, name=options.lease_name, identity=options.identity, duration_s=options.lease_duration_s
+            kube,
+            namespace=options.lease_namespace,
+            name=options.lease_name,
+            identity=options.identity,
+            lease_duration_s=options.lease_duration_s,
+            renew_deadline_s=options.renew_deadline_s,
+            retry_period_s=options.retry_period_s,
+            clock=clock,
         )
+        # every write checks the Lease first: a paused or partitioned leader stops writing
+        kube.guard = self.elector.check
+        #: True once the renewal runs on its own thread (run_forever); else each cycle renews
+        self._renewing = False
+        #: policies whose last write failed (their promotions are not Done until it lands)
+        self._write_failed: set[tuple[str, str]] = set()
+        self._failed_cycles = 0
         self._states: dict[tuple[str, str], CycleState] = {}
         self._hpas: dict[str, dict] = {}
         self._prefetched: dict = {}
@@ -156,15 +195,31 @@ class Controller:
         started = time.perf_counter()
         now = self.clock()
         self.history.reset_count()
-        leader = self.elector.try_acquire(now)
+        if not self._renewing:
+            self.elector.try_acquire_or_renew(now)
+        leader = self.elector.holds()
         self.telemetry.leader.set(1 if leader else 0)
         report = CycleReport(leader=leader)
         if not leader:
             report.duration_s = time.perf_counter() - started
             return report
+        try:
+            self._lead_cycle(report, now)
+        except NotLeader:
+            report.leader = False  # lost the Lease mid-cycle: the rest is the new leader's
+            log.warning("lost the Lease mid-cycle: stopped writing")
+        report.queries = self.history.queries
+        self.telemetry.queries.inc(report.queries)
+        report.duration_s = time.perf_counter() - started
+        self.telemetry.cycle.observe(report.duration_s)
+        self.telemetry.last_cycle_s = time.time()
+        self.telemetry.ready = True
+        return report
+
+    def _lead_cycle(self, report: CycleReport, now: float) -> None:
         namespaces = self.options.namespaces
-        policies = self.kube.list_custom(POLICY_PLURAL, namespaces)
-        events = self._events(self.kube.list_custom(EVENT_PLURAL, namespaces), now)
+        policies = _step("listing ScalingPolicies", lambda: self.kube.list_custom(POLICY_PLURAL, namespaces))
+        events = self._events(_step("listing PromotionEvents", lambda: self.kube.list_custom(EVENT_PLURAL, namespaces)), now)
         report.policies = len(policies)
         self._hpas = {}
         if len(self._specs) > 4 * len(policies) + 100:
@@ -184,29 +239,40 @@ class Controller:
                 try:
                     outcome, spec, peak = self._reconcile(obj, events, now)
                     plans[key] = (spec, peak, meta.get("labels") or {})
+                except NotLeader:
+                    raise
                 except InputError as exc:
                     outcome = Outcome(*key, action="invalid", error=str(exc))
                     if meta.get("deletionTimestamp"):
                         self._release(obj)  # no valid spec to restore from: do not block the deletion
                     self.telemetry.errors.labels("invalid-spec").inc()
-                    self._write_status(obj, {"phase": "Error", "reason": str(exc), "conditions": [_condition("Ready", False, "InvalidSpec", str(exc), now, self._conditions(obj))]})
-                    self._event_once(obj, "InvalidSpec", str(exc), warning=True, now=now)
+                    self._fault(obj, "InvalidSpec", str(exc), now)
                 except (ApiException, KubeError) as exc:
                     message = f"{type(exc).__name__}: {getattr(exc, 'reason', '') or exc}"
                     outcome = Outcome(*key, action="error", error=message)
                     self.telemetry.errors.labels("kubernetes").inc()
                     log.warning("policy %s/%s: %s", *key, message)
+                except Exception as exc:  # noqa: BLE001 (one object never stops the others)
+                    message = f"{type(exc).__name__}: {str(exc)[:300]}"
+                    outcome = Outcome(*key, action="error", error=message)
+                    self.telemetry.errors.labels("internal").inc()
+                    log.warning("policy %s/%s: %s", *key, message)
+                    log.debug("policy %s/%s", *key, exc_info=True)
+                    self._fault(obj, "ReconcileFailed", f"could not reconcile: {message}", now)
                 report.outcomes.append(outcome)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         self._event_statuses(events, plans, now)
-        report.queries = self.history.queries
-        self.telemetry.queries.inc(report.queries)
-        report.duration_s = time.perf_counter() - started
-        self.telemetry.cycle.observe(report.duration_s)
-        self.telemetry.last_cycle_s = time.time()
-        self.telemetry.ready = True
-        return report
+
+    def _fault(self, obj: dict, reason: str, message: str, now: float) -> None:
+        """A condition and a Warning Event on the object at fault; the cycle goes on."""
+        try:
+            self._write_status(obj, {"phase": "Error", "reason": message[:512], "conditions": [_condition("Ready", False, reason, message, now, self._conditions(obj))]})
+            self._event_once(obj, reason, message, warning=True, now=now)
+        except NotLeader:
+            raise
+        except Exception as exc:  # noqa: BLE001 (reporting a fault must not become one)
+            log.warning("reporting on %s: %s", (obj.get("metadata") or {}).get("name"), type(exc).__name__)
 
     def _query_for(self, obj: dict) -> tuple[str, ScalingPolicySpec] | None:
         try:
@@ -255,15 +321,35 @@ class Controller:
             self._hpas[namespace] = self.kube.hpas_by_target(namespace)
         return self._hpas[namespace].get((kind, name))
 
-    def run_forever(self, stop: threading.Event) -> None:
+    def run_forever(self, stop: threading.Event, *, paused: Callable[[], bool] = lambda: False) -> None:
+        """Renew the Lease on its own thread and run a cycle every interval until ``stop``.
+
+        A cycle that fails as a whole (the API unreachable) is one log line, never a traceback;
+        after ``unready_after`` of them in a row /readyz answers 503."""
+        self._renewing = True
+        renewer = threading.Thread(target=self.elector.run, args=(stop,), kwargs={"paused": paused}, name="peakscale-leader", daemon=True)
+        renewer.start()
         while not stop.is_set():
-            try:
-                report = self.run_cycle()
-                log.info("cycle: leader=%s policies=%d queries=%d %.3fs", report.leader, report.policies, report.queries, report.duration_s)
-            except Exception:  # keep the loop alive; the error is counted and logged
-                self.telemetry.errors.labels("cycle").inc()
-                log.exception("cycle failed")
+            if not paused():
+                self.run_guarded()
             stop.wait(self.options.interval_s)
+        renewer.join(timeout=5)
+
+    def run_guarded(self) -> CycleReport | None:
+        """One cycle; a failure of the whole cycle is counted and logged on one line."""
+        try:
+            report = self.run_cycle()
+        except Exception as exc:  # noqa: BLE001 (keep the loop alive)
+            self._failed_cycles += 1
+            self.telemetry.errors.labels("cycle").inc()
+            log.error("cycle failed (%d in a row): %s", self._failed_cycles, describe(exc))
+            log.debug("cycle failed", exc_info=True)
+            if self._failed_cycles >= self.options.unready_after:
+                self.telemetry.ready = False
+            return None
+        self._failed_cycles = 0
+        log.info("cycle: leader=%s policies=%d queries=%d %.3fs", report.leader, report.policies, report.queries, report.duration_s)
+        return report
 
     # ------------------------------------------------------------------------------------------
     def _events(self, objs: list[dict], now: float) -> list[_ParsedEvent]:
@@ -275,7 +361,7 @@ class Controller:
                 if memory:
                     event = event.model_copy(update={"memories": tuple(memory[p] for p in sorted(memory))})
                 out.append(_ParsedEvent(obj, spec, event, memory))
-            except InputError as exc:
+            except (InputError, ValueError, TypeError, KeyError) as exc:
                 self.telemetry.errors.labels("invalid-event").inc()
                 self._write_status(obj, {"conditions": [_condition("Valid", False, "InvalidSpec", str(exc), now, self._conditions(obj))]}, plural=EVENT_PLURAL)
                 self._event_once(obj, "InvalidSpec", str(exc), warning=True, now=now)
@@ -283,7 +369,9 @@ class Controller:
 
     @staticmethod
     def _conditions(obj: dict) -> list[dict]:
-        return list((obj.get("status") or {}).get("conditions") or [])
+        status = obj.get("status")
+        conditions = status.get("conditions") if isinstance(status, dict) else None
+        return [c for c in conditions if isinstance(c, dict)] if isinstance(conditions, list) else []
 
     def _write_status(self, obj: dict, status: dict, plural: str = POLICY_PLURAL) -> None:
         meta = obj.get("metadata") or {}
@@ -339,8 +427,7 @@ class Controller:
         # --- decide --------------------------------------------------------------------------
         floor = None
         if hpa is not None:
-            original = hpa.annotations.get(ORIGINAL_MIN)
-            floor = HpaFloor(min_replicas=hpa.min_replicas, max_replicas=hpa.max_replicas, original=int(original) if original is not None else None)
+            floor = HpaFloor(min_replicas=hpa.min_replicas, max_replicas=hpa.max_replicas, original=hpa.original_min())
         seen = Seen(int(now), view, current, floor, deleting)
         decision = decide(policy, self._states.get(key) or CycleState(), seen, index_calendar(policy, calendar))
         self._states[key] = decision.state
@@ -352,10 +439,15 @@ class Controller:
         outcome = Outcome(ns, name, planned=decision.planned)
         if decision.writes:
             self._carry_out(obj, spec, hpa, decision, outcome, now)
+            if outcome.error:
+                conditions.append(_condition("Written", False, "WriteFailed", outcome.error, now, previous))
+        else:
+            self._write_failed.discard(key)
         # the peak the plan is sized for: the central forecast, or the upper one (an event's guess)
         sized_for = max((p for p in (decision.forecast_peak, decision.forecast_upper) if p is not None), default=None)
         if deleting:
-            self._release(obj)
+            if not outcome.error:
+                self._release(obj)  # the floor is back: let the deletion finish
             return outcome, spec, sized_for
 
         # --- report --------------------------------------------------------------------------
@@ -465,8 +557,21 @@ class Controller:
             write = lambda: self.kube.set_hpa_floor(ns, hpa.name, decision.target, remember_original=True, listed=hpa)  # noqa: E731
         dry = self.options.dry_run
         outcome.action = action
+        key = (ns, obj["metadata"]["name"])
         if not dry:
-            write()
+            try:
+                write()
+            except NotLeader:
+                raise
+            except Exception as exc:  # noqa: BLE001 (retried already: report it, keep the floor's record)
+                message = f"{why} failed: {type(exc).__name__}: {getattr(exc, 'reason', None) or str(exc)[:200]}"
+                self._write_failed.add(key)
+                outcome.error = message
+                self.telemetry.errors.labels("write").inc()
+                log.warning("policy %s/%s: %s", *key, message)
+                self._emit(obj, "WriteFailed", message, warning=True, now=now)
+                return
+        self._write_failed.discard(key)
         self.telemetry.actions.labels(action).inc()
         self._emit(obj, "DryRun" if dry else self._REASONS[action], ("dry-run: would " if dry else "") + why, warning=False, now=now)
         if hpa is not None and not dry:
@@ -541,6 +646,9 @@ class Controller:
                 phase = "Cooling"
             else:
                 phase = "Done"
+            pending = sorted(k[1] for k, _ in matched if k in self._write_failed)
+            if phase == "Done" and pending:
+                phase = "Cooling"  # Done only once every floor it raised is back
             peaks = [p for _, (_, p, _) in matched if p is not None]
             status = {"phase": phase, "policies": sorted(k[1] for k, _ in matched), "observedGeneration": meta.get("generation", 1)}
             if peaks:
@@ -552,4 +660,8 @@ class Controller:
             for policy_name, profile in sorted(new.items()):
                 self._emit(parsed.obj, "ProfileRecorded", f"recorded what ScalingPolicy {policy_name} saw: {profile.summary()}", warning=False, now=now)
             status["conditions"] = [_condition("Valid", True, "Parsed", "spec is valid", now, self._conditions(parsed.obj))]
+            if pending:
+                status["conditions"].append(
+                    _condition("Restored", False, "WriteFailed", f"waiting for the write of {', '.join(pending)} to land", now, self._conditions(parsed.obj))
+                )
             self._write_status(parsed.obj, status, plural=EVENT_PLURAL)

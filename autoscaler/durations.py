@@ -36,6 +36,8 @@ def parse_duration_s(text: str, *, field: str = "duration", allow_zero: bool = F
         raise InputError(field, f"duration {text!r} is longer than ten years", fix)
     if seconds < 0 or (seconds == 0 and not allow_zero):
         raise InputError(field, f"duration {text!r} must be positive", fix)
+    if 0 < seconds < 1:
+        raise InputError(field, f"duration {text!r} is under a second", "durations are whole seconds, e.g. 1s")
     return int(round(seconds))
 
 

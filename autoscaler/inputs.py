@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 from zoneinfo import ZoneInfo
 
+from autoscaler import yamlsafe
 from autoscaler.errors import InputError
 from autoscaler.resources import ScalingPolicySpec, parse_policy
 
@@ -45,9 +45,10 @@ def load_policies(
     """The policies of a YAML file (``only`` those named), or one built from the options."""
     if path is not None:
         try:
-            docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            raise InputError("--policies", f"cannot read {str(path)!r} ({str(exc).splitlines()[0]})", "give a YAML file of ScalingPolicy resources") from None
+            data = path.read_bytes()
+        except OSError as exc:
+            raise InputError("--policies", f"cannot read {str(path)!r} ({exc.strerror or exc})", "give a YAML file of ScalingPolicy resources") from None
+        docs = yamlsafe.load_all(data, f"--policies {path.name}")
     else:
         if capacity_per_replica is None:
             raise InputError("--capacity-per-replica", "required without --policies", "give the demand one replica serves, or --policies FILE")

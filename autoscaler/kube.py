@@ -9,13 +9,16 @@ answers with a fresh read, never a lost update.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, TypeVar
 
+import urllib3
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from autoscaler.errors import InputError
 from autoscaler.resources import EVENT_PLURAL, GROUP, POLICY_PLURAL, VERSION
 
 #: (apiGroup, resource, verbs): exactly what this module calls
@@ -55,6 +58,21 @@ class HpaView:
     def min_replicas(self) -> int:
         return int(self.raw["spec"].get("minReplicas") or 1)
 
+    def original_min(self) -> int | None:
+        """The minReplicas peakscale remembered before raising the floor (None: not raised)."""
+        value = self.annotations.get(ORIGINAL_MIN)
+        if value is None:
+            return None
+        try:
+            original = int(str(value).strip())
+        except ValueError:
+            original = -1
+        if not 0 <= original <= 100_000:
+            raise InputError(
+                f"HPA {self.name} annotation {ORIGINAL_MIN}", f"{value!r} is not a replica count", f"set it to the HPA's own minReplicas, or remove it if the floor is the original"
+            )
+        return original
+
     @property
     def max_replicas(self) -> int:
         return int(self.raw["spec"]["maxReplicas"])
@@ -85,15 +103,53 @@ def now_micro(now_s: float) -> str:
     return datetime.fromtimestamp(now_s, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def retry_conflict(action: Callable[[], T], attempts: int = 5) -> T:
-    """Run a read-modify-replace; on 409 run it again (it re-reads), up to ``attempts`` times."""
-    for attempt in range(attempts):
+#: server errors and timeouts are retried this many times, after these waits (seconds)
+BACKOFF_S = (0.2, 0.5, 1.0)
+
+
+def _transient(exc: Exception) -> bool:
+    """A 5xx, a 429 or a transport failure (timeout, connection reset): worth another try."""
+    if isinstance(exc, ApiException):
+        return exc.status is not None and (exc.status >= 500 or exc.status == 429)
+    return isinstance(exc, (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError))
+
+
+def retry_conflict(action: Callable[[], T], attempts: int = 5, *, sleep: Callable[[float], None] = time.sleep) -> T:
+    """Run a read-modify-replace: on 409 run it again at once (it re-reads), up to ``attempts``
+    times; on a server error or a timeout, again after a bounded backoff (``BACKOFF_S``)."""
+    conflicts = 0
+    waits = list(BACKOFF_S)
+    while True:
         try:
             return action()
         except ApiException as exc:
-            if exc.status != 409 or attempt == attempts - 1:
+            if exc.status == 409 and conflicts < attempts - 1:
+                conflicts += 1
+                continue
+            if not (_transient(exc) and waits):
                 raise
-    raise AssertionError("unreachable")
+        except (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError):
+            if not waits:
+                raise
+        sleep(waits.pop(0))
+
+
+def api_client(kubeconfig: str | None, context: str | None, *, field: str = "--kubeconfig"):
+    """The official client's ApiClient: ``kubeconfig`` (and ``context``), else in-cluster, else
+    ~/.kube/config. A missing, unreadable or garbled kubeconfig is ``InputError``."""
+    from kubernetes import config as kconfig
+
+    try:
+        if kubeconfig is not None:
+            return kconfig.new_client_from_config(config_file=str(kubeconfig), context=context)
+        try:
+            kconfig.load_incluster_config()
+            return client.ApiClient()
+        except kconfig.ConfigException:
+            return kconfig.new_client_from_config(context=context)
+    except Exception as exc:  # noqa: BLE001 (the loader raises anything on a garbled file)
+        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise InputError(field, f"cannot load Kubernetes credentials ({reason})", "give --kubeconfig with a valid kubeconfig, or run in a cluster") from None
 
 
 _SCALABLE = {
@@ -103,9 +159,15 @@ _SCALABLE = {
 }
 
 
+def _allowed() -> None:
+    return None
+
+
 @dataclass
 class Kube:
     api: client.ApiClient
+    #: called before every write: raises when this instance may not write (``leader.NotLeader``)
+    guard: Callable[[], None] = _allowed
 
     def __post_init__(self) -> None:
         self.custom = client.CustomObjectsApi(self.api)
@@ -137,6 +199,7 @@ class Kube:
             if obj.get("status") == status:
                 return
             obj["status"] = status
+            self.guard()
             self.custom.replace_namespaced_custom_object_status(GROUP, VERSION, namespace, plural, name, obj)
             self.writes += 1
 
@@ -155,6 +218,7 @@ class Kube:
             if finalizers == list(meta.get("finalizers") or []):
                 return
             meta["finalizers"] = finalizers
+            self.guard()
             self.custom.replace_namespaced_custom_object(GROUP, VERSION, namespace, plural, name, {**obj, "metadata": meta})
             self.writes += 1
 
@@ -202,6 +266,7 @@ class Kube:
                 return
             hpa.spec.min_replicas = target
             hpa.metadata.annotations = annotations
+            self.guard()
             self.autoscaling.replace_namespaced_horizontal_pod_autoscaler(name, namespace, hpa)
             self.writes += 1
             result.update(before=before, after=target)
@@ -232,6 +297,7 @@ class Kube:
                 before = scale.spec.replicas or 0
                 if before != replicas:
                     scale.spec.replicas = replicas
+                    self.guard()
                     replace(name, namespace, scale)
                     self.writes += 1
             else:
@@ -240,6 +306,7 @@ class Kube:
                 before = int((scale.get("spec") or {}).get("replicas") or 0)
                 if before != replicas:
                     scale.setdefault("spec", {})["replicas"] = replicas
+                    self.guard()
                     self.custom.replace_namespaced_custom_object_scale(group, "v1", namespace, plural, name, scale)
                     self.writes += 1
             result.update(before=before, after=replicas)
@@ -270,5 +337,6 @@ class Kube:
             source=client.V1EventSource(component=component),
             reporting_component=component,
         )
-        self.core.create_namespaced_event(meta.get("namespace"), body)
+        self.guard()
+        retry_conflict(lambda: self.core.create_namespaced_event(meta.get("namespace"), body))
         self.writes += 1

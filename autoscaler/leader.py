@@ -1,80 +1,202 @@
-"""Leader election with a ``coordination.k8s.io/v1`` Lease: only the holder writes.
+"""Leader election with a ``coordination.k8s.io/v1`` Lease, as client-go does it: only the holder writes.
 
-Each controller instance tries, every cycle, to acquire or renew the Lease with an optimistic
-replace (resourceVersion); a 409 means another instance won the race. A Lease not renewed within
-``leaseDurationSeconds`` may be taken over. Time comes from the injected clock, so tests can
-age a Lease without sleeping.
+* Each candidate judges a Lease by its own clock: it remembers the record it last read and when
+  it saw it change (``observed``); a Lease held by another is free once it has been seen unchanged
+  for ``leaseDurationSeconds``. Timestamps in the record itself (another machine's clock) are
+  never trusted, so clock skew between instances does not matter.
+* The holder renews on its own thread every ``retry_period_s`` (2 s), not once per cycle, so a
+  long cycle never lets the Lease lapse.
+* ``holds()`` is true only while the last successful renewal is younger than
+  ``renew_deadline_s`` (10 s, below the 15 s lease): a paused or partitioned leader stops writing
+  before any other instance may take over. The controller checks it before every write.
+* Acquire and renew go through an optimistic replace with ``resourceVersion``: of two instances
+  racing, one gets a 409 and stays a follower.
+
+Hazard (as in client-go): there is no fencing; a write already sent when the renew deadline passes
+still lands. Keep the renew deadline well below the lease duration.
+
+``run`` is the renewal loop; tests can instead call ``try_acquire_or_renew`` with an injected clock.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
 
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from autoscaler.kube import Kube, now_micro
 
+log = logging.getLogger("peakscale.leader")
 
-def _seconds(stamp) -> float | None:
-    if stamp is None:
-        return None
-    if isinstance(stamp, datetime):
-        return (stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)).timestamp()
-    return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
+#: client-go's defaults (and the chart's values)
+LEASE_DURATION_S = 15
+RENEW_DEADLINE_S = 10
+RETRY_PERIOD_S = 2
+
+
+class NotLeader(Exception):
+    """This instance does not hold the Lease (or can no longer be sure it does): write nothing."""
+
+
+@dataclass(frozen=True)
+class _Record:
+    holder: str
+    renew_time: str
+    duration_s: int
+    transitions: int
 
 
 class LeaderElector:
-    def __init__(self, kube: Kube, *, namespace: str, name: str, identity: str, duration_s: int = 15) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        *,
+        namespace: str,
+        name: str,
+        identity: str,
+        lease_duration_s: float = LEASE_DURATION_S,
+        renew_deadline_s: float = RENEW_DEADLINE_S,
+        retry_period_s: float = RETRY_PERIOD_S,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] | None = None,
+    ) -> None:
+        if not 0 < retry_period_s < renew_deadline_s < lease_duration_s:
+            raise ValueError("need 0 < retry period < renew deadline < lease duration")
         self.kube = kube
         self.namespace = namespace
         self.name = name
         self.identity = identity
-        self.duration_s = duration_s
-        self.is_leader = False
+        self.lease_duration_s = lease_duration_s
+        self.renew_deadline_s = renew_deadline_s
+        self.retry_period_s = retry_period_s
+        self.clock = clock
+        self.monotonic = monotonic or (time.monotonic if clock is time.time else clock)
+        self._lock = threading.Lock()
+        self._observed: _Record | None = None
+        self._observed_at = 0.0
+        self._renewed_at: float | None = None
+        self._leader = False
+        self.transitions = 0
 
-    def try_acquire(self, now_s: float) -> bool:
-        """Acquire or renew; return whether this instance holds the Lease now."""
+    # --- what the controller asks -------------------------------------------------------------
+    def holds(self) -> bool:
+        """True while this instance holds the Lease and renewed it within the renew deadline."""
+        with self._lock:
+            return self._leader and self._renewed_at is not None and self.monotonic() - self._renewed_at < self.renew_deadline_s
+
+    def check(self) -> None:
+        """Raise ``NotLeader`` unless ``holds()``: called before every write."""
+        if not self.holds():
+            raise NotLeader(f"{self.identity} does not hold Lease {self.namespace}/{self.name}")
+
+    @property
+    def is_leader(self) -> bool:
+        return self.holds()
+
+    # --- one attempt (client-go's tryAcquireOrRenew) -------------------------------------------
+    def try_acquire_or_renew(self, now_s: float | None = None) -> bool:
+        """Acquire or renew once; return whether this instance holds the Lease now."""
         api = self.kube.coordination
+        now = self.clock() if now_s is None else now_s
+        mono = self.monotonic() if now_s is None or self.monotonic is not self.clock else now_s
         try:
             lease = api.read_namespaced_lease(self.name, self.namespace)
         except ApiException as exc:
             if exc.status != 404:
-                self.is_leader = False
-                return False
+                return self._failed(mono)
             body = client.V1Lease(
                 metadata=client.V1ObjectMeta(name=self.name, namespace=self.namespace),
                 spec=client.V1LeaseSpec(
                     holder_identity=self.identity,
-                    lease_duration_seconds=self.duration_s,
-                    acquire_time=now_micro(now_s),
-                    renew_time=now_micro(now_s),
+                    lease_duration_seconds=int(self.lease_duration_s),
+                    acquire_time=now_micro(now),
+                    renew_time=now_micro(now),
                     lease_transitions=0,
                 ),
             )
             try:
                 api.create_namespaced_lease(self.namespace, body)
-                self.is_leader = True
             except ApiException:
-                self.is_leader = False
-            return self.is_leader
+                return self._failed(mono)
+            return self._won(mono, _Record(self.identity, str(body.spec.renew_time), int(self.lease_duration_s), 0))
         spec = lease.spec
-        holder = spec.holder_identity
-        renewed = _seconds(spec.renew_time)
-        duration = spec.lease_duration_seconds or self.duration_s
-        expired = renewed is None or now_s > renewed + duration
-        if holder != self.identity and not expired:
-            self.is_leader = False
+        record = _Record(spec.holder_identity or "", str(spec.renew_time), int(spec.lease_duration_seconds or self.lease_duration_s), spec.lease_transitions or 0)
+        with self._lock:
+            if record != self._observed:
+                self._observed, self._observed_at = record, mono
+            observed_at = self._observed_at
+        held_by_other = record.holder and record.holder != self.identity
+        if held_by_other and mono < observed_at + record.duration_s:
+            with self._lock:
+                self._leader = False
             return False
-        if holder != self.identity:
-            spec.lease_transitions = (spec.lease_transitions or 0) + 1
-            spec.acquire_time = now_micro(now_s)
+        if record.holder != self.identity:
+            spec.lease_transitions = record.transitions + 1
+            spec.acquire_time = now_micro(now)
             spec.holder_identity = self.identity
-        spec.renew_time = now_micro(now_s)
-        spec.lease_duration_seconds = self.duration_s
+        spec.renew_time = now_micro(now)
+        spec.lease_duration_seconds = int(self.lease_duration_s)
         try:
             api.replace_namespaced_lease(self.name, self.namespace, lease)
-            self.is_leader = True
         except ApiException:
-            self.is_leader = False  # 409: someone else renewed or took it first
-        return self.is_leader
+            return self._failed(mono)  # 409: someone else renewed or took it first
+        if record.holder != self.identity:
+            self.transitions += 1
+            log.info("%s acquired Lease %s/%s", self.identity, self.namespace, self.name)
+        return self._won(mono, _Record(self.identity, str(spec.renew_time), int(self.lease_duration_s), spec.lease_transitions or 0))
+
+    def _won(self, mono: float, record: _Record) -> bool:
+        with self._lock:
+            self._leader, self._renewed_at = True, mono
+            self._observed, self._observed_at = record, mono
+        return True
+
+    def _failed(self, mono: float) -> bool:
+        """A failed attempt: a leader stays one only until its renew deadline passes."""
+        with self._lock:
+            if self._leader and (self._renewed_at is None or mono - self._renewed_at >= self.renew_deadline_s):
+                self._leader = False
+                log.warning("%s lost Lease %s/%s (no renewal within %gs)", self.identity, self.namespace, self.name, self.renew_deadline_s)
+            return self._leader and self._renewed_at is not None and mono - self._renewed_at < self.renew_deadline_s
+
+    # --- the renewal loop -------------------------------------------------------------------------
+    def run(self, stop: threading.Event, *, paused: Callable[[], bool] = lambda: False) -> None:
+        """Acquire, then renew every retry period (jittered, as client-go's JitterUntil), until
+        ``stop``; releases the Lease on the way out so a standby takes over at once."""
+        while not stop.is_set():
+            if not paused():
+                try:
+                    self.try_acquire_or_renew()
+                except Exception as exc:  # noqa: BLE001 (any transport failure: try again, stay safe)
+                    self._failed(self.monotonic())
+                    log.warning("lease %s/%s: %s", self.namespace, self.name, type(exc).__name__)
+            stop.wait(self.retry_period_s * (1 + 0.2 * random.random()))
+        self.release()
+
+    def start(self, stop: threading.Event) -> threading.Thread:
+        thread = threading.Thread(target=self.run, args=(stop,), name="peakscale-leader", daemon=True)
+        thread.start()
+        return thread
+
+    def release(self) -> None:
+        """Give the Lease up (an empty holder, duration 1 s) if this instance holds it."""
+        if not self.holds():
+            return
+        try:
+            lease = self.kube.coordination.read_namespaced_lease(self.name, self.namespace)
+            if lease.spec.holder_identity != self.identity:
+                return
+            lease.spec.holder_identity = ""
+            lease.spec.lease_duration_seconds = 1
+            lease.spec.renew_time = now_micro(self.clock())
+            self.kube.coordination.replace_namespaced_lease(self.name, self.namespace, lease)
+        except Exception as exc:  # noqa: BLE001 (shutting down: the Lease expires on its own)
+            log.warning("releasing lease %s/%s: %s", self.namespace, self.name, type(exc).__name__)
+        with self._lock:
+            self._leader = False

@@ -56,20 +56,9 @@ def open_store(store: str, calendar: Path | None, kubeconfig: Path | None, conte
         return FileStore(calendar or Path(DEFAULT_CALENDAR))
     if store != "kube":
         raise InputError("--store", f"unknown store {store!r}", "use file or kube")
-    from kubernetes import client as kclient
-    from kubernetes import config as kconfig
+    from autoscaler.kube import api_client
 
-    try:
-        if kubeconfig is not None:
-            api = kconfig.new_client_from_config(config_file=str(kubeconfig), context=context)
-        else:
-            try:
-                kconfig.load_incluster_config()
-                api = kclient.ApiClient()
-            except kconfig.ConfigException:
-                api = kconfig.new_client_from_config(context=context)
-    except (kconfig.ConfigException, OSError, TypeError) as exc:
-        raise InputError("--kubeconfig", f"cannot load Kubernetes credentials ({str(exc)[:160]})", "give --kubeconfig or --context") from None
+    api = api_client(str(kubeconfig) if kubeconfig is not None else None, context)
     return KubeStore(api, namespace)
 
 

@@ -65,6 +65,14 @@ class ForecastSpec(_Spec):
     def _durations(cls, value: str, info) -> str:
         return _duration(value, info.field_name)
 
+    @field_validator("step")
+    @classmethod
+    def _a_usable_step(cls, value: str) -> str:
+        step = parse_duration_s(value, field="step", allow_zero=True)
+        if not 1 <= step <= 3600 or 86400 % step:
+            raise ValueError(f"step {value!r} must be between 1s and 1h and divide a day (e.g. 30s, 1m, 5m)")
+        return value
+
     @field_validator("history")
     @classmethod
     def _a_day_at_least(cls, value: str) -> str:
@@ -102,6 +110,10 @@ class ScalingPolicySpec(_Spec):
     def _bounds(self) -> "ScalingPolicySpec":
         if self.min_replicas > self.max_replicas:
             raise ValueError(f"minReplicas {self.min_replicas} is above maxReplicas {self.max_replicas}")
+        lead = parse_duration_s(self.lead_time, allow_zero=True)
+        history = parse_duration_s(self.forecast.history)
+        if lead >= history:
+            raise ValueError(f"leadTime {self.lead_time} is not shorter than the forecast history {self.forecast.history} (nothing could be learned that far ahead)")
         return self
 
     def plan_policy(self) -> PlanPolicy:

@@ -255,8 +255,15 @@ def test_second_instance_writes_nothing_while_first_holds_the_lease(kube, promet
     assert not report.leader and kube.writes()[before:] == []
     clock.now += 10  # first renews within the lease duration
     assert first.run_cycle().leader
-    clock.now += 30  # first stops renewing; the lease (15 s) expires
-    assert second.run_cycle().leader
+    # first stops renewing; second looks every 2 s (its retry period) and takes over once it has
+    # seen the same record for a whole lease duration (15 s), by its own clock
+    taken_at = None
+    for _ in range(12):
+        clock.now += 2
+        if second.run_cycle().leader:
+            taken_at = clock.now
+            break
+    assert taken_at is not None and 15 <= taken_at - (t - 300 + 10) <= 15 + 2 + 2
     lease = kube.get("coordination.k8s.io/v1", "leases", NS, "peakscale-controller")
     assert lease["spec"]["holderIdentity"] == "second" and lease["spec"]["leaseTransitions"] == 1
     assert not first.run_cycle().leader
@@ -514,3 +521,97 @@ def test_a_slow_prometheus_times_out_instead_of_stalling_the_cycle():
     with pytest.raises(MetricsUnavailable, match="ReadTimeout|timed out|Timeout"):
         cache.history("up", now_s=time.time(), history_s=3600, step_s=60, stale_after_s=300)
     listener.close()
+
+
+def test_each_bad_object_gets_a_condition_and_an_event_while_a_good_policy_is_acted_on(kube, prometheus, start):
+    t = start + 3600
+    seed(kube, event_start=t)
+    good_spec = kube.get("peakscale.io/v1alpha1", "scalingpolicies", NS, "web")["spec"]
+    for name, annotation in (("stepless", None), ("annotated", "three")):
+        kube.put_object({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": NS}, "spec": {"replicas": 3}})
+        hpa_meta = {"name": name, "namespace": NS}
+        if annotation:
+            hpa_meta["annotations"] = {ORIGINAL_MIN: annotation}
+        kube.put_object(
+            {
+                "apiVersion": "autoscaling/v2",
+                "kind": "HorizontalPodAutoscaler",
+                "metadata": hpa_meta,
+                "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}, "minReplicas": 3, "maxReplicas": 100},
+                "status": {"currentReplicas": 3, "desiredReplicas": 3},
+            }
+        )
+        spec = {**good_spec, "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}}
+        if name == "stepless":
+            spec["forecast"] = {"history": "2d", "step": "0s"}  # the CRD's pattern accepts it
+        kube.put_object({"apiVersion": "peakscale.io/v1alpha1", "kind": "ScalingPolicy", "metadata": {"name": name, "namespace": NS}, "spec": spec})
+    kube.put_object(
+        {
+            "apiVersion": "peakscale.io/v1alpha1",
+            "kind": "PromotionEvent",
+            "metadata": {"name": "garbled", "namespace": NS},
+            "spec": {"start": iso(t), "end": iso(t + 600), "kind": "x"},
+            "status": {"conditions": "not a list", "memory": [{"policy": 5}]},
+        }
+    )
+    clock = Clock(t - LEAD - 60)
+    ctl = controller(kube, prometheus, clock)
+    for _ in range(3):
+        report = ctl.run_cycle()
+        assert report.leader and {o.name: o.error for o in report.outcomes}["web"] is None
+        assert hpa_min(kube) == 72  # the good policy is planned and acted on every cycle
+        clock.now += 60
+    stepless = kube.get("peakscale.io/v1alpha1", "scalingpolicies", NS, "stepless")["status"]
+    assert {c["type"]: c["reason"] for c in stepless["conditions"]}["Ready"] == "InvalidSpec" and "forecast.step" in stepless["reason"]
+    annotated = kube.get("peakscale.io/v1alpha1", "scalingpolicies", NS, "annotated")["status"]
+    assert {c["type"]: c["reason"] for c in annotated["conditions"]}["Ready"] == "InvalidSpec" and "three" in annotated["reason"]
+    assert kube.get("autoscaling/v2", "horizontalpodautoscalers", NS, "annotated")["spec"]["minReplicas"] == 3
+    warned = {e["involvedObject"]["name"] for e in fake_events(kube) if e["type"] == "Warning" and e["reason"] == "InvalidSpec"}
+    assert {"stepless", "annotated"} <= warned
+    assert len([e for e in fake_events(kube) if e["involvedObject"]["name"] == "stepless"]) == 1  # once, not every cycle
+    garbled = kube.get("peakscale.io/v1alpha1", "promotionevents", NS, "garbled")["status"]
+    assert garbled["phase"] in ("PreScaling", "Active") and isinstance(garbled["conditions"], list)
+
+
+def fake_events(kube) -> list[dict]:
+    return kube.list("v1", "events", NS)
+
+
+def test_a_failing_write_is_retried_and_a_promotion_is_done_only_once_the_floor_is_back(kube, prometheus, start):
+    t = start + 3600
+    seed(kube, event_start=t, extra_spec={"floor": "events-only"})
+    clock = Clock(t - LEAD - 60)
+    ctl = controller(kube, prometheus, clock)
+    kube.fail_next("PUT", "/horizontalpodautoscalers/web", status=500, times=2)
+    ctl.run_cycle()
+    assert hpa_min(kube) == 72  # two 500s, then the write landed: retried with backoff
+    clock.now = t + 3600 + COOLDOWN + 60
+    kube.fail_next("PUT", "/horizontalpodautoscalers/web", status=503, times=100)
+    ctl.run_cycle()
+    assert hpa_min(kube) == 72
+    event = kube.get("peakscale.io/v1alpha1", "promotionevents", NS, "flash-sale")["status"]
+    assert event["phase"] == "Cooling" and {c["type"]: c["status"] for c in event["conditions"]}["Restored"] == "False"
+    policy = kube.get("peakscale.io/v1alpha1", "scalingpolicies", NS, "web")["status"]
+    assert {c["type"]: c["reason"] for c in policy["conditions"]}["Written"] == "WriteFailed"
+    assert [e for e in fake_events(kube) if e["reason"] == "WriteFailed"]
+    kube._faults.clear()
+    clock.now += 60
+    ctl.run_cycle()
+    assert hpa_min(kube) == 3
+    assert kube.get("peakscale.io/v1alpha1", "promotionevents", NS, "flash-sale")["status"]["phase"] == "Done"
+
+
+def test_a_cycle_that_fails_as_a_whole_logs_one_line_and_readyz_turns_503(kube, prometheus, start, caplog):
+    t = start + 3600
+    seed(kube, event_start=t)
+    ctl = controller(kube, prometheus, Clock(t - 1800), unready_after=2)
+    assert ctl.run_guarded() is not None and ctl.telemetry.ready
+    kube.fail_next("GET", "/scalingpolicies", status=500, times=100)
+    caplog.clear()
+    assert ctl.run_guarded() is None and ctl.telemetry.ready  # one failure: still ready
+    assert ctl.run_guarded() is None and not ctl.telemetry.ready  # two in a row: not ready
+    failures = [r for r in caplog.records if "cycle failed" in r.getMessage() and r.levelname == "ERROR"]
+    assert len(failures) == 2 and all(r.exc_info is None for r in failures)  # one line each, no traceback
+    assert "500" in failures[0].getMessage() or "InternalError" in failures[0].getMessage()
+    kube._faults.clear()
+    assert ctl.run_guarded() is not None and ctl.telemetry.ready

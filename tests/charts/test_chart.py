@@ -66,9 +66,10 @@ def kinds(objects):
     return {o["kind"] for o in objects}
 
 
-def test_default_install_is_cluster_wide_and_hardened():
+def test_default_install_watches_its_own_namespace_with_a_role_and_is_hardened():
     objects = render({})
-    assert {"ClusterRole", "ClusterRoleBinding", "Deployment", "ServiceAccount", "Service", "PodDisruptionBudget", "NetworkPolicy", "ConfigMap"} <= kinds(objects)
+    assert {"Role", "RoleBinding", "Deployment", "ServiceAccount", "Service", "PodDisruptionBudget", "NetworkPolicy", "ConfigMap"} <= kinds(objects)
+    assert "ClusterRole" not in kinds(objects) and "ClusterRoleBinding" not in kinds(objects)
     assert "ServiceMonitor" not in kinds(objects)
     deploy = next(o for o in objects if o["kind"] == "Deployment")
     pod = deploy["spec"]["template"]["spec"]
@@ -78,7 +79,24 @@ def test_default_install_is_cluster_wide_and_hardened():
     sc = container["securityContext"]
     assert sc["readOnlyRootFilesystem"] and not sc["allowPrivilegeEscalation"] and sc["capabilities"]["drop"] == ["ALL"]
     assert container["image"] == "ghcr.io/peakscale/peakscale:0.1.0"
-    assert not any(a.startswith("--namespace") for a in container["args"]) and "--dry-run" not in container["args"]
+    assert [a for a in container["args"] if a.startswith("--namespace")] == ["--namespace=peakscale-system"] and "--dry-run" not in container["args"]
+
+
+def test_cluster_wide_needs_an_explicit_value():
+    objects = render({"clusterWide": True})
+    assert "ClusterRole" in kinds(objects)
+    args = next(o for o in objects if o["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert not any(a.startswith("--namespace") for a in args)
+
+
+def test_leader_election_values_match_the_controllers_defaults():
+    from autoscaler.durations import parse_duration_s
+    from autoscaler.leader import LEASE_DURATION_S, RENEW_DEADLINE_S, RETRY_PERIOD_S
+
+    values = yaml.safe_load((CHART / "values.yaml").read_text())["leaderElection"]
+    assert (parse_duration_s(values["leaseDuration"]), parse_duration_s(values["renewDeadline"]), parse_duration_s(values["retryPeriod"])) == (LEASE_DURATION_S, RENEW_DEADLINE_S, RETRY_PERIOD_S)
+    args = next(o for o in render({}) if o["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert {"--lease-duration=15s", "--renew-deadline=10s", "--retry-period=2s"} <= set(args)
 
 
 def test_namespaced_dry_run_with_service_monitor():
@@ -102,7 +120,7 @@ def test_prometheus_token_comes_from_a_secret_file():
     assert any(v.get("secret", {}).get("secretName") == "prom-token" for v in pod["volumes"])
 
 
-@pytest.mark.parametrize("values", [{}, NAMESPACED], ids=["cluster", "namespaced"])
+@pytest.mark.parametrize("values", [{}, NAMESPACED, {"clusterWide": True}], ids=["default", "namespaced", "cluster"])
 def test_rbac_grants_exactly_what_the_controller_calls(values):
     granted = set()
     for obj in render(values):

@@ -16,7 +16,8 @@ It implements what peakscale relies on, with the API's semantics:
   CloudNativePG Clusters (``spec.instances``);
 * JSON merge patch and JSON patch;
 * ``generateName``;
-* fault injection (``fail_next``) and a request log for assertions.
+* fault injection (``fail_next``) and a request log for assertions (``timeline`` also records
+  when, and by which client's User-Agent).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import copy
 import json
 import re
 import threading
+import time
 import uuid
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -92,6 +94,8 @@ class FakeKube:
         self.revision = 0
         self.lock = threading.RLock()
         self.requests: list[tuple[str, str]] = []
+        #: (monotonic time, User-Agent, method, path) of every request that reached the server
+        self.timeline: list[tuple[float, str, str, str]] = []
         self._faults: list[dict] = []
         self._server: ThreadingHTTPServer | None = None
 
@@ -107,6 +111,8 @@ class FakeKube:
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"null") if length else None
+                with fake.lock:
+                    fake.timeline.append((time.monotonic(), self.headers.get("User-Agent", ""), self.command, urlparse(self.path).path))
                 status, payload = fake.handle(self.command, self.path, body, self.headers.get("Content-Type", ""))
                 data = json.dumps(payload).encode()
                 self.send_response(status)
