@@ -36,8 +36,9 @@ demo: env
 	@mkdir -p out
 	@$(UV) run --frozen --no-dev peakscale backtest --plot out/worldcup98-backtest.png
 
+# both cores: the suite is mostly single-threaded (each worker starts its own Prometheus)
 test: env-dev debs
-	@$(UV) run --frozen pytest -q
+	@$(UV) run --frozen pytest -q -n 2
 
 bench: env-dev
 	@$(UV) run --frozen python bench/run.py

@@ -194,12 +194,14 @@ def test_kube_store_keeps_promotion_events(kube_store, tmp_path):
 
 
 def test_plan_prescales_before_each_world_cup_match_and_json_round_trips(shared_traces, tmp_path):
+    # the group stage's first ten days, after a month of history
+    window = ("--from", "1998-06-10 00:00", "--to", "1998-06-20 00:00")
     done = sub(
         "plan",
         "--trace", str(shared_traces / "worldcup98_requests_1min.csv"),
         "--events", str(shared_traces / "worldcup98_requests_1min.events.csv"),
         "--kinds", "sports match (scheduled)",
-        "--capacity-per-replica", "2000", "--lead-time", "10m", "--tz", "UTC", "-o", "json",
+        "--capacity-per-replica", "2000", "--lead-time", "10m", "--tz", "UTC", "-o", "json", *window,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     plan = Plan.model_validate_json(done.stdout)
@@ -214,7 +216,9 @@ def test_plan_prescales_before_each_world_cup_match_and_json_round_trips(shared_
     # every kick-off (simultaneous matches share one) gets a raise tied to a match once its action
     # window is open (a lead time + one cycle before it); the forecast may see a match's run-up
     # earlier, but never more than two of its horizons ahead
-    for kickoff in sorted(set(starts.values())):
+    in_window = sorted({s for s in starts.values() if plan_start(window) <= s < plan_start(window[2:])})
+    assert len(in_window) >= 20
+    for kickoff in in_window:
         assert any(a.action == "raise-floor" and a.event and kickoff - 630 <= a.at_s <= kickoff for a in target.actions)
     for a in target.actions:
         if a.action == "raise-floor" and a.event:
@@ -223,9 +227,15 @@ def test_plan_prescales_before_each_world_cup_match_and_json_round_trips(shared_
     assert {"raise-floor", "lower-floor"} <= {a.action for a in target.actions if not a.event}
     table = sub(
         "plan", "--trace", str(shared_traces / "worldcup98_requests_1min.csv"), "--events", str(shared_traces / "worldcup98_requests_1min.events.csv"),
-        "--kinds", "sports match (scheduled)", "--capacity-per-replica", "2000", "--tz", "UTC",
+        "--kinds", "sports match (scheduled)", "--capacity-per-replica", "2000", "--tz", "UTC", "--from", "1998-07-12 00:00", "--to", "1998-07-13 00:00",
     )  # fmt: skip
     assert "raise floor" in table.stdout and "Final: Brazil-France" in table.stdout and "timeline" in table.stdout
+
+
+def plan_start(window: tuple[str, ...]) -> int:
+    from datetime import datetime, timezone
+
+    return int(datetime.fromisoformat(window[1]).replace(tzinfo=timezone.utc).timestamp())
 
 
 def test_plan_from_the_promo_store(cal, tmp_path):
