@@ -1,7 +1,8 @@
 # The peakscale controller image. Not built in CI (no container engine there): kept minimal.
 #   docker build -t ghcr.io/peakscale/peakscale:0.1.0 .
-FROM python:3.11-slim AS build
-RUN pip install --no-cache-dir uv
+# base pinned by digest (python:3.11-slim), uv by version: a rebuild gets the same bits
+FROM python:3.11-slim@sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7 AS build
+RUN pip install --no-cache-dir uv==0.13.9
 WORKDIR /app
 COPY pyproject.toml uv.lock README.md ./
 # dependencies first (cached layer), exactly as locked, without the test tools
@@ -11,7 +12,7 @@ COPY stacks/ stacks/
 COPY data/ data/
 RUN uv sync --frozen --no-dev
 
-FROM python:3.11-slim
+FROM python:3.11-slim@sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7
 RUN useradd --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin peakscale
 WORKDIR /app
 COPY --from=build --chown=10001:10001 /app /app

@@ -109,6 +109,8 @@ class RedisCache(pulumi.ComponentResource):
             {"name": "data", "mountPath": "/data"},
             {"name": "config", "mountPath": "/etc/redis"},
             {"name": "tmp", "mountPath": "/tmp"},
+            # the password fragment redis.conf includes: written 0600 at start, kept in memory
+            {"name": "auth", "mountPath": redis_conf.AUTH_DIR},
         ]
         redis_ports = [{"name": "redis", "containerPort": redis_conf.REDIS_PORT}]
         if not sentinel_mode:
@@ -164,6 +166,7 @@ class RedisCache(pulumi.ComponentResource):
         volumes = [
             {"name": "config", "configMap": {"name": f"{base}-config", "defaultMode": 0o550}},
             {"name": "tmp", "emptyDir": {}},
+            {"name": "auth", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
         ]
         if sentinel_mode:
             volumes.append({"name": "sentinel", "emptyDir": {}})

@@ -239,6 +239,7 @@ class DatabaseConfig(Model):
     resources: Resources = Resources(requests={"cpu": "1", "memory": "4Gi"}, limits={"cpu": "2", "memory": "4Gi"})
     parameters: dict[str, str] = {"max_connections": "400", "shared_buffers": "1GB"}
     pooler_instances: int = Field(default=2, ge=1, le=20)
+    pooler_resources: Resources = Resources(requests={"cpu": "100m", "memory": "64Mi"}, limits={"cpu": "1", "memory": "256Mi"})
     pool_mode: Literal["session", "transaction"] = "transaction"
     operator_chart_version: str = "0.22.1"
     operator_namespace: str = "cnpg-system"

@@ -112,6 +112,8 @@ class PostgresCluster(pulumi.ComponentResource):
                 "type": "rw",
                 "pgbouncer": {"poolMode": config.pool_mode, "parameters": {"max_client_conn": "2000", "default_pool_size": "50"}},
                 "monitoring": {"enablePodMonitor": config.monitoring},
+                # the operator's pod template: PgBouncer gets requests and limits like every container
+                "template": {"metadata": {"labels": all_labels}, "spec": {"containers": [{"name": "pgbouncer", "resources": config.pooler_resources.as_k8s()}]}},
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=[cluster]),
         )

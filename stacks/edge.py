@@ -23,18 +23,24 @@ RTMP, HTTP, API, WEBRTC, EXPORTER = 1935, 8080, 1985, 8000, 9972
 SRS_UID = 1000
 
 
+#: SRS writes only here (the root filesystem is read-only): its pid file, and HLS segments
+RUN_DIR, HTML_DIR = "/srs-run", "/srs-html"
+
+
 def _common_conf(grace_final_ms: int, role: str) -> list[str]:
     return [
         f"listen {RTMP};",
         "max_connections 3000;",
         "daemon off;",
         "srs_log_tank console;",
+        f"pid {RUN_DIR}/srs.pid;",
+        "ff_log_dir /dev/null;",
         # SIGTERM quits gracefully: stop accepting, let viewers finish, then exit
         "force_grace_quit on;",
         "grace_start_wait 5000;",
         f"grace_final_wait {grace_final_ms};",
         f"http_api {{ enabled on; listen {API}; }}",
-        f"http_server {{ enabled on; listen {HTTP}; dir ./objs/nginx/html; }}",
+        f"http_server {{ enabled on; listen {HTTP}; dir {HTML_DIR}; }}",
         f"rtc_server {{ enabled on; listen {WEBRTC}; candidate $CANDIDATE; }}",
         f"exporter {{ enabled on; listen {EXPORTER}; label {role}; tag {role}; }}",
         "stats { network 0; }",
@@ -49,7 +55,7 @@ def render_origin_conf(coworkers: list[str]) -> str:
         f"        coworkers {' '.join(coworkers)};",
         "    }",
         "    http_remux { enabled on; mount [vhost]/[app]/[stream].flv; }",
-        "    hls { enabled on; hls_fragment 2; hls_window 10; }",
+        f"    hls {{ enabled on; hls_fragment 2; hls_window 10; hls_path {HTML_DIR}; }}",
         "    rtc { enabled on; rtmp_to_rtc on; rtc_to_rtmp on; }",
         "}",
     ]
@@ -71,9 +77,14 @@ def render_edge_conf(origins: list[str], grace_final_ms: int) -> str:
 
 
 def _container_security() -> dict:
-    # SRS writes HLS segments and logs under its working tree: keep the root filesystem writable
-    # but drop every privilege
-    return {"allowPrivilegeEscalation": False, "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
+    # a read-only root filesystem: SRS writes only to the emptyDirs at RUN_DIR and HTML_DIR
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
 
 
 class LiveEdge(pulumi.ComponentResource):
@@ -123,7 +134,11 @@ class LiveEdge(pulumi.ComponentResource):
                 "readinessProbe": {"httpGet": {"path": "/api/v1/versions", "port": "api"}, "periodSeconds": 5, "failureThreshold": 2},
                 "livenessProbe": tcp_probe("rtmp", initial_s=15),
                 "securityContext": _container_security(),
-                "volumeMounts": [{"name": "config", "mountPath": "/usr/local/srs/conf/peakscale"}],
+                "volumeMounts": [
+                    {"name": "config", "mountPath": "/usr/local/srs/conf/peakscale"},
+                    {"name": "run", "mountPath": RUN_DIR},
+                    {"name": "html", "mountPath": HTML_DIR},
+                ],
             }
             if drain:
                 # let the endpoint controller drop this pod before SRS stops accepting
@@ -137,7 +152,11 @@ class LiveEdge(pulumi.ComponentResource):
                     "securityContext": {"runAsUser": SRS_UID, "runAsGroup": SRS_UID, "runAsNonRoot": True},
                     "terminationGracePeriodSeconds": grace_s,
                     "containers": [container],
-                    "volumes": [{"name": "config", "configMap": {"name": f"{base}-srs-config"}}],
+                    "volumes": [
+                        {"name": "config", "configMap": {"name": f"{base}-srs-config"}},
+                        {"name": "run", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
+                        {"name": "html", "emptyDir": {"sizeLimit": "2Gi"}},
+                    ],
                     **spread(match, stack),
                 },
             }

@@ -1,8 +1,10 @@
 """redis.conf and sentinel.conf, rendered from validated settings.
 
-The files never hold the password: the start scripts pass it from the Secret through the
-environment (``--requirepass``) or append ``sentinel auth-pass`` into a writable copy at start.
-Every file rendered here is started by a real redis-server in the tests.
+The files never hold the password, and no command line does either (``ps`` shows command lines
+to every process on the node). At start the scripts write it, from the Secret in the environment,
+into a 0600 fragment on an in-memory ``emptyDir`` that redis.conf includes (``AUTH_FRAGMENT``);
+Sentinel gets ``sentinel auth-pass`` appended to its own 0600 writable copy. Every file rendered
+here is started by a real redis-server in the tests.
 """
 
 from __future__ import annotations
@@ -14,13 +16,19 @@ MASTER_NAME = "mymaster"
 REDIS_PORT = 6379
 SENTINEL_PORT = 26379
 BUS_PORT = 16379
+#: the 0600 fragment holding requirepass and masterauth, written at start (an emptyDir in memory)
+AUTH_DIR = "/run/redis-auth"
+AUTH_FRAGMENT = f"{AUTH_DIR}/auth.conf"
+WRITE_AUTH = f"""umask 077
+printf 'requirepass "%s"\\nmasterauth "%s"\\n' "$REDIS_PASSWORD" "$REDIS_PASSWORD" > {AUTH_FRAGMENT}
+"""
 
 
 def render_redis_conf(settings: RedisSettings, *, mode: str, persistence: bool) -> str:
     lines = [
         "bind * -::*",
-        # every client must authenticate (requirepass is given at start); the NetworkPolicy
-        # limits who can connect
+        # every client must authenticate (requirepass is in the fragment written at start); the
+        # NetworkPolicy limits who can connect
         "protected-mode no",
         f"port {REDIS_PORT}",
         f"tcp-keepalive {settings.tcp_keepalive_s}",
@@ -51,6 +59,7 @@ def render_redis_conf(settings: RedisSettings, *, mode: str, persistence: bool) 
             "cluster-allow-reads-when-down no",
             "cluster-preferred-endpoint-type hostname",
         ]
+    lines.append(f"include {AUTH_FRAGMENT}")
     return HEADER + "\n".join(lines) + "\n"
 
 
@@ -76,17 +85,19 @@ primary="$PRIMARY_FQDN"
 if current=$(redis-cli -h "$SENTINEL_SERVICE" -p %(sentinel_port)d sentinel get-master-addr-by-name %(master)s 2>/dev/null | head -n 1) && [ -n "$current" ]; then
   primary="$current"
 fi
-set -- /etc/redis/redis.conf --requirepass "$REDIS_PASSWORD" --masterauth "$REDIS_PASSWORD" \\
+%(write_auth)sset -- /etc/redis/redis.conf \\
   --replica-announce-ip "$POD_FQDN"
 if [ "$POD_FQDN" != "$primary" ]; then
   set -- "$@" --replicaof "$primary" %(port)d
 fi
 exec redis-server "$@"
-""" % {"sentinel_port": SENTINEL_PORT, "master": MASTER_NAME, "port": REDIS_PORT}
+""" % {"sentinel_port": SENTINEL_PORT, "master": MASTER_NAME, "port": REDIS_PORT, "write_auth": WRITE_AUTH}
 
 START_SENTINEL = """#!/bin/sh
-# Sentinel rewrites its config: start from a writable copy, add the password from the environment.
+# Sentinel rewrites its config: start from a writable copy (0600), add the password from the
+# environment.
 set -eu
+umask 077
 cp /etc/redis/sentinel.conf /sentinel/sentinel.conf
 printf 'sentinel auth-pass %(master)s %%s\\nsentinel announce-ip %%s\\n' "$REDIS_PASSWORD" "$POD_FQDN" >> /sentinel/sentinel.conf
 exec redis-server /sentinel/sentinel.conf --sentinel
@@ -95,9 +106,8 @@ exec redis-server /sentinel/sentinel.conf --sentinel
 START_REDIS_CLUSTER_MODE = """#!/bin/sh
 # Start one node of a Redis Cluster. The password comes from the environment only.
 set -eu
-exec redis-server /etc/redis/redis.conf --requirepass "$REDIS_PASSWORD" --masterauth "$REDIS_PASSWORD" \\
-  --cluster-announce-hostname "$POD_FQDN"
-"""
+%(write_auth)sexec redis-server /etc/redis/redis.conf --cluster-announce-hostname "$POD_FQDN"
+""" % {"write_auth": WRITE_AUTH}
 
 BOOTSTRAP_CLUSTER = """#!/bin/sh
 # Form the cluster once every node answers; do nothing if it is already formed.

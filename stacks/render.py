@@ -114,12 +114,20 @@ def load_stack_file(repo: Path, stack: str) -> dict[str, Any]:
     if not path.is_file():
         known = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in repo.glob("Pulumi.*.yaml"))
         raise ConfigError(f"--stack: no Pulumi.{stack}.yaml (stacks here: {', '.join(known) or 'none'})")
+    from autoscaler import yamlsafe
+    from autoscaler.errors import InputError
+
     try:
-        doc = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path.name}: malformed YAML ({exc})") from None
+        doc = yamlsafe.read(path, path.name) or {}
+    except InputError as exc:
+        raise ConfigError(str(exc)) from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path.name}: not a Pulumi stack config (a mapping with config:)")
     raw = {}
-    for key, value in (doc.get("config") or {}).items():
+    config = doc.get("config") or {}
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path.name} config: must be a mapping of keys to values")
+    for key, value in config.items():
         project, _, name = str(key).partition(":")
         if project == "peakscale":
             raw[name] = value
@@ -211,9 +219,41 @@ def render(config: dict[str, Any], stack: str = "dev") -> Rendered:
     return Rendered(stack=stack, resources=declared, outputs=_tidy(exported), calls=calls)
 
 
+#: the list of files a render wrote, kept in the output folder
+MANIFEST = ".peakscale-render.json"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _relative(value: Any) -> Any:
+    """Paths inside the project written relative to it: a render shows no local folder."""
+    if isinstance(value, str) and value.startswith(str(REPO)):
+        return "." + value[len(str(REPO)) :]
+    if isinstance(value, dict):
+        return {k: _relative(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_relative(v) for v in value]
+    return value
+
+
 def write(rendered: Rendered, out: Path) -> list[Path]:
     """One YAML file per Kubernetes object (``<namespace>/<kind>-<name>.yaml``), plus the
-    stack outputs and the other declared resources (Helm releases, passwords) as a summary."""
+    stack outputs and the other declared resources (Helm releases, passwords) as a summary.
+
+    The folder keeps a manifest of what was written: a new render removes the files an earlier
+    one wrote and this one did not (a dev render into a prod folder leaves no prod file behind),
+    and a non-empty folder without a manifest is refused rather than mixed with."""
+    manifest = out / MANIFEST
+    previous: list[str] = []
+    if out.exists():
+        if not out.is_dir():
+            raise ConfigError(f"--out: {str(out)!r} is a file (give a folder)")
+        if manifest.is_file():
+            try:
+                previous = [str(p) for p in json.loads(manifest.read_text()).get("files", [])]
+            except (ValueError, AttributeError):
+                raise ConfigError(f"--out: {str(manifest)!r} is not a render manifest (remove it, or give another folder)") from None
+        elif any(out.iterdir()):
+            raise ConfigError(f"--out: {str(out)!r} is not empty and was not written by peakscale render (give an empty or new folder)")
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for obj in rendered.objects:
@@ -221,16 +261,24 @@ def write(rendered: Rendered, out: Path) -> list[Path]:
         folder = out / (meta.get("namespace") or "_cluster")
         folder.mkdir(exist_ok=True)
         path = folder / f"{obj.get('kind', 'Object').lower()}-{meta.get('name', 'unnamed')}.yaml"
-        path.write_text(yaml.safe_dump(obj, sort_keys=False))
+        path.write_text(yaml.safe_dump(_relative(obj), sort_keys=False))
         written.append(path)
     others = [
-        {"type": r.type, "name": r.name, "inputs": redact(r.inputs)}
+        {"type": r.type, "name": r.name, "inputs": _relative(redact(r.inputs))}
         for r in rendered.resources
         if not r.is_kubernetes_object and not r.type.startswith("peakscale:") and r.type != "pulumi:pulumi:Stack"
     ]
     summary = out / "_stack.yaml"
     summary.write_text(
-        yaml.safe_dump({"stack": rendered.stack, "outputs": redact(rendered.outputs), "other_resources": others}, sort_keys=False)
+        yaml.safe_dump({"stack": rendered.stack, "outputs": _relative(redact(rendered.outputs)), "other_resources": others}, sort_keys=False)
     )
     written.append(summary)
+    names = sorted(str(p.relative_to(out)) for p in written)
+    for stale in sorted(set(previous) - set(names)):
+        target = (out / stale).resolve()
+        if target.is_file() and out.resolve() in target.parents:  # only ever our own files, inside the folder
+            target.unlink()
+            if target.parent != out.resolve() and not any(target.parent.iterdir()):
+                target.parent.rmdir()
+    manifest.write_text(json.dumps({"stack": rendered.stack, "files": names}, indent=1) + "\n")
     return written

@@ -12,16 +12,24 @@ import pytest
 from pydantic import ValidationError
 
 from stacks.config import CacheConfig, RedisSettings, parse_stack_config
-from stacks.redis_conf import render_redis_conf, render_sentinel_conf
+from stacks.redis_conf import AUTH_FRAGMENT, render_redis_conf, render_sentinel_conf
 
 REDIS = shutil.which("redis-server")
 pytestmark = pytest.mark.skipif(REDIS is None, reason="redis-server is installed by `make test` (Debian package redis-server)")
 
 
-def command(sock: Path, cmd: str) -> str:
+PASSWORD = "from-the-secret"
+
+
+def command(sock: Path, cmd: str, password: str | None = PASSWORD) -> str:
+    """One command over the unix socket, after AUTH when a password is given (the reply to the
+    command itself is returned)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(5)
         s.connect(str(sock))
+        if password:
+            s.sendall(f"*2\r\n$4\r\nAUTH\r\n${len(password)}\r\n{password}\r\n".encode())
+            s.recv(1024)
         parts = cmd.split()
         s.sendall(("*%d\r\n" % len(parts) + "".join(f"${len(p)}\r\n{p}\r\n" for p in parts)).encode())
         return s.recv(65536).decode(errors="replace")
@@ -61,8 +69,13 @@ class RedisProcess:
 
 
 def localize(conf_text: str, work: Path) -> str:
-    """The pod's /data volume is this test's folder; nothing else in the file changes."""
-    return conf_text.replace("dir /data\n", f"dir {work}\n").replace("/data/nodes.conf", str(work / "nodes.conf"))
+    """The pod's /data volume is this test's folder, and its password fragment one written here as
+    the start script writes it (0600); nothing else in the file changes."""
+    fragment = work / "auth.conf"
+    fragment.write_text(f'requirepass "{PASSWORD}"\nmasterauth "{PASSWORD}"\n')
+    fragment.chmod(0o600)
+    text = conf_text.replace("dir /data\n", f"dir {work}\n").replace("/data/nodes.conf", str(work / "nodes.conf"))
+    return text.replace(f"include {AUTH_FRAGMENT}\n", f"include {fragment}\n")
 
 
 def start(conf_text: str, tmp_path: Path, *extra: str) -> RedisProcess:
@@ -101,6 +114,9 @@ def test_every_generated_redis_conf_comes_up(rendered, tmp_path):
             assert policy in command(server.sock, "CONFIG GET maxmemory-policy")
             if "cluster-enabled yes" in text:
                 assert "cluster_enabled:1" in command(server.sock, "INFO cluster")
+            # the password came from the included fragment: without it nothing is served
+            assert f"include {AUTH_FRAGMENT}" in text
+            assert "NOAUTH" in command(server.sock, "GET x", password=None)
         finally:
             server.stop()
 
@@ -115,7 +131,7 @@ def test_every_generated_sentinel_conf_comes_up(rendered, tmp_path):
         work.mkdir()
         # sentinel rewrites its file, as in the pod where it starts from a writable copy
         conf = work / "sentinel.conf"
-        conf.write_text(text + "sentinel auth-pass mymaster from-the-environment\n")
+        conf.write_text(text + f"sentinel auth-pass mymaster {PASSWORD}\n")
         server = RedisProcess(conf, work, "--sentinel")
         try:
             assert server.wait_ready(), f"{label} did not come up:\n{server.log.read_text()}"

@@ -242,3 +242,75 @@ def test_program_is_hermetic(rendered, stack):
     assert rendered[stack].calls == []
     allowed = ("kubernetes:", "random:index/randomPassword:", "peakscale:stacks:")
     assert all(d.type.startswith(allowed) for d in rendered[stack].resources)
+
+
+def pod_specs(objects):
+    for obj in objects:
+        spec = obj.get("spec") or {}
+        if obj["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
+            yield obj, spec["template"]["spec"]
+        elif obj["kind"] == "CronJob":
+            yield obj, spec["jobTemplate"]["spec"]["template"]["spec"]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_no_password_is_ever_on_a_command_line(rendered, stack):
+    """ps shows every process's arguments to everyone on the node: no password goes there."""
+    words = ("PASSWORD", "requirepass", "masterauth", "auth-pass", MOCK_PASSWORD, "-a ")
+    objects = rendered[stack].objects_with_secrets()
+    found = 0
+    for obj, pod in pod_specs(objects):
+        for container in pod.get("containers", []) + pod.get("initContainers", []):
+            line = " ".join(container.get("command", []) + container.get("args", []))
+            found += 1
+            assert not any(w in line for w in words), f"{obj['kind']}/{obj['metadata']['name']} {container['name']}: {line}"
+    assert found >= 3
+    # nor in the scripts the containers run: the password reaches Redis through a 0600 fragment
+    for obj in objects:
+        if obj["kind"] == "ConfigMap":
+            for key, text in (obj.get("data") or {}).items():
+                if key.endswith(".sh"):
+                    assert "--requirepass" not in text and "--masterauth" not in text, f"{obj['metadata']['name']}/{key}"
+                    assert "redis-server" not in text or "umask 077" in text
+
+
+def test_srs_runs_on_a_read_only_root_and_the_pooler_has_resources(rendered):
+    objects = rendered["prod"].objects
+    for obj, pod in pod_specs(objects):
+        for container in pod["containers"]:
+            assert container.get("securityContext", {}).get("readOnlyRootFilesystem") is True, f"{obj['metadata']['name']}/{container['name']}"
+    pooler = next(o for o in objects if o["kind"] == "Pooler")
+    resources = pooler["spec"]["template"]["spec"]["containers"][0]["resources"]
+    assert resources["requests"] and resources["limits"]
+
+
+def test_prod_pins_every_third_party_image_by_digest(rendered):
+    images = {c["image"] for obj, pod in pod_specs(rendered["prod"].objects) for c in pod["containers"]}
+    images |= {o["spec"]["imageName"] for o in rendered["prod"].objects if o["kind"] == "Cluster"}
+    assert images and all("@sha256:" in i for i in images), sorted(i for i in images if "@sha256:" not in i)
+
+
+def test_rendered_output_carries_no_local_absolute_path(rendered, tmp_path):
+    from pathlib import Path
+
+    repo = str(Path(__file__).resolve().parents[2])
+    files = write(rendered["prod"], tmp_path / "out")
+    for path in files:
+        assert repo not in path.read_text(), path
+    release = yaml.safe_load((tmp_path / "out" / "_stack.yaml").read_text())
+    charts = [r["inputs"].get("chart") for r in release["other_resources"] if "helm" in r["type"]]
+    assert "./charts/peakscale" in charts
+
+
+def test_render_out_keeps_a_manifest_removes_its_stale_files_and_refuses_a_foreign_folder(rendered, tmp_path):
+    out = tmp_path / "r"
+    prod = write(rendered["prod"], out)
+    dev = write(rendered["dev"], out)  # a dev render into the prod folder
+    on_disk = sorted(p for p in out.rglob("*") if p.is_file() and p.name != ".peakscale-render.json")
+    assert on_disk == sorted(dev) and len(prod) > len(dev)
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    with pytest.raises(ConfigError, match="not empty"):
+        write(rendered["dev"], foreign)
+    assert (foreign / "notes.txt").read_text() == "keep me"
