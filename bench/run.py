@@ -5,7 +5,9 @@ Prints tables; asserts nothing (budgets are in DESIGN.md and compared by eye and
 * the whole six-strategy backtest of the World Cup 1998 trace (budget: under 10 s);
 * one controller cycle's forecast + decision for one target from 14 days of 1-minute history
   (``cycle.live_forecast`` + ``cycle.decide``; budget: under 5 ms);
-* the quality table of each real trace.
+* the quality table of each real trace;
+* ``promo import`` of 1k and 10k rows (linear: ratio at most 15) and a 1 MB YAML alias bomb
+  refused in under 1 s (``bench/inputs.py``).
 
 Reads the real traces from ../shared/data/traces when present, else the bundled copy.
 """
@@ -149,6 +151,9 @@ def live_forecast_speed(samples: int = 300) -> None:
 def main() -> int:
     backtests()
     live_forecast_speed()
+    from bench.inputs import run as input_guards
+
+    input_guards(console)
     if "--no-controller" not in sys.argv:
         from bench.controller_cycle import run as controller_cycle
 
