@@ -15,6 +15,14 @@ period it measures is over; only the policy's history window), and the forecasts
 the live controller computes. The HPA of every strategy that has one sees the demand
 ``--metric-lag`` late. What a backtest shows is what the
 controller does; parity tests run the real controller against the same trace to prove it.
+
+``--node-lead-time`` (default 0: nodes always have room) adds nodes to the model
+(``simulate.ready_with_nodes``): for every strategy, pods asked for beyond the node room held serve
+after the lead time plus the node lead time. The peakscale strategies then keep node headroom
+(``nodeHeadroom``, the node lead time as its ``leadTime``; ``--no-node-headroom`` turns it off):
+the placeholder pods the controller would keep take node room ahead of each raise, and the
+replicas that preempt them serve after the pod lead time alone. Placeholder pods count in
+replica-hours: the nodes they hold are paid for.
 """
 
 from __future__ import annotations
@@ -26,11 +34,11 @@ from typing import Callable
 import numpy as np
 
 from autoscaler.calendar import PromotionEvent, event_mask
-from autoscaler.cycle import CyclePolicy, HpaFloor, Replay, forecast_table, horizon_steps, remember, replay
+from autoscaler.cycle import NONE, CyclePolicy, HpaFloor, Replay, forecast_table, horizon_steps, placeholders_for, remember, replay
 from autoscaler.errors import InputError
 from autoscaler.forecast import ForecastSettings
 from autoscaler.plan import PlanPolicy
-from autoscaler.simulate import Figures, figures, need_replicas, ready_replicas, simulate_hpa
+from autoscaler.simulate import NODE_RELEASE_S, Figures, figures, need_replicas, ready_replicas, ready_with_nodes, simulate_hpa
 from autoscaler.trace import Trace
 
 STRATEGIES = ("reactive", "schedule", "history", "peakscale", "peakscale-scale", "oracle")
@@ -53,9 +61,14 @@ class Scenario:
     floor: str = "plan"
     #: events older than the history window teach through the profiles recorded for them
     memory: bool = True
+    #: how long a node takes to come up (0: nodes always have room)
+    node_lead_s: int = 0
+    #: with a node lead time: the peakscale strategies keep node headroom
+    node_headroom: bool = True
 
-    def cycle_policy(self, mode: str, interval_s: int | None = None) -> CyclePolicy:
-        return CyclePolicy(plan=self.policy, mode=mode, floor=self.floor, cooldown_s=self.cooldown_s, interval_s=interval_s or self.interval_s)
+    def cycle_policy(self, mode: str, interval_s: int | None = None, headroom: bool = False) -> CyclePolicy:
+        ahead = self.node_lead_s if (headroom and self.node_headroom and self.node_lead_s > 0) else None
+        return CyclePolicy(plan=self.policy, mode=mode, floor=self.floor, cooldown_s=self.cooldown_s, interval_s=interval_s or self.interval_s, headroom_lead_s=ahead)
 
 
 @dataclass
@@ -67,6 +80,8 @@ class StrategyRun:
     plan: np.ndarray | None = None
     #: every write the controller would make (time, new value)
     writes: list[tuple[int, int]] = field(default_factory=list)
+    #: node headroom placeholder pods at each step (None: none)
+    placeholders: np.ndarray | None = None
     all: Figures | None = None
     events: Figures | None = None
 
@@ -101,6 +116,8 @@ class BacktestResult:
                 "floor": self.scenario.floor,
                 "history_s": self.scenario.forecast.history_s,
                 "memory": self.scenario.memory,
+                "node_lead_s": self.scenario.node_lead_s,
+                "node_headroom": self.scenario.node_headroom and self.scenario.node_lead_s > 0,
                 "simulation_step_s": self.step_s,
                 "trace_step_s": self.trace.step_s,
                 "samples": len(self.trace),
@@ -204,7 +221,7 @@ def run_controller(
     interval_s: int | None = None,
 ) -> Replay:
     """The controller's cycles over the trace (``cycle.replay``), from the first simulated step."""
-    policy = scenario.cycle_policy(mode, interval_s)
+    policy = scenario.cycle_policy(mode, interval_s, headroom=bool(events))
     times, values = controller_view(trace)
     start_s, stop_s = int(sim_times_s[0]), int(sim_times_s[-1]) + 1
     key = (tuple(e.name for e in events), horizon_steps(policy, trace.step_s))
@@ -250,6 +267,7 @@ def run_backtest(
     times = t0 + np.arange(len(demand), dtype=np.int64) * step
     lag = math.ceil(scenario.metric_lag_s / step)
     lead = math.ceil(policy.lead_time_s / step)
+    node_lead = math.ceil(scenario.node_lead_s / step)
     need = need_replicas(demand, policy.capacity_per_replica, policy.target_utilization)
     initial = int(min(max(need[0], policy.min_replicas), policy.max_replicas))
     in_event = event_mask(times, events)
@@ -272,6 +290,7 @@ def run_backtest(
     for name in wanted:
         progress(name, 0.0)
         plan = None
+        ahead = None
         writes: list[tuple[int, int]] = []
         if name == "reactive":
             desired = hpa(policy.min_replicas)
@@ -286,18 +305,27 @@ def run_backtest(
             every = step if name == "history" else None
             run = run_controller(trace, calendar, scenario, mode, times, initial=initial, progress=progress, stage=name, tables=tables, interval_s=every)
             plan = per_step(run, times)
-            writes = [(d.at_s, int(d.target)) for d in run.writes]
+            writes = [(d.at_s, int(d.target)) for d in run.writes if d.action != NONE]
+            if run.headroom_for is not None:
+                ahead = per_step(Replay(run.times_s, run.headroom_for, []), times)
             desired = hpa(plan) if mode == "hpa-floor" else plan
         else:
-            desired = run_oracle(need, lead, policy)
-        runs[name] = StrategyRun(name=name, desired=desired, ready=ready_replicas(desired, lead, initial), plan=plan, writes=writes)
+            desired = run_oracle(need, lead + node_lead, policy)
+        if node_lead > 0:
+            ready, holders = ready_with_nodes(
+                desired, ahead, lead_steps=lead, node_lead_steps=node_lead, release_steps=max(1, NODE_RELEASE_S // step),
+                initial=initial, placeholders_for=placeholders_for,
+            )  # fmt: skip
+        else:
+            ready, holders = ready_replicas(desired, lead, initial), None
+        runs[name] = StrategyRun(name=name, desired=desired, ready=ready, plan=plan, writes=writes, placeholders=holders)
         progress(name, 1.0)
     oracle = runs["oracle"]
     known = np.isfinite(demand)
     oracle_all = float(oracle.desired[known].sum()) * step / 3600
     oracle_events = float(oracle.desired[in_event & known].sum()) * step / 3600
     for run in runs.values():
-        common = dict(capacity_per_replica=policy.capacity_per_replica, step_s=step)
+        common = dict(capacity_per_replica=policy.capacity_per_replica, step_s=step, placeholders=run.placeholders)
         run.all = figures(demand, run.desired, run.ready, select=None, oracle_replica_hours=oracle_all, **common)
         run.events = figures(demand, run.desired, run.ready, select=in_event, oracle_replica_hours=oracle_events, **common)
     ordered = {name: runs[name] for name in STRATEGIES if name in runs and (name in strategies)}

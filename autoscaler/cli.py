@@ -130,6 +130,8 @@ def backtest(
     floor: Annotated[str, typer.Option(help="The peakscale strategy's HPA floor: plan (follows the plan at all times) or events-only.")] = "plan",
     history_window: Annotated[str, typer.Option(help="What the forecaster sees: the policy's forecast.history (as much as Prometheus keeps), e.g. 2d.")] = "14d",
     memory: Annotated[bool, typer.Option("--memory/--no-memory", help="Events older than the history window teach through the profiles the controller records (--no-memory: they are forgotten).")] = True,
+    node_lead_time: Annotated[str, typer.Option(help="How long the cluster takes to add a node: pods asked for beyond the node room held serve after --lead-time plus this. 0: nodes always have room.")] = "0s",
+    node_headroom: Annotated[bool, typer.Option("--node-headroom/--no-node-headroom", help="With --node-lead-time: the peakscale strategies keep placeholder pods ahead of each raise (nodeHeadroom), so the replicas that replace them serve after --lead-time alone.")] = True,
     kinds: Annotated[
         Optional[list[str]],
         typer.Option("--kinds", help="Event kinds that count as calendar events (repeatable). Default: all but kinds naming an anomaly, artifact, outage or gap; for the bundled trace, its matches."),
@@ -200,6 +202,8 @@ def backtest(
             interval_s=parse_duration_s(interval, field="--interval"),
             cooldown_s=parse_duration_s(cooldown, field="--cooldown", allow_zero=True),
             floor=floor,
+            node_lead_s=parse_duration_s(node_lead_time, field="--node-lead-time", allow_zero=True),
+            node_headroom=node_headroom,
         )
         if plot is not None and plot.suffix.lower() != ".png":
             raise InputError("--plot", f"{str(plot)!r} is not a .png file", "name the plot file *.png")
@@ -207,6 +211,8 @@ def backtest(
         span_s = int(series.times_s[-1] - series.times_s[0]) + series.step_s
         if policy.lead_time_s >= span_s or policy.lead_time_s >= scenario.forecast.history_s:
             raise InputError("--lead-time", f"{lead_time} is not shorter than the trace ({span_s // 60:,} min) and the history window", "give the lead time of the tier, e.g. 10m")
+        if policy.lead_time_s + scenario.node_lead_s >= min(span_s, scenario.forecast.history_s):
+            raise InputError("--node-lead-time", f"{node_lead_time} plus --lead-time is not shorter than the trace and the history window", "give how long a node takes to come up, e.g. 3m")
         calendar = load_calendar(events_path, zone) if events_path is not None else []
         wanted_kinds = _split_list(kinds) or (BUNDLED_KINDS if trace is None and events is None else [])
         selected = select_kinds(calendar, wanted_kinds)
@@ -589,6 +595,8 @@ def _print_table(result, plot: Path | None) -> None:
         f"({sc['event_minutes']:,.0f} min; kinds: {', '.join(sc['event_kinds']) or 'none'}), "
         f"lead time {sc['lead_time_s'] / 60:g} min, {sc['capacity_per_replica']:g}/replica at {sc['target_utilization']:.0%}"
     )
+    if sc["node_lead_s"]:
+        title += f", node lead time {sc['node_lead_s'] / 60:g} min ({'peakscale keeps node headroom' if sc['node_headroom'] else 'no node headroom'})"
     table = Table(title=title, title_justify="left")
     table.add_column("strategy")
     table.add_column("unserved\nall", justify="right")

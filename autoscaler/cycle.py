@@ -20,7 +20,12 @@ and the write to make. It alone computes:
   back at the original is restored (the annotation dropped); a deleted policy, or one switched to
   ``observe``, restores it. With ``floor: events-only`` the floor moves only inside action
   windows, ratchets up there, and is restored after them;
-* in ``scale`` mode, the replica count (the plan itself).
+* in ``scale`` mode, the replica count (the plan itself);
+* with node headroom, the placeholder pods that hold node room ahead of a raise: inside each
+  event's headroom window, ``[start - leadTime - nodeHeadroom.leadTime - interval, end +
+  cooldown)``, the plan's replicas over ``[now, now + nodeLead + leadTime + interval]`` (what the
+  floor will be once the raise comes) less the replicas ready now (``placeholders_for``); none
+  outside them.
 
 The controller calls ``decide`` every interval. ``replay`` calls it at the instants the
 controller would, for ``peakscale plan`` and the backtest, so what they show is what the
@@ -52,6 +57,10 @@ LOWER = "lower-floor"
 RESTORE = "restore-floor"
 SCALE = "scale"
 NONE = "none"
+# what a cycle does to the node-headroom placeholder
+HEADROOM_CREATE = "create-headroom"
+HEADROOM_RESIZE = "resize-headroom"
+HEADROOM_DELETE = "delete-headroom"
 
 # why a cycle writes nothing or restores (plan reasons come from ``plan``)
 METRICS_UNAVAILABLE = "metrics-unavailable"
@@ -72,7 +81,11 @@ class CyclePolicy:
     cooldown_s: int = 1800
     #: the controller's interval: the next chance to act is one interval after this one
     interval_s: int = 30
+    #: node headroom: how long new nodes take (None: no headroom)
+    headroom_lead_s: int | None = None
     reach_s: int = field(init=False, repr=False, compare=False, default=0)
+    #: how far ahead the forecast reaches: ``reach_s``, plus the node lead with headroom
+    ahead_s: int = field(init=False, repr=False, compare=False, default=0)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -84,6 +97,13 @@ class CyclePolicy:
         # how far ahead capacity asked for now must reach: it serves from now + lead, and the next
         # chance to ask is one interval later (kept, not recomputed: decide runs every cycle)
         object.__setattr__(self, "reach_s", self.plan.lead_time_s + self.interval_s)
+        if self.headroom_lead_s is not None and self.headroom_lead_s < 0:
+            raise ValueError("the node lead time must not be negative")
+        object.__setattr__(self, "ahead_s", self.reach_s + (self.headroom_lead_s or 0))
+
+    @property
+    def headroom(self) -> bool:
+        return self.headroom_lead_s is not None and self.mode != "observe"
 
 
 @dataclass(frozen=True)
@@ -128,6 +148,10 @@ class Seen:
     hpa: HpaFloor | None = None
     #: the policy is being deleted (its finalizer is still on)
     deleting: bool = False
+    #: node headroom: the target's ready replicas (None: unknown; taken as the floor or count in effect)
+    ready: int | None = None
+    #: node headroom: the placeholder pods asked for now (None: no placeholder)
+    placeholders: int | None = None
 
 
 @dataclass(slots=True)
@@ -160,10 +184,41 @@ class CycleDecision:
     plan: Decision | None = None
     #: the original floor (hpa-floor), to remember on a raise and put back on a restore
     original: int | None = None
+    #: node headroom: the replicas the plan needs within the node lead (None: no headroom window,
+    #: or no forecast to size it)
+    headroom_for: int | None = None
+    #: node headroom: the placeholder pods after this cycle (None: no placeholder), and before it
+    placeholders: int | None = None
+    placeholders_before: int | None = None
+    #: the event that opened the headroom window ('' for none)
+    headroom_event: str = ""
 
     @property
     def writes(self) -> bool:
-        return self.action != NONE
+        return self.action != NONE or self.placeholders != self.placeholders_before
+
+    @property
+    def headroom_write(self) -> str:
+        """NONE, or what happens to the placeholder: HEADROOM_CREATE, _RESIZE or _DELETE."""
+        before, after = self.placeholders_before, self.placeholders
+        if before == after:
+            return NONE
+        if before is None:
+            return HEADROOM_CREATE
+        return HEADROOM_DELETE if after is None else HEADROOM_RESIZE
+
+    def explain_headroom(self) -> str:
+        """One line on the placeholder, as ``explain`` does for the floor."""
+        what = self.headroom_write
+        if what == HEADROOM_DELETE:
+            return f"delete headroom placeholder ({self.placeholders_before} pods): the headroom windows are over"
+        if self.placeholders is None:
+            return "no headroom placeholder"
+        head = {HEADROOM_CREATE: "create headroom placeholder", HEADROOM_RESIZE: "resize headroom placeholder"}.get(what, "hold headroom placeholder")
+        before = f"{self.placeholders_before} -> " if what == HEADROOM_RESIZE else ""
+        why = f"plan needs {self.headroom_for} within the node lead time" if self.headroom_for is not None else "no fresh metrics: holding"
+        event = f" for {self.headroom_event!r}" if self.headroom_event else ""
+        return f"{head} {before}{self.placeholders} pods: {why}{event}"
 
     @property
     def event(self) -> str:
@@ -204,18 +259,20 @@ def horizon_steps(policy: CyclePolicy, step_s: int) -> int:
     """How many steps past the last sample every forecast for this policy covers.
 
     Fixed per policy (a forecast's event terms depend on its horizon), so that the controller and
-    the backtest ask for the same forecast; enough for a last sample up to one step old."""
-    return (step_s - 1 + policy.reach_s) // step_s + 1
+    the backtest ask for the same forecast; enough for a last sample up to one step old. With
+    node headroom it reaches the node lead time further."""
+    return (step_s - 1 + policy.ahead_s) // step_s + 1
 
 
-def forecast_window(policy: CyclePolicy, now_s: int, made_at_s: int, step_s: int) -> tuple[int, int]:
-    """The forecast steps ``[lo, hi]`` (from the last sample) that cover ``[now, now + lead + interval]``.
+def forecast_window(policy: CyclePolicy, now_s: int, made_at_s: int, step_s: int, reach_s: int | None = None) -> tuple[int, int]:
+    """The forecast steps ``[lo, hi]`` (from the last sample) that cover ``[now, now + lead + interval]``
+    (``now + reach_s`` when given: the headroom's window reaches the node lead time further).
 
     A sample labeled ``L`` measures the period ``[L - step, L)`` (a Prometheus rate over the step):
     the window runs from the period that holds ``now`` to the one that holds ``now + lead +
     interval``."""
-    reach = policy.reach_s
-    horizon = (step_s - 1 + reach) // step_s + 1  # horizon_steps
+    reach = policy.reach_s if reach_s is None else reach_s
+    horizon = (step_s - 1 + policy.ahead_s) // step_s + 1  # horizon_steps
     lo = (now_s - made_at_s) // step_s + 1
     lo = 0 if lo < 0 else (horizon if lo > horizon else lo)
     hi = (now_s + reach - made_at_s) // step_s + 1
@@ -258,6 +315,15 @@ class CalendarIndex:
     segments: list[tuple[tuple[PromotionEvent, ...], bool, bool]]
     #: (window opens at, event), in time order
     openings: list[tuple[int, PromotionEvent]] = field(default_factory=list)
+    #: node headroom: the same for the headroom windows (events whose window is open)
+    ahead_bounds: list[int] = field(default_factory=list)
+    ahead_segments: list[tuple[PromotionEvent, ...]] = field(default_factory=list)
+    ahead_openings: list[tuple[int, PromotionEvent]] = field(default_factory=list)
+
+    def ahead_at(self, now_s: int) -> tuple[PromotionEvent, ...]:
+        """Events whose headroom window is open at ``now_s``, earliest first."""
+        k = bisect_right(self.ahead_bounds, now_s) - 1
+        return self.ahead_segments[k] if k >= 0 else ()
 
     def at(self, now_s: int) -> tuple[tuple[PromotionEvent, ...], bool, bool]:
         """(open events, frozen, started) at ``now_s``."""
@@ -277,6 +343,34 @@ def action_window(policy: CyclePolicy, event: PromotionEvent) -> tuple[int, int]
     """``[start - lead - interval, end + cooldown)``: from the last cycle whose capacity is ready by
     the start, to the end of the cool-down."""
     return event.start_s - policy.plan.lead_time_s - policy.interval_s, event.end_s + policy.cooldown_s
+
+
+def headroom_window(policy: CyclePolicy, event: PromotionEvent) -> tuple[int, int]:
+    """``[start - lead - nodeLead - interval, end + cooldown)``: nodes asked for at its start are up
+    by the cycle that raises for the event."""
+    lo, hi = action_window(policy, event)
+    return lo - (policy.headroom_lead_s or 0), hi
+
+
+def _open_segments(windows: list[tuple[int, int, PromotionEvent]]) -> tuple[list[int], list[tuple[PromotionEvent, ...]]]:
+    """Cut time where the set of open windows changes: (bounds, open events per segment)."""
+    edges = sorted([(lo, 1, e) for lo, _, e in windows] + [(hi, -1, e) for _, hi, e in windows], key=lambda x: x[0])
+    bounds: list[int] = []
+    segments: list[tuple[PromotionEvent, ...]] = []
+    active: dict[int, PromotionEvent] = {}
+    i = 0
+    while i < len(edges):
+        t = edges[i][0]
+        while i < len(edges) and edges[i][0] == t:
+            _, delta, event = edges[i]
+            if delta > 0:
+                active[id(event)] = event
+            else:
+                active.pop(id(event), None)
+            i += 1
+        bounds.append(t)
+        segments.append(tuple(sorted(active.values(), key=lambda e: (e.start_s, e.name))))
+    return bounds, segments
 
 
 def freeze_window(policy: CyclePolicy, event: PromotionEvent) -> tuple[int, int] | None:
@@ -318,7 +412,12 @@ def index_calendar(policy: CyclePolicy, calendar: Sequence[PromotionEvent]) -> C
         bounds.append(t)
         segments.append((open_now, freezes > 0, any(e.start_s <= t for e in open_now)))
     openings = sorted(((action_window(policy, e)[0], e) for e in calendar), key=lambda p: (p[0], p[1].name))
-    return CalendarIndex(bounds=bounds, segments=segments, openings=openings)
+    if not policy.headroom:
+        return CalendarIndex(bounds=bounds, segments=segments, openings=openings)
+    windows = [(*headroom_window(policy, e), e) for e in calendar]
+    ahead_bounds, ahead_segments = _open_segments([w for w in windows if w[1] > w[0]])
+    ahead_openings = sorted(((lo, e) for lo, _, e in windows), key=lambda p: (p[0], p[1].name))
+    return CalendarIndex(bounds, segments, openings, ahead_bounds, ahead_segments, ahead_openings)
 
 
 # --- the decision --------------------------------------------------------------------------------
@@ -424,7 +523,39 @@ def decide(policy: CyclePolicy, state: CycleState, seen: Seen, calendar: Calenda
                 elif wanted != previous:
                     action, target = (RAISE if wanted > previous else LOWER), wanted
         phase = _phase(events, started, action)
-    return CycleDecision(now, action, reason, target, previous, planned, peak, upper, events, frozen, phase, state, d, original)
+    decision = CycleDecision(now, action, reason, target, previous, planned, peak, upper, events, frozen, phase, state, d, original)
+    if policy.headroom:
+        decision.placeholders_before = seen.placeholders
+        decision.headroom_for, decision.placeholders, decision.headroom_event = _headroom(policy, seen, calendar, target, hpa)
+    return decision
+
+
+def placeholders_for(headroom_for: int, ready: int) -> int:
+    """Placeholder pods that keep node room for what the plan needs and the ready replicas do not
+    yet hold: as real pods become ready, the placeholder shrinks by as many."""
+    return headroom_for - ready if headroom_for > ready else 0
+
+
+def _headroom(policy: CyclePolicy, seen: Seen, calendar: CalendarIndex, target: int | None, hpa: HpaFloor | None) -> tuple[int | None, int | None, str]:
+    """(replicas the plan needs within the node lead, placeholder pods, event) for ``decide``."""
+    ahead = calendar.ahead_at(seen.now_s)
+    if not ahead or seen.deleting:
+        return None, None, ""  # outside every headroom window: no placeholder
+    event, hold = ahead[0].label, seen.placeholders
+    fc = seen.forecast
+    if fc is None:
+        return None, hold, event  # no metrics: the placeholder holds
+    lo, hi = forecast_window(policy, seen.now_s, fc.made_at_s, fc.step_s, policy.ahead_s)
+    peak, upper = max(fc.central[lo : hi + 1]), max(fc.upper[lo : hi + 1])
+    if peak != peak or upper != upper or (fc.stale and not any(fc.events[lo : hi + 1])):
+        return None, hold, event
+    plan = policy.plan
+    wanted = max(plan.replicas_for(peak), plan.replicas_at_full(upper), plan.min_replicas, target or 0)
+    wanted = min(wanted, plan.max_replicas, hpa.max_replicas if hpa is not None else plan.max_replicas)
+    count = placeholders_for(wanted, seen.ready if seen.ready is not None else (target or 0))
+    if fc.stale and hold is not None:
+        count = max(count, hold)  # without fresh metrics: up only
+    return wanted, count, event
 
 
 def next_action(policy: CyclePolicy, calendar: CalendarIndex, now_s: int) -> tuple[int, PromotionEvent] | None:
@@ -473,6 +604,8 @@ class Replay:
     writes: list[CycleDecision]
     #: the peak each cycle's plan was sized for (the central or the upper forecast; NaN: none)
     sized_for: np.ndarray | None = None
+    #: node headroom: the replicas each cycle's headroom holds node room for (0: no placeholder)
+    headroom_for: np.ndarray | None = None
 
 
 def replay(
@@ -490,7 +623,9 @@ def replay(
 ) -> Replay:
     """Run ``decide`` at ``start_s, start_s + interval, ...`` (before ``stop_s``) as the controller
     would: each cycle sees the samples up to ``now`` (their forecast from ``table``), and the
-    cluster answers each write (the HPA takes the floor, the target the replica count)."""
+    cluster answers each write (the HPA takes the floor, the target the replica count, the
+    placeholder its pod count; the target's ready replicas are taken as the floor or count in
+    effect, the backtest's node model counts them itself from ``headroom_for``)."""
     index = index_calendar(policy, calendar)
     times = table.times_s
     times_list = times.tolist()
@@ -500,6 +635,9 @@ def replay(
     out_times = start_s + np.arange(n, dtype=np.int64) * policy.interval_s
     targets = [0] * n
     sized: list[float] = [math.nan] * n
+    ahead: list[int] = [0] * n if policy.headroom else []
+    holding = 0
+    placeholders: int | None = None
     writes: list[CycleDecision] = []
     view_for = -1
     view = None
@@ -526,13 +664,17 @@ def replay(
             if known != view_for:
                 view, view_for = table.view(known), known
             fc = view
-        decision = decide(policy, state, Seen(now, fc, replicas, hpa), index)
+        decision = decide(policy, state, Seen(now, fc, replicas, hpa, placeholders=placeholders), index)
         state = decision.state
         if decision.forecast_peak is not None:
             sized[k] = max(decision.forecast_peak, decision.forecast_upper or 0.0)
+        if keep and decision.writes:
+            writes.append(decision)
+        if ahead:
+            placeholders = decision.placeholders
+            holding = 0 if placeholders is None else (decision.headroom_for if decision.headroom_for is not None else holding)
+            ahead[k] = holding
         if decision.action != NONE:
-            if keep:
-                writes.append(decision)
             if decision.action == SCALE:
                 replicas = decision.target
             elif hpa is not None:
@@ -544,7 +686,10 @@ def replay(
             targets[k] = hpa.min_replicas
         if progress is not None and k % 20000 == 0:
             progress(k / n)
-    return Replay(times_s=out_times, targets=np.asarray(targets, dtype=np.int64), writes=writes, sized_for=np.asarray(sized))
+    return Replay(
+        times_s=out_times, targets=np.asarray(targets, dtype=np.int64), writes=writes, sized_for=np.asarray(sized),
+        headroom_for=np.asarray(ahead, dtype=np.int64) if ahead else None,
+    )  # fmt: skip
 
 
 def stale_forecast(
@@ -655,10 +800,12 @@ __all__ = [
     "decide",
     "forecast_table",
     "forecast_window",
+    "headroom_window",
     "horizon_steps",
     "index_calendar",
     "live_forecast",
     "next_action",
+    "placeholders_for",
     "remember",
     "replay",
     "stale_forecast",

@@ -21,7 +21,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from autoscaler.calendar import PromotionEvent, event_mask
-from autoscaler.cycle import SCALE, CycleDecision, HpaFloor, forecast_table, remember, replay
+from autoscaler.cycle import NONE, SCALE, CycleDecision, HpaFloor, forecast_table, remember, replay
 from autoscaler.forecast import ForecastSettings, fit_baseline
 from autoscaler.resources import ScalingPolicySpec
 
@@ -31,7 +31,8 @@ SPARK = "▁▂▃▄▅▆▇█"
 class Action(BaseModel):
     at: str
     at_s: int
-    #: raise-floor, lower-floor, restore-floor or scale
+    #: raise-floor, lower-floor, restore-floor or scale; node headroom: create-headroom,
+    #: resize-headroom or delete-headroom (replicas are then placeholder pods)
     action: str
     from_replicas: int
     to_replicas: int
@@ -115,7 +116,13 @@ def plan_target(
         run = replay(cycle_policy, mine, table, start_s=from_s, stop_s=to_s, replicas=pp.min_replicas)
     else:
         run = replay(cycle_policy, mine, table, start_s=from_s, stop_s=to_s, hpa=HpaFloor(pp.min_replicas, pp.max_replicas))
-    actions = [_action(d, mine, pp.lead_time_s, fmt) for d in run.writes] if spec.mode != "observe" else []
+    actions = []
+    if spec.mode != "observe":
+        for d in run.writes:
+            if d.action != NONE:
+                actions.append(_action(d, mine, pp.lead_time_s, fmt))
+            if d.headroom_write != NONE:
+                actions.append(_headroom_action(d, mine, pp.lead_time_s, fmt))
     timeline, bucket = _timeline(run.times_s, run.targets, pp.min_replicas, pp.max_replicas, from_s, to_s)
     return TargetPlan(
         policy=policy.name,
@@ -148,6 +155,24 @@ def _action(decision: CycleDecision, calendar: list[PromotionEvent], lead: int, 
         title=event.label if event is not None else "",
         lead_time_s=lead,
         reason=decision.why(),
+    )
+
+
+def _headroom_action(decision: CycleDecision, calendar: list[PromotionEvent], lead: int, fmt: Callable[[float], str]) -> Action:
+    event = next((e for e in calendar if e.label == decision.headroom_event), None)
+    why = decision.explain_headroom().split(": ", 1)[-1]
+    if decision.headroom_event:
+        why = why.rsplit(f" for {decision.headroom_event!r}", 1)[0]
+    return Action(
+        at=fmt(decision.at_s),
+        at_s=int(decision.at_s),
+        action=decision.headroom_write,
+        from_replicas=int(decision.placeholders_before or 0),
+        to_replicas=int(decision.placeholders or 0),
+        event=event.name if event is not None else "",
+        title=event.label if event is not None else "",
+        lead_time_s=lead,
+        reason=why + " (assuming the floor's pods are ready)" if decision.headroom_write != "delete-headroom" else why,
     )
 
 

@@ -82,6 +82,28 @@ class ForecastSpec(_Spec):
         return value
 
 
+DEFAULT_PRIORITY_CLASS = "peakscale-headroom"
+
+
+class NodeHeadroom(_Spec):
+    """Placeholder pods that hold node room ahead of a raise (off by default)."""
+
+    enabled: bool = False
+    #: how long the cluster takes to add a node (cluster autoscaler or Karpenter, plus image pulls)
+    lead_time: str = "5m"
+    #: a PriorityClass with a negative value, so that real pods preempt the placeholders
+    priority_class_name: str = Field(default=DEFAULT_PRIORITY_CLASS, min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+
+    @field_validator("lead_time")
+    @classmethod
+    def _durations(cls, value: str) -> str:
+        return _duration(value, "leadTime")
+
+    @property
+    def lead_time_s(self) -> int:
+        return parse_duration_s(self.lead_time, allow_zero=True)
+
+
 class ScalingPolicySpec(_Spec):
     target_ref: TargetRef
     mode: Literal["hpa-floor", "scale", "observe"] = "hpa-floor"
@@ -97,6 +119,7 @@ class ScalingPolicySpec(_Spec):
     floor: Literal["plan", "events-only"] = "plan"
     cooldown: str = "30m"
     forecast: ForecastSpec = ForecastSpec()
+    node_headroom: NodeHeadroom = NodeHeadroom()
     # derived once: the controller asks for them several times per policy per cycle
     _plan: PlanPolicy | None = PrivateAttr(default=None)
     _settings: ForecastSettings | None = PrivateAttr(default=None)
@@ -114,6 +137,8 @@ class ScalingPolicySpec(_Spec):
         history = parse_duration_s(self.forecast.history)
         if lead >= history:
             raise ValueError(f"leadTime {self.lead_time} is not shorter than the forecast history {self.forecast.history} (nothing could be learned that far ahead)")
+        if self.node_headroom.enabled and lead + self.node_headroom.lead_time_s >= history:
+            raise ValueError(f"leadTime plus nodeHeadroom.leadTime is not shorter than the forecast history {self.forecast.history}")
         return self
 
     def plan_policy(self) -> PlanPolicy:
@@ -136,7 +161,8 @@ class ScalingPolicySpec(_Spec):
 
     def cycle_policy(self, interval_s: int) -> CyclePolicy:
         """What one controller cycle needs of this policy (``cycle.decide``)."""
-        return CyclePolicy(plan=self.plan_policy(), mode=self.mode, floor=self.floor, cooldown_s=self.cooldown_s, interval_s=interval_s)
+        headroom = self.node_headroom.lead_time_s if self.node_headroom.enabled else None
+        return CyclePolicy(plan=self.plan_policy(), mode=self.mode, floor=self.floor, cooldown_s=self.cooldown_s, interval_s=interval_s, headroom_lead_s=headroom)
 
     def forecast_settings(self) -> ForecastSettings:
         if self._settings is None:

@@ -8,11 +8,20 @@ Capacity model: the pods of a workload form a stack; a scale-down removes the ne
 (a ReplicaSet deletes not-ready pods before ready ones), so the pods ready at t are
 ``min(desired[s] for s in [t - lead, t])``. Replica-hours count every pod asked for, warming
 or ready: that is what the tier pays for.
+
+Nodes (``ready_with_nodes``, the backtest's ``--node-lead-time``): a pod runs only on a node slot.
+Slots the pods and the headroom placeholders ask for beyond those held arrive a node lead time
+later (the cluster autoscaler reacts to pending pods); slots unneeded for ``release`` (its
+scale-down-unneeded-time, 10 min) go. Real pods take the slots first (they preempt
+placeholders), then serve after the pod lead time. So replicas asked for without headroom serve
+after the lead time plus the node lead time, and capacity that headroom placed ahead serves after
+the pod lead time alone.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +37,69 @@ def ready_replicas(desired: np.ndarray, lead_steps: int, initial: int | None = N
     # before the trace starts the cluster was steady at its first size: it is already warm
     padded = np.concatenate([np.full(lead_steps, first, dtype=np.int64), desired])
     return sliding_window_view(padded, lead_steps + 1).min(axis=1)
+
+
+#: the cluster autoscaler's default --scale-down-unneeded-time: an unneeded node goes after this
+NODE_RELEASE_S = 600
+
+
+def ready_with_nodes(
+    desired: np.ndarray,
+    headroom_for: np.ndarray | None,
+    *,
+    lead_steps: int,
+    node_lead_steps: int,
+    release_steps: int,
+    initial: int,
+    placeholders_for,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(ready pods, placeholder pods) at each step when pods also wait for node slots.
+
+    ``headroom_for[t]`` is what the controller's headroom holds room for at ``t`` (0: none); the
+    placeholder count is ``placeholders_for(headroom_for, ready)`` with the pods ready at the step
+    before (what the controller saw), the controller's own rule."""
+    desired_l = np.asarray(desired, dtype=np.int64).tolist()
+    n = len(desired_l)
+    ahead = np.zeros(n, dtype=np.int64).tolist() if headroom_for is None else np.asarray(headroom_for, dtype=np.int64).tolist()
+    ready = np.empty(n, dtype=np.int64)
+    holders = np.zeros(n, dtype=np.int64)
+    slots, in_flight = int(initial), 0
+    arrivals: deque[tuple[int, int]] = deque()
+    asked: deque[tuple[int, int]] = deque()  # (step, slots asked): decreasing, for the release window's max
+    placed: deque[tuple[int, int]] = deque()  # (step, pods placed): increasing, for the lead window's min
+    asked.append((-1, int(initial)))  # the cluster was steady before the trace
+    for t in range(-lead_steps, 0):
+        placed.append((t, int(initial)))
+    ready_before = int(initial)
+    for t in range(n):
+        while arrivals and arrivals[0][0] <= t:
+            slots += arrivals[0][1]
+            in_flight -= arrivals.popleft()[1]
+        hold = placeholders_for(ahead[t], ready_before) if ahead[t] else 0
+        want = desired_l[t] + hold
+        if want > slots + in_flight:
+            arrivals.append((t + node_lead_steps, want - slots - in_flight))
+            in_flight = want - slots
+            if node_lead_steps <= 0:
+                slots, in_flight = want, 0
+                arrivals.clear()
+        while asked and asked[-1][1] <= want:
+            asked.pop()
+        asked.append((t, want))
+        while asked[0][0] <= t - release_steps:
+            asked.popleft()
+        if slots > asked[0][1]:
+            slots = asked[0][1]  # nodes unneeded for the whole release window go
+        pods = min(desired_l[t], slots)
+        holders[t] = min(hold, slots - pods)
+        while placed and placed[-1][1] >= pods:
+            placed.pop()
+        placed.append((t, pods))
+        while placed[0][0] < t - lead_steps:
+            placed.popleft()
+        ready_before = placed[0][1]
+        ready[t] = ready_before
+    return ready, holders
 
 
 def need_replicas(demand: np.ndarray, capacity_per_replica: float, target_utilization: float) -> np.ndarray:
@@ -144,16 +216,17 @@ def figures(
     step_s: int,
     select: np.ndarray | None,
     oracle_replica_hours: float | None,
+    placeholders: np.ndarray | None = None,
 ) -> Figures:
     """Quality and cost of one strategy over the steps in ``select`` (all when None), counting
-    only the steps whose demand is known."""
+    only the steps whose demand is known; node-headroom placeholder pods count in the cost."""
     known = np.isfinite(demand)
     select = known if select is None else (select & known)
     d = demand[select]
     cap = ready[select] * capacity_per_replica
     short = np.maximum(d - cap, 0.0)
     total = float(d.sum())
-    replica_hours = float(desired[select].sum()) * step_s / 3600
+    replica_hours = float(desired[select].sum() + (placeholders[select].sum() if placeholders is not None else 0)) * step_s / 3600
     changes = np.zeros(len(desired), dtype=bool)
     changes[1:] = desired[1:] != desired[:-1]
     return Figures(

@@ -124,6 +124,21 @@ def test_worldcup_peakscale_cuts_event_unserved_tenfold_at_reactive_cost(shared_
     assert ours["all"]["replica_hours"] <= 1.06 * reactive["all"]["replica_hours"]
 
 
+def test_worldcup_with_slow_nodes_node_headroom_keeps_events_served(shared_traces):
+    """Nodes take 3 minutes: reactive pays them on every scale-up; peakscale's headroom holds
+    node room ahead of each raise, so its replicas serve after the pod lead time alone."""
+    s = acceptance_run(
+        "backtest", "--quiet",
+        "--trace", str(shared_traces / "worldcup98_requests_1min.csv"),
+        "--events", str(shared_traces / "worldcup98_requests_1min.events.csv"),
+        "--kinds", "sports match (scheduled)",
+        "--capacity-per-replica", "2000", "--lead-time", "10m", "--min-replicas", "2", "--max-replicas", "200",
+        "--node-lead-time", "3m", "--strategies", "reactive,peakscale",
+    )  # fmt: skip
+    reactive, ours = s["reactive"], s["peakscale"]
+    assert ours["events"]["unserved_fraction"] <= 0.1 * reactive["events"]["unserved_fraction"]
+
+
 def test_nyc_taxi_calendar_of_dips_does_not_inflate_capacity(shared_traces):
     s = acceptance_run(
         "backtest",

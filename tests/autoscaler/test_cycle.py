@@ -251,3 +251,91 @@ def test_floor_properties(original, hpa_max, policy_max, steps, floor_rule):
             assert d.target < hpa.min_replicas or d.action == RESTORE
         if d.action != NONE:
             hpa = HpaFloor(d.target, hpa_max, original=None if d.action == RESTORE else original)
+
+
+# --- node headroom --------------------------------------------------------------------------------
+
+from autoscaler.cycle import HEADROOM_CREATE, HEADROOM_DELETE, HEADROOM_RESIZE, headroom_window  # noqa: E402
+
+NODE_LEAD = 300
+
+
+def headroom_policy(mode="hpa-floor", **kw) -> CyclePolicy:
+    plan = dict(capacity_per_replica=100.0, lead_time_s=LEAD, min_replicas=2, max_replicas=80, target_utilization=0.5, scale_down_stabilization_s=300)
+    plan.update(kw)
+    return CyclePolicy(plan=PlanPolicy(**plan), mode=mode, cooldown_s=1200, interval_s=INTERVAL, headroom_lead_s=NODE_LEAD)
+
+
+def test_headroom_opens_the_node_lead_time_before_the_raise_and_is_gone_after_the_cooldown():
+    p = headroom_policy()
+    e = event(start_min=60)
+    index = index_calendar(p, [e])
+    opens, closes = headroom_window(p, e)
+    assert opens == e.start_s - LEAD - NODE_LEAD - INTERVAL and closes == e.end_s + 1200
+    assert horizon_steps(p, STEP) == 17  # the forecast reaches the node lead further
+    hpa = HpaFloor(2, 100)
+
+    def cycle(now, placeholders=None, ready=2):
+        fc = ForecastView(now, STEP, 100.0, [100.0] * 18, [4000.0] * 18, [e.label] * 18)
+        return decide(p, CycleState(), Seen(now, fc, 2, hpa, ready=ready, placeholders=placeholders), index)
+
+    before = cycle(opens - 1)
+    assert before.placeholders is None and before.headroom_write == NONE
+    first = cycle(opens)
+    # the floor is not raised yet; the headroom holds room for the upper forecast's 40 replicas
+    assert first.events == () and first.action == NONE
+    assert first.headroom_for == 40 and first.placeholders == 38 and first.headroom_write == HEADROOM_CREATE
+    assert first.headroom_event == e.label and "38 pods" in first.explain_headroom()
+    # real pods become ready: the placeholder shrinks by as many
+    later = cycle(opens + 600, placeholders=38, ready=30)
+    assert later.placeholders == 10 and later.headroom_write == HEADROOM_RESIZE
+    full = cycle(e.start_s, placeholders=10, ready=40)
+    assert full.placeholders == 0
+    after = cycle(closes, placeholders=0, ready=40)
+    assert after.placeholders is None and after.headroom_write == HEADROOM_DELETE
+
+
+def test_without_headroom_the_decision_has_no_placeholder():
+    p = policy()
+    e = event(start_min=10)
+    d = hpa_cycle(p, [e], at(0), flat(at(0), 1000, upper=5000, who=e.label), HpaFloor(2, 100))
+    assert d.placeholders is None and d.headroom_for is None and d.headroom_write == NONE
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    mode=st.sampled_from(["hpa-floor", "scale"]),
+    hpa_max=st.integers(2, 120),
+    steps=st.lists(
+        st.tuples(
+            st.integers(-40, 140),  # minutes from T0
+            st.floats(0, 1e4, allow_nan=False),  # upper forecast
+            st.integers(0, 150),  # ready replicas
+            st.booleans(),  # metrics available
+        ),
+        min_size=1,
+        max_size=40,
+    ),
+)
+def test_headroom_properties(mode, hpa_max, steps):
+    """Placeholders only inside headroom windows; never more than the plan needs beyond the ready
+    replicas, never above the max; held (not dropped) without metrics."""
+    p = headroom_policy(mode=mode)
+    e = event(start_min=60, minutes=30)
+    index = index_calendar(p, [e])
+    opens, closes = headroom_window(p, e)
+    hpa = HpaFloor(2, hpa_max) if mode == "hpa-floor" else None
+    top = min(80, hpa_max) if hpa else 80
+    placeholders = None
+    for minute, upper, ready, fresh in steps:
+        now = at(minute)
+        fc = ForecastView(now, STEP, 50.0, [50.0] * 18, [upper] * 18, [e.label] * 18) if fresh else None
+        d = decide(p, CycleState(), Seen(now, fc, 2, hpa, ready=ready, placeholders=placeholders), index)
+        if not opens <= now < closes:
+            assert d.placeholders is None
+        elif fc is None:
+            assert d.placeholders == placeholders
+        else:
+            assert d.headroom_for <= top and d.placeholders == max(0, d.headroom_for - ready)
+            assert d.headroom_for >= math.ceil(upper / 100.0 - 1e-9) or d.headroom_for == top
+        placeholders = d.placeholders

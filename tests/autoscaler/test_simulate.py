@@ -52,3 +52,68 @@ def test_figures_count_unserved_demand_against_ready_capacity():
     assert f.replica_hours == 8 / 60
     assert f.replica_hours_vs_oracle == 1.0
     assert f.scale_actions == 2
+
+
+# --- nodes ---------------------------------------------------------------------------------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from autoscaler.cycle import placeholders_for  # noqa: E402
+from autoscaler.simulate import ready_with_nodes  # noqa: E402
+
+counts = st.lists(st.integers(0, 40), min_size=1, max_size=80)
+
+
+def nodes(desired, ahead=None, lead=2, node_lead=3, release=10, initial=None):
+    desired = np.asarray(desired)
+    return ready_with_nodes(
+        desired, None if ahead is None else np.asarray(ahead), lead_steps=lead, node_lead_steps=node_lead,
+        release_steps=release, initial=int(desired[0]) if initial is None else initial, placeholders_for=placeholders_for,
+    )  # fmt: skip
+
+
+def test_pods_beyond_the_node_room_serve_after_both_lead_times():
+    ready, _ = nodes([2, 2, 10, 10, 10, 10, 10, 10, 10, 10])
+    # asked at step 2: nodes at 5, pods ready at 7 (node lead 3 + pod lead 2)
+    assert ready.tolist() == [2, 2, 2, 2, 2, 2, 2, 10, 10, 10]
+
+
+def test_pods_that_take_a_placeholder_s_room_serve_after_the_pod_lead_time_alone():
+    # headroom for 10 from step 0: the placeholders' nodes are up at step 3; the raise at step 5
+    ready, held = nodes([2, 2, 2, 2, 2, 10, 10, 10, 10, 10, 10], ahead=[10] * 11)
+    assert ready.tolist() == [2, 2, 2, 2, 2, 2, 2, 10, 10, 10, 10]
+    # 8 placeholders once their nodes are up, fewer as real pods take the room, none once ready
+    assert held.tolist()[3:5] == [8, 8] and held[5] == 0 and held[-1] == 0
+
+
+def test_nodes_unneeded_for_the_release_window_go():
+    # 10 pods, down to 2 for 12 steps (past the 10-step release), back to 10: new nodes again
+    desired = [10] * 3 + [2] * 12 + [10] * 8
+    ready, _ = nodes(desired, initial=10)
+    assert ready[15 + 4] == 2 and ready[15 + 5] == 10
+    # within the release window the nodes are still there: pod lead time only
+    desired = [10] * 3 + [2] * 5 + [10] * 5
+    ready, _ = nodes(desired, initial=10)
+    assert ready[8 + 1] == 2 and ready[8 + 2] == 10
+
+
+@settings(max_examples=200, deadline=None)
+@given(desired=counts, lead=st.integers(0, 5), node_lead=st.integers(0, 6), release=st.integers(1, 12))
+def test_node_room_never_makes_pods_serve_sooner(desired, lead, node_lead, release):
+    ready, held = nodes(desired, lead=lead, node_lead=node_lead, release=release)
+    plain = ready_replicas(np.asarray(desired), lead)
+    assert (ready <= plain).all() and (held == 0).all()
+    if node_lead == 0:
+        assert ready.tolist() == plain.tolist()
+
+
+@settings(max_examples=200, deadline=None)
+@given(desired=counts, lead=st.integers(0, 5), node_lead=st.integers(1, 6))
+def test_headroom_for_every_pod_one_node_lead_ahead_serves_as_if_nodes_were_free(desired, lead, node_lead):
+    desired = np.asarray(desired)
+    # headroom for the most pods asked within the coming node lead, from the first step
+    ahead = np.array([desired[t : t + node_lead + 1].max() for t in range(len(desired))])
+    ahead[: node_lead] = desired.max()  # the trace's start: room was made before it
+    ready, _ = nodes(desired, ahead=ahead, lead=lead, node_lead=node_lead, release=10**6, initial=int(desired.max()))
+    plain = ready_replicas(desired, lead, initial=int(desired.max()))
+    assert ready.tolist() == plain.tolist()
