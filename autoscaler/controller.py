@@ -19,7 +19,10 @@ Reliability rules (DESIGN.md), and where they live:
 * only the Lease holder writes (``leader.LeaderElector``);
 * 409 conflicts are retried with a fresh read (``kube.retry_conflict``);
 * never above ``maxReplicas`` (the planner clamps, the HPA write clamps again to the HPA's own max);
-* a malformed policy or event gets a condition naming the field; the others carry on.
+* a malformed policy or event gets a condition naming the field; the others carry on;
+* node headroom: the placeholder Deployment of each policy lives in ``--headroom-namespace``,
+  found again each cycle by its labels (its size is its state), so a restart changes nothing; a
+  placeholder whose policy is gone is deleted.
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ from kubernetes.client.rest import ApiException
 
 from autoscaler.calendar import EventProfile, PromotionEvent
 from autoscaler.cycle import (
+    HEADROOM_CREATE,
+    HEADROOM_DELETE,
+    NONE,
     LOWER,
     RAISE,
     RESTORE,
@@ -53,6 +59,7 @@ from autoscaler.cycle import (
     stale_forecast,
 )
 from autoscaler.errors import InputError
+from autoscaler.headroom import A_EVENT, A_PLANNED, PodShape, placeholder_deployment, served_policy, shape_of
 from autoscaler.kube import FINALIZER, ORIGINAL_MIN, Kube, KubeError, now_rfc3339
 from autoscaler.leader import LEASE_DURATION_S, RENEW_DEADLINE_S, RETRY_PERIOD_S, LeaderElector, NotLeader
 from autoscaler.prometheus import HistoryCache, MetricsUnavailable, render_query
@@ -81,6 +88,8 @@ class ControllerOptions:
     unready_after: int = 3
     #: Prometheus range queries in flight at once
     fetch_concurrency: int = 2
+    #: where the node-headroom placeholders live (the controller's own namespace)
+    headroom_namespace: str = "peakscale-system"
 
 
 @dataclass
@@ -90,6 +99,9 @@ class Outcome:
     action: str = "none"
     planned: int | None = None
     error: str | None = None
+    #: node headroom: what happened to the placeholder (create-headroom, ...), and its size
+    headroom: str = "none"
+    placeholders: int | None = None
 
 
 @dataclass
@@ -189,6 +201,8 @@ class Controller:
         self._metrics_down: set[tuple[str, str]] = set()
         #: profiles recorded this cycle, per (namespace, event), per policy, not yet in status
         self._recorded: dict[tuple[str, str], dict[str, EventProfile]] = {}
+        #: node-headroom placeholders found this cycle, by the policy they serve
+        self._holders: dict[tuple[str, str], dict] = {}
 
     # ------------------------------------------------------------------------------------------
     def run_cycle(self) -> CycleReport:
@@ -220,6 +234,8 @@ class Controller:
         namespaces = self.options.namespaces
         policies = _step("listing ScalingPolicies", lambda: self.kube.list_custom(POLICY_PLURAL, namespaces))
         events = self._events(_step("listing PromotionEvents", lambda: self.kube.list_custom(EVENT_PLURAL, namespaces)), now)
+        holders = _step("listing node-headroom placeholders", lambda: self.kube.list_placeholders(self.options.headroom_namespace))
+        self._holders = {k: h for h in holders if (k := served_policy(h)) is not None}
         report.policies = len(policies)
         self._hpas = {}
         if len(self._specs) > 4 * len(policies) + 100:
@@ -262,7 +278,23 @@ class Controller:
                 report.outcomes.append(outcome)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+        self._orphans(policies)
         self._event_statuses(events, plans, now)
+
+    def _orphans(self, policies: list[dict]) -> None:
+        """Delete the placeholders whose policy is gone (a policy has no finalizer in scale mode)."""
+        alive = {((o.get("metadata") or {}).get("namespace"), (o.get("metadata") or {}).get("name")) for o in policies}
+        for key, holder in self._holders.items():
+            if key in alive or self.options.dry_run:
+                continue
+            name = holder["metadata"]["name"]
+            try:
+                self.kube.delete_placeholder(self.options.headroom_namespace, name)
+                log.info("deleted node-headroom placeholder %s: ScalingPolicy %s/%s is gone", name, *key)
+            except NotLeader:
+                raise
+            except Exception as exc:  # noqa: BLE001 (tried again next cycle)
+                log.warning("deleting placeholder %s: %s", name, describe(exc))
 
     def _fault(self, obj: dict, reason: str, message: str, now: float) -> None:
         """A condition and a Warning Event on the object at fault; the cycle goes on."""
@@ -428,21 +460,34 @@ class Controller:
         floor = None
         if hpa is not None:
             floor = HpaFloor(min_replicas=hpa.min_replicas, max_replicas=hpa.max_replicas, original=hpa.original_min())
-        seen = Seen(int(now), view, current, floor, deleting)
-        decision = decide(policy, self._states.get(key) or CycleState(), seen, index_calendar(policy, calendar))
+        index = index_calendar(policy, calendar)
+        holder = self._holders.get(key)
+        placeholders = int((holder.get("spec") or {}).get("replicas") or 0) if holder is not None else None
+        shape, headroom_condition = None, None
+        if policy.headroom and not deleting and index.ahead_at(int(now)):
+            shape, headroom_condition = self._shape(ns, spec, hpa, now, previous)
+        seen = Seen(int(now), view, current, floor, deleting, shape.ready if shape is not None else None, placeholders)
+        decision = decide(policy, self._states.get(key) or CycleState(), seen, index)
+        if headroom_condition is not None and headroom_condition["status"] == "False":
+            decision.placeholders = placeholders  # the target's pods cannot be read: no headroom write
         self._states[key] = decision.state
         if decision.reason == LAST_KNOWN_LEVEL:
             message = f"{metrics['message']}; planning {decision.event!r} from the last known level"
             conditions[-1] = _condition("MetricsAvailable", False, "LastKnownLevel", message, now, previous)
 
         # --- act -----------------------------------------------------------------------------
-        outcome = Outcome(ns, name, planned=decision.planned)
+        outcome = Outcome(ns, name, planned=decision.planned, placeholders=decision.placeholders)
         if decision.writes:
-            self._carry_out(obj, spec, hpa, decision, outcome, now)
+            if decision.headroom_write != NONE:
+                self._headroom(obj, spec, decision, shape, holder, outcome, now)
+            if decision.action != NONE and not outcome.error:
+                self._carry_out(obj, spec, hpa, decision, outcome, now)
             if outcome.error:
                 conditions.append(_condition("Written", False, "WriteFailed", outcome.error, now, previous))
         else:
             self._write_failed.discard(key)
+        if headroom_condition is not None:
+            conditions.append(headroom_condition)
         # the peak the plan is sized for: the central forecast, or the upper one (an event's guess)
         sized_for = max((p for p in (decision.forecast_peak, decision.forecast_upper) if p is not None), default=None)
         if deleting:
@@ -451,8 +496,70 @@ class Controller:
             return outcome, spec, sized_for
 
         # --- report --------------------------------------------------------------------------
-        self._report(obj, spec, policy, decision, calendar, hpa, current, conditions, previous, now)
+        self._report(obj, spec, policy, decision, calendar, hpa, current, conditions, previous, now, holder)
         return outcome, spec, sized_for
+
+    def _shape(self, ns: str, spec: ScalingPolicySpec, hpa, now: float, previous: list[dict]) -> tuple[PodShape | None, dict]:
+        """The target's pod shape and ready count, and the NodeHeadroom condition."""
+        ref = spec.target_ref
+        kind, name = (hpa.target_kind, hpa.target_name) if ref.kind == "HorizontalPodAutoscaler" and hpa is not None else (ref.kind, ref.name)
+        try:
+            shape = shape_of(kind, self.kube.get_workload(ns, kind, name))
+        except NotLeader:
+            raise
+        except (InputError, KubeError, ApiException) as exc:
+            message = f"cannot read the pod template of {kind} {name}: {exc if not isinstance(exc, ApiException) else describe(exc)}"
+            return None, _condition("NodeHeadroom", False, "NoPodTemplate", message, now, previous)
+        if shape.cpu <= 0 and shape.memory <= 0:
+            message = f"{kind} {name} requests no CPU or memory: placeholders would hold no node room (set resources.requests)"
+            return None, _condition("NodeHeadroom", False, "NoRequests", message, now, previous)
+        return shape, _condition("NodeHeadroom", True, "Ready", f"placeholders ask {shape.requests} each, like {kind} {name}", now, previous)
+
+    #: Event reason per placeholder write
+    _HEADROOM_REASONS = {HEADROOM_CREATE: "HeadroomCreated", HEADROOM_DELETE: "HeadroomDeleted"}
+
+    def _headroom(self, obj: dict, spec: ScalingPolicySpec, decision: CycleDecision, shape: PodShape | None, holder: dict | None, outcome: Outcome, now: float) -> None:
+        """Create, resize or delete the placeholder as the decision says (unless dry-run)."""
+        meta = obj["metadata"]
+        ns, name = meta["namespace"], meta["name"]
+        where = self.options.headroom_namespace
+        what = decision.headroom_write
+        why = decision.explain_headroom()
+        outcome.headroom = what
+        if self.options.dry_run:
+            self._emit(obj, "DryRun", f"dry-run: would {why}", warning=False, now=now)
+            return
+        try:
+            if what == HEADROOM_CREATE:
+                if shape is None:
+                    return
+                body = placeholder_deployment(
+                    namespace=where, policy_namespace=ns, policy=name, shape=shape, replicas=decision.placeholders or 0,
+                    priority_class=spec.node_headroom.priority_class_name, planned=decision.headroom_for, event=decision.headroom_event,
+                )  # fmt: skip
+                self.kube.create_placeholder(body)
+                placed = body["metadata"]["name"]
+            elif what == HEADROOM_DELETE:
+                placed = holder["metadata"]["name"] if holder else ""
+                self.kube.delete_placeholder(where, placed)
+            else:
+                placed = holder["metadata"]["name"] if holder else ""
+                annotations = {A_EVENT: decision.headroom_event}
+                if decision.headroom_for is not None:
+                    annotations[A_PLANNED] = str(decision.headroom_for)
+                self.kube.resize_placeholder(where, placed, decision.placeholders or 0, annotations)
+        except NotLeader:
+            raise
+        except Exception as exc:  # noqa: BLE001 (retried already: report it; tried again next cycle)
+            message = f"{why} failed: {describe(exc)}"
+            self._write_failed.add((ns, name))
+            outcome.error = message
+            self.telemetry.errors.labels("write").inc()
+            log.warning("policy %s/%s: %s", ns, name, message)
+            self._emit(obj, "WriteFailed", message, warning=True, now=now)
+            return
+        self.telemetry.actions.labels(what).inc()
+        self._emit(obj, self._HEADROOM_REASONS.get(what, "HeadroomResized"), f"{why} (Deployment {where}/{placed})", warning=False, now=now)
 
     def _observe_target(self, obj: dict, spec: ScalingPolicySpec, now: float, previous: list[dict]):
         """(the HPA in hpa-floor mode, the replicas the target runs), or the Outcome of a target
@@ -584,7 +691,7 @@ class Controller:
             self.kube.set_finalizer(POLICY_PLURAL, meta["namespace"], meta["name"], present=False)
             self._states.pop((meta["namespace"], meta["name"]), None)
 
-    def _report(self, obj, spec, policy, decision: CycleDecision, calendar, hpa, current, conditions, previous, now) -> None:
+    def _report(self, obj, spec, policy, decision: CycleDecision, calendar, hpa, current, conditions, previous, now, holder=None) -> None:
         meta = obj["metadata"]
         ns, name = meta["namespace"], meta["name"]
         status: dict = {
@@ -609,6 +716,17 @@ class Controller:
             status.update(currentReplicas=current, plannedReplicas=decision.planned if decision.planned is not None else current)
         else:
             status.update(plannedReplicas=decision.planned, currentReplicas=current)
+        if policy.headroom:
+            running = int((holder.get("status") or {}).get("readyReplicas") or 0) if holder is not None else 0
+            planned_pods = decision.placeholders or 0
+            self.telemetry.headroom.labels(ns, name, "planned").set(planned_pods)
+            self.telemetry.headroom.labels(ns, name, "running").set(running)
+            if decision.placeholders is not None:
+                status["headroom"] = {
+                    "plannedReplicas": decision.headroom_for, "placeholders": planned_pods,
+                    "readyPlaceholders": running, "event": decision.headroom_event,
+                }  # fmt: skip
+                status["headroom"] = {k: v for k, v in status["headroom"].items() if v is not None}
         status["nextAction"] = self._next_action(policy, calendar, now, hpa)
         ok = all(c["status"] == "True" for c in conditions)
         conditions.insert(0, _condition("Ready", ok, "Reconciled" if ok else "Degraded", "planned and acted" if ok else "see other conditions", now, previous))
@@ -625,7 +743,13 @@ class Controller:
             return "follow the forecast" if policy.mode == "scale" or policy.floor == "plan" else "none planned"
         at, event = upcoming
         verb = f"raise HPA {hpa.name} floor" if hpa is not None else "scale"
-        return f"{verb} at {now_rfc3339(at)} for {event.label!r} (lead {policy.plan.lead_time_s // 60} min)"
+        text = f"{verb} at {now_rfc3339(at)} for {event.label!r} (lead {policy.plan.lead_time_s // 60} min)"
+        if policy.headroom:
+            ahead = index_calendar(policy, calendar).ahead_openings
+            first = next(((t, e) for t, e in ahead if t > now), None)
+            if first is not None and first[0] <= at:
+                text = f"node headroom at {now_rfc3339(first[0])}, then {text}"
+        return text
 
     def _event_statuses(self, events: list[_ParsedEvent], plans: dict, now: float) -> None:
         for parsed in events:

@@ -624,8 +624,10 @@ def replay(
     """Run ``decide`` at ``start_s, start_s + interval, ...`` (before ``stop_s``) as the controller
     would: each cycle sees the samples up to ``now`` (their forecast from ``table``), and the
     cluster answers each write (the HPA takes the floor, the target the replica count, the
-    placeholder its pod count; the target's ready replicas are taken as the floor or count in
-    effect, the backtest's node model counts them itself from ``headroom_for``)."""
+    placeholder its pod count). With node headroom, the target's ready replicas are those the
+    floor or count kept for the whole lead time before ``now`` (pods serve a lead time after they
+    are asked for; the newest go first); the backtest's node model counts its own from
+    ``headroom_for``."""
     index = index_calendar(policy, calendar)
     times = table.times_s
     times_list = times.tolist()
@@ -638,6 +640,9 @@ def replay(
     ahead: list[int] = [0] * n if policy.headroom else []
     holding = 0
     placeholders: int | None = None
+    # (since, value) of the floor or count in effect, from the one in effect a lead time ago
+    effect: list[tuple[int, int]] = [(start_s - policy.plan.lead_time_s, (replicas if policy.mode == "scale" else (hpa.min_replicas if hpa else 0)) or 0)]
+    lead_s = policy.plan.lead_time_s
     writes: list[CycleDecision] = []
     view_for = -1
     view = None
@@ -664,7 +669,12 @@ def replay(
             if known != view_for:
                 view, view_for = table.view(known), known
             fc = view
-        decision = decide(policy, state, Seen(now, fc, replicas, hpa, placeholders=placeholders), index)
+        ready = None
+        if ahead:
+            while len(effect) > 1 and effect[1][0] <= now - lead_s:
+                effect.pop(0)
+            ready = min(v for _, v in effect)
+        decision = decide(policy, state, Seen(now, fc, replicas, hpa, ready=ready, placeholders=placeholders), index)
         state = decision.state
         if decision.forecast_peak is not None:
             sized[k] = max(decision.forecast_peak, decision.forecast_upper or 0.0)
@@ -684,6 +694,8 @@ def replay(
             targets[k] = replicas or 0
         elif hpa is not None:
             targets[k] = hpa.min_replicas
+        if ahead and targets[k] != effect[-1][1]:
+            effect.append((now, targets[k]))
         if progress is not None and k % 20000 == 0:
             progress(k / n)
     return Replay(

@@ -1,7 +1,11 @@
 """Kubernetes adapter: every call the controller makes, through the official client.
 
-``API_PERMISSIONS`` lists each (API group, resource, verbs) the code below uses; the Helm chart's
-RBAC is generated from it and a test checks the two agree. Writes go through read-modify-replace
+``API_PERMISSIONS`` lists each (scope, API group, resource, verbs) the code below uses; the Helm
+chart's RBAC follows it and a test checks the two agree. Scopes: ``watched`` (a Role in each
+watched namespace, or one ClusterRole with ``clusterWide``), ``release`` (a Role in the
+controller's own namespace: the Lease and the node-headroom placeholders) and ``cluster`` (a
+read-only ClusterRole for what has no namespace or spans them: nodes, the pods on them,
+PriorityClasses). Writes go through read-modify-replace
 with the object's ``resourceVersion``, so a concurrent writer produces a 409 that ``retry_conflict``
 answers with a fresh read, never a lost update.
 """
@@ -21,18 +25,29 @@ from kubernetes.client.rest import ApiException
 from autoscaler.errors import InputError
 from autoscaler.resources import EVENT_PLURAL, GROUP, POLICY_PLURAL, VERSION
 
-#: (apiGroup, resource, verbs): exactly what this module calls
-API_PERMISSIONS: list[tuple[str, str, tuple[str, ...]]] = [
-    (GROUP, POLICY_PLURAL, ("get", "list", "update")),
-    (GROUP, f"{POLICY_PLURAL}/status", ("get", "update")),
-    (GROUP, EVENT_PLURAL, ("get", "list")),
-    (GROUP, f"{EVENT_PLURAL}/status", ("get", "update")),
-    ("autoscaling", "horizontalpodautoscalers", ("get", "list", "update")),
-    ("apps", "deployments/scale", ("get", "update")),
-    ("apps", "statefulsets/scale", ("get", "update")),
-    ("postgresql.cnpg.io", "clusters/scale", ("get", "update")),
-    ("coordination.k8s.io", "leases", ("get", "create", "update")),
-    ("", "events", ("create",)),
+#: (scope, apiGroup, resource, verbs): exactly what this module calls
+API_PERMISSIONS: list[tuple[str, str, str, tuple[str, ...]]] = [
+    ("watched", GROUP, POLICY_PLURAL, ("get", "list", "update")),
+    ("watched", GROUP, f"{POLICY_PLURAL}/status", ("get", "update")),
+    ("watched", GROUP, EVENT_PLURAL, ("get", "list")),
+    ("watched", GROUP, f"{EVENT_PLURAL}/status", ("get", "update")),
+    ("watched", "autoscaling", "horizontalpodautoscalers", ("get", "list", "update")),
+    ("watched", "apps", "deployments/scale", ("get", "update")),
+    ("watched", "apps", "statefulsets/scale", ("get", "update")),
+    ("watched", "postgresql.cnpg.io", "clusters/scale", ("get", "update")),
+    # node headroom and preflight: the targets' pod templates and ready counts, quotas, PDBs
+    ("watched", "apps", "deployments", ("get",)),
+    ("watched", "apps", "statefulsets", ("get",)),
+    ("watched", "postgresql.cnpg.io", "clusters", ("get",)),
+    ("watched", "", "resourcequotas", ("list",)),
+    ("watched", "policy", "poddisruptionbudgets", ("list",)),
+    ("watched", "", "events", ("create",)),
+    ("release", "coordination.k8s.io", "leases", ("get", "create", "update")),
+    # the node-headroom placeholders live in the controller's namespace
+    ("release", "apps", "deployments", ("get", "list", "create", "update", "delete")),
+    ("cluster", "", "nodes", ("list",)),
+    ("cluster", "", "pods", ("list",)),
+    ("cluster", "scheduling.k8s.io", "priorityclasses", ("get",)),
 ]
 
 ORIGINAL_MIN = "peakscale.io/original-min-replicas"
@@ -313,6 +328,71 @@ class Kube:
 
         retry_conflict(attempt)
         return result["before"], result["after"]
+
+    # --- workloads and node headroom ---------------------------------------------------------
+    def get_workload(self, namespace: str, kind: str, name: str) -> dict:
+        """A Deployment, StatefulSet or CloudNativePG Cluster as JSON (its pod template, its
+        ready count)."""
+        if kind == "Deployment":
+            raw = self.apps.read_namespaced_deployment(name, namespace, _preload_content=False)
+        elif kind == "StatefulSet":
+            raw = self.apps.read_namespaced_stateful_set(name, namespace, _preload_content=False)
+        elif kind == "Cluster":
+            return self.custom.get_namespaced_custom_object("postgresql.cnpg.io", "v1", namespace, "clusters", name)
+        else:
+            raise KubeError(f"targetRef.kind {kind!r} has no pod template peakscale knows (Deployment, StatefulSet, Cluster)")
+        return json.loads(raw.data)
+
+    def list_placeholders(self, namespace: str) -> list[dict]:
+        """Every node-headroom placeholder Deployment peakscale owns in ``namespace``."""
+        from autoscaler.headroom import SELECTOR
+
+        raw = self.apps.list_namespaced_deployment(namespace, label_selector=SELECTOR, _preload_content=False)
+        return json.loads(raw.data).get("items", [])
+
+    def create_placeholder(self, body: dict) -> None:
+        meta = body["metadata"]
+        self.guard()
+        try:
+            retry_conflict(lambda: self.apps.create_namespaced_deployment(meta["namespace"], body), attempts=1)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            # already there (created by a previous leader, or a retry that landed): size it
+            self.resize_placeholder(meta["namespace"], meta["name"], body["spec"]["replicas"], meta.get("annotations") or {})
+            return
+        self.writes += 1
+
+    def resize_placeholder(self, namespace: str, name: str, replicas: int, annotations: dict[str, str]) -> None:
+        """Read-modify-replace of the placeholder's replica count and annotations."""
+
+        def attempt() -> None:
+            obj = json.loads(self.apps.read_namespaced_deployment(name, namespace, _preload_content=False).data)
+            meta = obj["metadata"]
+            merged = {**(meta.get("annotations") or {}), **annotations}
+            if obj["spec"].get("replicas") == replicas and merged == (meta.get("annotations") or {}):
+                return
+            obj["spec"]["replicas"] = replicas
+            meta["annotations"] = merged
+            obj.pop("status", None)
+            self.guard()
+            self.apps.replace_namespaced_deployment(name, namespace, obj)
+            self.writes += 1
+
+        retry_conflict(attempt)
+
+    def delete_placeholder(self, namespace: str, name: str) -> None:
+        def attempt() -> None:
+            self.guard()
+            try:
+                self.apps.delete_namespaced_deployment(name, namespace, propagation_policy="Background")
+            except ApiException as exc:
+                if exc.status != 404:  # already gone: what we wanted
+                    raise
+                return
+            self.writes += 1
+
+        retry_conflict(attempt)
 
     # --- Events -----------------------------------------------------------------------------
     def emit_event(self, obj: dict, *, reason: str, message: str, warning: bool, now_s: float, component: str) -> None:

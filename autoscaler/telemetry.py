@@ -23,6 +23,7 @@ METRIC_NAMES = (
     "peakscale_prometheus_queries_total",
     "peakscale_actions_total",
     "peakscale_is_leader",
+    "peakscale_headroom_pods",
 )
 
 
@@ -44,6 +45,7 @@ class Telemetry:
         self.queries = Counter("peakscale_prometheus_queries", "Range queries sent to Prometheus", registry=self.registry)
         self.actions = Counter("peakscale_actions", "Actions taken, by kind", ("action",), registry=self.registry)
         self.leader = Gauge("peakscale_is_leader", "1 while this instance holds the Lease", registry=self.registry)
+        self.headroom = Gauge("peakscale_headroom_pods", "Node-headroom placeholder pods, planned or running", labels + ("state",), registry=self.registry)
         self.last_cycle_s: float | None = None
         self.ready = False
 

@@ -25,13 +25,18 @@ helm install peakscale charts/peakscale -n peakscale-system --create-namespace \
 ```
 
 - CRDs (`ScalingPolicy`, `PromotionEvent`, group `peakscale.io/v1alpha1`) are in `crds/` and installed first.
-- RBAC is least-privilege: with `watchNamespaces` a Role per namespace, otherwise one ClusterRole; the
-  leader-election Lease is reachable in the release namespace only. The rules are exactly the calls the
-  controller makes (`API_PERMISSIONS` in `autoscaler/kube.py`; a test keeps them equal).
+- RBAC is least-privilege: a Role in each watched namespace (`watchNamespaces`, else the release's);
+  one ClusterRole for them only with `clusterWide: true` (it can then update every HPA and scale
+  subresource, `kube-system` included). The leader-election Lease and the node-headroom placeholder
+  Deployments are reachable in the release namespace only; a read-only ClusterRole lists nodes and pods
+  and reads PriorityClasses (preflight: is there node room for the plan). The rules are exactly the calls
+  the controller makes (`API_PERMISSIONS` in `autoscaler/kube.py`; a test keeps them equal).
+- Node headroom: the PriorityClass `peakscale-headroom` (value -10, never preempts) for the placeholder
+  pods that hold node room ahead of a raise (a ScalingPolicy's `nodeHeadroom`).
 - Two replicas by default; only the Lease holder writes. Non-root, read-only root filesystem, no privilege
   escalation, all capabilities dropped.
 - `dashboards/peakscale.json` is a Grafana dashboard (forecast, planned, floor and actual replicas per
-  policy, scaling actions annotated, cycle time, errors), shipped as a ConfigMap for Grafana's sidecar.
+  policy, scaling actions annotated, node-headroom pods planned vs running, cycle time, errors), shipped as a ConfigMap for Grafana's sidecar.
 
 ## Values
 

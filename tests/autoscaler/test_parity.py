@@ -8,6 +8,11 @@ and the policies keep one day of history, so it learns from the profile the cont
 of the first in its status (event memory), never from raw samples. Every floor and replica count it writes is recorded
 with its time. The backtest's ``peakscale`` and ``peakscale-scale`` strategies and ``peakscale
 plan`` on the same trace and calendar must decide the same values at the same instants.
+
+A third policy keeps node headroom: its placeholder writes (create, resize, delete) must be the
+ones ``peakscale plan`` shows, with the target's pods becoming ready a lead time after each
+raise, as ``plan`` counts them (the test plays the cluster's part); its floor writes must be the
+backtest's with a node lead time.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -77,7 +83,34 @@ def policies() -> list[dict]:
             "metadata": {"name": "cache", "namespace": NS, "labels": {"peakscale.io/tier": "cache"}},
             "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "cache"}, "mode": "scale", **POLICY_SPEC},
         },
+        {
+            "apiVersion": "peakscale.io/v1alpha1",
+            "kind": "ScalingPolicy",
+            "metadata": {"name": "edge", "namespace": NS, "labels": {"peakscale.io/tier": "edge"}},
+            "spec": {
+                "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "edge"}, "mode": "hpa-floor", **POLICY_SPEC,
+                "nodeHeadroom": {"enabled": True, "leadTime": f"{NODE_LEAD}s"},
+            },
+        },
     ]
+
+
+NODE_LEAD = 600
+HEADROOM_NS = "peakscale-system"
+
+
+def in_effect(writes: list[tuple[int, int]], initial: int, at: float) -> int:
+    value = initial
+    for t, v in writes:
+        if t <= at:
+            value = v
+    return value
+
+
+def ready_now(writes: list[tuple[int, int]], initial: int, now: float, lead: int = 600) -> int:
+    """The pods the floor kept over the whole lead time before ``now`` (what plan counts ready)."""
+    values = [in_effect(writes, initial, now - lead)] + [v for t, v in writes if now - lead < t < now]
+    return min(values)
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +144,17 @@ def world(tmp_path_factory):
     try:
         kube.put_object({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": NS}, "spec": {"replicas": 5}})
         kube.put_object({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "cache", "namespace": NS}, "spec": {"replicas": 5}})
+        template = {"spec": {"containers": [{"name": "srs", "image": "srs:5", "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}}}]}}
+        kube.put_object({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "edge", "namespace": NS}, "spec": {"replicas": 5, "template": template}})
+        kube.put_object(
+            {
+                "apiVersion": "autoscaling/v2",
+                "kind": "HorizontalPodAutoscaler",
+                "metadata": {"name": "edge", "namespace": NS},
+                "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "edge"}, "minReplicas": 5, "maxReplicas": 100},
+                "status": {"currentReplicas": 5, "desiredReplicas": 5},
+            }
+        )
         kube.put_object(
             {
                 "apiVersion": "autoscaling/v2",
@@ -128,20 +172,29 @@ def world(tmp_path_factory):
                 spec["expectedMultiplier"] = float(multiplier)
             kube.put_object({"apiVersion": "peakscale.io/v1alpha1", "kind": "PromotionEvent", "metadata": {"name": name, "namespace": NS}, "spec": spec})
         clock = Clock(t0)
-        writes: dict[str, list[tuple[int, int]]] = {"web": [], "cache": []}
+        writes: dict[str, list[tuple[int, int]]] = {"web": [], "cache": [], "edge": []}
+        headroom: list[tuple[int, int | None]] = []
         handle = kube.handle
 
         def recording(method, path, body, content_type):
             if method == "PUT" and path.endswith("/horizontalpodautoscalers/web"):
                 writes["web"].append((int(clock.now), body["spec"]["minReplicas"]))
+            if method == "PUT" and path.endswith("/horizontalpodautoscalers/edge"):
+                writes["edge"].append((int(clock.now), body["spec"]["minReplicas"]))
             if method == "PUT" and path.endswith("/statefulsets/cache/scale"):
                 writes["cache"].append((int(clock.now), body["spec"]["replicas"]))
+            if f"/namespaces/{HEADROOM_NS}/deployments" in path and method in ("POST", "PUT", "DELETE"):
+                headroom.append((int(clock.now), body["spec"]["replicas"] if method != "DELETE" else None))
             return handle(method, path, body, content_type)
 
         kube.handle = recording
-        ctl = Controller(Kube(api_for(kube)), HistoryCache(prometheus.url), ControllerOptions(identity="parity", namespaces=[NS], interval_s=INTERVAL, lease_namespace=NS), clock=clock)
+        options = ControllerOptions(identity="parity", namespaces=[NS], interval_s=INTERVAL, lease_namespace=NS, headroom_namespace=HEADROOM_NS)
+        ctl = Controller(Kube(api_for(kube)), HistoryCache(prometheus.url), options, clock=clock)
         end = t0 + HOURS * 3600
         while clock.now < end:
+            # the cluster's part: the edge pods serve a lead time after the floor asked for them
+            with kube.lock:
+                kube.objects[("apps/v1", "deployments", NS, "edge")]["status"] = {"readyReplicas": ready_now(writes["edge"], 5, clock.now)}
             ctl.run_cycle()
             clock.now += INTERVAL
         first_status = kube.get("peakscale.io/v1alpha1", "promotionevents", NS, "evening-live")["status"]
@@ -151,7 +204,7 @@ def world(tmp_path_factory):
         prometheus.stop()
     return {
         "t0": t0, "end": end, "trace": trace, "calendar": calendar, "policies": tmp / "policies.yaml", "writes": writes,
-        "first": first, "second": second, "first_status": first_status, "recorded_events": recorded_events,
+        "first": first, "second": second, "first_status": first_status, "recorded_events": recorded_events, "headroom": headroom,
     }  # fmt: skip
 
 
@@ -159,8 +212,11 @@ def backtest_writes(world, memory: bool = True) -> dict[str, list[tuple[int, int
     spec = parse_policy(policies()[0])
     scenario = Scenario(policy=spec.plan_policy(), forecast=spec.forecast_settings(), interval_s=INTERVAL, cooldown_s=spec.cooldown_s, floor=spec.floor, memory=memory)
     zone = get_zone("UTC")
-    result = run_backtest(load_trace(world["trace"], zone), load_calendar(world["calendar"], zone), scenario, ("peakscale", "peakscale-scale"))
-    return {"web": result.runs["peakscale"].writes, "cache": result.runs["peakscale-scale"].writes}
+    trace, calendar = load_trace(world["trace"], zone), load_calendar(world["calendar"], zone)
+    result = run_backtest(trace, calendar, scenario, ("peakscale", "peakscale-scale"))
+    # the headroom policy: the same, with nodes that take NODE_LEAD to come up
+    with_nodes = run_backtest(trace, calendar, replace(scenario, node_lead_s=NODE_LEAD), ("peakscale",))
+    return {"web": result.runs["peakscale"].writes, "cache": result.runs["peakscale-scale"].writes, "edge": with_nodes.runs["peakscale"].writes}
 
 
 def plan_writes(world, *extra: str) -> dict[str, list[tuple[int, int]]]:
@@ -172,7 +228,12 @@ def plan_writes(world, *extra: str) -> dict[str, list[tuple[int, int]]]:
         ],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    return {t["policy"]: [(a["at_s"], a["to_replicas"]) for a in t["actions"]] for t in json.loads(result.stdout)["targets"]}
+    targets = json.loads(result.stdout)["targets"]
+    out = {t["policy"]: [(a["at_s"], a["to_replicas"]) for a in t["actions"] if "headroom" not in a["action"]] for t in targets}
+    out["headroom"] = [
+        (a["at_s"], a["to_replicas"] if a["action"] != "delete-headroom" else None) for t in targets for a in t["actions"] if "headroom" in a["action"]
+    ]
+    return out
 
 
 def test_the_controller_acts_on_the_seasonal_forecast_and_on_both_events(world):
@@ -199,9 +260,19 @@ def test_backtest_decides_the_same_floors_and_replicas_at_the_same_instants(worl
     assert backtest_writes(world) == world["writes"]
 
 
+def test_the_headroom_placeholder_comes_and_goes_as_plan_shows(world):
+    headroom = world["headroom"]
+    # created at the first event's headroom window: one interval before start - lead - node lead
+    first_start = world["first"][0]
+    assert headroom[0][0] == first_start - 600 - NODE_LEAD - INTERVAL and headroom[0][1] > 0
+    # shrinks once the raised floor's pods are ready, deleted after the event and its cool-down
+    assert any(v == 0 for _, v in headroom) and (world["first"][1] + 20 * 60, None) in headroom
+    assert plan_writes(world)["headroom"] == headroom
+
+
 def test_the_first_events_profile_is_recorded_and_teaches_the_second(world):
     memory = {m["policy"]: m for m in world["first_status"]["memory"]}
-    assert set(memory) == {"web", "cache"}
+    assert set(memory) == {"web", "cache", "edge"}
     web = memory["web"]
     assert web["offsetSeconds"] < 0 and len(web["uplift"]) <= 240 and web["stepSeconds"] == STEP
     # its shape: about x3 over the minutes before the start once the 15-minute ramp is done (the
@@ -213,7 +284,7 @@ def test_the_first_events_profile_is_recorded_and_teaches_the_second(world):
     assert web["peakUplift"] == max(points) and 15 <= web["minutesToPeak"] <= 120
     assert web["recordedAtSeconds"] == world["first"][1] + 20 * 60  # end + cool-down
     first_events = [e for e in world["recorded_events"] if e["involvedObject"]["name"] == "evening-live"]
-    assert len(first_events) == 2 and all("peak x" in e["message"] for e in first_events)  # one per policy
+    assert len(first_events) == 3 and all("peak x" in e["message"] for e in first_events)  # one per policy
     # the second event's raw samples are outside the one-day window: without the recorded profile
     # the controller would have decided otherwise around it
     forgetful = backtest_writes(world, memory=False)
@@ -222,10 +293,13 @@ def test_the_first_events_profile_is_recorded_and_teaches_the_second(world):
 
 
 def test_plan_shows_the_same_raises_and_restores_as_the_controller_wrote(world):
-    assert plan_writes(world) == world["writes"]
+    planned = plan_writes(world)
+    planned.pop("headroom")
+    assert planned == world["writes"]
 
 
 def test_parity_fails_when_a_caller_changes_its_timing(world):
     """The check can fail: plan at another interval does not match what the controller wrote."""
     shifted = plan_writes(world, "--interval", f"{INTERVAL // 2}s")
+    assert shifted.pop("headroom") != world["headroom"]
     assert shifted != world["writes"]

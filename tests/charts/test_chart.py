@@ -69,7 +69,7 @@ def kinds(objects):
 def test_default_install_watches_its_own_namespace_with_a_role_and_is_hardened():
     objects = render({})
     assert {"Role", "RoleBinding", "Deployment", "ServiceAccount", "Service", "PodDisruptionBudget", "NetworkPolicy", "ConfigMap"} <= kinds(objects)
-    assert "ClusterRole" not in kinds(objects) and "ClusterRoleBinding" not in kinds(objects)
+    assert only_read_cluster_wide(objects)
     assert "ServiceMonitor" not in kinds(objects)
     deploy = next(o for o in objects if o["kind"] == "Deployment")
     pod = deploy["spec"]["template"]["spec"]
@@ -80,6 +80,14 @@ def test_default_install_watches_its_own_namespace_with_a_role_and_is_hardened()
     assert sc["readOnlyRootFilesystem"] and not sc["allowPrivilegeEscalation"] and sc["capabilities"]["drop"] == ["ALL"]
     assert container["image"] == "ghcr.io/peakscale/peakscale:0.1.0"
     assert [a for a in container["args"] if a.startswith("--namespace")] == ["--namespace=peakscale-system"] and "--dry-run" not in container["args"]
+
+
+def only_read_cluster_wide(objects) -> bool:
+    """The one ClusterRole of a namespaced install reads nodes, pods and PriorityClasses, nothing else."""
+    cluster_roles = [o for o in objects if o["kind"] == "ClusterRole"]
+    return [r["metadata"]["name"] for r in cluster_roles] == ["peakscale-cluster-read"] and all(
+        set(rule["verbs"]) <= {"get", "list"} for r in cluster_roles for rule in r["rules"]
+    )
 
 
 def test_cluster_wide_needs_an_explicit_value():
@@ -101,7 +109,7 @@ def test_leader_election_values_match_the_controllers_defaults():
 
 def test_namespaced_dry_run_with_service_monitor():
     objects = render(NAMESPACED)
-    assert "ClusterRole" not in kinds(objects) and "ServiceMonitor" in kinds(objects)
+    assert only_read_cluster_wide(objects) and "ServiceMonitor" in kinds(objects)
     roles = [o for o in objects if o["kind"] == "Role"]
     assert {r["metadata"]["namespace"] for r in roles} == {"live", "shop", "peakscale-system"}
     args = next(o for o in objects if o["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
@@ -122,17 +130,42 @@ def test_prometheus_token_comes_from_a_secret_file():
 
 @pytest.mark.parametrize("values", [{}, NAMESPACED, {"clusterWide": True}], ids=["default", "namespaced", "cluster"])
 def test_rbac_grants_exactly_what_the_controller_calls(values):
-    granted = set()
+    """Per scope: a Role in each watched namespace (or the ClusterRole with clusterWide), Roles in
+    the release's namespace (the Lease, the headroom placeholders), a read-only ClusterRole."""
+    granted: dict[str, set] = {"watched": set(), "release": set(), "cluster": set()}
+    watched = set(values.get("watchNamespaces") or ["peakscale-system"])
     for obj in render(values):
-        if obj["kind"] in ("Role", "ClusterRole"):
-            for rule in obj["rules"]:
-                for group in rule["apiGroups"]:
-                    for resource in rule["resources"]:
-                        for verb in rule["verbs"]:
-                            assert "*" not in (group, resource, verb)
-                            granted.add((group, resource, verb))
-    needed = {(g, r, v) for g, r, verbs in API_PERMISSIONS for v in verbs}
-    assert granted == needed
+        if obj["kind"] not in ("Role", "ClusterRole"):
+            continue
+        name = obj["metadata"]["name"]
+        if obj["kind"] == "ClusterRole":
+            scope = "cluster" if name.endswith("-cluster-read") else "watched"
+        elif name.endswith(("-leader-election", "-headroom")):
+            scope = "release"
+            assert obj["metadata"]["namespace"] == "peakscale-system"
+        else:
+            scope = "watched"
+            assert obj["metadata"]["namespace"] in watched
+        for rule in obj["rules"]:
+            for group in rule["apiGroups"]:
+                for resource in rule["resources"]:
+                    for verb in rule["verbs"]:
+                        assert "*" not in (group, resource, verb)
+                        granted[scope].add((group, resource, verb))
+    for scope in granted:
+        needed = {(g, r, v) for sc, g, r, verbs in API_PERMISSIONS if sc == scope for v in verbs}
+        assert granted[scope] == needed, scope
+
+
+def test_the_headroom_priority_class_is_negative_and_never_preempts():
+    from autoscaler.resources import DEFAULT_PRIORITY_CLASS
+
+    pc = next(o for o in render({}) if o["kind"] == "PriorityClass")
+    assert pc["metadata"]["name"] == DEFAULT_PRIORITY_CLASS and pc["value"] < 0
+    assert pc["preemptionPolicy"] == "Never" and pc["globalDefault"] is False
+    assert not any(o["kind"] == "PriorityClass" for o in render({"nodeHeadroom": {"priorityClass": {"create": False}}}))
+    with pytest.raises(Exception, match="must be negative"):
+        render({"nodeHeadroom": {"priorityClass": {"value": 5}}})
 
 
 def test_lease_rights_stay_in_the_release_namespace():
@@ -156,7 +189,7 @@ def test_dashboard_is_a_grafana_model_over_metrics_the_controller_exports():
     exported = set(METRIC_NAMES)
     histogram = {f"{n}_{s}" for n in exported if n.endswith("_seconds") for s in ("bucket", "count", "sum")}
     assert used and used <= exported | histogram
-    wanted = {"peakscale_forecast_demand", "peakscale_planned_replicas", "peakscale_actual_replicas", "peakscale_errors_total", "peakscale_actions_total"}
+    wanted = {"peakscale_forecast_demand", "peakscale_planned_replicas", "peakscale_actual_replicas", "peakscale_errors_total", "peakscale_actions_total", "peakscale_headroom_pods"}
     assert wanted <= used
     # and the ConfigMap ships exactly this file
     cm = next(o for o in render({}) if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("-dashboard"))
@@ -173,6 +206,7 @@ def test_the_controller_exports_the_metrics_the_dashboard_names():
     body.floor.labels("ns", "p").set(1)
     body.errors.labels("x").inc()
     body.actions.labels("scale").inc()
+    body.headroom.labels("ns", "p", "planned").set(1)
     text = body.render().decode()
     for name in METRIC_NAMES:
         assert f"\n{name}" in text or text.startswith(name) or f"# TYPE {name.removesuffix('_total')}" in text, name

@@ -17,7 +17,15 @@ It implements what peakscale relies on, with the API's semantics:
 * JSON merge patch and JSON patch;
 * ``generateName``;
 * fault injection (``fail_next``) and a request log for assertions (``timeline`` also records
-  when, and by which client's User-Agent).
+  when, and by which client's User-Agent);
+* the scheduling side, as small as node headroom and preflight need: Nodes (``status.allocatable``,
+  labels, taints), Pods (phase, priority, requests, ``nodeName``), ResourceQuotas (``status.used``
+  kept up to date), PriorityClasses, PodDisruptionBudgets. Nothing runs by itself: a test calls
+  ``reconcile()`` for one pass of what the cluster's controllers would do (the HPA pulls its
+  target into ``[minReplicas, maxReplicas]``, ReplicaSets create or delete pods within the
+  namespace's quota, the scheduler binds pending pods by priority to nodes with room that their
+  nodeSelector and tolerations allow, and preempts lower-priority pods when that makes room,
+  kubelets report bound pods Running and Ready).
 """
 
 from __future__ import annotations
@@ -48,7 +56,13 @@ KINDS = {
     "promotionevents": "PromotionEvent",
     "clusters": "Cluster",
     "namespaces": "Namespace",
+    "nodes": "Node",
+    "pods": "Pod",
+    "resourcequotas": "ResourceQuota",
+    "priorityclasses": "PriorityClass",
+    "poddisruptionbudgets": "PodDisruptionBudget",
 }
+WORKLOADS = (("apps/v1", "deployments"), ("apps/v1", "statefulsets"))
 PATH = re.compile(
     r"^/(?:api/(?P<core>v1)|apis/(?P<group>[^/]+)/(?P<version>[^/]+))"
     r"(?:/namespaces/(?P<ns>[^/]+))?/(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?(?:/(?P<sub>status|scale))?/?$"
@@ -98,6 +112,9 @@ class FakeKube:
         self.timeline: list[tuple[float, str, str, str]] = []
         self._faults: list[dict] = []
         self._server: ThreadingHTTPServer | None = None
+        #: pods the scheduler evicted to make room (oldest first)
+        self.preempted: list[str] = []
+        self.serial = 0
 
     # --- control from tests -----------------------------------------------------------------
     def start(self) -> str:
@@ -148,6 +165,36 @@ class FakeKube:
             self._stamp(obj, new=True)
             self.objects[(api, plural, meta.get("namespace", ""), meta["name"])] = copy.deepcopy(obj)
         return obj
+
+    def reconcile(self, *, ready: bool = True) -> None:
+        """One pass of the cluster's controllers (HPA, ReplicaSets, scheduler, kubelets); with
+        ``ready=False`` bound pods run but are not ready yet."""
+        with self.lock:
+            Cluster(self).run(ready=ready)
+
+    def add_node(self, name: str, cpu: str, memory: str, labels: dict | None = None, taints: list | None = None) -> dict:
+        return self.put_object({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, **(labels or {})}},
+            "spec": {"taints": taints or []},
+            "status": {"allocatable": {"cpu": cpu, "memory": memory, "pods": "110"}},
+        })  # fmt: skip
+
+    def make_ready(self, namespace: str, prefix: str, count: int) -> int:
+        """Mark up to ``count`` running, not-ready pods named ``prefix...`` Ready (their kubelet's
+        readiness probe passed); the workloads' ready counts follow. Returns how many."""
+        done = 0
+        with self.lock:
+            for pod in sorted(self.pods(namespace, prefix), key=lambda p: p["metadata"]["name"]):
+                if done < count and pod["status"].get("phase") == "Running" and not is_ready(pod):
+                    key = ("v1", "pods", namespace, pod["metadata"]["name"])
+                    self.objects[key]["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
+                    done += 1
+        self.reconcile(ready=False)
+        return done
+
+    def pods(self, namespace: str | None = None, prefix: str = "") -> list[dict]:
+        return [p for p in self.list("v1", "pods", namespace) if p["metadata"]["name"].startswith(prefix)]
 
     def get(self, api: str, plural: str, namespace: str, name: str) -> dict | None:
         with self.lock:
@@ -309,6 +356,220 @@ class FakeKube:
         new.setdefault(section, {})[field] = replicas
         status, obj = self._write(api, key, current, new, status_only=False)
         return status, as_scale(obj)
+
+
+def _quantity(value) -> float:
+    from kubernetes.utils.quantity import parse_quantity
+
+    return float(parse_quantity(str(value))) if value is not None else 0.0
+
+
+def pod_requests(spec: dict) -> tuple[float, float]:
+    """(cores, bytes) a pod asks for: its containers' requests summed (init containers at most)."""
+    cpu = mem = 0.0
+    for c in spec.get("containers") or []:
+        req = (c.get("resources") or {}).get("requests") or {}
+        cpu, mem = cpu + _quantity(req.get("cpu")), mem + _quantity(req.get("memory"))
+    for c in spec.get("initContainers") or []:
+        req = (c.get("resources") or {}).get("requests") or {}
+        cpu, mem = max(cpu, _quantity(req.get("cpu"))), max(mem, _quantity(req.get("memory")))
+    return cpu, mem
+
+
+def is_ready(pod: dict) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in (pod.get("status") or {}).get("conditions") or [])
+
+
+def _tolerated(taint: dict, tolerations: list[dict]) -> bool:
+    for t in tolerations:
+        if t.get("effect") not in (None, "", taint.get("effect")):
+            continue
+        if t.get("operator") == "Exists" and (not t.get("key") or t.get("key") == taint.get("key")):
+            return True
+        if t.get("key") == taint.get("key") and t.get("value") == taint.get("value"):
+            return True
+    return False
+
+
+class Cluster:
+    """One pass of the cluster's own controllers over a ``FakeKube`` (see the module docstring)."""
+
+    def __init__(self, fake: "FakeKube") -> None:
+        self.fake = fake
+
+    def objects(self, api: str, plural: str) -> list[dict]:
+        return [o for (a, p, _, _), o in sorted(self.fake.objects.items()) if a == api and p == plural]
+
+    def priority(self, spec: dict) -> int:
+        name = spec.get("priorityClassName")
+        found = self.fake.objects.get(("scheduling.k8s.io/v1", "priorityclasses", "", name)) if name else None
+        return int(found.get("value", 0)) if found else 0
+
+    def run(self, *, ready: bool = True) -> None:
+        self._collect_garbage()
+        self._hpas()
+        for api, plural in WORKLOADS:
+            for obj in self.objects(api, plural):
+                self._replicas(api, plural, obj)
+        self._schedule()
+        for api, plural in WORKLOADS:
+            for obj in self.objects(api, plural):
+                self._workload_status(api, plural, obj, ready)
+        self._quotas()
+
+    def _hpas(self) -> None:
+        for hpa in self.objects("autoscaling/v2", "horizontalpodautoscalers"):
+            ref = hpa["spec"]["scaleTargetRef"]
+            plural = {"Deployment": "deployments", "StatefulSet": "statefulsets"}.get(ref["kind"])
+            key = ("apps/v1", plural, hpa["metadata"]["namespace"], ref["name"])
+            target = self.fake.objects.get(key)
+            if target is None:
+                continue
+            lo, hi = hpa["spec"].get("minReplicas") or 1, hpa["spec"]["maxReplicas"]
+            replicas = min(max(target["spec"].get("replicas", 1), lo), hi)
+            if replicas != target["spec"].get("replicas"):
+                target["spec"]["replicas"] = replicas
+                self.fake._stamp(target, new=False)
+            hpa["status"] = {**(hpa.get("status") or {}), "currentReplicas": replicas, "desiredReplicas": replicas}
+
+    def _owned(self, obj: dict) -> list[dict]:
+        uid = obj["metadata"]["uid"]
+        return [p for p in self.objects("v1", "pods") if (p["metadata"].get("annotations") or {}).get("fake/owner") == uid]
+
+    def _collect_garbage(self) -> None:
+        """Pods whose workload is gone go too (the garbage collector)."""
+        owners = {o["metadata"]["uid"] for api, plural in WORKLOADS for o in self.objects(api, plural)}
+        for pod in self.objects("v1", "pods"):
+            owner = (pod["metadata"].get("annotations") or {}).get("fake/owner")
+            if owner and owner not in owners:
+                del self.fake.objects[("v1", "pods", pod["metadata"]["namespace"], pod["metadata"]["name"])]
+
+    def _quota_allows(self, namespace: str, spec: dict) -> bool:
+        cpu, mem = pod_requests(spec)
+        for quota in self.objects("v1", "resourcequotas"):
+            if quota["metadata"]["namespace"] != namespace:
+                continue
+            hard, used = quota["spec"].get("hard") or {}, self._used(namespace)
+            asks = {"pods": 1.0, "requests.cpu": cpu, "cpu": cpu, "requests.memory": mem, "memory": mem}
+            if any(name in hard and used.get(name, 0.0) + asks[name] > _quantity(hard[name]) + 1e-9 for name in asks):
+                return False
+        return True
+
+    def _used(self, namespace: str) -> dict[str, float]:
+        pods = [p for p in self.objects("v1", "pods") if p["metadata"]["namespace"] == namespace and p["status"].get("phase") in ("Pending", "Running")]
+        cpu = sum(pod_requests(p["spec"])[0] for p in pods)
+        mem = sum(pod_requests(p["spec"])[1] for p in pods)
+        return {"pods": float(len(pods)), "requests.cpu": cpu, "cpu": cpu, "requests.memory": mem, "memory": mem}
+
+    def _replicas(self, api: str, plural: str, obj: dict) -> None:
+        meta = obj["metadata"]
+        pods = sorted(self._owned(obj), key=lambda p: p["metadata"]["name"])
+        wanted = int(obj["spec"].get("replicas", 1))
+        # scale-down removes unbound pods first, then the newest
+        extra = sorted(pods, key=lambda p: (bool(p["spec"].get("nodeName")), p["metadata"]["name"]))[: max(0, len(pods) - wanted)]
+        for pod in extra:
+            del self.fake.objects[("v1", "pods", meta["namespace"], pod["metadata"]["name"])]
+        template = obj["spec"].get("template") or {}
+        for _ in range(wanted - len(pods) + len(extra)):
+            spec = copy.deepcopy(template.get("spec") or {})
+            if not self._quota_allows(meta["namespace"], spec):
+                break  # the ReplicaSet's create is refused: exceeded quota
+            spec["priority"] = self.priority(spec)
+            self.fake.serial += 1
+            pod = {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": f"{meta['name']}-{self.fake.serial:05d}",
+                    "namespace": meta["namespace"],
+                    "labels": dict((template.get("metadata") or {}).get("labels") or {}),
+                    "annotations": {"fake/owner": meta["uid"]},
+                },
+                "spec": spec,
+                "status": {"phase": "Pending"},
+            }
+            self.fake._stamp(pod, new=True)
+            self.fake.objects[("v1", "pods", meta["namespace"], pod["metadata"]["name"])] = pod
+
+    def _free(self, node: dict) -> tuple[float, float]:
+        alloc = node["status"].get("allocatable") or {}
+        cpu, mem = _quantity(alloc.get("cpu")), _quantity(alloc.get("memory"))
+        for pod in self.objects("v1", "pods"):
+            if pod["spec"].get("nodeName") == node["metadata"]["name"]:
+                c, m = pod_requests(pod["spec"])
+                cpu, mem = cpu - c, mem - m
+        return cpu, mem
+
+    def _fits_node(self, spec: dict, node: dict) -> bool:
+        labels = node["metadata"].get("labels") or {}
+        if any(labels.get(k) != v for k, v in (spec.get("nodeSelector") or {}).items()):
+            return False
+        taints = [t for t in (node["spec"].get("taints") or []) if t.get("effect") in ("NoSchedule", "NoExecute")]
+        return all(_tolerated(t, spec.get("tolerations") or []) for t in taints)
+
+    def _schedule(self) -> None:
+        pending = [p for p in self.objects("v1", "pods") if not p["spec"].get("nodeName")]
+        pending.sort(key=lambda p: (-p["spec"].get("priority", 0), p["metadata"]["name"]))
+        nodes = self.objects("v1", "nodes")
+        for pod in pending:
+            cpu, mem = pod_requests(pod["spec"])
+            allowed = [n for n in nodes if self._fits_node(pod["spec"], n)]
+            home = next((n for n in allowed if all(f >= need - 1e-9 for f, need in zip(self._free(n), (cpu, mem)))), None)
+            if home is None:
+                home = self._preempt(pod, allowed, cpu, mem)
+            if home is not None:
+                pod["spec"]["nodeName"] = home["metadata"]["name"]
+                pod["status"] = {"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}]}
+                self.fake._stamp(pod, new=False)
+
+    def _preempt(self, pod: dict, nodes: list[dict], cpu: float, mem: float) -> dict | None:
+        """Evict the fewest lower-priority pods from one node to make room (lowest priority first)."""
+        best = None
+        for node in nodes:
+            free_cpu, free_mem = self._free(node)
+            victims = sorted(
+                (p for p in self.objects("v1", "pods") if p["spec"].get("nodeName") == node["metadata"]["name"] and p["spec"].get("priority", 0) < pod["spec"].get("priority", 0)),
+                key=lambda p: (p["spec"].get("priority", 0), p["metadata"]["name"]),
+            )
+            chosen = []
+            for victim in victims:
+                if free_cpu >= cpu - 1e-9 and free_mem >= mem - 1e-9:
+                    break
+                c, m = pod_requests(victim["spec"])
+                free_cpu, free_mem = free_cpu + c, free_mem + m
+                chosen.append(victim)
+            if free_cpu >= cpu - 1e-9 and free_mem >= mem - 1e-9 and (best is None or len(chosen) < len(best[1])):
+                best = (node, chosen)
+        if best is None:
+            return None
+        for victim in best[1]:
+            del self.fake.objects[("v1", "pods", victim["metadata"]["namespace"], victim["metadata"]["name"])]
+            self.fake.preempted.append(victim["metadata"]["name"])
+        return best[0]
+
+    def _workload_status(self, api: str, plural: str, obj: dict, ready: bool) -> None:
+        pods = self._owned(obj)
+        if ready:
+            for pod in pods:
+                if pod["status"].get("phase") == "Running":
+                    pod["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
+        count = sum(1 for p in pods if is_ready(p))
+        status = {"replicas": len(pods), "readyReplicas": count, "availableReplicas": count}
+        if obj.get("status") != status:
+            obj["status"] = status
+            self.fake._stamp(obj, new=False)
+
+    def _quotas(self) -> None:
+        for quota in self.objects("v1", "resourcequotas"):
+            used = self._used(quota["metadata"]["namespace"])
+            hard = quota["spec"].get("hard") or {}
+            quota["status"] = {"hard": dict(hard), "used": {k: _format(k, used.get(k, 0.0)) for k in hard}}
+
+
+def _format(name: str, value: float) -> str:
+    if name in ("requests.cpu", "cpu", "limits.cpu"):
+        return f"{round(value * 1000)}m"
+    return str(int(round(value)))
 
 
 def write_kubeconfig(server: str, path):
