@@ -281,6 +281,7 @@ class RedisCache(pulumi.ComponentResource):
             min_replicas=scaling.min_replicas if sentinel_mode else nodes,
             max_replicas=scaling.max_replicas if sentinel_mode else nodes,
             lead_time_s=scaling.lead_time_s,
+            node_headroom=scaling.node_headroom.model_dump(by_alias=True) if scaling.node_headroom.enabled else None,
             metric_query=f'sum(rate(redis_commands_processed_total{{namespace="{ns}",service="{base}-metrics"}}[1m]))',
             capacity_per_replica=scaling.capacity_per_replica,
             reason=(

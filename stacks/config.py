@@ -106,6 +106,24 @@ class Persistence(Model):
         return size
 
 
+class NodeHeadroom(Model):
+    """Placeholder pods of negative priority that hold node room ahead of each raise."""
+
+    enabled: bool = False
+    #: how long the cluster takes to add a node (cluster autoscaler or Karpenter, plus image pulls)
+    lead_time: str = "5m"
+    priority_class_name: str = Field(default="peakscale-headroom", pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)
+
+    @field_validator("lead_time")
+    @classmethod
+    def _lead(cls, value: str) -> str:
+        try:
+            parse_duration_s(value, field="leadTime", allow_zero=True)
+        except InputError as exc:
+            raise ValueError(exc.problem) from None
+        return value
+
+
 class Scaling(Model):
     """What the autoscaler may do with the tier (becomes the tier's scale contract)."""
 
@@ -115,6 +133,7 @@ class Scaling(Model):
     method: Literal["hpa-floor", "scale", "observe"] | None = None
     #: the demand one replica serves (in the unit of the tier's metric query)
     capacity_per_replica: float = Field(default=1000.0, gt=0)
+    node_headroom: NodeHeadroom = NodeHeadroom()
 
     @field_validator("lead_time")
     @classmethod

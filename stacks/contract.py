@@ -35,6 +35,8 @@ class ScaleContract(BaseModel):
     metric_query: str
     capacity_per_replica: float = Field(gt=0)
     reason: str = ""
+    #: the ScalingPolicy's ``nodeHeadroom`` (None: off)
+    node_headroom: dict | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> "ScaleContract":
@@ -60,4 +62,5 @@ class ScaleContract(BaseModel):
             "leadTimeSeconds": self.lead_time_s,
             "metric": {"query": self.metric_query, "capacityPerReplica": self.capacity_per_replica},
             "reason": self.reason,
+            "nodeHeadroom": self.node_headroom,
         }

@@ -36,6 +36,7 @@ def policy_for(contract: ScaleContract) -> dict:
             "leadTime": format_duration(contract.lead_time_s),
             "minReplicas": contract.min_replicas,
             "maxReplicas": contract.max_replicas,
+            **({"nodeHeadroom": contract.node_headroom} if contract.node_headroom else {}),
         },
     }
 

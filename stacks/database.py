@@ -124,6 +124,7 @@ class PostgresCluster(pulumi.ComponentResource):
             min_replicas=config.scaling.min_replicas,
             max_replicas=config.scaling.max_replicas,
             lead_time_s=config.scaling.lead_time_s,
+            node_headroom=config.scaling.node_headroom.model_dump(by_alias=True) if config.scaling.node_headroom.enabled else None,
             metric_query=f'sum(rate(cnpg_pg_stat_database_xact_commit{{namespace="{ns}",datname="app"}}[1m]))',
             capacity_per_replica=config.scaling.capacity_per_replica,
             reason="read replicas through the Cluster's instances scale subresource (a clone takes minutes)",

@@ -271,6 +271,7 @@ class LiveEdge(pulumi.ComponentResource):
             min_replicas=config.scaling.min_replicas,
             max_replicas=config.scaling.max_replicas,
             lead_time_s=config.scaling.lead_time_s,
+            node_headroom=config.scaling.node_headroom.model_dump(by_alias=True) if config.scaling.node_headroom.enabled else None,
             metric_query=f'sum(srs_clients{{namespace="{ns}",service="{base}-edge-metrics"}})',
             capacity_per_replica=config.scaling.capacity_per_replica,
             reason="raise the edge HPA's floor before a peak; the HPA stays in charge above it",

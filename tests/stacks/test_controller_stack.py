@@ -36,7 +36,10 @@ def test_one_scaling_policy_per_enabled_tier_from_its_contract(rendered, stack):
         assert spec["metric"] == {"query": contract["metric"]["query"], "capacityPerReplica": contract["metric"]["capacityPerReplica"]}
         # the CRD's schema and the controller's own parser both accept it
         assert not list(jsonschema.Draft4Validator(SCHEMA).iter_errors(made[tier]))
-        parse_policy(made[tier])
+        parsed = parse_policy(made[tier])
+        # prod keeps node headroom ahead of each raise; dev does not
+        assert spec.get("nodeHeadroom") == contract["nodeHeadroom"]
+        assert parsed.node_headroom.enabled == (stack == "prod")
     assert sorted(r.outputs["scalingPolicies"]) == sorted(p["metadata"]["name"] for p in made.values())
 
 
