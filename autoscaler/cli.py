@@ -295,6 +295,8 @@ def controller(
     lease_namespace: Annotated[str, typer.Option(envvar="POD_NAMESPACE", help="Namespace of the leader-election Lease.")] = "peakscale-system",
     lease_name: Annotated[str, typer.Option(help="Name of the leader-election Lease.")] = "peakscale-controller",
     headroom_namespace: Annotated[Optional[str], typer.Option(help="Namespace of the node-headroom placeholder Deployments. Default: the Lease's (the controller's own).")] = None,
+    preflight_ahead: Annotated[str, typer.Option(help="Run the preflight checks for each promotion starting within this long, as its Preflight condition (0: never).")] = "24h",
+    preflight_every: Annotated[str, typer.Option(help="Run them again this often until the promotion starts.")] = "1h",
     identity: Annotated[Optional[str], typer.Option(envvar="POD_NAME", help="This instance's name in the Lease. Default: hostname.")] = None,
     once: Annotated[bool, typer.Option("--once", help="Run one cycle, print its report and exit.")] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
@@ -337,6 +339,8 @@ def controller(
         lease_s = parse_duration_s(lease_duration, field="--lease-duration")
         renew_s = parse_duration_s(renew_deadline, field="--renew-deadline")
         retry_s = parse_duration_s(retry_period, field="--retry-period")
+        preflight_ahead_s = parse_duration_s(preflight_ahead, field="--preflight-ahead", allow_zero=True)
+        preflight_every_s = parse_duration_s(preflight_every, field="--preflight-every")
         if not 0 < retry_s < renew_s < lease_s:
             raise InputError("--renew-deadline", f"need --retry-period ({retry_s}s) < --renew-deadline ({renew_s}s) < --lease-duration ({lease_s}s)", "e.g. 2s, 10s, 15s")
         if not prometheus_url.startswith(("http://", "https://")) or len(prometheus_url) < 10:
@@ -376,6 +380,8 @@ def controller(
         lease_namespace=lease_namespace,
         lease_name=lease_name,
         headroom_namespace=headroom_namespace or lease_namespace,
+        preflight_ahead_s=preflight_ahead_s,
+        preflight_every_s=preflight_every_s,
         lease_duration_s=lease_s,
         renew_deadline_s=renew_s,
         retry_period_s=retry_s,
@@ -552,6 +558,11 @@ def plan(
         console.print(table)
         if timeline:
             console.print(f"  timeline ({target.timeline_step_s // 60} min per mark, floor {target.min_replicas}..{target.max_replicas}): {target.timeline}", highlight=False)
+
+
+from autoscaler.preflight_cli import preflight as _preflight  # noqa: E402
+
+app.command("preflight")(_preflight)
 
 
 class _progress:

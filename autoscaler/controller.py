@@ -90,6 +90,11 @@ class ControllerOptions:
     fetch_concurrency: int = 2
     #: where the node-headroom placeholders live (the controller's own namespace)
     headroom_namespace: str = "peakscale-system"
+    #: preflight: run the checks for each promotion starting within this long (0: never), again
+    #: every ``preflight_every_s``, spending at most ``preflight_budget`` of an interval per cycle
+    preflight_ahead_s: int = 86400
+    preflight_every_s: int = 3600
+    preflight_budget: float = 0.1
 
 
 @dataclass
@@ -203,6 +208,11 @@ class Controller:
         self._recorded: dict[tuple[str, str], dict[str, EventProfile]] = {}
         #: node-headroom placeholders found this cycle, by the policy they serve
         self._holders: dict[tuple[str, str], dict] = {}
+        #: preflight per promotion: when next due, the run in progress, the condition to report
+        self._preflight_due: dict[tuple[str, str], float] = {}
+        self._preflight_run: dict | None = None
+        self._preflight_conditions: dict[tuple[str, str], dict] = {}
+        self._preflight_said: set[tuple[str, str, str]] = set()
 
     # ------------------------------------------------------------------------------------------
     def run_cycle(self) -> CycleReport:
@@ -279,6 +289,14 @@ class Controller:
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         self._orphans(policies)
+        try:
+            self._preflight(policies, events, now)
+        except NotLeader:
+            raise
+        except Exception as exc:  # noqa: BLE001 (a check that fails never stops the cycle)
+            self._preflight_run = None
+            self.telemetry.errors.labels("preflight").inc()
+            log.warning("preflight: %s", describe(exc))
         self._event_statuses(events, plans, now)
 
     def _orphans(self, policies: list[dict]) -> None:
@@ -295,6 +313,83 @@ class Controller:
                 raise
             except Exception as exc:  # noqa: BLE001 (tried again next cycle)
                 log.warning("deleting placeholder %s: %s", name, describe(exc))
+
+    def _preflight(self, policies: list[dict], events: list["_ParsedEvent"], now: float) -> None:
+        """Run ``preflight`` for each promotion due (starting within ``preflight_ahead_s``), a few
+        policies per cycle within the time budget; report a Preflight condition once it is done."""
+        from autoscaler.inputs import HistoryUnavailable, PolicyDoc
+        from autoscaler.preflight import FAIL, WARN, run_checks
+
+        opts = self.options
+        if opts.preflight_ahead_s <= 0:
+            return
+        started = time.perf_counter()
+        docs = []
+        for obj in policies:
+            meta = obj.get("metadata") or {}
+            try:
+                docs.append((PolicyDoc(meta["name"], meta["namespace"], meta.get("labels") or {}, self._parse(obj)), obj.get("spec") or {}))
+            except (InputError, KeyError):
+                continue
+        run = self._preflight_run
+        if run is None:
+            due = [
+                p for p in events
+                if now < p.event.start_s <= now + opts.preflight_ahead_s and self._preflight_due.get(self._event_key(p), 0.0) <= now
+            ]  # fmt: skip
+            if not due:
+                return
+            parsed = min(due, key=lambda p: p.event.start_s)
+            ns = self._event_key(parsed)[0]
+            todo = [d for d, _ in docs if d.namespace == ns and parsed.spec.targets.matches(d.labels)]
+            run = self._preflight_run = {"event": parsed, "todo": todo, "checks": [], "cache": {}}
+
+        def history(policy):
+            query, _ = self._query_for(next(o for o in policies if (o.get("metadata") or {}).get("name") == policy.name and (o.get("metadata") or {}).get("namespace") == policy.namespace))
+            found = self._prefetched.get((query, policy.spec.step_s))
+            series = found.result() if found is not None else None
+            if series is None or isinstance(series, Exception):
+                series = self.history.last_known(query, policy.spec.step_s)  # stale is still history
+            if series is None:
+                raise HistoryUnavailable(f"Prometheus gave no history for {policy.namespace}/{policy.name}")
+            return series.times_s, series.values
+
+        def calendar_for(policy):
+            return [p.for_policy(policy.name) for p in events if self._event_key(p)[0] == policy.namespace and p.spec.targets.matches(policy.labels)]
+
+        parsed = run["event"]
+        while run["todo"] and (time.perf_counter() - started < opts.preflight_budget * opts.interval_s or not run["checks"]):
+            policy = run["todo"].pop(0)
+            run["checks"] += run_checks(
+                self.kube, docs, [(parsed.event, [policy])], calendar_for, history, now_s=now, interval_s=opts.interval_s,
+                lease_namespace=opts.lease_namespace, lease_name=opts.lease_name, cache=run["cache"],
+            )  # fmt: skip
+        if run["todo"]:
+            return
+        self._preflight_run = None
+        key = self._event_key(parsed)
+        self._preflight_due[key] = now + opts.preflight_every_s
+        checks = run["checks"]
+        fails = [c for c in checks if c.status == FAIL]
+        warns = [c for c in checks if c.status == WARN]
+        if fails:
+            text = "; ".join(f"FAIL {c.check} {c.object}: {c.message} (fix: {c.fix})" for c in fails)
+            reason = "Failed"
+        elif warns:
+            text = "; ".join(f"WARN {c.check} {c.object}: {c.message}" for c in warns)
+            reason = "Warnings"
+        else:
+            text, reason = f"{len(checks)} checks passed", "Passed"
+        self._preflight_conditions[key] = _condition("Preflight", not fails, reason, text, now, self._conditions(parsed.obj))
+        for c in fails:
+            said = (*key, c.message)
+            if said not in self._preflight_said:
+                self._preflight_said.add(said)
+                self._emit(parsed.obj, "PreflightFailed", f"{c.check} {c.object}: {c.message} (fix: {c.fix})", warning=True, now=now)
+
+    @staticmethod
+    def _event_key(parsed: "_ParsedEvent") -> tuple[str, str]:
+        return ((parsed.obj.get("metadata") or {}).get("namespace", ""), parsed.event.name)
 
     def _fault(self, obj: dict, reason: str, message: str, now: float) -> None:
         """A condition and a Warning Event on the object at fault; the cycle goes on."""
@@ -784,6 +879,9 @@ class Controller:
             for policy_name, profile in sorted(new.items()):
                 self._emit(parsed.obj, "ProfileRecorded", f"recorded what ScalingPolicy {policy_name} saw: {profile.summary()}", warning=False, now=now)
             status["conditions"] = [_condition("Valid", True, "Parsed", "spec is valid", now, self._conditions(parsed.obj))]
+            preflight = self._preflight_conditions.get((ns, e.name))
+            if preflight is not None:
+                status["conditions"].append(preflight)
             if pending:
                 status["conditions"].append(
                     _condition("Restored", False, "WriteFailed", f"waiting for the write of {', '.join(pending)} to land", now, self._conditions(parsed.obj))

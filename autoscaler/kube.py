@@ -394,6 +394,40 @@ class Kube:
 
         retry_conflict(attempt)
 
+    # --- what preflight reads (all raw JSON, read only) ----------------------------------------
+    def list_nodes(self) -> list[dict]:
+        return json.loads(self.core.list_node(_preload_content=False).data).get("items", [])
+
+    def list_pods(self) -> list[dict]:
+        """Every pod bound to a node or waiting for one, in all namespaces (node usage)."""
+        raw = self.core.list_pod_for_all_namespaces(field_selector="status.phase!=Succeeded,status.phase!=Failed", _preload_content=False)
+        return json.loads(raw.data).get("items", [])
+
+    def list_quotas(self, namespace: str) -> list[dict]:
+        return json.loads(self.core.list_namespaced_resource_quota(namespace, _preload_content=False).data).get("items", [])
+
+    def list_pdbs(self, namespace: str) -> list[dict]:
+        raw = client.PolicyV1Api(self.api).list_namespaced_pod_disruption_budget(namespace, _preload_content=False)
+        return json.loads(raw.data).get("items", [])
+
+    def get_priority_class(self, name: str) -> dict | None:
+        try:
+            raw = client.SchedulingV1Api(self.api).read_priority_class(name, _preload_content=False)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return json.loads(raw.data)
+
+    def get_lease(self, namespace: str, name: str) -> dict | None:
+        try:
+            raw = self.coordination.read_namespaced_lease(name, namespace, _preload_content=False)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return json.loads(raw.data)
+
     # --- Events -----------------------------------------------------------------------------
     def emit_event(self, obj: dict, *, reason: str, message: str, warning: bool, now_s: float, component: str) -> None:
         meta = obj.get("metadata") or {}

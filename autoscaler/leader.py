@@ -40,6 +40,18 @@ RENEW_DEADLINE_S = 10
 RETRY_PERIOD_S = 2
 
 
+#: on the Lease: the holder's version, and the ScalingPolicy spec fields it knows (``preflight``)
+VERSION_ANNOTATION = "peakscale.io/version"
+FIELDS_ANNOTATION = "peakscale.io/policy-fields"
+
+
+def lease_annotations() -> dict[str, str]:
+    from autoscaler import __version__
+    from autoscaler.resources import policy_fields
+
+    return {VERSION_ANNOTATION: __version__, FIELDS_ANNOTATION: ",".join(policy_fields())}
+
+
 class NotLeader(Exception):
     """This instance does not hold the Lease (or can no longer be sure it does): write nothing."""
 
@@ -111,7 +123,7 @@ class LeaderElector:
             if exc.status != 404:
                 return self._failed(mono)
             body = client.V1Lease(
-                metadata=client.V1ObjectMeta(name=self.name, namespace=self.namespace),
+                metadata=client.V1ObjectMeta(name=self.name, namespace=self.namespace, annotations=lease_annotations()),
                 spec=client.V1LeaseSpec(
                     holder_identity=self.identity,
                     lease_duration_seconds=int(self.lease_duration_s),
@@ -140,6 +152,8 @@ class LeaderElector:
             spec.lease_transitions = record.transitions + 1
             spec.acquire_time = now_micro(now)
             spec.holder_identity = self.identity
+            # who leads, at which version, knowing which ScalingPolicy fields (preflight reads them)
+            lease.metadata.annotations = {**(lease.metadata.annotations or {}), **lease_annotations()}
         spec.renew_time = now_micro(now)
         spec.lease_duration_seconds = int(self.lease_duration_s)
         try:

@@ -21,7 +21,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from autoscaler.calendar import PromotionEvent, event_mask
-from autoscaler.cycle import NONE, SCALE, CycleDecision, HpaFloor, forecast_table, remember, replay
+from autoscaler.cycle import NONE, SCALE, CycleDecision, HpaFloor, Replay, forecast_table, remember, replay
 from autoscaler.forecast import ForecastSettings, fit_baseline
 from autoscaler.resources import ScalingPolicySpec
 
@@ -90,6 +90,34 @@ def _project(times: np.ndarray, values: np.ndarray, calendar: list[PromotionEven
     return np.concatenate([times, extra]), np.concatenate([values, level * baseline.at(extra)])
 
 
+def replay_target(
+    policy: PolicyInput,
+    times: np.ndarray,
+    values: np.ndarray,
+    calendar: list[PromotionEvent],
+    from_s: int,
+    to_s: int,
+    *,
+    interval_s: int = 30,
+) -> tuple[Replay, list[PromotionEvent]]:
+    """The controller's cycles for one policy over ``[from_s, to_s)`` (``cycle.replay``), and the
+    events that target it, as the controller will know them (with what it will have recorded)."""
+    spec = policy.spec
+    cycle_policy = spec.cycle_policy(interval_s)
+    pp = cycle_policy.plan
+    settings = spec.forecast_settings()
+    mine = sorted((e.for_policy(policy.name) for e in calendar if policy.targets_of(e.name)), key=lambda e: e.start_s)
+    times, values = _project(times, values, mine, to_s, settings)
+    # what the controller will have recorded of each event by the time it plans the next ones
+    mine = remember(times, values, mine, cycle_policy, settings, int(times[1] - times[0]), policy_name=policy.name)
+    table = forecast_table(times, values, mine, cycle_policy, settings, start_s=from_s, stop_s=to_s)
+    if spec.mode == "scale":
+        run = replay(cycle_policy, mine, table, start_s=from_s, stop_s=to_s, replicas=pp.min_replicas)
+    else:
+        run = replay(cycle_policy, mine, table, start_s=from_s, stop_s=to_s, hpa=HpaFloor(pp.min_replicas, pp.max_replicas))
+    return run, mine
+
+
 def plan_target(
     policy: PolicyInput,
     times: np.ndarray,
@@ -104,18 +132,8 @@ def plan_target(
     """The controller's writes for one policy over ``[from_s, to_s)``, from its history
     (``times`` as its Prometheus labels them: each sample at the end of the period it measures)."""
     spec = policy.spec
-    cycle_policy = spec.cycle_policy(interval_s)
-    pp = cycle_policy.plan
-    settings = spec.forecast_settings()
-    mine = sorted((e.for_policy(policy.name) for e in calendar if policy.targets_of(e.name)), key=lambda e: e.start_s)
-    times, values = _project(times, values, mine, to_s, settings)
-    # what the controller will have recorded of each event by the time it plans the next ones
-    mine = remember(times, values, mine, cycle_policy, settings, int(times[1] - times[0]), policy_name=policy.name)
-    table = forecast_table(times, values, mine, cycle_policy, settings, start_s=from_s, stop_s=to_s)
-    if spec.mode == "scale":
-        run = replay(cycle_policy, mine, table, start_s=from_s, stop_s=to_s, replicas=pp.min_replicas)
-    else:
-        run = replay(cycle_policy, mine, table, start_s=from_s, stop_s=to_s, hpa=HpaFloor(pp.min_replicas, pp.max_replicas))
+    pp = spec.plan_policy()
+    run, mine = replay_target(policy, times, values, calendar, from_s, to_s, interval_s=interval_s)
     actions = []
     if spec.mode != "observe":
         for d in run.writes:

@@ -178,6 +178,32 @@ class ScalingPolicySpec(_Spec):
         return parse_duration_s(self.cooldown, allow_zero=True)
 
 
+def policy_fields() -> list[str]:
+    """Every ScalingPolicy spec field this version knows, nested ones dotted (``nodeHeadroom.leadTime``)."""
+    out = []
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, info in model.model_fields.items():
+            key = prefix + (info.alias or _camel(name))
+            out.append(key)
+            kind = info.annotation
+            if isinstance(kind, type) and issubclass(kind, BaseModel):
+                walk(kind, key + ".")
+
+    walk(ScalingPolicySpec, "")
+    return sorted(out)
+
+
+def fields_used(spec: dict, prefix: str = "") -> list[str]:
+    """The spec fields a ScalingPolicy document sets, dotted like ``policy_fields``."""
+    out = []
+    for key, value in (spec or {}).items():
+        out.append(prefix + key)
+        if isinstance(value, dict) and key in ("nodeHeadroom", "forecast", "metric"):
+            out += fields_used(value, prefix + key + ".")
+    return out
+
+
 class LabelSelector(_Spec):
     match_labels: dict[str, str] = {}
     match_expressions: list[dict[str, Any]] = []

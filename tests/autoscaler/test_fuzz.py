@@ -179,6 +179,9 @@ def files(tmp_path_factory):
     (folder / "fake.csv.gz").write_bytes(b"not gzip")
     (folder / "trunc.csv.gz").write_bytes(gzip.compress(GOOD_TRACE.encode())[:40])
     (folder / "kc").write_bytes(os.urandom(300))
+    from tests.fakes.kube import write_kubeconfig
+
+    write_kubeconfig("http://127.0.0.1:1", folder / "unreachable-kc")  # nothing listens there
     for i, text in enumerate(HOSTILE_TEXTS):
         (folder / f"hostile{i}.yaml").write_text(text, encoding="utf-8", errors="replace")
         (folder / f"hostile{i}.csv").write_text(text, encoding="utf-8", errors="replace")
@@ -186,21 +189,25 @@ def files(tmp_path_factory):
 
 
 def file_choices(files: Path) -> list[str]:
-    names = ["good.csv", "bomb.yaml", "binary.yaml", "binary.csv", "fake.csv.gz", "trunc.csv.gz", "missing.csv", "kc"]
+    names = ["good.csv", "bomb.yaml", "binary.yaml", "binary.csv", "fake.csv.gz", "trunc.csv.gz", "missing.csv", "kc", "unreachable-kc"]
     names += [f"hostile{i}.{ext}" for i in range(len(HOSTILE_TEXTS)) for ext in ("yaml", "csv")]
     return [str(files / n) for n in names]
 
 
 OPTIONS = {
-    "backtest": ["--capacity-per-replica", "--lead-time", "--min-replicas", "--max-replicas", "--target-utilization", "--interval", "--cooldown", "--metric-lag", "--max-freeze", "--history-window", "--kinds", "--strategies", "--floor", "--tz", "--scale-down-stabilization"],
+    "backtest": ["--node-lead-time", "--capacity-per-replica", "--lead-time", "--min-replicas", "--max-replicas", "--target-utilization", "--interval", "--cooldown", "--metric-lag", "--max-freeze", "--history-window", "--kinds", "--strategies", "--floor", "--tz", "--scale-down-stabilization"],
     "plan": ["--capacity-per-replica", "--lead-time", "--min-replicas", "--max-replicas", "--from", "--to", "--tz", "--trace-tz", "--interval", "--policy", "-o", "--kinds"],
     "promo add": ["--start", "--end", "--duration", "--kind", "--tz", "--title", "--multiplier", "--expected-peak", "--like", "--targets"],
     "promo edit": ["--start", "--end", "--duration", "--kind", "--tz", "--multiplier", "--expected-peak", "--like", "--targets"],
     "promo list": ["--tz", "-o"],
     "promo export": ["-o"],
-    "controller": ["--prometheus-url", "--interval", "--metrics-port", "--log-level", "--lease-duration", "--renew-deadline", "--retry-period", "--unready-after", "--prometheus-timeout"],
+    "controller": ["--prometheus-url", "--interval", "--metrics-port", "--log-level", "--lease-duration", "--renew-deadline", "--retry-period", "--unready-after", "--prometheus-timeout", "--preflight-ahead", "--preflight-every"],
+    "preflight": ["--prometheus-url", "--event", "--at", "--within", "--interval", "--tz", "-o", "--lease-name", "-n"],
 }
-FILE_OPTIONS = {"backtest": ["--trace", "--events"], "plan": ["--trace", "--events", "--policies"], "controller": ["--kubeconfig", "--prometheus-ca", "--prometheus-token-file"]}
+FILE_OPTIONS = {
+    "backtest": ["--trace", "--events"], "plan": ["--trace", "--events", "--policies"], "controller": ["--kubeconfig", "--prometheus-ca", "--prometheus-token-file"],
+    "preflight": ["--kubeconfig"],
+}  # fmt: skip
 
 
 @settings(max_examples=120, **SETTINGS)
@@ -218,6 +225,11 @@ def test_random_options_to_every_command(files, tmp_path_factory, data, command)
         args += ["--trace", str(files / "good.csv")]
     if command == "controller":
         args += ["--once"] if "--kubeconfig" in args else ["--kubeconfig", str(files / "kc")]
+    if command == "preflight":
+        if "--prometheus-url" not in args:
+            args += ["--prometheus-url", "http://127.0.0.1:1"]
+        if "--kubeconfig" not in args:
+            args += ["--kubeconfig", str(files / "kc")]
     if command.startswith("promo"):
         args += ["--calendar", str(calendar)]
     no_traceback(runner.invoke(app, args))

@@ -1,0 +1,500 @@
+"""Preflight: can every planned raise actually happen? Checked the day before, not at 19:58.
+
+For each promotion in scope and each ScalingPolicy it targets, the planned raise is what
+``peakscale plan`` shows (the controller's own cycles replayed, ``planview.replay_target``): the
+highest floor or replica count in the promotion's action window, and the node-headroom
+placeholders ahead of it. Against the cluster and Prometheus it checks:
+
+* the target exists and can be scaled (its HPA in hpa-floor mode, its scale subresource otherwise);
+* the HPA's ``maxReplicas`` is at least the planned floor (else the raise is silently clipped);
+* the namespace's ResourceQuotas have room for the extra pods times their requests;
+* the nodes the target's pods can land on (nodeSelector, required node affinity, taints) have room
+  for them, counting what headroom placeholders hold as room; what is missing, in cores and GiB;
+* no PodDisruptionBudget blocks draining the nodes added for the peak;
+* Prometheus answers the policy's query with the history its forecast learns from;
+* a controller holds the Lease, renewed it recently, and knows every field the policy sets;
+* with node headroom, its PriorityClass exists and is negative.
+
+Each check is PASS, WARN or FAIL with the fix. ``peakscale preflight`` prints them and exits 0
+(all pass), 3 (warnings only) or 1 (a failure); the controller runs the same checks for each
+promotion a day ahead and reports them as a ``Preflight`` condition.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable, Literal
+
+import numpy as np
+from pydantic import BaseModel
+
+from autoscaler.calendar import PromotionEvent
+from autoscaler.cycle import action_window, headroom_window
+from autoscaler.errors import InputError
+from autoscaler.headroom import COMPONENT, MANAGED_BY, PodShape, quantity, shape_of
+from autoscaler.inputs import PolicyDoc
+from autoscaler.kube import HpaView
+
+PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
+#: exit code of ``peakscale preflight`` by the worst status
+EXIT_CODES = {PASS: 0, WARN: 3, FAIL: 1}
+GIB = 1024**3
+
+
+class Check(BaseModel):
+    status: Literal["PASS", "WARN", "FAIL"]
+    #: target, hpa-max, quota, nodes, pdb, prometheus, controller, priority-class
+    check: str
+    #: the object at fault or checked, as kind namespace/name
+    object: str
+    message: str
+    fix: str = ""
+    policy: str = ""
+    event: str = ""
+
+
+class Report(BaseModel):
+    at: str
+    events: list[str]
+    checks: list[Check]
+
+    @property
+    def worst(self) -> str:
+        statuses = {c.status for c in self.checks}
+        return FAIL if FAIL in statuses else (WARN if WARN in statuses else PASS)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.worst]
+
+
+@dataclass(frozen=True)
+class PlannedRaise:
+    policy: PolicyDoc
+    event: PromotionEvent
+    #: when the controller first acts for it (the headroom window, else the action window)
+    at_s: int
+    #: the highest floor (hpa-floor) or replica count (scale) in the event's action window
+    planned: int
+    #: the most placeholder pods ahead of it (0 without node headroom)
+    placeholders: int
+
+
+def planned_raise(policy: PolicyDoc, times: np.ndarray, values: np.ndarray, calendar: list[PromotionEvent], event: PromotionEvent, now_s: int, interval_s: int) -> PlannedRaise:
+    """What ``peakscale plan`` shows for ``event`` on this policy."""
+    from autoscaler.planview import PolicyInput, replay_target
+
+    cycle_policy = policy.spec.cycle_policy(interval_s)
+    lo, hi = action_window(cycle_policy, event)
+    first = headroom_window(cycle_policy, event)[0] if cycle_policy.headroom else lo
+    start = min(int(now_s), first)
+    entry = PolicyInput(name=policy.name, namespace=policy.namespace, labels=policy.labels, spec=policy.spec, targets_of=lambda _: True)
+    run, _ = replay_target(entry, times, values, calendar, start, hi, interval_s=interval_s)
+    inside = (run.times_s >= lo) & (run.times_s < hi)
+    planned = int(run.targets[inside].max()) if inside.any() else int(policy.spec.min_replicas)
+    placeholders = max((d.placeholders or 0 for d in run.writes if d.headroom_event == event.label), default=0)
+    return PlannedRaise(policy, event, first, planned, placeholders)
+
+
+@dataclass
+class TargetFacts:
+    """What the cluster says about one policy's target."""
+
+    hpa: HpaView | None = None
+    #: the target's replica count (None: it cannot be read)
+    current: int | None = None
+    #: why the target cannot be acted on ('' when it can)
+    missing: str = ""
+    shape: PodShape | None = None
+    pod_labels: dict[str, str] = field(default_factory=dict)
+    quotas: list[dict] = field(default_factory=list)
+    pdbs: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class ClusterFacts:
+    nodes: list[dict] = field(default_factory=list)
+    pods: list[dict] = field(default_factory=list)
+    lease: dict | None = None
+    lease_name: str = ""
+    priority_classes: dict[str, dict | None] = field(default_factory=dict)
+    now_s: float = 0.0
+
+
+def _obj(kind: str, ns: str, name: str) -> str:
+    return f"{kind} {ns}/{name}" if ns else f"{kind} {name}"
+
+
+# --- the checks (pure) ----------------------------------------------------------------------------
+
+
+def check_target(r: PlannedRaise, t: TargetFacts) -> Check:
+    spec, ns = r.policy.spec, r.policy.namespace
+    ref = spec.target_ref
+    if t.missing:
+        return Check(status=FAIL, check="target", object=_obj(ref.kind, ns, ref.name), message=t.missing, fix=_target_fix(spec.mode, ref.kind, ref.name))
+    if spec.mode == "hpa-floor":
+        return Check(status=PASS, check="target", object=_obj("HorizontalPodAutoscaler", ns, t.hpa.name if t.hpa else ref.name), message=f"owns {ref.kind} {ref.name} ({t.current} replicas)")
+    return Check(status=PASS, check="target", object=_obj(ref.kind, ns, ref.name), message=f"has a scale subresource ({t.current} replicas)")
+
+
+def _target_fix(mode: str, kind: str, name: str) -> str:
+    if mode == "hpa-floor":
+        return f"create an HPA for {kind} {name}, or use mode: scale"
+    return f"create {kind} {name}, or point targetRef at a Deployment, StatefulSet or CloudNativePG Cluster"
+
+
+def check_hpa_max(r: PlannedRaise, t: TargetFacts) -> Check | None:
+    if r.policy.spec.mode != "hpa-floor" or t.hpa is None:
+        return None
+    hpa, ns = t.hpa, r.policy.namespace
+    what = _obj("HorizontalPodAutoscaler", ns, hpa.name)
+    if hpa.max_replicas < r.planned:
+        return Check(
+            status=FAIL, check="hpa-max", object=what,
+            message=f"maxReplicas {hpa.max_replicas} clips the planned floor of {r.planned}: the raise stops at {hpa.max_replicas}",
+            fix=f"kubectl -n {ns} patch hpa {hpa.name} -p '{{\"spec\":{{\"maxReplicas\":{r.planned}}}}}'",
+        )  # fmt: skip
+    return Check(status=PASS, check="hpa-max", object=what, message=f"maxReplicas {hpa.max_replicas} >= planned floor {r.planned}")
+
+
+def _extra(r: PlannedRaise, t: TargetFacts) -> int:
+    return max(0, r.planned - (t.current or 0))
+
+
+def check_quota(r: PlannedRaise, t: TargetFacts) -> list[Check]:
+    extra, shape, ns = _extra(r, t), t.shape, r.policy.namespace
+    out = []
+    for quota in t.quotas:
+        name = quota["metadata"]["name"]
+        hard = (quota.get("status") or {}).get("hard") or (quota.get("spec") or {}).get("hard") or {}
+        used = (quota.get("status") or {}).get("used") or {}
+        per_pod = {"pods": 1.0, "count/pods": 1.0}
+        if shape is not None:
+            per_pod.update({"requests.cpu": shape.cpu, "cpu": shape.cpu, "requests.memory": shape.memory, "memory": shape.memory})
+        short = []
+        for resource, limit in hard.items():
+            if resource not in per_pod:
+                continue
+            cap, now_used = quantity(limit, f"ResourceQuota {name} {resource}"), quantity(used.get(resource, 0), f"ResourceQuota {name} {resource}")
+            after = now_used + extra * per_pod[resource]
+            if after > cap + 1e-9:
+                short.append((resource, cap, now_used, after))
+        what = _obj("ResourceQuota", ns, name)
+        if short:
+            text = "; ".join(f"{res} {_fmt(res, u)} of {_fmt(res, c)} used, the raise needs {_fmt(res, a)}" for res, c, u, a in short)
+            res, _, _, after = short[0]
+            out.append(Check(status=FAIL, check="quota", object=what, message=f"{extra} more pods do not fit: {text}", fix=f"raise spec.hard.{res} of {name} to at least {_fmt(res, after)}, or lower maxReplicas"))
+        else:
+            out.append(Check(status=PASS, check="quota", object=what, message=f"room for {extra} more pods"))
+    return out
+
+
+def _fmt(resource: str, value: float) -> str:
+    if "memory" in resource:
+        return f"{value / GIB:.1f}Gi"
+    if "cpu" in resource:
+        return f"{value:g}"
+    return f"{value:g}"
+
+
+def _node_allows(node: dict, pod: PodShape) -> bool:
+    meta, spec = node.get("metadata") or {}, node.get("spec") or {}
+    if spec.get("unschedulable"):
+        return False
+    labels = meta.get("labels") or {}
+    if any(labels.get(k) != v for k, v in pod.node_selector.items()):
+        return False
+    for taint in spec.get("taints") or []:
+        if taint.get("effect") in ("NoSchedule", "NoExecute") and not _tolerated(taint, pod.tolerations):
+            return False
+    terms = (((pod.affinity.get("nodeAffinity") or {}).get("requiredDuringSchedulingIgnoredDuringExecution") or {}).get("nodeSelectorTerms")) or []
+    return not terms or any(_term_matches(term, labels) for term in terms)
+
+
+def _tolerated(taint: dict, tolerations: list[dict]) -> bool:
+    for t in tolerations:
+        if t.get("effect") not in (None, "", taint.get("effect")):
+            continue
+        if t.get("operator") == "Exists" and (not t.get("key") or t.get("key") == taint.get("key")):
+            return True
+        if t.get("key") == taint.get("key") and (t.get("value") or "") == (taint.get("value") or ""):
+            return True
+    return False
+
+
+def _term_matches(term: dict, labels: dict[str, str]) -> bool:
+    for expr in term.get("matchExpressions") or []:
+        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and labels.get(key) in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def _pod_requests(pod: dict) -> tuple[float, float]:
+    spec = pod.get("spec") or {}
+    shape = shape_of("Pod", {"spec": {"template": {"spec": spec}}})
+    return shape.cpu, shape.memory
+
+
+def _placeholder(pod: dict) -> bool:
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    return labels.get(MANAGED_BY) == "peakscale" and labels.get(COMPONENT) == "node-headroom"
+
+
+def check_nodes(r: PlannedRaise, t: TargetFacts, c: ClusterFacts) -> Check | None:
+    shape, extra = t.shape, _extra(r, t)
+    if shape is None:
+        return None
+    pool = "nodes the target can land on"
+    if shape.cpu <= 0 and shape.memory <= 0:
+        return Check(status=WARN, check="nodes", object=_obj(shape.kind, shape.namespace, shape.name), message="its pods request no CPU or memory: node room cannot be checked", fix="set resources.requests on its containers")
+    used: dict[str, list[float]] = {}
+    for pod in c.pods:
+        node = (pod.get("spec") or {}).get("nodeName")
+        if not node or _placeholder(pod) or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            continue  # a placeholder's room is room for the real pods
+        cpu, mem = _pod_requests(pod)
+        u = used.setdefault(node, [0.0, 0.0])
+        u[0] += cpu
+        u[1] += mem
+    fit, free_cpu, free_mem, nodes = 0, 0.0, 0.0, 0
+    for node in c.nodes:
+        if not _node_allows(node, shape):
+            continue
+        nodes += 1
+        alloc = (node.get("status") or {}).get("allocatable") or {}
+        name = node["metadata"]["name"]
+        cpu = quantity(alloc.get("cpu"), f"Node {name} allocatable.cpu") - used.get(name, [0.0, 0.0])[0]
+        mem = quantity(alloc.get("memory"), f"Node {name} allocatable.memory") - used.get(name, [0.0, 0.0])[1]
+        free_cpu, free_mem = free_cpu + max(cpu, 0.0), free_mem + max(mem, 0.0)
+        counts = [math.floor(cpu / shape.cpu + 1e-9) if shape.cpu > 0 else 10**9, math.floor(mem / shape.memory + 1e-9) if shape.memory > 0 else 10**9]
+        fit += max(0, min(counts))
+    what = f"Nodes for {shape.kind} {shape.namespace}/{shape.name}"
+    if fit >= extra:
+        return Check(status=PASS, check="nodes", object=what, message=f"{nodes} {pool} have room for {fit} more pods; the raise adds {extra}")
+    missing = extra - fit
+    gap = f"{missing * shape.cpu:g} cores and {missing * shape.memory / GIB:.1f} GiB missing"
+    message = f"{nodes} {pool} have room for {fit} more pods, the raise adds {extra}: {gap} ({shape.requests} per pod)"
+    headroom = r.policy.spec.node_headroom
+    if headroom.enabled:
+        when = datetime.fromtimestamp(r.at_s, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        return Check(status=WARN, check="nodes", object=what, message=message + f"; node headroom asks for them from {when} (node lead {headroom.lead_time})", fix="make sure the cluster autoscaler may add these nodes (pool max size, cloud quota)")
+    return Check(status=FAIL, check="nodes", object=what, message=message, fix="enable nodeHeadroom on the policy (nodes come up before the raise), or add nodes to the pool")
+
+
+def _resolve(value, total: int, round_up: bool) -> int:
+    if isinstance(value, str) and value.endswith("%"):
+        share = float(value[:-1]) / 100 * total
+        return math.ceil(share - 1e-9) if round_up else math.floor(share + 1e-9)
+    return int(value)
+
+
+def check_pdbs(r: PlannedRaise, t: TargetFacts) -> list[Check]:
+    out = []
+    ns = r.policy.namespace
+    for pdb in t.pdbs:
+        selector = (pdb.get("spec") or {}).get("selector") or {}
+        wanted = selector.get("matchLabels") or {}
+        if not t.pod_labels or not wanted or any(t.pod_labels.get(k) != v for k, v in wanted.items()):
+            continue
+        spec = pdb["spec"]
+        if "maxUnavailable" in spec:
+            allowed = _resolve(spec["maxUnavailable"], r.planned, round_up=True)
+        else:
+            allowed = r.planned - _resolve(spec.get("minAvailable", 1), r.planned, round_up=True)
+        what = _obj("PodDisruptionBudget", ns, pdb["metadata"]["name"])
+        if allowed <= 0:
+            out.append(Check(status=FAIL, check="pdb", object=what, message=f"allows no disruption at {r.planned} pods: the nodes added for the peak cannot be drained after it", fix="use maxUnavailable: 1 (or a minAvailable below the planned count)"))
+        else:
+            out.append(Check(status=PASS, check="pdb", object=what, message=f"allows {allowed} disruption(s) at {r.planned} pods"))
+    return out
+
+
+def check_history(policy: PolicyDoc, depth_s: float | None, error: str = "") -> Check:
+    spec = policy.spec
+    wanted = spec.forecast_settings().history_s
+    what = f"Prometheus history of {policy.namespace}/{policy.name}"
+    if depth_s is None:
+        return Check(status=FAIL, check="prometheus", object=what, message=error or "no answer to the policy's query", fix="check metric.query in Prometheus (it must return one series)")
+    have = f"{depth_s / 86400:.1f} days"
+    if depth_s + spec.step_s + 3600 < wanted:
+        return Check(
+            status=FAIL, check="prometheus", object=what,
+            message=f"holds {have} of the policy's query; its forecast learns from {spec.forecast.history}",
+            fix=f"keep {spec.forecast.history} in Prometheus (--storage.tsdb.retention.time), or set forecast.history to {max(1, int(depth_s // 86400))}d",
+        )  # fmt: skip
+    return Check(status=PASS, check="prometheus", object=what, message=f"holds {have}; the forecast learns from {spec.forecast.history}")
+
+
+def _time_s(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def check_controller(policy: PolicyDoc, raw_spec: dict, c: ClusterFacts) -> Check:
+    from autoscaler.leader import FIELDS_ANNOTATION, VERSION_ANNOTATION
+    from autoscaler.resources import fields_used
+
+    what = f"Lease {c.lease_name}"
+    fix = "check the peakscale controller (kubectl -n <its namespace> get pods,lease)"
+    if c.lease is None:
+        return Check(status=FAIL, check="controller", object=what, message="no controller has ever led (no Lease)", fix=fix)
+    spec = c.lease.get("spec") or {}
+    holder, renewed = spec.get("holderIdentity") or "", _time_s(spec.get("renewTime"))
+    duration = float(spec.get("leaseDurationSeconds") or 15)
+    if not holder or renewed is None or c.now_s - renewed > duration + 5:
+        ago = f"last renewed {c.now_s - renewed:,.0f} s ago" if renewed is not None else "never renewed"
+        return Check(status=FAIL, check="controller", object=what, message=f"no controller holds it ({ago}{' by ' + holder if holder else ''})", fix=fix)
+    annotations = (c.lease.get("metadata") or {}).get("annotations") or {}
+    version = annotations.get(VERSION_ANNOTATION, "unknown")
+    known = annotations.get(FIELDS_ANNOTATION)
+    if known is None:
+        return Check(status=WARN, check="controller", object=what, message=f"held by {holder}, at a version that does not say which fields it knows", fix="upgrade the controller")
+    unknown = sorted(set(fields_used(raw_spec)) - set(known.split(",")))
+    if unknown:
+        return Check(status=FAIL, check="controller", object=what, message=f"{holder} (version {version}) does not know {', '.join(unknown)}: it would ignore them", fix="upgrade the controller (helm upgrade peakscale charts/peakscale)")
+    return Check(status=PASS, check="controller", object=what, message=f"held by {holder} (version {version}), renewed {c.now_s - renewed:,.0f} s ago")
+
+
+def check_priority_class(policy: PolicyDoc, c: ClusterFacts) -> Check | None:
+    headroom = policy.spec.node_headroom
+    if not headroom.enabled:
+        return None
+    name = headroom.priority_class_name
+    found = c.priority_classes.get(name)
+    what = _obj("PriorityClass", "", name)
+    if found is None:
+        return Check(status=FAIL, check="priority-class", object=what, message="missing: the headroom placeholders cannot be created", fix="install the chart with nodeHeadroom.priorityClass.create=true, or name an existing negative PriorityClass")
+    if int(found.get("value", 0)) >= 0:
+        return Check(status=FAIL, check="priority-class", object=what, message=f"value {found.get('value')} is not negative: real pods would not preempt the placeholders", fix="use a PriorityClass with a negative value (the chart's is -10)")
+    return Check(status=PASS, check="priority-class", object=what, message=f"value {found.get('value')}")
+
+
+def checks_for(r: PlannedRaise, raw_spec: dict, t: TargetFacts, c: ClusterFacts) -> list[Check]:
+    """Every check of one planned raise, tagged with its policy and event."""
+    out: list[Check] = [check_target(r, t)]
+    if not t.missing:
+        out += [x for x in (check_hpa_max(r, t),) if x is not None]
+        out += check_quota(r, t)
+        out += [x for x in (check_nodes(r, t, c),) if x is not None]
+        out += check_pdbs(r, t)
+    out += [x for x in (check_priority_class(r.policy, c), check_controller(r.policy, raw_spec, c)) if x is not None]
+    for check in out:
+        check.policy, check.event = f"{r.policy.namespace}/{r.policy.name}", r.event.name
+    return out
+
+
+# --- gathering (the cluster through kube.Kube) ---------------------------------------------------
+
+
+def target_facts(kube, policy: PolicyDoc, hpas: dict, quotas: dict, pdbs: dict) -> TargetFacts:
+    """What the cluster says about the policy's target; ``hpas``, ``quotas`` and ``pdbs`` cache
+    per-namespace lists across policies."""
+    from kubernetes.client.rest import ApiException
+
+    from autoscaler.kube import KubeError
+
+    ns, spec = policy.namespace, policy.spec
+    ref = spec.target_ref
+    facts = TargetFacts()
+    if ns not in hpas:
+        hpas[ns] = kube.hpas_by_target(ns)
+    if ns not in quotas:
+        quotas[ns] = kube.list_quotas(ns)
+    if ns not in pdbs:
+        pdbs[ns] = kube.list_pdbs(ns)
+    facts.quotas, facts.pdbs = quotas[ns], pdbs[ns]
+    kind, name = ref.kind, ref.name
+    if spec.mode == "hpa-floor":
+        facts.hpa = next((h for h in hpas[ns].values() if h.name == name), None) if kind == "HorizontalPodAutoscaler" else hpas[ns].get((kind, name))
+        if facts.hpa is None:
+            facts.missing = f"no HorizontalPodAutoscaler targets {kind} {name}: the floor has nothing to raise"
+            return facts
+        kind, name = facts.hpa.target_kind, facts.hpa.target_name
+    try:
+        facts.current = kube.get_replicas(ns, kind, name)
+        raw = kube.get_workload(ns, kind, name)
+    except ApiException as exc:
+        facts.missing = f"{kind} {name} not found" if exc.status == 404 else f"cannot read {kind} {name} (HTTP {exc.status})"
+        return facts
+    except KubeError as exc:
+        facts.missing = str(exc)
+        return facts
+    try:
+        facts.shape = shape_of(kind, raw)
+    except InputError:
+        facts.shape = None
+    template = ((raw.get("spec") or {}).get("template") or {}).get("metadata") or {}
+    facts.pod_labels = dict(template.get("labels") or ({"cnpg.io/cluster": name} if kind == "Cluster" else {}))
+    return facts
+
+
+def cluster_facts(kube, policies: list[PolicyDoc], *, lease_namespace: str, lease_name: str, now_s: float) -> ClusterFacts:
+    facts = ClusterFacts(nodes=kube.list_nodes(), pods=kube.list_pods(), lease=kube.get_lease(lease_namespace, lease_name), lease_name=f"{lease_namespace}/{lease_name}", now_s=now_s)
+    for p in policies:
+        name = p.spec.node_headroom.priority_class_name
+        if p.spec.node_headroom.enabled and name not in facts.priority_classes:
+            facts.priority_classes[name] = kube.get_priority_class(name)
+    return facts
+
+
+def run_checks(
+    kube,
+    policies: list[tuple[PolicyDoc, dict]],
+    pairs: list[tuple[PromotionEvent, list[PolicyDoc]]],
+    calendar_for: Callable[[PolicyDoc], list[PromotionEvent]],
+    history: Callable[[PolicyDoc], tuple[np.ndarray, np.ndarray]],
+    *,
+    now_s: float,
+    interval_s: int,
+    lease_namespace: str,
+    lease_name: str,
+    cache: dict | None = None,
+) -> list[Check]:
+    """Every check for each (promotion, the policies it targets). ``calendar_for(policy)`` gives
+    every promotion that targets it (past ones teach), ``history(policy)`` its samples (raising
+    ``inputs.HistoryUnavailable`` when Prometheus does not). ``cache`` keeps what was read of
+    the cluster across calls (the controller checks a few policies per cycle)."""
+    from autoscaler.inputs import HistoryUnavailable
+
+    raw_specs = {(p.namespace, p.name): raw for p, raw in policies}
+    docs = [p for p, _ in policies]
+    cache = {} if cache is None else cache
+    if "cluster" not in cache:
+        cache["cluster"] = cluster_facts(kube, docs, lease_namespace=lease_namespace, lease_name=lease_name, now_s=now_s)
+    cluster = cache["cluster"]
+    hpas, quotas, pdbs = cache.setdefault("hpas", {}), cache.setdefault("quotas", {}), cache.setdefault("pdbs", {})
+    histories: dict = {}
+    out: list[Check] = []
+    for event, targeted in pairs:
+        for policy in targeted:
+            key = (policy.namespace, policy.name)
+            if key not in histories:
+                try:
+                    times, values = history(policy)
+                    histories[key] = (times, values, None)
+                except HistoryUnavailable as exc:
+                    histories[key] = (None, None, str(exc))
+            times, values, error = histories[key]
+            depth = None if times is None else float(now_s - times[0])
+            prom = check_history(policy, depth, error or "")
+            prom.policy, prom.event = f"{policy.namespace}/{policy.name}", event.name
+            out.append(prom)
+            if times is None:
+                continue
+            raised = planned_raise(policy, times, values, calendar_for(policy), event, int(now_s), interval_s)
+            out += checks_for(raised, raw_specs.get(key, {}), target_facts(kube, policy, hpas, quotas, pdbs), cluster)
+    return out

@@ -1,0 +1,156 @@
+"""``peakscale preflight``: the checks of ``autoscaler.preflight`` against the cluster, as a table or JSON."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from autoscaler.errors import InputError
+
+err = Console(stderr=True)
+STYLE = {"PASS": "green", "WARN": "yellow", "FAIL": "bold red"}
+
+
+def preflight(
+    prometheus_url: Annotated[str, typer.Option(help="Prometheus the controller reads, e.g. http://prometheus-operated.monitoring:9090.")],
+    event: Annotated[Optional[str], typer.Option("--event", help="Check this promotion (a PromotionEvent name).")] = None,
+    at: Annotated[Optional[str], typer.Option("--at", help="Check the promotions running at this time (local time in --tz, or +2h from now).")] = None,
+    within: Annotated[str, typer.Option("--within", help="Without --event or --at: the promotions starting within this long from now, or running now.")] = "48h",
+    namespace: Annotated[Optional[list[str]], typer.Option("--namespace", "-n", help="Namespaces of the policies and promotions (repeatable). Default: all.")] = None,
+    kubeconfig: Annotated[Optional[str], typer.Option(help="Kubeconfig file. Default: in-cluster, else ~/.kube/config.")] = None,
+    context: Annotated[Optional[str], typer.Option(help="Kubeconfig context.")] = None,
+    interval: Annotated[str, typer.Option(help="The controller's --interval (the plan decides at the same instants).")] = "30s",
+    lease_namespace: Annotated[str, typer.Option(help="Namespace of the controller's Lease.")] = "peakscale-system",
+    lease_name: Annotated[str, typer.Option(help="Name of the controller's Lease.")] = "peakscale-controller",
+    tz: Annotated[str, typer.Option("--tz", help="Zone of --at and of the times shown.")] = "Asia/Shanghai",
+    output: Annotated[str, typer.Option("--output", "-o", help="table or json.")] = "table",
+) -> None:
+    """Check, before the night, that every planned raise can happen: PASS, WARN or FAIL, each with its fix.
+
+    For each promotion in scope and each ScalingPolicy it targets, the planned raise is what `peakscale plan` shows. Checked: the target and its HPA exist; the HPA's maxReplicas is at least the planned floor; the namespace's ResourceQuotas have room for the extra pods; the nodes the pods can land on have room (what is missing, in cores and GiB; node-headroom placeholders count as room); no PodDisruptionBudget blocks draining the peak's nodes; Prometheus holds the history the forecast learns from; a controller holds the Lease, renewed it recently and knows every field the policy sets; node headroom's PriorityClass exists and is negative.
+
+    Exit codes: 0 every check passed, 3 warnings only, 1 at least one FAIL (also: cluster unreachable), 2 bad input. The controller runs the same checks a day before each promotion and reports them as the PromotionEvent's Preflight condition.
+
+    Examples:
+
+    peakscale preflight --prometheus-url http://127.0.0.1:9090 --event double11-2026 -n live
+
+    peakscale preflight --prometheus-url http://prometheus:9090 --within 24h -o json | jq '.checks[] | select(.status == "FAIL")'
+    """
+    from kubernetes.client.rest import ApiException
+    from urllib3.exceptions import HTTPError
+
+    from autoscaler.cli import fail
+    from autoscaler.durations import parse_duration_s
+    from autoscaler.inputs import PolicyDoc, prometheus_history
+    from autoscaler.kube import Kube, api_client, now_rfc3339
+    from autoscaler.preflight import Report, run_checks
+    from autoscaler.promo_cli import parse_time
+    from autoscaler.resources import EVENT_PLURAL, POLICY_PLURAL, parse_event, parse_policy
+    from autoscaler.timezones import get_zone
+
+    try:
+        if output not in ("table", "json"):
+            raise InputError("--output", f"unknown format {output!r}", "use table or json")
+        if event is not None and at is not None:
+            raise InputError("--at", "give --event or --at, not both", "e.g. --event double11-2026")
+        zone = get_zone(tz)
+        interval_s = parse_duration_s(interval, field="--interval")
+        within_s = parse_duration_s(within, field="--within")
+        if not prometheus_url.startswith(("http://", "https://")):
+            raise InputError("--prometheus-url", f"{prometheus_url!r} is not an http(s) URL", "e.g. http://127.0.0.1:9090")
+        now_s = time.time()
+        at_s = None
+        if at is not None:
+            at_s = now_s + parse_duration_s(at[1:], field="--at") if at.startswith("+") else parse_time(at, tz, "--at").timestamp()
+        kube = Kube(api_client(kubeconfig, context))
+    except InputError as error:
+        fail(error)
+    namespaces = list(namespace) if namespace else None
+    try:
+        policy_objs = kube.list_custom(POLICY_PLURAL, namespaces)
+        event_objs = kube.list_custom(EVENT_PLURAL, namespaces)
+    except (ApiException, HTTPError, OSError) as exc:
+        err.print(f"[bold red]error:[/] cannot reach the Kubernetes API ({type(exc).__name__}: {str(getattr(exc, 'reason', None) or exc)[:200]})", highlight=False)
+        raise typer.Exit(1)
+    try:
+        policies = []
+        for obj in policy_objs:
+            meta = obj.get("metadata") or {}
+            policies.append((PolicyDoc(meta.get("name", "?"), meta.get("namespace", ""), meta.get("labels") or {}, parse_policy(obj)), obj.get("spec") or {}))
+        parsed = []
+        for obj in event_objs:
+            spec, ev = parse_event(obj)
+            parsed.append(((obj.get("metadata") or {}).get("namespace", ""), spec, ev))
+        if event is not None:
+            chosen = [p for p in parsed if p[2].name == event]
+            if not chosen:
+                known = ", ".join(sorted({p[2].name for p in parsed})[:8]) or "none"
+                raise InputError("--event", f"no PromotionEvent named {event!r}{' in ' + ', '.join(namespaces) if namespaces else ''}", f"known: {known}")
+        elif at_s is not None:
+            chosen = [p for p in parsed if p[2].start_s <= at_s < p[2].end_s]
+        else:
+            chosen = [p for p in parsed if p[2].end_s > now_s and p[2].start_s <= now_s + within_s]
+    except InputError as error:
+        fail(error)
+
+    def calendar_for(policy: PolicyDoc):
+        return [ev.for_policy(policy.name) for ns, spec, ev in parsed if ns == policy.namespace and spec.targets.matches(policy.labels)]
+
+    pairs = []
+    for ns, spec, ev in chosen:
+        targeted = [p for p, _ in policies if p.namespace == ns and spec.targets.matches(p.labels)]
+        pairs.append((ev, targeted))
+    with err.status("checking the planned raises against the cluster and Prometheus...") if err.is_terminal else _Quiet():
+        try:
+            checks = run_checks(
+                kube, policies, pairs, calendar_for,
+                lambda p: prometheus_history(prometheus_url, p, now_s=now_s),
+                now_s=now_s, interval_s=interval_s, lease_namespace=lease_namespace, lease_name=lease_name,
+            )  # fmt: skip
+        except (ApiException, HTTPError, OSError) as exc:
+            err.print(f"[bold red]error:[/] cannot read the cluster ({type(exc).__name__}: {str(getattr(exc, 'reason', None) or exc)[:200]})", highlight=False)
+            raise typer.Exit(1)
+        except InputError as error:
+            fail(error)
+    report = Report(at=now_rfc3339(now_s), events=[ev.name for _, _, ev in chosen], checks=checks)
+    if output == "json":
+        typer.echo(json.dumps({**report.model_dump(), "worst": report.worst, "exit_code": report.exit_code}, indent=2))
+        raise typer.Exit(report.exit_code)
+    _print(report, chosen, zone)
+    raise typer.Exit(report.exit_code)
+
+
+class _Quiet:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+
+def _print(report, chosen, zone) -> None:
+    from autoscaler.timezones import aware, get_zone
+
+    console = Console() if Console().is_terminal else Console(width=160, no_color=True)
+    if not chosen:
+        console.print("no promotion in scope: nothing to check (see --event, --at, --within)")
+        return
+    for ns, spec, ev in chosen:
+        rows = [c for c in report.checks if c.event == ev.name and c.policy.startswith(f"{ns}/")]
+        starts = aware(ev.start_s, get_zone("UTC")).astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
+        table = Table(title=f"preflight: {ns}/{ev.name} ({ev.label}, {starts})", title_justify="left")
+        for col in ("status", "policy", "check", "object", "finding", "fix"):
+            table.add_column(col)
+        for c in rows:
+            table.add_row(f"[{STYLE[c.status]}]{c.status}[/]", c.policy.split("/", 1)[-1], c.check, c.object, c.message, c.fix or "-")
+        if not rows:
+            table.add_row("-", "-", "-", "-", "no ScalingPolicy is targeted by this promotion", "check its targets selector")
+        console.print(table)
+    counts = {s: sum(1 for c in report.checks if c.status == s) for s in ("FAIL", "WARN", "PASS")}
+    console.print(f"{counts['FAIL']} FAIL, {counts['WARN']} WARN, {counts['PASS']} PASS: exit {report.exit_code}", highlight=False)

@@ -1,0 +1,176 @@
+"""Preflight against the API double and a real Prometheus: four faults, four FAILs; fixed, a pass.
+
+The scenario: a promotion six hours ahead whose raise needs 15 replicas of the web tier, with an
+HPA whose maxReplicas clips it, a ResourceQuota already nearly full, two nodes with room for five
+more pods, and a policy whose forecast learns from fourteen days when Prometheus holds three.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from datetime import datetime, timezone
+
+import pytest
+from typer.testing import CliRunner
+
+from autoscaler.cli import app
+from autoscaler.controller import Controller, ControllerOptions
+from autoscaler.kube import Kube, now_micro
+from autoscaler.leader import lease_annotations
+from autoscaler.prometheus import HistoryCache
+from tests.autoscaler.test_controller import api_for, iso
+from tests.fakes.kube import write_kubeconfig
+
+NS = "shop"
+LEASE_NS = "peakscale-system"
+CAPACITY, UTILIZATION, PEAK = 5000, 0.7, 50_000
+
+
+def seed(fake, *, event_start: float, hpa_max: int, quota_pods: str, nodes: int, history: str, lease: bool = True) -> None:
+    template = {
+        "metadata": {"labels": {"app": "web"}},
+        "spec": {"containers": [{"name": "web", "image": "web:1", "resources": {"requests": {"cpu": "1", "memory": "2Gi"}}}]},
+    }
+    fake.put_object({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": NS}, "spec": {"replicas": 3, "template": template}})
+    fake.put_object(
+        {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "web", "namespace": NS},
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "minReplicas": 3, "maxReplicas": hpa_max},
+        }
+    )
+    fake.put_object({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "compute", "namespace": NS}, "spec": {"hard": {"pods": quota_pods, "requests.cpu": "64"}}})
+    fake.put_object({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "web", "namespace": NS}, "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "web"}}}})
+    spec = {
+        "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+        "metric": {"query": 'sum(shop_demand{app="web"})', "capacityPerReplica": CAPACITY, "targetUtilization": UTILIZATION},
+        "leadTime": "10m",
+        "minReplicas": 3,
+        "maxReplicas": 80,
+        "floor": "events-only",
+        "forecast": {"history": history, "step": "1m"},
+    }
+    fake.put_object({"apiVersion": "peakscale.io/v1alpha1", "kind": "ScalingPolicy", "metadata": {"name": "web", "namespace": NS, "labels": {"tier": "web"}}, "spec": spec})
+    fake.put_object(
+        {
+            "apiVersion": "peakscale.io/v1alpha1",
+            "kind": "PromotionEvent",
+            "metadata": {"name": "double11", "namespace": NS},
+            "spec": {"title": "11.11 KOL live", "start": iso(event_start), "end": iso(event_start + 3 * 3600), "kind": "double11", "expectedPeak": PEAK},
+        }
+    )
+    for n in range(nodes):
+        fake.add_node(f"node-{n}", "4", "16Gi")
+    if lease:
+        fake.put_object(
+            {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {"name": "peakscale-controller", "namespace": LEASE_NS, "annotations": lease_annotations()},
+                "spec": {"holderIdentity": "peakscale-0", "leaseDurationSeconds": 15, "renewTime": now_micro(time.time())},
+            }
+        )
+    fake.reconcile()
+
+
+def preflight(fake, prometheus, tmp_path, *extra):
+    kubeconfig = write_kubeconfig(fake.url, tmp_path / "kubeconfig")
+    args = ["preflight", "--prometheus-url", prometheus.url, "--kubeconfig", str(kubeconfig), "-n", NS, "--lease-namespace", LEASE_NS, *extra]
+    return CliRunner().invoke(app, args)
+
+
+@pytest.fixture
+def event_start():
+    return float(int(time.time()) // 60 * 60 + 6 * 3600)
+
+
+def test_four_faults_give_four_fails_each_naming_the_object_and_the_fix(kube, prometheus, tmp_path, event_start):
+    seed(kube, event_start=event_start, hpa_max=10, quota_pods="10", nodes=2, history="14d")
+    result = preflight(kube, prometheus, tmp_path, "--event", "double11", "-o", "json")
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    fails = {c["check"]: c for c in report["checks"] if c["status"] == "FAIL"}
+    assert set(fails) == {"hpa-max", "quota", "nodes", "prometheus"}, report["checks"]
+    assert fails["hpa-max"]["object"] == "HorizontalPodAutoscaler shop/web" and "maxReplicas" in fails["hpa-max"]["fix"]
+    assert "clips the planned floor of 15" in fails["hpa-max"]["message"]
+    assert fails["quota"]["object"] == "ResourceQuota shop/compute" and "spec.hard.pods" in fails["quota"]["fix"]
+    # 2 nodes x 4 cores, 3 pods running: room for 5 more, the raise adds 12: 7 cores, 14 GiB missing
+    assert "room for 5 more pods" in fails["nodes"]["message"] and "7 cores and 14.0 GiB missing" in fails["nodes"]["message"]
+    assert "nodeHeadroom" in fails["nodes"]["fix"]
+    # Prometheus reaches back three days (and the hours since the backfill ends)
+    assert re.search(r"holds 3\.\d days of the policy's query; its forecast learns from 14d", fails["prometheus"]["message"])
+    assert "forecast.history" in fails["prometheus"]["fix"]
+    assert all(c["fix"] for c in fails.values()) and all(c["event"] == "double11" and c["policy"] == "shop/web" for c in fails.values())
+    # the table says the same, with the exit code
+    table = preflight(kube, prometheus, tmp_path, "--event", "double11")
+    assert table.exit_code == 1 and "4 FAIL" in table.stdout and "exit 1" in table.stdout
+
+
+def test_the_fixed_scenario_passes(kube, prometheus, tmp_path, event_start):
+    seed(kube, event_start=event_start, hpa_max=100, quota_pods="50", nodes=5, history="2d")
+    result = preflight(kube, prometheus, tmp_path, "--within", "24h", "-o", "json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["events"] == ["double11"] and report["worst"] == "PASS"
+    assert {c["check"] for c in report["checks"]} >= {"target", "hpa-max", "quota", "nodes", "pdb", "prometheus", "controller"}
+
+
+def test_warnings_alone_exit_3_and_a_missing_controller_fails(kube, prometheus, tmp_path, event_start):
+    seed(kube, event_start=event_start, hpa_max=100, quota_pods="50", nodes=5, history="2d", lease=False)
+    result = preflight(kube, prometheus, tmp_path, "--event", "double11", "-o", "json")
+    fails = [c for c in json.loads(result.stdout)["checks"] if c["status"] == "FAIL"]
+    assert result.exit_code == 1 and [c["check"] for c in fails] == ["controller"]
+    # a controller that does not know a field the policy sets
+    stale = dict(lease_annotations())
+    stale["peakscale.io/policy-fields"] = ",".join(f for f in stale["peakscale.io/policy-fields"].split(",") if f != "floor")
+    kube.put_object(
+        {
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": "peakscale-controller", "namespace": LEASE_NS, "annotations": stale},
+            "spec": {"holderIdentity": "peakscale-0", "leaseDurationSeconds": 15, "renewTime": now_micro(time.time())},
+        }
+    )  # fmt: skip
+    result = preflight(kube, prometheus, tmp_path, "--event", "double11", "-o", "json")
+    fails = [c for c in json.loads(result.stdout)["checks"] if c["status"] == "FAIL"]
+    assert [c["check"] for c in fails] == ["controller"] and "does not know floor" in fails[0]["message"]
+    # node headroom on, nodes short: a warning (the placeholders will ask for the nodes), exit 3
+    kube.put_object({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "peakscale-controller", "namespace": LEASE_NS, "annotations": lease_annotations()}, "spec": {"holderIdentity": "peakscale-0", "leaseDurationSeconds": 15, "renewTime": now_micro(time.time())}})
+    policy = kube.get("peakscale.io/v1alpha1", "scalingpolicies", NS, "web")
+    policy["spec"]["nodeHeadroom"] = {"enabled": True, "leadTime": "5m"}
+    kube.put_object(policy)
+    kube.put_object({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": "peakscale-headroom"}, "value": -10})
+    with kube.lock:
+        for n in range(2, 5):
+            del kube.objects[("v1", "nodes", "", f"node-{n}")]
+    result = preflight(kube, prometheus, tmp_path, "--event", "double11", "-o", "json")
+    statuses = {c["check"]: c["status"] for c in json.loads(result.stdout)["checks"]}
+    assert result.exit_code == 3 and statuses["nodes"] == "WARN" and statuses["priority-class"] == "PASS", result.stdout
+
+
+def test_bad_input_is_one_line_and_exit_2(kube, prometheus, tmp_path, event_start):
+    seed(kube, event_start=event_start, hpa_max=100, quota_pods="50", nodes=5, history="2d")
+    result = preflight(kube, prometheus, tmp_path, "--event", "no-such-promo")
+    assert result.exit_code == 2 and "no PromotionEvent named 'no-such-promo'" in result.output and "double11" in result.output
+    result = preflight(kube, prometheus, tmp_path, "--within", "soon")
+    assert result.exit_code == 2 and "--within" in result.output
+
+
+def test_the_controller_reports_preflight_a_day_ahead(kube, prometheus, event_start, history_window):
+    seed(kube, event_start=event_start, hpa_max=10, quota_pods="10", nodes=2, history="14d")
+    clock = type("Clock", (), {"__call__": lambda self: self.now})()
+    clock.now = float(history_window[1] + 60)  # fresh metrics; the promotion starts within the day
+    opts = ControllerOptions(identity="peakscale-0", namespaces=[NS], interval_s=30, lease_namespace=LEASE_NS, headroom_namespace=LEASE_NS)
+    ctl = Controller(Kube(api_for(kube)), HistoryCache(prometheus.url, timeout_s=5), opts, clock=clock)
+    ctl.run_cycle()
+    status = kube.get("peakscale.io/v1alpha1", "promotionevents", NS, "double11")["status"]
+    preflight_condition = next(c for c in status["conditions"] if c["type"] == "Preflight")
+    assert preflight_condition["status"] == "False" and preflight_condition["reason"] == "Failed"
+    assert "HorizontalPodAutoscaler shop/web" in preflight_condition["message"]
+    warnings = [e for e in kube.list("v1", "events", NS) if e.get("reason") == "PreflightFailed"]
+    # one Warning Event per FAIL (the controller's own Lease is fresh: it holds it)
+    assert len(warnings) == 4 and all(e["type"] == "Warning" and e["involvedObject"]["name"] == "double11" for e in warnings)
+    ctl.run_cycle()
+    assert len([e for e in kube.list("v1", "events", NS) if e.get("reason") == "PreflightFailed"]) == 4, "not repeated every cycle"
