@@ -91,10 +91,11 @@ class ControllerOptions:
     #: where the node-headroom placeholders live (the controller's own namespace)
     headroom_namespace: str = "peakscale-system"
     #: preflight: run the checks for each promotion starting within this long (0: never), again
-    #: every ``preflight_every_s``, spending at most ``preflight_budget`` of an interval per cycle
+    #: every ``preflight_every_s``; each cycle checks policies for at most ``preflight_budget_s``
+    #: (at least one), so that checks never hold up the cycle's own work
     preflight_ahead_s: int = 86400
     preflight_every_s: int = 3600
-    preflight_budget: float = 0.1
+    preflight_budget_s: float = 0.3
 
 
 @dataclass
@@ -116,6 +117,8 @@ class CycleReport:
     outcomes: list[Outcome] = field(default_factory=list)
     queries: int = 0
     duration_s: float = 0.0
+    #: of which spent on preflight checks
+    preflight_s: float = 0.0
 
 
 @dataclass
@@ -289,6 +292,7 @@ class Controller:
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         self._orphans(policies)
+        checking = time.perf_counter()
         try:
             self._preflight(policies, events, now)
         except NotLeader:
@@ -297,6 +301,7 @@ class Controller:
             self._preflight_run = None
             self.telemetry.errors.labels("preflight").inc()
             log.warning("preflight: %s", describe(exc))
+        report.preflight_s = time.perf_counter() - checking
         self._event_statuses(events, plans, now)
 
     def _orphans(self, policies: list[dict]) -> None:
@@ -358,7 +363,7 @@ class Controller:
             return [p.for_policy(policy.name) for p in events if self._event_key(p)[0] == policy.namespace and p.spec.targets.matches(policy.labels)]
 
         parsed = run["event"]
-        while run["todo"] and (time.perf_counter() - started < opts.preflight_budget * opts.interval_s or not run["checks"]):
+        while run["todo"] and (time.perf_counter() - started < opts.preflight_budget_s or not run["checks"]):
             policy = run["todo"].pop(0)
             run["checks"] += run_checks(
                 self.kube, docs, [(parsed.event, [policy])], calendar_for, history, now_s=now, interval_s=opts.interval_s,
