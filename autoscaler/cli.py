@@ -447,7 +447,7 @@ def plan(
 ) -> None:
     """Show what will scale when: every write the controller would make, per target, with its reason.
 
-    The controller's own cycle function runs at the instants the controller would (every --interval from --from), each cycle seeing the history up to that instant only: in hpa-floor mode the floor follows the seasonal forecast (less the HPA's tolerance) and rises to the whole plan from one interval before each promotion's start minus the lead time until its end plus the cool-down; in scale mode the replica count follows the plan. Beyond the newest sample the history is carried forward by the seasonal forecast. A --trace is read like a backtest's (each value the demand of the period starting at its timestamp); Prometheus history as the controller reads it.
+    The controller's own cycle function runs at the instants the controller would (every --interval from --from), each cycle seeing the history up to that instant only: in hpa-floor mode the floor follows the seasonal forecast (less the HPA's tolerance) and rises to the whole plan from one interval before each promotion's start minus the lead time until its end plus the cool-down; in scale mode the replica count follows the plan. With a policy's nodeHeadroom, the placeholder pods are shown too (create, resize, delete headroom), counting the floor's pods ready a lead time after each raise. Beyond the newest sample the history is carried forward by the seasonal forecast. A --trace is read like a backtest's (each value the demand of the period starting at its timestamp); Prometheus history as the controller reads it.
 
     Examples:
 

@@ -192,6 +192,8 @@ class CycleDecision:
     placeholders_before: int | None = None
     #: the event that opened the headroom window ('' for none)
     headroom_event: str = ""
+    #: the ready replicas the placeholder count was sized against
+    headroom_ready: int | None = None
 
     @property
     def writes(self) -> bool:
@@ -216,7 +218,7 @@ class CycleDecision:
             return "no headroom placeholder"
         head = {HEADROOM_CREATE: "create headroom placeholder", HEADROOM_RESIZE: "resize headroom placeholder"}.get(what, "hold headroom placeholder")
         before = f"{self.placeholders_before} -> " if what == HEADROOM_RESIZE else ""
-        why = f"plan needs {self.headroom_for} within the node lead time" if self.headroom_for is not None else "no fresh metrics: holding"
+        why = f"plan needs {self.headroom_for} within the node lead time, {self.headroom_ready} ready" if self.headroom_for is not None else "no fresh metrics: holding"
         event = f" for {self.headroom_event!r}" if self.headroom_event else ""
         return f"{head} {before}{self.placeholders} pods: {why}{event}"
 
@@ -527,6 +529,7 @@ def decide(policy: CyclePolicy, state: CycleState, seen: Seen, calendar: Calenda
     if policy.headroom:
         decision.placeholders_before = seen.placeholders
         decision.headroom_for, decision.placeholders, decision.headroom_event = _headroom(policy, seen, calendar, target, hpa)
+        decision.headroom_ready = seen.ready if seen.ready is not None else target
     return decision
 
 

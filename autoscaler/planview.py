@@ -190,7 +190,7 @@ def _headroom_action(decision: CycleDecision, calendar: list[PromotionEvent], le
         event=event.name if event is not None else "",
         title=event.label if event is not None else "",
         lead_time_s=lead,
-        reason=why + " (the floor's pods counted ready a lead time after each raise)" if decision.headroom_write != "delete-headroom" else why,
+        reason=why,
     )
 
 
