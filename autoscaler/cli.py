@@ -59,6 +59,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "data" / "traces"
@@ -82,8 +83,18 @@ from autoscaler.promo_cli import promo_app  # noqa: E402 (the sub-app needs `app
 app.add_typer(promo_app, name="promo")
 
 
+def _version(value: bool) -> None:
+    if value:
+        from autoscaler import __version__
+
+        typer.echo(f"peakscale {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
-def main_callback() -> None:
+def main_callback(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
     """peakscale: get live-commerce platforms through their peaks."""
 
 
@@ -465,7 +476,7 @@ def plan(
     from autoscaler.planview import Plan, PolicyInput, plan_target
     from autoscaler.promo_cli import Failed, _read, open_store, parse_time
     from autoscaler.resources import LabelSelector
-    from autoscaler.timezones import aware, get_zone, wall_seconds
+    from autoscaler.timezones import aware, get_zone, shown, wall_seconds
 
     try:
         if output not in ("table", "json", "yaml"):
@@ -479,7 +490,7 @@ def plan(
             return wall_seconds(stamp.astimezone(clock_zone).replace(tzinfo=None))
 
         def fmt(seconds: float) -> str:
-            return aware(seconds, clock_zone).astimezone(show_zone).strftime("%Y-%m-%d %H:%M %Z")
+            return shown(aware(seconds, clock_zone), show_zone)
 
         # policies
         docs = load_policies(
@@ -645,6 +656,29 @@ def _print_table(result, plot: Path | None) -> None:
         console.print(f"{sc['missing_minutes']:,.0f} minutes of the trace have no data: every strategy held through them, and no figure counts them.")
     if plot is not None:
         console.print(f"plot written to {plot}")
+
+
+def _verbatim_examples(typer_app: typer.Typer) -> None:
+    """Help is plain text rewrapped to the terminal (80 columns too, never cutting an option name);
+    the example command lines after "Examples:" are kept whole (click's ``\\b`` marker)."""
+    for info in typer_app.registered_commands:
+        doc = info.callback.__doc__ if info.callback is not None else None
+        if not doc or "Examples:" not in doc or "\b" in doc:
+            continue
+        head, _, tail = doc.partition("Examples:")
+        paragraphs = tail.split("\n\n")
+        for k, para in enumerate(paragraphs):
+            lines = [line for line in para.split("\n") if line.strip()]
+            if lines:
+                indent = lines[0][: len(lines[0]) - len(lines[0].lstrip())]
+                paragraphs[k] = f"{indent}\b\n" + para.lstrip("\n")
+        info.callback.__doc__ = head + "Examples:" + "\n\n".join(paragraphs)
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _verbatim_examples(group.typer_instance)
+
+
+_verbatim_examples(app)
 
 
 def main() -> None:

@@ -461,10 +461,16 @@ class Controller:
         self._renewing = True
         renewer = threading.Thread(target=self.elector.run, args=(stop,), kwargs={"paused": paused}, name="peakscale-leader", daemon=True)
         renewer.start()
+        wake = self.elector.acquired
         while not stop.is_set():
+            wake.clear()
             if not paused():
                 self.run_guarded()
-            stop.wait(self.options.interval_s)
+            # the next cycle an interval later, or at once when this instance has just become the
+            # leader (failover takes the lease duration, not that plus an interval); or on stop
+            deadline = time.monotonic() + self.options.interval_s
+            while not stop.is_set() and not wake.is_set() and time.monotonic() < deadline:
+                wake.wait(min(0.5, max(0.0, deadline - time.monotonic())))
         renewer.join(timeout=5)
 
     def run_guarded(self) -> CycleReport | None:

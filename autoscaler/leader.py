@@ -95,6 +95,8 @@ class LeaderElector:
         self._renewed_at: float | None = None
         self._leader = False
         self.transitions = 0
+        #: set whenever this instance becomes the leader (the controller's loop waits on it)
+        self.acquired = threading.Event()
 
     # --- what the controller asks -------------------------------------------------------------
     def holds(self) -> bool:
@@ -167,8 +169,11 @@ class LeaderElector:
 
     def _won(self, mono: float, record: _Record) -> bool:
         with self._lock:
+            newly = not self._leader
             self._leader, self._renewed_at = True, mono
             self._observed, self._observed_at = record, mono
+        if newly:
+            self.acquired.set()  # the cycle loop starts a cycle now, not an interval later
         return True
 
     def _failed(self, mono: float) -> bool:

@@ -135,7 +135,7 @@ class _Quiet:
 
 
 def _print(report, chosen, zone) -> None:
-    from autoscaler.timezones import aware, get_zone
+    from autoscaler.timezones import aware, get_zone, shown
 
     console = Console() if Console().is_terminal else Console(width=160, no_color=True)
     if not chosen:
@@ -143,7 +143,7 @@ def _print(report, chosen, zone) -> None:
         return
     for ns, spec, ev in chosen:
         rows = [c for c in report.checks if c.event == ev.name and c.policy.startswith(f"{ns}/")]
-        starts = aware(ev.start_s, get_zone("UTC")).astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
+        starts = shown(aware(ev.start_s, get_zone("UTC")), zone)
         table = Table(title=f"preflight: {ns}/{ev.name} ({ev.label}, {starts})", title_justify="left")
         for col in ("status", "policy", "check", "object", "finding", "fix"):
             table.add_column(col)

@@ -24,18 +24,25 @@ from autoscaler import yamlsafe
 from autoscaler.calendar import MAX_PEAK, stamp
 from autoscaler.durations import format_duration, parse_duration_s
 from autoscaler.errors import InputError
-from autoscaler.store import DEFAULT_CALENDAR, FileStore, KubeStore, Promo, check_references, overlapping, overlaps, validate_promo
-from autoscaler.timezones import get_zone, parse_aware
+from autoscaler.store import FileStore, KubeStore, Promo, check_references, overlapping, overlaps, validate_promo
+from autoscaler.timezones import get_zone, next_occurrence, parse_aware, shown
 
-promo_app = typer.Typer(help="Schedule and review promotions (the calendar peakscale pre-scales for).", no_args_is_help=True)
+promo_app = typer.Typer(help="Schedule and review promotions (the calendar peakscale pre-scales for).", no_args_is_help=True, rich_markup_mode=None)
 err = Console(stderr=True)
 
-StoreOpt = Annotated[str, typer.Option("--store", help="Where promotions live: file (a YAML calendar) or kube (PromotionEvent resources).")]
+StoreOpt = Annotated[
+    str,
+    typer.Option(
+        "--store",
+        help="Where promotions live: kube (PromotionEvent resources: what the controller reads), file (a YAML calendar), or auto: kube when a kubeconfig context or in-cluster config is found (as kubectl finds them) and no --calendar is given, else file.",
+    ),
+]
 CalendarOpt = Annotated[
-    Optional[Path], typer.Option("--calendar", envvar="PEAKSCALE_CALENDAR", help=f"Calendar file for --store file (default ./{DEFAULT_CALENDAR}).")
+    Optional[Path], typer.Option("--calendar", envvar="PEAKSCALE_CALENDAR", help="Calendar file for --store file (default ~/.config/peakscale/calendar.yaml).")
 ]
 KubeconfigOpt = Annotated[Optional[Path], typer.Option("--kubeconfig", help="Kubeconfig for --store kube (default: in-cluster, else ~/.kube/config).")]
 ContextOpt = Annotated[Optional[str], typer.Option("--context", help="Kubeconfig context for --store kube.")]
+AllowPastOpt = Annotated[bool, typer.Option("--allow-past", help="Accept a start in the past: record a past promotion, so that it teaches later ones of its kind.")]
 NamespaceOpt = Annotated[str, typer.Option("--namespace", "-n", help="Namespace of the PromotionEvents for --store kube.")]
 TzOpt = Annotated[str, typer.Option("--tz", help="Zone of local times given and shown (IANA name).")]
 OutputOpt = Annotated[str, typer.Option("--output", "-o", help="table, json or yaml.")]
@@ -52,14 +59,105 @@ def _fail(error: Exception) -> None:
 
 
 def open_store(store: str, calendar: Path | None, kubeconfig: Path | None, context: str | None, namespace: str):
+    """The store ``--store`` names; ``auto`` is the cluster when one is configured (and no
+    ``--calendar`` is given), else the calendar file."""
+    if store not in ("auto", "kube", "file"):
+        raise InputError("--store", f"unknown store {store!r}", "use auto, kube or file")
+    if store == "auto":
+        store = "kube" if calendar is None and (kubeconfig is not None or context is not None or cluster_configured()) else "file"
     if store == "file":
-        return FileStore(calendar or Path(DEFAULT_CALENDAR))
-    if store != "kube":
-        raise InputError("--store", f"unknown store {store!r}", "use file or kube")
+        return FileStore(calendar or default_calendar())
     from autoscaler.kube import api_client
 
     api = api_client(str(kubeconfig) if kubeconfig is not None else None, context)
-    return KubeStore(api, namespace)
+    return KubeStore(api, namespace, where=_context_name(kubeconfig, context))
+
+
+def default_calendar() -> Path:
+    """``$XDG_CONFIG_HOME/peakscale/calendar.yaml`` (``~/.config/...``): not whatever folder one stands in."""
+    import os
+
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "peakscale" / "calendar.yaml"
+
+
+def cluster_configured() -> bool:
+    """Whether kubectl would find a cluster: in-cluster credentials, or a kubeconfig (``$KUBECONFIG``
+    or ``~/.kube/config``) with a current context."""
+    import os
+
+    if os.environ.get("KUBERNETES_SERVICE_HOST") and Path("/var/run/secrets/kubernetes.io/serviceaccount/token").exists():
+        return True
+    return _context_name(None, None) is not None
+
+
+def _context_name(kubeconfig: Path | None, context: str | None) -> str | None:
+    """The kubeconfig context a client would use (None: no kubeconfig, or no current context)."""
+    import os
+
+    if context:
+        return context
+    paths = [str(kubeconfig)] if kubeconfig is not None else [p for p in (os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")).split(os.pathsep) if p]
+    for path in paths:
+        try:
+            doc = yamlsafe.read(Path(path), path)
+        except (InputError, OSError):
+            continue
+        if isinstance(doc, dict) and doc.get("current-context"):
+            return str(doc["current-context"])
+    return None
+
+
+def where_stored(store, name: str) -> str:
+    """Where a write went, and for a file, how to get it to the controller."""
+    if isinstance(store, KubeStore):
+        return f"PromotionEvent {store.namespace}/{name}" + (f" in context {store.where}" if store.where else "")
+    return f"{_home(store.path)}"
+
+
+def _home(path: Path) -> str:
+    try:
+        return "~/" + str(Path(path).expanduser().resolve().relative_to(Path.home().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def file_note(store) -> None:
+    """After a write to a file: the controller reads PromotionEvents (or its --calendar), not this."""
+    if isinstance(store, FileStore):
+        err.print(
+            f"note: the controller does not read {_home(store.path)}: schedule in the cluster with --store kube, "
+            "or `peakscale promo export --store file -o manifests -n <namespace> | kubectl apply -f -`, "
+            "or mount the file as the controller's --calendar (chart: calendar.fromConfigMap)",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def _targets_report(store, promo: Promo) -> None:
+    """In the cluster: which ScalingPolicies the promotion's selector matches; none is a warning
+    naming the tier labels that do exist (a selector that matches nothing raises nothing)."""
+    if not isinstance(store, KubeStore):
+        return
+    try:
+        policies = store.policies()
+    except Exception as exc:  # noqa: BLE001 (the promotion is stored; this is advice)
+        err.print(f"warning: could not list ScalingPolicies in {store.namespace} to check --targets ({_reason(exc)})", highlight=False, soft_wrap=True)
+        return
+    selector = promo.parsed.targets
+    matched = sorted(((p.get("metadata") or {}).get("name", "?") for p in policies if selector.matches((p.get("metadata") or {}).get("labels") or {})))
+    if matched:
+        typer.echo(f"targets {len(matched)} ScalingPolicy(ies) in {store.namespace}: {', '.join(matched[:10])}{' ...' if len(matched) > 10 else ''}")
+        return
+    labels = sorted({f"{k}={v}" for p in policies for k, v in ((p.get("metadata") or {}).get("labels") or {}).items()})
+    tiers = [label for label in labels if label.startswith("peakscale.io/tier=")] or labels
+    there = f"labels there: {', '.join(tiers[:12])}" if tiers else f"there is no ScalingPolicy in {store.namespace}"
+    err.print(
+        f"warning: {promo.name!r} selects no ScalingPolicy in {store.namespace}: nothing will be raised for it ({there}); "
+        f"fix with peakscale promo edit {promo.name} --targets peakscale.io/tier=<tier>",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def _read(store) -> list[Promo]:
@@ -88,11 +186,21 @@ def _reason(exc: Exception) -> str:
 
 
 def parse_time(text: str, zone_name: str, field: str) -> datetime:
-    """A local time in ``zone_name`` (or with its own offset) -> aware datetime (1970-9000)."""
+    """A local time in ``zone_name`` (or with its own offset) -> aware datetime (1970-9000);
+    ``MM-DD HH:MM`` without a year is its next occurrence ('11-11 20:00': the coming 11.11)."""
     zone = get_zone(zone_name)
     if not text.strip():
-        raise InputError(field, "empty time", "give a time such as '2026-11-11 20:00'")
+        raise InputError(field, "empty time", "give a time such as '11-11 20:00' or '2027-11-11 20:00'")
+    coming = next_occurrence(text, zone, field=field)
+    if coming is not None:
+        return coming
     return stamp(text, zone, field)
+
+
+def refuse_past(begin: datetime, allow_past: bool, field: str = "--start") -> None:
+    """A start in the past is a mistake, unless a past promotion is recorded on purpose."""
+    if not allow_past and begin < datetime.now(begin.tzinfo):
+        raise InputError(field, f"{shown(begin, begin.tzinfo)} is in the past", "give a future time (MM-DD HH:MM is the next one), or --allow-past to record a past promotion (it teaches later ones)")
 
 
 _LABEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
@@ -174,8 +282,8 @@ def _shown(promo: Promo, tz: str) -> dict:
         "name": promo.name,
         "title": spec.title,
         "kind": spec.kind,
-        "start": spec.start.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z"),
-        "end": spec.end.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z"),
+        "start": shown(spec.start, zone),
+        "end": shown(spec.end, zone),
         "duration": format_duration((spec.end - spec.start).total_seconds()),
         "size": f"x{spec.expected_multiplier:g}" if spec.expected_multiplier else (f"peak {spec.expected_peak:g}" if spec.expected_peak else "-"),
         "like": ",".join(spec.like) or "-",
@@ -234,8 +342,9 @@ def add(
     multiplier: Annotated[Optional[float], typer.Option(help="Expected peak over the usual load, (0, 1000].")] = None,
     expected_peak: Annotated[Optional[float], typer.Option(help="Expected peak as an absolute value of the metric.")] = None,
     like: Annotated[Optional[list[str]], typer.Option(help="Past promotion whose shape to reuse (repeatable).")] = None,
-    targets: Annotated[Optional[str], typer.Option(help="Label selector over ScalingPolicies, e.g. tier=edge (default: all).")] = None,
-    store: StoreOpt = "file",
+    targets: Annotated[Optional[str], typer.Option(help="Label selector over ScalingPolicies, e.g. peakscale.io/tier=cache (default: every policy in the namespace).")] = None,
+    allow_past: AllowPastOpt = False,
+    store: StoreOpt = "auto",
     calendar: CalendarOpt = None,
     kubeconfig: KubeconfigOpt = None,
     context: ContextOpt = None,
@@ -254,6 +363,7 @@ def add(
         st = open_store(store, calendar, kubeconfig, context, namespace)
         spec = build_spec(start=start, end=end, duration=duration, kind=kind, tz=tz, title=title, multiplier=multiplier, expected_peak=expected_peak, like=like, targets=targets)
         promo = validate_promo(Promo(name=name, spec=spec))
+        refuse_past(promo.parsed.start, allow_past)
         promos = _read(st)
         if any(p.name == name for p in promos):
             raise InputError("NAME", f"a promotion named {name!r} already exists", "pick another name, or use promo edit")
@@ -265,14 +375,16 @@ def add(
         _fail(error)
     if not quiet:
         row = _shown(promo, tz)
-        typer.echo(f"added {name!r} ({row['kind']}): {row['start']} -> {row['end']} ({row['duration']}, {tz}) to {st.describe()}")
+        typer.echo(f"stored {where_stored(st, name)}: {row['kind']}, {row['start']} -> {row['end']} ({row['duration']}), size {row['size']}, targets {row['targets']}")
+    _targets_report(st, promo)
+    file_note(st)
 
 
 @promo_app.command("list")
 def list_(
     tz: TzOpt = "Asia/Shanghai",
     output: OutputOpt = "table",
-    store: StoreOpt = "file",
+    store: StoreOpt = "auto",
     calendar: CalendarOpt = None,
     kubeconfig: KubeconfigOpt = None,
     context: ContextOpt = None,
@@ -308,7 +420,7 @@ def show(
     name: Annotated[str, typer.Argument(help="The promotion's name.")],
     tz: TzOpt = "Asia/Shanghai",
     output: OutputOpt = "table",
-    store: StoreOpt = "file",
+    store: StoreOpt = "auto",
     calendar: CalendarOpt = None,
     kubeconfig: KubeconfigOpt = None,
     context: ContextOpt = None,
@@ -348,8 +460,9 @@ def edit(
     multiplier: Annotated[Optional[float], typer.Option(help="New expected multiplier (replaces --expected-peak).")] = None,
     expected_peak: Annotated[Optional[float], typer.Option(help="New expected peak (replaces --multiplier).")] = None,
     like: Annotated[Optional[list[str]], typer.Option(help="New list of past promotions to reuse.")] = None,
-    targets: Annotated[Optional[str], typer.Option(help="New label selector, e.g. tier=edge.")] = None,
-    store: StoreOpt = "file",
+    targets: Annotated[Optional[str], typer.Option(help="New label selector, e.g. peakscale.io/tier=cache.")] = None,
+    allow_past: AllowPastOpt = False,
+    store: StoreOpt = "auto",
     calendar: CalendarOpt = None,
     kubeconfig: KubeconfigOpt = None,
     context: ContextOpt = None,
@@ -383,6 +496,8 @@ def edit(
             targets=targets if targets is not None else ",".join(f"{k}={v}" for k, v in old.targets.match_labels.items()) or None,
         )
         promo = validate_promo(Promo(name=name, spec=spec, memory=current.memory))
+        if start is not None:
+            refuse_past(promo.parsed.start, allow_past)
         updated = [promo if p.name == name else p for p in promos]
         check_references(updated)
         _warn_overlaps(promos, promo)
@@ -391,13 +506,15 @@ def edit(
         _fail(error)
     if not quiet:
         row = _shown(promo, tz)
-        typer.echo(f"updated {name!r}: {row['start']} -> {row['end']} ({row['duration']}), size {row['size']}")
+        typer.echo(f"updated {where_stored(st, name)}: {row['start']} -> {row['end']} ({row['duration']}), size {row['size']}, targets {row['targets']}")
+    _targets_report(st, promo)
+    file_note(st)
 
 
 @promo_app.command("delete")
 def delete(
     name: Annotated[str, typer.Argument(help="The promotion's name.")],
-    store: StoreOpt = "file",
+    store: StoreOpt = "auto",
     calendar: CalendarOpt = None,
     kubeconfig: KubeconfigOpt = None,
     context: ContextOpt = None,
@@ -422,7 +539,7 @@ def delete(
     except (InputError, Failed) as error:
         _fail(error)
     if not quiet:
-        typer.echo(f"deleted {name!r} from {st.describe()}")
+        typer.echo(f"deleted {where_stored(st, name)}")
 
 
 def _import_rows(path: Path, tz: str | None) -> list[Promo]:
@@ -460,7 +577,8 @@ def _import_rows(path: Path, tz: str | None) -> list[Promo]:
 def import_(
     file: Annotated[Path, typer.Argument(help="A YAML calendar or a CSV with columns start,end,name,kind.")],
     tz: Annotated[Optional[str], typer.Option("--tz", help="Zone of naive times in the file (a YAML 'timezone:' key wins).")] = None,
-    store: StoreOpt = "file",
+    allow_past: AllowPastOpt = False,
+    store: StoreOpt = "auto",
     calendar: CalendarOpt = None,
     kubeconfig: KubeconfigOpt = None,
     context: ContextOpt = None,
@@ -473,13 +591,19 @@ def import_(
 
     peakscale promo import promos.csv --tz Asia/Shanghai
 
-    peakscale promo export > backup.yaml && peakscale promo import backup.yaml --store kube -n live
+    peakscale promo export > backup.yaml && peakscale promo import backup.yaml --allow-past --store kube -n live
     """
     try:
         if tz is not None:
             get_zone(tz)
         st = open_store(store, calendar, kubeconfig, context, namespace)
         incoming = _import_rows(file, tz)
+        if not allow_past:
+            for promo in incoming:
+                try:
+                    refuse_past(promo.parsed.start, False, field=f"{file.name} {promo.name!r} start")
+                except InputError as exc:
+                    raise InputError(exc.where, exc.problem, "--allow-past imports past promotions (they teach later ones), or remove them") from None
         promos = _read(st)
         clash = sorted({p.name for p in incoming} & {p.name for p in promos})
         if clash:
@@ -496,7 +620,8 @@ def import_(
     except (InputError, Failed) as error:
         _fail(error)
     if not quiet:
-        typer.echo(f"imported {len(incoming)} promotion(s) into {st.describe()}")
+        typer.echo(f"imported {len(incoming)} promotion(s) into {st.describe() if isinstance(st, KubeStore) else _home(st.path)}")
+    file_note(st)
 
 
 @promo_app.command("review")
@@ -515,7 +640,7 @@ def review(
     record: Annotated[bool, typer.Option("--record", help="Store what was observed into the promotion's memory (file store; the controller does it in the cluster).")] = False,
     tz: TzOpt = "Asia/Shanghai",
     output: OutputOpt = "table",
-    store: StoreOpt = "file",
+    store: StoreOpt = "auto",
     calendar: CalendarOpt = None,
     kubeconfig: KubeconfigOpt = None,
     context: ContextOpt = None,
@@ -562,7 +687,7 @@ def review(
         event = next(e for e in events if e.name == name)
 
         def fmt(seconds: float) -> str:
-            return aware(seconds, clock_zone).astimezone(show_zone).isoformat(sep=" ", timespec="minutes")
+            return shown(aware(seconds, clock_zone), show_zone)
 
         reviews, profiles = [], []
         for doc in targeted:
@@ -621,23 +746,32 @@ def _read_policies(st: KubeStore) -> list[dict]:
 
 @promo_app.command("export")
 def export(
-    output: OutputOpt = "yaml",
-    store: StoreOpt = "file",
+    output: Annotated[str, typer.Option("--output", "-o", help="yaml or json (a calendar promo import reads back), or manifests (PromotionEvents for kubectl apply).")] = "yaml",
+    store: StoreOpt = "auto",
     calendar: CalendarOpt = None,
     kubeconfig: KubeconfigOpt = None,
     context: ContextOpt = None,
     namespace: NamespaceOpt = "default",
 ) -> None:
-    """Print every promotion as a calendar that promo import reads back (yaml or json).
+    """Print every promotion as a calendar that promo import reads back (yaml or json), or as
+    PromotionEvent manifests for kubectl (-o manifests, in the namespace of -n).
 
-    Example:
+    Examples:
 
     peakscale promo export > calendar-backup.yaml
+
+    peakscale promo export --store file -o manifests -n live | kubectl apply -f -
     """
     try:
-        _check_output(output, ("yaml", "json"))
+        _check_output(output, ("yaml", "json", "manifests"))
         st = open_store(store, calendar, kubeconfig, context, namespace)
         promos = sorted(_read(st), key=lambda p: (p.parsed.start, p.name))
+        if output == "manifests":
+            from autoscaler.resources import GROUP, VERSION
+
+            docs = [{"apiVersion": f"{GROUP}/{VERSION}", "kind": "PromotionEvent", "metadata": {"name": p.name, "namespace": namespace}, "spec": p.spec} for p in promos]
+            typer.echo(yaml.safe_dump_all(docs, sort_keys=False, allow_unicode=True).rstrip())
+            return
         _emit(promos, output, "UTC", "")
     except (InputError, Failed) as error:
         _fail(error)

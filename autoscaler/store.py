@@ -28,9 +28,6 @@ from autoscaler.calendar import PromotionEvent, parse_memories, read_entries
 from autoscaler.errors import InputError
 from autoscaler.resources import EVENT_PLURAL, GROUP, POLICY_PLURAL, VERSION, PromotionEventSpec, _first_error
 
-DEFAULT_CALENDAR = "peakscale-calendar.yaml"
-
-
 @dataclass(frozen=True)
 class Promo:
     """One stored promotion: its name, its spec (camelCase, as in the CRD), and what was recorded
@@ -288,14 +285,16 @@ def _replace(target: Path, rt, doc: Any) -> None:
 class KubeStore:
     """PromotionEvent resources in one namespace, through the official client."""
 
-    def __init__(self, api, namespace: str) -> None:
+    def __init__(self, api, namespace: str, where: str | None = None) -> None:
         from kubernetes import client
 
         self.custom = client.CustomObjectsApi(api)
         self.namespace = namespace
+        #: the kubeconfig context (None: in-cluster or unknown)
+        self.where = where
 
     def describe(self) -> str:
-        return f"PromotionEvents in namespace {self.namespace}"
+        return f"PromotionEvents in namespace {self.namespace}" + (f" (context {self.where})" if self.where else "")
 
     def policies(self) -> list[dict]:
         """The ScalingPolicies of the namespace (for ``promo review``)."""

@@ -9,6 +9,7 @@ that zone first.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -64,3 +65,33 @@ def wall_datetime(seconds: float) -> datetime:
 def aware(seconds: float, zone: ZoneInfo) -> datetime:
     """Wall-clock seconds -> timezone-aware datetime in ``zone``."""
     return wall_datetime(seconds).replace(tzinfo=zone)
+
+
+def shown(stamp: datetime, zone: ZoneInfo) -> str:
+    """An aware time as people read it in ``zone``: ``2026-11-11 20:00 +08:00`` (the offset, not an
+    abbreviation: CST is China to some and Central US to others)."""
+    local = stamp.astimezone(zone)
+    offset = local.strftime("%z")
+    return f"{local:%Y-%m-%d %H:%M} {offset[:3]}:{offset[3:]}"
+
+
+_MONTH_DAY = re.compile(r"^(\d{1,2})-(\d{1,2})(?:[ T](\d{1,2}):(\d{2}))?$")
+
+
+def next_occurrence(text: str, zone: ZoneInfo, now: datetime | None = None, *, field: str = "--start") -> datetime | None:
+    """``MM-DD HH:MM`` (no year) as its next occurrence in ``zone`` after ``now``, e.g. '11-11 20:00'
+    is the coming 11.11 at 20:00; None when ``text`` is not of that form."""
+    m = _MONTH_DAY.match(text.strip())
+    if m is None:
+        return None
+    month, day = int(m[1]), int(m[2])
+    hour, minute = (int(m[3]), int(m[4])) if m[3] is not None else (0, 0)
+    now = (now or datetime.now(timezone.utc)).astimezone(zone)
+    for year in (now.year, now.year + 1, now.year + 2, now.year + 3, now.year + 4):
+        try:
+            candidate = datetime(year, month, day, hour, minute, tzinfo=zone)
+        except ValueError:
+            continue  # 02-29 outside a leap year, or a month or day that does not exist
+        if candidate > now:
+            return candidate
+    raise InputError(field, f"{text.strip()!r} is not a date", "give MM-DD HH:MM, e.g. 11-11 20:00")

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,8 @@ from autoscaler.durations import parse_duration_s
 from tests.fakes.kube import FakeKube, write_kubeconfig
 
 runner = CliRunner()
+#: next year: promotions are scheduled in the future (a past start needs --allow-past)
+Y = datetime.now().year + 1
 
 
 def cli(*args, calendar: Path):
@@ -37,7 +40,7 @@ def sub(*args, calendar: Path | None = None):
 @pytest.fixture
 def cal(tmp_path):
     path = tmp_path / "calendar.yaml"
-    result = cli("promo", "add", "kol-live-1111", "--start", "2026-11-11 20:00", "--duration", "3h", "--kind", "kol-live", "--multiplier", "6", "--targets", "tier=edge", calendar=path)
+    result = cli("promo", "add", "kol-live-1111", "--start", f"{Y}-11-11 20:00", "--duration", "3h", "--kind", "kol-live", "--multiplier", "6", "--targets", "tier=edge", calendar=path)
     assert result.exit_code == 0, result.output
     return path
 
@@ -48,12 +51,14 @@ def names(path: Path) -> list[str]:
 
 def test_add_reads_local_time_in_the_zone_and_prints_it_back(cal):
     event = yaml.safe_load(cal.read_text())["events"][0]
-    assert event["start"] == "2026-11-11T20:00:00+08:00" and event["end"] == "2026-11-11T23:00:00+08:00"
+    assert event["start"] == f"{Y}-11-11T20:00:00+08:00" and event["end"] == f"{Y}-11-11T23:00:00+08:00"
     assert event["expectedMultiplier"] == 6 and event["targets"] == {"matchLabels": {"tier": "edge"}}
-    done = sub("promo", "add", "flash", "--start", "2026-11-11 12:00", "--end", "2026-11-11 13:00", "--kind", "flash-sale", "--tz", "Europe/Paris", calendar=cal)
-    assert done.returncode == 0 and "CET" in done.stdout and "Europe/Paris" in done.stdout and done.stderr == ""
+    done = sub("promo", "add", "flash", "--start", f"{Y}-11-11 12:00", "--end", f"{Y}-11-11 13:00", "--kind", "flash-sale", "--tz", "Europe/Paris", calendar=cal)
+    # printed back with the offset (CET would be ambiguous), and where it went, with a note
+    assert done.returncode == 0 and f"{Y}-11-11 12:00 +01:00" in done.stdout and str(cal.name) in done.stdout
+    assert "the controller does not read" in done.stderr and "--store kube" in done.stderr
     stored = {e["name"]: e for e in yaml.safe_load(cal.read_text())["events"]}
-    assert stored["flash"]["start"] == "2026-11-11T12:00:00+01:00"
+    assert stored["flash"]["start"] == f"{Y}-11-11T12:00:00+01:00"
     assert names(cal) == ["flash", "kol-live-1111"]  # kept in time order: 11:00Z before 12:00Z
 
 
@@ -65,7 +70,7 @@ def test_list_show_edit_delete_export_import_round_trip(cal, tmp_path):
     assert shown["kind"] == "kol-live"
     assert cli("promo", "edit", "kol-live-1111", "--duration", "4h", "--multiplier", "8", calendar=cal).exit_code == 0
     edited = yaml.safe_load(cal.read_text())["events"][0]
-    assert edited["end"] == "2026-11-12T00:00:00+08:00" and edited["expectedMultiplier"] == 8
+    assert edited["end"] == f"{Y}-11-12T00:00:00+08:00" and edited["expectedMultiplier"] == 8
     exported = sub("promo", "export", calendar=cal)
     assert exported.returncode == 0
     backup = tmp_path / "backup.yaml"
@@ -79,6 +84,8 @@ def test_list_show_edit_delete_export_import_round_trip(cal, tmp_path):
 def test_import_csv_with_the_trace_calendar_columns(tmp_path, shared_traces):
     store = tmp_path / "wc.yaml"
     done = sub("promo", "import", str(shared_traces / "worldcup98_requests_1min.events.csv"), "--tz", "UTC", calendar=store)
+    assert done.returncode == 2 and "in the past" in done.stderr and "--allow-past" in done.stderr
+    done = sub("promo", "import", str(shared_traces / "worldcup98_requests_1min.events.csv"), "--tz", "UTC", "--allow-past", calendar=store)
     assert done.returncode == 0, done.stderr
     events = yaml.safe_load(store.read_text())["events"]
     assert len(events) == 66 and any(e["name"] == "final-brazil-france" for e in events)
@@ -101,14 +108,14 @@ ADD = ["promo", "add", "x", "--kind", "flash-sale"]
 @pytest.mark.parametrize(
     "extra, words",
     [
-        (["--start", "2026-11-11 20:00", "--end", "2026-11-11 19:00"], "--end"),
-        (["--start", "2026-11-11 20:00", "--duration", "0s"], "--duration"),
-        (["--start", "2026-11-11 20:00", "--duration", "-2h"], "--duration"),
-        (["--start", "2026-11-11 20:00", "--duration", "1h", "--tz", "Mars/Olympus"], "--tz"),
+        (["--start", f"{Y}-11-11 20:00", "--end", f"{Y}-11-11 19:00"], "--end"),
+        (["--start", f"{Y}-11-11 20:00", "--duration", "0s"], "--duration"),
+        (["--start", f"{Y}-11-11 20:00", "--duration", "-2h"], "--duration"),
+        (["--start", f"{Y}-11-11 20:00", "--duration", "1h", "--tz", "Mars/Olympus"], "--tz"),
         (["--start", "next friday", "--duration", "1h"], "--start"),
-        (["--start", "2026-11-11 20:00", "--duration", "1h", "--multiplier", "0"], "--multiplier"),
-        (["--start", "2026-11-11 20:00", "--duration", "1h", "--multiplier", "5000"], "--multiplier"),
-        (["--start", "2026-11-11 20:00", "--duration", "1h", "--like", "ghost"], "--like"),
+        (["--start", f"{Y}-11-11 20:00", "--duration", "1h", "--multiplier", "0"], "--multiplier"),
+        (["--start", f"{Y}-11-11 20:00", "--duration", "1h", "--multiplier", "5000"], "--multiplier"),
+        (["--start", f"{Y}-11-11 20:00", "--duration", "1h", "--like", "ghost"], "--like"),
     ],
 )
 def test_bad_add_exits_2_naming_the_field_and_changes_nothing(cal, extra, words):
@@ -116,11 +123,11 @@ def test_bad_add_exits_2_naming_the_field_and_changes_nothing(cal, extra, words)
 
 
 def test_duplicate_name_is_refused(cal):
-    bad(["promo", "add", "kol-live-1111", "--start", "2026-12-12 20:00", "--duration", "1h", "--kind", "kol-live"], cal, "already exists")
+    bad(["promo", "add", "kol-live-1111", "--start", f"{Y}-12-12 20:00", "--duration", "1h", "--kind", "kol-live"], cal, "already exists")
 
 
 def test_overlap_of_the_same_kind_warns_but_is_kept(cal):
-    done = sub("promo", "add", "kol-2", "--start", "2026-11-11 21:00", "--duration", "1h", "--kind", "kol-live", "--targets", "tier=edge", calendar=cal)
+    done = sub("promo", "add", "kol-2", "--start", f"{Y}-11-11 21:00", "--duration", "1h", "--kind", "kol-live", "--targets", "tier=edge", calendar=cal)
     assert done.returncode == 0 and "overlaps 'kol-live-1111'" in done.stderr
     assert names(cal) == ["kol-live-1111", "kol-2"]
 
@@ -134,10 +141,10 @@ def test_unknown_name_on_show_edit_delete(cal):
     "name, text, extra, words",
     [
         ("bad.yaml", "events:\n  - name: a\n    start: [unclosed\n", [], "line"),
-        ("naive.yaml", "events:\n  - {name: a, start: '2026-11-11 20:00', end: '2026-11-11 21:00', kind: k}\n", [], "no offset"),
-        ("naive.csv", "start,end,name,kind\n2026-11-11 20:00,2026-11-11 21:00,ok,k\n", [], "no offset"),
-        ("bad.csv", "start,end,name,kind\n2026-11-11 20:00,2026-11-11 21:00,ok,k\n2026-11-11 22:00,later?,broken,k\n", ["--tz", "UTC"], "line 3"),
-        ("short.csv", "start,name\n2026-11-11 20:00,a\n", ["--tz", "UTC"], "missing column"),
+        ("naive.yaml", f"events:\n  - {{name: a, start: '{Y}-11-11 20:00', end: '{Y}-11-11 21:00', kind: k}}\n", [], "no offset"),
+        ("naive.csv", f"start,end,name,kind\n{Y}-11-11 20:00,{Y}-11-11 21:00,ok,k\n", [], "no offset"),
+        ("bad.csv", f"start,end,name,kind\n{Y}-11-11 20:00,{Y}-11-11 21:00,ok,k\n{Y}-11-11 22:00,later?,broken,k\n", ["--tz", "UTC"], "line 3"),
+        ("short.csv", f"start,name\n{Y}-11-11 20:00,a\n", ["--tz", "UTC"], "missing column"),
     ],
 )
 def test_malformed_import_imports_nothing_and_names_the_row(cal, tmp_path, name, text, extra, words):
@@ -148,9 +155,9 @@ def test_malformed_import_imports_nothing_and_names_the_row(cal, tmp_path, name,
 
 def test_naive_import_is_fine_with_a_zone(cal, tmp_path):
     path = tmp_path / "zoned.yaml"
-    path.write_text("timezone: Asia/Shanghai\nevents:\n  - {name: a, start: '2026-11-12 20:00', end: '2026-11-12 21:00', kind: k}\n")
+    path.write_text(f"timezone: Asia/Shanghai\nevents:\n  - {{name: a, start: '{Y}-11-12 20:00', end: '{Y}-11-12 21:00', kind: k}}\n")
     assert cli("promo", "import", str(path), calendar=cal).exit_code == 0
-    assert yaml.safe_load(cal.read_text())["events"][1]["start"] == "2026-11-12T20:00:00+08:00"
+    assert yaml.safe_load(cal.read_text())["events"][1]["start"] == f"{Y}-11-12T20:00:00+08:00"
 
 
 def test_unreachable_cluster_is_one_clear_line(tmp_path):
@@ -180,14 +187,14 @@ def kube_store(tmp_path):
 
 def test_kube_store_keeps_promotion_events(kube_store, tmp_path):
     fake, opts = kube_store
-    add = runner.invoke(app, ["promo", "add", "d11", "--start", "2026-11-10 23:30", "--end", "2026-11-11 02:00", "--kind", "double11", "--multiplier", "8", *opts])
+    add = runner.invoke(app, ["promo", "add", "d11", "--start", f"{Y}-11-10 23:30", "--end", f"{Y}-11-11 02:00", "--kind", "double11", "--multiplier", "8", *opts])
     assert add.exit_code == 0, add.output
     obj = fake.get("peakscale.io/v1alpha1", "promotionevents", "live", "d11")
-    assert obj["spec"]["start"] == "2026-11-10T23:30:00+08:00" and obj["spec"]["expectedMultiplier"] == 8
+    assert obj["spec"]["start"] == f"{Y}-11-10T23:30:00+08:00" and obj["spec"]["expectedMultiplier"] == 8
     assert sub("promo", "edit", "d11", "--multiplier", "9", *opts).returncode == 0
     assert fake.get("peakscale.io/v1alpha1", "promotionevents", "live", "d11")["spec"]["expectedMultiplier"] == 9
     assert json.loads(sub("promo", "list", "-o", "json", *opts).stdout)[0]["name"] == "d11"
-    dup = sub("promo", "add", "d11", "--start", "2026-11-12 00:00", "--duration", "1h", "--kind", "double11", *opts)
+    dup = sub("promo", "add", "d11", "--start", f"{Y}-11-12 00:00", "--duration", "1h", "--kind", "double11", *opts)
     assert dup.returncode == 2 and fake.get("peakscale.io/v1alpha1", "promotionevents", "live", "d11")["spec"]["expectedMultiplier"] == 9
     assert sub("promo", "delete", "d11", *opts).returncode == 0
     assert fake.list("peakscale.io/v1alpha1", "promotionevents", "live") == []
@@ -240,7 +247,7 @@ def plan_start(window: tuple[str, ...]) -> int:
 
 def test_plan_from_the_promo_store(cal, tmp_path):
     trace = tmp_path / "t.csv"
-    lines = ["timestamp,value"] + [f"2026-11-{d:02d} {h:02d}:{m:02d}:00,{1000 + 10 * h}" for d in range(1, 12) for h in range(24) for m in range(0, 60, 5)]
+    lines = ["timestamp,value"] + [f"{Y}-11-{d:02d} {h:02d}:{m:02d}:00,{1000 + 10 * h}" for d in range(1, 12) for h in range(24) for m in range(0, 60, 5)]
     trace.write_text("\n".join(lines) + "\n")
     policies = tmp_path / "policies.yaml"
     policies.write_text(
@@ -261,15 +268,15 @@ def test_plan_from_the_promo_store(cal, tmp_path):
             ]
         )
     )
-    done = sub("plan", "--trace", str(trace), "--trace-tz", "Asia/Shanghai", "--policies", str(policies), "--from", "2026-11-11 00:00", "--to", "+2d", "-o", "json", calendar=cal)
+    done = sub("plan", "--trace", str(trace), "--trace-tz", "Asia/Shanghai", "--policies", str(policies), "--from", f"{Y}-11-11 00:00", "--to", "+2d", "-o", "json", calendar=cal)
     assert done.returncode == 0, done.stderr
     plan = Plan.model_validate_json(done.stdout)
     edge, cache = plan.targets
     for_promo = [a for a in edge.actions if a.event == "kol-live-1111"]
     raise_at = [a for a in for_promo if a.action == "raise-floor"]
     # the window opens one cycle before 20:00 - 10 min; x6 over about 1,200 needs ~103 replicas
-    assert raise_at[0].at.startswith("2026-11-11 19:49") and max(a.to_replicas for a in raise_at) > 4 * 18
-    assert all(a.at >= "2026-11-11 19:49" and a.at < "2026-11-11 23:30" for a in for_promo)  # to end + cool-down
+    assert raise_at[0].at.startswith(f"{Y}-11-11 19:49") and max(a.to_replicas for a in raise_at) > 4 * 18
+    assert all(a.at >= f"{Y}-11-11 19:49" and a.at < f"{Y}-11-11 23:30" for a in for_promo)  # to end + cool-down
     seasonal = [a for a in edge.actions if not a.event]
     assert seasonal and all(a.to_replicas < 30 for a in seasonal)  # around 1,200 / (100 x 0.7 x 1.1)
     assert all(a.event == "" for a in cache.actions)  # the promotion targets tier=edge only

@@ -55,7 +55,7 @@ def policies_file(tmp_path):
 def test_review_offline_from_a_trace_and_record_into_the_file_store(tmp_path):
     trace, start, end = surging_trace(tmp_path)
     cal = tmp_path / "calendar.yaml"
-    added = cli("promo", "add", "kol-live", "--start", f"{start:%Y-%m-%d %H:%M}", "--end", f"{end:%Y-%m-%d %H:%M}", "--tz", "UTC", "--kind", "kol-live", "--multiplier", "3", "--targets", "peakscale.io/tier=edge", calendar=cal)
+    added = cli("promo", "add", "kol-live", "--allow-past", "--start", f"{start:%Y-%m-%d %H:%M}", "--end", f"{end:%Y-%m-%d %H:%M}", "--tz", "UTC", "--kind", "kol-live", "--multiplier", "3", "--targets", "peakscale.io/tier=edge", calendar=cal)
     assert added.exit_code == 0, added.output
     args = ["promo", "review", "kol-live", "--trace", str(trace), "--policies", str(policies_file(tmp_path)), "--tz", "UTC", "-o", "json"]
     done = cli(*args, calendar=cal)
@@ -82,7 +82,7 @@ def test_review_offline_from_a_trace_and_record_into_the_file_store(tmp_path):
 def test_review_names_a_promotion_that_selects_no_policy(tmp_path):
     trace, start, end = surging_trace(tmp_path)
     cal = tmp_path / "calendar.yaml"
-    cli("promo", "add", "nobody", "--start", f"{start:%Y-%m-%d %H:%M}", "--duration", "1h", "--tz", "UTC", "--kind", "x", "--targets", "peakscale.io/tier=cache", calendar=cal)
+    cli("promo", "add", "nobody", "--allow-past", "--start", f"{start:%Y-%m-%d %H:%M}", "--duration", "1h", "--tz", "UTC", "--kind", "x", "--targets", "peakscale.io/tier=cache", calendar=cal)
     done = cli("promo", "review", "nobody", "--trace", str(trace), "--policies", str(policies_file(tmp_path)), calendar=cal)
     assert done.exit_code == 2 and "selects no ScalingPolicy" in done.output and "peakscale.io/tier=edge" in done.output
 
