@@ -306,6 +306,7 @@ def controller(
     lease_namespace: Annotated[str, typer.Option(envvar="POD_NAMESPACE", help="Namespace of the leader-election Lease.")] = "peakscale-system",
     lease_name: Annotated[str, typer.Option(help="Name of the leader-election Lease.")] = "peakscale-controller",
     headroom_namespace: Annotated[Optional[str], typer.Option(help="Namespace of the node-headroom placeholder Deployments. Default: the Lease's (the controller's own).")] = None,
+    calendar: Annotated[Optional[Path], typer.Option("--calendar", help="Also read promotions from this YAML calendar (e.g. a ConfigMap mount; for clusters without the CRDs). Re-read every cycle; a PromotionEvent of the same name wins.")] = None,
     preflight_ahead: Annotated[str, typer.Option(help="Run the preflight checks for each promotion starting within this long, as its Preflight condition (0: never).")] = "24h",
     preflight_every: Annotated[str, typer.Option(help="Run them again this often until the promotion starts.")] = "1h",
     identity: Annotated[Optional[str], typer.Option(envvar="POD_NAME", help="This instance's name in the Lease. Default: hostname.")] = None,
@@ -356,6 +357,13 @@ def controller(
             raise InputError("--renew-deadline", f"need --retry-period ({retry_s}s) < --renew-deadline ({renew_s}s) < --lease-duration ({lease_s}s)", "e.g. 2s, 10s, 15s")
         if not prometheus_url.startswith(("http://", "https://")) or len(prometheus_url) < 10:
             raise InputError("--prometheus-url", f"{prometheus_url!r} is not an http(s) URL", "e.g. http://prometheus:9090")
+        if calendar is not None:  # checked before any work starts: a bad entry is named now
+            from autoscaler import yamlsafe
+            from autoscaler.calendar import read_entries
+
+            if not calendar.is_file():
+                raise InputError("--calendar", f"no such file {str(calendar)!r}", "give the YAML calendar to read (e.g. a ConfigMap mount)")
+            read_entries(yamlsafe.read(calendar, f"--calendar {calendar.name}"), None, f"--calendar {calendar.name}")
         token = None
         if prometheus_token_file is not None:
             try:
@@ -391,6 +399,7 @@ def controller(
         lease_namespace=lease_namespace,
         lease_name=lease_name,
         headroom_namespace=headroom_namespace or lease_namespace,
+        calendar_file=str(calendar) if calendar is not None else None,
         preflight_ahead_s=preflight_ahead_s,
         preflight_every_s=preflight_every_s,
         lease_duration_s=lease_s,
@@ -446,8 +455,8 @@ def plan(
     lead_time: Annotated[str, typer.Option(help="Without --policies: how long new capacity takes to serve.")] = "10m",
     min_replicas: Annotated[int, typer.Option(help="Without --policies: the usual floor.")] = 2,
     max_replicas: Annotated[int, typer.Option(help="Without --policies: never more.")] = 200,
-    store: Annotated[str, typer.Option("--store", help="Promotions from: file or kube.")] = "file",
-    calendar: Annotated[Optional[Path], typer.Option("--calendar", envvar="PEAKSCALE_CALENDAR", help="Calendar file for --store file.")] = None,
+    store: Annotated[str, typer.Option("--store", help="Promotions from: kube (PromotionEvents), file (a YAML calendar), or auto: kube when a kubeconfig context or in-cluster config is found and no --calendar is given, else file.")] = "auto",
+    calendar: Annotated[Optional[Path], typer.Option("--calendar", envvar="PEAKSCALE_CALENDAR", help="Calendar file for --store file (default ~/.config/peakscale/calendar.yaml).")] = None,
     kubeconfig: Annotated[Optional[Path], typer.Option(help="Kubeconfig for --store kube.")] = None,
     context: Annotated[Optional[str], typer.Option(help="Kubeconfig context.")] = None,
     namespace: Annotated[str, typer.Option("--namespace", "-n", help="Namespace of the PromotionEvents for --store kube.")] = "default",
@@ -542,12 +551,18 @@ def plan(
                 targets_of=lambda ev, labels=labels: selectors[ev].matches(labels) if ev in selectors else True,
             )
             targets.append(plan_target(entry, times, values, calendar_events, from_s, to_s, interval_s=interval_s, fmt=fmt))
-        result = Plan(start=fmt(from_s), end=fmt(to_s), tz=tz, targets=targets)
+        selecting = {e for t in targets for e in t.events}
+        unmatched = sorted(e.name for e in calendar_events if e.name not in selecting and from_s - 86400 <= e.end_s and e.start_s <= to_s)
+        result = Plan(start=fmt(from_s), end=fmt(to_s), tz=tz, targets=targets, unmatched=unmatched)
     except InputError as error:
         fail(error)
     except (Failed, HistoryUnavailable) as error:
         err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
+    labels = sorted({f"{k}={v}" for _, _, lab, _ in parsed for k, v in lab.items()})
+    for name in result.unmatched:
+        there = f"the policies carry {', '.join(labels[:8])}" if labels else "the policies carry no labels"
+        err_console.print(f"warning: promotion {name!r} selects no policy: nothing is raised for it ({there}; see its targets)", highlight=False, soft_wrap=True)
     if output == "json":
         typer.echo(result.model_dump_json(indent=2))
         return

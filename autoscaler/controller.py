@@ -90,6 +90,8 @@ class ControllerOptions:
     fetch_concurrency: int = 2
     #: where the node-headroom placeholders live (the controller's own namespace)
     headroom_namespace: str = "peakscale-system"
+    #: a YAML calendar file read every cycle beside the PromotionEvents (None: none)
+    calendar_file: str | None = None
     #: preflight: run the checks for each promotion starting within this long (0: never), again
     #: every ``preflight_every_s``; each cycle checks policies for at most ``preflight_budget_s``
     #: (at least one), so that checks never hold up the cycle's own work
@@ -128,6 +130,8 @@ class _ParsedEvent:
     event: PromotionEvent
     #: what was recorded of it once it was over, per policy (status.memory)
     memory: dict[str, EventProfile] = field(default_factory=dict)
+    #: from the controller's --calendar file: no object to report on, any namespace
+    from_file: bool = False
 
     def for_policy(self, policy: str) -> PromotionEvent:
         return self.event.for_policy(policy)
@@ -247,6 +251,7 @@ class Controller:
         namespaces = self.options.namespaces
         policies = _step("listing ScalingPolicies", lambda: self.kube.list_custom(POLICY_PLURAL, namespaces))
         events = self._events(_step("listing PromotionEvents", lambda: self.kube.list_custom(EVENT_PLURAL, namespaces)), now)
+        events += self._file_events(events)
         holders = _step("listing node-headroom placeholders", lambda: self.kube.list_placeholders(self.options.headroom_namespace))
         self._holders = {k: h for h in holders if (k := served_policy(h)) is not None}
         report.policies = len(policies)
@@ -340,7 +345,7 @@ class Controller:
         if run is None:
             due = [
                 p for p in events
-                if now < p.event.start_s <= now + opts.preflight_ahead_s and self._preflight_due.get(self._event_key(p), 0.0) <= now
+                if not p.from_file and now < p.event.start_s <= now + opts.preflight_ahead_s and self._preflight_due.get(self._event_key(p), 0.0) <= now
             ]  # fmt: skip
             if not due:
                 return
@@ -505,6 +510,36 @@ class Controller:
                 self._event_once(obj, "InvalidSpec", str(exc), warning=True, now=now)
         return out
 
+    def _file_events(self, crs: list[_ParsedEvent]) -> list[_ParsedEvent]:
+        """The promotions of ``--calendar`` (a ConfigMap mount, for clusters without the CRDs): they
+        select policies in every watched namespace; a name a PromotionEvent already has is left
+        out; a file that does not read is one log line, and the PromotionEvents go on."""
+        from pathlib import Path
+
+        from autoscaler import yamlsafe
+        from autoscaler.calendar import read_entries
+
+        path = self.options.calendar_file
+        if not path:
+            return []
+        try:
+            entries = read_entries(yamlsafe.read(Path(path), path), None, path)
+            out = []
+            for e in entries:
+                spec, event = parse_event({"metadata": {"name": e.name}, "spec": e.spec})
+                if e.memory:
+                    event = event.model_copy(update={"memories": tuple(e.memory)})
+                out.append(_ParsedEvent({"metadata": {"name": e.name}, "spec": e.spec}, spec, event, {m.policy: m for m in e.memory}, from_file=True))
+        except (InputError, OSError) as exc:
+            self.telemetry.errors.labels("calendar-file").inc()
+            log.warning("calendar file %s: %s", path, exc)
+            return []
+        taken = {p.event.name for p in crs}
+        clash = sorted(p.event.name for p in out if p.event.name in taken)
+        if clash:
+            log.warning("calendar file %s: %s also PromotionEvent(s): the resources win", path, ", ".join(clash[:5]))
+        return [p for p in out if p.event.name not in taken]
+
     @staticmethod
     def _conditions(obj: dict) -> list[dict]:
         status = obj.get("status")
@@ -541,7 +576,7 @@ class Controller:
         key = (ns, name)
         labels = meta.get("labels") or {}
         policy = spec.cycle_policy(self.options.interval_s)
-        mine = [e for e in events if (e.obj.get("metadata") or {}).get("namespace") == ns and e.spec.targets.matches(labels)]
+        mine = [e for e in events if (e.from_file or (e.obj.get("metadata") or {}).get("namespace") == ns) and e.spec.targets.matches(labels)]
         calendar = [e.for_policy(name) for e in mine]
         previous = self._conditions(obj)
         deleting = bool(meta.get("deletionTimestamp"))
@@ -737,7 +772,7 @@ class Controller:
         for parsed in mine:
             e = parsed.event
             key = ((parsed.obj.get("metadata") or {}).get("namespace"), e.name)
-            if now < e.end_s + policy.cooldown_s or name in parsed.memory or name in self._recorded.get(key, {}):
+            if parsed.from_file or now < e.end_s + policy.cooldown_s or name in parsed.memory or name in self._recorded.get(key, {}):
                 continue
             if e.start_s - policy.reach_s < first_s:
                 continue  # its samples are gone (the controller was not running then)
@@ -859,6 +894,8 @@ class Controller:
 
     def _event_statuses(self, events: list[_ParsedEvent], plans: dict, now: float) -> None:
         for parsed in events:
+            if parsed.from_file:
+                continue  # a file entry has no status to write
             meta = parsed.obj.get("metadata") or {}
             ns = meta.get("namespace")
             matched = [(k, v) for k, v in plans.items() if k[0] == ns and parsed.spec.targets.matches(v[2])]

@@ -65,7 +65,26 @@ def load_policies(
                 },
             }
         ]
+        try:
+            return policies_of(docs, only)
+        except InputError as exc:
+            # the policy was built from options: name the option, not a document nobody wrote
+            field = exc.where.rsplit(".spec.", 1)[-1]
+            named = [opt for key, opt in OPTION_OF.items() if key.rsplit(".", 1)[-1] in exc.problem]
+            option = OPTION_OF.get(field) or (named[0] if named else "--lead-time")
+            raise InputError(option, exc.problem.replace("leadTime", "--lead-time").replace("minReplicas", "--min-replicas").replace("maxReplicas", "--max-replicas"), exc.fix) from None
     return policies_of(docs, only)
+
+
+#: the spec field behind each option of a policy built from options
+OPTION_OF = {
+    "leadTime": "--lead-time",
+    "minReplicas": "--min-replicas",
+    "maxReplicas": "--max-replicas",
+    "metric.capacityPerReplica": "--capacity-per-replica",
+    "metric.targetUtilization": "--target-utilization",
+    "mode": "--mode",
+}
 
 
 def policies_of(docs: list[dict], only: list[str] | None = None) -> list[PolicyDoc]:

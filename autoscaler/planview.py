@@ -64,6 +64,8 @@ class Plan(BaseModel):
     end: str
     tz: str
     targets: list[TargetPlan]
+    #: promotions in the window that select no policy (nothing is raised for them)
+    unmatched: list[str] = []
 
 
 @dataclass

@@ -615,3 +615,32 @@ def test_a_cycle_that_fails_as_a_whole_logs_one_line_and_readyz_turns_503(kube, 
     assert "500" in failures[0].getMessage() or "InternalError" in failures[0].getMessage()
     kube._faults.clear()
     assert ctl.run_guarded() is not None and ctl.telemetry.ready
+
+
+def test_a_calendar_file_raises_like_a_promotion_event_and_a_resource_of_its_name_wins(kube, prometheus, start, tmp_path):
+    t = start + 3600
+    seed(kube, event_start=t, extra_spec={"floor": "events-only"})
+    with kube.lock:  # no PromotionEvent resources: the file alone
+        del kube.objects[("peakscale.io/v1alpha1", "promotionevents", NS, "flash-sale")]
+    calendar = tmp_path / "calendar.yaml"
+    calendar.write_text(
+        "timezone: UTC\n"
+        "events:\n"
+        f"  - {{name: from-file, title: Night sale, start: '{iso(t)}', end: '{iso(t + 3600)}', kind: flash-sale, expectedPeak: 50000}}\n"
+    )
+    clock = Clock(t - LEAD - 60)
+    ctl = controller(kube, prometheus, clock, calendar_file=str(calendar))
+    ctl.run_cycle()
+    assert hpa_min(kube) == 72  # ceil(50,000 / (1,000 x 0.7)), as from the resource
+    assert "Night sale" in events_with(kube, "FloorRaised")[0]["message"]
+    assert not [w for w in kube.writes() if "/promotionevents/" in w[1]], "a file entry has no status to write"
+    # a PromotionEvent of the same name wins over the file's entry
+    kube.put_object({"apiVersion": "peakscale.io/v1alpha1", "kind": "PromotionEvent", "metadata": {"name": "from-file", "namespace": NS}, "spec": {"start": iso(t + 86400), "end": iso(t + 90000), "kind": "flash-sale"}})
+    clock.now = t + 600  # inside the file entry's window, not the resource's
+    ctl.run_cycle()
+    assert hpa_min(kube) == 3
+    # a file that does not read is one log line; the cycle goes on with the resources
+    calendar.write_text("events: [unclosed\n")
+    clock.now += 60
+    report = ctl.run_cycle()
+    assert report.leader and all(o.error is None for o in report.outcomes)

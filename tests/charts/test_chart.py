@@ -218,3 +218,13 @@ def test_chart_readme_is_generated_from_values():
     assert done.stdout == (CHART / "README.md").read_text(), "run: python charts/peakscale/generate_readme.py"
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert "`prometheus.url`" in done.stdout and values["replicaCount"] == 2
+
+
+def test_a_calendar_configmap_is_mounted_and_read():
+    deploy = next(o for o in render({"calendar": {"fromConfigMap": "promos"}}) if o["kind"] == "Deployment")
+    pod = deploy["spec"]["template"]["spec"]
+    assert "--calendar=/etc/peakscale/calendar/calendar.yaml" in pod["containers"][0]["args"]
+    assert {"name": "calendar", "configMap": {"name": "promos"}} in pod["volumes"]
+    assert any(m["mountPath"] == "/etc/peakscale/calendar" and m["readOnly"] for m in pod["containers"][0]["volumeMounts"])
+    plain = next(o for o in render({}) if o["kind"] == "Deployment")["spec"]["template"]["spec"]
+    assert not any(a.startswith("--calendar") for a in plain["containers"][0]["args"])
