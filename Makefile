@@ -35,6 +35,7 @@ debs:
 demo: env
 	@mkdir -p out
 	@$(UV) run --frozen --no-dev peakscale backtest --plot out/worldcup98-backtest.png
+	@echo "run the CLI: $(UV) run peakscale --help   (or: source .venv/bin/activate; peakscale --help)"
 
 # both cores: the suite is mostly single-threaded (each worker starts its own Prometheus)
 test: env-dev debs

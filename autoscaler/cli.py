@@ -16,7 +16,7 @@ import typer.core
 from rich.console import Console
 from rich.table import Table
 
-from autoscaler.errors import InputError
+from autoscaler.errors import InputError, clip
 
 try:  # typer vendors click from 0.2x on
     from typer._click import exceptions as click_exceptions
@@ -123,7 +123,7 @@ def backtest(
         Optional[Path],
         typer.Option(help="Calendar: CSV start,end,name,kind[,expected_multiplier,expected_peak] or the YAML calendar. Default: <trace>.events.csv beside the trace."),
     ] = None,
-    tz: Annotated[str, typer.Option(help="Zone of naive timestamps in the trace and calendar (IANA name).")] = "UTC",
+    tz: Annotated[str, typer.Option(help="Zone of naive timestamps in the trace and calendar (IANA name). Default UTC: trace exports usually are; the seasonality is learned on this clock, so give the users' zone when the trace is local.")] = "UTC",
     capacity_per_replica: Annotated[
         Optional[float],
         typer.Option(help="Demand one replica serves at 100 % (same unit as the trace per sample). Required with --trace."),
@@ -415,10 +415,10 @@ def controller(
         try:
             report = ctl.run_cycle()
         except (ApiException, HTTPError, OSError) as exc:
-            err_console.print(f"[bold red]error:[/] cannot reach the Kubernetes API ({type(exc).__name__}: {str(getattr(exc, 'reason', None) or exc)[:200]})", highlight=False)
+            err_console.print(f"[bold red]error:[/] cannot reach the Kubernetes API ({type(exc).__name__}: {clip(str(getattr(exc, 'reason', None) or exc), 200)})", highlight=False)
             raise typer.Exit(1)
         except Exception as exc:  # noqa: BLE001 (one line, never a traceback)
-            err_console.print(f"[bold red]error:[/] the cycle failed ({type(exc).__name__}: {str(exc)[:200]})", highlight=False)
+            err_console.print(f"[bold red]error:[/] the cycle failed ({type(exc).__name__}: {clip(str(exc), 200)})", highlight=False)
             raise typer.Exit(1)
         doc = {
             "leader": report.leader,
@@ -443,13 +443,13 @@ def controller(
 def plan(
     start: Annotated[str, typer.Option("--from", help="Start of the plan: now, a local time in --tz, or +2h from now. With --trace: the trace's start.")] = "now",
     end: Annotated[str, typer.Option("--to", help="End: +48h (from --from) or a local time in --tz. With --trace: the trace's end.")] = "+48h",
-    tz: Annotated[str, typer.Option("--tz", help="Zone of the times given and shown.")] = "Asia/Shanghai",
+    tz: Annotated[str, typer.Option("--tz", help="Zone of the times given and shown. Default Asia/Shanghai: the operators' wall clock, as in promo.")] = "Asia/Shanghai",
     trace: Annotated[Optional[Path], typer.Option(help="Offline history instead of Prometheus: a timestamp,value CSV.")] = None,
     trace_tz: Annotated[str, typer.Option(help="Zone of the trace's naive timestamps (and of --events).")] = "UTC",
     prometheus_url: Annotated[Optional[str], typer.Option(help="Prometheus to read each policy's history from.")] = None,
     events: Annotated[Optional[Path], typer.Option(help="A calendar file (CSV or YAML) instead of the promo store.")] = None,
     kinds: Annotated[Optional[list[str]], typer.Option("--kinds", help="With --events: the kinds that count (default: all but data kinds).")] = None,
-    policies: Annotated[Optional[Path], typer.Option(help="YAML file of ScalingPolicy resources. Default: one policy from the options below.")] = None,
+    policies: Annotated[Optional[Path], typer.Option(help="YAML file of ScalingPolicy resources. Default: the cluster's (when promotions come from it and no --capacity-per-replica is given), else one policy from the options below.")] = None,
     policy: Annotated[Optional[list[str]], typer.Option("--policy", help="Only these policies (repeatable).")] = None,
     capacity_per_replica: Annotated[Optional[float], typer.Option(help="Without --policies: demand one replica serves.")] = None,
     lead_time: Annotated[str, typer.Option(help="Without --policies: how long new capacity takes to serve.")] = "10m",
@@ -481,9 +481,10 @@ def plan(
 
     from autoscaler.calendar import load_calendar, select_kinds
     from autoscaler.durations import parse_duration_s
-    from autoscaler.inputs import HistoryUnavailable, load_policies, prometheus_history, trace_history
+    from autoscaler.inputs import HistoryUnavailable, load_policies, policies_of, prometheus_history, trace_history
     from autoscaler.planview import Plan, PolicyInput, plan_target
-    from autoscaler.promo_cli import Failed, _read, open_store, parse_time
+    from autoscaler.promo_cli import Failed, _read, _read_policies, open_store, parse_time
+    from autoscaler.store import KubeStore
     from autoscaler.resources import LabelSelector
     from autoscaler.timezones import aware, get_zone, shown, wall_seconds
 
@@ -501,13 +502,9 @@ def plan(
         def fmt(seconds: float) -> str:
             return shown(aware(seconds, clock_zone), show_zone)
 
-        # policies
-        docs = load_policies(
-            policies, only=policy, capacity_per_replica=capacity_per_replica, lead_time=lead_time, min_replicas=min_replicas, max_replicas=max_replicas
-        )
-        parsed = [(d.name, d.namespace, d.labels, d.spec) for d in docs]
         # calendar
         selectors: dict[str, LabelSelector] = {}
+        st = None
         if events is not None:
             calendar_events = select_kinds(load_calendar(events, clock_zone), _split_list(kinds))
         else:
@@ -516,6 +513,14 @@ def plan(
             for promo in _read(st):
                 calendar_events.append(promo.event(clock_zone))
                 selectors[promo.name] = promo.parsed.targets
+        # policies: a file, the cluster's (beside its promotions), or one from the options
+        if policies is None and capacity_per_replica is None and isinstance(st, KubeStore):
+            docs = policies_of(_read_policies(st), policy)
+        else:
+            docs = load_policies(
+                policies, only=policy, capacity_per_replica=capacity_per_replica, lead_time=lead_time, min_replicas=min_replicas, max_replicas=max_replicas
+            )
+        parsed = [(d.name, d.namespace, d.labels, d.spec) for d in docs]
         # history
         histories = {}
         interval_s = parse_duration_s(interval, field="--interval")

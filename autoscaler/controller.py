@@ -58,7 +58,7 @@ from autoscaler.cycle import (
     period_starts,
     stale_forecast,
 )
-from autoscaler.errors import InputError
+from autoscaler.errors import InputError, clip
 from autoscaler.headroom import A_EVENT, A_PLANNED, PodShape, placeholder_deployment, served_policy, shape_of
 from autoscaler.kube import FINALIZER, ORIGINAL_MIN, Kube, KubeError, now_rfc3339
 from autoscaler.leader import LEASE_DURATION_S, RENEW_DEADLINE_S, RETRY_PERIOD_S, LeaderElector, NotLeader
@@ -149,7 +149,7 @@ def _condition(kind: str, ok: bool, reason: str, message: str, now_s: float, pre
     status = "True" if ok else "False"
     old = next((c for c in previous if c.get("type") == kind), None)
     since = old["lastTransitionTime"] if old and old.get("status") == status and old.get("lastTransitionTime") else now_rfc3339(now_s)
-    return {"type": kind, "status": status, "reason": reason, "message": message[:512], "lastTransitionTime": since}
+    return {"type": kind, "status": status, "reason": reason, "message": clip(message, 512), "lastTransitionTime": since}
 
 
 class CycleFailed(Exception):
@@ -161,7 +161,7 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, ApiException):
         return f"HTTP {exc.status} {exc.reason or ''}".strip()
     text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text[:300]}" if not isinstance(exc, CycleFailed) else text[:400]
+    return f"{type(exc).__name__}: {clip(text, 300)}" if not isinstance(exc, CycleFailed) else clip(text, 400)
 
 
 def _step(what: str, call: Callable[[], list]) -> list:
@@ -287,7 +287,7 @@ class Controller:
                     self.telemetry.errors.labels("kubernetes").inc()
                     log.warning("policy %s/%s: %s", *key, message)
                 except Exception as exc:  # noqa: BLE001 (one object never stops the others)
-                    message = f"{type(exc).__name__}: {str(exc)[:300]}"
+                    message = f"{type(exc).__name__}: {clip(str(exc), 300)}"
                     outcome = Outcome(*key, action="error", error=message)
                     self.telemetry.errors.labels("internal").inc()
                     log.warning("policy %s/%s: %s", *key, message)
@@ -404,7 +404,7 @@ class Controller:
     def _fault(self, obj: dict, reason: str, message: str, now: float) -> None:
         """A condition and a Warning Event on the object at fault; the cycle goes on."""
         try:
-            self._write_status(obj, {"phase": "Error", "reason": message[:512], "conditions": [_condition("Ready", False, reason, message, now, self._conditions(obj))]})
+            self._write_status(obj, {"phase": "Error", "reason": clip(message, 512), "conditions": [_condition("Ready", False, reason, message, now, self._conditions(obj))]})
             self._event_once(obj, reason, message, warning=True, now=now)
         except NotLeader:
             raise
@@ -556,7 +556,7 @@ class Controller:
 
     def _event_once(self, obj: dict, reason: str, message: str, *, warning: bool, now: float) -> None:
         """An Event, unless the same condition was already reported (its message is in status)."""
-        if any(c.get("message") == message[:512] for c in self._conditions(obj)):
+        if any(c.get("message") == clip(message, 512) for c in self._conditions(obj)):
             return
         self._emit(obj, reason, message, warning=warning, now=now)
 
@@ -812,7 +812,7 @@ class Controller:
             except NotLeader:
                 raise
             except Exception as exc:  # noqa: BLE001 (retried already: report it, keep the floor's record)
-                message = f"{why} failed: {type(exc).__name__}: {getattr(exc, 'reason', None) or str(exc)[:200]}"
+                message = f"{why} failed: {type(exc).__name__}: {getattr(exc, 'reason', None) or clip(str(exc), 200)}"
                 self._write_failed.add(key)
                 outcome.error = message
                 self.telemetry.errors.labels("write").inc()

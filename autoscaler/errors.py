@@ -18,3 +18,14 @@ class InputError(ValueError):
         if fix:
             message += f" ({fix})"
         super().__init__(message)
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` at most ``limit`` characters, cut at a word boundary with an ellipsis (an error is
+    never cut mid-word)."""
+    text = " ".join(str(text).split())
+    if len(text) <= limit:
+        return text
+    head = text[: limit - 1]
+    cut = head.rfind(" ")
+    return (head[:cut] if cut > limit // 2 else head).rstrip(" ,;:") + "…"

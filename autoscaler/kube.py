@@ -22,7 +22,7 @@ import urllib3
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from autoscaler.errors import InputError
+from autoscaler.errors import InputError, clip
 from autoscaler.resources import EVENT_PLURAL, GROUP, POLICY_PLURAL, VERSION
 
 #: (scope, apiGroup, resource, verbs): exactly what this module calls
@@ -163,7 +163,7 @@ def api_client(kubeconfig: str | None, context: str | None, *, field: str = "--k
         except kconfig.ConfigException:
             return kconfig.new_client_from_config(context=context)
     except Exception as exc:  # noqa: BLE001 (the loader raises anything on a garbled file)
-        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        reason = clip(str(exc).splitlines()[0], 160) if str(exc) else type(exc).__name__
         raise InputError(field, f"cannot load Kubernetes credentials ({reason})", "give --kubeconfig with a valid kubeconfig, or run in a cluster") from None
 
 
@@ -443,7 +443,7 @@ class Kube:
                 resource_version=meta.get("resourceVersion"),
             ),
             reason=reason,
-            message=message[:1024],
+            message=clip(message, 1024),
             type="Warning" if warning else "Normal",
             first_timestamp=ts,
             last_timestamp=ts,

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from autoscaler.errors import InputError
+from autoscaler.errors import InputError, clip
 
 err = Console(stderr=True)
 STYLE = {"PASS": "green", "WARN": "yellow", "FAIL": "bold red"}
@@ -76,7 +76,7 @@ def preflight(
         policy_objs = kube.list_custom(POLICY_PLURAL, namespaces)
         event_objs = kube.list_custom(EVENT_PLURAL, namespaces)
     except (ApiException, HTTPError, OSError) as exc:
-        err.print(f"[bold red]error:[/] cannot reach the Kubernetes API ({type(exc).__name__}: {str(getattr(exc, 'reason', None) or exc)[:200]})", highlight=False)
+        err.print(f"[bold red]error:[/] cannot reach the Kubernetes API ({type(exc).__name__}: {clip(str(getattr(exc, 'reason', None) or exc), 200)})", highlight=False)
         raise typer.Exit(1)
     try:
         policies = []
@@ -114,7 +114,7 @@ def preflight(
                 now_s=now_s, interval_s=interval_s, lease_namespace=lease_namespace, lease_name=lease_name,
             )  # fmt: skip
         except (ApiException, HTTPError, OSError) as exc:
-            err.print(f"[bold red]error:[/] cannot read the cluster ({type(exc).__name__}: {str(getattr(exc, 'reason', None) or exc)[:200]})", highlight=False)
+            err.print(f"[bold red]error:[/] cannot read the cluster ({type(exc).__name__}: {clip(str(getattr(exc, 'reason', None) or exc), 200)})", highlight=False)
             raise typer.Exit(1)
         except InputError as error:
             fail(error)

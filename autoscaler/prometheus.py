@@ -15,6 +15,8 @@ Label values that come from custom resources are escaped before they reach PromQ
 
 from __future__ import annotations
 
+from autoscaler.errors import clip
+
 import math
 import threading
 from dataclasses import dataclass, field
@@ -52,6 +54,15 @@ class Series:
     @property
     def last_s(self) -> int | None:
         return int(self.times_s[-1]) if len(self.times_s) else None
+
+
+def _why(exc: Exception) -> str:
+    """What went wrong with a query, in a few words (the transport's own text runs long)."""
+    text = str(exc)
+    for needle, said in (("timed out", "timed out"), ("Timeout", "timed out"), ("Connection refused", "connection refused"), ("Name or service not known", "unknown host"), ("NameResolution", "unknown host")):
+        if needle in text:
+            return f"{said} ({type(exc).__name__})"
+    return f"{type(exc).__name__}: {clip(text, 200)}"
 
 
 class HistoryCache:
@@ -102,7 +113,7 @@ class HistoryCache:
                 step=f"{step_s}s",
             )
         except Exception as exc:  # connection refused, timeout, HTTP 4xx/5xx from the library
-            raise MetricsUnavailable(f"Prometheus query failed: {type(exc).__name__}: {str(exc)[:200]}") from None
+            raise MetricsUnavailable(f"Prometheus query failed: {_why(exc)}") from None
         points: dict[int, float] = {}
         for series in result or []:
             for ts, raw in series.get("values", []):

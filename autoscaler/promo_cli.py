@@ -23,7 +23,7 @@ from rich.table import Table
 from autoscaler import yamlsafe
 from autoscaler.calendar import MAX_PEAK, stamp
 from autoscaler.durations import format_duration, parse_duration_s
-from autoscaler.errors import InputError
+from autoscaler.errors import InputError, clip
 from autoscaler.store import FileStore, KubeStore, Promo, check_references, overlapping, overlaps, validate_promo
 from autoscaler.timezones import get_zone, next_occurrence, parse_aware, shown
 
@@ -44,7 +44,7 @@ KubeconfigOpt = Annotated[Optional[Path], typer.Option("--kubeconfig", help="Kub
 ContextOpt = Annotated[Optional[str], typer.Option("--context", help="Kubeconfig context for --store kube.")]
 AllowPastOpt = Annotated[bool, typer.Option("--allow-past", help="Accept a start in the past: record a past promotion, so that it teaches later ones of its kind.")]
 NamespaceOpt = Annotated[str, typer.Option("--namespace", "-n", help="Namespace of the PromotionEvents for --store kube.")]
-TzOpt = Annotated[str, typer.Option("--tz", help="Zone of local times given and shown (IANA name).")]
+TzOpt = Annotated[str, typer.Option("--tz", help="Zone of local times given and shown (IANA name). Default Asia/Shanghai: promotions are scheduled on the operators' wall clock; shown times carry their UTC offset.")]
 OutputOpt = Annotated[str, typer.Option("--output", "-o", help="table, json or yaml.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")]
 
@@ -182,7 +182,7 @@ def _reason(exc: Exception) -> str:
     text = getattr(exc, "reason", None) or str(exc)
     if "Max retries" in str(exc) or "Connection refused" in str(exc):
         text = "connection refused (is the cluster reachable?)"
-    return f"{type(exc).__name__}: {str(text)[:160]}"
+    return f"{type(exc).__name__}: {clip(str(text), 160)}"
 
 
 def parse_time(text: str, zone_name: str, field: str) -> datetime:
@@ -351,13 +351,22 @@ def add(
     namespace: NamespaceOpt = "default",
     quiet: QuietOpt = False,
 ) -> None:
-    """Schedule a promotion.
+    """Schedule a promotion: when, how big, which tiers.
+
+    A promotion says when and how big. How early capacity must be asked for (the warm-up: pod
+    start, cache fill, resharding) is the tier's lead time: spec.leadTime of its ScalingPolicy,
+    set in the stack config as scaling.leadTime; it is not an option here. --targets selects
+    ScalingPolicies by label (the stacks label them peakscale.io/tier=cache|edge|database); in the
+    cluster, the policies it matches are listed, and none is a warning. Times are local in --tz
+    and printed back with their offset; MM-DD HH:MM is the next such date; a start in the past
+    needs --allow-past. With --store auto (the default) the promotion goes to the cluster when a
+    kubeconfig context is found, else to ~/.config/peakscale/calendar.yaml; the command says where.
 
     Examples:
 
-    peakscale promo add kol-live-1111 --start '2026-11-11 20:00' --duration 3h --kind kol-live --multiplier 6 --targets tier=edge
+    peakscale promo add kol-live-1111 --start '11-11 20:00' --duration 3h --kind kol-live --multiplier 6 --targets peakscale.io/tier=edge -n live
 
-    peakscale promo add d11 --start '2026-11-10 23:30' --end '2026-11-11 02:00' --kind double11 --like d11-2025 --store kube -n live
+    peakscale promo add double11-redis --start '11-11 20:00' --duration 4h --kind double11 --multiplier 8 --title '11.11 KOL live' --targets peakscale.io/tier=cache --store kube -n live
     """
     try:
         st = open_store(store, calendar, kubeconfig, context, namespace)
