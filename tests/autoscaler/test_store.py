@@ -7,6 +7,7 @@ import stat
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import yaml
@@ -17,9 +18,13 @@ from autoscaler.store import FileStore, Promo
 SPEC = {"start": "2026-11-11T20:00:00+08:00", "end": "2026-11-11T22:00:00+08:00", "kind": "kol-live"}
 
 
+#: a day that is always ahead of the clock, so no add needs --allow-past
+FUTURE_DAY = (datetime.now(timezone.utc) + timedelta(days=30)).strftime("%Y-%m-%d")
+
+
 def add(calendar, name: str, start_hour: int) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "autoscaler.cli", "promo", "add", name, "--start", f"2026-12-01 {start_hour:02d}:00", "--duration", "1h", "--kind", f"k{start_hour}", "--calendar", str(calendar), "-q"],
+        [sys.executable, "-m", "autoscaler.cli", "promo", "add", name, "--start", f"{FUTURE_DAY} {start_hour:02d}:00", "--duration", "1h", "--kind", f"k{start_hour}", "--calendar", str(calendar), "-q"],
         capture_output=True,
         text=True,
         timeout=120,
