@@ -9,7 +9,6 @@ COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --frozen --no-dev --no-install-project
 COPY autoscaler/ autoscaler/
 COPY stacks/ stacks/
-COPY data/ data/
 RUN uv sync --frozen --no-dev
 
 FROM python:3.11-slim@sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7

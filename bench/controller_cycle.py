@@ -16,9 +16,9 @@ from kubernetes import client
 from rich.console import Console
 from rich.table import Table
 
-from autoscaler.controller import Controller, ControllerOptions
-from autoscaler.kube import Kube
-from autoscaler.prometheus import HistoryCache
+from autoscaler.controller.reconcile import Controller, ControllerOptions
+from autoscaler.adapters.kube import Kube
+from autoscaler.adapters.prometheus import HistoryCache
 import json
 import subprocess
 import sys

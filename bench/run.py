@@ -24,13 +24,14 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from autoscaler.backtest import Scenario, run_backtest
-from autoscaler.calendar import load_calendar, select_kinds
-from autoscaler.cycle import CyclePolicy, CycleState, HpaFloor, Seen, decide, index_calendar, live_forecast
-from autoscaler.forecast import ForecastSettings
-from autoscaler.plan import PlanPolicy
-from autoscaler.timezones import get_zone
-from autoscaler.trace import load_trace
+from autoscaler.core.backtest import Scenario, run_backtest
+from autoscaler.core.calendar import select_kinds
+from autoscaler.adapters.calendar_files import load_calendar
+from autoscaler.core.cycle import CyclePolicy, CycleState, HpaFloor, Seen, decide, index_calendar, live_forecast
+from autoscaler.core.forecast import ForecastSettings
+from autoscaler.core.plan import PlanPolicy
+from autoscaler.core.timezones import get_zone
+from autoscaler.adapters.trace_files import load_trace
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -55,7 +56,7 @@ SCENARIOS = [
 
 def trace_paths(name: str) -> tuple[Path, Path] | None:
     stem = name.removesuffix(".csv")
-    for folder, suffix in ((SHARED, ""), (REPO / "data" / "traces", ".gz")):
+    for folder, suffix in ((SHARED, ""), (REPO / "autoscaler" / "data" / "traces", ".gz")):
         trace, events = folder / f"{name}{suffix}", folder / f"{stem}.events.csv"
         if trace.is_file() and events.is_file():
             return trace, events

@@ -1,7 +1,7 @@
-"""The peakscale policy pack: ``pulumi preview --policy-pack policy``. Rules live in stacks/policy.py."""
+"""The peakscale policy pack: ``pulumi preview --policy-pack policy``. Rules live in stacks/crossguard.py (CrossGuard rules)."""
 
 from pulumi_policy import PolicyPack
 
-from stacks.policy import build_policies
+from stacks.crossguard import build_policies
 
 PolicyPack(name="peakscale-platform", policies=build_policies())

@@ -12,7 +12,7 @@ from pathlib import Path
 import pulumi
 import pulumi_kubernetes as k8s
 
-from autoscaler.durations import format_duration
+from autoscaler.core.durations import format_duration
 from stacks.config import ControllerConfig, StackConfig
 from stacks.contract import ScaleContract
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from autoscaler.durations import parse_duration_s
+from autoscaler.core.durations import parse_duration_s
 from stacks.config import EdgeConfig, StackConfig
 from stacks.contract import ScaleContract, TargetRef
 from stacks.workload import disruption_budget, labels, metrics_endpoint, selector, spread, tcp_probe

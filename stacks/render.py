@@ -114,7 +114,7 @@ def load_stack_file(repo: Path, stack: str) -> dict[str, Any]:
     if not path.is_file():
         known = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in repo.glob("Pulumi.*.yaml"))
         raise ConfigError(f"--stack: no Pulumi.{stack}.yaml (stacks here: {', '.join(known) or 'none'})")
-    from autoscaler import yamlsafe
+    from autoscaler.adapters import yamlsafe
     from autoscaler.errors import InputError
 
     try:

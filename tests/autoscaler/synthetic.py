@@ -6,8 +6,8 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from autoscaler.calendar import PromotionEvent
-from autoscaler.timezones import wall_seconds
+from autoscaler.core.calendar import PromotionEvent
+from autoscaler.core.timezones import wall_seconds
 
 START = datetime(2026, 10, 1)
 

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from autoscaler.cli import app
+from autoscaler.cli.app import app
 
-from autoscaler.backtest import STRATEGIES, Scenario, run_backtest
+from autoscaler.core.backtest import STRATEGIES, Scenario, run_backtest
 from autoscaler.errors import InputError
-from autoscaler.plan import PlanPolicy
-from autoscaler.trace import Trace
+from autoscaler.core.plan import PlanPolicy
+from autoscaler.core.trace import Trace
 from tests.autoscaler.synthetic import add_surges, daily_series, nightly_events
 
 DAYS = 10
@@ -131,8 +131,8 @@ def test_a_trace_with_gaps_backtests_and_the_figures_report_the_missing_minutes(
 
 def test_every_strategy_holds_through_a_gap(tmp_path):
     path, events = gappy_trace(tmp_path)
-    from autoscaler.timezones import get_zone
-    from autoscaler.trace import load_trace
+    from autoscaler.core.timezones import get_zone
+    from autoscaler.adapters.trace_files import load_trace
 
     trace = load_trace(path, get_zone("UTC"))
     result = run_backtest(trace, events, scenario())

@@ -1,8 +1,9 @@
 import pytest
 
-from autoscaler.calendar import load_calendar, select_kinds
+from autoscaler.core.calendar import select_kinds
+from autoscaler.adapters.calendar_files import load_calendar
 from autoscaler.errors import InputError
-from autoscaler.timezones import get_zone
+from autoscaler.core.timezones import get_zone
 
 UTC = get_zone("UTC")
 

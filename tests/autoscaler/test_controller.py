@@ -13,10 +13,10 @@ from datetime import datetime, timezone
 import pytest
 from kubernetes import client
 
-from autoscaler.controller import Controller, ControllerOptions
-from autoscaler.kube import ORIGINAL_MIN, Kube
-from autoscaler.prometheus import HistoryCache, escape_label_value, render_query
-from autoscaler.telemetry import Telemetry, serve
+from autoscaler.controller.reconcile import Controller, ControllerOptions
+from autoscaler.adapters.kube import ORIGINAL_MIN, Kube
+from autoscaler.adapters.prometheus import HistoryCache, escape_label_value, render_query
+from autoscaler.controller.telemetry import Telemetry, serve
 from tests.autoscaler.conftest import BASE_DEMAND
 from tests.fakes.kube import write_kubeconfig
 from tests.prometheus_server import free_port
@@ -509,7 +509,7 @@ def test_a_slow_prometheus_times_out_instead_of_stalling_the_cycle():
     import threading
     import time
 
-    from autoscaler.prometheus import MetricsUnavailable
+    from autoscaler.adapters.prometheus import MetricsUnavailable
 
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from autoscaler.calendar import PromotionEvent
-from autoscaler.cycle import (
+from autoscaler.core.calendar import PromotionEvent
+from autoscaler.core.cycle import (
     LOWER,
     NONE,
     RAISE,
@@ -26,7 +26,7 @@ from autoscaler.cycle import (
     index_calendar,
     next_action,
 )
-from autoscaler.plan import FROZEN, STABILIZATION, PlanPolicy
+from autoscaler.core.plan import FROZEN, STABILIZATION, PlanPolicy
 
 T0 = datetime(2026, 11, 11, 12, 0)
 STEP = 60
@@ -255,7 +255,7 @@ def test_floor_properties(original, hpa_max, policy_max, steps, floor_rule):
 
 # --- node headroom --------------------------------------------------------------------------------
 
-from autoscaler.cycle import HEADROOM_CREATE, HEADROOM_DELETE, HEADROOM_RESIZE, headroom_window  # noqa: E402
+from autoscaler.core.cycle import HEADROOM_CREATE, HEADROOM_DELETE, HEADROOM_RESIZE, headroom_window  # noqa: E402
 
 NODE_LEAD = 300
 

@@ -1,7 +1,7 @@
 import pytest
 from hypothesis import given, strategies as st
 
-from autoscaler.durations import format_duration, parse_duration_s
+from autoscaler.core.durations import format_duration, parse_duration_s
 from autoscaler.errors import InputError
 
 

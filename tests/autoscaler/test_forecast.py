@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from autoscaler.calendar import PromotionEvent, event_mask
-from autoscaler.forecast import ForecastSettings, fit_baseline, forecast_at
+from autoscaler.core.calendar import PromotionEvent, event_mask
+from autoscaler.core.forecast import ForecastSettings, fit_baseline, forecast_at
 from tests.autoscaler.synthetic import START, add_surges, daily_series, nightly_events
 
 DAYS = 9

@@ -19,16 +19,16 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings, strategies as st
 from typer.testing import CliRunner
 
-from autoscaler import yamlsafe
-from autoscaler.calendar import read_entries
-from autoscaler.cli import app
-from autoscaler.durations import parse_duration_s
+from autoscaler.adapters import yamlsafe
+from autoscaler.core.calendar import read_entries
+from autoscaler.cli.app import app
+from autoscaler.core.durations import parse_duration_s
 from autoscaler.errors import InputError
-from autoscaler.promo_cli import parse_targets, parse_time
-from autoscaler.resources import parse_event, parse_policy
-from autoscaler.store import FileStore
-from autoscaler.timezones import get_zone
-from autoscaler.trace import load_trace
+from autoscaler.cli.promo import parse_targets, parse_time
+from autoscaler.core.resources import parse_event, parse_policy
+from autoscaler.adapters.store import FileStore
+from autoscaler.core.timezones import get_zone
+from autoscaler.adapters.trace_files import load_trace
 
 runner = CliRunner()
 UTC = get_zone("UTC")

@@ -12,11 +12,11 @@ from datetime import datetime, timedelta
 import numpy as np
 from hypothesis import given, settings, strategies as st
 
-from autoscaler.calendar import PromotionEvent
-from autoscaler.cycle import CyclePolicy, forecast_table, replay
-from autoscaler.forecast import ForecastSettings
-from autoscaler.plan import PlanPolicy
-from autoscaler.timezones import wall_seconds
+from autoscaler.core.calendar import PromotionEvent
+from autoscaler.core.cycle import CyclePolicy, forecast_table, replay
+from autoscaler.core.forecast import ForecastSettings
+from autoscaler.core.plan import PlanPolicy
+from autoscaler.core.timezones import wall_seconds
 
 START = datetime(2026, 11, 8)
 STEP = 300

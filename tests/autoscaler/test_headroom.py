@@ -13,10 +13,10 @@ import math
 
 import pytest
 
-from autoscaler.controller import Controller, ControllerOptions
-from autoscaler.headroom import A_PLANNED, PAUSE_IMAGE, placeholder_name
-from autoscaler.kube import Kube
-from autoscaler.prometheus import HistoryCache
+from autoscaler.controller.reconcile import Controller, ControllerOptions
+from autoscaler.controller.headroom import A_PLANNED, PAUSE_IMAGE, placeholder_name
+from autoscaler.adapters.kube import Kube
+from autoscaler.adapters.prometheus import HistoryCache
 from tests.autoscaler.test_controller import NS, api_for, events_with, iso
 from tests.fakes.kube import is_ready
 

@@ -29,15 +29,15 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from autoscaler.backtest import Scenario, run_backtest
-from autoscaler.calendar import load_calendar
-from autoscaler.cli import app
-from autoscaler.controller import Controller, ControllerOptions
-from autoscaler.kube import Kube
-from autoscaler.prometheus import HistoryCache
-from autoscaler.resources import parse_policy
-from autoscaler.timezones import get_zone
-from autoscaler.trace import load_trace
+from autoscaler.core.backtest import Scenario, run_backtest
+from autoscaler.adapters.calendar_files import load_calendar
+from autoscaler.cli.app import app
+from autoscaler.controller.reconcile import Controller, ControllerOptions
+from autoscaler.adapters.kube import Kube
+from autoscaler.adapters.prometheus import HistoryCache
+from autoscaler.core.resources import parse_policy
+from autoscaler.core.timezones import get_zone
+from autoscaler.adapters.trace_files import load_trace
 from tests.autoscaler.test_controller import Clock, api_for, iso
 from tests.prometheus_server import PrometheusServer, backfill, write_openmetrics
 

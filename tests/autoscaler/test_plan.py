@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from autoscaler.errors import InputError
-from autoscaler.plan import (
+from autoscaler.core.plan import (
     FORECAST,
     FROZEN,
     MAX_BOUND,

@@ -15,11 +15,11 @@ from datetime import datetime, timezone
 import pytest
 from typer.testing import CliRunner
 
-from autoscaler.cli import app
-from autoscaler.controller import Controller, ControllerOptions
-from autoscaler.kube import Kube, now_micro
-from autoscaler.leader import lease_annotations
-from autoscaler.prometheus import HistoryCache
+from autoscaler.cli.app import app
+from autoscaler.controller.reconcile import Controller, ControllerOptions
+from autoscaler.adapters.kube import Kube, now_micro
+from autoscaler.controller.leader import lease_annotations
+from autoscaler.adapters.prometheus import HistoryCache
 from tests.autoscaler.test_controller import api_for, iso
 from tests.fakes.kube import write_kubeconfig
 

@@ -14,11 +14,11 @@ import yaml
 from hypothesis import given, settings, strategies as st
 from typer.testing import CliRunner
 
-from autoscaler.cli import app
+from autoscaler.cli.app import app
 from autoscaler.errors import InputError
-from autoscaler.planview import Plan
-from autoscaler.promo_cli import _import_rows, parse_time
-from autoscaler.durations import parse_duration_s
+from autoscaler.core.schedule import Plan
+from autoscaler.cli.promo import _import_rows, parse_time
+from autoscaler.core.durations import parse_duration_s
 from tests.fakes.kube import FakeKube, write_kubeconfig
 
 runner = CliRunner()
@@ -214,8 +214,9 @@ def test_plan_prescales_before_each_world_cup_match_and_json_round_trips(shared_
     plan = Plan.model_validate_json(done.stdout)
     assert json.loads(plan.model_dump_json()) == json.loads(done.stdout)
     target = plan.targets[0]
-    from autoscaler.calendar import load_calendar, select_kinds
-    from autoscaler.timezones import get_zone
+    from autoscaler.core.calendar import select_kinds
+    from autoscaler.adapters.calendar_files import load_calendar
+    from autoscaler.core.timezones import get_zone
 
     events = select_kinds(load_calendar(shared_traces / "worldcup98_requests_1min.events.csv", get_zone("UTC")), ["sports match (scheduled)"])
     assert len(events) == 64

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from autoscaler.errors import InputError
-from autoscaler.resources import parse_event, parse_policy
+from autoscaler.core.resources import parse_event, parse_policy
 
 CRDS = Path(__file__).resolve().parents[2] / "charts" / "peakscale" / "crds"
 

@@ -9,7 +9,7 @@ import numpy as np
 import yaml
 from typer.testing import CliRunner
 
-from autoscaler.cli import app
+from autoscaler.cli.app import app
 from tests.autoscaler.test_controller import NS, iso, seed
 from tests.fakes.kube import write_kubeconfig
 

@@ -1,6 +1,6 @@
 import numpy as np
 
-from autoscaler.simulate import figures, ready_replicas, simulate_hpa
+from autoscaler.core.simulate import figures, ready_replicas, simulate_hpa
 
 
 def test_new_replicas_serve_only_after_lead_time_and_leave_at_once():
@@ -58,8 +58,8 @@ def test_figures_count_unserved_demand_against_ready_capacity():
 
 from hypothesis import given, settings, strategies as st  # noqa: E402
 
-from autoscaler.cycle import placeholders_for  # noqa: E402
-from autoscaler.simulate import ready_with_nodes  # noqa: E402
+from autoscaler.core.cycle import placeholders_for  # noqa: E402
+from autoscaler.core.simulate import ready_with_nodes  # noqa: E402
 
 counts = st.lists(st.integers(0, 40), min_size=1, max_size=80)
 

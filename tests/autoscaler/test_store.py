@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from autoscaler.errors import InputError
-from autoscaler.store import FileStore, Promo
+from autoscaler.adapters.store import FileStore, Promo
 
 SPEC = {"start": "2026-11-11T20:00:00+08:00", "end": "2026-11-11T22:00:00+08:00", "kind": "kol-live"}
 

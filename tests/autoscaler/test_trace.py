@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from autoscaler.errors import InputError
-from autoscaler.timezones import get_zone
-from autoscaler.trace import load_trace
+from autoscaler.core.timezones import get_zone
+from autoscaler.adapters.trace_files import load_trace
 
 UTC = get_zone("UTC")
 

@@ -13,8 +13,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from autoscaler.kube import API_PERMISSIONS
-from autoscaler.telemetry import METRIC_NAMES
+from autoscaler.adapters.kube import API_PERMISSIONS
+from autoscaler.controller.telemetry import METRIC_NAMES
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "peakscale"
 KUBERNETES = "1.31"
@@ -98,8 +98,8 @@ def test_cluster_wide_needs_an_explicit_value():
 
 
 def test_leader_election_values_match_the_controllers_defaults():
-    from autoscaler.durations import parse_duration_s
-    from autoscaler.leader import LEASE_DURATION_S, RENEW_DEADLINE_S, RETRY_PERIOD_S
+    from autoscaler.core.durations import parse_duration_s
+    from autoscaler.controller.leader import LEASE_DURATION_S, RENEW_DEADLINE_S, RETRY_PERIOD_S
 
     values = yaml.safe_load((CHART / "values.yaml").read_text())["leaderElection"]
     assert (parse_duration_s(values["leaseDuration"]), parse_duration_s(values["renewDeadline"]), parse_duration_s(values["retryPeriod"])) == (LEASE_DURATION_S, RENEW_DEADLINE_S, RETRY_PERIOD_S)
@@ -158,7 +158,7 @@ def test_rbac_grants_exactly_what_the_controller_calls(values):
 
 
 def test_the_headroom_priority_class_is_negative_and_never_preempts():
-    from autoscaler.resources import DEFAULT_PRIORITY_CLASS
+    from autoscaler.core.resources import DEFAULT_PRIORITY_CLASS
 
     pc = next(o for o in render({}) if o["kind"] == "PriorityClass")
     assert pc["metadata"]["name"] == DEFAULT_PRIORITY_CLASS and pc["value"] < 0
@@ -197,7 +197,7 @@ def test_dashboard_is_a_grafana_model_over_metrics_the_controller_exports():
 
 
 def test_the_controller_exports_the_metrics_the_dashboard_names():
-    from autoscaler.telemetry import Telemetry
+    from autoscaler.controller.telemetry import Telemetry
 
     body = Telemetry()
     body.planned.labels("ns", "p").set(1)

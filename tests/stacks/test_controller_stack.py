@@ -8,8 +8,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from autoscaler.durations import parse_duration_s
-from autoscaler.resources import parse_policy
+from autoscaler.core.durations import parse_duration_s
+from autoscaler.core.resources import parse_policy
 from stacks.controller import CHART_DIR
 
 CRD = yaml.safe_load((CHART_DIR / "crds" / "scalingpolicies.peakscale.io.yaml").read_text())

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from stacks.config import ConfigError, parse_stack_config
-from stacks.policy import check_pdb_per_tier
+from stacks.crossguard import check_pdb_per_tier
 from stacks.render import MOCK_PASSWORD, REDACTED, render, write
 
 KUBERNETES = "1.31"

@@ -30,7 +30,7 @@ from typing import Callable
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from autoscaler.kube import Kube, now_micro
+from autoscaler.adapters.kube import Kube, now_micro
 
 log = logging.getLogger("peakscale.leader")
 
@@ -47,7 +47,7 @@ FIELDS_ANNOTATION = "peakscale.io/policy-fields"
 
 def lease_annotations() -> dict[str, str]:
     from autoscaler import __version__
-    from autoscaler.resources import policy_fields
+    from autoscaler.core.resources import policy_fields
 
     return {VERSION_ANNOTATION: __version__, FIELDS_ANNOTATION: ",".join(policy_fields())}
 

@@ -16,39 +16,14 @@ import csv
 import gzip
 import io
 import math
-from dataclasses import dataclass
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from autoscaler.core.timezones import parse_aware, wall_seconds
+from autoscaler.core.trace import MAX_SAMPLES, MAX_VALUE, Trace
 from autoscaler.errors import InputError
-from autoscaler.timezones import parse_aware, wall_seconds
-from zoneinfo import ZoneInfo
-
-
-#: the largest value a sample may hold (a demand beyond it is a unit error, and sums of it overflow)
-MAX_VALUE = 1e15
-#: the most steps a trace may span (10 years of minutes)
-MAX_SAMPLES = 10 * 366 * 1440
-
-
-@dataclass(frozen=True)
-class Trace:
-    """A regular series: ``times_s`` in wall-clock seconds, ``values`` >= 0 or NaN where missing,
-    fixed ``step_s``."""
-
-    name: str
-    times_s: np.ndarray
-    values: np.ndarray
-    step_s: int
-
-    def __len__(self) -> int:
-        return len(self.values)
-
-    @property
-    def missing(self) -> int:
-        """Samples with no value (missing rows, empty values, NaN)."""
-        return int(np.isnan(self.values).sum())
 
 
 def open_text(path: Path) -> io.TextIOBase:

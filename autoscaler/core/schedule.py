@@ -20,10 +20,10 @@ from typing import Callable
 import numpy as np
 from pydantic import BaseModel
 
-from autoscaler.calendar import PromotionEvent, event_mask
-from autoscaler.cycle import NONE, SCALE, CycleDecision, HpaFloor, Replay, forecast_table, remember, replay
-from autoscaler.forecast import ForecastSettings, fit_baseline
-from autoscaler.resources import ScalingPolicySpec
+from autoscaler.core.calendar import PromotionEvent, event_mask
+from autoscaler.core.cycle import NONE, SCALE, CycleDecision, HpaFloor, Replay, forecast_table, remember, replay
+from autoscaler.core.forecast import ForecastSettings, fit_baseline
+from autoscaler.core.resources import ScalingPolicySpec
 
 SPARK = "▁▂▃▄▅▆▇█"
 

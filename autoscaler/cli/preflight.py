@@ -1,4 +1,4 @@
-"""``peakscale preflight``: the checks of ``autoscaler.preflight`` against the cluster, as a table or JSON."""
+"""``peakscale preflight``: the checks of ``autoscaler.controller.preflight`` against the cluster, as a table or JSON."""
 
 from __future__ import annotations
 
@@ -45,14 +45,14 @@ def preflight(
     from kubernetes.client.rest import ApiException
     from urllib3.exceptions import HTTPError
 
-    from autoscaler.cli import fail
-    from autoscaler.durations import parse_duration_s
-    from autoscaler.inputs import PolicyDoc, prometheus_history
-    from autoscaler.kube import Kube, api_client, now_rfc3339
-    from autoscaler.preflight import Report, run_checks
-    from autoscaler.promo_cli import parse_time
-    from autoscaler.resources import EVENT_PLURAL, POLICY_PLURAL, parse_event, parse_policy
-    from autoscaler.timezones import get_zone
+    from autoscaler.cli.app import fail
+    from autoscaler.core.durations import parse_duration_s
+    from autoscaler.adapters.inputs import PolicyDoc, prometheus_history
+    from autoscaler.adapters.kube import Kube, api_client, now_rfc3339
+    from autoscaler.controller.preflight import Report, run_checks
+    from autoscaler.cli.promo import parse_time
+    from autoscaler.core.resources import EVENT_PLURAL, POLICY_PLURAL, parse_event, parse_policy
+    from autoscaler.core.timezones import get_zone
 
     try:
         if output not in ("table", "json"):
@@ -135,7 +135,7 @@ class _Quiet:
 
 
 def _print(report, chosen, zone) -> None:
-    from autoscaler.timezones import aware, get_zone, shown
+    from autoscaler.core.timezones import aware, get_zone, shown
 
     console = Console() if Console().is_terminal else Console(width=160, no_color=True)
     if not chosen:

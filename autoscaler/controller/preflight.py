@@ -30,12 +30,12 @@ from typing import Callable, Literal
 import numpy as np
 from pydantic import BaseModel
 
-from autoscaler.calendar import PromotionEvent
-from autoscaler.cycle import action_window, headroom_window
+from autoscaler.core.calendar import PromotionEvent
+from autoscaler.core.cycle import action_window, headroom_window
 from autoscaler.errors import InputError
-from autoscaler.headroom import COMPONENT, MANAGED_BY, PodShape, quantity, shape_of
-from autoscaler.inputs import PolicyDoc
-from autoscaler.kube import HpaView
+from autoscaler.controller.headroom import COMPONENT, MANAGED_BY, PodShape, quantity, shape_of
+from autoscaler.adapters.inputs import PolicyDoc
+from autoscaler.adapters.kube import HpaView
 
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
 #: exit code of ``peakscale preflight`` by the worst status
@@ -84,7 +84,7 @@ class PlannedRaise:
 
 def planned_raise(policy: PolicyDoc, times: np.ndarray, values: np.ndarray, calendar: list[PromotionEvent], event: PromotionEvent, now_s: int, interval_s: int) -> PlannedRaise:
     """What ``peakscale plan`` shows for ``event`` on this policy."""
-    from autoscaler.planview import PolicyInput, replay_target
+    from autoscaler.core.schedule import PolicyInput, replay_target
 
     cycle_policy = policy.spec.cycle_policy(interval_s)
     lo, hi = action_window(cycle_policy, event)
@@ -346,8 +346,8 @@ def _time_s(text: str | None) -> float | None:
 
 
 def check_controller(policy: PolicyDoc, raw_spec: dict, c: ClusterFacts) -> Check:
-    from autoscaler.leader import FIELDS_ANNOTATION, VERSION_ANNOTATION
-    from autoscaler.resources import fields_used
+    from autoscaler.controller.leader import FIELDS_ANNOTATION, VERSION_ANNOTATION
+    from autoscaler.core.resources import fields_used
 
     what = f"Lease {c.lease_name}"
     fix = "check the peakscale controller (kubectl -n <its namespace> get pods,lease)"
@@ -406,7 +406,7 @@ def target_facts(kube, policy: PolicyDoc, hpas: dict, quotas: dict, pdbs: dict) 
     per-namespace lists across policies."""
     from kubernetes.client.rest import ApiException
 
-    from autoscaler.kube import KubeError
+    from autoscaler.adapters.kube import KubeError
 
     ns, spec = policy.namespace, policy.spec
     ref = spec.target_ref
@@ -469,7 +469,7 @@ def run_checks(
     every promotion that targets it (past ones teach), ``history(policy)`` its samples (raising
     ``inputs.HistoryUnavailable`` when Prometheus does not). ``cache`` keeps what was read of
     the cluster across calls (the controller checks a few policies per cycle)."""
-    from autoscaler.inputs import HistoryUnavailable
+    from autoscaler.adapters.inputs import HistoryUnavailable
 
     raw_specs = {(p.namespace, p.name): raw for p, raw in policies}
     docs = [p for p, _ in policies]

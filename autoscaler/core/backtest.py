@@ -33,13 +33,13 @@ from typing import Callable
 
 import numpy as np
 
-from autoscaler.calendar import PromotionEvent, event_mask
-from autoscaler.cycle import NONE, CyclePolicy, HpaFloor, Replay, forecast_table, horizon_steps, placeholders_for, remember, replay
+from autoscaler.core.calendar import PromotionEvent, event_mask
+from autoscaler.core.cycle import NONE, CyclePolicy, HpaFloor, Replay, forecast_table, horizon_steps, placeholders_for, remember, replay
 from autoscaler.errors import InputError
-from autoscaler.forecast import ForecastSettings
-from autoscaler.plan import PlanPolicy
-from autoscaler.simulate import NODE_RELEASE_S, Figures, figures, need_replicas, ready_replicas, ready_with_nodes, simulate_hpa
-from autoscaler.trace import Trace
+from autoscaler.core.forecast import ForecastSettings
+from autoscaler.core.plan import PlanPolicy
+from autoscaler.core.simulate import NODE_RELEASE_S, Figures, figures, need_replicas, ready_replicas, ready_with_nodes, simulate_hpa
+from autoscaler.core.trace import Trace
 
 STRATEGIES = ("reactive", "schedule", "history", "peakscale", "peakscale-scale", "oracle")
 Progress = Callable[[str, float], None]

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from stacks.policy import (
+from stacks.crossguard import (
     RESOURCE_RULES,
     STACK_RULES,
     build_policies,

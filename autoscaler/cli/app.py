@@ -62,7 +62,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-BUNDLED_DIR = Path(__file__).resolve().parent.parent / "data" / "traces"
+BUNDLED_DIR = Path(__file__).resolve().parent.parent / "data" / "traces"  # travels in the wheel
 BUNDLED_TRACE = BUNDLED_DIR / "worldcup98_requests_1min.csv.gz"
 BUNDLED_EVENTS = BUNDLED_DIR / "worldcup98_requests_1min.events.csv"
 #: the bundled trace's scenario: 2,000 requests/min per replica, 10 min to start and warm up
@@ -78,7 +78,7 @@ def fail(error: InputError) -> None:
     raise typer.Exit(2)
 
 
-from autoscaler.promo_cli import promo_app  # noqa: E402 (the sub-app needs `app` defined first)
+from autoscaler.cli.promo import promo_app  # noqa: E402 (the sub-app needs `app` defined first)
 
 app.add_typer(promo_app, name="promo")
 
@@ -168,13 +168,14 @@ def backtest(
 
     peakscale backtest --json | jq .strategies.peakscale.events
     """
-    from autoscaler.backtest import STRATEGIES, Scenario, run_backtest
-    from autoscaler.forecast import ForecastSettings
-    from autoscaler.calendar import load_calendar, select_kinds
-    from autoscaler.durations import parse_duration_s
-    from autoscaler.plan import PlanPolicy
-    from autoscaler.timezones import get_zone
-    from autoscaler.trace import load_trace
+    from autoscaler.core.backtest import STRATEGIES, Scenario, run_backtest
+    from autoscaler.core.forecast import ForecastSettings
+    from autoscaler.core.calendar import select_kinds
+    from autoscaler.adapters.calendar_files import load_calendar
+    from autoscaler.core.durations import parse_duration_s
+    from autoscaler.core.plan import PlanPolicy
+    from autoscaler.core.timezones import get_zone
+    from autoscaler.adapters.trace_files import load_trace
 
     try:
         zone = get_zone(tz)
@@ -233,7 +234,7 @@ def backtest(
         with _progress(enabled=not quiet and not as_json) as report:
             result = run_backtest(series, selected, scenario, tuple(chosen), progress=report)
         if plot is not None:
-            from autoscaler.plot import plot_backtest
+            from autoscaler.adapters.plot import plot_backtest
 
             plot_backtest(result, plot)
     except InputError as error:
@@ -331,11 +332,11 @@ def controller(
     import socket
     import threading
 
-    from autoscaler.controller import Controller, ControllerOptions
-    from autoscaler.durations import parse_duration_s
-    from autoscaler.kube import Kube, api_client
-    from autoscaler.prometheus import HistoryCache
-    from autoscaler.telemetry import Telemetry, serve
+    from autoscaler.controller.reconcile import Controller, ControllerOptions
+    from autoscaler.core.durations import parse_duration_s
+    from autoscaler.adapters.kube import Kube, api_client
+    from autoscaler.adapters.prometheus import HistoryCache
+    from autoscaler.controller.telemetry import Telemetry, serve
 
     # every option is checked before any work starts
     try:
@@ -358,8 +359,8 @@ def controller(
         if not prometheus_url.startswith(("http://", "https://")) or len(prometheus_url) < 10:
             raise InputError("--prometheus-url", f"{prometheus_url!r} is not an http(s) URL", "e.g. http://prometheus:9090")
         if calendar is not None:  # checked before any work starts: a bad entry is named now
-            from autoscaler import yamlsafe
-            from autoscaler.calendar import read_entries
+            from autoscaler.adapters import yamlsafe
+            from autoscaler.core.calendar import read_entries
 
             if not calendar.is_file():
                 raise InputError("--calendar", f"no such file {str(calendar)!r}", "give the YAML calendar to read (e.g. a ConfigMap mount)")
@@ -479,14 +480,15 @@ def plan(
 
     import yaml as _yaml
 
-    from autoscaler.calendar import load_calendar, select_kinds
-    from autoscaler.durations import parse_duration_s
-    from autoscaler.inputs import HistoryUnavailable, load_policies, policies_of, prometheus_history, trace_history
-    from autoscaler.planview import Plan, PolicyInput, plan_target
-    from autoscaler.promo_cli import Failed, _read, _read_policies, open_store, parse_time
-    from autoscaler.store import KubeStore
-    from autoscaler.resources import LabelSelector
-    from autoscaler.timezones import aware, get_zone, shown, wall_seconds
+    from autoscaler.core.calendar import select_kinds
+    from autoscaler.adapters.calendar_files import load_calendar
+    from autoscaler.core.durations import parse_duration_s
+    from autoscaler.adapters.inputs import HistoryUnavailable, load_policies, policies_of, prometheus_history, trace_history
+    from autoscaler.core.schedule import Plan, PolicyInput, plan_target
+    from autoscaler.cli.promo import Failed, _read, _read_policies, open_store, parse_time
+    from autoscaler.adapters.store import KubeStore
+    from autoscaler.core.resources import LabelSelector
+    from autoscaler.core.timezones import aware, get_zone, shown, wall_seconds
 
     try:
         if output not in ("table", "json", "yaml"):
@@ -591,7 +593,7 @@ def plan(
             console.print(f"  timeline ({target.timeline_step_s // 60} min per mark, floor {target.min_replicas}..{target.max_replicas}): {target.timeline}", highlight=False)
 
 
-from autoscaler.preflight_cli import preflight as _preflight  # noqa: E402
+from autoscaler.cli.preflight import preflight as _preflight  # noqa: E402
 
 app.command("preflight")(_preflight)
 

@@ -20,12 +20,12 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from autoscaler import yamlsafe
-from autoscaler.calendar import MAX_PEAK, stamp
-from autoscaler.durations import format_duration, parse_duration_s
+from autoscaler.adapters import yamlsafe
+from autoscaler.core.calendar import MAX_PEAK, stamp
+from autoscaler.core.durations import format_duration, parse_duration_s
 from autoscaler.errors import InputError, clip
-from autoscaler.store import FileStore, KubeStore, Promo, check_references, overlapping, overlaps, validate_promo
-from autoscaler.timezones import get_zone, next_occurrence, parse_aware, shown
+from autoscaler.adapters.store import FileStore, KubeStore, Promo, check_references, overlapping, overlaps, validate_promo
+from autoscaler.core.timezones import get_zone, next_occurrence, parse_aware, shown
 
 promo_app = typer.Typer(help="Schedule and review promotions (the calendar peakscale pre-scales for).", no_args_is_help=True, rich_markup_mode=None)
 err = Console(stderr=True)
@@ -67,7 +67,7 @@ def open_store(store: str, calendar: Path | None, kubeconfig: Path | None, conte
         store = "kube" if calendar is None and (kubeconfig is not None or context is not None or cluster_configured()) else "file"
     if store == "file":
         return FileStore(calendar or default_calendar())
-    from autoscaler.kube import api_client
+    from autoscaler.adapters.kube import api_client
 
     api = api_client(str(kubeconfig) if kubeconfig is not None else None, context)
     return KubeStore(api, namespace, where=_context_name(kubeconfig, context))
@@ -554,8 +554,9 @@ def delete(
 def _import_rows(path: Path, tz: str | None) -> list[Promo]:
     """Promotions from a YAML calendar or a CSV (names become object names); all or nothing, the
     row at fault named."""
-    from autoscaler.calendar import csv_entries, read_entries
-    from autoscaler.trace import open_text
+    from autoscaler.core.calendar import read_entries
+    from autoscaler.adapters.calendar_files import csv_entries
+    from autoscaler.adapters.trace_files import open_text
 
     label = path.name
     zone = get_zone(tz) if tz else None
@@ -667,11 +668,11 @@ def review(
     """
     import time as _time
 
-    from autoscaler.durations import parse_duration_s
-    from autoscaler.inputs import HistoryUnavailable, load_policies, policies_of, prometheus_history, trace_history
-    from autoscaler.planview import PolicyInput
-    from autoscaler.review import Review, recorded_profile, review_policy
-    from autoscaler.timezones import aware, wall_seconds
+    from autoscaler.core.durations import parse_duration_s
+    from autoscaler.adapters.inputs import HistoryUnavailable, load_policies, policies_of, prometheus_history, trace_history
+    from autoscaler.core.schedule import PolicyInput
+    from autoscaler.core.review import Review, recorded_profile, review_policy
+    from autoscaler.core.timezones import aware, wall_seconds
 
     try:
         _check_output(output)
@@ -776,7 +777,7 @@ def export(
         st = open_store(store, calendar, kubeconfig, context, namespace)
         promos = sorted(_read(st), key=lambda p: (p.parsed.start, p.name))
         if output == "manifests":
-            from autoscaler.resources import GROUP, VERSION
+            from autoscaler.core.resources import GROUP, VERSION
 
             docs = [{"apiVersion": f"{GROUP}/{VERSION}", "kind": "PromotionEvent", "metadata": {"name": p.name, "namespace": namespace}, "spec": p.spec} for p in promos]
             typer.echo(yaml.safe_dump_all(docs, sort_keys=False, allow_unicode=True).rstrip())

@@ -44,9 +44,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from autoscaler.calendar import PromotionEvent, event_mask
-from autoscaler.forecast import Baseline, ForecastSettings, baseline_for, block_bounds, forecast_at, forecast_block, level_ratios, record_profile
-from autoscaler.plan import Decision, PlannerState, PlanPolicy, plan_step
+from autoscaler.core.calendar import PromotionEvent, event_mask
+from autoscaler.core.forecast import Baseline, ForecastSettings, baseline_for, block_bounds, forecast_at, forecast_block, level_ratios, record_profile
+from autoscaler.core.plan import Decision, PlannerState, PlanPolicy, plan_step
 
 MODES = ("hpa-floor", "scale", "observe")
 FLOOR_RULES = ("plan", "events-only")

@@ -16,11 +16,11 @@ from typing import Callable
 import numpy as np
 from pydantic import BaseModel
 
-from autoscaler.calendar import EventProfile, PromotionEvent
-from autoscaler.cycle import HpaFloor, action_window, forecast_table, period_starts, remember, replay
-from autoscaler.forecast import record_profile
-from autoscaler.planview import PolicyInput
-from autoscaler.simulate import ready_replicas, simulate_hpa
+from autoscaler.core.calendar import EventProfile, PromotionEvent
+from autoscaler.core.cycle import HpaFloor, action_window, forecast_table, period_starts, remember, replay
+from autoscaler.core.forecast import record_profile
+from autoscaler.core.schedule import PolicyInput
+from autoscaler.core.simulate import ready_replicas, simulate_hpa
 
 #: how long before an event's window the replay starts, so that the plan has settled
 WARM_UP_S = 2 * 3600

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from autoscaler.backtest import BacktestResult
+from autoscaler.core.backtest import BacktestResult
 from autoscaler.errors import InputError
-from autoscaler.timezones import wall_datetime
+from autoscaler.core.timezones import wall_datetime
 
 COLOURS = {
     "reactive": "#d62728",

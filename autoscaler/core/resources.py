@@ -13,12 +13,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from autoscaler.calendar import EventProfile, PromotionEvent
-from autoscaler.cycle import CyclePolicy
-from autoscaler.durations import parse_duration_s
+from autoscaler.core.calendar import EventProfile, PromotionEvent
+from autoscaler.core.cycle import CyclePolicy
+from autoscaler.core.durations import parse_duration_s
 from autoscaler.errors import InputError
-from autoscaler.forecast import ForecastSettings
-from autoscaler.plan import PlanPolicy
+from autoscaler.core.forecast import ForecastSettings
+from autoscaler.core.plan import PlanPolicy
 
 GROUP = "peakscale.io"
 VERSION = "v1alpha1"

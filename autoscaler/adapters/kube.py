@@ -23,7 +23,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from autoscaler.errors import InputError, clip
-from autoscaler.resources import EVENT_PLURAL, GROUP, POLICY_PLURAL, VERSION
+from autoscaler.core.resources import EVENT_PLURAL, GROUP, POLICY_PLURAL, VERSION
 
 #: (scope, apiGroup, resource, verbs): exactly what this module calls
 API_PERMISSIONS: list[tuple[str, str, str, tuple[str, ...]]] = [
@@ -345,7 +345,7 @@ class Kube:
 
     def list_placeholders(self, namespace: str) -> list[dict]:
         """Every node-headroom placeholder Deployment peakscale owns in ``namespace``."""
-        from autoscaler.headroom import SELECTOR
+        from autoscaler.controller.headroom import SELECTOR
 
         raw = self.apps.list_namespaced_deployment(namespace, label_selector=SELECTOR, _preload_content=False)
         return json.loads(raw.data).get("items", [])

@@ -36,8 +36,8 @@ from typing import Callable
 
 from kubernetes.client.rest import ApiException
 
-from autoscaler.calendar import EventProfile, PromotionEvent
-from autoscaler.cycle import (
+from autoscaler.core.calendar import EventProfile, PromotionEvent
+from autoscaler.core.cycle import (
     HEADROOM_CREATE,
     HEADROOM_DELETE,
     NONE,
@@ -59,13 +59,13 @@ from autoscaler.cycle import (
     stale_forecast,
 )
 from autoscaler.errors import InputError, clip
-from autoscaler.headroom import A_EVENT, A_PLANNED, PodShape, placeholder_deployment, served_policy, shape_of
-from autoscaler.kube import FINALIZER, ORIGINAL_MIN, Kube, KubeError, now_rfc3339
-from autoscaler.leader import LEASE_DURATION_S, RENEW_DEADLINE_S, RETRY_PERIOD_S, LeaderElector, NotLeader
-from autoscaler.prometheus import HistoryCache, MetricsUnavailable, render_query
-from autoscaler.forecast import record_profile
-from autoscaler.resources import EVENT_PLURAL, POLICY_PLURAL, PromotionEventSpec, ScalingPolicySpec, memory_status, parse_event, parse_memory, parse_policy
-from autoscaler.telemetry import Telemetry
+from autoscaler.controller.headroom import A_EVENT, A_PLANNED, PodShape, placeholder_deployment, served_policy, shape_of
+from autoscaler.adapters.kube import FINALIZER, ORIGINAL_MIN, Kube, KubeError, now_rfc3339
+from autoscaler.controller.leader import LEASE_DURATION_S, RENEW_DEADLINE_S, RETRY_PERIOD_S, LeaderElector, NotLeader
+from autoscaler.adapters.prometheus import HistoryCache, MetricsUnavailable, render_query
+from autoscaler.core.forecast import record_profile
+from autoscaler.core.resources import EVENT_PLURAL, POLICY_PLURAL, PromotionEventSpec, ScalingPolicySpec, memory_status, parse_event, parse_memory, parse_policy
+from autoscaler.controller.telemetry import Telemetry
 
 log = logging.getLogger("peakscale.controller")
 COMPONENT = "peakscale-controller"
@@ -327,8 +327,8 @@ class Controller:
     def _preflight(self, policies: list[dict], events: list["_ParsedEvent"], now: float) -> None:
         """Run ``preflight`` for each promotion due (starting within ``preflight_ahead_s``), a few
         policies per cycle within the time budget; report a Preflight condition once it is done."""
-        from autoscaler.inputs import HistoryUnavailable, PolicyDoc
-        from autoscaler.preflight import FAIL, WARN, run_checks
+        from autoscaler.adapters.inputs import HistoryUnavailable, PolicyDoc
+        from autoscaler.controller.preflight import FAIL, WARN, run_checks
 
         opts = self.options
         if opts.preflight_ahead_s <= 0:
@@ -516,8 +516,8 @@ class Controller:
         out; a file that does not read is one log line, and the PromotionEvents go on."""
         from pathlib import Path
 
-        from autoscaler import yamlsafe
-        from autoscaler.calendar import read_entries
+        from autoscaler.adapters import yamlsafe
+        from autoscaler.core.calendar import read_entries
 
         path = self.options.calendar_file
         if not path:

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 from zoneinfo import ZoneInfo
 
-from autoscaler import yamlsafe
+from autoscaler.adapters import yamlsafe
 from autoscaler.errors import InputError
-from autoscaler.resources import ScalingPolicySpec, parse_policy
+from autoscaler.core.resources import ScalingPolicySpec, parse_policy
 
 
 class HistoryUnavailable(Exception):
@@ -104,8 +104,8 @@ def policies_of(docs: list[dict], only: list[str] | None = None) -> list[PolicyD
 def trace_history(path: Path, zone: ZoneInfo, *, strict: bool = False) -> tuple[np.ndarray, np.ndarray, int, int]:
     """A trace as the controller's Prometheus would hold it: (times, values, first, end) where
     ``first``/``end`` bound the trace's periods."""
-    from autoscaler.backtest import controller_view
-    from autoscaler.trace import load_trace
+    from autoscaler.core.backtest import controller_view
+    from autoscaler.adapters.trace_files import load_trace
 
     series = load_trace(path, zone, strict=strict)
     times, values = controller_view(series)
@@ -115,7 +115,7 @@ def trace_history(path: Path, zone: ZoneInfo, *, strict: bool = False) -> tuple[
 def prometheus_history(url: str, policy: PolicyDoc, *, now_s: float, history_s: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A policy's history from Prometheus (its query, its step), over ``history_s`` (default: the
     policy's forecast history), however old its newest sample."""
-    from autoscaler.prometheus import HistoryCache, MetricsUnavailable, render_query
+    from autoscaler.adapters.prometheus import HistoryCache, MetricsUnavailable, render_query
 
     spec = policy.spec
     query = render_query(spec.metric.query, namespace=policy.namespace, target=spec.target_ref.name, policy=policy.name)

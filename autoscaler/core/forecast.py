@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from autoscaler.calendar import EventProfile, PromotionEvent
+from autoscaler.core.calendar import EventProfile, PromotionEvent
 
 DAY_S = 86400
 #: a recorded event profile holds at most this many points (a few kB in a PromotionEvent's status)
@@ -442,7 +442,7 @@ def record_profile(
     None when the samples do not cover the event. A function of the samples alone: the
     controller's cache and the backtest's trace record the same bytes.
     """
-    from autoscaler.calendar import EventProfile, event_mask
+    from autoscaler.core.calendar import EventProfile, event_mask
 
     before_s = lead_time_s + settings.align_slack_s + settings.level_window_s
     lo = int(np.searchsorted(times_s, event.start_s - before_s, side="left"))
@@ -690,7 +690,7 @@ def forecast_at(
     (``fit_window``). A ``baseline`` fitted earlier may be passed in and is reused while it is the
     period's fit; ``Forecast.fitted`` is the one used, for the caller to keep.
     """
-    from autoscaler.calendar import event_mask
+    from autoscaler.core.calendar import event_mask
 
     if step_s is None:
         step_s = int(times_s[1] - times_s[0]) if len(times_s) > 1 else 60

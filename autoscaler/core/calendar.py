@@ -24,23 +24,19 @@ half-loaded.
 
 from __future__ import annotations
 
-import csv
 import difflib
 import math
 from dataclasses import dataclass
 from functools import cached_property
 from datetime import datetime
-from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from zoneinfo import ZoneInfo
 
 from autoscaler.errors import InputError
-from autoscaler.timezones import get_zone, parse_aware, wall_seconds
-from autoscaler.trace import open_text
+from autoscaler.core.timezones import get_zone, parse_aware, wall_seconds
 
 #: Kinds that describe the data rather than a plan: a calendar-driven scaler cannot know them.
 DATA_KIND_MARKERS = ("anomaly", "artifact", "outage", "gap")
@@ -348,80 +344,12 @@ def read_entries(doc: Any, zone: ZoneInfo | None, label: str) -> list[CalendarEn
     return [entry(item, zone, f"{label} events[{i}]") for i, item in enumerate(items)]
 
 
-def csv_calendar_rows(handle, label: str) -> Iterator[tuple[str, dict[str, str]]]:
-    """The rows of a CSV calendar as (``"<label> line N"``, row with lower-case keys).
-
-    Checks the header (start,end,name,kind required), skips blank rows, and turns an unreadable
-    row into ``InputError`` naming its line. Shared by the backtest's loader and ``promo import``.
-    """
-    reader = csv.DictReader(handle)
-    try:
-        fields = [f.strip().lower() for f in (reader.fieldnames or [])]
-    except (UnicodeDecodeError, csv.Error, OSError, EOFError) as exc:
-        raise InputError(f"{label} header", f"cannot read ({exc})", "expected a UTF-8 CSV text file") from None
-    missing = [c for c in ("start", "end", "name", "kind") if c not in fields]
-    if missing:
-        raise InputError(f"{label} header", f"missing column(s) {', '.join(missing)}", "columns are start,end,name,kind[,expected_multiplier,expected_peak]")
-    reader.fieldnames = fields
-    try:
-        for row in reader:
-            if all(not (v or "").strip() for k, v in row.items() if k is not None and isinstance(v, str)):
-                continue
-            yield f"{label} line {reader.line_num}", row
-    except (UnicodeDecodeError, csv.Error, OSError, EOFError) as exc:
-        raise InputError(f"{label} line {reader.line_num}", f"cannot read row ({exc})", "expected a UTF-8 CSV text file") from None
-
-
-def csv_entries(handle, label: str, zone: ZoneInfo | None, *, slug_names: bool = False) -> list[CalendarEntry]:
-    """The entries of a CSV calendar (``start,end,name,kind[,expected_multiplier,expected_peak]``).
-    ``slug_names``: names become object names (``promo import``), the name stays the title."""
-    out = []
-    for where, row in csv_calendar_rows(handle, label):
-        raw_name = (row.get("name") or "").strip()
-        item: dict[str, Any] = {
-            "name": slug(raw_name) if slug_names else raw_name,
-            "start": row.get("start") or "",
-            "end": row.get("end") or "",
-            "kind": row.get("kind") or "",
-            "expectedMultiplier": row.get("expected_multiplier"),
-            "expectedPeak": row.get("expected_peak"),
-        }
-        title = (row.get("title") or (raw_name if slug_names else "")).strip()
-        if title:
-            item["title"] = title
-        out.append(entry(item, zone, where, columns=CSV_COLUMNS))
-        if len(out) > MAX_EVENTS:
-            raise InputError(label, f"over {MAX_EVENTS:,} promotions", "split the calendar")
-    return out
-
-
 def slug(text: str) -> str:
     """A promotion name as an object name: lowercase letters, digits and '-'."""
     out = "".join(c if (c.isascii() and c.isalnum()) else "-" for c in text.strip().lower())
     while "--" in out:
         out = out.replace("--", "-")
     return out.strip("-")[:63].strip("-")
-
-
-def load_calendar(path: str | Path, zone: ZoneInfo) -> list[PromotionEvent]:
-    """Load a ``.csv`` or ``.yaml``/``.yml`` calendar and check it as a whole."""
-    from autoscaler import yamlsafe
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("--events", f"no such file {str(path)!r}", "give a CSV or YAML calendar")
-    name = path.name.removesuffix(".gz")
-    label = f"calendar {path.name}"
-    if name.endswith(".csv"):
-        with open_text(path) as handle:
-            entries = csv_entries(handle, label, zone)
-    elif name.endswith((".yaml", ".yml")):
-        entries = read_entries(yamlsafe.read(path, label), zone, label)
-    else:
-        raise InputError("--events", f"unknown calendar format {path.name!r}", "use a .csv or .yaml file")
-    events = [e.event(zone) for e in entries]
-    check_calendar(events)
-    return events
 
 
 def check_calendar(events: list[PromotionEvent]) -> None:

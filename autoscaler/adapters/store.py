@@ -23,10 +23,10 @@ from typing import Any, Protocol
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from autoscaler import yamlsafe
-from autoscaler.calendar import PromotionEvent, parse_memories, read_entries
+from autoscaler.adapters import yamlsafe
+from autoscaler.core.calendar import PromotionEvent, parse_memories, read_entries
 from autoscaler.errors import InputError
-from autoscaler.resources import EVENT_PLURAL, GROUP, POLICY_PLURAL, VERSION, PromotionEventSpec, _first_error
+from autoscaler.core.resources import EVENT_PLURAL, GROUP, POLICY_PLURAL, VERSION, PromotionEventSpec, _first_error
 
 @dataclass(frozen=True)
 class Promo:
