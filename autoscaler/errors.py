@@ -1,14 +1,32 @@
-"""Errors a user can cause, each naming the field (or row) at fault and the fix.
+"""The one error hierarchy of peakscale.
 
-The CLI prints ``str(error)`` on one line and exits 2; nothing here ever carries a traceback to
-the user. Internal bugs are not ``InputError`` and surface normally.
+Every error a user or the outside world can cause is a ``PeakscaleError`` carrying its exit code;
+the CLI turns it into one line on stderr in one place (``autoscaler.cli.app``), never a traceback.
+
+- ``InputError`` (exit 2): bad input, naming the field (or row) at fault and the fix. Stack config
+  errors (``ConfigError``) are input errors too.
+- ``Unavailable`` (exit 1): something outside the input failed: Prometheus gave no history, a
+  Kubernetes call failed, a store could not be read or written.
+
+Internal bugs are none of these and surface normally.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-class InputError(ValueError):
-    """Bad input from the user: a file row, an option, a calendar field."""
+
+class PeakscaleError(Exception):
+    """An error peakscale reports on one line; ``exit_code`` is what the CLI exits with."""
+
+    exit_code = 1
+
+
+class InputError(PeakscaleError, ValueError):
+    """Bad input from the user: a file row, an option, a calendar field, a resource spec."""
+
+    exit_code = 2
 
     def __init__(self, where: str, problem: str, fix: str | None = None) -> None:
         self.where = where
@@ -18,6 +36,51 @@ class InputError(ValueError):
         if fix:
             message += f" ({fix})"
         super().__init__(message)
+
+
+class ConfigError(InputError):
+    """A stack config value (``Pulumi.<stack>.yaml``) is wrong: names its config path and the fix."""
+
+
+class Unavailable(PeakscaleError):
+    """Something outside the input failed (exit 1): the message says what and why."""
+
+    exit_code = 1
+
+
+class MetricsUnavailable(Unavailable):
+    """No fresh data for a Prometheus query; the message says why."""
+
+
+class HistoryUnavailable(Unavailable):
+    """Prometheus did not give a policy's history."""
+
+
+class KubeError(Unavailable):
+    """A Kubernetes call failed for a reason other than a conflict."""
+
+
+class CommandFailed(Unavailable):
+    """A command's operation failed for a reason outside its input (a store unreadable, say)."""
+
+
+def validation_problem(errors: Sequence[Mapping[str, Any]]) -> tuple[tuple[Any, ...], str]:
+    """The first problem of a pydantic ``ValidationError.errors()``: (location, message).
+
+    The one reader of pydantic's errors: the calendar, the resources and the stack config all
+    name the field from the location and say the message without pydantic's "Value error, ".
+    """
+    first = errors[0] if errors else {}
+    loc = tuple(first.get("loc", ()))
+    return loc, str(first.get("msg", "invalid")).removeprefix("Value error, ")
+
+
+def dotted(loc: Sequence[Any]) -> str:
+    """A pydantic location as ``a.b.c`` (list indexes as ``[i]``)."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
 
 
 def clip(text: str, limit: int) -> str:

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 from typer.testing import CliRunner
 
-from autoscaler.cli.app import app
+from autoscaler.cli import app
 
 
 def _promo_csv(path: Path, rows: int) -> None:

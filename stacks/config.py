@@ -14,14 +14,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from autoscaler.core.durations import parse_duration_s
-from autoscaler.errors import InputError
+from autoscaler.errors import ConfigError, InputError, dotted, validation_problem
 
 _QUANTITY = re.compile(r"^([0-9]+(\.[0-9]+)?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-
-
-class ConfigError(Exception):
-    """A stack config value is wrong; the message names its path and the fix."""
 
 
 class _Model(BaseModel):
@@ -338,16 +334,12 @@ def parse_stack_config(raw: dict[str, Any], project: str = "peakscale") -> Stack
     """Validate a mapping of config keys; raise ``ConfigError`` naming the config path."""
     for key in raw:
         if key not in KEYS:
-            raise ConfigError(f"{project}:{key}: unknown config key (known: {', '.join(KEYS)})")
+            raise ConfigError(f"{project}:{key}", "unknown config key", f"known: {', '.join(KEYS)}")
     try:
         return StackConfig.model_validate(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = err.get("loc", ())
-        head = str(loc[0]) if loc else "config"
-        path = head + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc[1:])
-        msg = err.get("msg", "invalid").removeprefix("Value error, ")
-        raise ConfigError(f"{project}:{path}: {msg}") from None
+        loc, msg = validation_problem(exc.errors())
+        raise ConfigError(f"{project}:{dotted(loc) or 'config'}", msg) from None
 
 
 def load_stack_config(project: str = "peakscale") -> StackConfig:

@@ -16,7 +16,8 @@ from typing import Any
 
 import yaml
 
-from stacks.config import ConfigError, parse_stack_config
+from autoscaler.errors import ConfigError
+from stacks.config import parse_stack_config
 
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
 REDACTED = "<redacted>"
@@ -113,20 +114,16 @@ def load_stack_file(repo: Path, stack: str) -> dict[str, Any]:
     path = repo / f"Pulumi.{stack}.yaml"
     if not path.is_file():
         known = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in repo.glob("Pulumi.*.yaml"))
-        raise ConfigError(f"--stack: no Pulumi.{stack}.yaml (stacks here: {', '.join(known) or 'none'})")
+        raise ConfigError("--stack", f"no Pulumi.{stack}.yaml", f"stacks here: {', '.join(known) or 'none'}")
     from autoscaler.adapters import yamlsafe
-    from autoscaler.errors import InputError
 
-    try:
-        doc = yamlsafe.read(path, path.name) or {}
-    except InputError as exc:
-        raise ConfigError(str(exc)) from None
+    doc = yamlsafe.read(path, path.name) or {}  # InputError naming the file, like every config error
     if not isinstance(doc, dict):
-        raise ConfigError(f"{path.name}: not a Pulumi stack config (a mapping with config:)")
+        raise ConfigError(path.name, "not a Pulumi stack config", "a mapping with config:")
     raw = {}
     config = doc.get("config") or {}
     if not isinstance(config, dict):
-        raise ConfigError(f"{path.name} config: must be a mapping of keys to values")
+        raise ConfigError(f"{path.name} config", "must be a mapping of keys to values")
     for key, value in config.items():
         project, _, name = str(key).partition(":")
         if project == "peakscale":
@@ -246,14 +243,14 @@ def write(rendered: Rendered, out: Path) -> list[Path]:
     previous: list[str] = []
     if out.exists():
         if not out.is_dir():
-            raise ConfigError(f"--out: {str(out)!r} is a file (give a folder)")
+            raise ConfigError("--out", f"{str(out)!r} is a file", "give a folder")
         if manifest.is_file():
             try:
                 previous = [str(p) for p in json.loads(manifest.read_text()).get("files", [])]
             except (ValueError, AttributeError):
-                raise ConfigError(f"--out: {str(manifest)!r} is not a render manifest (remove it, or give another folder)") from None
+                raise ConfigError("--out", f"{str(manifest)!r} is not a render manifest", "remove it, or give another folder") from None
         elif any(out.iterdir()):
-            raise ConfigError(f"--out: {str(out)!r} is not empty and was not written by peakscale render (give an empty or new folder)")
+            raise ConfigError("--out", f"{str(out)!r} is not empty and was not written by peakscale render", "give an empty or new folder")
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for obj in rendered.objects:

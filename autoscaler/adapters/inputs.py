@@ -16,12 +16,8 @@ import numpy as np
 from zoneinfo import ZoneInfo
 
 from autoscaler.adapters import yamlsafe
-from autoscaler.errors import InputError
+from autoscaler.errors import HistoryUnavailable, InputError
 from autoscaler.core.resources import ScalingPolicySpec, parse_policy
-
-
-class HistoryUnavailable(Exception):
-    """Prometheus did not give a policy's history (exit 1, not bad input)."""
 
 
 @dataclass(frozen=True)
@@ -115,7 +111,8 @@ def trace_history(path: Path, zone: ZoneInfo, *, strict: bool = False) -> tuple[
 def prometheus_history(url: str, policy: PolicyDoc, *, now_s: float, history_s: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A policy's history from Prometheus (its query, its step), over ``history_s`` (default: the
     policy's forecast history), however old its newest sample."""
-    from autoscaler.adapters.prometheus import HistoryCache, MetricsUnavailable, render_query
+    from autoscaler.adapters.prometheus import HistoryCache, render_query
+    from autoscaler.errors import MetricsUnavailable
 
     spec = policy.spec
     query = render_query(spec.metric.query, namespace=policy.namespace, target=spec.target_ref.name, policy=policy.name)

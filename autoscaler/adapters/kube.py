@@ -12,6 +12,8 @@ answers with a fresh read, never a lost update.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import json
 import time
 from dataclasses import dataclass
@@ -22,7 +24,7 @@ import urllib3
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from autoscaler.errors import InputError, clip
+from autoscaler.errors import InputError, KubeError, clip
 from autoscaler.core.resources import EVENT_PLURAL, GROUP, POLICY_PLURAL, VERSION
 
 #: (scope, apiGroup, resource, verbs): exactly what this module calls
@@ -84,7 +86,7 @@ class HpaView:
             original = -1
         if not 0 <= original <= 100_000:
             raise InputError(
-                f"HPA {self.name} annotation {ORIGINAL_MIN}", f"{value!r} is not a replica count", f"set it to the HPA's own minReplicas, or remove it if the floor is the original"
+                f"HPA {self.name} annotation {ORIGINAL_MIN}", f"{value!r} is not a replica count", "set it to the HPA's own minReplicas, or remove it if the floor is the original"
             )
         return original
 
@@ -104,10 +106,6 @@ class HpaView:
     def target_name(self) -> str:
         return self.raw["spec"]["scaleTargetRef"]["name"]
 T = TypeVar("T")
-
-
-class KubeError(Exception):
-    """A Kubernetes call failed for a reason other than a conflict."""
 
 
 def now_rfc3339(now_s: float) -> str:
@@ -165,6 +163,20 @@ def api_client(kubeconfig: str | None, context: str | None, *, field: str = "--k
     except Exception as exc:  # noqa: BLE001 (the loader raises anything on a garbled file)
         reason = clip(str(exc).splitlines()[0], 160) if str(exc) else type(exc).__name__
         raise InputError(field, f"cannot load Kubernetes credentials ({reason})", "give --kubeconfig with a valid kubeconfig, or run in a cluster") from None
+
+
+def current_context(kubeconfig: Path | str | None, context: str | None) -> str | None:
+    """The context a client would use, read by the official loader (``KUBECONFIG``, several
+    files merged, else ~/.kube/config); None when there is no kubeconfig or no current context."""
+    from kubernetes import config as kconfig
+
+    if context:
+        return context
+    try:
+        _, active = kconfig.list_kube_config_contexts(config_file=str(kubeconfig) if kubeconfig is not None else None)
+    except Exception:  # noqa: BLE001 (no file, or one the loader cannot read: no context)
+        return None
+    return str(active["name"]) if active and active.get("name") else None
 
 
 _SCALABLE = {

@@ -15,7 +15,7 @@ Label values that come from custom resources are escaped before they reach PromQ
 
 from __future__ import annotations
 
-from autoscaler.errors import clip
+from autoscaler.errors import MetricsUnavailable, clip
 
 import math
 import threading
@@ -26,10 +26,6 @@ from typing import Callable
 import numpy as np
 
 MAX_POINTS = 10_000
-
-
-class MetricsUnavailable(Exception):
-    """No fresh data for a query; the message says why."""
 
 
 def escape_label_value(value: str) -> str:

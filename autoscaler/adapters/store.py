@@ -26,7 +26,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from autoscaler.adapters import yamlsafe
 from autoscaler.core.calendar import PromotionEvent, parse_memories, read_entries
 from autoscaler.errors import InputError
-from autoscaler.core.resources import EVENT_PLURAL, GROUP, POLICY_PLURAL, VERSION, PromotionEventSpec, _first_error
+from autoscaler.core.resources import EVENT_PLURAL, GROUP, POLICY_PLURAL, VERSION, PromotionEventSpec, spec_error
 
 @dataclass(frozen=True)
 class Promo:
@@ -77,7 +77,7 @@ def validate_promo(promo: Promo) -> Promo:
     try:
         promo.parsed
     except ValidationError as exc:
-        raise _first_error(exc, f"promotion {promo.name!r}") from None
+        raise spec_error(exc, f"promotion {promo.name!r}") from None
     return promo
 
 

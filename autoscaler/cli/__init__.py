@@ -1,9 +1,14 @@
 """The ``peakscale`` command line: one module per command over the library.
 
 ``app`` holds the Typer application and the one place where errors become a one-line message;
-each command module registers itself on it.
+importing this package registers every command module on it, then the commands other installed
+distributions add (``peakscale.commands``: the stacks' ``render``).
 """
 
-from autoscaler.cli.app import main
+from autoscaler.cli import backtest, controller, plan, preflight, promo, promo_review  # noqa: F401 (each registers its commands)
+from autoscaler.cli.app import app, load_plugins, main, verbatim_examples
 
-__all__ = ["main"]
+load_plugins(app)
+verbatim_examples(app)
+
+__all__ = ["app", "main"]

@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from autoscaler.errors import InputError, clip
+from autoscaler.adapters.inputs import PolicyDoc
+from autoscaler.cli.app import app
+from autoscaler.core.calendar import PromotionEvent
+from autoscaler.core.resources import EVENT_PLURAL, POLICY_PLURAL, PromotionEventSpec, parse_event, parse_policy
+from autoscaler.errors import CommandFailed, InputError, clip
+
+if TYPE_CHECKING:
+    from autoscaler.adapters.kube import Kube
 
 err = Console(stderr=True)
 STYLE = {"PASS": "green", "WARN": "yellow", "FAIL": "bold red"}
 
 
+@app.command()
 def preflight(
     prometheus_url: Annotated[str, typer.Option(help="Prometheus the controller reads, e.g. http://prometheus-operated.monitoring:9090.")],
     event: Annotated[Optional[str], typer.Option("--event", help="Check this promotion (a PromotionEvent name).")] = None,
@@ -45,59 +53,30 @@ def preflight(
     from kubernetes.client.rest import ApiException
     from urllib3.exceptions import HTTPError
 
-    from autoscaler.cli.app import fail
     from autoscaler.core.durations import parse_duration_s
-    from autoscaler.adapters.inputs import PolicyDoc, prometheus_history
+    from autoscaler.adapters.inputs import prometheus_history
     from autoscaler.adapters.kube import Kube, api_client, now_rfc3339
     from autoscaler.controller.preflight import Report, run_checks
-    from autoscaler.cli.promo import parse_time
-    from autoscaler.core.resources import EVENT_PLURAL, POLICY_PLURAL, parse_event, parse_policy
+    from autoscaler.cli.promo_store import parse_time
     from autoscaler.core.timezones import get_zone
 
-    try:
-        if output not in ("table", "json"):
-            raise InputError("--output", f"unknown format {output!r}", "use table or json")
-        if event is not None and at is not None:
-            raise InputError("--at", "give --event or --at, not both", "e.g. --event double11-2026")
-        zone = get_zone(tz)
-        interval_s = parse_duration_s(interval, field="--interval")
-        within_s = parse_duration_s(within, field="--within")
-        if not prometheus_url.startswith(("http://", "https://")):
-            raise InputError("--prometheus-url", f"{prometheus_url!r} is not an http(s) URL", "e.g. http://127.0.0.1:9090")
-        now_s = time.time()
-        at_s = None
-        if at is not None:
-            at_s = now_s + parse_duration_s(at[1:], field="--at") if at.startswith("+") else parse_time(at, tz, "--at").timestamp()
-        kube = Kube(api_client(kubeconfig, context))
-    except InputError as error:
-        fail(error)
+    if output not in ("table", "json"):
+        raise InputError("--output", f"unknown format {output!r}", "use table or json")
+    if event is not None and at is not None:
+        raise InputError("--at", "give --event or --at, not both", "e.g. --event double11-2026")
+    zone = get_zone(tz)
+    interval_s = parse_duration_s(interval, field="--interval")
+    within_s = parse_duration_s(within, field="--within")
+    if not prometheus_url.startswith(("http://", "https://")):
+        raise InputError("--prometheus-url", f"{prometheus_url!r} is not an http(s) URL", "e.g. http://127.0.0.1:9090")
+    now_s = time.time()
+    at_s = None
+    if at is not None:
+        at_s = now_s + parse_duration_s(at[1:], field="--at") if at.startswith("+") else parse_time(at, tz, "--at").timestamp()
+    kube = Kube(api_client(kubeconfig, context))
     namespaces = list(namespace) if namespace else None
-    try:
-        policy_objs = kube.list_custom(POLICY_PLURAL, namespaces)
-        event_objs = kube.list_custom(EVENT_PLURAL, namespaces)
-    except (ApiException, HTTPError, OSError) as exc:
-        err.print(f"[bold red]error:[/] cannot reach the Kubernetes API ({type(exc).__name__}: {clip(str(getattr(exc, 'reason', None) or exc), 200)})", highlight=False)
-        raise typer.Exit(1)
-    try:
-        policies = []
-        for obj in policy_objs:
-            meta = obj.get("metadata") or {}
-            policies.append((PolicyDoc(meta.get("name", "?"), meta.get("namespace", ""), meta.get("labels") or {}, parse_policy(obj)), obj.get("spec") or {}))
-        parsed = []
-        for obj in event_objs:
-            spec, ev = parse_event(obj)
-            parsed.append(((obj.get("metadata") or {}).get("namespace", ""), spec, ev))
-        if event is not None:
-            chosen = [p for p in parsed if p[2].name == event]
-            if not chosen:
-                known = ", ".join(sorted({p[2].name for p in parsed})[:8]) or "none"
-                raise InputError("--event", f"no PromotionEvent named {event!r}{' in ' + ', '.join(namespaces) if namespaces else ''}", f"known: {known}")
-        elif at_s is not None:
-            chosen = [p for p in parsed if p[2].start_s <= at_s < p[2].end_s]
-        else:
-            chosen = [p for p in parsed if p[2].end_s > now_s and p[2].start_s <= now_s + within_s]
-    except InputError as error:
-        fail(error)
+    policies, parsed = _read_cluster(kube, namespaces)
+    chosen = _chosen(parsed, event, at_s, now_s, within_s, namespaces)
 
     def calendar_for(policy: PolicyDoc):
         return [ev.for_policy(policy.name) for ns, spec, ev in parsed if ns == policy.namespace and spec.targets.matches(policy.labels)]
@@ -114,16 +93,49 @@ def preflight(
                 now_s=now_s, interval_s=interval_s, lease_namespace=lease_namespace, lease_name=lease_name,
             )  # fmt: skip
         except (ApiException, HTTPError, OSError) as exc:
-            err.print(f"[bold red]error:[/] cannot read the cluster ({type(exc).__name__}: {clip(str(getattr(exc, 'reason', None) or exc), 200)})", highlight=False)
-            raise typer.Exit(1)
-        except InputError as error:
-            fail(error)
+            raise CommandFailed(f"cannot read the cluster ({type(exc).__name__}: {clip(str(getattr(exc, 'reason', None) or exc), 200)})") from None
     report = Report(at=now_rfc3339(now_s), events=[ev.name for _, _, ev in chosen], checks=checks)
     if output == "json":
         typer.echo(json.dumps({**report.model_dump(), "worst": report.worst, "exit_code": report.exit_code}, indent=2))
         raise typer.Exit(report.exit_code)
     _print(report, chosen, zone)
     raise typer.Exit(report.exit_code)
+
+
+def _read_cluster(kube: Kube, namespaces: list[str] | None) -> tuple[list[tuple[PolicyDoc, dict[str, Any]]], list[tuple[str, PromotionEventSpec, PromotionEvent]]]:
+    """The ScalingPolicies (with their raw specs) and the PromotionEvents, each parsed."""
+    from kubernetes.client.rest import ApiException
+    from urllib3.exceptions import HTTPError
+
+    try:
+        policy_objs = kube.list_custom(POLICY_PLURAL, namespaces)
+        event_objs = kube.list_custom(EVENT_PLURAL, namespaces)
+    except (ApiException, HTTPError, OSError) as exc:
+        raise CommandFailed(f"cannot reach the Kubernetes API ({type(exc).__name__}: {clip(str(getattr(exc, 'reason', None) or exc), 200)})") from None
+    policies = []
+    for obj in policy_objs:
+        meta = obj.get("metadata") or {}
+        policies.append((PolicyDoc(meta.get("name", "?"), meta.get("namespace", ""), meta.get("labels") or {}, parse_policy(obj)), obj.get("spec") or {}))
+    parsed = []
+    for obj in event_objs:
+        spec, ev = parse_event(obj)
+        parsed.append(((obj.get("metadata") or {}).get("namespace", ""), spec, ev))
+    return policies, parsed
+
+
+def _chosen(
+    parsed: list[tuple[str, PromotionEventSpec, PromotionEvent]], event: str | None, at_s: float | None, now_s: float, within_s: int, namespaces: list[str] | None
+) -> list[tuple[str, PromotionEventSpec, PromotionEvent]]:
+    """The promotions to check: the one named, the ones running at --at, or those starting within --within."""
+    if event is not None:
+        chosen = [p for p in parsed if p[2].name == event]
+        if not chosen:
+            known = ", ".join(sorted({p[2].name for p in parsed})[:8]) or "none"
+            raise InputError("--event", f"no PromotionEvent named {event!r}{' in ' + ', '.join(namespaces) if namespaces else ''}", f"known: {known}")
+        return chosen
+    if at_s is not None:
+        return [p for p in parsed if p[2].start_s <= at_s < p[2].end_s]
+    return [p for p in parsed if p[2].end_s > now_s and p[2].start_s <= now_s + within_s]
 
 
 class _Quiet:

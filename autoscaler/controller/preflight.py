@@ -406,7 +406,7 @@ def target_facts(kube, policy: PolicyDoc, hpas: dict, quotas: dict, pdbs: dict) 
     per-namespace lists across policies."""
     from kubernetes.client.rest import ApiException
 
-    from autoscaler.adapters.kube import KubeError
+    from autoscaler.errors import KubeError
 
     ns, spec = policy.namespace, policy.spec
     ref = spec.target_ref
@@ -469,7 +469,7 @@ def run_checks(
     every promotion that targets it (past ones teach), ``history(policy)`` its samples (raising
     ``inputs.HistoryUnavailable`` when Prometheus does not). ``cache`` keeps what was read of
     the cluster across calls (the controller checks a few policies per cycle)."""
-    from autoscaler.adapters.inputs import HistoryUnavailable
+    from autoscaler.errors import HistoryUnavailable
 
     raw_specs = {(p.namespace, p.name): raw for p, raw in policies}
     docs = [p for p, _ in policies]

@@ -60,9 +60,11 @@ from autoscaler.core.cycle import (
 )
 from autoscaler.errors import InputError, clip
 from autoscaler.controller.headroom import A_EVENT, A_PLANNED, PodShape, placeholder_deployment, served_policy, shape_of
-from autoscaler.adapters.kube import FINALIZER, ORIGINAL_MIN, Kube, KubeError, now_rfc3339
+from autoscaler.adapters.kube import FINALIZER, ORIGINAL_MIN, Kube, now_rfc3339
+from autoscaler.errors import KubeError
 from autoscaler.controller.leader import LEASE_DURATION_S, RENEW_DEADLINE_S, RETRY_PERIOD_S, LeaderElector, NotLeader
-from autoscaler.adapters.prometheus import HistoryCache, MetricsUnavailable, render_query
+from autoscaler.adapters.prometheus import HistoryCache, render_query
+from autoscaler.errors import MetricsUnavailable
 from autoscaler.core.forecast import record_profile
 from autoscaler.core.resources import EVENT_PLURAL, POLICY_PLURAL, PromotionEventSpec, ScalingPolicySpec, memory_status, parse_event, parse_memory, parse_policy
 from autoscaler.controller.telemetry import Telemetry
@@ -327,7 +329,8 @@ class Controller:
     def _preflight(self, policies: list[dict], events: list["_ParsedEvent"], now: float) -> None:
         """Run ``preflight`` for each promotion due (starting within ``preflight_ahead_s``), a few
         policies per cycle within the time budget; report a Preflight condition once it is done."""
-        from autoscaler.adapters.inputs import HistoryUnavailable, PolicyDoc
+        from autoscaler.adapters.inputs import PolicyDoc
+        from autoscaler.errors import HistoryUnavailable
         from autoscaler.controller.preflight import FAIL, WARN, run_checks
 
         opts = self.options

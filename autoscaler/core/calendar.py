@@ -35,7 +35,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from zoneinfo import ZoneInfo
 
-from autoscaler.errors import InputError
+from autoscaler.errors import InputError, dotted, validation_problem
 from autoscaler.core.timezones import get_zone, parse_aware, wall_seconds
 
 #: Kinds that describe the data rather than a plan: a calendar-driven scaler cannot know them.
@@ -151,9 +151,8 @@ def parse_memories(items: Any, where: str) -> tuple[EventProfile, ...]:
         try:
             out.append(EventProfile.model_validate(item))
         except ValidationError as exc:
-            err = exc.errors()[0]
-            loc = ".".join(str(p) for p in err.get("loc", ()))
-            raise InputError(f"{where}[{i}] {loc}".rstrip(), err.get("msg", "invalid").removeprefix("Value error, "), "as `peakscale promo export` writes it") from None
+            loc, msg = validation_problem(exc.errors())
+            raise InputError(f"{where}[{i}] {dotted(loc)}".rstrip(), msg, "as `peakscale promo export` writes it") from None
     return tuple(out)
 
 
@@ -218,10 +217,8 @@ def _event(fields: dict[str, Any], where: str) -> PromotionEvent:
     try:
         return PromotionEvent(**fields)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err.get("loc", ())) or "event"
-        msg = err.get("msg", "invalid").removeprefix("Value error, ")
-        raise InputError(f"{where} {loc}", msg, "fix the calendar entry") from None
+        loc, msg = validation_problem(exc.errors())
+        raise InputError(f"{where} {dotted(loc) or 'event'}", msg, "fix the calendar entry") from None
 
 
 def unknown_key(key: Any, known: tuple[str, ...], where: str) -> InputError:

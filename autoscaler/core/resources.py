@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from autoscaler.core.calendar import EventProfile, PromotionEvent
 from autoscaler.core.cycle import CyclePolicy
 from autoscaler.core.durations import parse_duration_s
-from autoscaler.errors import InputError
+from autoscaler.errors import InputError, validation_problem
 from autoscaler.core.forecast import ForecastSettings
 from autoscaler.core.plan import PlanPolicy
 
@@ -248,11 +248,11 @@ class PromotionEventSpec(_Spec):
         return self
 
 
-def _first_error(exc: ValidationError, where: str) -> InputError:
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err.get("loc", ()))
-    msg = err.get("msg", "invalid").removeprefix("Value error, ")
-    return InputError(f"{where}.spec{('.' + loc) if loc else ''}", msg)
+def spec_error(exc: ValidationError, where: str) -> InputError:
+    """A spec's validation error as ``InputError`` naming ``<where>.spec.<field>``."""
+    loc, msg = validation_problem(exc.errors())
+    field = ".".join(str(p) for p in loc)
+    return InputError(f"{where}.spec{('.' + field) if field else ''}", msg)
 
 
 def parse_policy(obj: dict) -> ScalingPolicySpec:
@@ -262,7 +262,7 @@ def parse_policy(obj: dict) -> ScalingPolicySpec:
         spec.plan_policy()  # the planner's own checks (utilization, bounds)
         return spec
     except ValidationError as exc:
-        raise _first_error(exc, f"ScalingPolicy {meta.get('namespace')}/{meta.get('name')}") from None
+        raise spec_error(exc, f"ScalingPolicy {meta.get('namespace')}/{meta.get('name')}") from None
 
 
 def parse_memory(obj: dict) -> dict[str, EventProfile]:
@@ -289,7 +289,7 @@ def parse_event(obj: dict) -> tuple[PromotionEventSpec, PromotionEvent]:
     try:
         spec = PromotionEventSpec.model_validate(obj.get("spec") or {})
     except ValidationError as exc:
-        raise _first_error(exc, f"PromotionEvent {meta.get('namespace')}/{meta.get('name')}") from None
+        raise spec_error(exc, f"PromotionEvent {meta.get('namespace')}/{meta.get('name')}") from None
     utc = timezone.utc
     event = PromotionEvent(
         name=meta.get("name", "?"),

@@ -23,7 +23,7 @@ from pydantic import BaseModel
 from autoscaler.core.calendar import PromotionEvent, event_mask
 from autoscaler.core.cycle import NONE, SCALE, CycleDecision, HpaFloor, Replay, forecast_table, remember, replay
 from autoscaler.core.forecast import ForecastSettings, fit_baseline
-from autoscaler.core.resources import ScalingPolicySpec
+from autoscaler.core.resources import LabelSelector, ScalingPolicySpec
 
 SPARK = "▁▂▃▄▅▆▇█"
 
@@ -206,3 +206,9 @@ def _timeline(times_s: np.ndarray, targets: np.ndarray, base: int, top: int, fro
         frac = 0.0 if top <= base else (level - base) / (top - base)
         chars.append(SPARK[min(len(SPARK) - 1, max(0, int(round(frac * (len(SPARK) - 1)))))])
     return "".join(chars), bucket
+
+
+def selects(selectors: dict[str, LabelSelector], labels: dict[str, str]) -> Callable[[str], bool]:
+    """Whether a promotion (by name) targets a policy with these labels: its selector matches them,
+    or it has none (promotions from a calendar file target every policy)."""
+    return lambda name: selectors[name].matches(labels) if name in selectors else True

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from autoscaler.cli.app import app
+from autoscaler.cli import app
 
 from autoscaler.core.backtest import STRATEGIES, Scenario, run_backtest
 from autoscaler.errors import InputError

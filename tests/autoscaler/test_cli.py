@@ -7,7 +7,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from autoscaler.cli.app import app
+from autoscaler.cli import app
 
 runner = CliRunner()
 GOOD_TRACE = "timestamp,value\n" + "".join(f"2026-11-11 00:{m:02d}:00,{100 + 10 * m}\n" for m in range(40))

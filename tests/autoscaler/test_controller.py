@@ -509,7 +509,7 @@ def test_a_slow_prometheus_times_out_instead_of_stalling_the_cycle():
     import threading
     import time
 
-    from autoscaler.adapters.prometheus import MetricsUnavailable
+    from autoscaler.errors import MetricsUnavailable
 
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
-import pytest
 from hypothesis import given, settings, strategies as st
 
 from autoscaler.core.calendar import PromotionEvent
@@ -26,7 +25,7 @@ from autoscaler.core.cycle import (
     index_calendar,
     next_action,
 )
-from autoscaler.core.plan import FROZEN, STABILIZATION, PlanPolicy
+from autoscaler.core.plan import FROZEN, PlanPolicy
 
 T0 = datetime(2026, 11, 11, 12, 0)
 STEP = 60

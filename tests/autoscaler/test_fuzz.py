@@ -16,15 +16,15 @@ import string
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, assume, example, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 from typer.testing import CliRunner
 
 from autoscaler.adapters import yamlsafe
 from autoscaler.core.calendar import read_entries
-from autoscaler.cli.app import app
+from autoscaler.cli import app
 from autoscaler.core.durations import parse_duration_s
 from autoscaler.errors import InputError
-from autoscaler.cli.promo import parse_targets, parse_time
+from autoscaler.cli.promo_store import parse_targets, parse_time
 from autoscaler.core.resources import parse_event, parse_policy
 from autoscaler.adapters.store import FileStore
 from autoscaler.core.timezones import get_zone

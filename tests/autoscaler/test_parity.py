@@ -22,7 +22,6 @@ import math
 import time
 from dataclasses import replace
 from datetime import datetime, timezone
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,7 +30,7 @@ from typer.testing import CliRunner
 
 from autoscaler.core.backtest import Scenario, run_backtest
 from autoscaler.adapters.calendar_files import load_calendar
-from autoscaler.cli.app import app
+from autoscaler.cli import app
 from autoscaler.controller.reconcile import Controller, ControllerOptions
 from autoscaler.adapters.kube import Kube
 from autoscaler.adapters.prometheus import HistoryCache

@@ -10,12 +10,11 @@ from __future__ import annotations
 import json
 import re
 import time
-from datetime import datetime, timezone
 
 import pytest
 from typer.testing import CliRunner
 
-from autoscaler.cli.app import app
+from autoscaler.cli import app
 from autoscaler.controller.reconcile import Controller, ControllerOptions
 from autoscaler.adapters.kube import Kube, now_micro
 from autoscaler.controller.leader import lease_annotations

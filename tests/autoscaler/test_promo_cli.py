@@ -14,10 +14,11 @@ import yaml
 from hypothesis import given, settings, strategies as st
 from typer.testing import CliRunner
 
-from autoscaler.cli.app import app
+from autoscaler.cli import app
 from autoscaler.errors import InputError
 from autoscaler.core.schedule import Plan
-from autoscaler.cli.promo import _import_rows, parse_time
+from autoscaler.cli.promo import import_rows as _import_rows
+from autoscaler.cli.promo_store import parse_time
 from autoscaler.core.durations import parse_duration_s
 from tests.fakes.kube import FakeKube, write_kubeconfig
 

@@ -9,8 +9,8 @@ import numpy as np
 import yaml
 from typer.testing import CliRunner
 
-from autoscaler.cli.app import app
-from tests.autoscaler.test_controller import NS, iso, seed
+from autoscaler.cli import app
+from tests.autoscaler.test_controller import NS, seed
 from tests.fakes.kube import write_kubeconfig
 
 runner = CliRunner()

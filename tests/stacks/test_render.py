@@ -8,7 +8,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from stacks.config import ConfigError, parse_stack_config
+from autoscaler.errors import ConfigError
+from stacks.config import parse_stack_config
 from stacks.crossguard import check_pdb_per_tier
 from stacks.render import MOCK_PASSWORD, REDACTED, render, write
 

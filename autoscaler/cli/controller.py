@@ -1,0 +1,187 @@
+"""``peakscale controller``: run the in-cluster controller (or one cycle of it with ``--once``).
+
+Every option is checked before any work starts, each named when wrong; then the controller is
+wired from its adapters (the Kubernetes client, the Prometheus history cache, telemetry)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+from autoscaler.cli.app import app
+from autoscaler.core.durations import parse_duration_s
+from autoscaler.errors import CommandFailed, InputError, clip
+
+if TYPE_CHECKING:
+    from autoscaler.controller.reconcile import Controller
+
+
+@app.command()
+def controller(
+    prometheus_url: Annotated[str, typer.Option(help="Prometheus base URL, e.g. http://prometheus-operated.monitoring:9090.")],
+    kubeconfig: Annotated[Optional[Path], typer.Option(help="Kubeconfig file. Default: in-cluster service account, else ~/.kube/config.")] = None,
+    context: Annotated[Optional[str], typer.Option(help="Kubeconfig context.")] = None,
+    namespace: Annotated[Optional[list[str]], typer.Option("--namespace", "-n", help="Namespace to watch (repeatable). Default: all.")] = None,
+    interval: Annotated[str, typer.Option(help="Time between reconcile cycles.")] = "30s",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan, write status and Events, but never change an HPA or a replica count.")] = False,
+    prometheus_token_file: Annotated[Optional[Path], typer.Option(help="File holding a bearer token for Prometheus.")] = None,
+    prometheus_ca: Annotated[Optional[Path], typer.Option(help="CA bundle to verify Prometheus' TLS certificate.")] = None,
+    prometheus_insecure: Annotated[bool, typer.Option("--prometheus-insecure-skip-verify", help="Do not verify Prometheus' TLS certificate.")] = False,
+    prometheus_timeout: Annotated[str, typer.Option(help="Timeout of one Prometheus query.")] = "10s",
+    metrics_port: Annotated[int, typer.Option(help="Port of /metrics, /healthz and /readyz.")] = 8080,
+    lease_namespace: Annotated[str, typer.Option(envvar="POD_NAMESPACE", help="Namespace of the leader-election Lease.")] = "peakscale-system",
+    lease_name: Annotated[str, typer.Option(help="Name of the leader-election Lease.")] = "peakscale-controller",
+    headroom_namespace: Annotated[Optional[str], typer.Option(help="Namespace of the node-headroom placeholder Deployments. Default: the Lease's (the controller's own).")] = None,
+    calendar: Annotated[Optional[Path], typer.Option("--calendar", help="Also read promotions from this YAML calendar (e.g. a ConfigMap mount; for clusters without the CRDs). Re-read every cycle; a PromotionEvent of the same name wins.")] = None,
+    preflight_ahead: Annotated[str, typer.Option(help="Run the preflight checks for each promotion starting within this long, as its Preflight condition (0: never).")] = "24h",
+    preflight_every: Annotated[str, typer.Option(help="Run them again this often until the promotion starts.")] = "1h",
+    identity: Annotated[Optional[str], typer.Option(envvar="POD_NAME", help="This instance's name in the Lease. Default: hostname.")] = None,
+    once: Annotated[bool, typer.Option("--once", help="Run one cycle, print its report and exit.")] = False,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    lease_duration: Annotated[str, typer.Option(help="How long a Lease not renewed stays held (a standby waits this long after it last saw the Lease change).")] = "15s",
+    renew_deadline: Annotated[str, typer.Option(help="The leader stops writing when it could not renew for this long (below --lease-duration).")] = "10s",
+    retry_period: Annotated[str, typer.Option(help="How often the Lease is renewed or tried, on its own thread.")] = "2s",
+    unready_after: Annotated[int, typer.Option(help="/readyz answers 503 after this many cycles failed in a row.")] = 3,
+) -> None:
+    """Run the controller: pre-scale the cluster's tiers from Prometheus and the PromotionEvents.
+
+    Every --interval it reads the ScalingPolicies and PromotionEvents, fetches each policy's demand history from Prometheus (incrementally), forecasts, and decides each policy's cycle in one place (the function the backtest and plan replay): hpa-floor policies get their HPA's minReplicas kept at the plan (the seasonal forecast, and each promotion's whole plan from one interval before start - leadTime to end + cooldown), scale policies get their scale subresource written, observe policies only get status. After each promotion it records what each policy saw into the PromotionEvent's status (memory for next year). Only the holder of the Lease writes. Missing or stale metrics never lower capacity.
+
+    Examples:
+
+    peakscale controller --prometheus-url http://127.0.0.1:9090 --kubeconfig ~/.kube/config --dry-run --once
+
+    peakscale controller --prometheus-url https://prometheus.monitoring:9090 --prometheus-token-file /var/run/secrets/prom/token -n live
+    """
+    import logging
+
+    from autoscaler.adapters.kube import Kube, api_client
+    from autoscaler.adapters.prometheus import HistoryCache
+    from autoscaler.controller.reconcile import Controller, ControllerOptions
+    from autoscaler.controller.telemetry import Telemetry, serve
+
+    # every option is checked before any work starts
+    levels = ("debug", "info", "warning", "error")
+    if log_level.lower() not in levels:
+        raise InputError("--log-level", f"unknown level {log_level!r}", f"use {', '.join(levels)}")
+    if not 1 <= metrics_port <= 65535:
+        raise InputError("--metrics-port", f"{metrics_port} is not a TCP port", "give 1-65535, e.g. 8080")
+    if unready_after < 1:
+        raise InputError("--unready-after", f"{unready_after} must be at least 1", "e.g. 3")
+    times = _durations(interval=interval, prometheus_timeout=prometheus_timeout, lease_duration=lease_duration, renew_deadline=renew_deadline, retry_period=retry_period, preflight_ahead=preflight_ahead, preflight_every=preflight_every)
+    if not prometheus_url.startswith(("http://", "https://")) or len(prometheus_url) < 10:
+        raise InputError("--prometheus-url", f"{prometheus_url!r} is not an http(s) URL", "e.g. http://prometheus:9090")
+    _check_calendar(calendar)
+    token = _read_token(prometheus_token_file)
+    _check_ca(prometheus_ca)
+    name = identity or socket.gethostname()
+    api = api_client(str(kubeconfig) if kubeconfig is not None else None, context)
+    api.user_agent = f"peakscale-controller/{name}"
+    telemetry = Telemetry()
+    server = None
+    if not once:
+        try:
+            server = serve(telemetry, metrics_port, times["interval"])
+        except OSError as exc:
+            raise InputError("--metrics-port", f"cannot listen on {metrics_port} ({exc.strerror or exc})", "give a free port") from None
+    logging.basicConfig(level=getattr(logging, log_level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    verify: bool | str = False if prometheus_insecure else (str(prometheus_ca) if prometheus_ca else True)
+    history = HistoryCache(prometheus_url, token=token, verify_tls=verify, timeout_s=times["prometheus_timeout"])
+    options = ControllerOptions(
+        identity=name,
+        namespaces=list(namespace) if namespace else None,
+        interval_s=times["interval"],
+        dry_run=dry_run,
+        lease_namespace=lease_namespace,
+        lease_name=lease_name,
+        headroom_namespace=headroom_namespace or lease_namespace,
+        calendar_file=str(calendar) if calendar is not None else None,
+        preflight_ahead_s=times["preflight_ahead"],
+        preflight_every_s=times["preflight_every"],
+        lease_duration_s=times["lease_duration"],
+        renew_deadline_s=times["renew_deadline"],
+        retry_period_s=times["retry_period"],
+        unready_after=unready_after,
+    )
+    ctl = Controller(Kube(api), history, options, telemetry=telemetry)
+    if once:
+        _run_once(ctl)
+        return
+    _run_until_signalled(ctl)
+    if server is not None:
+        server.shutdown()
+
+
+def _durations(**given: str) -> dict[str, int]:
+    """Each duration option in seconds (named ``--<option>`` when wrong), the Lease's checked as
+    client-go requires: retry period < renew deadline < lease duration."""
+    zero_ok = {"preflight_ahead"}
+    out = {key: parse_duration_s(text, field="--" + key.replace("_", "-"), allow_zero=key in zero_ok) for key, text in given.items()}
+    retry_s, renew_s, lease_s = out["retry_period"], out["renew_deadline"], out["lease_duration"]
+    if not 0 < retry_s < renew_s < lease_s:
+        raise InputError("--renew-deadline", f"need --retry-period ({retry_s}s) < --renew-deadline ({renew_s}s) < --lease-duration ({lease_s}s)", "e.g. 2s, 10s, 15s")
+    return out
+
+
+def _check_calendar(calendar: Path | None) -> None:
+    """A bad entry of --calendar is named now, not at the first cycle."""
+    if calendar is None:
+        return
+    from autoscaler.adapters import yamlsafe
+    from autoscaler.core.calendar import read_entries
+
+    if not calendar.is_file():
+        raise InputError("--calendar", f"no such file {str(calendar)!r}", "give the YAML calendar to read (e.g. a ConfigMap mount)")
+    read_entries(yamlsafe.read(calendar, f"--calendar {calendar.name}"), None, f"--calendar {calendar.name}")
+
+
+def _read_token(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return path.read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError("--prometheus-token-file", f"cannot read {str(path)!r} ({getattr(exc, 'strerror', None) or exc})", "give a readable text file") from None
+
+
+def _check_ca(path: Path | None) -> None:
+    if path is None:
+        return
+    try:
+        path.read_bytes()
+    except OSError as exc:
+        raise InputError("--prometheus-ca", f"cannot read {str(path)!r} ({exc.strerror or exc})", "give a readable PEM bundle") from None
+
+
+def _run_once(ctl: Controller) -> None:
+    """One cycle, its report as JSON; a cycle that cannot reach the API fails on one line."""
+    from kubernetes.client.rest import ApiException
+    from urllib3.exceptions import HTTPError
+
+    try:
+        report = ctl.run_cycle()
+    except (ApiException, HTTPError, OSError) as exc:
+        raise CommandFailed(f"cannot reach the Kubernetes API ({type(exc).__name__}: {clip(str(getattr(exc, 'reason', None) or exc), 200)})") from None
+    except Exception as exc:  # noqa: BLE001 (one line, never a traceback)
+        raise CommandFailed(f"the cycle failed ({type(exc).__name__}: {clip(str(exc), 200)})") from None
+    doc = {
+        "leader": report.leader,
+        "policies": report.policies,
+        "prometheus_queries": report.queries,
+        "duration_s": round(report.duration_s, 4),
+        "outcomes": [o.__dict__ for o in report.outcomes],
+    }
+    typer.echo(json.dumps(doc, indent=2))
+
+
+def _run_until_signalled(ctl: Controller) -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    ctl.run_forever(stop)

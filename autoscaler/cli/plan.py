@@ -1,0 +1,172 @@
+"""``peakscale plan``: every write the controller would make, per target, with its reason.
+
+The controller's own cycle function runs at the instants the controller would (``core.schedule``);
+this module only gathers the inputs (policies, promotions, histories) and prints the result."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from autoscaler.adapters.calendar_files import load_calendar
+from autoscaler.adapters.inputs import PolicyDoc, load_policies, policies_of, prometheus_history, trace_history
+from autoscaler.cli.app import app
+from autoscaler.cli.output import check_output, err_console, split_list, table_console
+from autoscaler.core.calendar import PromotionEvent, select_kinds
+from autoscaler.core.durations import parse_duration_s
+from autoscaler.core.resources import LabelSelector
+from autoscaler.core.schedule import Plan, PolicyInput, plan_target, selects
+from autoscaler.core.timezones import aware, get_zone, shown, wall_seconds
+from autoscaler.errors import InputError
+
+if TYPE_CHECKING:
+    from autoscaler.adapters.store import Store
+
+
+@app.command()
+def plan(
+    start: Annotated[str, typer.Option("--from", help="Start of the plan: now, a local time in --tz, or +2h from now. With --trace: the trace's start.")] = "now",
+    end: Annotated[str, typer.Option("--to", help="End: +48h (from --from) or a local time in --tz. With --trace: the trace's end.")] = "+48h",
+    tz: Annotated[str, typer.Option("--tz", help="Zone of the times given and shown. Default Asia/Shanghai: the operators' wall clock, as in promo.")] = "Asia/Shanghai",
+    trace: Annotated[Optional[Path], typer.Option(help="Offline history instead of Prometheus: a timestamp,value CSV.")] = None,
+    trace_tz: Annotated[str, typer.Option(help="Zone of the trace's naive timestamps (and of --events).")] = "UTC",
+    prometheus_url: Annotated[Optional[str], typer.Option(help="Prometheus to read each policy's history from.")] = None,
+    events: Annotated[Optional[Path], typer.Option(help="A calendar file (CSV or YAML) instead of the promo store.")] = None,
+    kinds: Annotated[Optional[list[str]], typer.Option("--kinds", help="With --events: the kinds that count (default: all but data kinds).")] = None,
+    policies: Annotated[Optional[Path], typer.Option(help="YAML file of ScalingPolicy resources. Default: the cluster's (when promotions come from it and no --capacity-per-replica is given), else one policy from the options below.")] = None,
+    policy: Annotated[Optional[list[str]], typer.Option("--policy", help="Only these policies (repeatable).")] = None,
+    capacity_per_replica: Annotated[Optional[float], typer.Option(help="Without --policies: demand one replica serves.")] = None,
+    lead_time: Annotated[str, typer.Option(help="Without --policies: how long new capacity takes to serve.")] = "10m",
+    min_replicas: Annotated[int, typer.Option(help="Without --policies: the usual floor.")] = 2,
+    max_replicas: Annotated[int, typer.Option(help="Without --policies: never more.")] = 200,
+    store: Annotated[str, typer.Option("--store", help="Promotions from: kube (PromotionEvents), file (a YAML calendar), or auto: kube when a kubeconfig context or in-cluster config is found and no --calendar is given, else file.")] = "auto",
+    calendar: Annotated[Optional[Path], typer.Option("--calendar", envvar="PEAKSCALE_CALENDAR", help="Calendar file for --store file (default ~/.config/peakscale/calendar.yaml).")] = None,
+    kubeconfig: Annotated[Optional[Path], typer.Option(help="Kubeconfig for --store kube.")] = None,
+    context: Annotated[Optional[str], typer.Option(help="Kubeconfig context.")] = None,
+    namespace: Annotated[str, typer.Option("--namespace", "-n", help="Namespace of the PromotionEvents for --store kube.")] = "default",
+    output: Annotated[str, typer.Option("--output", "-o", help="table, json or yaml.")] = "table",
+    timeline: Annotated[bool, typer.Option("--timeline/--no-timeline", help="Show a compact timeline of the planned floor per target.")] = True,
+    interval: Annotated[str, typer.Option(help="The controller's interval (its --interval): plan decides at the same instants.")] = "30s",
+    strict: Annotated[bool, typer.Option("--strict", help="Refuse a --trace with gaps or empty values (by default they are missing samples).")] = False,
+) -> None:
+    """Show what will scale when: every write the controller would make, per target, with its reason.
+
+    The controller's own cycle function runs at the instants the controller would (every --interval from --from), each cycle seeing the history up to that instant only: in hpa-floor mode the floor follows the seasonal forecast (less the HPA's tolerance) and rises to the whole plan from one interval before each promotion's start minus the lead time until its end plus the cool-down; in scale mode the replica count follows the plan. With a policy's nodeHeadroom, the placeholder pods are shown too (create, resize, delete headroom), counting the floor's pods ready a lead time after each raise. Beyond the newest sample the history is carried forward by the seasonal forecast. A --trace is read like a backtest's (each value the demand of the period starting at its timestamp); Prometheus history as the controller reads it.
+
+    Examples:
+
+    peakscale plan --prometheus-url http://127.0.0.1:9090 --policies policies.yaml --to +48h
+
+    peakscale plan --trace traffic.csv --events promos.csv --capacity-per-replica 2000 -o json
+    """
+    from autoscaler.adapters.store import KubeStore
+    from autoscaler.cli.promo_store import read_policies
+
+    check_output(output)
+    show_zone = get_zone(tz)
+    if (trace is None) == (prometheus_url is None):
+        raise InputError("--trace", "give --trace FILE or --prometheus-url URL (one of them)", "e.g. --trace traffic.csv")
+    clock_zone = get_zone(trace_tz if trace is not None else "UTC")
+
+    def fmt(seconds: float) -> str:
+        return shown(aware(seconds, clock_zone), show_zone)
+
+    calendar_events, selectors, st = _calendar(events, split_list(kinds), clock_zone, store=store, calendar=calendar, kubeconfig=kubeconfig, context=context, namespace=namespace)
+    # policies: a file, the cluster's (beside its promotions), or one from the options
+    if policies is None and capacity_per_replica is None and isinstance(st, KubeStore):
+        docs = policies_of(read_policies(st), policy)
+    else:
+        docs = load_policies(policies, only=policy, capacity_per_replica=capacity_per_replica, lead_time=lead_time, min_replicas=min_replicas, max_replicas=max_replicas)
+    histories, from_s, to_s = _window(docs, trace, prometheus_url, clock_zone, start=start, end=end, tz=tz, strict=strict)
+    interval_s = parse_duration_s(interval, field="--interval")
+    targets = []
+    for doc in docs:
+        times, values = histories[doc.name]
+        entry = PolicyInput(name=doc.name, namespace=doc.namespace, labels=doc.labels, spec=doc.spec, targets_of=selects(selectors, doc.labels))
+        targets.append(plan_target(entry, times, values, calendar_events, from_s, to_s, interval_s=interval_s, fmt=fmt))
+    selecting = {e for t in targets for e in t.events}
+    unmatched = sorted(e.name for e in calendar_events if e.name not in selecting and from_s - 86400 <= e.end_s and e.start_s <= to_s)
+    result = Plan(start=fmt(from_s), end=fmt(to_s), tz=tz, targets=targets, unmatched=unmatched)
+    labels = sorted({f"{k}={v}" for d in docs for k, v in d.labels.items()})
+    for name in result.unmatched:
+        there = f"the policies carry {', '.join(labels[:8])}" if labels else "the policies carry no labels"
+        err_console.print(f"warning: promotion {name!r} selects no policy: nothing is raised for it ({there}; see its targets)", highlight=False, soft_wrap=True)
+    _print_plan(result, output, timeline)
+
+
+def _calendar(
+    events: Path | None, kinds: list[str], zone: ZoneInfo, *, store: str, calendar: Path | None, kubeconfig: Path | None, context: str | None, namespace: str
+) -> tuple[list[PromotionEvent], dict[str, LabelSelector], Store | None]:
+    """The promotions (from --events, else the store), each promotion's selector, and the store."""
+    from autoscaler.cli.promo_store import open_store, read_promos
+
+    if events is not None:
+        return select_kinds(load_calendar(events, zone), kinds), {}, None
+    st = open_store(store, calendar, kubeconfig, context, namespace)
+    promos = read_promos(st)
+    return [p.event(zone) for p in promos], {p.name: p.parsed.targets for p in promos}, st
+
+
+def _window(
+    docs: list[PolicyDoc], trace: Path | None, prometheus_url: str | None, zone: ZoneInfo, *, start: str, end: str, tz: str, strict: bool
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], int, int]:
+    """Each policy's history (from the trace, or Prometheus now) and the plan's [from, to) on the
+    history's clock."""
+    from autoscaler.cli.promo_store import parse_time
+
+    histories: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    default_to: int | None = None
+    if trace is not None:
+        seen_times, seen_values, first, last = trace_history(trace, zone, strict=strict)
+        histories = {d.name: (seen_times, seen_values) for d in docs}
+        base, default_to = first, last
+    else:
+        assert prometheus_url is not None
+        now_s = time.time()
+        histories = {d.name: prometheus_history(prometheus_url, d, now_s=now_s) for d in docs}
+        base = int(now_s)
+    if start == "now":
+        from_s = base
+    elif start.startswith("+"):
+        from_s = base + parse_duration_s(start[1:], field="--from")
+    else:
+        from_s = wall_seconds(parse_time(start, tz, "--from").astimezone(zone).replace(tzinfo=None))
+    if end.startswith("+"):
+        to_s = default_to if (default_to is not None and end == "+48h") else from_s + parse_duration_s(end[1:], field="--to")
+    else:
+        to_s = wall_seconds(parse_time(end, tz, "--to").astimezone(zone).replace(tzinfo=None))
+    if to_s <= from_s:
+        raise InputError("--to", "is not after --from", "e.g. --to +48h")
+    return histories, from_s, to_s
+
+
+def _print_plan(result: Plan, output: str, timeline: bool) -> None:
+    if output == "json":
+        typer.echo(result.model_dump_json(indent=2))
+        return
+    if output == "yaml":
+        import yaml
+
+        typer.echo(yaml.safe_dump(result.model_dump(), sort_keys=False, allow_unicode=True).rstrip())
+        return
+    console = table_console(160)
+    for target in result.targets:
+        table = Table(
+            title=f"{target.namespace}/{target.policy} -> {target.target} ({target.mode}, {target.min_replicas}-{target.max_replicas}, lead {target.lead_time_s // 60} min), {result.start} to {result.end}",
+            title_justify="left",
+        )
+        for col in ("when", "action", "replicas", "for", "why"):
+            table.add_column(col)
+        for a in target.actions:
+            table.add_row(a.at, a.action.replace("-", " "), f"{a.from_replicas} -> {a.to_replicas}", a.title or "-", a.reason)
+        if not target.actions:
+            table.add_row("-", "none", "-", "-", "nothing to write in this window: the plan stays at the floor it starts from")
+        console.print(table)
+        if timeline:
+            console.print(f"  timeline ({target.timeline_step_s // 60} min per mark, floor {target.min_replicas}..{target.max_replicas}): {target.timeline}", highlight=False)

@@ -1,0 +1,149 @@
+"""``peakscale promo review``: after a promotion, per targeted policy, what was planned and when it
+was ready, forecast vs observed peak, the minutes short, and what was recorded into memory.
+
+The controller's own cycles are replayed around the promotion (``core.review``); this module
+gathers the history and the policies and prints the result."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import typer
+import yaml
+from rich.table import Table
+
+from autoscaler.adapters.inputs import PolicyDoc, load_policies, policies_of, prometheus_history, trace_history
+from autoscaler.adapters.store import KubeStore, Promo
+from autoscaler.cli.output import check_output, table_console
+from autoscaler.cli.promo import promo_app
+from autoscaler.cli.promo_store import (
+    CalendarOpt,
+    ContextOpt,
+    KubeconfigOpt,
+    NamespaceOpt,
+    OutputOpt,
+    StoreOpt,
+    TzOpt,
+    find_promo,
+    open_store,
+    read_policies,
+    read_promos,
+    write_promos,
+)
+from autoscaler.core.durations import parse_duration_s
+from autoscaler.core.review import Review, recorded_profile, review_policy
+from autoscaler.core.schedule import PolicyInput, selects
+from autoscaler.core.timezones import aware, get_zone, shown
+from autoscaler.errors import InputError
+
+
+@promo_app.command("review")
+def review(
+    name: Annotated[str, typer.Argument(help="The promotion to review (it should be over).")],
+    trace: Annotated[Optional[Path], typer.Option(help="Offline: the demand history as a timestamp,value CSV (read like a backtest's).")] = None,
+    trace_tz: Annotated[str, typer.Option(help="Zone of the trace's naive timestamps.")] = "UTC",
+    prometheus_url: Annotated[Optional[str], typer.Option(help="Prometheus to read each policy's history from.")] = None,
+    policies: Annotated[Optional[Path], typer.Option(help="YAML file of ScalingPolicy resources. Default: the cluster's with --store kube, else one from the options below.")] = None,
+    policy: Annotated[Optional[list[str]], typer.Option("--policy", help="Only these policies (repeatable).")] = None,
+    capacity_per_replica: Annotated[Optional[float], typer.Option(help="Without policies: demand one replica serves.")] = None,
+    lead_time: Annotated[str, typer.Option(help="Without policies: how long new capacity takes to serve.")] = "10m",
+    min_replicas: Annotated[int, typer.Option(help="Without policies: the usual floor.")] = 2,
+    max_replicas: Annotated[int, typer.Option(help="Without policies: never more.")] = 200,
+    interval: Annotated[str, typer.Option(help="The controller's interval.")] = "30s",
+    record: Annotated[bool, typer.Option("--record", help="Store what was observed into the promotion's memory (file store; the controller does it in the cluster).")] = False,
+    tz: TzOpt = "Asia/Shanghai",
+    output: OutputOpt = "table",
+    store: StoreOpt = "auto",
+    calendar: CalendarOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+    namespace: NamespaceOpt = "default",
+) -> None:
+    """After a promotion: per targeted policy, what was planned and when it was ready, forecast vs observed peak, the minutes demand exceeded ready capacity, and what was recorded into memory.
+
+    The controller's own cycles are replayed around the promotion from the history (Prometheus, or --trace offline), so the review shows what the controller decided. The memory is what later promotions of the kind (or naming this one in --like) learn from once Prometheus has forgotten the samples: the controller records it into the PromotionEvent's status; --record stores it in a calendar file.
+
+    Examples:
+
+    peakscale promo review double11-2026 --store kube -n live --prometheus-url http://prometheus:9090
+
+    peakscale promo review flash-0618 --trace traffic.csv --policies policies.yaml --record -o json
+    """
+    check_output(output)
+    show_zone = get_zone(tz)
+    if (trace is None) == (prometheus_url is None):
+        raise InputError("--trace", "give --trace FILE or --prometheus-url URL (one of them)", "e.g. --trace traffic.csv")
+    interval_s = parse_duration_s(interval, field="--interval")
+    clock_zone = get_zone(trace_tz if trace is not None else "UTC")
+    st = open_store(store, calendar, kubeconfig, context, namespace)
+    promos = read_promos(st)
+    promo = find_promo(promos, name)
+    events = [p.event(clock_zone) for p in promos]
+    selectors = {p.name: p.parsed.targets for p in promos}
+    if policies is None and isinstance(st, KubeStore):
+        docs = policies_of(read_policies(st), policy)
+    else:
+        docs = load_policies(policies, only=policy, capacity_per_replica=capacity_per_replica, lead_time=lead_time, min_replicas=min_replicas, max_replicas=max_replicas)
+    targeted = [d for d in docs if selectors[name].matches(d.labels)]
+    if not targeted:
+        known = sorted({f"{k}={v}" for d in docs for k, v in d.labels.items()})
+        raise InputError("NAME", f"{name!r} selects no ScalingPolicy", f"its targets must match a policy's labels; labels present: {', '.join(known) or 'none'}")
+    event = next(e for e in events if e.name == name)
+
+    def fmt(seconds: float) -> str:
+        return shown(aware(seconds, clock_zone), show_zone)
+
+    reviews, profiles = [], []
+    for doc in targeted:
+        entry = PolicyInput(doc.name, doc.namespace, doc.labels, doc.spec, selects(selectors, doc.labels))
+        times, values = _history(doc, trace, prometheus_url, clock_zone, event_start_s=event.start_s)
+        reviews.append(review_policy(entry, times, values, events, name, interval_s=interval_s, fmt=fmt))
+        if record:
+            profiles.append(recorded_profile(entry, times, values, events, name, interval_s=interval_s))
+    result = Review(event=name, title=promo.parsed.title, kind=promo.parsed.kind, start=fmt(event.start_s), end=fmt(event.end_s), tz=tz, policies=reviews)
+    if record:
+        kept = [m for m in promo.memory if m.get("policy") not in {p.policy for p in profiles if p is not None}]
+        memory = tuple(kept + [p.model_dump(by_alias=True) for p in profiles if p is not None])
+        updated = [Promo(name=p.name, spec=p.spec, memory=memory) if p.name == name else p for p in promos]
+        write_promos(st, updated, changed=[name], deleted=[])
+    _print_review(result, output)
+    if record:
+        table_console(160).print(f"recorded into {st.describe()}: later promotions of kind {result.kind!r} learn from it", highlight=False)
+
+
+def _history(doc: PolicyDoc, trace: Path | None, prometheus_url: str | None, zone: ZoneInfo, *, event_start_s: int) -> tuple[np.ndarray, np.ndarray]:
+    """The policy's history around the promotion: the trace, or Prometheus back to a history
+    window before the promotion's start."""
+    if trace is not None:
+        times, values, _, _ = trace_history(trace, zone)
+        return times, values
+    assert prometheus_url is not None
+    now_s = time.time()
+    reach = int(now_s - event_start_s) + 2 * 86400 + doc.spec.forecast_settings().history_s
+    return prometheus_history(prometheus_url, doc, now_s=now_s, history_s=reach)
+
+
+def _print_review(result: Review, output: str) -> None:
+    if output == "json":
+        typer.echo(result.model_dump_json(indent=2))
+        return
+    if output == "yaml":
+        typer.echo(yaml.safe_dump(result.model_dump(), sort_keys=False, allow_unicode=True).rstrip())
+        return
+    table = Table(title=f"review of {result.event!r} ({result.kind}): {result.start} -> {result.end}", title_justify="left")
+    for col in ("policy", "target", "ready at start", "planned peak", "asked -> ready", "forecast peak", "observed peak", "short", "memory"):
+        table.add_column(col)
+    for r in result.policies:
+        memory = "-"
+        if r.recorded is not None:
+            memory = f"x{r.recorded.peak_uplift:g} at {r.recorded.minutes_to_peak:+g} min ({r.recorded.points} pts{', stored' if r.recorded.stored else ''})"
+        table.add_row(
+            r.policy, f"{r.target} ({r.mode})", str(r.ready_at_start if r.ready_at_start is not None else "-"), str(r.planned_peak if r.planned_peak is not None else "-"),
+            f"{r.asked_at or '-'} -> {r.ready_at or '-'}", f"{r.forecast_peak:,.0f}" if r.forecast_peak is not None else "-",
+            f"{r.observed_peak:,.0f}" if r.observed_peak is not None else "-", f"{r.short_minutes:g} min" + (f" ({r.missing_minutes:g} min no data)" if r.missing_minutes else ""), memory,
+        )  # fmt: skip
+    table_console(160).print(table)

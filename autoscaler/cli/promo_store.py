@@ -1,0 +1,248 @@
+"""Where promotions live, for the ``promo`` commands and ``plan``: the store choice (kube, file,
+auto), reading and writing it with one-line failures, and the shared option declarations and
+parsers (times in a zone, label selectors, the PromotionEvent spec built from options).
+
+Every write says where it went; a file write adds that the controller does not read the file.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from autoscaler.adapters.kube import current_context
+from autoscaler.adapters.store import FileStore, KubeStore, Promo
+from autoscaler.cli.output import err_console
+from autoscaler.core.calendar import MAX_PEAK, stamp
+from autoscaler.core.durations import parse_duration_s
+from autoscaler.core.timezones import get_zone, next_occurrence, shown
+from autoscaler.errors import CommandFailed, InputError, clip
+
+
+StoreOpt = Annotated[
+    str,
+    typer.Option(
+        "--store",
+        help="Where promotions live: kube (PromotionEvent resources: what the controller reads), file (a YAML calendar), or auto: kube when a kubeconfig context or in-cluster config is found (as kubectl finds them) and no --calendar is given, else file.",
+    ),
+]
+
+CalendarOpt = Annotated[
+    Optional[Path], typer.Option("--calendar", envvar="PEAKSCALE_CALENDAR", help="Calendar file for --store file (default ~/.config/peakscale/calendar.yaml).")
+]
+
+KubeconfigOpt = Annotated[Optional[Path], typer.Option("--kubeconfig", help="Kubeconfig for --store kube (default: in-cluster, else ~/.kube/config).")]
+
+ContextOpt = Annotated[Optional[str], typer.Option("--context", help="Kubeconfig context for --store kube.")]
+
+AllowPastOpt = Annotated[bool, typer.Option("--allow-past", help="Accept a start in the past: record a past promotion, so that it teaches later ones of its kind.")]
+
+NamespaceOpt = Annotated[str, typer.Option("--namespace", "-n", help="Namespace of the PromotionEvents for --store kube.")]
+
+TzOpt = Annotated[str, typer.Option("--tz", help="Zone of local times given and shown (IANA name). Default Asia/Shanghai: promotions are scheduled on the operators' wall clock; shown times carry their UTC offset.")]
+
+OutputOpt = Annotated[str, typer.Option("--output", "-o", help="table, json or yaml.")]
+
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")]
+
+def open_store(store: str, calendar: Path | None, kubeconfig: Path | None, context: str | None, namespace: str):
+    """The store ``--store`` names; ``auto`` is the cluster when one is configured (and no
+    ``--calendar`` is given), else the calendar file."""
+    if store not in ("auto", "kube", "file"):
+        raise InputError("--store", f"unknown store {store!r}", "use auto, kube or file")
+    if store == "auto":
+        store = "kube" if calendar is None and (kubeconfig is not None or context is not None or cluster_configured()) else "file"
+    if store == "file":
+        return FileStore(calendar or default_calendar())
+    from autoscaler.adapters.kube import api_client
+
+    api = api_client(str(kubeconfig) if kubeconfig is not None else None, context)
+    return KubeStore(api, namespace, where=current_context(kubeconfig, context))
+
+def default_calendar() -> Path:
+    """``$XDG_CONFIG_HOME/peakscale/calendar.yaml`` (``~/.config/...``): not whatever folder one stands in."""
+    import os
+
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "peakscale" / "calendar.yaml"
+
+def cluster_configured() -> bool:
+    """Whether kubectl would find a cluster: in-cluster credentials, or a kubeconfig (``$KUBECONFIG``
+    or ``~/.kube/config``) with a current context."""
+    import os
+
+    if os.environ.get("KUBERNETES_SERVICE_HOST") and Path("/var/run/secrets/kubernetes.io/serviceaccount/token").exists():
+        return True
+    return current_context(None, None) is not None
+
+def where_stored(store, name: str) -> str:
+    """Where a write went, and for a file, how to get it to the controller."""
+    if isinstance(store, KubeStore):
+        return f"PromotionEvent {store.namespace}/{name}" + (f" in context {store.where}" if store.where else "")
+    return f"{home_relative(store.path)}"
+
+def home_relative(path: Path) -> str:
+    try:
+        return "~/" + str(Path(path).expanduser().resolve().relative_to(Path.home().resolve()))
+    except ValueError:
+        return str(path)
+
+def file_note(store) -> None:
+    """After a write to a file: the controller reads PromotionEvents (or its --calendar), not this."""
+    if isinstance(store, FileStore):
+        err_console.print(
+            f"note: the controller does not read {home_relative(store.path)}: schedule in the cluster with --store kube, "
+            "or `peakscale promo export --store file -o manifests -n <namespace> | kubectl apply -f -`, "
+            "or mount the file as the controller's --calendar (chart: calendar.fromConfigMap)",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+def targets_report(store, promo: Promo) -> None:
+    """In the cluster: which ScalingPolicies the promotion's selector matches; none is a warning
+    naming the tier labels that do exist (a selector that matches nothing raises nothing)."""
+    if not isinstance(store, KubeStore):
+        return
+    try:
+        policies = store.policies()
+    except Exception as exc:  # noqa: BLE001 (the promotion is stored; this is advice)
+        err_console.print(f"warning: could not list ScalingPolicies in {store.namespace} to check --targets ({failure_reason(exc)})", highlight=False, soft_wrap=True)
+        return
+    selector = promo.parsed.targets
+    matched = sorted(((p.get("metadata") or {}).get("name", "?") for p in policies if selector.matches((p.get("metadata") or {}).get("labels") or {})))
+    if matched:
+        typer.echo(f"targets {len(matched)} ScalingPolicy(ies) in {store.namespace}: {', '.join(matched[:10])}{' ...' if len(matched) > 10 else ''}")
+        return
+    labels = sorted({f"{k}={v}" for p in policies for k, v in ((p.get("metadata") or {}).get("labels") or {}).items()})
+    tiers = [label for label in labels if label.startswith("peakscale.io/tier=")] or labels
+    there = f"labels there: {', '.join(tiers[:12])}" if tiers else f"there is no ScalingPolicy in {store.namespace}"
+    err_console.print(
+        f"warning: {promo.name!r} selects no ScalingPolicy in {store.namespace}: nothing will be raised for it ({there}); "
+        f"fix with peakscale promo edit {promo.name} --targets peakscale.io/tier=<tier>",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+def read_promos(store) -> list[Promo]:
+    try:
+        return store.list()
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 (any transport failure: one line, exit 1)
+        raise CommandFailed(f"cannot read {store.describe()}: {failure_reason(exc)}") from None
+
+def write_promos(store, promos: list[Promo], changed: list[str], deleted: list[str], created: list[str] | None = None) -> None:
+    try:
+        store.save(promos, changed=changed, deleted=deleted, created=created)
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise CommandFailed(f"cannot write {store.describe()}: {failure_reason(exc)}") from None
+
+def failure_reason(exc: Exception) -> str:
+    text = getattr(exc, "reason", None) or str(exc)
+    if "Max retries" in str(exc) or "Connection refused" in str(exc):
+        text = "connection refused (is the cluster reachable?)"
+    return f"{type(exc).__name__}: {clip(str(text), 160)}"
+
+def parse_time(text: str, zone_name: str, field: str) -> datetime:
+    """A local time in ``zone_name`` (or with its own offset) -> aware datetime (1970-9000);
+    ``MM-DD HH:MM`` without a year is its next occurrence ('11-11 20:00': the coming 11.11)."""
+    zone = get_zone(zone_name)
+    if not text.strip():
+        raise InputError(field, "empty time", "give a time such as '11-11 20:00' or '2027-11-11 20:00'")
+    coming = next_occurrence(text, zone, field=field)
+    if coming is not None:
+        return coming
+    return stamp(text, zone, field)
+
+def refuse_past(begin: datetime, allow_past: bool, field: str = "--start") -> None:
+    """A start in the past is a mistake, unless a past promotion is recorded on purpose."""
+    if not allow_past and begin < datetime.now(begin.tzinfo):
+        raise InputError(field, f"{shown(begin, begin.tzinfo)} is in the past", "give a future time (MM-DD HH:MM is the next one), or --allow-past to record a past promotion (it teaches later ones)")
+
+_LABEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
+
+_LABEL_PREFIX = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+def parse_targets(text: str | None) -> dict | None:
+    """``key=value,...`` as a matchLabels selector; keys and values as Kubernetes spells labels."""
+    if not text:
+        return None
+    fix = "use key=value pairs of Kubernetes labels, e.g. peakscale.io/tier=cache,app=live"
+    labels: dict[str, str] = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        key, value = key.strip(), value.strip()
+        prefix, slash, name = key.rpartition("/")
+        ok_key = bool(_LABEL_NAME.fullmatch(name)) and len(name) <= 63 and (not slash or (_LABEL_PREFIX.fullmatch(prefix) is not None and len(prefix) <= 253))
+        if not sep or not ok_key:
+            raise InputError("--targets", f"cannot read {part.strip()!r} as a label", fix)
+        if value and (len(value) > 63 or not _LABEL_NAME.fullmatch(value)):
+            raise InputError("--targets", f"{value!r} is not a label value", "at most 63 letters, digits, '-', '_' or '.'")
+        if key in labels:
+            raise InputError("--targets", f"label {key!r} is given twice", "give each label once")
+        labels[key] = value
+    return {"matchLabels": labels}
+
+def _rfc3339(stamp: datetime) -> str:
+    return stamp.isoformat(timespec="seconds")
+
+def build_spec(
+    *,
+    start: str,
+    end: str | None,
+    duration: str | None,
+    kind: str,
+    tz: str,
+    title: str | None,
+    multiplier: float | None,
+    expected_peak: float | None,
+    like: list[str] | None,
+    targets: str | None,
+) -> dict:
+    begin = parse_time(start, tz, "--start")
+    if (end is None) == (duration is None):
+        raise InputError("--end", "give --end or --duration (one of them)", "e.g. --duration 4h")
+    if duration is not None:
+        finish = begin + timedelta(seconds=parse_duration_s(duration, field="--duration"))
+    else:
+        finish = parse_time(end, tz, "--end")
+    if finish <= begin:
+        raise InputError("--end", f"{_rfc3339(finish)} is not after --start {_rfc3339(begin)}", "end after start, or use --duration")
+    if multiplier is not None and expected_peak is not None:
+        raise InputError("--multiplier", "give --multiplier or --expected-peak, not both", "one way of sizing the event")
+    if multiplier is not None and not (0 < multiplier <= 1000):
+        raise InputError("--multiplier", f"{multiplier:g} is outside (0, 1000]", "the expected peak over the usual load, e.g. 3")
+    if expected_peak is not None and not (math.isfinite(expected_peak) and 0 < expected_peak <= MAX_PEAK):
+        raise InputError("--expected-peak", f"{expected_peak:g} is outside (0, {MAX_PEAK:g}]", "the expected peak of the policies' metric")
+    spec: dict = {"start": _rfc3339(begin), "end": _rfc3339(finish), "kind": kind}
+    if title:
+        spec["title"] = title
+    if multiplier is not None:
+        spec["expectedMultiplier"] = multiplier
+    if expected_peak is not None:
+        spec["expectedPeak"] = expected_peak
+    if like:
+        spec["like"] = list(like)
+    parsed = parse_targets(targets)
+    if parsed:
+        spec["targets"] = parsed
+    return spec
+
+def find_promo(promos: list[Promo], name: str) -> Promo:
+    for p in promos:
+        if p.name == name:
+            return p
+    raise InputError("NAME", f"no promotion named {name!r}", "see promo list")
+
+def read_policies(st: KubeStore) -> list[dict]:
+    try:
+        return st.policies()
+    except Exception as exc:  # noqa: BLE001 (any transport failure: one line, exit 1)
+        raise CommandFailed(f"cannot read ScalingPolicies in namespace {st.namespace}: {failure_reason(exc)}") from None

@@ -1,0 +1,63 @@
+"""``peakscale render``: preview, offline, every Kubernetes object a stack declares.
+
+Joins the ``peakscale`` command through the entry-point group ``peakscale.commands``, so the
+autoscaler never imports the stacks (and the controller's image needs no Pulumi). Pulumi is
+imported only when the command runs; without the ``stacks`` extra it says how to install it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from autoscaler.errors import CommandFailed, InputError
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def render(
+    stack: Annotated[str, typer.Option(help="Stack whose Pulumi.<stack>.yaml config to use (dev, prod, ...).")] = "dev",
+    out: Annotated[Path, typer.Option(help="Folder for the YAML files, one per object.")] = Path("rendered"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary instead of the table.")] = False,
+) -> None:
+    """Preview, offline, every Kubernetes object `pulumi up` would declare for a stack.
+
+    This is a PREVIEW, NOT A DEPLOYMENT: the Pulumi program runs in-process under the official mocks, with no engine, no provider and no cluster, and writes what it asks for as YAML (<namespace>/<kind>-<name>.yaml, secrets redacted) plus _stack.yaml with the stack outputs and the non-Kubernetes resources (Helm releases, generated passwords). Review it or diff it before `pulumi up`.
+
+    Examples:
+
+    peakscale render --stack prod --out /tmp/r
+
+    diff -ru rendered-before/ rendered/
+    """
+    try:
+        import pulumi  # noqa: F401 (only to say which extra is missing)
+    except ImportError:
+        raise CommandFailed("render needs the Pulumi SDK: pip install 'peakscale[stacks]'") from None
+    from rich.console import Console
+    from rich.table import Table
+
+    from stacks.render import load_stack_file, write
+    from stacks.render import render as run_render
+
+    repo = Path.cwd() if (Path.cwd() / "Pulumi.yaml").is_file() else REPO
+    config = load_stack_file(repo, stack)
+    rendered = run_render(config, stack)
+    try:
+        paths = write(rendered, out)
+    except OSError as error:
+        raise InputError("--out", f"cannot write {str(out)!r} ({error.strerror or error})") from None
+    objects = rendered.objects
+    if as_json:
+        typer.echo(json.dumps({"stack": stack, "out": str(out), "objects": len(objects), "files": [str(p) for p in paths]}, indent=2))
+        return
+    table = Table(title=f"stack {stack}: {len(objects)} Kubernetes objects written to {out} (preview, not deployed)", title_justify="left")
+    for col in ("namespace", "kind", "name"):
+        table.add_column(col)
+    for obj in objects:
+        meta = obj.get("metadata") or {}
+        table.add_row(meta.get("namespace") or "-", obj.get("kind", "?"), meta.get("name", "?"))
+    (Console() if Console().is_terminal else Console(width=150)).print(table)
