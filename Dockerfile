@@ -6,10 +6,11 @@ RUN pip install --no-cache-dir uv==0.13.9
 WORKDIR /app
 COPY pyproject.toml uv.lock README.md ./
 # dependencies first (cached layer), exactly as locked, without the test tools
+# the base install only: no extras, so no Pulumi, grpc or matplotlib in the image
 RUN uv sync --frozen --no-dev --no-install-project
 COPY autoscaler/ autoscaler/
 COPY stacks/ stacks/
-RUN uv sync --frozen --no-dev
+RUN uv sync --frozen --no-dev --no-editable
 
 FROM python:3.11-slim@sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7
 RUN useradd --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin peakscale

@@ -16,7 +16,8 @@ from kubernetes import client
 from rich.console import Console
 from rich.table import Table
 
-from autoscaler.controller.reconcile import Controller, ControllerOptions
+from autoscaler.controller.reconcile import Controller
+from autoscaler.controller.base import ControllerOptions
 from autoscaler.adapters.kube import Kube
 from autoscaler.adapters.prometheus import HistoryCache
 import json

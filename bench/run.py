@@ -27,8 +27,9 @@ from rich.table import Table
 from autoscaler.core.backtest import Scenario, run_backtest
 from autoscaler.core.calendar import select_kinds
 from autoscaler.adapters.calendar_files import load_calendar
-from autoscaler.core.cycle import CyclePolicy, CycleState, HpaFloor, Seen, decide, index_calendar, live_forecast
-from autoscaler.core.forecast import ForecastSettings
+from autoscaler.core.cycle import decide, index_calendar, live_forecast
+from autoscaler.core.cycle_types import CyclePolicy, CycleState, HpaFloor, Seen
+from autoscaler.core.baseline import ForecastSettings
 from autoscaler.core.plan import PlanPolicy
 from autoscaler.core.timezones import get_zone
 from autoscaler.adapters.trace_files import load_trace

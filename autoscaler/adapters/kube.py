@@ -355,11 +355,10 @@ class Kube:
             raise KubeError(f"targetRef.kind {kind!r} has no pod template peakscale knows (Deployment, StatefulSet, Cluster)")
         return json.loads(raw.data)
 
-    def list_placeholders(self, namespace: str) -> list[dict]:
-        """Every node-headroom placeholder Deployment peakscale owns in ``namespace``."""
-        from autoscaler.controller.headroom import SELECTOR
-
-        raw = self.apps.list_namespaced_deployment(namespace, label_selector=SELECTOR, _preload_content=False)
+    def list_placeholders(self, namespace: str, selector: str) -> list[dict]:
+        """Every node-headroom placeholder Deployment peakscale owns in ``namespace`` (``selector``:
+        the labels the controller gives them)."""
+        raw = self.apps.list_namespaced_deployment(namespace, label_selector=selector, _preload_content=False)
         return json.loads(raw.data).get("items", [])
 
     def create_placeholder(self, body: dict) -> None:

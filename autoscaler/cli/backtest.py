@@ -18,7 +18,7 @@ from autoscaler.cli.output import Progress, split_list, table_console
 from autoscaler.core.backtest import STRATEGIES, BacktestResult, Scenario, run_backtest
 from autoscaler.core.calendar import PromotionEvent, select_kinds
 from autoscaler.core.durations import parse_duration_s
-from autoscaler.core.forecast import ForecastSettings
+from autoscaler.core.baseline import ForecastSettings
 from autoscaler.core.plan import PlanPolicy
 from autoscaler.core.timezones import get_zone
 from autoscaler.core.trace import Trace

@@ -63,7 +63,8 @@ def controller(
 
     from autoscaler.adapters.kube import Kube, api_client
     from autoscaler.adapters.prometheus import HistoryCache
-    from autoscaler.controller.reconcile import Controller, ControllerOptions
+    from autoscaler.controller.reconcile import Controller
+    from autoscaler.controller.base import ControllerOptions
     from autoscaler.controller.telemetry import Telemetry, serve
 
     # every option is checked before any work starts

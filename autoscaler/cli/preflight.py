@@ -56,7 +56,8 @@ def preflight(
     from autoscaler.core.durations import parse_duration_s
     from autoscaler.adapters.inputs import prometheus_history
     from autoscaler.adapters.kube import Kube, api_client, now_rfc3339
-    from autoscaler.controller.preflight import Report, run_checks
+    from autoscaler.controller.preflight import run_checks
+    from autoscaler.controller.preflight_model import Report
     from autoscaler.cli.promo_store import parse_time
     from autoscaler.core.timezones import get_zone
 

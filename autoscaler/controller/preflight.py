@@ -23,105 +23,19 @@ promotion a day ahead and reports them as a ``Preflight`` condition.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable, Literal
+from typing import Callable
 
 import numpy as np
-from pydantic import BaseModel
 
 from autoscaler.core.calendar import PromotionEvent
-from autoscaler.core.cycle import action_window, headroom_window
 from autoscaler.errors import InputError
 from autoscaler.controller.headroom import COMPONENT, MANAGED_BY, PodShape, quantity, shape_of
 from autoscaler.adapters.inputs import PolicyDoc
-from autoscaler.adapters.kube import HpaView
+from autoscaler.controller.preflight_model import FAIL, PASS, WARN, Check, ClusterFacts, PlannedRaise, TargetFacts, planned_raise
 
-PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
 #: exit code of ``peakscale preflight`` by the worst status
-EXIT_CODES = {PASS: 0, WARN: 3, FAIL: 1}
 GIB = 1024**3
-
-
-class Check(BaseModel):
-    status: Literal["PASS", "WARN", "FAIL"]
-    #: target, hpa-max, quota, nodes, pdb, prometheus, controller, priority-class
-    check: str
-    #: the object at fault or checked, as kind namespace/name
-    object: str
-    message: str
-    fix: str = ""
-    policy: str = ""
-    event: str = ""
-
-
-class Report(BaseModel):
-    at: str
-    events: list[str]
-    checks: list[Check]
-
-    @property
-    def worst(self) -> str:
-        statuses = {c.status for c in self.checks}
-        return FAIL if FAIL in statuses else (WARN if WARN in statuses else PASS)
-
-    @property
-    def exit_code(self) -> int:
-        return EXIT_CODES[self.worst]
-
-
-@dataclass(frozen=True)
-class PlannedRaise:
-    policy: PolicyDoc
-    event: PromotionEvent
-    #: when the controller first acts for it (the headroom window, else the action window)
-    at_s: int
-    #: the highest floor (hpa-floor) or replica count (scale) in the event's action window
-    planned: int
-    #: the most placeholder pods ahead of it (0 without node headroom)
-    placeholders: int
-
-
-def planned_raise(policy: PolicyDoc, times: np.ndarray, values: np.ndarray, calendar: list[PromotionEvent], event: PromotionEvent, now_s: int, interval_s: int) -> PlannedRaise:
-    """What ``peakscale plan`` shows for ``event`` on this policy."""
-    from autoscaler.core.schedule import PolicyInput, replay_target
-
-    cycle_policy = policy.spec.cycle_policy(interval_s)
-    lo, hi = action_window(cycle_policy, event)
-    first = headroom_window(cycle_policy, event)[0] if cycle_policy.headroom else lo
-    # from an hour before the controller first acts (what came earlier does not move the raise)
-    start = min(first, max(int(now_s), first - 3600))
-    entry = PolicyInput(name=policy.name, namespace=policy.namespace, labels=policy.labels, spec=policy.spec, targets_of=lambda _: True)
-    run, _ = replay_target(entry, times, values, calendar, start, hi, interval_s=interval_s)
-    inside = (run.times_s >= lo) & (run.times_s < hi)
-    planned = int(run.targets[inside].max()) if inside.any() else int(policy.spec.min_replicas)
-    placeholders = max((d.placeholders or 0 for d in run.writes if d.headroom_event == event.label), default=0)
-    return PlannedRaise(policy, event, first, planned, placeholders)
-
-
-@dataclass
-class TargetFacts:
-    """What the cluster says about one policy's target."""
-
-    hpa: HpaView | None = None
-    #: the target's replica count (None: it cannot be read)
-    current: int | None = None
-    #: why the target cannot be acted on ('' when it can)
-    missing: str = ""
-    shape: PodShape | None = None
-    pod_labels: dict[str, str] = field(default_factory=dict)
-    quotas: list[dict] = field(default_factory=list)
-    pdbs: list[dict] = field(default_factory=list)
-
-
-@dataclass
-class ClusterFacts:
-    nodes: list[dict] = field(default_factory=list)
-    pods: list[dict] = field(default_factory=list)
-    lease: dict | None = None
-    lease_name: str = ""
-    priority_classes: dict[str, dict | None] = field(default_factory=dict)
-    now_s: float = 0.0
 
 
 def _obj(kind: str, ns: str, name: str) -> str:

@@ -34,9 +34,11 @@ from typing import Callable
 import numpy as np
 
 from autoscaler.core.calendar import PromotionEvent, event_mask
-from autoscaler.core.cycle import NONE, CyclePolicy, HpaFloor, Replay, forecast_table, horizon_steps, placeholders_for, remember, replay
+from autoscaler.core.cycle import horizon_steps, placeholders_for
+from autoscaler.core.replay import Replay, forecast_table, remember, replay
+from autoscaler.core.cycle_types import NONE, CyclePolicy, HpaFloor
 from autoscaler.errors import InputError
-from autoscaler.core.forecast import ForecastSettings
+from autoscaler.core.baseline import ForecastSettings
 from autoscaler.core.plan import PlanPolicy
 from autoscaler.core.simulate import NODE_RELEASE_S, Figures, figures, need_replicas, ready_replicas, ready_with_nodes, simulate_hpa
 from autoscaler.core.trace import Trace

@@ -14,10 +14,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from autoscaler.core.calendar import EventProfile, PromotionEvent
-from autoscaler.core.cycle import CyclePolicy
+from autoscaler.core.cycle_types import CyclePolicy
 from autoscaler.core.durations import parse_duration_s
 from autoscaler.errors import InputError, validation_problem
-from autoscaler.core.forecast import ForecastSettings
+from autoscaler.core.baseline import ForecastSettings
 from autoscaler.core.plan import PlanPolicy
 
 GROUP = "peakscale.io"

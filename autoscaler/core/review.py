@@ -17,8 +17,10 @@ import numpy as np
 from pydantic import BaseModel
 
 from autoscaler.core.calendar import EventProfile, PromotionEvent
-from autoscaler.core.cycle import HpaFloor, action_window, forecast_table, period_starts, remember, replay
-from autoscaler.core.forecast import record_profile
+from autoscaler.core.cycle import action_window, period_starts
+from autoscaler.core.replay import forecast_table, remember, replay
+from autoscaler.core.cycle_types import HpaFloor
+from autoscaler.core.profiles import record_profile
 from autoscaler.core.schedule import PolicyInput
 from autoscaler.core.simulate import ready_replicas, simulate_hpa
 

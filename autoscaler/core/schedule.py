@@ -21,8 +21,9 @@ import numpy as np
 from pydantic import BaseModel
 
 from autoscaler.core.calendar import PromotionEvent, event_mask
-from autoscaler.core.cycle import NONE, SCALE, CycleDecision, HpaFloor, Replay, forecast_table, remember, replay
-from autoscaler.core.forecast import ForecastSettings, fit_baseline
+from autoscaler.core.replay import Replay, forecast_table, remember, replay
+from autoscaler.core.cycle_types import NONE, SCALE, CycleDecision, HpaFloor
+from autoscaler.core.baseline import ForecastSettings, fit_baseline
 from autoscaler.core.resources import LabelSelector, ScalingPolicySpec
 
 SPARK = "▁▂▃▄▅▆▇█"

@@ -13,7 +13,8 @@ from datetime import datetime, timezone
 import pytest
 from kubernetes import client
 
-from autoscaler.controller.reconcile import Controller, ControllerOptions
+from autoscaler.controller.reconcile import Controller
+from autoscaler.controller.base import ControllerOptions
 from autoscaler.adapters.kube import ORIGINAL_MIN, Kube
 from autoscaler.adapters.prometheus import HistoryCache, escape_label_value, render_query
 from autoscaler.controller.telemetry import Telemetry, serve

@@ -8,23 +8,8 @@ from datetime import datetime, timedelta
 from hypothesis import given, settings, strategies as st
 
 from autoscaler.core.calendar import PromotionEvent
-from autoscaler.core.cycle import (
-    LOWER,
-    NONE,
-    RAISE,
-    RESTORE,
-    SCALE,
-    CyclePolicy,
-    CycleState,
-    ForecastView,
-    HpaFloor,
-    Seen,
-    decide,
-    forecast_window,
-    horizon_steps,
-    index_calendar,
-    next_action,
-)
+from autoscaler.core.cycle import decide, forecast_window, horizon_steps, index_calendar, next_action
+from autoscaler.core.cycle_types import LOWER, NONE, RAISE, RESTORE, SCALE, CyclePolicy, CycleState, ForecastView, HpaFloor, Seen
 from autoscaler.core.plan import FROZEN, PlanPolicy
 
 T0 = datetime(2026, 11, 11, 12, 0)
@@ -254,7 +239,8 @@ def test_floor_properties(original, hpa_max, policy_max, steps, floor_rule):
 
 # --- node headroom --------------------------------------------------------------------------------
 
-from autoscaler.core.cycle import HEADROOM_CREATE, HEADROOM_DELETE, HEADROOM_RESIZE, headroom_window  # noqa: E402
+from autoscaler.core.cycle import headroom_window
+from autoscaler.core.cycle_types import HEADROOM_CREATE, HEADROOM_DELETE, HEADROOM_RESIZE
 
 NODE_LEAD = 300
 

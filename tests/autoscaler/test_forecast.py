@@ -3,7 +3,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from autoscaler.core.calendar import PromotionEvent, event_mask
-from autoscaler.core.forecast import ForecastSettings, fit_baseline, forecast_at
+from autoscaler.core.forecast import forecast_at
+from autoscaler.core.baseline import ForecastSettings, fit_baseline
 from tests.autoscaler.synthetic import START, add_surges, daily_series, nightly_events
 
 DAYS = 9

@@ -13,8 +13,9 @@ import numpy as np
 from hypothesis import given, settings, strategies as st
 
 from autoscaler.core.calendar import PromotionEvent
-from autoscaler.core.cycle import CyclePolicy, forecast_table, replay
-from autoscaler.core.forecast import ForecastSettings
+from autoscaler.core.replay import forecast_table, replay
+from autoscaler.core.cycle_types import CyclePolicy
+from autoscaler.core.baseline import ForecastSettings
 from autoscaler.core.plan import PlanPolicy
 from autoscaler.core.timezones import wall_seconds
 

@@ -13,7 +13,8 @@ import math
 
 import pytest
 
-from autoscaler.controller.reconcile import Controller, ControllerOptions
+from autoscaler.controller.reconcile import Controller
+from autoscaler.controller.base import ControllerOptions
 from autoscaler.controller.headroom import A_PLANNED, PAUSE_IMAGE, placeholder_name
 from autoscaler.adapters.kube import Kube
 from autoscaler.adapters.prometheus import HistoryCache

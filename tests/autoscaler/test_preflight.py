@@ -15,7 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from autoscaler.cli import app
-from autoscaler.controller.reconcile import Controller, ControllerOptions
+from autoscaler.controller.reconcile import Controller
+from autoscaler.controller.base import ControllerOptions
 from autoscaler.adapters.kube import Kube, now_micro
 from autoscaler.controller.leader import lease_annotations
 from autoscaler.adapters.prometheus import HistoryCache

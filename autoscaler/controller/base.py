@@ -1,0 +1,177 @@
+"""What every step of the controller shares: its options, its per-cycle records, and the state
+it keeps between cycles (all of it rebuildable from the cluster; see ``reconcile``)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from kubernetes.client.rest import ApiException
+
+from autoscaler.core.calendar import EventProfile, PromotionEvent
+from autoscaler.core.cycle_types import CycleState
+from autoscaler.errors import clip
+from autoscaler.adapters.kube import Kube, now_rfc3339
+from autoscaler.controller.leader import LEASE_DURATION_S, RENEW_DEADLINE_S, RETRY_PERIOD_S, LeaderElector, NotLeader
+from autoscaler.adapters.prometheus import HistoryCache
+from autoscaler.core.resources import PromotionEventSpec
+from autoscaler.controller.telemetry import Telemetry
+
+log = logging.getLogger("peakscale.controller")
+COMPONENT = "peakscale-controller"
+
+
+@dataclass
+class ControllerOptions:
+    identity: str
+    namespaces: list[str] | None = None
+    interval_s: int = 30
+    dry_run: bool = False
+    metric_lag_s: int = 60
+    stale_after_s: int = 300
+    lease_namespace: str = "peakscale-system"
+    lease_name: str = "peakscale-controller"
+    lease_duration_s: float = LEASE_DURATION_S
+    renew_deadline_s: float = RENEW_DEADLINE_S
+    retry_period_s: float = RETRY_PERIOD_S
+    #: /readyz turns 503 after this many cycles failed in a row
+    unready_after: int = 3
+    #: Prometheus range queries in flight at once
+    fetch_concurrency: int = 2
+    #: where the node-headroom placeholders live (the controller's own namespace)
+    headroom_namespace: str = "peakscale-system"
+    #: a YAML calendar file read every cycle beside the PromotionEvents (None: none)
+    calendar_file: str | None = None
+    #: preflight: run the checks for each promotion starting within this long (0: never), again
+    #: every ``preflight_every_s``; each cycle checks policies for at most ``preflight_budget_s``
+    #: (at least one), so that checks never hold up the cycle's own work
+    preflight_ahead_s: int = 86400
+    preflight_every_s: int = 3600
+    preflight_budget_s: float = 0.3
+
+
+@dataclass
+class Outcome:
+    namespace: str
+    name: str
+    action: str = "none"
+    planned: int | None = None
+    error: str | None = None
+    #: node headroom: what happened to the placeholder (create-headroom, ...), and its size
+    headroom: str = "none"
+    placeholders: int | None = None
+
+
+@dataclass
+class CycleReport:
+    leader: bool
+    policies: int = 0
+    outcomes: list[Outcome] = field(default_factory=list)
+    queries: int = 0
+    duration_s: float = 0.0
+    #: of which spent on preflight checks
+    preflight_s: float = 0.0
+
+
+@dataclass
+class ParsedEvent:
+    obj: dict
+    spec: PromotionEventSpec
+    event: PromotionEvent
+    #: what was recorded of it once it was over, per policy (status.memory)
+    memory: dict[str, EventProfile] = field(default_factory=dict)
+    #: from the controller's --calendar file: no object to report on, any namespace
+    from_file: bool = False
+
+    def for_policy(self, policy: str) -> PromotionEvent:
+        return self.event.for_policy(policy)
+
+
+def significant(value: float, digits: int = 2) -> float:
+    """Round to two significant digits, so that noise does not rewrite 1,000 statuses every
+    cycle; /metrics carries the exact values."""
+    if value == 0 or not math.isfinite(value):
+        return 0.0
+    return round(value, digits - 1 - int(math.floor(math.log10(abs(value)))))
+
+
+def condition(kind: str, ok: bool, reason: str, message: str, now_s: float, previous: list[dict]) -> dict:
+    status = "True" if ok else "False"
+    old = next((c for c in previous if c.get("type") == kind), None)
+    since = old["lastTransitionTime"] if old and old.get("status") == status and old.get("lastTransitionTime") else now_rfc3339(now_s)
+    return {"type": kind, "status": status, "reason": reason, "message": clip(message, 512), "lastTransitionTime": since}
+
+
+class CycleFailed(Exception):
+    """A step every policy needs failed (the API unreachable): the cycle stops, the loop goes on."""
+
+
+def describe(exc: BaseException) -> str:
+    """One line: what failed, with its HTTP status when it has one."""
+    if isinstance(exc, ApiException):
+        return f"HTTP {exc.status} {exc.reason or ''}".strip()
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {clip(text, 300)}" if not isinstance(exc, CycleFailed) else clip(text, 400)
+
+
+def run_step(what: str, call: Callable[[], list]) -> list:
+    try:
+        return call()
+    except NotLeader:
+        raise
+    except Exception as exc:  # noqa: BLE001 (named and reported by run_guarded on one line)
+        raise CycleFailed(f"{what}: {describe(exc)}") from None
+
+
+class ControllerBase:
+    """The controller's clients, options and the state it carries between cycles."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        history: HistoryCache,
+        options: ControllerOptions,
+        *,
+        clock: Callable[[], float] = time.time,
+        telemetry: Telemetry | None = None,
+    ) -> None:
+        self.kube = kube
+        self.history = history
+        self.options = options
+        self.clock = clock
+        self.telemetry = telemetry or Telemetry()
+        self.elector = LeaderElector(
+            kube,
+            namespace=options.lease_namespace,
+            name=options.lease_name,
+            identity=options.identity,
+            lease_duration_s=options.lease_duration_s,
+            renew_deadline_s=options.renew_deadline_s,
+            retry_period_s=options.retry_period_s,
+            clock=clock,
+        )
+        # every write checks the Lease first: a paused or partitioned leader stops writing
+        kube.guard = self.elector.check
+        #: True once the renewal runs on its own thread (run_forever); else each cycle renews
+        self._renewing = False
+        #: policies whose last write failed (their promotions are not Done until it lands)
+        self._write_failed: set[tuple[str, str]] = set()
+        self._failed_cycles = 0
+        self._states: dict[tuple[str, str], CycleState] = {}
+        self._hpas: dict[str, dict] = {}
+        self._prefetched: dict = {}
+        self._baselines: dict = {}
+        self._specs: dict[tuple, tuple] = {}
+        self._metrics_down: set[tuple[str, str]] = set()
+        #: profiles recorded this cycle, per (namespace, event), per policy, not yet in status
+        self._recorded: dict[tuple[str, str], dict[str, EventProfile]] = {}
+        #: node-headroom placeholders found this cycle, by the policy they serve
+        self._holders: dict[tuple[str, str], dict] = {}
+        #: preflight per promotion: when next due, the run in progress, the condition to report
+        self._preflight_due: dict[tuple[str, str], float] = {}
+        self._preflight_run: dict | None = None
+        self._preflight_conditions: dict[tuple[str, str], dict] = {}
+        self._preflight_said: set[tuple[str, str, str]] = set()

@@ -1,0 +1,245 @@
+"""Promotions in the controller: reading PromotionEvents (and the --calendar file), their status
+and phase, the memory recorded once an event is over, the preflight a day ahead, and Events."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from kubernetes.client.rest import ApiException
+
+from autoscaler.core.calendar import PromotionEvent
+from autoscaler.core.cycle import action_window, index_calendar, next_action, period_starts
+from autoscaler.errors import InputError, clip
+from autoscaler.adapters.kube import now_rfc3339
+from autoscaler.core.profiles import record_profile
+from autoscaler.core.resources import EVENT_PLURAL, ScalingPolicySpec, memory_status, parse_event, parse_memory
+
+log = logging.getLogger("peakscale.controller")
+
+from autoscaler.controller.observe import ObserveSteps
+from autoscaler.controller.base import COMPONENT, ParsedEvent, condition, significant
+
+
+class EventSteps(ObserveSteps):
+    def _preflight(self, policies: list[dict], events: list["ParsedEvent"], now: float) -> None:
+        """Run ``preflight`` for each promotion due (starting within ``preflight_ahead_s``), a few
+        policies per cycle within the time budget; report a Preflight condition once it is done."""
+        from autoscaler.adapters.inputs import PolicyDoc
+        from autoscaler.errors import HistoryUnavailable
+        from autoscaler.controller.preflight import run_checks
+        from autoscaler.controller.preflight_model import FAIL, WARN
+
+        opts = self.options
+        if opts.preflight_ahead_s <= 0:
+            return
+        started = time.perf_counter()
+        docs = []
+        for obj in policies:
+            meta = obj.get("metadata") or {}
+            try:
+                docs.append((PolicyDoc(meta["name"], meta["namespace"], meta.get("labels") or {}, self._parse(obj)), obj.get("spec") or {}))
+            except (InputError, KeyError):
+                continue
+        run = self._preflight_run
+        if run is None:
+            due = [
+                p for p in events
+                if not p.from_file and now < p.event.start_s <= now + opts.preflight_ahead_s and self._preflight_due.get(self._event_key(p), 0.0) <= now
+            ]  # fmt: skip
+            if not due:
+                return
+            parsed = min(due, key=lambda p: p.event.start_s)
+            ns = self._event_key(parsed)[0]
+            todo = [d for d, _ in docs if d.namespace == ns and parsed.spec.targets.matches(d.labels)]
+            run = self._preflight_run = {"event": parsed, "todo": todo, "checks": [], "cache": {}}
+
+        def history(policy):
+            query, _ = self._query_for(next(o for o in policies if (o.get("metadata") or {}).get("name") == policy.name and (o.get("metadata") or {}).get("namespace") == policy.namespace))
+            found = self._prefetched.get((query, policy.spec.step_s))
+            series = found.result() if found is not None else None
+            if series is None or isinstance(series, Exception):
+                series = self.history.last_known(query, policy.spec.step_s)  # stale is still history
+            if series is None:
+                raise HistoryUnavailable(f"Prometheus gave no history for {policy.namespace}/{policy.name}")
+            return series.times_s, series.values
+
+        def calendar_for(policy):
+            return [p.for_policy(policy.name) for p in events if self._event_key(p)[0] == policy.namespace and p.spec.targets.matches(policy.labels)]
+
+        parsed = run["event"]
+        while run["todo"] and (time.perf_counter() - started < opts.preflight_budget_s or not run["checks"]):
+            policy = run["todo"].pop(0)
+            run["checks"] += run_checks(
+                self.kube, docs, [(parsed.event, [policy])], calendar_for, history, now_s=now, interval_s=opts.interval_s,
+                lease_namespace=opts.lease_namespace, lease_name=opts.lease_name, cache=run["cache"],
+            )  # fmt: skip
+        if run["todo"]:
+            return
+        self._preflight_run = None
+        key = self._event_key(parsed)
+        self._preflight_due[key] = now + opts.preflight_every_s
+        checks = run["checks"]
+        fails = [c for c in checks if c.status == FAIL]
+        warns = [c for c in checks if c.status == WARN]
+        if fails:
+            text = "; ".join(f"FAIL {c.check} {c.object}: {c.message} (fix: {c.fix})" for c in fails)
+            reason = "Failed"
+        elif warns:
+            text = "; ".join(f"WARN {c.check} {c.object}: {c.message}" for c in warns)
+            reason = "Warnings"
+        else:
+            text, reason = f"{len(checks)} checks passed", "Passed"
+        self._preflight_conditions[key] = condition("Preflight", not fails, reason, text, now, self._conditions(parsed.obj))
+        for c in fails:
+            said = (*key, c.message)
+            if said not in self._preflight_said:
+                self._preflight_said.add(said)
+                self._emit(parsed.obj, "PreflightFailed", f"{c.check} {c.object}: {c.message} (fix: {c.fix})", warning=True, now=now)
+
+    @staticmethod
+    def _event_key(parsed: "ParsedEvent") -> tuple[str, str]:
+        return ((parsed.obj.get("metadata") or {}).get("namespace", ""), parsed.event.name)
+
+    # ------------------------------------------------------------------------------------------
+    def _events(self, objs: list[dict], now: float) -> list[ParsedEvent]:
+        out = []
+        for obj in objs:
+            try:
+                spec, event = parse_event(obj)
+                memory = parse_memory(obj)
+                if memory:
+                    event = event.model_copy(update={"memories": tuple(memory[p] for p in sorted(memory))})
+                out.append(ParsedEvent(obj, spec, event, memory))
+            except (InputError, ValueError, TypeError, KeyError) as exc:
+                self.telemetry.errors.labels("invalid-event").inc()
+                self._write_status(obj, {"conditions": [condition("Valid", False, "InvalidSpec", str(exc), now, self._conditions(obj))]}, plural=EVENT_PLURAL)
+                self._event_once(obj, "InvalidSpec", str(exc), warning=True, now=now)
+        return out
+
+    def _file_events(self, crs: list[ParsedEvent]) -> list[ParsedEvent]:
+        """The promotions of ``--calendar`` (a ConfigMap mount, for clusters without the CRDs): they
+        select policies in every watched namespace; a name a PromotionEvent already has is left
+        out; a file that does not read is one log line, and the PromotionEvents go on."""
+        from pathlib import Path
+
+        from autoscaler.adapters import yamlsafe
+        from autoscaler.core.calendar import read_entries
+
+        path = self.options.calendar_file
+        if not path:
+            return []
+        try:
+            entries = read_entries(yamlsafe.read(Path(path), path), None, path)
+            out = []
+            for e in entries:
+                spec, event = parse_event({"metadata": {"name": e.name}, "spec": e.spec})
+                if e.memory:
+                    event = event.model_copy(update={"memories": tuple(e.memory)})
+                out.append(ParsedEvent({"metadata": {"name": e.name}, "spec": e.spec}, spec, event, {m.policy: m for m in e.memory}, from_file=True))
+        except (InputError, OSError) as exc:
+            self.telemetry.errors.labels("calendar-file").inc()
+            log.warning("calendar file %s: %s", path, exc)
+            return []
+        taken = {p.event.name for p in crs}
+        clash = sorted(p.event.name for p in out if p.event.name in taken)
+        if clash:
+            log.warning("calendar file %s: %s also PromotionEvent(s): the resources win", path, ", ".join(clash[:5]))
+        return [p for p in out if p.event.name not in taken]
+
+    @staticmethod
+    def _conditions(obj: dict) -> list[dict]:
+        status = obj.get("status")
+        conditions = status.get("conditions") if isinstance(status, dict) else None
+        return [c for c in conditions if isinstance(c, dict)] if isinstance(conditions, list) else []
+
+    def _event_once(self, obj: dict, reason: str, message: str, *, warning: bool, now: float) -> None:
+        """An Event, unless the same condition was already reported (its message is in status)."""
+        if any(c.get("message") == clip(message, 512) for c in self._conditions(obj)):
+            return
+        self._emit(obj, reason, message, warning=warning, now=now)
+
+    def _emit(self, obj: dict, reason: str, message: str, *, warning: bool, now: float) -> None:
+        try:
+            self.kube.emit_event(obj, reason=reason, message=message, warning=warning, now_s=now, component=COMPONENT)
+        except ApiException as exc:
+            self.telemetry.errors.labels("event").inc()
+            log.warning("event %s: %s", reason, exc.reason)
+
+    def _remember(self, name: str, spec: ScalingPolicySpec, policy, mine: list[ParsedEvent], calendar: list[PromotionEvent], series, now: float) -> None:
+        """Record what this policy saw of each event whose window and cool-down have passed and
+        that has no profile for it yet; ``_event_statuses`` writes them to the events' status."""
+        first_s = int(series.times_s[0]) - spec.step_s  # the oldest period the cache holds
+        for parsed in mine:
+            e = parsed.event
+            key = ((parsed.obj.get("metadata") or {}).get("namespace"), e.name)
+            if parsed.from_file or now < e.end_s + policy.cooldown_s or name in parsed.memory or name in self._recorded.get(key, {}):
+                continue
+            if e.start_s - policy.reach_s < first_s:
+                continue  # its samples are gone (the controller was not running then)
+            recorded = record_profile(
+                period_starts(series.times_s, spec.step_s), series.values, calendar, e, step_s=spec.step_s,
+                lead_time_s=policy.reach_s, settings=spec.forecast_settings(), recorded_at_s=e.end_s + policy.cooldown_s, policy=name,
+            )  # fmt: skip
+            if recorded is not None:
+                self._recorded.setdefault(key, {})[name] = recorded
+
+    def _next_action(self, policy, calendar: list[PromotionEvent], now: float, hpa) -> str:
+        if policy.mode == "observe":
+            return "observe only"
+        upcoming = next_action(policy, index_calendar(policy, calendar), int(now))
+        if upcoming is None:
+            return "follow the forecast" if policy.mode == "scale" or policy.floor == "plan" else "none planned"
+        at, event = upcoming
+        verb = f"raise HPA {hpa.name} floor" if hpa is not None else "scale"
+        text = f"{verb} at {now_rfc3339(at)} for {event.label!r} (lead {policy.plan.lead_time_s // 60} min)"
+        if policy.headroom:
+            ahead = index_calendar(policy, calendar).ahead_openings
+            first = next(((t, e) for t, e in ahead if t > now), None)
+            if first is not None and first[0] <= at:
+                text = f"node headroom at {now_rfc3339(first[0])}, then {text}"
+        return text
+
+    def _event_statuses(self, events: list[ParsedEvent], plans: dict, now: float) -> None:
+        for parsed in events:
+            if parsed.from_file:
+                continue  # a file entry has no status to write
+            meta = parsed.obj.get("metadata") or {}
+            ns = meta.get("namespace")
+            matched = [(k, v) for k, v in plans.items() if k[0] == ns and parsed.spec.targets.matches(v[2])]
+            e = parsed.event
+            windows = [action_window(spec.cycle_policy(self.options.interval_s), e) for _, (spec, _, _) in matched]
+            opens = min((lo for lo, _ in windows), default=e.start_s)
+            closes = max((hi for _, hi in windows), default=e.end_s)
+            if now < opens:
+                phase = "Scheduled"
+            elif now < e.start_s:
+                phase = "PreScaling"
+            elif now < e.end_s:
+                phase = "Active"
+            elif now < closes:
+                phase = "Cooling"
+            else:
+                phase = "Done"
+            pending = sorted(k[1] for k, _ in matched if k in self._write_failed)
+            if phase == "Done" and pending:
+                phase = "Cooling"  # Done only once every floor it raised is back
+            peaks = [p for _, (_, p, _) in matched if p is not None]
+            status = {"phase": phase, "policies": sorted(k[1] for k, _ in matched), "observedGeneration": meta.get("generation", 1)}
+            if peaks:
+                status["plannedPeak"] = significant(max(peaks))
+            new = self._recorded.pop((ns, e.name), {})
+            memory = {**parsed.memory, **new}
+            if memory:
+                status["memory"] = memory_status([memory[p] for p in sorted(memory)])
+            for policy_name, profile in sorted(new.items()):
+                self._emit(parsed.obj, "ProfileRecorded", f"recorded what ScalingPolicy {policy_name} saw: {profile.summary()}", warning=False, now=now)
+            status["conditions"] = [condition("Valid", True, "Parsed", "spec is valid", now, self._conditions(parsed.obj))]
+            preflight = self._preflight_conditions.get((ns, e.name))
+            if preflight is not None:
+                status["conditions"].append(preflight)
+            if pending:
+                status["conditions"].append(
+                    condition("Restored", False, "WriteFailed", f"waiting for the write of {', '.join(pending)} to land", now, self._conditions(parsed.obj))
+                )
+            self._write_status(parsed.obj, status, plural=EVENT_PLURAL)
