@@ -141,7 +141,7 @@ class Scaling(Model):
         return value
 
     @model_validator(mode="after")
-    def _bounds(self) -> "Scaling":
+    def _bounds(self) -> Scaling:
         if self.min_replicas > self.max_replicas:
             raise ValueError(f"minReplicas {self.min_replicas} is above maxReplicas {self.max_replicas}")
         return self
@@ -200,7 +200,7 @@ class CacheConfig(Model):
     scaling: Scaling = Scaling(min_replicas=3, max_replicas=9, lead_time="5m", capacity_per_replica=40000)
 
     @model_validator(mode="after")
-    def _sane(self) -> "CacheConfig":
+    def _sane(self) -> CacheConfig:
         if self.mode == "sentinel" and self.scaling.min_replicas > self.replicas:
             raise ValueError(f"scaling.minReplicas {self.scaling.min_replicas} is above replicas {self.replicas}")
         return self
@@ -238,7 +238,7 @@ class Backup(Model):
     retention_policy: str = "30d"
 
     @model_validator(mode="after")
-    def _destination(self) -> "Backup":
+    def _destination(self) -> Backup:
         if self.enabled and not self.destination_path.startswith(("s3://", "gs://", "https://")):
             raise ValueError("backup.destinationPath must be an s3://, gs:// or https:// object-store path")
         return self

@@ -39,7 +39,7 @@ class ScaleContract(BaseModel):
     node_headroom: dict | None = None
 
     @model_validator(mode="after")
-    def _consistent(self) -> "ScaleContract":
+    def _consistent(self) -> ScaleContract:
         if self.min_replicas > self.max_replicas:
             raise ValueError("minReplicas above maxReplicas")
         if self.method == "hpa-floor" and not self.hpa:

@@ -17,7 +17,8 @@ Rules:
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job")
 DATABASE_PORTS = {5432, 3306, 27017, 6379, 26379}

@@ -17,8 +17,9 @@ from pathlib import Path
 import json
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable, TypeVar
+from datetime import datetime, UTC
+from typing import Any, TypeVar
+from collections.abc import Callable
 
 import urllib3
 from kubernetes import client
@@ -109,11 +110,11 @@ T = TypeVar("T")
 
 
 def now_rfc3339(now_s: float) -> str:
-    return datetime.fromtimestamp(now_s, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(now_s, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def now_micro(now_s: float) -> str:
-    return datetime.fromtimestamp(now_s, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.fromtimestamp(now_s, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 #: server errors and timeouts are retried this many times, after these waits (seconds)
@@ -255,18 +256,18 @@ class Kube:
     def get_hpa(self, namespace: str, name: str) -> Any:
         return self.autoscaling.read_namespaced_horizontal_pod_autoscaler(name, namespace)
 
-    def get_hpa_view(self, namespace: str, name: str) -> "HpaView":
+    def get_hpa_view(self, namespace: str, name: str) -> HpaView:
         raw = self.autoscaling.read_namespaced_horizontal_pod_autoscaler(name, namespace, _preload_content=False)
         return HpaView(json.loads(raw.data))
 
-    def hpas_by_target(self, namespace: str) -> dict[tuple[str, str], "HpaView"]:
+    def hpas_by_target(self, namespace: str) -> dict[tuple[str, str], HpaView]:
         """Every HPA of a namespace, keyed by its scale target (one list call, kept as plain
         dicts: building 1,000 typed models costs a tenth of a 1,000-policy cycle)."""
         raw = self.autoscaling.list_namespaced_horizontal_pod_autoscaler(namespace, _preload_content=False)
         views = [HpaView(item) for item in json.loads(raw.data).get("items", [])]
         return {(v.target_kind, v.target_name): v for v in views}
 
-    def set_hpa_floor(self, namespace: str, name: str, floor: int | None, *, remember_original: bool, listed: "HpaView | None" = None) -> tuple[int, int]:
+    def set_hpa_floor(self, namespace: str, name: str, floor: int | None, *, remember_original: bool, listed: HpaView | None = None) -> tuple[int, int]:
         """Set the HPA's minReplicas to ``floor`` (None: restore the remembered original).
 
         Returns (before, after). The original is kept in an annotation the first time the floor

@@ -20,8 +20,8 @@ from autoscaler.errors import MetricsUnavailable, clip
 import math
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Callable
+from datetime import datetime, UTC
+from collections.abc import Callable
 
 import numpy as np
 
@@ -104,8 +104,8 @@ class HistoryCache:
         try:
             result = self._prom.custom_query_range(
                 query,
-                start_time=datetime.fromtimestamp(start_s, tz=timezone.utc),
-                end_time=datetime.fromtimestamp(end_s, tz=timezone.utc),
+                start_time=datetime.fromtimestamp(start_s, tz=UTC),
+                end_time=datetime.fromtimestamp(end_s, tz=UTC),
                 step=f"{step_s}s",
             )
         except Exception as exc:  # connection refused, timeout, HTTP 4xx/5xx from the library

@@ -17,7 +17,7 @@ import stat
 import tempfile
 from dataclasses import dataclass
 from functools import cached_property
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -41,7 +41,7 @@ class Promo:
     def parsed(self) -> PromotionEventSpec:
         return PromotionEventSpec.model_validate(self.spec)
 
-    def event(self, zone=timezone.utc) -> PromotionEvent:
+    def event(self, zone=UTC) -> PromotionEvent:
         """The calendar event in wall-clock time of ``zone`` (what the planner uses)."""
         spec = self.parsed
         memories = parse_memories(list(self.memory), f"promotion {self.name!r} memory")
@@ -75,7 +75,7 @@ def validate_promo(promo: Promo) -> Promo:
     if promo.name in (promo.spec.get("like") or []):
         raise InputError("--like", f"{promo.name!r} names the promotion itself", "name past promotions of the kind")
     try:
-        promo.parsed
+        promo.parsed  # noqa: B018 (parsing is the check: a cached property that validates)
     except ValidationError as exc:
         raise spec_error(exc, f"promotion {promo.name!r}") from None
     return promo

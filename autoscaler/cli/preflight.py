@@ -154,7 +154,7 @@ def _print(report, chosen, zone) -> None:
     if not chosen:
         console.print("no promotion in scope: nothing to check (see --event, --at, --within)")
         return
-    for ns, spec, ev in chosen:
+    for ns, _spec, ev in chosen:
         rows = [c for c in report.checks if c.event == ev.name and c.policy.startswith(f"{ns}/")]
         starts = shown(aware(ev.start_s, get_zone("UTC")), zone)
         table = Table(title=f"preflight: {ns}/{ev.name} ({ev.label}, {starts})", title_justify="left")

@@ -114,7 +114,7 @@ def targets_report(store, promo: Promo) -> None:
         err_console.print(f"warning: could not list ScalingPolicies in {store.namespace} to check --targets ({failure_reason(exc)})", highlight=False, soft_wrap=True)
         return
     selector = promo.parsed.targets
-    matched = sorted(((p.get("metadata") or {}).get("name", "?") for p in policies if selector.matches((p.get("metadata") or {}).get("labels") or {})))
+    matched = sorted((p.get("metadata") or {}).get("name", "?") for p in policies if selector.matches((p.get("metadata") or {}).get("labels") or {}))
     if matched:
         typer.echo(f"targets {len(matched)} ScalingPolicy(ies) in {store.namespace}: {', '.join(matched[:10])}{' ...' if len(matched) > 10 else ''}")
         return

@@ -22,7 +22,7 @@ from autoscaler.controller.base import COMPONENT, ParsedEvent, condition, signif
 
 
 class EventSteps(ObserveSteps):
-    def _preflight(self, policies: list[dict], events: list["ParsedEvent"], now: float) -> None:
+    def _preflight(self, policies: list[dict], events: list[ParsedEvent], now: float) -> None:
         """Run ``preflight`` for each promotion due (starting within ``preflight_ahead_s``), a few
         policies per cycle within the time budget; report a Preflight condition once it is done."""
         from autoscaler.adapters.inputs import PolicyDoc
@@ -98,7 +98,7 @@ class EventSteps(ObserveSteps):
                 self._emit(parsed.obj, "PreflightFailed", f"{c.check} {c.object}: {c.message} (fix: {c.fix})", warning=True, now=now)
 
     @staticmethod
-    def _event_key(parsed: "ParsedEvent") -> tuple[str, str]:
+    def _event_key(parsed: ParsedEvent) -> tuple[str, str]:
         return ((parsed.obj.get("metadata") or {}).get("namespace", ""), parsed.event.name)
 
     # ------------------------------------------------------------------------------------------

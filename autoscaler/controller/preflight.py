@@ -23,8 +23,8 @@ promotion a day ahead and reports them as a ``Preflight`` condition.
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
-from typing import Callable
+from datetime import datetime, UTC
+from collections.abc import Callable
 
 import numpy as np
 
@@ -201,7 +201,7 @@ def check_nodes(r: PlannedRaise, t: TargetFacts, c: ClusterFacts) -> Check | Non
     message = f"{nodes} {pool} have room for {fit} more pods, the raise adds {extra}: {gap} ({shape.requests} per pod)"
     headroom = r.policy.spec.node_headroom
     if headroom.enabled:
-        when = datetime.fromtimestamp(r.at_s, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        when = datetime.fromtimestamp(r.at_s, UTC).strftime("%Y-%m-%d %H:%M UTC")
         return Check(status=WARN, check="nodes", object=what, message=message + f"; node headroom asks for them from {when} (node lead {headroom.lead_time})", fix="make sure the cluster autoscaler may add these nodes (pool max size, cloud quota)")
     return Check(status=FAIL, check="nodes", object=what, message=message, fix="enable nodeHeadroom on the policy (nodes come up before the raise), or add nodes to the pool")
 

@@ -29,7 +29,8 @@ import math
 from dataclasses import dataclass
 from functools import cached_property
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -89,7 +90,7 @@ class PromotionEvent(BaseModel):
     #: the one the forecaster learns from (``for_policy`` chooses it)
     memory: EventProfile | None = None
 
-    def for_policy(self, policy: str) -> "PromotionEvent":
+    def for_policy(self, policy: str) -> PromotionEvent:
         """The event as one policy's forecaster sees it: with the profile recorded for that policy
         (or, for a policy added since, one recorded for another)."""
         if not self.memories:
@@ -97,7 +98,7 @@ class PromotionEvent(BaseModel):
         chosen = next((m for m in self.memories if m.policy == policy), self.memories[0])
         return self if chosen is self.memory else self.model_copy(update={"memory": chosen})
 
-    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> "PromotionEvent":
+    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> PromotionEvent:
         if update:  # validated again, so the cached seconds follow the new times
             return type(self).model_validate({**self.model_dump(), **update})
         return super().model_copy(deep=deep)
@@ -117,7 +118,7 @@ class PromotionEvent(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _window_sane(self) -> "PromotionEvent":
+    def _window_sane(self) -> PromotionEvent:
         if self.end <= self.start:
             raise ValueError(f"end {self.end.isoformat(' ')} is not after start {self.start.isoformat(' ')}")
         if self.expected_multiplier is not None and self.expected_peak is not None:

@@ -7,7 +7,7 @@ Frozen dataclasses only; the rules that use them live in ``autoscaler.core.cycle
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from collections.abc import Sequence
 
 
 from autoscaler.core.calendar import PromotionEvent

@@ -8,7 +8,7 @@ malformed resource gets a condition and the others carry on.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
@@ -130,7 +130,7 @@ class ScalingPolicySpec(_Spec):
         return _duration(value, _camel(info.field_name))
 
     @model_validator(mode="after")
-    def _bounds(self) -> "ScalingPolicySpec":
+    def _bounds(self) -> ScalingPolicySpec:
         if self.min_replicas > self.max_replicas:
             raise ValueError(f"minReplicas {self.min_replicas} is above maxReplicas {self.max_replicas}")
         lead = parse_duration_s(self.lead_time, allow_zero=True)
@@ -242,7 +242,7 @@ class PromotionEventSpec(_Spec):
         return value
 
     @model_validator(mode="after")
-    def _window(self) -> "PromotionEventSpec":
+    def _window(self) -> PromotionEventSpec:
         if self.end <= self.start:
             raise ValueError("end is not after start")
         return self
@@ -290,7 +290,7 @@ def parse_event(obj: dict) -> tuple[PromotionEventSpec, PromotionEvent]:
         spec = PromotionEventSpec.model_validate(obj.get("spec") or {})
     except ValidationError as exc:
         raise spec_error(exc, f"PromotionEvent {meta.get('namespace')}/{meta.get('name')}") from None
-    utc = timezone.utc
+    utc = UTC
     event = PromotionEvent(
         name=meta.get("name", "?"),
         title=spec.title,

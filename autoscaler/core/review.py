@@ -11,7 +11,7 @@ the profile the controller records into memory (the one it recorded, when the st
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from pydantic import BaseModel

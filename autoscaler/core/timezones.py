@@ -10,7 +10,7 @@ that zone first.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from autoscaler.errors import InputError
@@ -59,7 +59,7 @@ def wall_seconds(stamp: datetime) -> int:
 
 def wall_datetime(seconds: float) -> datetime:
     """Wall-clock seconds -> naive wall-clock datetime."""
-    return datetime.fromtimestamp(float(seconds), tz=timezone.utc).replace(tzinfo=None)
+    return datetime.fromtimestamp(float(seconds), tz=UTC).replace(tzinfo=None)
 
 
 def aware(seconds: float, zone: ZoneInfo) -> datetime:
@@ -86,7 +86,7 @@ def next_occurrence(text: str, zone: ZoneInfo, now: datetime | None = None, *, f
         return None
     month, day = int(m[1]), int(m[2])
     hour, minute = (int(m[3]), int(m[4])) if m[3] is not None else (0, 0)
-    now = (now or datetime.now(timezone.utc)).astimezone(zone)
+    now = (now or datetime.now(UTC)).astimezone(zone)
     for year in (now.year, now.year + 1, now.year + 2, now.year + 3, now.year + 4):
         try:
             candidate = datetime(year, month, day, hour, minute, tzinfo=zone)

@@ -1,6 +1,6 @@
 import json
 import math
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import numpy as np
 import pytest
@@ -108,7 +108,7 @@ def gappy_trace(tmp_path):
     for k, (t, v) in enumerate(zip(trace.times_s.tolist(), trace.values.tolist())):
         if 2 * 1440 <= k < 4 * 1440:
             continue  # the rows of two whole days are missing
-        stamp = datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        stamp = datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S")
         lines.append(f"{stamp},{'' if k % 500 == 7 else v}")
     path = tmp_path / "gappy.csv"
     path.write_text("\n".join(lines) + "\n")

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import urllib.request
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 
 import pytest
@@ -36,7 +36,7 @@ class Clock:
 
 
 def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
 
 
 def api_for(fake) -> client.ApiClient:
@@ -153,7 +153,7 @@ def test_next_action_is_one_interval_before_start_minus_lead(kube, prometheus, s
     seed(kube, event_start=t)
     controller(kube, prometheus, Clock(t - 1800)).run_cycle()
     status = kube.get("peakscale.io/v1alpha1", "scalingpolicies", NS, "web")["status"]
-    expected = datetime.fromtimestamp(t - LEAD - 60, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    expected = datetime.fromtimestamp(t - LEAD - 60, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert expected in status["nextAction"] and "Flash sale 20:00" in status["nextAction"]
 
 
@@ -465,7 +465,7 @@ def kubeconfig_for(fake, path):
 def test_controller_command_runs_a_cycle_against_the_cluster(kube, prometheus, tmp_path):
     # real time: the backfilled data ends three hours ago, so the metrics are stale and the
     # controller must hold; the command still reports and exits 0
-    seed(kube, event_start=datetime.now(timezone.utc).timestamp() + 300)
+    seed(kube, event_start=datetime.now(UTC).timestamp() + 300)
     done = subprocess.run(
         [sys.executable, "-m", "autoscaler.cli", "controller", "--prometheus-url", prometheus.url, "--kubeconfig", str(kubeconfig_for(kube, tmp_path / "kc")), "-n", NS, "--once", "--dry-run"],
         capture_output=True,

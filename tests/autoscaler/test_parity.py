@@ -21,7 +21,7 @@ import json
 import math
 import time
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import numpy as np
 import pytest
@@ -124,12 +124,12 @@ def world(tmp_path_factory):
     values = demand(times, [first, second])
     # the trace: each value is the demand of the minute that starts at its timestamp
     trace = tmp / "trace.csv"
-    trace.write_text("timestamp,value\n" + "".join(f"{datetime.fromtimestamp(t, timezone.utc):%Y-%m-%d %H:%M:%S},{v!r}\n" for t, v in zip(times.tolist(), values.tolist())))
+    trace.write_text("timestamp,value\n" + "".join(f"{datetime.fromtimestamp(t, UTC):%Y-%m-%d %H:%M:%S},{v!r}\n" for t, v in zip(times.tolist(), values.tolist())))
     calendar = tmp / "calendar.csv"
     rows = [(first, "evening-live", "3"), (second, "afternoon-live", "")]
     calendar.write_text(
         "start,end,name,kind,expected_multiplier\n"
-        + "".join(f"{datetime.fromtimestamp(a, timezone.utc):%Y-%m-%d %H:%M},{datetime.fromtimestamp(b, timezone.utc):%Y-%m-%d %H:%M},{n},kol-live,{m}\n" for (a, b), n, m in rows)
+        + "".join(f"{datetime.fromtimestamp(a, UTC):%Y-%m-%d %H:%M},{datetime.fromtimestamp(b, UTC):%Y-%m-%d %H:%M},{n},kol-live,{m}\n" for (a, b), n, m in rows)
     )
     (tmp / "policies.yaml").write_text(yaml.safe_dump_all(policies()))
     # Prometheus holds a rate over each minute, labeled at the minute's end

@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import datetime
+from datetime import datetime, UTC
 from pathlib import Path
 
 import pytest
@@ -242,9 +242,9 @@ def test_plan_prescales_before_each_world_cup_match_and_json_round_trips(shared_
 
 
 def plan_start(window: tuple[str, ...]) -> int:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return int(datetime.fromisoformat(window[1]).replace(tzinfo=timezone.utc).timestamp())
+    return int(datetime.fromisoformat(window[1]).replace(tzinfo=UTC).timestamp())
 
 
 def test_plan_from_the_promo_store(cal, tmp_path):

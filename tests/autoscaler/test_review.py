@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 
 import numpy as np
 import yaml
@@ -95,7 +95,7 @@ def test_review_against_the_cluster_and_prometheus(kube, prometheus, history_win
     done = cli(*args)
     assert done.exit_code == 0, done.output
     doc = json.loads(done.stdout)
-    assert doc["start"].startswith(datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M"))
+    assert doc["start"].startswith(datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M"))
     web = doc["policies"][0]
     assert web["policy"] == "web" and web["target"] == "Deployment/web"
     # the expected peak (50,000) sized before the start: 72 replicas at 70 %; the load stayed ~10,000

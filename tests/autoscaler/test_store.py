@@ -7,7 +7,7 @@ import stat
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 
 import pytest
 import yaml
@@ -19,7 +19,7 @@ SPEC = {"start": "2026-11-11T20:00:00+08:00", "end": "2026-11-11T22:00:00+08:00"
 
 
 #: a day that is always ahead of the clock, so no add needs --allow-past
-FUTURE_DAY = (datetime.now(timezone.utc) + timedelta(days=30)).strftime("%Y-%m-%d")
+FUTURE_DAY = (datetime.now(UTC) + timedelta(days=30)).strftime("%Y-%m-%d")
 
 
 def add(calendar, name: str, start_hour: int) -> subprocess.CompletedProcess:

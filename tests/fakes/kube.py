@@ -36,7 +36,7 @@ import re
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
@@ -215,7 +215,7 @@ class FakeKube:
         meta["resourceVersion"] = str(self.revision)
         if new:
             meta.setdefault("uid", str(uuid.uuid4()))
-            meta.setdefault("creationTimestamp", datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+            meta.setdefault("creationTimestamp", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
             meta.setdefault("generation", 1)
 
     @staticmethod
@@ -271,7 +271,7 @@ class FakeKube:
             if method == "DELETE":
                 if current["metadata"].get("finalizers"):
                     marked = copy.deepcopy(current)
-                    marked["metadata"].setdefault("deletionTimestamp", datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+                    marked["metadata"].setdefault("deletionTimestamp", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
                     self._stamp(marked, new=False)
                     self.objects[key] = marked
                     return 200, copy.deepcopy(marked)
@@ -394,7 +394,7 @@ def _tolerated(taint: dict, tolerations: list[dict]) -> bool:
 class Cluster:
     """One pass of the cluster's own controllers over a ``FakeKube`` (see the module docstring)."""
 
-    def __init__(self, fake: "FakeKube") -> None:
+    def __init__(self, fake: FakeKube) -> None:
         self.fake = fake
 
     def objects(self, api: str, plural: str) -> list[dict]:
