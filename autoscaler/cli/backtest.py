@@ -89,16 +89,13 @@ def backtest(
     peakscale backtest --json | jq .strategies.peakscale.events
     """
     scenario = _scenario(
-        capacity_per_replica=_capacity(trace, capacity_per_replica),
-        target_utilization=target_utilization, lead_time=lead_time, min_replicas=min_replicas, max_replicas=max_replicas,
-        scale_down_stabilization=scale_down_stabilization, freeze=freeze, max_freeze=max_freeze, metric_lag=metric_lag,
-        interval=interval, cooldown=cooldown, floor=floor, history_window=history_window, memory=memory,
-        node_lead_time=node_lead_time, node_headroom=node_headroom,
+        capacity_per_replica=_capacity(trace, capacity_per_replica), target_utilization=target_utilization, lead_time=lead_time, min_replicas=min_replicas,
+        max_replicas=max_replicas, scale_down_stabilization=scale_down_stabilization, freeze=freeze, max_freeze=max_freeze, metric_lag=metric_lag, interval=interval,
+        cooldown=cooldown, floor=floor, history_window=history_window, memory=memory, node_lead_time=node_lead_time, node_headroom=node_headroom,
     )
     chosen = split_list(strategies) or list(STRATEGIES)
-    for name in chosen:
-        if name not in STRATEGIES:
-            raise InputError("--strategies", f"unknown strategy {name!r}", f"choose from {', '.join(STRATEGIES)}")
+    if unknown := [name for name in chosen if name not in STRATEGIES]:
+        raise InputError("--strategies", f"unknown strategy {unknown[0]!r}", f"choose from {', '.join(STRATEGIES)}")
     if plot is not None and plot.suffix.lower() != ".png":
         raise InputError("--plot", f"{str(plot)!r} is not a .png file", "name the plot file *.png")
     series, selected = _inputs(trace, events, get_zone(tz), scenario, kinds=split_list(kinds), strict=strict, as_given=(lead_time, node_lead_time))
