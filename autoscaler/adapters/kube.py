@@ -106,6 +106,8 @@ class HpaView:
     @property
     def target_name(self) -> str:
         return self.raw["spec"]["scaleTargetRef"]["name"]
+
+
 T = TypeVar("T")
 
 

@@ -28,6 +28,7 @@ from autoscaler.core.calendar import PromotionEvent, parse_memories, read_entrie
 from autoscaler.errors import InputError
 from autoscaler.core.resources import EVENT_PLURAL, GROUP, POLICY_PLURAL, VERSION, PromotionEventSpec, spec_error
 
+
 @dataclass(frozen=True)
 class Promo:
     """One stored promotion: its name, its spec (camelCase, as in the CRD), and what was recorded

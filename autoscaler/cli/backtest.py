@@ -192,6 +192,7 @@ def _default_events(trace: Path) -> Path | None:
 def _ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
+
 def _print_table(result: BacktestResult, plot: Path | None) -> None:
     doc = result.as_json()
     sc = doc["scenario"]

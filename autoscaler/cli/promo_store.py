@@ -50,6 +50,7 @@ OutputOpt = Annotated[str, typer.Option("--output", "-o", help="table, json or y
 
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")]
 
+
 def open_store(store: str, calendar: Path | None, kubeconfig: Path | None, context: str | None, namespace: str):
     """The store ``--store`` names; ``auto`` is the cluster when one is configured (and no
     ``--calendar`` is given), else the calendar file."""
@@ -64,12 +65,14 @@ def open_store(store: str, calendar: Path | None, kubeconfig: Path | None, conte
     api = api_client(str(kubeconfig) if kubeconfig is not None else None, context)
     return KubeStore(api, namespace, where=current_context(kubeconfig, context))
 
+
 def default_calendar() -> Path:
     """``$XDG_CONFIG_HOME/peakscale/calendar.yaml`` (``~/.config/...``): not whatever folder one stands in."""
     import os
 
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(base) / "peakscale" / "calendar.yaml"
+
 
 def cluster_configured() -> bool:
     """Whether kubectl would find a cluster: in-cluster credentials, or a kubeconfig (``$KUBECONFIG``
@@ -80,17 +83,20 @@ def cluster_configured() -> bool:
         return True
     return current_context(None, None) is not None
 
+
 def where_stored(store, name: str) -> str:
     """Where a write went, and for a file, how to get it to the controller."""
     if isinstance(store, KubeStore):
         return f"PromotionEvent {store.namespace}/{name}" + (f" in context {store.where}" if store.where else "")
     return f"{home_relative(store.path)}"
 
+
 def home_relative(path: Path) -> str:
     try:
         return "~/" + str(Path(path).expanduser().resolve().relative_to(Path.home().resolve()))
     except ValueError:
         return str(path)
+
 
 def file_note(store) -> None:
     """After a write to a file: the controller reads PromotionEvents (or its --calendar), not this."""
@@ -102,6 +108,7 @@ def file_note(store) -> None:
             highlight=False,
             soft_wrap=True,
         )
+
 
 def targets_report(store, promo: Promo) -> None:
     """In the cluster: which ScalingPolicies the promotion's selector matches; none is a warning
@@ -128,6 +135,7 @@ def targets_report(store, promo: Promo) -> None:
         soft_wrap=True,
     )
 
+
 def read_promos(store) -> list[Promo]:
     try:
         return store.list()
@@ -135,6 +143,7 @@ def read_promos(store) -> list[Promo]:
         raise
     except Exception as exc:  # noqa: BLE001 (any transport failure: one line, exit 1)
         raise CommandFailed(f"cannot read {store.describe()}: {failure_reason(exc)}") from None
+
 
 def write_promos(store, promos: list[Promo], changed: list[str], deleted: list[str], created: list[str] | None = None) -> None:
     try:
@@ -144,11 +153,13 @@ def write_promos(store, promos: list[Promo], changed: list[str], deleted: list[s
     except Exception as exc:  # noqa: BLE001
         raise CommandFailed(f"cannot write {store.describe()}: {failure_reason(exc)}") from None
 
+
 def failure_reason(exc: Exception) -> str:
     text = getattr(exc, "reason", None) or str(exc)
     if "Max retries" in str(exc) or "Connection refused" in str(exc):
         text = "connection refused (is the cluster reachable?)"
     return f"{type(exc).__name__}: {clip(str(text), 160)}"
+
 
 def parse_time(text: str, zone_name: str, field: str) -> datetime:
     """A local time in ``zone_name`` (or with its own offset) -> aware datetime (1970-9000);
@@ -161,14 +172,17 @@ def parse_time(text: str, zone_name: str, field: str) -> datetime:
         return coming
     return stamp(text, zone, field)
 
+
 def refuse_past(begin: datetime, allow_past: bool, field: str = "--start") -> None:
     """A start in the past is a mistake, unless a past promotion is recorded on purpose."""
     if not allow_past and begin < datetime.now(begin.tzinfo):
         raise InputError(field, f"{shown(begin, begin.tzinfo)} is in the past", "give a future time (MM-DD HH:MM is the next one), or --allow-past to record a past promotion (it teaches later ones)")
 
+
 _LABEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
 
 _LABEL_PREFIX = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
 
 def parse_targets(text: str | None) -> dict | None:
     """``key=value,...`` as a matchLabels selector; keys and values as Kubernetes spells labels."""
@@ -190,8 +204,10 @@ def parse_targets(text: str | None) -> dict | None:
         labels[key] = value
     return {"matchLabels": labels}
 
+
 def _rfc3339(stamp: datetime) -> str:
     return stamp.isoformat(timespec="seconds")
+
 
 def build_spec(
     *,
@@ -235,11 +251,13 @@ def build_spec(
         spec["targets"] = parsed
     return spec
 
+
 def find_promo(promos: list[Promo], name: str) -> Promo:
     for p in promos:
         if p.name == name:
             return p
     raise InputError("NAME", f"no promotion named {name!r}", "see promo list")
+
 
 def read_policies(st: KubeStore) -> list[dict]:
     try:

@@ -31,6 +31,7 @@ class Check(BaseModel):
     policy: str = ""
     event: str = ""
 
+
 class Report(BaseModel):
     at: str
     events: list[str]
@@ -45,6 +46,7 @@ class Report(BaseModel):
     def exit_code(self) -> int:
         return EXIT_CODES[self.worst]
 
+
 @dataclass(frozen=True)
 class PlannedRaise:
     policy: PolicyDoc
@@ -55,6 +57,7 @@ class PlannedRaise:
     planned: int
     #: the most placeholder pods ahead of it (0 without node headroom)
     placeholders: int
+
 
 def planned_raise(policy: PolicyDoc, times: np.ndarray, values: np.ndarray, calendar: list[PromotionEvent], event: PromotionEvent, now_s: int, interval_s: int) -> PlannedRaise:
     """What ``peakscale plan`` shows for ``event`` on this policy."""
@@ -72,6 +75,7 @@ def planned_raise(policy: PolicyDoc, times: np.ndarray, values: np.ndarray, cale
     placeholders = max((d.placeholders or 0 for d in run.writes if d.headroom_event == event.label), default=0)
     return PlannedRaise(policy, event, first, planned, placeholders)
 
+
 @dataclass
 class TargetFacts:
     """What the cluster says about one policy's target."""
@@ -85,6 +89,7 @@ class TargetFacts:
     pod_labels: dict[str, str] = field(default_factory=dict)
     quotas: list[dict] = field(default_factory=list)
     pdbs: list[dict] = field(default_factory=list)
+
 
 @dataclass
 class ClusterFacts:

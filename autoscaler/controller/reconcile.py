@@ -46,10 +46,11 @@ from autoscaler.controller.base import CycleReport, Outcome, ParsedEvent, condit
 from autoscaler.controller.act import ActSteps
 
 log = logging.getLogger("peakscale.controller")
+
+
 class Controller(ActSteps):
     """The controller: run_cycle every interval as the Lease holder, each policy observed, decided,
     acted on and reported (one bad object never stops the rest)."""
-
 
     # ------------------------------------------------------------------------------------------
     def run_cycle(self) -> CycleReport:
@@ -154,13 +155,6 @@ class Controller(ActSteps):
             except Exception as exc:  # noqa: BLE001 (tried again next cycle)
                 log.warning("deleting placeholder %s: %s", name, describe(exc))
 
-
-
-
-
-
-
-
     def run_forever(self, stop: threading.Event, *, paused: Callable[[], bool] = lambda: False) -> None:
         """Renew the Lease on its own thread and run a cycle every interval until ``stop``.
 
@@ -196,10 +190,6 @@ class Controller(ActSteps):
         self._failed_cycles = 0
         log.info("cycle: leader=%s policies=%d queries=%d %.3fs", report.leader, report.policies, report.queries, report.duration_s)
         return report
-
-
-
-
 
     # ------------------------------------------------------------------------------------------
     def _reconcile(self, obj: dict, events: list[ParsedEvent], now: float) -> tuple[Outcome, ScalingPolicySpec, float | None]:
@@ -274,12 +264,8 @@ class Controller(ActSteps):
         self._report(obj, spec, policy, decision, calendar, hpa, current, conditions, previous, now, holder)
         return outcome, spec, sized_for
 
-
     #: Event reason per placeholder write
     _HEADROOM_REASONS = {HEADROOM_CREATE: "HeadroomCreated", HEADROOM_DELETE: "HeadroomDeleted"}
-
-
-
 
     #: Event reason per write
     _REASONS = {RAISE: "FloorRaised", LOWER: "FloorLowered", RESTORE: "FloorRestored", SCALE: "Scaled"}

@@ -12,8 +12,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 
-
 DAY_S = 86400
+
 
 @dataclass(frozen=True)
 class ForecastSettings:
@@ -36,6 +36,7 @@ class ForecastSettings:
     #: the daily profile moves slowly: it is refitted less often than the event profiles
     baseline_refit_s: int = 6 * 3600
 
+
 @dataclass(frozen=True)
 class Baseline:
     """Daily profiles (row 0 weekdays, row 1 weekends) fitted from samples up to ``fitted_at_s``."""
@@ -49,9 +50,11 @@ class Baseline:
         slot = (times_s % DAY_S) // self.step_s
         return self.profiles[is_weekend(times_s).astype(np.int64), slot]
 
+
 def is_weekend(times_s: np.ndarray) -> np.ndarray:
     # 1970-01-01 was a Thursday (weekday 3, Monday = 0)
     return ((np.asarray(times_s, dtype=np.int64) // DAY_S + 3) % 7) >= 5
+
 
 def _circular_smooth(profile: np.ndarray, width: int) -> np.ndarray:
     if width <= 1:
@@ -59,6 +62,7 @@ def _circular_smooth(profile: np.ndarray, width: int) -> np.ndarray:
     kernel = np.ones(width) / width
     padded = np.concatenate([profile[-width:], profile, profile[:width]])
     return np.convolve(padded, kernel, mode="same")[width:-width]
+
 
 def _fill_circular(profile: np.ndarray) -> np.ndarray:
     good = np.isfinite(profile)
@@ -70,6 +74,7 @@ def _fill_circular(profile: np.ndarray) -> np.ndarray:
     idx = np.arange(n)
     gi = idx[good]
     return np.interp(idx, np.concatenate([gi - n, gi, gi + n]), np.tile(profile[good], 3))
+
 
 def fit_baseline(
     times_s: np.ndarray,
@@ -116,6 +121,7 @@ def fit_baseline(
     fitted = int(times_s[last]) if fitted_at_s is None else fitted_at_s
     return Baseline(step_s=step_s, profiles=np.maximum(profiles, floor), fitted_at_s=fitted)
 
+
 def nan_quantile_cols(grid: np.ndarray, q: float | tuple[float, ...]) -> np.ndarray:
     """Quantile(s) of each column (axis 0) ignoring NaN (NaN where a column has none).
 
@@ -141,8 +147,10 @@ def nan_quantile_cols(grid: np.ndarray, q: float | tuple[float, ...]) -> np.ndar
         results.append(np.where(count > 0, lo_v + (hi_v - lo_v) * frac, np.nan))
     return np.asarray(results) if isinstance(q, tuple) else results[0]
 
+
 def _nanmedian_rows(grid: np.ndarray) -> np.ndarray:
     return nan_quantile_cols(grid, 0.5)
+
 
 def level_ratios(values: np.ndarray, base: np.ndarray, window: int) -> np.ndarray:
     """Level at every index: mean of the last ``window`` samples over the mean of their baseline.
@@ -158,6 +166,7 @@ def level_ratios(values: np.ndarray, base: np.ndarray, window: int) -> np.ndarra
     sums_b = sliding_window_view(np.concatenate([pad, base]), window).sum(axis=1)
     return sums_v / np.maximum(sums_b, 1e-12)
 
+
 def fit_window(times_s: np.ndarray, i: int, settings: ForecastSettings, period_s: int) -> tuple[int, int, int]:
     """Which samples a fit used by the forecast made at index ``i`` sees: ``(lo, at, anchor_s)``.
 
@@ -172,6 +181,7 @@ def fit_window(times_s: np.ndarray, i: int, settings: ForecastSettings, period_s
     at = max(0, int(np.searchsorted(times_s, anchor_s, side="right")) - 1)
     lo = int(np.searchsorted(times_s, anchor_s + period_s - settings.history_s, side="right"))
     return min(lo, at), at, anchor_s
+
 
 def baseline_for(
     times_s: np.ndarray, values: np.ndarray, masked: np.ndarray, i: int, step_s: int, settings: ForecastSettings, cached: Baseline | None = None

@@ -47,6 +47,7 @@ POLICY_DELETED = "policy-deleted"
 
 OUTSIDE_EVENTS = "outside-event-windows"
 
+
 @dataclass(frozen=True)
 class CyclePolicy:
     """What a ScalingPolicy says about one cycle (``resources.ScalingPolicySpec.cycle_policy``)."""
@@ -82,6 +83,7 @@ class CyclePolicy:
     def headroom(self) -> bool:
         return self.headroom_lead_s is not None and self.mode != "observe"
 
+
 @dataclass(frozen=True)
 class HpaFloor:
     """The HPA's floor as it is now."""
@@ -90,6 +92,7 @@ class HpaFloor:
     max_replicas: int
     #: the original minReplicas peakscale remembered when it first raised the floor (None: not raised)
     original: int | None = None
+
 
 @dataclass(slots=True)
 class ForecastView:
@@ -104,6 +107,7 @@ class ForecastView:
     events: Sequence[str]
     #: made from the last known level carried forward (no fresh metrics): it may only raise
     stale: bool = False
+
 
 @dataclass(slots=True)
 class Seen:
@@ -123,12 +127,14 @@ class Seen:
     #: node headroom: the placeholder pods asked for now (None: no placeholder)
     placeholders: int | None = None
 
+
 @dataclass(slots=True)
 class CycleState:
     """What the controller remembers of a policy between cycles (rebuilt from the cluster on a
     restart: a fresh state is seeded from the floor or replica count the cluster holds)."""
 
     planner: PlannerState | None = None
+
 
 @dataclass(slots=True)
 class CycleDecision:

@@ -17,6 +17,7 @@ from autoscaler.core.baseline import Baseline, ForecastSettings, baseline_for, l
 #: a recorded event profile holds at most this many points (a few kB in a PromotionEvent's status)
 MEMORY_POINTS = 240
 
+
 @dataclass(frozen=True)
 class KindProfile:
     """Growth learned from past events for one event (by kind or by ``like``)."""
@@ -34,6 +35,7 @@ class KindProfile:
     pre_end_steps: int
     #: from this many steps after the start on, the end-anchored table applies
     half_steps: int
+
 
 def _growth_table(
     loads: list[np.ndarray],
@@ -78,11 +80,13 @@ def _growth_table(
     growth[:, r_lo:r_hi] = np.where(np.isfinite(q), q, 1.0)
     return growth
 
+
 def _width(pre: int, post: int, horizon: int, settings: ForecastSettings, step_s: int) -> tuple[int, int]:
     """(segment width, steps before the anchor) of a growth table's segments."""
     window = max(1, settings.level_window_s // step_s)
     slack = max(0, settings.align_slack_s // step_s)
     return pre + post + 1 + horizon + 2 * slack + window, pre + window + slack
+
 
 def _raw_segment(values: np.ndarray, anchor: int, before: int, width: int, visible_lo: int, last: int) -> np.ndarray:
     """Samples ``[anchor - before, anchor - before + width)``, NaN outside ``[visible_lo, last]``."""
@@ -93,6 +97,7 @@ def _raw_segment(values: np.ndarray, anchor: int, before: int, width: int, visib
         seg[a - lo : b - lo] = values[a:b]
     return seg
 
+
 def _memory_segment(memory: EventProfile, anchor_rel_s: int, before: int, width: int, step_s: int) -> np.ndarray:
     """A recorded profile as a segment: the uplift at ``anchor_rel_s + (j - before) * step`` seconds
     from the event's start (NaN outside what was recorded). Inside an event the event drives the
@@ -102,6 +107,7 @@ def _memory_segment(memory: EventProfile, anchor_rel_s: int, before: int, width:
     points = np.asarray(memory.uplift, dtype=float)
     ok = (rel >= 0) & (k < len(points))
     return np.where(ok, points[np.clip(k, 0, len(points) - 1)], np.nan)
+
 
 def learn_profile(
     times_s: np.ndarray,
@@ -177,6 +183,7 @@ def learn_profile(
         half_steps=half,
     )
 
+
 def record_profile(
     times_s: np.ndarray,
     values: np.ndarray,
@@ -231,10 +238,12 @@ def record_profile(
         recorded_at_s=recorded_at_s,
     )
 
+
 def _three_digits(value: float) -> float:
     if not math.isfinite(value) or value == 0:
         return float("nan") if not math.isfinite(value) else 0.0
     return round(value, 2 - int(math.floor(math.log10(abs(value)))))
+
 
 def related_past_events(
     event: PromotionEvent, events: list[PromotionEvent], now_s: int, limit: int | None = None

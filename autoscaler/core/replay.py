@@ -48,6 +48,7 @@ class ForecastTable:
         events = [self.labels[k] if k >= 0 else "" for k in self.who[r].tolist()] if self._shaped[r] else ()
         return ForecastView(int(self.times_s[i]), self._step_s, float(self.values[i]), self.central[r].tolist(), self.upper[r].tolist(), events)
 
+
 @dataclass
 class Replay:
     """What the controller would do at each cycle ``times_s[k]``: the floor (hpa-floor) or the
@@ -60,6 +61,7 @@ class Replay:
     sized_for: np.ndarray | None = None
     #: node headroom: the replicas each cycle's headroom holds node room for (0: no placeholder)
     headroom_for: np.ndarray | None = None
+
 
 def replay(
     policy: CyclePolicy,
@@ -156,6 +158,7 @@ def replay(
         headroom_for=np.asarray(ahead, dtype=np.int64) if ahead else None,
     )  # fmt: skip
 
+
 def remember(
     times_s: np.ndarray,
     values: np.ndarray,
@@ -181,6 +184,7 @@ def remember(
         )  # fmt: skip
         out.append(event if recorded is None else event.model_copy(update={"memory": recorded}))
     return out
+
 
 def forecast_table(
     times_s: np.ndarray,
