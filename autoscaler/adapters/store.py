@@ -44,20 +44,7 @@ class Promo:
 
     def event(self, zone=UTC) -> PromotionEvent:
         """The calendar event in wall-clock time of ``zone`` (what the planner uses)."""
-        spec = self.parsed
-        memories = parse_memories(list(self.memory), f"promotion {self.name!r} memory")
-        return PromotionEvent(
-            name=self.name,
-            title=spec.title,
-            start=spec.start.astimezone(zone).replace(tzinfo=None),
-            end=spec.end.astimezone(zone).replace(tzinfo=None),
-            kind=spec.kind,
-            expected_multiplier=spec.expected_multiplier,
-            expected_peak=spec.expected_peak,
-            like=tuple(spec.like),
-            memories=memories,
-            memory=memories[0] if memories else None,
-        )
+        return self.parsed.event(self.name, zone, parse_memories(list(self.memory), f"promotion {self.name!r} memory"))
 
     def as_entry(self) -> dict[str, Any]:
         """The promotion as a calendar entry (name, spec fields, memory)."""

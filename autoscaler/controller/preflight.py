@@ -28,6 +28,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from autoscaler.core.resources import expressions_match
 from autoscaler.core.calendar import PromotionEvent
 from autoscaler.errors import InputError
 from autoscaler.controller.headroom import COMPONENT, MANAGED_BY, PodShape, quantity, shape_of
@@ -126,7 +127,7 @@ def _node_allows(node: dict, pod: PodShape) -> bool:
         if taint.get("effect") in ("NoSchedule", "NoExecute") and not _tolerated(taint, pod.tolerations):
             return False
     terms = (((pod.affinity.get("nodeAffinity") or {}).get("requiredDuringSchedulingIgnoredDuringExecution") or {}).get("nodeSelectorTerms")) or []
-    return not terms or any(_term_matches(term, labels) for term in terms)
+    return not terms or any(expressions_match(term.get("matchExpressions") or [], labels) for term in terms)
 
 
 def _tolerated(taint: dict, tolerations: list[dict]) -> bool:
@@ -138,20 +139,6 @@ def _tolerated(taint: dict, tolerations: list[dict]) -> bool:
         if t.get("key") == taint.get("key") and (t.get("value") or "") == (taint.get("value") or ""):
             return True
     return False
-
-
-def _term_matches(term: dict, labels: dict[str, str]) -> bool:
-    for expr in term.get("matchExpressions") or []:
-        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
-        if op == "In" and labels.get(key) not in values:
-            return False
-        if op == "NotIn" and labels.get(key) in values:
-            return False
-        if op == "Exists" and key not in labels:
-            return False
-        if op == "DoesNotExist" and key in labels:
-            return False
-    return True
 
 
 def _pod_requests(pod: dict) -> tuple[float, float]:

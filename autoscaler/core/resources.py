@@ -8,7 +8,7 @@ malformed resource gets a condition and the others carry on.
 
 from __future__ import annotations
 
-from datetime import datetime, UTC
+from datetime import UTC, datetime, tzinfo
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
@@ -204,6 +204,22 @@ def fields_used(spec: dict, prefix: str = "") -> list[str]:
     return out
 
 
+def expressions_match(expressions: list[dict[str, Any]], labels: dict[str, str]) -> bool:
+    """Kubernetes' set-based requirements (In, NotIn, Exists, DoesNotExist) against labels: the
+    one matcher for label selectors and node-selector terms."""
+    for expr in expressions:
+        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and labels.get(key) in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
 class LabelSelector(_Spec):
     match_labels: dict[str, str] = {}
     match_expressions: list[dict[str, Any]] = []
@@ -211,17 +227,7 @@ class LabelSelector(_Spec):
     def matches(self, labels: dict[str, str]) -> bool:
         if any(labels.get(k) != v for k, v in self.match_labels.items()):
             return False
-        for expr in self.match_expressions:
-            key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
-            if op == "In" and labels.get(key) not in values:
-                return False
-            if op == "NotIn" and labels.get(key) in values:
-                return False
-            if op == "Exists" and key not in labels:
-                return False
-            if op == "DoesNotExist" and key in labels:
-                return False
-        return True
+        return expressions_match(self.match_expressions, labels)
 
 
 class PromotionEventSpec(_Spec):
@@ -246,6 +252,22 @@ class PromotionEventSpec(_Spec):
         if self.end <= self.start:
             raise ValueError("end is not after start")
         return self
+
+    def event(self, name: str, zone: tzinfo = UTC, memories: tuple[EventProfile, ...] = ()) -> PromotionEvent:
+        """The calendar event in wall-clock time of ``zone`` (what the planner uses), with the
+        profiles recorded of it: the one conversion from a spec to an event."""
+        return PromotionEvent(
+            name=name,
+            title=self.title,
+            start=self.start.astimezone(zone).replace(tzinfo=None),
+            end=self.end.astimezone(zone).replace(tzinfo=None),
+            kind=self.kind,
+            expected_multiplier=self.expected_multiplier,
+            expected_peak=self.expected_peak,
+            like=tuple(self.like),
+            memories=memories,
+            memory=memories[0] if memories else None,
+        )
 
 
 def spec_error(exc: ValidationError, where: str) -> InputError:
@@ -290,15 +312,4 @@ def parse_event(obj: dict) -> tuple[PromotionEventSpec, PromotionEvent]:
         spec = PromotionEventSpec.model_validate(obj.get("spec") or {})
     except ValidationError as exc:
         raise spec_error(exc, f"PromotionEvent {meta.get('namespace')}/{meta.get('name')}") from None
-    utc = UTC
-    event = PromotionEvent(
-        name=meta.get("name", "?"),
-        title=spec.title,
-        start=spec.start.astimezone(utc).replace(tzinfo=None),
-        end=spec.end.astimezone(utc).replace(tzinfo=None),
-        kind=spec.kind,
-        expected_multiplier=spec.expected_multiplier,
-        expected_peak=spec.expected_peak,
-        like=tuple(spec.like),
-    )
-    return spec, event
+    return spec, spec.event(meta.get("name", "?"))
