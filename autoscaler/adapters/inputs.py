@@ -97,6 +97,12 @@ def policies_of(docs: list[dict], only: list[str] | None = None) -> list[PolicyD
     return out
 
 
+def one_history_source(trace: Path | None, prometheus_url: str | None) -> None:
+    """History comes from exactly one of a trace file and Prometheus."""
+    if (trace is None) == (prometheus_url is None):
+        raise InputError("--trace", "give --trace FILE or --prometheus-url URL (one of them)", "e.g. --trace traffic.csv")
+
+
 def trace_history(path: Path, zone: ZoneInfo, *, strict: bool = False) -> tuple[np.ndarray, np.ndarray, int, int]:
     """A trace as the controller's Prometheus would hold it: (times, values, first, end) where
     ``first``/``end`` bound the trace's periods."""

@@ -15,7 +15,7 @@ import typer
 from rich.table import Table
 
 from autoscaler.adapters.calendar_files import load_calendar
-from autoscaler.adapters.inputs import PolicyDoc, load_policies, policies_of, prometheus_history, trace_history
+from autoscaler.adapters.inputs import PolicyDoc, load_policies, one_history_source, policies_of, prometheus_history, trace_history
 from autoscaler.cli.app import app
 from autoscaler.cli.output import check_output, err_console, split_list, table_console
 from autoscaler.core.calendar import PromotionEvent, select_kinds
@@ -70,8 +70,7 @@ def plan(
 
     check_output(output)
     show_zone = get_zone(tz)
-    if (trace is None) == (prometheus_url is None):
-        raise InputError("--trace", "give --trace FILE or --prometheus-url URL (one of them)", "e.g. --trace traffic.csv")
+    one_history_source(trace, prometheus_url)
     clock_zone = get_zone(trace_tz if trace is not None else "UTC")
 
     def fmt(seconds: float) -> str:

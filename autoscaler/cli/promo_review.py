@@ -9,14 +9,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 from typing import Annotated, Optional
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import typer
 import yaml
 from rich.table import Table
 
-from autoscaler.adapters.inputs import PolicyDoc, load_policies, policies_of, prometheus_history, trace_history
+from autoscaler.adapters.inputs import PolicyDoc, load_policies, one_history_source, policies_of, prometheus_history, trace_history
 from autoscaler.adapters.store import KubeStore, Promo
 from autoscaler.cli.output import check_output, table_console
 from autoscaler.cli.promo import promo_app
@@ -75,8 +74,7 @@ def review(
     """
     check_output(output)
     show_zone = get_zone(tz)
-    if (trace is None) == (prometheus_url is None):
-        raise InputError("--trace", "give --trace FILE or --prometheus-url URL (one of them)", "e.g. --trace traffic.csv")
+    one_history_source(trace, prometheus_url)
     interval_s = parse_duration_s(interval, field="--interval")
     clock_zone = get_zone(trace_tz if trace is not None else "UTC")
     st = open_store(store, calendar, kubeconfig, context, namespace)
@@ -97,10 +95,11 @@ def review(
     def fmt(seconds: float) -> str:
         return shown(aware(seconds, clock_zone), show_zone)
 
+    from_trace = trace_history(trace, clock_zone)[:2] if trace is not None else None
     reviews, profiles = [], []
     for doc in targeted:
         entry = PolicyInput(doc.name, doc.namespace, doc.labels, doc.spec, selects(selectors, doc.labels))
-        times, values = _history(doc, trace, prometheus_url, clock_zone, event_start_s=event.start_s)
+        times, values = from_trace if from_trace is not None else _prometheus_history(doc, prometheus_url, event_start_s=event.start_s)
         reviews.append(review_policy(entry, times, values, events, name, interval_s=interval_s, fmt=fmt))
         if record:
             profiles.append(recorded_profile(entry, times, values, events, name, interval_s=interval_s))
@@ -115,12 +114,8 @@ def review(
         table_console(160).print(f"recorded into {st.describe()}: later promotions of kind {result.kind!r} learn from it", highlight=False)
 
 
-def _history(doc: PolicyDoc, trace: Path | None, prometheus_url: str | None, zone: ZoneInfo, *, event_start_s: int) -> tuple[np.ndarray, np.ndarray]:
-    """The policy's history around the promotion: the trace, or Prometheus back to a history
-    window before the promotion's start."""
-    if trace is not None:
-        times, values, _, _ = trace_history(trace, zone)
-        return times, values
+def _prometheus_history(doc: PolicyDoc, prometheus_url: str | None, *, event_start_s: int) -> tuple[np.ndarray, np.ndarray]:
+    """The policy's history from Prometheus, back to a history window before the promotion's start."""
     assert prometheus_url is not None
     now_s = time.time()
     reach = int(now_s - event_start_s) + 2 * 86400 + doc.spec.forecast_settings().history_s
