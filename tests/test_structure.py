@@ -32,14 +32,15 @@ def modules() -> dict[str, Path]:
 
 def imports_of(path: Path, module: str) -> list[tuple[str, list[str]]]:
     """(imported module, names taken from it) for every import in the file, relative ones resolved."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     out = []
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             out.extend((alias.name, []) for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
-            if node.level:
-                anchor = module.split(".")[: -node.level] if not path.name == "__init__.py" else module.split(".")[: len(module.split(".")) - node.level + 1]
+            if node.level:  # from . import x: the package, one level up per extra dot
+                anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
                 base = ".".join(anchor + ([base] if base else []))
             out.append((base, [alias.name for alias in node.names]))
     return out
@@ -77,8 +78,12 @@ print(json.dumps(loaded))
 
 
 def package_of(module: str) -> str:
+    """The node of the package graph a module belongs to: ``stacks``, a subpackage of
+    ``autoscaler`` (``autoscaler.core``), or a top module of it (``autoscaler.errors``)."""
     parts = module.split(".")
-    return ".".join(parts[:2]) if parts[0] == "autoscaler" and len(parts) > 2 else parts[0] if parts[0] == "stacks" else module
+    if parts[0] == "stacks":
+        return "stacks"
+    return ".".join(parts[:2])
 
 
 def test_the_package_graph_has_no_cycle():
