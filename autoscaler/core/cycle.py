@@ -239,98 +239,142 @@ def _seed(replicas: int, now_s: int, interval_s: int) -> PlannerState:
     return PlannerState(replicas, now_s - interval_s, ((now_s - 1, replicas),))
 
 
+@dataclass(slots=True)
+class _Outlook:
+    """The fresh forecast over this cycle's window: its view, the central and upper peaks, and the
+    event that shaped it ('' for none)."""
+
+    view: ForecastView
+    peak: float
+    upper: float
+    event: str
+
+
+@dataclass(slots=True)
+class _Now:
+    """What ``decide`` works from at one instant: the cycle's input and the calendar there."""
+
+    policy: CyclePolicy
+    seen: Seen
+    outlook: _Outlook | None
+    #: events whose action window is open, earliest first; scale-in frozen; one of them started
+    events: tuple[PromotionEvent, ...]
+    frozen: bool
+    started: bool
+
+    def plan(self, state: CycleState, base: int, *, demand_now: float, peak: float, upper: float = 0.0) -> tuple[Decision, PlannerState]:
+        """The plan's step from the planner's state (seeded from ``base`` when there is none)."""
+        event = self.outlook.event if self.outlook is not None else ""
+        policy, now = self.policy, self.seen.now_s
+        return plan_step(policy.plan, state.planner or _seed(base, now, policy.interval_s), now_s=now, demand_now=demand_now, forecast_peak=peak, forecast_upper=upper, event=event, frozen=self.frozen)
+
+    def decision(self, action: str, reason: str, target: int | None, previous: int | None, planned: int | None, phase: str, state: CycleState, d: Decision | None, original: int | None = None) -> CycleDecision:
+        out = self.outlook
+        peak, upper = (out.peak, out.upper) if out is not None else (None, None)
+        return CycleDecision(self.seen.now_s, action, reason, target, previous, planned, peak, upper, self.events, self.frozen, phase, state, d, original)
+
+
+def _outlook(policy: CyclePolicy, seen: Seen) -> _Outlook | None:
+    """The forecast's peaks over ``forecast_window``; None when there is no forecast to act on."""
+    fc = seen.forecast
+    if fc is None:
+        return None
+    lo, hi = forecast_window(policy, seen.now_s, fc.made_at_s, fc.step_s)
+    peak = max(fc.central[lo : hi + 1])
+    upper = max(fc.upper[lo : hi + 1])
+    who = next((name for name in fc.events[lo : hi + 1] if name), "")
+    if peak != peak or upper != upper or fc.demand_now != fc.demand_now:
+        return None  # an unknown forecast is no forecast: hold
+    if fc.stale and not who:
+        return None  # without fresh metrics only an event's raise goes on
+    return _Outlook(fc, peak, upper, who)
+
+
 def decide(policy: CyclePolicy, state: CycleState, seen: Seen, calendar: CalendarIndex) -> CycleDecision:
     """Decide one cycle. See the module docstring for the rules."""
-    now = seen.now_s
-    events, frozen, started = calendar.at(now)
-    fc = seen.forecast
-    peak = upper = None
-    who = ""
-    if fc is not None:
-        lo, hi = forecast_window(policy, now, fc.made_at_s, fc.step_s)
-        peak = max(fc.central[lo : hi + 1])
-        upper = max(fc.upper[lo : hi + 1])
-        for name in fc.events[lo : hi + 1]:
-            if name:
-                who = name
-                break
-        if peak != peak or upper != upper or fc.demand_now != fc.demand_now:
-            fc, peak, upper = None, None, None  # an unknown forecast is no forecast: hold
-        elif fc.stale and not who:
-            fc, peak, upper = None, None, None  # without fresh metrics only an event's raise goes on
-    plan = policy.plan
-    mode = policy.mode
-    hpa = seen.hpa
-    d: Decision | None = None
-    original: int | None = None
-    reason = METRICS_UNAVAILABLE
-    action = NONE
-
-    if mode == "scale":
-        target = previous = seen.replicas
-        if fc is not None and previous is not None:
-            d, pstate = plan_step(plan, state.planner or _seed(previous, now, policy.interval_s), now_s=now, demand_now=fc.demand_now, forecast_peak=peak, forecast_upper=upper, event=who, frozen=frozen)
-            state, target, reason = CycleState(pstate), d.replicas, d.reason
-            if fc.stale:
-                target, reason = max(target, previous), LAST_KNOWN_LEVEL
-            action = SCALE if target != previous else NONE
-        planned = target if d is not None else None
-        phase = _phase(events, started, action)
-    elif mode == "observe" or hpa is None:
-        if fc is not None:
-            base = seen.replicas if seen.replicas is not None else plan.min_replicas
-            d, pstate = plan_step(plan, state.planner or _seed(base, now, policy.interval_s), now_s=now, demand_now=fc.demand_now, forecast_peak=peak, forecast_upper=upper, event=who, frozen=frozen)
-            state = CycleState(pstate)
-        planned = d.replicas if d is not None else None
-        reason, phase = OBSERVE_ONLY, "Observing"
-        target = previous = hpa.min_replicas if hpa is not None else seen.replicas
-        if hpa is not None and hpa.original is not None:
-            # switched to observe: a floor peakscale raised goes back
-            action, target, original = RESTORE, hpa.original, hpa.original
+    events, frozen, started = calendar.at(seen.now_s)
+    now = _Now(policy, seen, _outlook(policy, seen), events, frozen, started)
+    if policy.mode == "scale":
+        decision = _decide_scale(now, state)
+    elif policy.mode == "observe" or seen.hpa is None:
+        decision = _decide_observe(now, state)
     else:
-        # --- hpa-floor ---------------------------------------------------------------------------
-        raised = hpa.original is not None
-        original = hpa.original if raised else hpa.min_replicas
-        target = previous = hpa.min_replicas
-        planned = None
-        if seen.deleting:
-            reason = POLICY_DELETED
-            if raised:
-                action, target = RESTORE, original
-        elif fc is not None:
-            # missing metrics never lower capacity: without them the floor holds where it is
-            pstate = state.planner or _seed(previous, now, policy.interval_s)
-            if events:
-                # around an event: the whole plan (the upper forecast, the current need)
-                d, pstate = plan_step(plan, pstate, now_s=now, demand_now=fc.demand_now, forecast_peak=peak, forecast_upper=upper, event=who, frozen=frozen)
-            elif policy.floor == "plan":
-                # what the HPA cannot know: the forecast over the lead time, less its tolerance
-                d, pstate = plan_step(plan, pstate, now_s=now, demand_now=0.0, forecast_peak=peak / (1.0 + plan.tolerance), event=who, frozen=frozen)
-            if d is None:
-                # events-only, outside every window: a raised floor goes back
-                reason, state = OUTSIDE_EVENTS, CycleState(None)
-                if raised:
-                    action, target = RESTORE, original
-            else:
-                state, reason, planned = CycleState(pstate), d.reason, d.replicas
-                wanted = max(planned, original)
-                if policy.floor == "events-only" and raised:
-                    wanted = max(wanted, previous)  # ratchet: up only, until the windows close
-                # clamped to the HPA's and the policy's max, never below the operator's own floor
-                wanted = max(min(wanted, plan.max_replicas, hpa.max_replicas), original)
-                if fc.stale:
-                    wanted, reason = max(wanted, previous), LAST_KNOWN_LEVEL  # never lower without metrics
-                if raised and wanted == original:
-                    action, target = RESTORE, original
-                elif wanted != previous:
-                    action, target = (RAISE if wanted > previous else LOWER), wanted
-        phase = _phase(events, started, action)
-    decision = CycleDecision(now, action, reason, target, previous, planned, peak, upper, events, frozen, phase, state, d, original)
+        decision = _decide_floor(now, state, seen.hpa)
     if policy.headroom:
         decision.placeholders_before = seen.placeholders
-        decision.headroom_for, decision.placeholders, decision.headroom_event = _headroom(policy, seen, calendar, target, hpa)
-        decision.headroom_ready = seen.ready if seen.ready is not None else target
+        decision.headroom_for, decision.placeholders, decision.headroom_event = _headroom(policy, seen, calendar, decision.target, seen.hpa)
+        decision.headroom_ready = seen.ready if seen.ready is not None else decision.target
     return decision
+
+
+def _decide_scale(now: _Now, state: CycleState) -> CycleDecision:
+    """``scale`` mode: the replica count is the plan itself."""
+    out, previous = now.outlook, now.seen.replicas
+    if out is None or previous is None:
+        return now.decision(NONE, METRICS_UNAVAILABLE, previous, previous, None, _phase(now.events, now.started, NONE), state, None)
+    d, pstate = now.plan(state, previous, demand_now=out.view.demand_now, peak=out.peak, upper=out.upper)
+    target, reason = d.replicas, d.reason
+    if out.view.stale:
+        target, reason = max(target, previous), LAST_KNOWN_LEVEL
+    action = SCALE if target != previous else NONE
+    return now.decision(action, reason, target, previous, target, _phase(now.events, now.started, action), CycleState(pstate), d)
+
+
+def _decide_observe(now: _Now, state: CycleState) -> CycleDecision:
+    """``observe`` mode (or no HPA to raise): plan, write nothing, and put back a floor peakscale raised."""
+    out, seen, hpa = now.outlook, now.seen, now.seen.hpa
+    d: Decision | None = None
+    if out is not None:
+        base = seen.replicas if seen.replicas is not None else now.policy.plan.min_replicas
+        d, pstate = now.plan(state, base, demand_now=out.view.demand_now, peak=out.peak, upper=out.upper)
+        state = CycleState(pstate)
+    planned = d.replicas if d is not None else None
+    target = previous = hpa.min_replicas if hpa is not None else seen.replicas
+    if hpa is not None and hpa.original is not None:
+        # switched to observe: a floor peakscale raised goes back
+        return now.decision(RESTORE, OBSERVE_ONLY, hpa.original, previous, planned, "Observing", state, d, hpa.original)
+    return now.decision(NONE, OBSERVE_ONLY, target, previous, planned, "Observing", state, d)
+
+
+def _decide_floor(now: _Now, state: CycleState, hpa: HpaFloor) -> CycleDecision:
+    """``hpa-floor`` mode: the floor is ``max(original, planned)``, clamped (see the module docstring)."""
+    policy, plan, out = now.policy, now.policy.plan, now.outlook
+    raised = hpa.original is not None
+    original = hpa.original if hpa.original is not None else hpa.min_replicas
+    target = previous = hpa.min_replicas
+    action, reason, planned = NONE, METRICS_UNAVAILABLE, None
+    d: Decision | None = None
+    if now.seen.deleting:
+        reason = POLICY_DELETED
+        if raised:
+            action, target = RESTORE, original
+    elif out is not None:
+        # missing metrics never lower capacity: without them the floor holds where it is
+        if now.events:
+            # around an event: the whole plan (the upper forecast, the current need)
+            d, pstate = now.plan(state, previous, demand_now=out.view.demand_now, peak=out.peak, upper=out.upper)
+        elif policy.floor == "plan":
+            # what the HPA cannot know: the forecast over the lead time, less its tolerance
+            d, pstate = now.plan(state, previous, demand_now=0.0, peak=out.peak / (1.0 + plan.tolerance))
+        if d is None:
+            # events-only, outside every window: a raised floor goes back
+            reason, state = OUTSIDE_EVENTS, CycleState(None)
+            if raised:
+                action, target = RESTORE, original
+        else:
+            state, reason, planned = CycleState(pstate), d.reason, d.replicas
+            wanted = max(planned, original)
+            if policy.floor == "events-only" and raised:
+                wanted = max(wanted, previous)  # ratchet: up only, until the windows close
+            # clamped to the HPA's and the policy's max, never below the operator's own floor
+            wanted = max(min(wanted, plan.max_replicas, hpa.max_replicas), original)
+            if out.view.stale:
+                wanted, reason = max(wanted, previous), LAST_KNOWN_LEVEL  # never lower without metrics
+            if raised and wanted == original:
+                action, target = RESTORE, original
+            elif wanted != previous:
+                action, target = (RAISE if wanted > previous else LOWER), wanted
+    return now.decision(action, reason, target, previous, planned, _phase(now.events, now.started, action), state, d, original)
 
 
 def placeholders_for(headroom_for: int, ready: int) -> int:
