@@ -28,6 +28,7 @@ replica-hours: the nodes they hold are paid for.
 from __future__ import annotations
 
 import math
+from typing import Any
 from dataclasses import dataclass, field
 from collections.abc import Callable
 
@@ -35,7 +36,7 @@ import numpy as np
 
 from autoscaler.core.calendar import PromotionEvent, event_mask
 from autoscaler.core.cycle import horizon_steps, placeholders_for
-from autoscaler.core.replay import Replay, forecast_table, remember, replay
+from autoscaler.core.replay import ForecastTable, Replay, forecast_table, remember, replay
 from autoscaler.core.cycle_types import NONE, CyclePolicy, HpaFloor
 from autoscaler.errors import InputError
 from autoscaler.core.baseline import ForecastSettings
@@ -45,6 +46,8 @@ from autoscaler.core.trace import Trace
 
 STRATEGIES = ("reactive", "schedule", "history", "peakscale", "peakscale-scale", "oracle")
 Progress = Callable[[str, float], None]
+#: forecast tables are shared by (event names, horizon in steps)
+TableKey = tuple[tuple[str, ...], int]
 
 
 def _quiet(stage: str, fraction: float) -> None:
@@ -99,7 +102,7 @@ class BacktestResult:
     in_event: np.ndarray
     runs: dict[str, StrategyRun]
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         p = self.scenario.policy
         return {
             "trace": self.trace.name,
@@ -161,7 +164,8 @@ def run_oracle(need: np.ndarray, lead_steps: int, policy: PlanPolicy) -> np.ndar
     from numpy.lib.stride_tricks import sliding_window_view
 
     padded = np.concatenate([need, np.full(lead_steps, need[-1])])
-    return sliding_window_view(padded, lead_steps + 1).max(axis=1)
+    out: np.ndarray = sliding_window_view(padded, lead_steps + 1).max(axis=1)
+    return out
 
 
 def schedule_floor(
@@ -219,7 +223,7 @@ def run_controller(
     initial: int,
     progress: Progress = _quiet,
     stage: str = "",
-    tables: dict | None = None,
+    tables: dict[TableKey, ForecastTable] | None = None,
     interval_s: int | None = None,
 ) -> Replay:
     """The controller's cycles over the trace (``cycle.replay``), from the first simulated step."""
@@ -250,6 +254,78 @@ def per_step(run: Replay, sim_times_s: np.ndarray) -> np.ndarray:
     return run.targets[np.clip(k, 0, len(run.targets) - 1)]
 
 
+@dataclass
+class _Grid:
+    """The simulation's grid and what every strategy on it shares."""
+
+    trace: Trace
+    events: list[PromotionEvent]
+    scenario: Scenario
+    step: int
+    times: np.ndarray
+    demand: np.ndarray
+    #: the demand the HPAs see, ``--metric-lag`` late
+    observed: np.ndarray
+    need: np.ndarray
+    initial: int
+    lead: int
+    node_lead: int
+    #: forecast tables, shared by the strategies that ask for the same forecast
+    tables: dict[TableKey, ForecastTable] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, trace: Trace, events: list[PromotionEvent], scenario: Scenario) -> _Grid:
+        policy = scenario.policy
+        step = simulation_step_s(trace.step_s)
+        demand = np.repeat(trace.values, trace.step_s // step)
+        times = int(trace.times_s[0]) + np.arange(len(demand), dtype=np.int64) * step
+        need = need_replicas(demand, policy.capacity_per_replica, policy.target_utilization)
+        initial = int(min(max(need[0], policy.min_replicas), policy.max_replicas))
+        lag, lead, node_lead = (math.ceil(s / step) for s in (scenario.metric_lag_s, policy.lead_time_s, scenario.node_lead_s))
+        return cls(trace, events, scenario, step, times, demand, _lagged(demand, lag), need, initial, lead, node_lead)
+
+    def hpa(self, mins: np.ndarray | int) -> np.ndarray:
+        """The HPA on the lagged demand, above the floor ``mins``."""
+        policy = self.scenario.policy
+        return simulate_hpa(
+            self.observed, step_s=self.step, capacity_per_replica=policy.capacity_per_replica, target_utilization=policy.target_utilization,
+            min_replicas=mins, max_replicas=policy.max_replicas, initial=self.initial,
+        )  # fmt: skip
+
+    def run(self, name: str, progress: Progress) -> StrategyRun:
+        """One strategy: what it asks for at each step, and what is ready then."""
+        policy, step = self.scenario.policy, self.step
+        plan = ahead = None
+        writes: list[tuple[int, int]] = []
+        if name == "reactive":
+            desired = self.hpa(policy.min_replicas)
+        elif name == "schedule":
+            floor = schedule_floor(self.times, self.demand, self.events, policy, self.scenario.metric_lag_s)
+            desired = self.hpa(np.maximum(floor, policy.min_replicas))
+        elif name in ("history", "peakscale", "peakscale-scale"):
+            calendar = [] if name == "history" else self.events
+            mode = "hpa-floor" if name == "peakscale" else "scale"
+            # history stands for another product (EHPA): it decides once a simulated step, not at
+            # the controller's interval
+            every = step if name == "history" else None
+            replayed = run_controller(self.trace, calendar, self.scenario, mode, self.times, initial=self.initial, progress=progress, stage=name, tables=self.tables, interval_s=every)
+            plan = per_step(replayed, self.times)
+            writes = [(d.at_s, int(d.target)) for d in replayed.writes if d.action != NONE and d.target is not None]
+            if replayed.headroom_for is not None:
+                ahead = per_step(Replay(replayed.times_s, replayed.headroom_for, []), self.times)
+            desired = self.hpa(plan) if mode == "hpa-floor" else plan
+        else:
+            desired = run_oracle(self.need, self.lead + self.node_lead, policy)
+        if self.node_lead > 0:
+            ready, holders = ready_with_nodes(
+                desired, ahead, lead_steps=self.lead, node_lead_steps=self.node_lead, release_steps=max(1, NODE_RELEASE_S // step),
+                initial=self.initial, placeholders_for=placeholders_for,
+            )  # fmt: skip
+        else:
+            ready, holders = ready_replicas(desired, self.lead, self.initial), None
+        return StrategyRun(name=name, desired=desired, ready=ready, plan=plan, writes=writes, placeholders=holders)
+
+
 def run_backtest(
     trace: Trace,
     events: list[PromotionEvent],
@@ -261,76 +337,23 @@ def run_backtest(
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown:
         raise InputError("--strategies", f"unknown strategy {unknown[0]!r}", f"choose from {', '.join(STRATEGIES)}")
-    policy = scenario.policy
-    step = simulation_step_s(trace.step_s)
-    repeat = trace.step_s // step
-    demand = np.repeat(trace.values, repeat)
-    t0 = int(trace.times_s[0])
-    times = t0 + np.arange(len(demand), dtype=np.int64) * step
-    lag = math.ceil(scenario.metric_lag_s / step)
-    lead = math.ceil(policy.lead_time_s / step)
-    node_lead = math.ceil(scenario.node_lead_s / step)
-    need = need_replicas(demand, policy.capacity_per_replica, policy.target_utilization)
-    initial = int(min(max(need[0], policy.min_replicas), policy.max_replicas))
-    in_event = event_mask(times, events)
-    observed = _lagged(demand, lag)
+    grid = _Grid.of(trace, events, scenario)
     runs: dict[str, StrategyRun] = {}
-
-    def hpa(mins: np.ndarray | int) -> np.ndarray:
-        return simulate_hpa(
-            observed,
-            step_s=step,
-            capacity_per_replica=policy.capacity_per_replica,
-            target_utilization=policy.target_utilization,
-            min_replicas=mins,
-            max_replicas=policy.max_replicas,
-            initial=initial,
-        )
-
-    wanted = list(dict.fromkeys(list(strategies) + ["oracle"]))
-    tables: dict = {}
-    for name in wanted:
+    for name in dict.fromkeys(list(strategies) + ["oracle"]):
         progress(name, 0.0)
-        plan = None
-        ahead = None
-        writes: list[tuple[int, int]] = []
-        if name == "reactive":
-            desired = hpa(policy.min_replicas)
-        elif name == "schedule":
-            floor = schedule_floor(times, demand, events, policy, scenario.metric_lag_s)
-            desired = hpa(np.maximum(floor, policy.min_replicas))
-        elif name in ("history", "peakscale", "peakscale-scale"):
-            calendar = [] if name == "history" else events
-            mode = "hpa-floor" if name == "peakscale" else "scale"
-            # history stands for another product (EHPA): it decides once a simulated step, not at
-            # the controller's interval
-            every = step if name == "history" else None
-            run = run_controller(trace, calendar, scenario, mode, times, initial=initial, progress=progress, stage=name, tables=tables, interval_s=every)
-            plan = per_step(run, times)
-            writes = [(d.at_s, int(d.target)) for d in run.writes if d.action != NONE]
-            if run.headroom_for is not None:
-                ahead = per_step(Replay(run.times_s, run.headroom_for, []), times)
-            desired = hpa(plan) if mode == "hpa-floor" else plan
-        else:
-            desired = run_oracle(need, lead + node_lead, policy)
-        if node_lead > 0:
-            ready, holders = ready_with_nodes(
-                desired, ahead, lead_steps=lead, node_lead_steps=node_lead, release_steps=max(1, NODE_RELEASE_S // step),
-                initial=initial, placeholders_for=placeholders_for,
-            )  # fmt: skip
-        else:
-            ready, holders = ready_replicas(desired, lead, initial), None
-        runs[name] = StrategyRun(name=name, desired=desired, ready=ready, plan=plan, writes=writes, placeholders=holders)
+        runs[name] = grid.run(name, progress)
         progress(name, 1.0)
-    oracle = runs["oracle"]
+    step, demand = grid.step, grid.demand
+    in_event = event_mask(grid.times, events)
     known = np.isfinite(demand)
+    oracle = runs["oracle"]
     oracle_all = float(oracle.desired[known].sum()) * step / 3600
     oracle_events = float(oracle.desired[in_event & known].sum()) * step / 3600
     for run in runs.values():
-        common = dict(capacity_per_replica=policy.capacity_per_replica, step_s=step, placeholders=run.placeholders)
-        run.all = figures(demand, run.desired, run.ready, select=None, oracle_replica_hours=oracle_all, **common)
-        run.events = figures(demand, run.desired, run.ready, select=in_event, oracle_replica_hours=oracle_events, **common)
+        capacity = scenario.policy.capacity_per_replica
+        run.all = figures(demand, run.desired, run.ready, capacity_per_replica=capacity, step_s=step, select=None, oracle_replica_hours=oracle_all, placeholders=run.placeholders)
+        run.events = figures(demand, run.desired, run.ready, capacity_per_replica=capacity, step_s=step, select=in_event, oracle_replica_hours=oracle_events, placeholders=run.placeholders)
     ordered = {name: runs[name] for name in STRATEGIES if name in runs and (name in strategies)}
     return BacktestResult(
-        trace=trace, events=events, scenario=scenario, step_s=step, times_s=times, demand=demand, in_event=in_event, runs=ordered
+        trace=trace, events=events, scenario=scenario, step_s=step, times_s=grid.times, demand=demand, in_event=in_event, runs=ordered
     )

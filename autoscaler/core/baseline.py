@@ -48,7 +48,8 @@ class Baseline:
     def at(self, times_s: np.ndarray) -> np.ndarray:
         times_s = np.asarray(times_s, dtype=np.int64)
         slot = (times_s % DAY_S) // self.step_s
-        return self.profiles[is_weekend(times_s).astype(np.int64), slot]
+        out: np.ndarray = self.profiles[is_weekend(times_s).astype(np.int64), slot]
+        return out
 
 
 def is_weekend(times_s: np.ndarray) -> np.ndarray:
@@ -73,7 +74,8 @@ def _fill_circular(profile: np.ndarray) -> np.ndarray:
     n = len(profile)
     idx = np.arange(n)
     gi = idx[good]
-    return np.interp(idx, np.concatenate([gi - n, gi, gi + n]), np.tile(profile[good], 3))
+    out: np.ndarray = np.interp(idx, np.concatenate([gi - n, gi, gi + n]), np.tile(profile[good], 3))
+    return out
 
 
 def fit_baseline(
@@ -160,11 +162,13 @@ def level_ratios(values: np.ndarray, base: np.ndarray, window: int) -> np.ndarra
     history window and the backtest's whole trace give the same forecast.
     """
     if window <= 1:
-        return values / np.maximum(base, 1e-12)
+        out: np.ndarray = values / np.maximum(base, 1e-12)
+        return out
     pad = np.zeros(window - 1)
     sums_v = sliding_window_view(np.concatenate([pad, values]), window).sum(axis=1)
     sums_b = sliding_window_view(np.concatenate([pad, base]), window).sum(axis=1)
-    return sums_v / np.maximum(sums_b, 1e-12)
+    ratios: np.ndarray = sums_v / np.maximum(sums_b, 1e-12)
+    return ratios
 
 
 def fit_window(times_s: np.ndarray, i: int, settings: ForecastSettings, period_s: int) -> tuple[int, int, int]:

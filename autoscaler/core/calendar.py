@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from datetime import datetime
 from typing import Any
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -98,7 +98,7 @@ class PromotionEvent(BaseModel):
         chosen = next((m for m in self.memories if m.policy == policy), self.memories[0])
         return self if chosen is self.memory else self.model_copy(update={"memory": chosen})
 
-    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> PromotionEvent:
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> PromotionEvent:
         if update:  # validated again, so the cached seconds follow the new times
             return type(self).model_validate({**self.model_dump(), **update})
         return super().model_copy(deep=deep)

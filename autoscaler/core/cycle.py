@@ -97,7 +97,7 @@ def live_forecast(
     settings: ForecastSettings,
     step_s: int,
     baseline: Baseline | None = None,
-) -> tuple[ForecastView, Baseline]:
+) -> tuple[ForecastView, Baseline | None]:
     """The forecast the controller hands ``decide``, from its history (samples labeled as
     Prometheus labels them), and the daily profile it used (to keep for the next cycle). The same
     row ``forecast_table`` computes for the backtest."""

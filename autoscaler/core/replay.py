@@ -38,7 +38,7 @@ class ForecastTable:
 
     def __post_init__(self) -> None:
         self._step_s = self.step_s = int(self.times_s[1] - self.times_s[0])
-        self._shaped = (self.who >= 0).any(axis=1).tolist()
+        self._shaped: list[bool] = np.asarray((self.who >= 0).any(axis=1)).tolist()
         # a row is usable when its sample and its forecast are known (a gap is missing metrics)
         rows = slice(self.first, self.first + len(self.central))
         self.usable = (np.isfinite(self.values[rows]) & np.isfinite(self.central).all(axis=1) & np.isfinite(self.upper).all(axis=1)).tolist()
@@ -144,7 +144,7 @@ def replay(
                 replicas = decision.target
             elif hpa is not None:
                 restored = decision.action == RESTORE
-                hpa = replace(hpa, min_replicas=decision.target, original=None if restored else (hpa.original if hpa.original is not None else decision.original))
+                hpa = replace(hpa, min_replicas=decision.target if decision.target is not None else hpa.min_replicas, original=None if restored else (hpa.original if hpa.original is not None else decision.original))
         if scale:
             targets[k] = replicas or 0
         elif hpa is not None:

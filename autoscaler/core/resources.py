@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, tzinfo
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
 
 from autoscaler.core.calendar import EventProfile, PromotionEvent
 from autoscaler.core.cycle_types import CyclePolicy
@@ -62,8 +62,8 @@ class ForecastSpec(_Spec):
 
     @field_validator("history", "step")
     @classmethod
-    def _durations(cls, value: str, info) -> str:
-        return _duration(value, info.field_name)
+    def _durations(cls, value: str, info: ValidationInfo) -> str:
+        return _duration(value, str(info.field_name))
 
     @field_validator("step")
     @classmethod
@@ -126,8 +126,8 @@ class ScalingPolicySpec(_Spec):
 
     @field_validator("lead_time", "scale_down_stabilization", "cooldown", "max_freeze")
     @classmethod
-    def _durations(cls, value: str, info) -> str:
-        return _duration(value, _camel(info.field_name))
+    def _durations(cls, value: str, info: ValidationInfo) -> str:
+        return _duration(value, _camel(str(info.field_name)))
 
     @model_validator(mode="after")
     def _bounds(self) -> ScalingPolicySpec:
@@ -194,7 +194,7 @@ def policy_fields() -> list[str]:
     return sorted(out)
 
 
-def fields_used(spec: dict, prefix: str = "") -> list[str]:
+def fields_used(spec: dict[str, Any], prefix: str = "") -> list[str]:
     """The spec fields a ScalingPolicy document sets, dotted like ``policy_fields``."""
     out = []
     for key, value in (spec or {}).items():
@@ -208,7 +208,8 @@ def expressions_match(expressions: list[dict[str, Any]], labels: dict[str, str])
     """Kubernetes' set-based requirements (In, NotIn, Exists, DoesNotExist) against labels: the
     one matcher for label selectors and node-selector terms."""
     for expr in expressions:
-        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+        key: str = expr.get("key") or ""
+        op, values = expr.get("operator"), expr.get("values") or []
         if op == "In" and labels.get(key) not in values:
             return False
         if op == "NotIn" and labels.get(key) in values:
@@ -242,7 +243,7 @@ class PromotionEventSpec(_Spec):
 
     @field_validator("start", "end")
     @classmethod
-    def _aware(cls, value: datetime, info) -> datetime:
+    def _aware(cls, value: datetime, info: ValidationInfo) -> datetime:
         if value.tzinfo is None:
             raise ValueError("needs an offset (RFC 3339, e.g. 2026-11-11T20:00:00+08:00)")
         return value
@@ -277,7 +278,7 @@ def spec_error(exc: ValidationError, where: str) -> InputError:
     return InputError(f"{where}.spec{('.' + field) if field else ''}", msg)
 
 
-def parse_policy(obj: dict) -> ScalingPolicySpec:
+def parse_policy(obj: dict[str, Any]) -> ScalingPolicySpec:
     meta = obj.get("metadata") or {}
     try:
         spec = ScalingPolicySpec.model_validate(obj.get("spec") or {})
@@ -287,7 +288,7 @@ def parse_policy(obj: dict) -> ScalingPolicySpec:
         raise spec_error(exc, f"ScalingPolicy {meta.get('namespace')}/{meta.get('name')}") from None
 
 
-def parse_memory(obj: dict) -> dict[str, EventProfile]:
+def parse_memory(obj: dict[str, Any]) -> dict[str, EventProfile]:
     """What the controller recorded of a past event, per policy (``status.memory``); entries that do
     not parse are left out (the event stays usable without them)."""
     out: dict[str, EventProfile] = {}
@@ -300,12 +301,12 @@ def parse_memory(obj: dict) -> dict[str, EventProfile]:
     return out
 
 
-def memory_status(profiles: list[EventProfile]) -> list[dict]:
+def memory_status(profiles: list[EventProfile]) -> list[dict[str, Any]]:
     """``status.memory`` as the CRD spells it."""
     return [p.model_dump(by_alias=True) for p in profiles]
 
 
-def parse_event(obj: dict) -> tuple[PromotionEventSpec, PromotionEvent]:
+def parse_event(obj: dict[str, Any]) -> tuple[PromotionEventSpec, PromotionEvent]:
     """The spec, and the calendar event in UTC wall-clock seconds (what the controller plans in)."""
     meta = obj.get("metadata") or {}
     try:

@@ -18,8 +18,8 @@ from pydantic import BaseModel
 
 from autoscaler.core.calendar import EventProfile, PromotionEvent
 from autoscaler.core.cycle import action_window, period_starts
-from autoscaler.core.replay import forecast_table, remember, replay
-from autoscaler.core.cycle_types import HpaFloor
+from autoscaler.core.replay import Replay, forecast_table, remember, replay
+from autoscaler.core.cycle_types import CyclePolicy, HpaFloor
 from autoscaler.core.profiles import record_profile
 from autoscaler.core.schedule import PolicyInput
 from autoscaler.core.simulate import ready_replicas, simulate_hpa
@@ -155,7 +155,7 @@ def _recorded(profile: EventProfile | None, stored: bool) -> Recorded | None:
     return Recorded(step_s=profile.step_s, points=len(profile.uplift), peak_uplift=profile.peak_uplift, minutes_to_peak=profile.minutes_to_peak, stored=stored)
 
 
-def _served(times, values, run, cycle_policy, event: PromotionEvent, scale: bool) -> tuple[float, float, float | None]:
+def _served(times: np.ndarray, values: np.ndarray, run: Replay, cycle_policy: CyclePolicy, event: PromotionEvent, scale: bool) -> tuple[float, float, float | None]:
     """(minutes short of ready capacity, minutes without data, observed peak) during the event.
 
     The demand of each period against the capacity ready in it: replicas asked for serve a lead

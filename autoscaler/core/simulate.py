@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
+from collections.abc import Callable
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -36,7 +37,8 @@ def ready_replicas(desired: np.ndarray, lead_steps: int, initial: int | None = N
     first = int(desired[0]) if initial is None else int(initial)
     # before the trace starts the cluster was steady at its first size: it is already warm
     padded = np.concatenate([np.full(lead_steps, first, dtype=np.int64), desired])
-    return sliding_window_view(padded, lead_steps + 1).min(axis=1)
+    out: np.ndarray = sliding_window_view(padded, lead_steps + 1).min(axis=1)
+    return out
 
 
 #: the cluster autoscaler's default --scale-down-unneeded-time: an unneeded node goes after this
@@ -51,7 +53,7 @@ def ready_with_nodes(
     node_lead_steps: int,
     release_steps: int,
     initial: int,
-    placeholders_for,
+    placeholders_for: Callable[[int, int], int],
 ) -> tuple[np.ndarray, np.ndarray]:
     """(ready pods, placeholder pods) at each step when pods also wait for node slots.
 
@@ -111,7 +113,8 @@ def need_replicas(demand: np.ndarray, capacity_per_replica: float, target_utiliz
         last = np.maximum.accumulate(np.where(known, np.arange(len(demand)), -1))
         first = int(np.argmax(known)) if known.any() else 0
         demand = demand[np.where(last >= 0, last, first)]
-    return np.ceil(np.nan_to_num(demand) / (capacity_per_replica * target_utilization) - 1e-9).astype(np.int64)
+    out: np.ndarray = np.ceil(np.nan_to_num(demand) / (capacity_per_replica * target_utilization) - 1e-9).astype(np.int64)
+    return out
 
 
 @dataclass(frozen=True)
