@@ -64,7 +64,7 @@ class RedisCache(pulumi.ComponentResource):
         self.redis_conf = redis_conf.render_redis_conf(config.redis, mode=config.mode, persistence=config.persistence.enabled)
         files = {"redis.conf": self.redis_conf}
         if sentinel_mode:
-            self.sentinel_conf = redis_conf.render_sentinel_conf(primary_host=f"{statefulset}-0.{fqdn_suffix}", quorum=quorum)
+            self.sentinel_conf: str | None = redis_conf.render_sentinel_conf(primary_host=f"{statefulset}-0.{fqdn_suffix}", quorum=quorum)
             files["sentinel.conf"] = self.sentinel_conf
             files["start-redis.sh"] = redis_conf.START_REDIS_SENTINEL_MODE
             files["start-sentinel.sh"] = redis_conf.START_SENTINEL

@@ -29,6 +29,15 @@ def _camel(name: str) -> str:
     return head + "".join(word.title() for word in rest)
 
 
+def _duration(value: str, field: str, *, allow_zero: bool = False) -> str:
+    """A duration field checked by the one duration parser (its problem becomes pydantic's)."""
+    try:
+        parse_duration_s(value, field=field, allow_zero=allow_zero)
+    except InputError as exc:
+        raise ValueError(exc.problem) from None
+    return value
+
+
 class Model(_Model):
     """Config models take camelCase keys, like the Kubernetes objects they become."""
 
@@ -113,11 +122,7 @@ class NodeHeadroom(Model):
     @field_validator("lead_time")
     @classmethod
     def _lead(cls, value: str) -> str:
-        try:
-            parse_duration_s(value, field="leadTime", allow_zero=True)
-        except InputError as exc:
-            raise ValueError(exc.problem) from None
-        return value
+        return _duration(value, "leadTime", allow_zero=True)
 
 
 class Scaling(Model):
@@ -134,11 +139,7 @@ class Scaling(Model):
     @field_validator("lead_time")
     @classmethod
     def _lead(cls, value: str) -> str:
-        try:
-            parse_duration_s(value, field="leadTime")
-        except InputError as exc:
-            raise ValueError(exc.problem) from None
-        return value
+        return _duration(value, "leadTime")
 
     @model_validator(mode="after")
     def _bounds(self) -> Scaling:
@@ -289,7 +290,7 @@ class ControllerConfig(Model):
     @field_validator("interval")
     @classmethod
     def _interval(cls, value: str) -> str:
-        return Scaling._lead.__func__(cls, value)
+        return _duration(value, "interval")
 
     @field_validator("prometheus_url")
     @classmethod

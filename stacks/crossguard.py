@@ -59,7 +59,7 @@ def containers(obj: dict) -> list[dict]:
     return list(spec.get("initContainers") or []) + list(spec.get("containers") or [])
 
 
-def _matches(selector: dict, labels: dict) -> bool:
+def _matches(selector: dict | None, labels: dict) -> bool:
     match = (selector or {}).get("matchLabels") or {}
     return bool(match) and all(labels.get(k) == v for k, v in match.items())
 
@@ -230,9 +230,9 @@ def build_policies() -> list:
                 report_violation(message, None)
 
         policies.append(ResourceValidationPolicy(name=name, description=DESCRIPTIONS[name], validate=validate, enforcement_level=EnforcementLevel.MANDATORY))
-    for name, rule in STACK_RULES.items():
+    for name, stack_rule in STACK_RULES.items():
 
-        def validate_stack(args, report_violation, rule=rule):
+        def validate_stack(args, report_violation, rule=stack_rule):
             objects = [o for o in (_as_object(r.resource_type, r.props) for r in args.resources) if o is not None]
             for message in rule(objects):
                 report_violation(message, None)

@@ -123,7 +123,7 @@ def overlapping(promos: list[Promo], names: list[str], *, extra: Promo | None = 
 
 
 class Store(Protocol):
-    def list(self) -> list[Promo]: ...
+    def promos(self) -> list[Promo]: ...
 
     def save(self, promos: list[Promo], *, changed: list[str], deleted: list[str], created: list[str] | None = None) -> None: ...
 
@@ -152,7 +152,7 @@ class FileStore:
     def _target(self) -> Path:
         return Path(os.path.realpath(self.path))
 
-    def list(self) -> list[Promo]:
+    def promos(self) -> list[Promo]:
         target = self._target()
         if not target.exists():
             return []
@@ -288,7 +288,7 @@ class KubeStore:
         """The ScalingPolicies of the namespace (for ``promo review``)."""
         return self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, POLICY_PLURAL).get("items", [])
 
-    def list(self) -> list[Promo]:
+    def promos(self) -> list[Promo]:
         items = self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, EVENT_PLURAL).get("items", [])
         return [Promo(name=o["metadata"]["name"], spec=dict(o.get("spec") or {}), memory=tuple((o.get("status") or {}).get("memory") or [])) for o in items]
 
@@ -297,7 +297,7 @@ class KubeStore:
 
         by_name = {p.name: p for p in promos}
         for name in changed:
-            body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "PromotionEvent", "metadata": {"name": name, "namespace": self.namespace}, "spec": by_name[name].spec}
+            body: dict[str, Any] = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "PromotionEvent", "metadata": {"name": name, "namespace": self.namespace}, "spec": by_name[name].spec}
             try:
                 current = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, EVENT_PLURAL, name)
             except ApiException as exc:

@@ -21,10 +21,7 @@ import typer.core
 from autoscaler.cli.output import err_console
 from autoscaler.errors import PeakscaleError
 
-try:  # typer vendors click from 0.2x on
-    from typer._click import exceptions as click_exceptions
-except ImportError:  # pragma: no cover (older typer depends on click)
-    from click import exceptions as click_exceptions  # type: ignore[no-redef]
+from typer._click import exceptions as click_exceptions  # typer vendors click (pyproject pins typer>=0.29)
 
 #: entry-point group through which other distributions add commands: ``name = "module:function"``
 PLUGIN_GROUP = "peakscale.commands"

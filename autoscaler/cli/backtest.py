@@ -161,10 +161,8 @@ def _inputs(
 ) -> tuple[Trace, list[PromotionEvent]]:
     """The trace and the calendar events that count, checked against the scenario's lead times
     (``as_given``: --lead-time and --node-lead-time as the user wrote them, for the message)."""
-    if trace is None:
-        trace_path, events_path = BUNDLED_TRACE, events or BUNDLED_EVENTS
-    else:
-        trace_path, events_path = trace, events or _default_events(trace)
+    trace_path = trace or BUNDLED_TRACE
+    events_path = events or (BUNDLED_EVENTS if trace is None else _default_events(trace))
     series = load_trace(trace_path, zone, strict=strict)
     span_s = int(series.times_s[-1] - series.times_s[0]) + series.step_s
     lead_s = scenario.policy.lead_time_s

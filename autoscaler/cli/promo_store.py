@@ -11,7 +11,7 @@ import math
 import re
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -138,7 +138,7 @@ def targets_report(store, promo: Promo) -> None:
 
 def read_promos(store) -> list[Promo]:
     try:
-        return store.list()
+        return store.promos()
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 (any transport failure: one line, exit 1)
@@ -221,14 +221,14 @@ def build_spec(
     expected_peak: float | None,
     like: list[str] | None,
     targets: str | None,
-) -> dict:
+) -> dict[str, Any]:
     begin = parse_time(start, tz, "--start")
-    if (end is None) == (duration is None):
-        raise InputError("--end", "give --end or --duration (one of them)", "e.g. --duration 4h")
-    if duration is not None:
+    if end is not None and duration is None:
+        finish = parse_time(end, tz, "--end")
+    elif duration is not None and end is None:
         finish = begin + timedelta(seconds=parse_duration_s(duration, field="--duration"))
     else:
-        finish = parse_time(end, tz, "--end")
+        raise InputError("--end", "give --end or --duration (one of them)", "e.g. --duration 4h")
     if finish <= begin:
         raise InputError("--end", f"{_rfc3339(finish)} is not after --start {_rfc3339(begin)}", "end after start, or use --duration")
     if multiplier is not None and expected_peak is not None:

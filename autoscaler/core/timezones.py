@@ -10,7 +10,7 @@ that zone first.
 from __future__ import annotations
 
 import re
-from datetime import datetime, UTC
+from datetime import datetime, tzinfo, UTC
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from autoscaler.errors import InputError
@@ -67,7 +67,7 @@ def aware(seconds: float, zone: ZoneInfo) -> datetime:
     return wall_datetime(seconds).replace(tzinfo=zone)
 
 
-def shown(stamp: datetime, zone: ZoneInfo) -> str:
+def shown(stamp: datetime, zone: tzinfo | None) -> str:
     """An aware time as people read it in ``zone``: ``2026-11-11 20:00 +08:00`` (the offset, not an
     abbreviation: CST is China to some and Central US to others)."""
     local = stamp.astimezone(zone)

@@ -155,7 +155,7 @@ def test_file_store(tmp_path_factory, data):
     path.write_bytes(data if isinstance(data, bytes) else data.encode("utf-8", "replace"))
     before = path.read_bytes()
     try:
-        FileStore(path).list()
+        FileStore(path).promos()
     except InputError as exc:
         assert "\n" not in str(exc)
     assert path.read_bytes() == before  # reading never rewrites

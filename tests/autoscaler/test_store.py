@@ -57,7 +57,7 @@ def test_a_write_keeps_the_symlink_the_mode_comments_and_other_keys(tmp_path):
     link = tmp_path / "calendar.yaml"
     link.symlink_to(real)
     store = FileStore(link)
-    promos = store.list() + [Promo(name="d11-2026", spec={**SPEC, "kind": "double11", "like": ["d11-2025"]})]
+    promos = store.promos() + [Promo(name="d11-2026", spec={**SPEC, "kind": "double11", "like": ["d11-2025"]})]
     store.save(promos, changed=["d11-2026"], deleted=[], created=["d11-2026"])
     assert link.is_symlink() and os.readlink(link) == str(real)
     assert stat.S_IMODE(real.stat().st_mode) == 0o640
@@ -65,7 +65,7 @@ def test_a_write_keeps_the_symlink_the_mode_comments_and_other_keys(tmp_path):
     assert "# the live team's promotions: ask #live-ops before editing" in text
     assert "# last year's, kept for memory" in text and "# the big one" in text
     assert "owner: live-ops" in text
-    assert [p.name for p in store.list()] == ["d11-2025", "d11-2026"]
+    assert [p.name for p in store.promos()] == ["d11-2025", "d11-2026"]
 
 
 def test_a_name_added_meanwhile_is_not_overwritten(tmp_path):
@@ -73,15 +73,15 @@ def test_a_name_added_meanwhile_is_not_overwritten(tmp_path):
     store.save([Promo("a", SPEC)], changed=["a"], deleted=[], created=["a"])
     with pytest.raises(InputError, match="added meanwhile"):
         store.save([Promo("a", {**SPEC, "kind": "other"})], changed=["a"], deleted=[], created=["a"])
-    assert store.list()[0].spec["kind"] == "kol-live"
+    assert store.promos()[0].spec["kind"] == "kol-live"
 
 
 def test_a_typo_in_a_key_is_refused_with_the_nearest_known_key(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("events:\n  - name: a\n    sart: 2026-11-11T20:00:00+08:00\n    end: 2026-11-11T22:00:00+08:00\n    kind: k\n")
     with pytest.raises(InputError) as info:
-        FileStore(path).list()
+        FileStore(path).promos()
     assert "sart: unknown key" in str(info.value) and "did you mean 'start'?" in str(info.value)
     path.write_text("evnets: []\n")
     with pytest.raises(InputError, match="did you mean 'events'"):
-        FileStore(path).list()
+        FileStore(path).promos()
