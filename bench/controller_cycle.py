@@ -7,10 +7,16 @@ a few promotion events. The first cycle fetches every history; the following one
 
 from __future__ import annotations
 
+import json
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 from kubernetes import client
 from rich.console import Console
@@ -20,13 +26,7 @@ from autoscaler.controller.reconcile import Controller
 from autoscaler.controller.base import ControllerOptions
 from autoscaler.adapters.kube import Kube
 from autoscaler.adapters.prometheus import HistoryCache
-import json
-import subprocess
-import sys
-import urllib.request
 from tests.prometheus_server import PrometheusServer, backfill, write_openmetrics
-
-import os
 
 POLICIES = 1000
 CONCURRENCY = int(os.environ.get("PEAKSCALE_BENCH_CONCURRENCY", "2"))
@@ -40,7 +40,7 @@ class _Remote:
     def __init__(self, url: str) -> None:
         self.url = url
 
-    def put_object(self, obj: dict) -> None:
+    def put_object(self, obj: dict[str, Any]) -> None:
         api = obj["apiVersion"]
         plural = {"Deployment": "deployments", "HorizontalPodAutoscaler": "horizontalpodautoscalers", "ScalingPolicy": "scalingpolicies", "PromotionEvent": "promotionevents"}[obj["kind"]]
         prefix = "/api/v1" if api == "v1" else f"/apis/{api}"
@@ -50,11 +50,62 @@ class _Remote:
         urllib.request.urlopen(request, timeout=10).read()
 
 
+def _objects(i: int) -> list[dict[str, Any]]:
+    """Policy ``svc-<i>``: its Deployment, its HPA and the ScalingPolicy that raises the HPA's floor."""
+    name = f"svc-{i}"
+    target = {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
+    return [
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": NS}, "spec": {"replicas": 3}},
+        {
+            "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": name, "namespace": NS},
+            "spec": {"scaleTargetRef": target, "minReplicas": 3, "maxReplicas": 50}, "status": {"currentReplicas": 3, "desiredReplicas": 3},
+        },
+        {
+            "apiVersion": "peakscale.io/v1alpha1", "kind": "ScalingPolicy", "metadata": {"name": name, "namespace": NS, "labels": {"group": f"g{i % 10}"}},
+            "spec": {
+                "targetRef": target, "metric": {"query": f'sum(bench_demand{{app="svc-{i % SERIES}"}}) * {1 + i / 10000:.4f}', "capacityPerReplica": 100},
+                "leadTime": "10m", "minReplicas": 3, "maxReplicas": 50, "forecast": {"history": "1d", "step": "1m"},
+            },
+        },
+    ]  # fmt: skip
+
+
+def _promotion(g: int, now: float) -> dict[str, Any]:
+    """Promotion ``promo-<g>``: group ``g<g>``'s policies, starting ``11 + g`` minutes after ``now``."""
+    stamp = lambda t: time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(t))  # noqa: E731
+    return {
+        "apiVersion": "peakscale.io/v1alpha1", "kind": "PromotionEvent", "metadata": {"name": f"promo-{g}", "namespace": NS},
+        "spec": {
+            "start": stamp(now + 660 + 60 * g), "end": stamp(now + 4260 + 60 * g), "kind": "flash-sale", "expectedMultiplier": 3,
+            "targets": {"matchLabels": {"group": f"g{g}"}},
+        },
+    }  # fmt: skip
+
+
+def _cycles(fake_url: str, prometheus_url: str, now: float) -> list[tuple[int, float, int, int, float]]:
+    """Six cycles a minute apart: (cycle, wall s, range queries, actions, preflight s) each."""
+    config = client.Configuration()
+    config.host = fake_url
+    clock = [now]
+    ctl = Controller(
+        Kube(client.ApiClient(config)),
+        HistoryCache(prometheus_url),
+        ControllerOptions(identity="bench", namespaces=[NS], interval_s=60, lease_namespace=NS, fetch_concurrency=CONCURRENCY),
+        clock=lambda: clock[0],
+    )
+    rows = []
+    for cycle in range(6):
+        report = ctl.run_cycle()
+        rows.append((cycle + 1, report.duration_s, report.queries, sum(o.action != "none" for o in report.outcomes), report.preflight_s))
+        clock[0] += 60
+    return rows
+
+
 def run(console: Console) -> None:
     end = (int(time.time()) - 3 * 3600) // 60 * 60
     start = end - 86400
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder)
         om = tmp / "history.om"
         write_openmetrics(om, {f'bench_demand{{app="svc-{k}"}}': [(ts, 1000 + 10 * k + (ts // 60) % 37) for ts in range(start, end + 60, 60)] for k in range(SERIES)})
         t0 = time.perf_counter()
@@ -63,65 +114,16 @@ def run(console: Console) -> None:
         prom = PrometheusServer(tmp / "blocks", tmp)
         # the API double runs in its own process, as an API server would: not on the controller's GIL
         fake_proc = subprocess.Popen([sys.executable, "-m", "tests.fakes.kube"], stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent)
+        assert fake_proc.stdout is not None
         fake = _Remote(fake_proc.stdout.readline().strip())
         try:
             for i in range(POLICIES):
-                name = f"svc-{i}"
-                fake.put_object({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": NS}, "spec": {"replicas": 3}})
-                fake.put_object(
-                    {
-                        "apiVersion": "autoscaling/v2",
-                        "kind": "HorizontalPodAutoscaler",
-                        "metadata": {"name": name, "namespace": NS},
-                        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}, "minReplicas": 3, "maxReplicas": 50},
-                        "status": {"currentReplicas": 3, "desiredReplicas": 3},
-                    }
-                )
-                fake.put_object(
-                    {
-                        "apiVersion": "peakscale.io/v1alpha1",
-                        "kind": "ScalingPolicy",
-                        "metadata": {"name": name, "namespace": NS, "labels": {"group": f"g{i % 10}"}},
-                        "spec": {
-                            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-                            "metric": {"query": f'sum(bench_demand{{app="svc-{i % SERIES}"}}) * {1 + i / 10000:.4f}', "capacityPerReplica": 100},
-                            "leadTime": "10m",
-                            "minReplicas": 3,
-                            "maxReplicas": 50,
-                            "forecast": {"history": "1d", "step": "1m"},
-                        },
-                    }
-                )
+                for obj in _objects(i):
+                    fake.put_object(obj)
             now = float(end - 3600)
             for g in range(10):
-                fake.put_object(
-                    {
-                        "apiVersion": "peakscale.io/v1alpha1",
-                        "kind": "PromotionEvent",
-                        "metadata": {"name": f"promo-{g}", "namespace": NS},
-                        "spec": {
-                            "start": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(now + 660 + 60 * g)),
-                            "end": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(now + 4260 + 60 * g)),
-                            "kind": "flash-sale",
-                            "expectedMultiplier": 3,
-                            "targets": {"matchLabels": {"group": f"g{g}"}},
-                        },
-                    }
-                )
-            config = client.Configuration()
-            config.host = fake.url
-            clock = [now]
-            ctl = Controller(
-                Kube(client.ApiClient(config)),
-                HistoryCache(prom.url),
-                ControllerOptions(identity="bench", namespaces=[NS], interval_s=60, lease_namespace=NS, fetch_concurrency=CONCURRENCY),
-                clock=lambda: clock[0],
-            )
-            rows = []
-            for cycle in range(6):
-                report = ctl.run_cycle()
-                rows.append((cycle + 1, report.duration_s, report.queries, sum(o.action != "none" for o in report.outcomes), report.preflight_s))
-                clock[0] += 60
+                fake.put_object(_promotion(g, now))
+            rows = _cycles(fake.url, prom.url, now)
         finally:
             fake_proc.terminate()
             fake_proc.wait()

@@ -16,7 +16,6 @@ STILL_LONG = {
     "autoscaler/cli/controller.py controller",
     "autoscaler/core/forecast.py forecast_block",
     "autoscaler/core/replay.py replay",
-    "bench/controller_cycle.py run",
     "stacks/cache.py __init__",
     "stacks/database.py __init__",
     "stacks/edge.py __init__",

@@ -4,49 +4,29 @@ placeholders) and writing what was seen and done into the policy's status."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-from kubernetes.client.rest import ApiException
-
-from autoscaler.core.cycle_types import HEADROOM_CREATE, HEADROOM_DELETE, LOWER, RAISE, RESTORE, SCALE, CycleDecision
-from autoscaler.errors import InputError, clip
-from autoscaler.controller.headroom import A_EVENT, A_PLANNED, PodShape, placeholder_deployment, shape_of
-from autoscaler.adapters.kube import FINALIZER
-from autoscaler.errors import KubeError
-from autoscaler.controller.leader import NotLeader
+from autoscaler.core.cycle_types import HEADROOM_CREATE, HEADROOM_DELETE, LAST_KNOWN_LEVEL, LOWER, RAISE, RESTORE, SCALE, CycleDecision
 from autoscaler.core.resources import POLICY_PLURAL, ScalingPolicySpec
+from autoscaler.errors import clip
+from autoscaler.adapters.kube import FINALIZER, HpaView
+from autoscaler.controller.base import Observed, Outcome, describe
+from autoscaler.controller.events import EventSteps
+from autoscaler.controller.headroom import A_EVENT, A_PLANNED, PodShape, placeholder_deployment
+from autoscaler.controller.leader import NotLeader
+from autoscaler.controller.status import Condition, ConditionType, HeadroomStatus, PolicyStatus, Reason, condition, ready, significant
 
 log = logging.getLogger("peakscale.controller")
 
-from autoscaler.controller.events import EventSteps
-from autoscaler.controller.base import Outcome, condition, describe, significant
+#: the Event's reason per write, and per placeholder write
+WRITE_REASONS = {RAISE: "FloorRaised", LOWER: "FloorLowered", RESTORE: "FloorRestored", SCALE: "Scaled"}
+HEADROOM_REASONS = {HEADROOM_CREATE: "HeadroomCreated", HEADROOM_DELETE: "HeadroomDeleted"}
 
 
 class ActSteps(EventSteps):
-    def _write_status(self, obj: dict, status: dict, plural: str = POLICY_PLURAL) -> None:
-        meta = obj.get("metadata") or {}
-        try:
-            self.kube.update_status(plural, meta["namespace"], meta["name"], status, listed=obj)
-        except ApiException as exc:
-            self.telemetry.errors.labels("status").inc()
-            log.warning("status of %s/%s: %s", meta.get("namespace"), meta.get("name"), exc.reason)
-
-    def _shape(self, ns: str, spec: ScalingPolicySpec, hpa, now: float, previous: list[dict]) -> tuple[PodShape | None, dict]:
-        """The target's pod shape and ready count, and the NodeHeadroom condition."""
-        ref = spec.target_ref
-        kind, name = (hpa.target_kind, hpa.target_name) if ref.kind == "HorizontalPodAutoscaler" and hpa is not None else (ref.kind, ref.name)
-        try:
-            shape = shape_of(kind, self.kube.get_workload(ns, kind, name))
-        except NotLeader:
-            raise
-        except (InputError, KubeError, ApiException) as exc:
-            message = f"cannot read the pod template of {kind} {name}: {exc if not isinstance(exc, ApiException) else describe(exc)}"
-            return None, condition("NodeHeadroom", False, "NoPodTemplate", message, now, previous)
-        if shape.cpu <= 0 and shape.memory <= 0:
-            message = f"{kind} {name} requests no CPU or memory: placeholders would hold no node room (set resources.requests)"
-            return None, condition("NodeHeadroom", False, "NoRequests", message, now, previous)
-        return shape, condition("NodeHeadroom", True, "Ready", f"placeholders ask {shape.requests} each, like {kind} {name}", now, previous)
-
-    def _headroom(self, obj: dict, spec: ScalingPolicySpec, decision: CycleDecision, shape: PodShape | None, holder: dict | None, outcome: Outcome, now: float) -> None:
+    def _headroom(
+        self, obj: dict[str, Any], spec: ScalingPolicySpec, decision: CycleDecision, shape: PodShape | None, holder: dict[str, Any] | None, outcome: Outcome, now: float
+    ) -> None:
         """Create, resize or delete the placeholder as the decision says (unless dry-run)."""
         meta = obj["metadata"]
         ns, name = meta["namespace"], meta["name"]
@@ -87,25 +67,28 @@ class ActSteps(EventSteps):
             self._emit(obj, "WriteFailed", message, warning=True, now=now)
             return
         self.telemetry.actions.labels(what).inc()
-        self._emit(obj, self._HEADROOM_REASONS.get(what, "HeadroomResized"), f"{why} (Deployment {where}/{placed})", warning=False, now=now)
+        self._emit(obj, HEADROOM_REASONS.get(what, "HeadroomResized"), f"{why} (Deployment {where}/{placed})", warning=False, now=now)
 
-    def _carry_out(self, obj: dict, spec: ScalingPolicySpec, hpa, decision: CycleDecision, outcome: Outcome, now: float) -> None:
+    def _carry_out(self, obj: dict[str, Any], spec: ScalingPolicySpec, hpa: HpaView | None, decision: CycleDecision, outcome: Outcome, now: float) -> None:
         """Make the write the decision asks for (unless dry-run), count it, report it as an Event."""
         ns = obj["metadata"]["namespace"]
         ref = spec.target_ref
-        action = decision.action
+        action, target = decision.action, decision.target
+        assert target is not None, "cycle.decide writes only with a target"
         lead = spec.plan_policy().lead_time_s
         event = f" for {decision.event!r} (lead {lead // 60} min)" if decision.event and action in (RAISE, LOWER) else ""
         change = f"{decision.previous} -> {decision.target}{event}: {decision.why()}"
         if action == SCALE:
             why = f"scale {ref.kind} {ref.name} {change}"
-            write = lambda: self.kube.set_replicas(ns, ref.kind, ref.name, decision.target)  # noqa: E731
+            write = lambda: self.kube.set_replicas(ns, ref.kind, ref.name, target)  # noqa: E731
+        elif hpa is None:
+            raise AssertionError("cycle.decide moves a floor only with an HPA")
         elif action == RESTORE:
             why = f"restore HPA {hpa.name} floor {change}"
             write = lambda: self.kube.set_hpa_floor(ns, hpa.name, None, remember_original=False, listed=hpa)  # noqa: E731
         else:
             why = f"{'raise' if action == RAISE else 'lower'} HPA {hpa.name} floor {change}"
-            write = lambda: self.kube.set_hpa_floor(ns, hpa.name, decision.target, remember_original=True, listed=hpa)  # noqa: E731
+            write = lambda: self.kube.set_hpa_floor(ns, hpa.name, target, remember_original=True, listed=hpa)  # noqa: E731
         dry = self.options.dry_run
         outcome.action = action
         key = (ns, obj["metadata"]["name"])
@@ -124,57 +107,64 @@ class ActSteps(EventSteps):
                 return
         self._write_failed.discard(key)
         self.telemetry.actions.labels(action).inc()
-        self._emit(obj, "DryRun" if dry else self._REASONS[action], ("dry-run: would " if dry else "") + why, warning=False, now=now)
+        self._emit(obj, "DryRun" if dry else WRITE_REASONS[action], ("dry-run: would " if dry else "") + why, warning=False, now=now)
         if hpa is not None and not dry:
-            self.telemetry.floor.labels(ns, obj["metadata"]["name"]).set(decision.target)
+            self.telemetry.floor.labels(ns, obj["metadata"]["name"]).set(target)
 
-    def _release(self, obj: dict) -> None:
+    def _release(self, obj: dict[str, Any]) -> None:
         """The policy is being deleted and its floor is back: let the deletion finish."""
         meta = obj["metadata"]
         if FINALIZER in (meta.get("finalizers") or []):
             self.kube.set_finalizer(POLICY_PLURAL, meta["namespace"], meta["name"], present=False)
             self._states.pop((meta["namespace"], meta["name"]), None)
 
-    def _report(self, obj, spec, policy, decision: CycleDecision, calendar, hpa, current, conditions, previous, now, holder=None) -> None:
-        meta = obj["metadata"]
-        ns, name = meta["namespace"], meta["name"]
-        status: dict = {
-            "observedGeneration": meta.get("generation", 1),
-            "activeEvents": sorted(e.name for e in decision.events),
-            "phase": decision.phase,
-        }
+    def _report(self, seen: Observed, decision: CycleDecision, outcome: Outcome, now: float) -> None:
+        """The policy's status: what was seen, decided and done this cycle."""
+        ns, name = seen.key
+        status = PolicyStatus(
+            phase=decision.phase, reason=decision.reason, conditions=self._policy_conditions(seen, decision, outcome, now),
+            observed_generation=seen.obj["metadata"].get("generation", 1), active_events=sorted(e.name for e in decision.events),
+        )  # fmt: skip
         if decision.planned is not None:
             self.telemetry.planned.labels(ns, name).set(decision.planned)
         if decision.forecast_peak is not None:
             self.telemetry.forecast.labels(ns, name).set(decision.forecast_peak)
-            status["forecastPeak"] = significant(decision.forecast_peak)
-        if spec.mode == "hpa-floor":
-            floor_now = decision.target if not self.options.dry_run else hpa.min_replicas
-            status.update(
-                currentReplicas=current,
-                floorReplicas=floor_now,
-                plannedReplicas=decision.planned if decision.planned is not None else floor_now,
-                originalMinReplicas=decision.original,
-            )
-        elif spec.mode == "scale":
-            status.update(currentReplicas=current, plannedReplicas=decision.planned if decision.planned is not None else current)
+            status.forecast_peak = significant(decision.forecast_peak)
+        current, planned = seen.current, decision.planned
+        status.current_replicas = current
+        if seen.spec.mode == "hpa-floor":
+            floor_now = seen.hpa.min_replicas if self.options.dry_run and seen.hpa is not None else decision.target
+            status.floor_replicas, status.original_min_replicas = floor_now, decision.original
+            status.planned_replicas = planned if planned is not None else floor_now
+        elif seen.spec.mode == "scale":
+            status.planned_replicas = planned if planned is not None else current
         else:
-            status.update(plannedReplicas=decision.planned, currentReplicas=current)
-        if policy.headroom:
-            running = int((holder.get("status") or {}).get("readyReplicas") or 0) if holder is not None else 0
-            planned_pods = decision.placeholders or 0
-            self.telemetry.headroom.labels(ns, name, "planned").set(planned_pods)
-            self.telemetry.headroom.labels(ns, name, "running").set(running)
-            if decision.placeholders is not None:
-                status["headroom"] = {
-                    "plannedReplicas": decision.headroom_for, "placeholders": planned_pods,
-                    "readyPlaceholders": running, "event": decision.headroom_event,
-                }  # fmt: skip
-                status["headroom"] = {k: v for k, v in status["headroom"].items() if v is not None}
-        status["nextAction"] = self._next_action(policy, calendar, now, hpa)
-        ok = all(c["status"] == "True" for c in conditions)
-        conditions.insert(0, condition("Ready", ok, "Reconciled" if ok else "Degraded", "planned and acted" if ok else "see other conditions", now, previous))
-        status["conditions"] = conditions
-        # the reason code, not explain(): its exact forecast would rewrite status every cycle
-        status["reason"] = decision.reason
-        self._write_status(obj, {k: v for k, v in status.items() if v is not None})
+            status.planned_replicas = planned
+        if seen.policy.headroom:
+            status.headroom = self._headroom_status(seen, decision)
+        status.next_action = self._next_action(seen.policy, seen.calendar, now, seen.hpa)
+        self._write_status(seen.obj, status)
+
+    def _policy_conditions(self, seen: Observed, decision: CycleDecision, outcome: Outcome, now: float) -> list[Condition]:
+        """Ready first, then TargetFound, MetricsAvailable, Written (when a write failed) and NodeHeadroom."""
+        conditions = list(seen.conditions)
+        if decision.reason == LAST_KNOWN_LEVEL:
+            metrics = conditions[-1]
+            message = f"{metrics.message}; planning {decision.event!r} from the last known level"
+            conditions[-1] = condition(ConditionType.METRICS_AVAILABLE, False, Reason.LAST_KNOWN_LEVEL, message, now, seen.previous)
+        if outcome.error:
+            conditions.append(condition(ConditionType.WRITTEN, False, Reason.WRITE_FAILED, outcome.error, now, seen.previous))
+        if seen.headroom is not None:
+            conditions.append(seen.headroom)
+        return [ready(conditions, now, seen.previous), *conditions]
+
+    def _headroom_status(self, seen: Observed, decision: CycleDecision) -> HeadroomStatus | None:
+        ns, name = seen.key
+        holder = seen.holder
+        running = int((holder.get("status") or {}).get("readyReplicas") or 0) if holder is not None else 0
+        planned_pods = decision.placeholders or 0
+        self.telemetry.headroom.labels(ns, name, "planned").set(planned_pods)
+        self.telemetry.headroom.labels(ns, name, "running").set(running)
+        if decision.placeholders is None:
+            return None
+        return HeadroomStatus(planned_replicas=decision.headroom_for, placeholders=planned_pods, ready_placeholders=running, event=decision.headroom_event)

@@ -4,20 +4,27 @@ it keeps between cycles (all of it rebuildable from the cluster; see ``reconcile
 from __future__ import annotations
 
 import logging
-import math
 import time
+from typing import Any
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from collections.abc import Callable
 
 from kubernetes.client.rest import ApiException
 
 from autoscaler.core.calendar import EventProfile, PromotionEvent
-from autoscaler.core.cycle_types import CycleState
-from autoscaler.errors import clip
-from autoscaler.adapters.kube import Kube, now_rfc3339
+from autoscaler.core.cycle import CalendarIndex
+from autoscaler.core.cycle_types import CyclePolicy, CycleState, ForecastView
+from autoscaler.errors import InputError, MetricsUnavailable, clip
+from autoscaler.adapters.kube import HpaView, Kube
+from autoscaler.controller.headroom import PodShape
+from autoscaler.controller.status import Condition, EventStatus, PolicyStatus, conditions_of
 from autoscaler.controller.leader import LEASE_DURATION_S, RENEW_DEADLINE_S, RETRY_PERIOD_S, LeaderElector, NotLeader
-from autoscaler.adapters.prometheus import HistoryCache
-from autoscaler.core.resources import PromotionEventSpec
+from autoscaler.adapters.prometheus import HistoryCache, Series
+from autoscaler.core.baseline import Baseline
+from autoscaler.adapters.inputs import PolicyDoc
+from autoscaler.controller.preflight_model import Check
+from autoscaler.core.resources import POLICY_PLURAL, PromotionEventSpec, ScalingPolicySpec
 from autoscaler.controller.telemetry import Telemetry
 
 log = logging.getLogger("peakscale.controller")
@@ -78,7 +85,7 @@ class CycleReport:
 
 @dataclass
 class ParsedEvent:
-    obj: dict
+    obj: dict[str, Any]
     spec: PromotionEventSpec
     event: PromotionEvent
     #: what was recorded of it once it was over, per policy (status.memory)
@@ -90,19 +97,52 @@ class ParsedEvent:
         return self.event.for_policy(policy)
 
 
-def significant(value: float, digits: int = 2) -> float:
-    """Round to two significant digits, so that noise does not rewrite 1,000 statuses every
-    cycle; /metrics carries the exact values."""
-    if value == 0 or not math.isfinite(value):
-        return 0.0
-    return round(value, digits - 1 - int(math.floor(math.log10(abs(value)))))
+@dataclass
+class Observed:
+    """What the observe step found of one policy this cycle; decide, act and report read it."""
+
+    obj: dict[str, Any]
+    spec: ScalingPolicySpec
+    policy: CyclePolicy
+    #: the events that select the policy, and their calendar as the policy plans it
+    events: list[ParsedEvent]
+    calendar: list[PromotionEvent]
+    index: CalendarIndex
+    #: the conditions the policy's status holds now (for their last transitions)
+    previous: list[dict[str, Any]]
+    deleting: bool
+    #: hpa-floor (and observe, handing back a raised floor): the HPA
+    hpa: HpaView | None
+    #: the replicas the target runs (None: unknown)
+    current: int | None
+    conditions: list[Condition]
+    view: ForecastView | None = None
+    #: node headroom: the placeholder found, the target's pod shape, and the NodeHeadroom condition
+    holder: dict[str, Any] | None = None
+    shape: PodShape | None = None
+    headroom: Condition | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        meta = self.obj["metadata"]
+        return meta["namespace"], meta["name"]
+
+    @property
+    def placeholders(self) -> int | None:
+        """The placeholder pods asked for now (None: no placeholder)."""
+        return int((self.holder.get("spec") or {}).get("replicas") or 0) if self.holder is not None else None
 
 
-def condition(kind: str, ok: bool, reason: str, message: str, now_s: float, previous: list[dict]) -> dict:
-    status = "True" if ok else "False"
-    old = next((c for c in previous if c.get("type") == kind), None)
-    since = old["lastTransitionTime"] if old and old.get("status") == status and old.get("lastTransitionTime") else now_rfc3339(now_s)
-    return {"type": kind, "status": status, "reason": reason, "message": clip(message, 512), "lastTransitionTime": since}
+@dataclass
+class PreflightRun:
+    """The preflight of one promotion, run a few policies per cycle (``EventSteps._preflight``)."""
+
+    event: ParsedEvent
+    #: the policies still to check
+    todo: list[PolicyDoc]
+    checks: list[Check] = field(default_factory=list)
+    #: what the checks read once per run (nodes, the Lease, ...)
+    cache: dict[str, Any] = field(default_factory=dict)
 
 
 class CycleFailed(Exception):
@@ -117,7 +157,7 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {clip(text, 300)}" if not isinstance(exc, CycleFailed) else clip(text, 400)
 
 
-def run_step(what: str, call: Callable[[], list]) -> list:
+def run_step(what: str, call: Callable[[], list[Any]]) -> list[Any]:
     try:
         return call()
     except NotLeader:
@@ -161,17 +201,41 @@ class ControllerBase:
         self._write_failed: set[tuple[str, str]] = set()
         self._failed_cycles = 0
         self._states: dict[tuple[str, str], CycleState] = {}
-        self._hpas: dict[str, dict] = {}
-        self._prefetched: dict = {}
-        self._baselines: dict = {}
-        self._specs: dict[tuple, tuple] = {}
+        self._hpas: dict[str, dict[tuple[str, str], HpaView]] = {}
+        #: this cycle's history fetches, by (query, step)
+        self._prefetched: dict[tuple[str, int], Future[Series | MetricsUnavailable]] = {}
+        self._baselines: dict[tuple[str, int], Baseline | None] = {}
+        #: parsed specs by (namespace, name, uid, generation): the object and its spec or its error
+        self._specs: dict[tuple[Any, ...], tuple[dict[str, Any], ScalingPolicySpec | InputError]] = {}
         self._metrics_down: set[tuple[str, str]] = set()
         #: profiles recorded this cycle, per (namespace, event), per policy, not yet in status
         self._recorded: dict[tuple[str, str], dict[str, EventProfile]] = {}
         #: node-headroom placeholders found this cycle, by the policy they serve
-        self._holders: dict[tuple[str, str], dict] = {}
+        self._holders: dict[tuple[str, str], dict[str, Any]] = {}
         #: preflight per promotion: when next due, the run in progress, the condition to report
         self._preflight_due: dict[tuple[str, str], float] = {}
-        self._preflight_run: dict | None = None
-        self._preflight_conditions: dict[tuple[str, str], dict] = {}
+        self._preflight_run: PreflightRun | None = None
+        self._preflight_conditions: dict[tuple[str, str], Condition] = {}
         self._preflight_said: set[tuple[str, str, str]] = set()
+
+    # --- reporting: status, Events ----------------------------------------------------------
+    def _write_status(self, obj: dict[str, Any], status: PolicyStatus | EventStatus, plural: str = POLICY_PLURAL) -> None:
+        meta = obj.get("metadata") or {}
+        try:
+            self.kube.update_status(plural, meta["namespace"], meta["name"], status.as_status(), listed=obj)
+        except ApiException as exc:
+            self.telemetry.errors.labels("status").inc()
+            log.warning("status of %s/%s: %s", meta.get("namespace"), meta.get("name"), exc.reason)
+
+    def _event_once(self, obj: dict[str, Any], reason: str, message: str, *, warning: bool, now: float) -> None:
+        """An Event, unless the same condition was already reported (its message is in status)."""
+        if any(c.get("message") == clip(message, 512) for c in conditions_of(obj)):
+            return
+        self._emit(obj, reason, message, warning=warning, now=now)
+
+    def _emit(self, obj: dict[str, Any], reason: str, message: str, *, warning: bool, now: float) -> None:
+        try:
+            self.kube.emit_event(obj, reason=reason, message=message, warning=warning, now_s=now, component=COMPONENT)
+        except ApiException as exc:
+            self.telemetry.errors.labels("event").inc()
+            log.warning("event %s: %s", reason, exc.reason)

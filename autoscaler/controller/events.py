@@ -5,27 +5,30 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
-from kubernetes.client.rest import ApiException
+import numpy as np
 
 from autoscaler.core.calendar import PromotionEvent
 from autoscaler.core.cycle import action_window, index_calendar, next_action, period_starts
-from autoscaler.errors import InputError, clip
-from autoscaler.adapters.kube import now_rfc3339
+from autoscaler.core.cycle_types import CyclePolicy
 from autoscaler.core.profiles import record_profile
 from autoscaler.core.resources import EVENT_PLURAL, ScalingPolicySpec, memory_status, parse_event, parse_memory
+from autoscaler.errors import InputError
+from autoscaler.adapters.inputs import PolicyDoc
+from autoscaler.adapters.kube import HpaView, now_rfc3339
+from autoscaler.adapters.prometheus import Series
+from autoscaler.controller.base import ParsedEvent, PreflightRun
+from autoscaler.controller.observe import ObserveSteps
+from autoscaler.controller.status import ConditionType, EventStatus, Reason, condition, conditions_of, event_phase, significant
 
 log = logging.getLogger("peakscale.controller")
 
-from autoscaler.controller.observe import ObserveSteps
-from autoscaler.controller.base import COMPONENT, ParsedEvent, condition, significant
-
 
 class EventSteps(ObserveSteps):
-    def _preflight(self, policies: list[dict], events: list[ParsedEvent], now: float) -> None:
+    def _preflight(self, policies: list[dict[str, Any]], events: list[ParsedEvent], now: float) -> None:
         """Run ``preflight`` for each promotion due (starting within ``preflight_ahead_s``), a few
         policies per cycle within the time budget; report a Preflight condition once it is done."""
-        from autoscaler.adapters.inputs import PolicyDoc
         from autoscaler.errors import HistoryUnavailable
         from autoscaler.controller.preflight import run_checks
         from autoscaler.controller.preflight_model import FAIL, WARN
@@ -52,10 +55,10 @@ class EventSteps(ObserveSteps):
             parsed = min(due, key=lambda p: p.event.start_s)
             ns = self._event_key(parsed)[0]
             todo = [d for d, _ in docs if d.namespace == ns and parsed.spec.targets.matches(d.labels)]
-            run = self._preflight_run = {"event": parsed, "todo": todo, "checks": [], "cache": {}}
+            run = self._preflight_run = PreflightRun(parsed, todo)
 
-        def history(policy):
-            query, _ = self._query_for(next(o for o in policies if (o.get("metadata") or {}).get("name") == policy.name and (o.get("metadata") or {}).get("namespace") == policy.namespace))
+        def history(policy: PolicyDoc) -> tuple[np.ndarray, np.ndarray]:
+            query = self._query(policy.spec, policy.namespace, policy.name)
             found = self._prefetched.get((query, policy.spec.step_s))
             series = found.result() if found is not None else None
             if series is None or isinstance(series, Exception):
@@ -64,33 +67,33 @@ class EventSteps(ObserveSteps):
                 raise HistoryUnavailable(f"Prometheus gave no history for {policy.namespace}/{policy.name}")
             return series.times_s, series.values
 
-        def calendar_for(policy):
+        def calendar_for(policy: PolicyDoc) -> list[PromotionEvent]:
             return [p.for_policy(policy.name) for p in events if self._event_key(p)[0] == policy.namespace and p.spec.targets.matches(policy.labels)]
 
-        parsed = run["event"]
-        while run["todo"] and (time.perf_counter() - started < opts.preflight_budget_s or not run["checks"]):
-            policy = run["todo"].pop(0)
-            run["checks"] += run_checks(
+        parsed = run.event
+        while run.todo and (time.perf_counter() - started < opts.preflight_budget_s or not run.checks):
+            policy = run.todo.pop(0)
+            run.checks += run_checks(
                 self.kube, docs, [(parsed.event, [policy])], calendar_for, history, now_s=now, interval_s=opts.interval_s,
-                lease_namespace=opts.lease_namespace, lease_name=opts.lease_name, cache=run["cache"],
+                lease_namespace=opts.lease_namespace, lease_name=opts.lease_name, cache=run.cache,
             )  # fmt: skip
-        if run["todo"]:
+        if run.todo:
             return
         self._preflight_run = None
         key = self._event_key(parsed)
         self._preflight_due[key] = now + opts.preflight_every_s
-        checks = run["checks"]
+        checks = run.checks
         fails = [c for c in checks if c.status == FAIL]
         warns = [c for c in checks if c.status == WARN]
         if fails:
             text = "; ".join(f"FAIL {c.check} {c.object}: {c.message} (fix: {c.fix})" for c in fails)
-            reason = "Failed"
+            reason = Reason.PREFLIGHT_FAILED
         elif warns:
             text = "; ".join(f"WARN {c.check} {c.object}: {c.message}" for c in warns)
-            reason = "Warnings"
+            reason = Reason.PREFLIGHT_WARNINGS
         else:
-            text, reason = f"{len(checks)} checks passed", "Passed"
-        self._preflight_conditions[key] = condition("Preflight", not fails, reason, text, now, self._conditions(parsed.obj))
+            text, reason = f"{len(checks)} checks passed", Reason.PREFLIGHT_PASSED
+        self._preflight_conditions[key] = condition(ConditionType.PREFLIGHT, not fails, reason, text, now, conditions_of(parsed.obj))
         for c in fails:
             said = (*key, c.message)
             if said not in self._preflight_said:
@@ -102,7 +105,7 @@ class EventSteps(ObserveSteps):
         return ((parsed.obj.get("metadata") or {}).get("namespace", ""), parsed.event.name)
 
     # ------------------------------------------------------------------------------------------
-    def _events(self, objs: list[dict], now: float) -> list[ParsedEvent]:
+    def _events(self, objs: list[dict[str, Any]], now: float) -> list[ParsedEvent]:
         out = []
         for obj in objs:
             try:
@@ -113,8 +116,9 @@ class EventSteps(ObserveSteps):
                 out.append(ParsedEvent(obj, spec, event, memory))
             except (InputError, ValueError, TypeError, KeyError) as exc:
                 self.telemetry.errors.labels("invalid-event").inc()
-                self._write_status(obj, {"conditions": [condition("Valid", False, "InvalidSpec", str(exc), now, self._conditions(obj))]}, plural=EVENT_PLURAL)
-                self._event_once(obj, "InvalidSpec", str(exc), warning=True, now=now)
+                invalid = condition(ConditionType.VALID, False, Reason.INVALID_SPEC, str(exc), now, conditions_of(obj))
+                self._write_status(obj, EventStatus(conditions=[invalid]), plural=EVENT_PLURAL)
+                self._event_once(obj, Reason.INVALID_SPEC, str(exc), warning=True, now=now)
         return out
 
     def _file_events(self, crs: list[ParsedEvent]) -> list[ParsedEvent]:
@@ -147,32 +151,15 @@ class EventSteps(ObserveSteps):
             log.warning("calendar file %s: %s also PromotionEvent(s): the resources win", path, ", ".join(clash[:5]))
         return [p for p in out if p.event.name not in taken]
 
-    @staticmethod
-    def _conditions(obj: dict) -> list[dict]:
-        status = obj.get("status")
-        conditions = status.get("conditions") if isinstance(status, dict) else None
-        return [c for c in conditions if isinstance(c, dict)] if isinstance(conditions, list) else []
-
-    def _event_once(self, obj: dict, reason: str, message: str, *, warning: bool, now: float) -> None:
-        """An Event, unless the same condition was already reported (its message is in status)."""
-        if any(c.get("message") == clip(message, 512) for c in self._conditions(obj)):
-            return
-        self._emit(obj, reason, message, warning=warning, now=now)
-
-    def _emit(self, obj: dict, reason: str, message: str, *, warning: bool, now: float) -> None:
-        try:
-            self.kube.emit_event(obj, reason=reason, message=message, warning=warning, now_s=now, component=COMPONENT)
-        except ApiException as exc:
-            self.telemetry.errors.labels("event").inc()
-            log.warning("event %s: %s", reason, exc.reason)
-
-    def _remember(self, name: str, spec: ScalingPolicySpec, policy, mine: list[ParsedEvent], calendar: list[PromotionEvent], series, now: float) -> None:
+    def _remember(
+        self, name: str, spec: ScalingPolicySpec, policy: CyclePolicy, mine: list[ParsedEvent], calendar: list[PromotionEvent], series: Series, now: float
+    ) -> None:
         """Record what this policy saw of each event whose window and cool-down have passed and
         that has no profile for it yet; ``_event_statuses`` writes them to the events' status."""
         first_s = int(series.times_s[0]) - spec.step_s  # the oldest period the cache holds
         for parsed in mine:
             e = parsed.event
-            key = ((parsed.obj.get("metadata") or {}).get("namespace"), e.name)
+            key = self._event_key(parsed)
             if parsed.from_file or now < e.end_s + policy.cooldown_s or name in parsed.memory or name in self._recorded.get(key, {}):
                 continue
             if e.start_s - policy.reach_s < first_s:
@@ -184,7 +171,7 @@ class EventSteps(ObserveSteps):
             if recorded is not None:
                 self._recorded.setdefault(key, {})[name] = recorded
 
-    def _next_action(self, policy, calendar: list[PromotionEvent], now: float, hpa) -> str:
+    def _next_action(self, policy: CyclePolicy, calendar: list[PromotionEvent], now: float, hpa: HpaView | None) -> str:
         if policy.mode == "observe":
             return "observe only"
         upcoming = next_action(policy, index_calendar(policy, calendar), int(now))
@@ -200,46 +187,39 @@ class EventSteps(ObserveSteps):
                 text = f"node headroom at {now_rfc3339(first[0])}, then {text}"
         return text
 
-    def _event_statuses(self, events: list[ParsedEvent], plans: dict, now: float) -> None:
+    def _event_statuses(self, events: list[ParsedEvent], plans: dict[tuple[str, str], tuple[ScalingPolicySpec, float | None, dict[str, str]]], now: float) -> None:
+        """Each PromotionEvent's status: its phase over the windows of the policies it selects, their
+        planned peak, what they recorded of it, and its conditions."""
         for parsed in events:
             if parsed.from_file:
                 continue  # a file entry has no status to write
             meta = parsed.obj.get("metadata") or {}
-            ns = meta.get("namespace")
+            ns = self._event_key(parsed)[0]
             matched = [(k, v) for k, v in plans.items() if k[0] == ns and parsed.spec.targets.matches(v[2])]
             e = parsed.event
             windows = [action_window(spec.cycle_policy(self.options.interval_s), e) for _, (spec, _, _) in matched]
             opens = min((lo for lo, _ in windows), default=e.start_s)
             closes = max((hi for _, hi in windows), default=e.end_s)
-            if now < opens:
-                phase = "Scheduled"
-            elif now < e.start_s:
-                phase = "PreScaling"
-            elif now < e.end_s:
-                phase = "Active"
-            elif now < closes:
-                phase = "Cooling"
-            else:
-                phase = "Done"
             pending = sorted(k[1] for k, _ in matched if k in self._write_failed)
-            if phase == "Done" and pending:
-                phase = "Cooling"  # Done only once every floor it raised is back
+            previous = conditions_of(parsed.obj)
+            status = EventStatus(
+                conditions=[condition(ConditionType.VALID, True, Reason.PARSED, "spec is valid", now, previous)],
+                phase=event_phase(now, opens, e.start_s, e.end_s, closes, pending=bool(pending)),  # Done once every raised floor is back
+                policies=sorted(k[1] for k, _ in matched), observed_generation=meta.get("generation", 1),
+            )  # fmt: skip
             peaks = [p for _, (_, p, _) in matched if p is not None]
-            status = {"phase": phase, "policies": sorted(k[1] for k, _ in matched), "observedGeneration": meta.get("generation", 1)}
             if peaks:
-                status["plannedPeak"] = significant(max(peaks))
+                status.planned_peak = significant(max(peaks))
             new = self._recorded.pop((ns, e.name), {})
             memory = {**parsed.memory, **new}
             if memory:
-                status["memory"] = memory_status([memory[p] for p in sorted(memory)])
+                status.memory = memory_status([memory[p] for p in sorted(memory)])
             for policy_name, profile in sorted(new.items()):
                 self._emit(parsed.obj, "ProfileRecorded", f"recorded what ScalingPolicy {policy_name} saw: {profile.summary()}", warning=False, now=now)
-            status["conditions"] = [condition("Valid", True, "Parsed", "spec is valid", now, self._conditions(parsed.obj))]
             preflight = self._preflight_conditions.get((ns, e.name))
             if preflight is not None:
-                status["conditions"].append(preflight)
+                status.conditions.append(preflight)
             if pending:
-                status["conditions"].append(
-                    condition("Restored", False, "WriteFailed", f"waiting for the write of {', '.join(pending)} to land", now, self._conditions(parsed.obj))
-                )
+                waiting = f"waiting for the write of {', '.join(pending)} to land"
+                status.conditions.append(condition(ConditionType.RESTORED, False, Reason.WRITE_FAILED, waiting, now, previous))
             self._write_status(parsed.obj, status, plural=EVENT_PLURAL)

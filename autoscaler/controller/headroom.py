@@ -149,7 +149,7 @@ def _pinned_affinity(affinity: dict, namespace: str) -> dict:
 
 
 def placeholder_deployment(
-    *, namespace: str, policy_namespace: str, policy: str, shape: PodShape, replicas: int, priority_class: str, planned: int, event: str
+    *, namespace: str, policy_namespace: str, policy: str, shape: PodShape, replicas: int, priority_class: str, planned: int | None, event: str
 ) -> dict:
     """The placeholder Deployment for one policy's target."""
     labels = placeholder_labels(policy_namespace, policy)

@@ -4,54 +4,60 @@ the forecast the cycle decision reads."""
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Executor, Future
+from typing import Any
 
 from kubernetes.client.rest import ApiException
 
 from autoscaler.core.calendar import PromotionEvent
 from autoscaler.core.cycle import index_calendar, live_forecast, stale_forecast
-from autoscaler.errors import InputError, clip
-from autoscaler.adapters.kube import ORIGINAL_MIN
-from autoscaler.errors import KubeError
-from autoscaler.controller.leader import NotLeader
-from autoscaler.adapters.prometheus import render_query
-from autoscaler.errors import MetricsUnavailable
+from autoscaler.core.cycle_types import CyclePolicy, ForecastView
 from autoscaler.core.resources import ScalingPolicySpec, parse_policy
+from autoscaler.errors import InputError, KubeError, MetricsUnavailable
+from autoscaler.adapters.kube import ORIGINAL_MIN, HpaView
+from autoscaler.adapters.prometheus import Series, render_query
+from autoscaler.controller.base import ControllerBase, Outcome, describe
+from autoscaler.controller.headroom import PodShape, shape_of
+from autoscaler.controller.leader import NotLeader
+from autoscaler.controller.status import Condition, ConditionType, Reason, condition, conditions_of, fault_status
 
 log = logging.getLogger("peakscale.controller")
 
-from autoscaler.controller.base import ControllerBase
-from autoscaler.controller.base import Outcome, condition
-
 
 class ObserveSteps(ControllerBase):
-    def _fault(self, obj: dict, reason: str, message: str, now: float) -> None:
+    def _fault(self, obj: dict[str, Any], reason: Reason, message: str, now: float) -> None:
         """A condition and a Warning Event on the object at fault; the cycle goes on."""
         try:
-            self._write_status(obj, {"phase": "Error", "reason": clip(message, 512), "conditions": [condition("Ready", False, reason, message, now, self._conditions(obj))]})
+            self._write_status(obj, fault_status(ConditionType.READY, reason, message, now, conditions_of(obj)))
             self._event_once(obj, reason, message, warning=True, now=now)
         except NotLeader:
             raise
         except Exception as exc:  # noqa: BLE001 (reporting a fault must not become one)
             log.warning("reporting on %s: %s", (obj.get("metadata") or {}).get("name"), type(exc).__name__)
 
-    def _query_for(self, obj: dict) -> tuple[str, ScalingPolicySpec] | None:
+    def _query_for(self, obj: dict[str, Any]) -> tuple[str, ScalingPolicySpec] | None:
         try:
             spec = self._parse(obj)
         except InputError:
             return None
         meta = obj.get("metadata") or {}
-        return render_query(spec.metric.query, namespace=meta.get("namespace", ""), target=spec.target_ref.name, policy=meta.get("name", "")), spec
+        return self._query(spec, meta.get("namespace", ""), meta.get("name", "")), spec
 
-    def _prefetch(self, policies: list[dict], now: float, pool) -> dict:
+    @staticmethod
+    def _query(spec: ScalingPolicySpec, namespace: str, name: str) -> str:
+        """The policy's PromQL with its placeholders filled in: what the prefetch fetched."""
+        return render_query(spec.metric.query, namespace=namespace, target=spec.target_ref.name, policy=name)
+
+    def _prefetch(self, policies: list[dict[str, Any]], now: float, pool: Executor) -> dict[tuple[str, int], Future[Series | MetricsUnavailable]]:
         """Start fetching every policy's history (one range query each) on ``pool``; returns futures."""
-        jobs = {}
+        jobs: dict[tuple[str, int], ScalingPolicySpec] = {}
         for obj in policies:
             found = self._query_for(obj)
             if found is not None:
                 query, spec = found
                 jobs.setdefault((query, spec.step_s), spec)
 
-        def fetch(query: str, spec: ScalingPolicySpec):
+        def fetch(query: str, spec: ScalingPolicySpec) -> Series | MetricsUnavailable:
             try:
                 return self.history.history(
                     query, now_s=now, history_s=spec.forecast_settings().history_s, step_s=spec.step_s,
@@ -62,7 +68,7 @@ class ObserveSteps(ControllerBase):
 
         return {key: pool.submit(fetch, key[0], spec) for key, spec in jobs.items()}
 
-    def _parse(self, obj: dict) -> ScalingPolicySpec:
+    def _parse(self, obj: dict[str, Any]) -> ScalingPolicySpec:
         """parse_policy, once per spec generation (status writes do not change it)."""
         meta = obj.get("metadata") or {}
         key = (meta.get("namespace"), meta.get("name"), meta.get("uid"), meta.get("generation") or meta.get("resourceVersion"))
@@ -76,12 +82,12 @@ class ObserveSteps(ControllerBase):
             raise found
         return found
 
-    def _hpa_for(self, namespace: str, kind: str, name: str):
+    def _hpa_for(self, namespace: str, kind: str, name: str) -> HpaView | None:
         if namespace not in self._hpas:
             self._hpas[namespace] = self.kube.hpas_by_target(namespace)
         return self._hpas[namespace].get((kind, name))
 
-    def _observe_target(self, obj: dict, spec: ScalingPolicySpec, now: float, previous: list[dict]):
+    def _observe_target(self, obj: dict[str, Any], spec: ScalingPolicySpec, now: float, previous: list[dict[str, Any]]) -> tuple[HpaView | None, int | None] | Outcome:
         """(the HPA in hpa-floor mode, the replicas the target runs), or the Outcome of a target
         that cannot be acted on (no HPA, an HPA that owns a scale-mode target)."""
         meta = obj["metadata"]
@@ -90,8 +96,8 @@ class ObserveSteps(ControllerBase):
             hpa = self.kube.get_hpa_view(ns, ref.name) if ref.kind == "HorizontalPodAutoscaler" else self._hpa_for(ns, ref.kind, ref.name)
             if hpa is None:
                 msg = f"no HorizontalPodAutoscaler targets {ref.kind} {ref.name}: create one or use mode scale"
-                self._write_status(obj, {"phase": "Error", "reason": msg, "conditions": [condition("TargetFound", False, "NoHPA", msg, now, previous)]})
-                self._event_once(obj, "NoHPA", msg, warning=True, now=now)
+                self._write_status(obj, fault_status(ConditionType.TARGET_FOUND, Reason.NO_HPA, msg, now, previous))
+                self._event_once(obj, Reason.NO_HPA, msg, warning=True, now=now)
                 return Outcome(ns, name, action="error", error=msg)
             self.telemetry.floor.labels(ns, name).set(hpa.min_replicas)
             self.telemetry.actual.labels(ns, name).set(hpa.current_replicas)
@@ -100,8 +106,8 @@ class ObserveSteps(ControllerBase):
         if spec.mode == "scale":
             if owner is not None:
                 msg = f"HPA {owner.name} owns {ref.kind} {ref.name}: writing its scale would fight it; use mode hpa-floor"
-                self._write_status(obj, {"phase": "Error", "reason": msg, "conditions": [condition("Ready", False, "HPAOwnsTarget", msg, now, previous)]})
-                self._event_once(obj, "HPAOwnsTarget", msg, warning=True, now=now)
+                self._write_status(obj, fault_status(ConditionType.READY, Reason.HPA_OWNS_TARGET, msg, now, previous))
+                self._event_once(obj, Reason.HPA_OWNS_TARGET, msg, warning=True, now=now)
                 return Outcome(ns, name, action="refused", error=msg)
             current = self.kube.get_replicas(ns, ref.kind, ref.name)
         else:
@@ -114,13 +120,15 @@ class ObserveSteps(ControllerBase):
         # observe mode: an HPA peakscale raised earlier is handed back (cycle.decide restores it)
         return (owner if spec.mode == "observe" and owner is not None and ORIGINAL_MIN in owner.annotations else None), current
 
-    def _forecast(self, obj: dict, spec: ScalingPolicySpec, policy, calendar: list[PromotionEvent], now: float, previous: list[dict]):
+    def _forecast(
+        self, obj: dict[str, Any], spec: ScalingPolicySpec, policy: CyclePolicy, calendar: list[PromotionEvent], now: float, previous: list[dict[str, Any]]
+    ) -> tuple[ForecastView | None, Condition, Series | None]:
         """The forecast made at the last sample (None without fresh metrics), and the
         MetricsAvailable condition."""
         meta = obj["metadata"]
         key = (meta["namespace"], meta["name"])
         step = spec.step_s
-        query, _ = self._query_for(obj)  # the same query the prefetch used
+        query = self._query(spec, *key)
         try:
             # every valid policy's history was fetched at the start of the cycle
             series = self._prefetched[(query, step)].result()
@@ -137,9 +145,25 @@ class ObserveSteps(ControllerBase):
             view = None
             if cached is not None and index_calendar(policy, calendar).at(int(now))[0]:
                 view = stale_forecast(cached.times_s, cached.values, calendar, policy, spec.forecast_settings(), step, int(now))
-            return view, condition("MetricsAvailable", False, "MetricsUnavailable", msg, now, previous), None
+            return view, condition(ConditionType.METRICS_AVAILABLE, False, Reason.METRICS_UNAVAILABLE, msg, now, previous), None
         view, self._baselines[(query, step)] = live_forecast(
             series.times_s, series.values, calendar, policy, spec.forecast_settings(), step, self._baselines.get((query, step))
         )
         self._metrics_down.discard(key)
-        return view, condition("MetricsAvailable", True, "Fresh", "samples are fresh", now, previous), series
+        return view, condition(ConditionType.METRICS_AVAILABLE, True, Reason.FRESH, "samples are fresh", now, previous), series
+
+    def _shape(self, ns: str, spec: ScalingPolicySpec, hpa: HpaView | None, now: float, previous: list[dict[str, Any]]) -> tuple[PodShape | None, Condition]:
+        """The target's pod shape and ready count, and the NodeHeadroom condition."""
+        ref = spec.target_ref
+        kind, name = (hpa.target_kind, hpa.target_name) if ref.kind == "HorizontalPodAutoscaler" and hpa is not None else (ref.kind, ref.name)
+        try:
+            shape = shape_of(kind, self.kube.get_workload(ns, kind, name))
+        except NotLeader:
+            raise
+        except (InputError, KubeError, ApiException) as exc:
+            message = f"cannot read the pod template of {kind} {name}: {exc if not isinstance(exc, ApiException) else describe(exc)}"
+            return None, condition(ConditionType.NODE_HEADROOM, False, Reason.NO_POD_TEMPLATE, message, now, previous)
+        if shape.cpu <= 0 and shape.memory <= 0:
+            message = f"{kind} {name} requests no CPU or memory: placeholders would hold no node room (set resources.requests)"
+            return None, condition(ConditionType.NODE_HEADROOM, False, Reason.NO_REQUESTS, message, now, previous)
+        return shape, condition(ConditionType.NODE_HEADROOM, True, Reason.HEADROOM_READY, f"placeholders ask {shape.requests} each, like {kind} {name}", now, previous)

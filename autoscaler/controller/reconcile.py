@@ -31,19 +31,20 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from kubernetes.client.rest import ApiException
 
 from autoscaler.core.cycle import decide, index_calendar
-from autoscaler.core.cycle_types import HEADROOM_CREATE, HEADROOM_DELETE, NONE, LOWER, RAISE, RESTORE, SCALE, CycleState, HpaFloor, Seen, LAST_KNOWN_LEVEL
-from autoscaler.errors import InputError, clip
-from autoscaler.controller.headroom import SELECTOR, served_policy
-from autoscaler.adapters.kube import FINALIZER
-from autoscaler.errors import KubeError
-from autoscaler.controller.leader import NotLeader
+from autoscaler.core.cycle_types import NONE, CycleDecision, CycleState, HpaFloor, Seen
 from autoscaler.core.resources import EVENT_PLURAL, POLICY_PLURAL, ScalingPolicySpec
-from autoscaler.controller.base import CycleReport, Outcome, ParsedEvent, condition, describe, run_step
+from autoscaler.errors import InputError, KubeError, clip
+from autoscaler.adapters.kube import FINALIZER
 from autoscaler.controller.act import ActSteps
+from autoscaler.controller.base import CycleReport, Observed, Outcome, ParsedEvent, describe, run_step
+from autoscaler.controller.headroom import SELECTOR, served_policy
+from autoscaler.controller.leader import NotLeader
+from autoscaler.controller.status import ConditionType, Reason, condition, conditions_of
 
 log = logging.getLogger("peakscale.controller")
 
@@ -96,7 +97,7 @@ class Controller(ActSteps):
         # all histories first: planning while fetches run only fights them for the interpreter
         # (measured: 2.05 s instead of 1.8 s per 1,000-policy cycle)
         wait(self._prefetched.values())
-        plans: dict[tuple[str, str], tuple[ScalingPolicySpec, float | None, dict]] = {}
+        plans: dict[tuple[str, str], tuple[ScalingPolicySpec, float | None, dict[str, str]]] = {}
         try:
             for obj in policies:
                 meta = obj.get("metadata") or {}
@@ -111,7 +112,7 @@ class Controller(ActSteps):
                     if meta.get("deletionTimestamp"):
                         self._release(obj)  # no valid spec to restore from: do not block the deletion
                     self.telemetry.errors.labels("invalid-spec").inc()
-                    self._fault(obj, "InvalidSpec", str(exc), now)
+                    self._fault(obj, Reason.INVALID_SPEC, str(exc), now)
                 except (ApiException, KubeError) as exc:
                     message = f"{type(exc).__name__}: {getattr(exc, 'reason', '') or exc}"
                     outcome = Outcome(*key, action="error", error=message)
@@ -123,7 +124,7 @@ class Controller(ActSteps):
                     self.telemetry.errors.labels("internal").inc()
                     log.warning("policy %s/%s: %s", *key, message)
                     log.debug("policy %s/%s", *key, exc_info=True)
-                    self._fault(obj, "ReconcileFailed", f"could not reconcile: {message}", now)
+                    self._fault(obj, Reason.RECONCILE_FAILED, f"could not reconcile: {message}", now)
                 report.outcomes.append(outcome)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -140,7 +141,7 @@ class Controller(ActSteps):
         report.preflight_s = time.perf_counter() - checking
         self._event_statuses(events, plans, now)
 
-    def _orphans(self, policies: list[dict]) -> None:
+    def _orphans(self, policies: list[dict[str, Any]]) -> None:
         """Delete the placeholders whose policy is gone (a policy has no finalizer in scale mode)."""
         alive = {((o.get("metadata") or {}).get("namespace"), (o.get("metadata") or {}).get("name")) for o in policies}
         for key, holder in self._holders.items():
@@ -192,84 +193,73 @@ class Controller(ActSteps):
         return report
 
     # ------------------------------------------------------------------------------------------
-    def _reconcile(self, obj: dict, events: list[ParsedEvent], now: float) -> tuple[Outcome, ScalingPolicySpec, float | None]:
-        """One policy, one cycle: observe the target, decide (``cycle.decide``), act, report."""
+    def _reconcile(self, obj: dict[str, Any], events: list[ParsedEvent], now: float) -> tuple[Outcome, ScalingPolicySpec, float | None]:
+        """One policy, one cycle: observe, decide (``cycle.decide``), act, report."""
+        seen = self._observe(obj, events, now)
+        if isinstance(seen, Outcome):
+            return seen, self._parse(obj), None
+        decision = self._decide(seen, now)
+        outcome = self._act(seen, decision, now)
+        # the peak the plan is sized for: the central forecast, or the upper one (an event's guess)
+        sized_for = max((p for p in (decision.forecast_peak, decision.forecast_upper) if p is not None), default=None)
+        if seen.deleting:
+            if not outcome.error:
+                self._release(obj)  # the floor is back: let the deletion finish
+        else:
+            self._report(seen, decision, outcome, now)
+        return outcome, seen.spec, sized_for
+
+    def _observe(self, obj: dict[str, Any], events: list[ParsedEvent], now: float) -> Observed | Outcome:
+        """Where the target stands and what the metrics say; an Outcome for a target that cannot
+        be acted on (its status is written already)."""
         spec = self._parse(obj)
-        meta = obj.get("metadata") or {}
+        meta = obj["metadata"]
         ns, name = meta["namespace"], meta["name"]
-        key = (ns, name)
         labels = meta.get("labels") or {}
         policy = spec.cycle_policy(self.options.interval_s)
         mine = [e for e in events if (e.from_file or (e.obj.get("metadata") or {}).get("namespace") == ns) and e.spec.targets.matches(labels)]
         calendar = [e.for_policy(name) for e in mine]
-        previous = self._conditions(obj)
+        previous = conditions_of(obj)
         deleting = bool(meta.get("deletionTimestamp"))
-
-        # --- observe: where the target stands, what the metrics say --------------------------
         target = self._observe_target(obj, spec, now, previous)
         if isinstance(target, Outcome):
             if deleting:
                 self._release(obj)  # nothing left to restore on a target that is gone
-            return target, spec, None
+            return target
         hpa, current = target
         if spec.mode == "hpa-floor" and not deleting and not self.options.dry_run and FINALIZER not in (meta.get("finalizers") or []):
             # before any raise: a deleted policy must never leave a raised floor behind
             self.kube.set_finalizer(POLICY_PLURAL, ns, name, present=True, listed=obj)
-        conditions = [condition("TargetFound", True, "Found", f"{spec.target_ref.kind} {spec.target_ref.name}", now, previous)]
+        found = condition(ConditionType.TARGET_FOUND, True, Reason.FOUND, f"{spec.target_ref.kind} {spec.target_ref.name}", now, previous)
         view, metrics, series = self._forecast(obj, spec, policy, calendar, now, previous)
-        conditions.append(metrics)
         if series is not None and not deleting:
             self._remember(name, spec, policy, mine, calendar, series, now)
-
-        # --- decide --------------------------------------------------------------------------
-        floor = None
-        if hpa is not None:
-            floor = HpaFloor(min_replicas=hpa.min_replicas, max_replicas=hpa.max_replicas, original=hpa.original_min())
         index = index_calendar(policy, calendar)
-        holder = self._holders.get(key)
-        placeholders = int((holder.get("spec") or {}).get("replicas") or 0) if holder is not None else None
-        shape, headroom_condition = None, None
+        seen = Observed(obj, spec, policy, mine, calendar, index, previous, deleting, hpa, current, [found, metrics], view, self._holders.get((ns, name)))
         if policy.headroom and not deleting and index.ahead_at(int(now)):
-            shape, headroom_condition = self._shape(ns, spec, hpa, now, previous)
-        seen = Seen(int(now), view, current, floor, deleting, shape.ready if shape is not None else None, placeholders)
-        decision = decide(policy, self._states.get(key) or CycleState(), seen, index)
-        if headroom_condition is not None and headroom_condition["status"] == "False":
-            decision.placeholders = placeholders  # the target's pods cannot be read: no headroom write
-        self._states[key] = decision.state
-        if decision.reason == LAST_KNOWN_LEVEL:
-            message = f"{metrics['message']}; planning {decision.event!r} from the last known level"
-            conditions[-1] = condition("MetricsAvailable", False, "LastKnownLevel", message, now, previous)
+            seen.shape, seen.headroom = self._shape(ns, spec, hpa, now, previous)
+        return seen
 
-        # --- act -----------------------------------------------------------------------------
-        outcome = Outcome(ns, name, planned=decision.planned, placeholders=decision.placeholders)
-        if decision.writes:
-            if decision.headroom_write != NONE:
-                self._headroom(obj, spec, decision, shape, holder, outcome, now)
-            if decision.action != NONE and not outcome.error:
-                self._carry_out(obj, spec, hpa, decision, outcome, now)
-            if outcome.error:
-                conditions.append(condition("Written", False, "WriteFailed", outcome.error, now, previous))
-        else:
-            self._write_failed.discard(key)
-        if headroom_condition is not None:
-            conditions.append(headroom_condition)
-        # the peak the plan is sized for: the central forecast, or the upper one (an event's guess)
-        sized_for = max((p for p in (decision.forecast_peak, decision.forecast_upper) if p is not None), default=None)
-        if deleting:
-            if not outcome.error:
-                self._release(obj)  # the floor is back: let the deletion finish
-            return outcome, spec, sized_for
+    def _decide(self, seen: Observed, now: float) -> CycleDecision:
+        """``cycle.decide`` on what was observed; its planner state is kept for the next cycle."""
+        hpa = seen.hpa
+        floor = HpaFloor(min_replicas=hpa.min_replicas, max_replicas=hpa.max_replicas, original=hpa.original_min()) if hpa is not None else None
+        ready = seen.shape.ready if seen.shape is not None else None
+        facts = Seen(int(now), seen.view, seen.current, floor, seen.deleting, ready, seen.placeholders)
+        decision = decide(seen.policy, self._states.get(seen.key) or CycleState(), facts, seen.index)
+        if seen.headroom is not None and not seen.headroom.ok:
+            decision.placeholders = seen.placeholders  # the target's pods cannot be read: no headroom write
+        self._states[seen.key] = decision.state
+        return decision
 
-        # --- report --------------------------------------------------------------------------
-        self._report(obj, spec, policy, decision, calendar, hpa, current, conditions, previous, now, holder)
-        return outcome, spec, sized_for
-
-    #: Event reason per placeholder write
-    _HEADROOM_REASONS = {HEADROOM_CREATE: "HeadroomCreated", HEADROOM_DELETE: "HeadroomDeleted"}
-
-    #: Event reason per write
-    _REASONS = {RAISE: "FloorRaised", LOWER: "FloorLowered", RESTORE: "FloorRestored", SCALE: "Scaled"}
-
-
-
-
+    def _act(self, seen: Observed, decision: CycleDecision, now: float) -> Outcome:
+        """The decision's writes: the placeholder first (its node room is what the raise lands on)."""
+        outcome = Outcome(*seen.key, planned=decision.planned, placeholders=decision.placeholders)
+        if not decision.writes:
+            self._write_failed.discard(seen.key)
+            return outcome
+        if decision.headroom_write != NONE:
+            self._headroom(seen.obj, seen.spec, decision, seen.shape, seen.holder, outcome, now)
+        if decision.action != NONE and not outcome.error:
+            self._carry_out(seen.obj, seen.spec, seen.hpa, decision, outcome, now)
+        return outcome

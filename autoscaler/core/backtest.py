@@ -90,6 +90,12 @@ class StrategyRun:
     all: Figures | None = None
     events: Figures | None = None
 
+    def measured(self) -> tuple[Figures, Figures]:
+        """(over the whole trace, within events), as ``run_backtest`` measured them."""
+        if self.all is None or self.events is None:
+            raise ValueError(f"strategy {self.name} was not measured")
+        return self.all, self.events
+
 
 @dataclass
 class BacktestResult:

@@ -47,7 +47,7 @@ from autoscaler.core.calendar import PromotionEvent, event_mask
 from autoscaler.core.forecast import forecast_at
 from autoscaler.core.baseline import Baseline, ForecastSettings, baseline_for, level_ratios
 from autoscaler.core.plan import Decision, PlannerState, plan_step
-from autoscaler.core.cycle_types import CycleDecision, CyclePolicy, CycleState, ForecastView, HpaFloor, LAST_KNOWN_LEVEL, LOWER, METRICS_UNAVAILABLE, NONE, OBSERVE_ONLY, OUTSIDE_EVENTS, POLICY_DELETED, RAISE, RESTORE, SCALE, Seen
+from autoscaler.core.cycle_types import Phase, CycleDecision, CyclePolicy, CycleState, ForecastView, HpaFloor, LAST_KNOWN_LEVEL, LOWER, METRICS_UNAVAILABLE, NONE, OBSERVE_ONLY, OUTSIDE_EVENTS, POLICY_DELETED, RAISE, RESTORE, SCALE, Seen
 
 
 # The per-cycle values below are slotted, not frozen (a frozen dataclass costs microseconds to
@@ -225,7 +225,7 @@ def index_calendar(policy: CyclePolicy, calendar: Sequence[PromotionEvent]) -> C
 # --- the decision --------------------------------------------------------------------------------
 
 
-def _phase(events: tuple[PromotionEvent, ...], started: bool, action: str) -> str:
+def _phase(events: tuple[PromotionEvent, ...], started: bool, action: str) -> Phase:
     if started:
         return "Holding"
     if events:
@@ -268,7 +268,7 @@ class _Now:
         policy, now = self.policy, self.seen.now_s
         return plan_step(policy.plan, state.planner or _seed(base, now, policy.interval_s), now_s=now, demand_now=demand_now, forecast_peak=peak, forecast_upper=upper, event=event, frozen=self.frozen)
 
-    def decision(self, action: str, reason: str, target: int | None, previous: int | None, planned: int | None, phase: str, state: CycleState, d: Decision | None, original: int | None = None) -> CycleDecision:
+    def decision(self, action: str, reason: str, target: int | None, previous: int | None, planned: int | None, phase: Phase, state: CycleState, d: Decision | None, original: int | None = None) -> CycleDecision:
         out = self.outlook
         peak, upper = (out.peak, out.upper) if out is not None else (None, None)
         return CycleDecision(self.seen.now_s, action, reason, target, previous, planned, peak, upper, self.events, self.frozen, phase, state, d, original)

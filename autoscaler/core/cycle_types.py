@@ -7,6 +7,7 @@ Frozen dataclasses only; the rules that use them live in ``autoscaler.core.cycle
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 from collections.abc import Sequence
 
 
@@ -15,6 +16,9 @@ from autoscaler.core.plan import Decision, PlannerState, PlanPolicy
 
 
 MODES = ("hpa-floor", "scale", "observe")
+
+#: a policy's phase after a cycle (``status.phase``; the controller adds Error)
+Phase = Literal["Idle", "PreScaling", "Holding", "Restoring", "Observing"]
 
 FLOOR_RULES = ("plan", "events-only")
 
@@ -153,7 +157,7 @@ class CycleDecision:
     #: events whose action window is open now, earliest first
     events: tuple[PromotionEvent, ...]
     frozen: bool
-    phase: str
+    phase: Phase
     state: CycleState
     plan: Decision | None = None
     #: the original floor (hpa-floor), to remember on a raise and put back on a restore

@@ -14,6 +14,9 @@ It implements what peakscale relies on, with the API's semantics:
   the main resource that ignores ``status``), as CRDs with the status subresource do;
 * ``/scale`` subresources (autoscaling/v1 ``Scale``) for Deployments, StatefulSets and
   CloudNativePG Clusters (``spec.instances``);
+* peakscale's CRDs as the API server serves them: every write of a ScalingPolicy or a
+  PromotionEvent (the main resource and ``/status``) is validated against the chart's
+  ``openAPIV3Schema`` (``422 Invalid`` naming the field) and pruned of undeclared fields;
 * JSON merge patch and JSON patch;
 * ``generateName``;
 * fault injection (``fail_next``) and a request log for assertions (``timeline`` also records
@@ -38,7 +41,13 @@ import time
 import uuid
 from datetime import datetime, UTC
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlparse
+
+import jsonschema
+import yaml
+
+CRDS = Path(__file__).resolve().parents[2] / "charts" / "peakscale" / "crds"
 
 SCALE_PATHS = {
     ("apps/v1", "deployments"): ("spec", "replicas"),
@@ -67,6 +76,51 @@ PATH = re.compile(
     r"^/(?:api/(?P<core>v1)|apis/(?P<group>[^/]+)/(?P<version>[^/]+))"
     r"(?:/namespaces/(?P<ns>[^/]+))?/(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?(?:/(?P<sub>status|scale))?/?$"
 )
+
+
+def crd_schema(plural: str) -> dict:
+    """The ``openAPIV3Schema`` of one of peakscale's CRDs, as the chart ships it."""
+    doc = yaml.safe_load((CRDS / f"{plural}.peakscale.io.yaml").read_text())
+    return doc["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+
+
+# the API server checks date-time (RFC 3339 with an offset); jsonschema does only with extras
+FORMATS = jsonschema.FormatChecker(formats=())
+
+
+@FORMATS.checks("date-time", raises=ValueError)
+def _date_time(value) -> bool:
+    return not isinstance(value, str) or datetime.fromisoformat(value.replace("Z", "+00:00")).tzinfo is not None
+
+
+def schema_errors(schema: dict, obj: dict) -> list[str]:
+    """What the API server would refuse, as ``<path>: <problem>``."""
+    validator = jsonschema.Draft4Validator(schema, format_checker=FORMATS)
+    return [f"{'.'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}" for e in validator.iter_errors(obj)]
+
+
+def prune(schema: dict, value, dropped: list[str] | None = None, path: str = ""):
+    """Drop what the schema does not declare, as a structural schema's pruning does; the dotted
+    paths dropped are added to ``dropped``."""
+    if isinstance(value, dict) and schema.get("type") == "object" and not schema.get("x-kubernetes-preserve-unknown-fields"):
+        props = schema.get("properties")
+        extra = schema.get("additionalProperties")
+        if props is None and isinstance(extra, dict):
+            return {k: prune(extra, v, dropped, f"{path}{k}.") for k, v in value.items()}
+        if props is None:
+            return value
+        kept = {}
+        for k, v in value.items():
+            if k in props:
+                kept[k] = prune(props[k], v, dropped, f"{path}{k}.")
+            elif not path and k in ("apiVersion", "kind", "metadata"):
+                kept[k] = v
+            elif dropped is not None:
+                dropped.append(path + k)
+        return kept
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [prune(schema["items"], v, dropped, f"{path}[{i}].") for i, v in enumerate(value)]
+    return value
 
 
 def _merge(target, patch):
@@ -115,6 +169,9 @@ class FakeKube:
         #: pods the scheduler evicted to make room (oldest first)
         self.preempted: list[str] = []
         self.serial = 0
+        self.schemas = {plural: crd_schema(plural) for plural in ("scalingpolicies", "promotionevents")}
+        #: fields the CRDs' pruning dropped from writes, as "<plural>/<name>: <path>"
+        self.pruned: list[str] = []
 
     # --- control from tests -----------------------------------------------------------------
     def start(self) -> str:
@@ -255,6 +312,9 @@ class FakeKube:
                     k = (api, plural, ns, meta["name"])
                     if k in self.objects:
                         return self._status(409, "AlreadyExists", f'{plural} "{meta["name"]}" already exists')
+                    obj, invalid = self._admit(api, plural, meta["name"], obj)
+                    if invalid is not None:
+                        return invalid
                     obj.setdefault("apiVersion", api)
                     obj.setdefault("kind", KINDS.get(plural, "Object"))
                     self._stamp(obj, new=True)
@@ -294,8 +354,29 @@ class FakeKube:
                 return self._status(405, "MethodNotAllowed", method)
             return self._write(api, key, current, new, status_only=(sub == "status"))
 
+    def _admit(self, api: str, plural: str, name: str, obj: dict, *, status_only: bool = False) -> tuple[dict, tuple[int, dict] | None]:
+        """A custom resource as the API server stores it (pruned), or its 422 when the schema refuses
+        it. As with a CRD's status subresource, ``/status`` validates the status alone and the main
+        resource everything else."""
+        schema = self.schemas.get(plural) if api == "peakscale.io/v1alpha1" else None
+        if schema is None:
+            return obj, None
+        dropped: list[str] = []
+        obj = prune(schema, obj, dropped)
+        self.pruned += [f"{plural}/{name}: {path}" for path in dropped]
+        if status_only:
+            problems = [f"status.{p}" for p in schema_errors(schema["properties"]["status"], obj.get("status") or {})]
+        else:
+            problems = schema_errors(schema, {k: v for k, v in obj.items() if k not in ("metadata", "status")})
+        if problems:
+            return obj, self._status(422, "Invalid", f"{KINDS.get(plural, plural)} {name!r} is invalid: {'; '.join(problems)}")
+        return obj, None
+
     def _write(self, api: str, key, current: dict, new: dict, *, status_only: bool) -> tuple[int, dict]:
         result = copy.deepcopy(current)
+        new, invalid = self._admit(api, key[1], key[3], new, status_only=status_only)
+        if invalid is not None:
+            return invalid
         if status_only:
             result["status"] = new.get("status")
         else:
