@@ -43,6 +43,7 @@ a forecast made at t is identical whatever the trace holds after t.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -140,6 +141,72 @@ def block_bounds(times_s: np.ndarray, first: int, settings: ForecastSettings) ->
     return int(np.searchsorted(times_s, t - t % settings.refit_s + settings.refit_s, side="left"))
 
 
+@dataclass
+class _Rows:
+    """The rows of one block (``forecast_block``), what the event terms read of them, and what
+    they add up: the growth of event profiles, the floors of expected sizes, who shaped each cell."""
+
+    #: the sample index of each row, and the horizon of each
+    i_abs: np.ndarray
+    horizon: int
+    #: the level at each row, the baseline at each (row, step ahead)
+    level: np.ndarray
+    base_ih: np.ndarray
+    growth: np.ndarray
+    who: np.ndarray
+    event_driven: np.ndarray
+    floor: np.ndarray
+    floor_u: np.ndarray
+
+    @classmethod
+    def empty(cls, first: int, stop: int, horizon: int, level: np.ndarray, base_ih: np.ndarray) -> _Rows:
+        n = stop - first
+        cells = (n, horizon + 1)
+        return cls(np.arange(first, stop), horizon, level, base_ih, np.ones((2, *cells)), np.full(cells, -1, dtype=np.int64), np.zeros(n, dtype=bool), np.zeros(cells), np.zeros(cells))
+
+    def add_profile(self, k: int, term: _EventTerm, prof: KindProfile, end_index: int) -> None:
+        """Event ``k``'s learned profile: its growth where a row lies in its run-up or its end."""
+        i_abs = self.i_abs
+        tau = i_abs - (term.start_index - prof.pre_steps)
+        tau_end = i_abs - (end_index - prof.pre_end_steps)
+        late = i_abs >= term.start_index + prof.half_steps
+        ok_start = ~late & (tau >= 0) & (tau < prof.growth.shape[1])
+        ok_end = late & (tau_end >= 0) & (tau_end < prof.growth_end.shape[1])
+        ok = ok_start | ok_end
+        if not ok.any():
+            return
+        g = np.ones_like(self.growth)
+        g[:, ok_start] = prof.growth[:, tau[ok_start]]
+        g[:, ok_end] = prof.growth_end[:, tau_end[ok_end]]
+        # never below 1: an event's expected dip is left to the observed load
+        better = g[1] > self.growth[1]
+        self.growth = np.maximum(g, self.growth)
+        self.who = np.where(better & ok[:, None], k, self.who)
+        self.event_driven |= ok & (i_abs >= term.start_index)
+
+    def add_guess(self, k: int, term: _EventTerm, end_index: int, reference_level: Callable[[int], np.ndarray]) -> None:
+        """Event ``k``'s expected size (a peak, or a multiplier over the level before its run-up)
+        as a floor over the cells inside the event."""
+        target_abs = self.i_abs[:, None] + np.arange(self.horizon + 1)[None, :]
+        inside = (target_abs >= term.start_index) & (target_abs < end_index)
+        if term.profile is not None:
+            tau_t = np.clip(target_abs - (term.start_index - term.profile.pre_steps), 0, len(term.profile.shape) - 1)
+            shape = term.profile.shape[tau_t]
+        else:
+            shape = np.ones_like(target_abs, dtype=float)
+        if term.floor_peak is not None:
+            f = term.floor_peak * shape
+        else:
+            f = (term.multiplier or 0.0) * reference_level(term.start_index)[:, None] * self.base_ih * shape
+        f = np.where(inside, f, 0.0)
+        self.who = np.where(f > self.floor_u, k, self.who)
+        # before the event, the guess is the forecast; once it runs, what is observed is
+        # (the central forecast follows it) and the guess bounds what it may still reach
+        started = (self.i_abs >= term.start_index)[:, None]
+        self.floor = np.maximum(self.floor, np.where(started, 0.0, f))
+        self.floor_u = np.maximum(self.floor_u, f)
+
+
 def forecast_block(
     times_s: np.ndarray,
     values: np.ndarray,
@@ -168,79 +235,37 @@ def forecast_block(
     visible_lo, at, _ = fit_window(times_s, first, settings, settings.refit_s)
     t0 = int(times_s[0])
     window = max(1, settings.level_window_s // step_s)
-    n = stop - first
     lo = max(0, first - window + 1)
-    past_t = times_s[lo:stop]
-    level_all = level_ratios(values[lo:stop], baseline.at(past_t), window)
-    level = level_all[first - lo :]
+    level = level_ratios(values[lo:stop], baseline.at(times_s[lo:stop]), window)[first - lo :]
     future_t = t0 + (np.arange(first, stop + horizon) * step_s)
     base_future = baseline.at(future_t)
-    idx = np.arange(n)[:, None] + np.arange(horizon + 1)[None, :]
-    base_ih = base_future[idx]
-    growth = np.ones((2, n, horizon + 1))
-    # where an event drives the load, the daily profile says nothing (its slots are masked and
-    # interpolated, the level over it is inflated): the forecast is the event's growth alone
-    event_driven = np.zeros(n, dtype=bool)
-    who = np.full((n, horizon + 1), -1, dtype=np.int64)
-    floor = np.zeros((n, horizon + 1))
-    floor_u = np.zeros((n, horizon + 1))
-    terms = _event_terms(
-        times_s, values, baseline, events, (visible_lo, at), int(future_t[0]), int(future_t[-1]), horizon, settings, (first, stop)
-    )
+    rows = _Rows.empty(first, stop, horizon, level, base_future[np.arange(stop - first)[:, None] + np.arange(horizon + 1)[None, :]])
+
+    def reference_level(start_index: int) -> np.ndarray:
+        # the multiplier is over the level before the event's run-up, not the inflated one
+        ref = max(start_index - horizon - 1, visible_lo)
+        if ref < stop - 1:  # rows after the reference point: they use the level measured there
+            return np.where(rows.i_abs <= ref, level, _level_at(values, baseline, times_s, ref, window, visible_lo))
+        return level
+
+    terms = _event_terms(times_s, values, baseline, events, (visible_lo, at), int(future_t[0]), int(future_t[-1]), horizon, settings, (first, stop))
     positions = {id(e): k for k, e in enumerate(events)}
-    i_abs = np.arange(first, stop)
     for term in terms:
         k = positions[id(term.event)]
         end_index = (term.event.end_s - t0 + step_s - 1) // step_s
         if term.profile is not None:
-            prof = term.profile
-            tau = i_abs - (term.start_index - prof.pre_steps)
-            tau_end = i_abs - (end_index - prof.pre_end_steps)
-            late = i_abs >= term.start_index + prof.half_steps
-            ok_start = ~late & (tau >= 0) & (tau < prof.growth.shape[1])
-            ok_end = late & (tau_end >= 0) & (tau_end < prof.growth_end.shape[1])
-            ok = ok_start | ok_end
-            if ok.any():
-                g = np.ones((2, n, horizon + 1))
-                g[:, ok_start] = prof.growth[:, tau[ok_start]]
-                g[:, ok_end] = prof.growth_end[:, tau_end[ok_end]]
-                # never below 1: an event's expected dip is left to the observed load
-                better = g[1] > growth[1]
-                growth = np.maximum(g, growth)
-                who = np.where(better & ok[:, None], k, who)
-                event_driven |= ok & (i_abs >= term.start_index)
+            rows.add_profile(k, term, term.profile, end_index)
         if term.floor_peak is not None or term.multiplier is not None:
-            target_abs = i_abs[:, None] + np.arange(horizon + 1)[None, :]
-            inside = (target_abs >= term.start_index) & (target_abs < end_index)
-            if term.profile is not None:
-                tau_t = target_abs - (term.start_index - term.profile.pre_steps)
-                tau_t = np.clip(tau_t, 0, len(term.profile.shape) - 1)
-                shape = term.profile.shape[tau_t]
-            else:
-                shape = np.ones_like(target_abs, dtype=float)
-            if term.floor_peak is not None:
-                f = term.floor_peak * shape
-            else:
-                # the multiplier is over the level before the event's run-up, not the inflated one
-                ref = max(term.start_index - horizon - 1, visible_lo)
-                ref_level = level
-                if ref < stop - 1:  # rows after the reference point: they use the level measured there
-                    ref_level = np.where(i_abs <= ref, level, _level_at(values, baseline, times_s, ref, window, visible_lo))
-                f = term.multiplier * ref_level[:, None] * base_ih * shape
-            f = np.where(inside, f, 0.0)
-            who = np.where(f > floor_u, k, who)
-            # before the event, the guess is the forecast; once it runs, what is observed is
-            # (the central forecast follows it) and the guess bounds what it may still reach
-            started = (i_abs >= term.start_index)[:, None]
-            floor = np.maximum(floor, np.where(started, 0.0, f))
-            floor_u = np.maximum(floor_u, f)
-    seasonal = level[:, None] * base_ih
+            rows.add_guess(k, term, end_index, reference_level)
+    # where an event drives the load, the daily profile says nothing (its slots are masked and
+    # interpolated, the level over it is inflated): the forecast is the event's growth alone
+    seasonal = level[:, None] * rows.base_ih
     recent = level_ratios(values[lo:stop], np.ones(stop - lo), window)[first - lo :]
-    driven = recent[None, :, None] * growth
-    F = np.where(event_driven[None, :, None], driven, np.maximum(seasonal[None], driven))
-    F[0] = np.maximum(F[0], floor)
-    F[1] = np.maximum(F[1], floor_u)
-    return Block(central=F[0], upper=F[1], who=who, level=level, baseline=baseline)
+    driven = recent[None, :, None] * rows.growth
+    F = np.where(rows.event_driven[None, :, None], driven, np.maximum(seasonal[None], driven))
+    F[0] = np.maximum(F[0], rows.floor)
+    F[1] = np.maximum(F[1], rows.floor_u)
+    return Block(central=F[0], upper=F[1], who=rows.who, level=level, baseline=baseline)
 
 
 def _level_at(values: np.ndarray, baseline: Baseline, times_s: np.ndarray, i: int, window: int, visible_lo: int = 0) -> float:
