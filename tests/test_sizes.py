@@ -14,7 +14,6 @@ MAX_FUNCTION_LINES = 80
 STILL_LONG = {
     "autoscaler/adapters/trace_files.py load_trace",
     "autoscaler/cli/controller.py controller",
-    "autoscaler/core/replay.py replay",
     "stacks/cache.py __init__",
     "stacks/database.py __init__",
     "stacks/edge.py __init__",

@@ -19,7 +19,7 @@ from autoscaler.core.calendar import PromotionEvent, event_mask
 from autoscaler.core.forecast import block_bounds, forecast_block
 from autoscaler.core.profiles import record_profile
 from autoscaler.core.baseline import ForecastSettings
-from autoscaler.core.cycle import decide, horizon_steps, index_calendar, period_starts, stale_forecast
+from autoscaler.core.cycle import CalendarIndex, decide, horizon_steps, index_calendar, period_starts, stale_forecast
 from autoscaler.core.cycle_types import CycleDecision, CyclePolicy, CycleState, ForecastView, HpaFloor, NONE, RESTORE, SCALE, Seen
 
 
@@ -63,6 +63,78 @@ class Replay:
     headroom_for: np.ndarray | None = None
 
 
+class _Samples:
+    """The samples the controller's Prometheus holds at each cycle, cycles moving forward: the
+    forecast of the newest usable one at or before ``now``, as in the controller's cache (a missing
+    sample is no sample, an old one is stale and only an open event window still gets its raise,
+    from the last known level)."""
+
+    def __init__(self, table: ForecastTable, policy: CyclePolicy, calendar: Sequence[PromotionEvent], index: CalendarIndex, start_s: int, stale_s: int) -> None:
+        self.table, self.policy, self.calendar, self.index, self.stale_s = table, policy, calendar, index, stale_s
+        self.times = table.times_s.tolist()
+        self.last = bisect_right(self.times, start_s) - 1
+        self.known = self.last
+        while self.known >= table.first and not table.usable[self.known - table.first]:
+            self.known -= 1
+        self.view: ForecastView | None = None
+        self.view_for = -1
+
+    def forecast(self, now: int) -> ForecastView | None:
+        table, times, first = self.table, self.times, self.table.first
+        while self.last + 1 < len(times) and times[self.last + 1] <= now:
+            self.last += 1
+            if self.last >= first and table.usable[self.last - first]:
+                self.known = self.last
+        known = self.known
+        if known < first:
+            return None
+        if now - times[known] > self.stale_s:
+            if not self.index.at(now)[0]:
+                return None
+            return stale_forecast(table.times_s[: known + 1], table.values[: known + 1], self.calendar, self.policy, table.settings, table.step_s, now)
+        if known != self.view_for:
+            self.view, self.view_for = table.view(known), known
+        return self.view
+
+
+class _Cluster:
+    """The cluster answering each write: the HPA takes the floor, the target the replica count, the
+    placeholder its pod count. With node headroom, the target's ready replicas are those the floor
+    or count kept for the whole lead time before ``now`` (pods serve a lead time after they are
+    asked for; the newest go first)."""
+
+    def __init__(self, policy: CyclePolicy, hpa: HpaFloor | None, replicas: int | None, start_s: int) -> None:
+        self.scale, self.hpa, self.replicas = policy.mode == "scale", hpa, replicas
+        self.lead_s = policy.plan.lead_time_s
+        self.placeholders: int | None = None
+        # (since, value) of the floor or count in effect, from the one in effect a lead time ago
+        self.effect: list[tuple[int, int]] = [(start_s - self.lead_s, (replicas if self.scale else (hpa.min_replicas if hpa else 0)) or 0)]
+
+    def seen(self, now: int, fc: ForecastView | None, headroom: bool) -> Seen:
+        ready = None
+        if headroom:
+            effect = self.effect
+            while len(effect) > 1 and effect[1][0] <= now - self.lead_s:
+                effect.pop(0)
+            ready = min(v for _, v in effect)
+        return Seen(now, fc, self.replicas, self.hpa, ready=ready, placeholders=self.placeholders)
+
+    def apply(self, decision: CycleDecision, now: int, headroom: bool) -> int:
+        """Carry out the decision; returns the floor or count in effect after it."""
+        self.placeholders = decision.placeholders
+        hpa = self.hpa
+        if decision.action == SCALE:
+            self.replicas = decision.target
+        elif decision.action != NONE and hpa is not None:
+            restored = decision.action == RESTORE
+            original = None if restored else (hpa.original if hpa.original is not None else decision.original)
+            self.hpa = replace(hpa, min_replicas=decision.target if decision.target is not None else hpa.min_replicas, original=original)
+        target = (self.replicas or 0) if self.scale else (self.hpa.min_replicas if self.hpa is not None else 0)
+        if headroom and target != self.effect[-1][1]:
+            self.effect.append((now, target))
+        return target
+
+
 def replay(
     policy: CyclePolicy,
     calendar: Sequence[PromotionEvent],
@@ -77,80 +149,33 @@ def replay(
     progress: Callable[[float], None] | None = None,
 ) -> Replay:
     """Run ``decide`` at ``start_s, start_s + interval, ...`` (before ``stop_s``) as the controller
-    would: each cycle sees the samples up to ``now`` (their forecast from ``table``), and the
-    cluster answers each write (the HPA takes the floor, the target the replica count, the
-    placeholder its pod count). With node headroom, the target's ready replicas are those the
-    floor or count kept for the whole lead time before ``now`` (pods serve a lead time after they
-    are asked for; the newest go first); the backtest's node model counts its own from
-    ``headroom_for``."""
+    would: each cycle sees the samples up to ``now`` (their forecast from ``table``, ``_Samples``),
+    and the cluster answers each write (``_Cluster``); the backtest's node model counts its own
+    ready replicas from ``headroom_for``."""
     index = index_calendar(policy, calendar)
-    times = table.times_s
-    times_list = times.tolist()
-    state = CycleState()
-    stale = stale_after_s if stale_after_s is not None else max(300, 3 * int(times[1] - times[0]))
+    stale = stale_after_s if stale_after_s is not None else max(300, 3 * int(table.times_s[1] - table.times_s[0]))
     n = max(0, -(-(stop_s - start_s) // policy.interval_s))
     out_times = start_s + np.arange(n, dtype=np.int64) * policy.interval_s
     targets = [0] * n
     sized: list[float] = [math.nan] * n
-    ahead: list[int] = [0] * n if policy.headroom else []
+    headroom = policy.headroom
+    ahead: list[int] = [0] * n if headroom else []
     holding = 0
-    placeholders: int | None = None
-    # (since, value) of the floor or count in effect, from the one in effect a lead time ago
-    effect: list[tuple[int, int]] = [(start_s - policy.plan.lead_time_s, (replicas if policy.mode == "scale" else (hpa.min_replicas if hpa else 0)) or 0)]
-    lead_s = policy.plan.lead_time_s
+    state = CycleState()
     writes: list[CycleDecision] = []
-    view_for = -1
-    view = None
-    # the newest known sample at or before each cycle (cycles move forward, so does it): as in the
-    # controller's cache, a missing sample is no sample, and an old one is stale
-    last = bisect_right(times_list, start_s) - 1
-    known = last
-    n_times = len(times_list)
-    first, usable = table.first, table.usable
-    while known >= first and not usable[known - first]:
-        known -= 1
-    scale = policy.mode == "scale"
+    samples = _Samples(table, policy, calendar, index, start_s, stale)
+    cluster = _Cluster(policy, hpa, replicas, start_s)
     for k, now in enumerate(out_times.tolist()):
-        while last + 1 < n_times and times_list[last + 1] <= now:
-            last += 1
-            if last >= first and usable[last - first]:
-                known = last
-        if known < first:
-            fc = None
-        elif now - times_list[known] > stale:
-            # no fresh sample: an open event window still gets its raise from the last known level
-            fc = stale_forecast(times[: known + 1], table.values[: known + 1], calendar, policy, table.settings, table.step_s, now) if index.at(now)[0] else None
-        else:
-            if known != view_for:
-                view, view_for = table.view(known), known
-            fc = view
-        ready = None
-        if ahead:
-            while len(effect) > 1 and effect[1][0] <= now - lead_s:
-                effect.pop(0)
-            ready = min(v for _, v in effect)
-        decision = decide(policy, state, Seen(now, fc, replicas, hpa, ready=ready, placeholders=placeholders), index)
+        decision = decide(policy, state, cluster.seen(now, samples.forecast(now), headroom), index)
         state = decision.state
         if decision.forecast_peak is not None:
             sized[k] = max(decision.forecast_peak, decision.forecast_upper or 0.0)
         if keep and decision.writes:
             writes.append(decision)
-        if ahead:
-            placeholders = decision.placeholders
-            holding = 0 if placeholders is None else (decision.headroom_for if decision.headroom_for is not None else holding)
+        if headroom:
+            holding = 0 if decision.placeholders is None else (decision.headroom_for if decision.headroom_for is not None else holding)
             ahead[k] = holding
-        if decision.action != NONE:
-            if decision.action == SCALE:
-                replicas = decision.target
-            elif hpa is not None:
-                restored = decision.action == RESTORE
-                hpa = replace(hpa, min_replicas=decision.target if decision.target is not None else hpa.min_replicas, original=None if restored else (hpa.original if hpa.original is not None else decision.original))
-        if scale:
-            targets[k] = replicas or 0
-        elif hpa is not None:
-            targets[k] = hpa.min_replicas
-        if ahead and targets[k] != effect[-1][1]:
-            effect.append((now, targets[k]))
+        targets[k] = cluster.apply(decision, now, headroom)
         if progress is not None and k % 20000 == 0:
             progress(k / n)
     return Replay(
