@@ -16,6 +16,7 @@ import csv
 import gzip
 import io
 import math
+from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -44,10 +45,7 @@ def load_trace(path: str | Path, zone: ZoneInfo, *, strict: bool = False) -> Tra
     label = f"trace {path.name}"
     if not path.is_file():
         raise InputError("--trace", f"no such file {str(path)!r}", "give the path of a timestamp,value CSV")
-    times: list[int] = []
-    values: list[float] = []
-    lines: list[int] = []
-    folded: dict[int, int] = {}  # wall second -> count of samples merged into it (DST fall-back)
+    samples = _Samples()
     with open_text(path) as handle:
         reader = csv.reader(handle)
         try:
@@ -61,73 +59,88 @@ def load_trace(path: str | Path, zone: ZoneInfo, *, strict: bool = False) -> Tra
         t_col, v_col = header.index("timestamp"), header.index("value")
         try:
             for row in reader:
-                line = reader.line_num
                 if not row or all(not cell.strip() for cell in row):
                     continue
-                where = f"{label} line {line}"
+                where = f"{label} line {reader.line_num}"
                 if len(row) <= max(t_col, v_col):
                     raise InputError(where, f"expected {len(header)} columns, got {len(row)}", "each row is timestamp,value")
                 local = parse_aware(row[t_col], zone, field=f"{where} timestamp").astimezone(zone)
-                raw = row[v_col].strip()
-                if raw.lower() in _MISSING:
-                    if strict:
-                        raise InputError(f"{where} value", f"missing value {raw!r}", "fill the gap, or drop --strict to read it as missing")
-                    value = math.nan
-                else:
-                    try:
-                        value = float(raw)
-                    except ValueError:
-                        raise InputError(f"{where} value", f"not a number: {row[v_col]!r}", "values are numbers >= 0 (or empty where missing)") from None
-                    if not math.isfinite(value) or value < 0 or value > MAX_VALUE:
-                        raise InputError(f"{where} value", f"{row[v_col]!r} is negative, not finite or above {MAX_VALUE:g}", "values are numbers >= 0")
-                seconds = wall_seconds(local.replace(tzinfo=None))
-                if times and seconds <= times[-1] and local.fold and seconds in folded:
-                    # the second pass through the hour a DST fall-back repeats: one wall-clock slot
-                    k = times.index(seconds, max(0, len(times) - 400))
-                    n = folded[seconds]
-                    if math.isfinite(value):
-                        values[k] = value if math.isnan(values[k]) else (values[k] * n + value) / (n + 1)
-                    folded[seconds] = n + 1
-                    continue
-                if times:
-                    if seconds == times[-1]:
-                        raise InputError(f"{where} timestamp", f"duplicate timestamp {row[t_col]!r}", "keep one sample per timestamp")
-                    if seconds < times[-1]:
-                        raise InputError(f"{where} timestamp", f"{row[t_col]!r} goes back in time", "sort the trace by timestamp")
-                times.append(seconds)
-                lines.append(line)
-                values.append(value)
-                folded[seconds] = 1
+                samples.add(local, _value(row[v_col], where, strict), reader.line_num, where, row[t_col])
         except (UnicodeDecodeError, csv.Error, OSError, EOFError) as exc:
             raise InputError(f"{label} line {reader.line_num}", f"cannot read row ({exc})", "expected a CSV text file, or a .csv.gz of one") from None
-    if len(times) < 3:
-        raise InputError(label, f"only {len(times)} samples", "a backtest needs at least three samples")
-    times_s = np.asarray(times, dtype=np.int64)
-    deltas = np.diff(times_s)
-    step_s = int(np.median(deltas))
-    if step_s <= 0:
-        raise InputError(label, "timestamps do not advance", "one sample per step")
-    off_grid = np.flatnonzero(deltas % step_s != 0)
-    if off_grid.size:
-        i = int(off_grid[0])
-        raise InputError(
-            f"{label} line {lines[i + 1]}",
-            f"irregular step: {deltas[i]} s after the previous sample, the trace's step is {step_s} s",
-            "resample the trace to a regular step",
-        )
-    gaps = np.flatnonzero(deltas != step_s)
-    if gaps.size and strict:
-        i = int(gaps[0])
-        raise InputError(
-            f"{label} line {lines[i + 1]}",
-            f"gap: {deltas[i]} s after the previous sample, the trace's step is {step_s} s",
-            "fill or cut the gap, or drop --strict to read it as missing samples",
-        )
-    grid = np.arange(times_s[0], times_s[-1] + step_s, step_s, dtype=np.int64)
-    if len(grid) > MAX_SAMPLES:
-        raise InputError(label, f"spans {len(grid):,} steps of {step_s} s", f"at most {MAX_SAMPLES:,}: resample to a coarser step or cut the trace")
-    out = np.full(len(grid), np.nan)
-    out[(times_s - times_s[0]) // step_s] = values
-    if not np.isfinite(out).any():
-        raise InputError(label, "has no value at all", "a trace needs numbers")
-    return Trace(name=path.name, times_s=grid, values=out, step_s=step_s)
+    return samples.on_grid(path.name, label, strict)
+
+
+def _value(raw: str, where: str, strict: bool) -> float:
+    """A sample's value: a number >= 0, or NaN where it is missing (``strict``: refused)."""
+    text = raw.strip()
+    if text.lower() in _MISSING:
+        if strict:
+            raise InputError(f"{where} value", f"missing value {text!r}", "fill the gap, or drop --strict to read it as missing")
+        return math.nan
+    try:
+        value = float(text)
+    except ValueError:
+        raise InputError(f"{where} value", f"not a number: {raw!r}", "values are numbers >= 0 (or empty where missing)") from None
+    if not math.isfinite(value) or value < 0 or value > MAX_VALUE:
+        raise InputError(f"{where} value", f"{raw!r} is negative, not finite or above {MAX_VALUE:g}", "values are numbers >= 0")
+    return value
+
+
+class _Samples:
+    """The samples read so far, in wall-clock seconds of the trace's zone, with the file line of each."""
+
+    def __init__(self) -> None:
+        self.times: list[int] = []
+        self.values: list[float] = []
+        self.lines: list[int] = []
+        self.folded: dict[int, int] = {}  # wall second -> count of samples merged into it (DST fall-back)
+
+    def add(self, local: datetime, value: float, line: int, where: str, stamp: str) -> None:
+        times, values = self.times, self.values
+        seconds = wall_seconds(local.replace(tzinfo=None))
+        if times and seconds <= times[-1] and local.fold and seconds in self.folded:
+            # the second pass through the hour a DST fall-back repeats: one wall-clock slot
+            k = times.index(seconds, max(0, len(times) - 400))
+            n = self.folded[seconds]
+            if math.isfinite(value):
+                values[k] = value if math.isnan(values[k]) else (values[k] * n + value) / (n + 1)
+            self.folded[seconds] = n + 1
+            return
+        if times and seconds == times[-1]:
+            raise InputError(f"{where} timestamp", f"duplicate timestamp {stamp!r}", "keep one sample per timestamp")
+        if times and seconds < times[-1]:
+            raise InputError(f"{where} timestamp", f"{stamp!r} goes back in time", "sort the trace by timestamp")
+        times.append(seconds)
+        self.lines.append(line)
+        values.append(value)
+        self.folded[seconds] = 1
+
+    def on_grid(self, name: str, label: str, strict: bool) -> Trace:
+        """The samples on their regular step (the median one), NaN where a row is missing."""
+        times, lines = self.times, self.lines
+        if len(times) < 3:
+            raise InputError(label, f"only {len(times)} samples", "a backtest needs at least three samples")
+        times_s = np.asarray(times, dtype=np.int64)
+        deltas = np.diff(times_s)
+        step_s = int(np.median(deltas))
+        if step_s <= 0:
+            raise InputError(label, "timestamps do not advance", "one sample per step")
+        off_grid = np.flatnonzero(deltas % step_s != 0)
+        if off_grid.size:
+            i = int(off_grid[0])
+            problem = f"irregular step: {deltas[i]} s after the previous sample, the trace's step is {step_s} s"
+            raise InputError(f"{label} line {lines[i + 1]}", problem, "resample the trace to a regular step")
+        gaps = np.flatnonzero(deltas != step_s)
+        if gaps.size and strict:
+            i = int(gaps[0])
+            problem = f"gap: {deltas[i]} s after the previous sample, the trace's step is {step_s} s"
+            raise InputError(f"{label} line {lines[i + 1]}", problem, "fill or cut the gap, or drop --strict to read it as missing samples")
+        grid = np.arange(times_s[0], times_s[-1] + step_s, step_s, dtype=np.int64)
+        if len(grid) > MAX_SAMPLES:
+            raise InputError(label, f"spans {len(grid):,} steps of {step_s} s", f"at most {MAX_SAMPLES:,}: resample to a coarser step or cut the trace")
+        out = np.full(len(grid), np.nan)
+        out[(times_s - times_s[0]) // step_s] = self.values
+        if not np.isfinite(out).any():
+            raise InputError(label, "has no value at all", "a trace needs numbers")
+        return Trace(name=name, times_s=grid, values=out, step_s=step_s)
