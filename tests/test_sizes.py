@@ -12,7 +12,6 @@ MAX_FUNCTION_LINES = 80
 #: functions still over the limit, each to be split into named steps; the list may only shrink
 #: (a new long function fails, and so does one listed here that is now short: take it off)
 STILL_LONG = {
-    "autoscaler/cli/controller.py controller",
     "stacks/cache.py __init__",
     "stacks/database.py __init__",
     "stacks/edge.py __init__",

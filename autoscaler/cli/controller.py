@@ -68,16 +68,8 @@ def controller(
     from autoscaler.controller.telemetry import Telemetry, serve
 
     # every option is checked before any work starts
-    levels = ("debug", "info", "warning", "error")
-    if log_level.lower() not in levels:
-        raise InputError("--log-level", f"unknown level {log_level!r}", f"use {', '.join(levels)}")
-    if not 1 <= metrics_port <= 65535:
-        raise InputError("--metrics-port", f"{metrics_port} is not a TCP port", "give 1-65535, e.g. 8080")
-    if unready_after < 1:
-        raise InputError("--unready-after", f"{unready_after} must be at least 1", "e.g. 3")
+    _check_flags(log_level, metrics_port, unready_after, prometheus_url)
     times = _durations(interval=interval, prometheus_timeout=prometheus_timeout, lease_duration=lease_duration, renew_deadline=renew_deadline, retry_period=retry_period, preflight_ahead=preflight_ahead, preflight_every=preflight_every)
-    if not prometheus_url.startswith(("http://", "https://")) or len(prometheus_url) < 10:
-        raise InputError("--prometheus-url", f"{prometheus_url!r} is not an http(s) URL", "e.g. http://prometheus:9090")
     _check_calendar(calendar)
     token = _read_token(prometheus_token_file)
     _check_ca(prometheus_ca)
@@ -95,21 +87,12 @@ def controller(
     verify: bool | str = False if prometheus_insecure else (str(prometheus_ca) if prometheus_ca else True)
     history = HistoryCache(prometheus_url, token=token, verify_tls=verify, timeout_s=times["prometheus_timeout"])
     options = ControllerOptions(
-        identity=name,
-        namespaces=list(namespace) if namespace else None,
-        interval_s=times["interval"],
-        dry_run=dry_run,
-        lease_namespace=lease_namespace,
-        lease_name=lease_name,
-        headroom_namespace=headroom_namespace or lease_namespace,
-        calendar_file=str(calendar) if calendar is not None else None,
-        preflight_ahead_s=times["preflight_ahead"],
-        preflight_every_s=times["preflight_every"],
-        lease_duration_s=times["lease_duration"],
-        renew_deadline_s=times["renew_deadline"],
-        retry_period_s=times["retry_period"],
-        unready_after=unready_after,
-    )
+        identity=name, namespaces=list(namespace) if namespace else None, interval_s=times["interval"], dry_run=dry_run,
+        lease_namespace=lease_namespace, lease_name=lease_name, lease_duration_s=times["lease_duration"],
+        renew_deadline_s=times["renew_deadline"], retry_period_s=times["retry_period"], unready_after=unready_after,
+        headroom_namespace=headroom_namespace or lease_namespace, calendar_file=str(calendar) if calendar is not None else None,
+        preflight_ahead_s=times["preflight_ahead"], preflight_every_s=times["preflight_every"],
+    )  # fmt: skip
     ctl = Controller(Kube(api), history, options, telemetry=telemetry)
     if once:
         _run_once(ctl)
@@ -117,6 +100,18 @@ def controller(
     _run_until_signalled(ctl)
     if server is not None:
         server.shutdown()
+
+
+def _check_flags(log_level: str, metrics_port: int, unready_after: int, prometheus_url: str) -> None:
+    levels = ("debug", "info", "warning", "error")
+    if log_level.lower() not in levels:
+        raise InputError("--log-level", f"unknown level {log_level!r}", f"use {', '.join(levels)}")
+    if not 1 <= metrics_port <= 65535:
+        raise InputError("--metrics-port", f"{metrics_port} is not a TCP port", "give 1-65535, e.g. 8080")
+    if unready_after < 1:
+        raise InputError("--unready-after", f"{unready_after} must be at least 1", "e.g. 3")
+    if not prometheus_url.startswith(("http://", "https://")) or len(prometheus_url) < 10:
+        raise InputError("--prometheus-url", f"{prometheus_url!r} is not an http(s) URL", "e.g. http://prometheus:9090")
 
 
 def _durations(**given: str) -> dict[str, int]:
