@@ -11,6 +11,8 @@ since growing a cluster means add-node and a rebalance that peakscale does not r
 
 from __future__ import annotations
 
+from typing import Any
+
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
@@ -38,72 +40,103 @@ class RedisCache(pulumi.ComponentResource):
 
     def __init__(self, name: str, config: CacheConfig, stack: StackConfig, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("peakscale:stacks:RedisCache", name, None, opts)
-        self.config = config
-        ns = stack.namespace
-        base = config.name
-        all_labels = labels(base, "redis", "cache", stack.environment)
-        match = selector(all_labels)
-        child = pulumi.ResourceOptions(parent=self)
-        headless = f"{base}-headless"
-        statefulset = f"{base}-node"
-        fqdn_suffix = f"{headless}.{ns}.svc.cluster.local"
-        self.secret_name = f"{base}-auth"
+        self.config, self.stack, self.name = config, stack, name
+        self.ns = stack.namespace
+        self.base = config.name
+        self.labels = labels(self.base, "redis", "cache", stack.environment)
+        self.match = selector(self.labels)
+        self.child = pulumi.ResourceOptions(parent=self)
+        self.headless = f"{self.base}-headless"
+        self.statefulset_name = f"{self.base}-node"
+        self.fqdn_suffix = f"{self.headless}.{self.ns}.svc.cluster.local"
+        self.secret_name = f"{self.base}-auth"
+        self.sentinel_mode = config.mode == "sentinel"
+        self.nodes = config.replicas if self.sentinel_mode else config.shards * (1 + config.replicas_per_shard)
 
-        password = random.RandomPassword(f"{name}-password", length=32, special=False, opts=child)
-        secret = k8s.core.v1.Secret(
-            f"{name}-auth",
-            metadata={"name": self.secret_name, "namespace": ns, "labels": all_labels},
+        secret = self._secret()
+        files, config_map = self._config()
+        ports = self._services()
+        self.statefulset = self._statefulset(files, depends_on=[secret, config_map])
+        if not self.sentinel_mode:
+            self._bootstrap()
+        disruption_budget(self.base, self.ns, self.match, self.labels, self)
+        self._network_policy(ports)
+        if config.metrics.enabled:
+            metrics_endpoint(name, self.base, self.ns, self.match, self.labels, EXPORTER_PORT, config.metrics, self)
+        self.contract = self._contract()
+        port = redis_conf.SENTINEL_PORT if self.sentinel_mode else redis_conf.REDIS_PORT
+        self.endpoint = f"{self.base}.{self.ns}.svc.cluster.local:{port}"
+        self.register_outputs({"endpoint": self.endpoint, "mode": config.mode, "secretName": self.secret_name, "scaleContract": self.contract.as_output()})
+
+    def _secret(self) -> k8s.core.v1.Secret:
+        """The password: generated, a Pulumi secret, in a Kubernetes Secret."""
+        password = random.RandomPassword(f"{self.name}-password", length=32, special=False, opts=self.child)
+        return k8s.core.v1.Secret(
+            f"{self.name}-auth",
+            metadata={"name": self.secret_name, "namespace": self.ns, "labels": self.labels},
             type="Opaque",
             string_data={"redis-password": pulumi.Output.secret(password.result)},
-            opts=child,
+            opts=self.child,
         )
 
-        sentinel_mode = config.mode == "sentinel"
-        nodes = config.replicas if sentinel_mode else config.shards * (1 + config.replicas_per_shard)
-        quorum = max(1, config.scaling.min_replicas // 2 + 1) if sentinel_mode else 0
+    def _config(self) -> tuple[dict[str, str], k8s.core.v1.ConfigMap]:
+        """redis.conf, sentinel.conf and the start scripts, in a ConfigMap."""
+        config = self.config
         self.redis_conf = redis_conf.render_redis_conf(config.redis, mode=config.mode, persistence=config.persistence.enabled)
         files = {"redis.conf": self.redis_conf}
-        if sentinel_mode:
-            self.sentinel_conf: str | None = redis_conf.render_sentinel_conf(primary_host=f"{statefulset}-0.{fqdn_suffix}", quorum=quorum)
+        self.sentinel_conf: str | None = None
+        if self.sentinel_mode:
+            quorum = max(1, config.scaling.min_replicas // 2 + 1)
+            self.sentinel_conf = redis_conf.render_sentinel_conf(primary_host=f"{self.statefulset_name}-0.{self.fqdn_suffix}", quorum=quorum)
             files["sentinel.conf"] = self.sentinel_conf
             files["start-redis.sh"] = redis_conf.START_REDIS_SENTINEL_MODE
             files["start-sentinel.sh"] = redis_conf.START_SENTINEL
         else:
-            self.sentinel_conf = None
             files["start-redis.sh"] = redis_conf.START_REDIS_CLUSTER_MODE
             files["bootstrap.sh"] = redis_conf.BOOTSTRAP_CLUSTER
         config_map = k8s.core.v1.ConfigMap(
-            f"{name}-config", metadata={"name": f"{base}-config", "namespace": ns, "labels": all_labels}, data=files, opts=child
+            f"{self.name}-config", metadata={"name": f"{self.base}-config", "namespace": self.ns, "labels": self.labels}, data=files, opts=self.child
         )
+        return files, config_map
 
-        ports = [{"name": "redis", "port": redis_conf.REDIS_PORT, "targetPort": "redis"}]
-        if sentinel_mode:
+    def _services(self) -> list[dict[str, Any]]:
+        """The headless Service of the StatefulSet and the clients' Service; returns their ports."""
+        ports: list[dict[str, Any]] = [{"name": "redis", "port": redis_conf.REDIS_PORT, "targetPort": "redis"}]
+        if self.sentinel_mode:
             ports.append({"name": "sentinel", "port": redis_conf.SENTINEL_PORT, "targetPort": "sentinel"})
         else:
             ports.append({"name": "bus", "port": redis_conf.BUS_PORT, "targetPort": "bus"})
         k8s.core.v1.Service(
-            f"{name}-headless",
-            metadata={"name": headless, "namespace": ns, "labels": all_labels},
-            spec={"clusterIP": "None", "publishNotReadyAddresses": True, "selector": match, "ports": ports},
-            opts=child,
+            f"{self.name}-headless",
+            metadata={"name": self.headless, "namespace": self.ns, "labels": self.labels},
+            spec={"clusterIP": "None", "publishNotReadyAddresses": True, "selector": self.match, "ports": ports},
+            opts=self.child,
         )
         k8s.core.v1.Service(
-            f"{name}-service",
-            metadata={"name": base, "namespace": ns, "labels": all_labels},
-            spec={"type": "ClusterIP", "selector": match, "ports": ports},
-            opts=child,
+            f"{self.name}-service",
+            metadata={"name": self.base, "namespace": self.ns, "labels": self.labels},
+            spec={"type": "ClusterIP", "selector": self.match, "ports": ports},
+            opts=self.child,
         )
+        return ports
 
-        env = [
+    def _env(self) -> list[dict[str, Any]]:
+        """The Redis and Sentinel containers' environment: the password first (the bootstrap Job reuses it)."""
+        env: list[dict[str, Any]] = [
             {"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": self.secret_name, "key": "redis-password"}}},
             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-            {"name": "POD_FQDN", "value": f"$(POD_NAME).{fqdn_suffix}"},
+            {"name": "POD_FQDN", "value": f"$(POD_NAME).{self.fqdn_suffix}"},
         ]
-        if sentinel_mode:
+        if self.sentinel_mode:
             env += [
-                {"name": "PRIMARY_FQDN", "value": f"{statefulset}-0.{fqdn_suffix}"},
-                {"name": "SENTINEL_SERVICE", "value": f"{base}.{ns}.svc.cluster.local"},
+                {"name": "PRIMARY_FQDN", "value": f"{self.statefulset_name}-0.{self.fqdn_suffix}"},
+                {"name": "SENTINEL_SERVICE", "value": f"{self.base}.{self.ns}.svc.cluster.local"},
             ]
+        return env
+
+    def _containers(self) -> list[dict[str, Any]]:
+        """Redis, Sentinel (in Sentinel mode) and the exporter (with metrics)."""
+        config, env = self.config, self._env()
         ping = ["sh", "-c", 'REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli -h 127.0.0.1 -p 6379 ping | grep -q PONG']
         mounts = [
             {"name": "data", "mountPath": "/data"},
@@ -113,16 +146,12 @@ class RedisCache(pulumi.ComponentResource):
             {"name": "auth", "mountPath": redis_conf.AUTH_DIR},
         ]
         redis_ports = [{"name": "redis", "containerPort": redis_conf.REDIS_PORT}]
-        if not sentinel_mode:
+        if not self.sentinel_mode:
             redis_ports.append({"name": "bus", "containerPort": redis_conf.BUS_PORT})
-        containers = [
+        containers: list[dict[str, Any]] = [
             {
-                "name": "redis",
-                "image": config.image.ref,
-                "imagePullPolicy": config.image.pull_policy,
-                "command": ["/bin/sh", "/etc/redis/start-redis.sh"],
-                "env": env,
-                "ports": redis_ports,
+                "name": "redis", "image": config.image.ref, "imagePullPolicy": config.image.pull_policy,
+                "command": ["/bin/sh", "/etc/redis/start-redis.sh"], "env": env, "ports": redis_ports,
                 "resources": config.resources.as_k8s(),
                 "readinessProbe": exec_probe(ping, initial_s=5),
                 "livenessProbe": tcp_probe("redis", initial_s=20),
@@ -130,15 +159,12 @@ class RedisCache(pulumi.ComponentResource):
                 "securityContext": restricted_container_security(),
                 "volumeMounts": mounts,
             }
-        ]
-        if sentinel_mode:
+        ]  # fmt: skip
+        if self.sentinel_mode:
             containers.append(
                 {
-                    "name": "sentinel",
-                    "image": config.image.ref,
-                    "imagePullPolicy": config.image.pull_policy,
-                    "command": ["/bin/sh", "/etc/redis/start-sentinel.sh"],
-                    "env": env,
+                    "name": "sentinel", "image": config.image.ref, "imagePullPolicy": config.image.pull_policy,
+                    "command": ["/bin/sh", "/etc/redis/start-sentinel.sh"], "env": env,
                     "ports": [{"name": "sentinel", "containerPort": redis_conf.SENTINEL_PORT}],
                     "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "200m", "memory": "128Mi"}},
                     "readinessProbe": tcp_probe("sentinel"),
@@ -146,13 +172,11 @@ class RedisCache(pulumi.ComponentResource):
                     "securityContext": restricted_container_security(),
                     "volumeMounts": [{"name": "config", "mountPath": "/etc/redis"}, {"name": "sentinel", "mountPath": "/sentinel"}],
                 }
-            )
+            )  # fmt: skip
         if config.metrics.enabled:
             containers.append(
                 {
-                    "name": "exporter",
-                    "image": config.exporter_image.ref,
-                    "imagePullPolicy": config.exporter_image.pull_policy,
+                    "name": "exporter", "image": config.exporter_image.ref, "imagePullPolicy": config.exporter_image.pull_policy,
                     "env": [
                         {"name": "REDIS_ADDR", "value": "redis://127.0.0.1:6379"},
                         {"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": self.secret_name, "key": "redis-password"}}},
@@ -162,101 +186,106 @@ class RedisCache(pulumi.ComponentResource):
                     "readinessProbe": tcp_probe("metrics"),
                     "securityContext": restricted_container_security(),
                 }
-            )
-        volumes = [
-            {"name": "config", "configMap": {"name": f"{base}-config", "defaultMode": 0o550}},
+            )  # fmt: skip
+        return containers
+
+    def _volumes(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(the pod's volumes, the StatefulSet's claim templates): data on a claim with persistence."""
+        persistence = self.config.persistence
+        volumes: list[dict[str, Any]] = [
+            {"name": "config", "configMap": {"name": f"{self.base}-config", "defaultMode": 0o550}},
             {"name": "tmp", "emptyDir": {}},
             {"name": "auth", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
         ]
-        if sentinel_mode:
+        if self.sentinel_mode:
             volumes.append({"name": "sentinel", "emptyDir": {}})
-        claims = []
-        if config.persistence.enabled:
-            claim_spec = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": config.persistence.size}}}
-            if config.persistence.storage_class:
-                claim_spec["storageClassName"] = config.persistence.storage_class
-            claims.append({"metadata": {"name": "data", "labels": match}, "spec": claim_spec})
-        else:
+        if not persistence.enabled:
             volumes.append({"name": "data", "emptyDir": {}})
+            return volumes, []
+        claim_spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": persistence.size}}}
+        if persistence.storage_class:
+            claim_spec["storageClassName"] = persistence.storage_class
+        return volumes, [{"metadata": {"name": "data", "labels": self.match}, "spec": claim_spec}]
+
+    def _statefulset(self, files: dict[str, str], *, depends_on: list[pulumi.Resource]) -> k8s.apps.v1.StatefulSet:
+        """The Redis nodes: persistence, spread and anti-affinity, restarted when the config changes."""
+        volumes, claims = self._volumes()
         pod_spec = {
             "securityContext": {"runAsUser": REDIS_UID, "runAsGroup": REDIS_UID, "fsGroup": REDIS_UID, "runAsNonRoot": True},
             "terminationGracePeriodSeconds": 30,
             "enableServiceLinks": False,
-            "containers": containers,
+            "containers": self._containers(),
             "volumes": volumes,
-            **spread(match, stack),
+            **spread(self.match, self.stack),
         }
-        sts_spec = {
-            "replicas": nodes,
-            "serviceName": headless,
-            "podManagementPolicy": "OrderedReady" if sentinel_mode else "Parallel",
-            "selector": {"matchLabels": match},
+        sts_spec: dict[str, Any] = {
+            "replicas": self.nodes,
+            "serviceName": self.headless,
+            "podManagementPolicy": "OrderedReady" if self.sentinel_mode else "Parallel",
+            "selector": {"matchLabels": self.match},
             "updateStrategy": {"type": "RollingUpdate"},
-            "template": {
-                "metadata": {"labels": all_labels, "annotations": {"peakscale.io/config-hash": _digest(files)}},
-                "spec": pod_spec,
-            },
+            "template": {"metadata": {"labels": self.labels, "annotations": {"peakscale.io/config-hash": _digest(files)}}, "spec": pod_spec},
         }
         if claims:
             sts_spec["volumeClaimTemplates"] = claims
             sts_spec["persistentVolumeClaimRetentionPolicy"] = {"whenDeleted": "Retain", "whenScaled": "Retain"}
-        owned_by_autoscaler = sentinel_mode
-        self.statefulset = k8s.apps.v1.StatefulSet(
-            f"{name}-node",
-            metadata={"name": statefulset, "namespace": ns, "labels": all_labels},
+        owned_by_autoscaler = self.sentinel_mode
+        return k8s.apps.v1.StatefulSet(
+            f"{self.name}-node",
+            metadata={"name": self.statefulset_name, "namespace": self.ns, "labels": self.labels},
             spec=sts_spec,
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=[secret, config_map],
+                depends_on=depends_on,
                 # peakscale scales the read replicas: never fight it on `pulumi up`
                 ignore_changes=["spec.replicas"] if owned_by_autoscaler else None,
             ),
         )
 
-        if not sentinel_mode:
-            k8s.batch.v1.Job(
-                f"{name}-bootstrap",
-                metadata={"name": f"{base}-bootstrap", "namespace": ns, "labels": all_labels},
-                spec={
-                    "backoffLimit": 20,
-                    "ttlSecondsAfterFinished": 86400,
-                    "template": {
-                        "metadata": {"labels": {**all_labels, "app.kubernetes.io/component": "bootstrap"}},
-                        "spec": {
-                            "restartPolicy": "OnFailure",
-                            "securityContext": {"runAsUser": REDIS_UID, "runAsGroup": REDIS_UID, "runAsNonRoot": True},
-                            "containers": [
-                                {
-                                    "name": "bootstrap",
-                                    "image": config.image.ref,
-                                    "imagePullPolicy": config.image.pull_policy,
-                                    "command": ["/bin/sh", "/etc/redis/bootstrap.sh"],
-                                    "env": [
-                                        env[0],
-                                        {"name": "NODES", "value": str(nodes)},
-                                        {"name": "STATEFULSET", "value": statefulset},
-                                        {"name": "HEADLESS", "value": fqdn_suffix},
-                                        {"name": "REPLICAS_PER_SHARD", "value": str(config.replicas_per_shard)},
-                                    ],
-                                    "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "200m", "memory": "128Mi"}},
-                                    "securityContext": restricted_container_security(),
-                                    "volumeMounts": [{"name": "config", "mountPath": "/etc/redis"}],
-                                }
-                            ],
-                            "volumes": [{"name": "config", "configMap": {"name": f"{base}-config", "defaultMode": 0o550}}],
-                        },
+    def _bootstrap(self) -> None:
+        """Cluster mode: the Job that forms the cluster once every node is up."""
+        config = self.config
+        env = [
+            self._env()[0],
+            {"name": "NODES", "value": str(self.nodes)},
+            {"name": "STATEFULSET", "value": self.statefulset_name},
+            {"name": "HEADLESS", "value": self.fqdn_suffix},
+            {"name": "REPLICAS_PER_SHARD", "value": str(config.replicas_per_shard)},
+        ]
+        container = {
+            "name": "bootstrap", "image": config.image.ref, "imagePullPolicy": config.image.pull_policy,
+            "command": ["/bin/sh", "/etc/redis/bootstrap.sh"], "env": env,
+            "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "200m", "memory": "128Mi"}},
+            "securityContext": restricted_container_security(),
+            "volumeMounts": [{"name": "config", "mountPath": "/etc/redis"}],
+        }  # fmt: skip
+        k8s.batch.v1.Job(
+            f"{self.name}-bootstrap",
+            metadata={"name": f"{self.base}-bootstrap", "namespace": self.ns, "labels": self.labels},
+            spec={
+                "backoffLimit": 20,
+                "ttlSecondsAfterFinished": 86400,
+                "template": {
+                    "metadata": {"labels": {**self.labels, "app.kubernetes.io/component": "bootstrap"}},
+                    "spec": {
+                        "restartPolicy": "OnFailure",
+                        "securityContext": {"runAsUser": REDIS_UID, "runAsGroup": REDIS_UID, "runAsNonRoot": True},
+                        "containers": [container],
+                        "volumes": [{"name": "config", "configMap": {"name": f"{self.base}-config", "defaultMode": 0o550}}],
                     },
                 },
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.statefulset]),
-            )
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.statefulset]),
+        )
 
-        disruption_budget(base, ns, match, all_labels, self)
+    def _network_policy(self, ports: list[dict[str, Any]]) -> None:
+        """Clients and the nodes themselves from inside the namespace; Prometheus from monitoring."""
         client_ports = [{"port": p["port"], "protocol": "TCP"} for p in ports]
         k8s.networking.v1.NetworkPolicy(
-            f"{name}-netpol",
-            metadata={"name": base, "namespace": ns, "labels": all_labels},
+            f"{self.name}-netpol",
+            metadata={"name": self.base, "namespace": self.ns, "labels": self.labels},
             spec={
-                "podSelector": {"matchLabels": match},
+                "podSelector": {"matchLabels": self.match},
                 "policyTypes": ["Ingress"],
                 "ingress": [
                     # clients and the nodes themselves, inside the namespace
@@ -268,36 +297,27 @@ class RedisCache(pulumi.ComponentResource):
                     },
                 ],
             },
-            opts=child,
+            opts=self.child,
         )
-        if config.metrics.enabled:
-            metrics_endpoint(name, base, ns, match, all_labels, EXPORTER_PORT, config.metrics, self)
 
-        scaling = config.scaling
-        self.contract = ScaleContract(
+    def _contract(self) -> ScaleContract:
+        """How peakscale may scale this tier: read replicas in Sentinel mode, observe only in cluster mode."""
+        scaling, sentinel_mode, nodes = self.config.scaling, self.sentinel_mode, self.nodes
+        return ScaleContract(
             tier="cache",
-            target=TargetRef(api_version="apps/v1", kind="StatefulSet", name=statefulset, namespace=ns),
+            target=TargetRef(api_version="apps/v1", kind="StatefulSet", name=self.statefulset_name, namespace=self.ns),
             method=scaling.method or ("scale" if sentinel_mode else "observe"),
             min_replicas=scaling.min_replicas if sentinel_mode else nodes,
             max_replicas=scaling.max_replicas if sentinel_mode else nodes,
             lead_time_s=scaling.lead_time_s,
             node_headroom=scaling.node_headroom.model_dump(by_alias=True) if scaling.node_headroom.enabled else None,
-            metric_query=f'sum(rate(redis_commands_processed_total{{namespace="{ns}",service="{base}-metrics"}}[1m]))',
+            metric_query=f'sum(rate(redis_commands_processed_total{{namespace="{self.ns}",service="{self.base}-metrics"}}[1m]))',
             capacity_per_replica=scaling.capacity_per_replica,
             reason=(
                 "read replicas through the StatefulSet's scale subresource"
                 if sentinel_mode
                 else "cluster mode grows by add-node and rebalance: forecast published, capacity changed by operators"
             ),
-        )
-        self.endpoint = f"{base}.{ns}.svc.cluster.local:{redis_conf.SENTINEL_PORT if sentinel_mode else redis_conf.REDIS_PORT}"
-        self.register_outputs(
-            {
-                "endpoint": self.endpoint,
-                "mode": config.mode,
-                "secretName": self.secret_name,
-                "scaleContract": self.contract.as_output(),
-            }
         )
 
 

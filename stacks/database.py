@@ -9,6 +9,8 @@ outlives a careless ``pulumi destroy``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pulumi
 import pulumi_kubernetes as k8s
 
@@ -23,67 +25,18 @@ CNPG_API = "postgresql.cnpg.io/v1"
 class PostgresCluster(pulumi.ComponentResource):
     def __init__(self, name: str, config: DatabaseConfig, stack: StackConfig, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("peakscale:stacks:PostgresCluster", name, None, opts)
-        ns = stack.namespace
-        base = config.name
-        all_labels = labels(base, "database", "database", stack.environment)
-        child = pulumi.ResourceOptions(parent=self)
+        self.config, self.stack, self.name = config, stack, name
+        self.ns = ns = stack.namespace
+        self.base = base = config.name
+        self.labels = labels(base, "database", "database", stack.environment)
 
-        operator_ns = k8s.core.v1.Namespace(
-            f"{name}-operator-ns",
-            metadata={"name": config.operator_namespace, "labels": {"app.kubernetes.io/part-of": "peakscale"}},
-            opts=child,
-        )
-        operator = k8s.helm.v3.Release(
-            f"{name}-operator",
-            name="cnpg",
-            chart="cloudnative-pg",
-            version=config.operator_chart_version,
-            namespace=config.operator_namespace,
-            repository_opts={"repo": CHART_REPO},
-            values={"monitoring": {"podMonitorEnabled": config.monitoring}, "crds": {"create": True}},
-            atomic=True,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[operator_ns]),
-        )
-
-        storage = {"size": config.storage.size}
-        if config.storage.storage_class:
-            storage["storageClass"] = config.storage.storage_class
-        spec: dict = {
-            "instances": config.instances,
-            "imageName": config.image_name,
-            "primaryUpdateStrategy": "unsupervised",
-            "storage": storage,
-            "resources": config.resources.as_k8s(),
-            "postgresql": {"parameters": dict(config.parameters)},
-            "affinity": {
-                "enablePodAntiAffinity": True,
-                "topologyKey": "topology.kubernetes.io/zone" if stack.prod else "kubernetes.io/hostname",
-                "podAntiAffinityType": "required" if stack.prod else "preferred",
-            },
-            "monitoring": {"enablePodMonitor": config.monitoring},
-            "bootstrap": {"initdb": {"database": "app", "owner": "app"}},
-            "inheritedMetadata": {"labels": all_labels},
-        }
-        if config.wal_storage is not None:
-            spec["walStorage"] = {"size": config.wal_storage.size}
-        if config.backup.enabled:
-            store: dict = {
-                "destinationPath": config.backup.destination_path,
-                "s3Credentials": {
-                    "accessKeyId": {"name": config.backup.credentials_secret, "key": "ACCESS_KEY_ID"},
-                    "secretAccessKey": {"name": config.backup.credentials_secret, "key": "ACCESS_SECRET_KEY"},
-                },
-                "wal": {"compression": "gzip"},
-            }
-            if config.backup.endpoint_url:
-                store["endpointURL"] = config.backup.endpoint_url
-            spec["backup"] = {"barmanObjectStore": store, "retentionPolicy": config.backup.retention_policy}
+        operator = self._operator()
         cluster = k8s.apiextensions.CustomResource(
             f"{name}-cluster",
             api_version=CNPG_API,
             kind="Cluster",
-            metadata={"name": base, "namespace": ns, "labels": all_labels},
-            spec=spec,
+            metadata={"name": base, "namespace": ns, "labels": self.labels},
+            spec=self._cluster_spec(),
             opts=pulumi.ResourceOptions(
                 parent=self,
                 depends_on=[operator],
@@ -97,48 +50,110 @@ class PostgresCluster(pulumi.ComponentResource):
                 f"{name}-backup-schedule",
                 api_version=CNPG_API,
                 kind="ScheduledBackup",
-                metadata={"name": f"{base}-daily", "namespace": ns, "labels": all_labels},
+                metadata={"name": f"{base}-daily", "namespace": ns, "labels": self.labels},
                 spec={"schedule": "0 0 3 * * *", "backupOwnerReference": "self", "cluster": {"name": base}},
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[cluster]),
             )
-        k8s.apiextensions.CustomResource(
-            f"{name}-pooler",
-            api_version=CNPG_API,
-            kind="Pooler",
-            metadata={"name": f"{base}-pooler-rw", "namespace": ns, "labels": all_labels},
-            spec={
-                "cluster": {"name": base},
-                "instances": config.pooler_instances,
-                "type": "rw",
-                "pgbouncer": {"poolMode": config.pool_mode, "parameters": {"max_client_conn": "2000", "default_pool_size": "50"}},
-                "monitoring": {"enablePodMonitor": config.monitoring},
-                # the operator's pod template: PgBouncer gets requests and limits like every container
-                "template": {"metadata": {"labels": all_labels}, "spec": {"containers": [{"name": "pgbouncer", "resources": config.pooler_resources.as_k8s()}]}},
-            },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[cluster]),
-        )
-        self.contract = ScaleContract(
-            tier="database",
-            target=TargetRef(api_version=CNPG_API, kind="Cluster", name=base, namespace=ns),
-            method=config.scaling.method or "scale",
-            min_replicas=config.scaling.min_replicas,
-            max_replicas=config.scaling.max_replicas,
-            lead_time_s=config.scaling.lead_time_s,
-            node_headroom=config.scaling.node_headroom.model_dump(by_alias=True) if config.scaling.node_headroom.enabled else None,
-            metric_query=f'sum(rate(cnpg_pg_stat_database_xact_commit{{namespace="{ns}",datname="app"}}[1m]))',
-            capacity_per_replica=config.scaling.capacity_per_replica,
-            reason="read replicas through the Cluster's instances scale subresource (a clone takes minutes)",
-        )
+        self._pooler(cluster)
+        self.contract = self._contract()
         self.read_write = f"{base}-rw.{ns}.svc.cluster.local:5432"
         self.read_only = f"{base}-ro.{ns}.svc.cluster.local:5432"
         self.pooled = f"{base}-pooler-rw.{ns}.svc.cluster.local:5432"
         self.app_secret = f"{base}-app"
         self.register_outputs(
-            {
-                "readWrite": self.read_write,
-                "readOnly": self.read_only,
-                "pooled": self.pooled,
-                "appSecretName": self.app_secret,
-                "scaleContract": self.contract.as_output(),
+            {"readWrite": self.read_write, "readOnly": self.read_only, "pooled": self.pooled, "appSecretName": self.app_secret, "scaleContract": self.contract.as_output()}
+        )
+
+    def _operator(self) -> k8s.helm.v3.Release:
+        """The CloudNativePG operator, from its pinned chart, in its own namespace."""
+        config = self.config
+        operator_ns = k8s.core.v1.Namespace(
+            f"{self.name}-operator-ns",
+            metadata={"name": config.operator_namespace, "labels": {"app.kubernetes.io/part-of": "peakscale"}},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return k8s.helm.v3.Release(
+            f"{self.name}-operator",
+            name="cnpg",
+            chart="cloudnative-pg",
+            version=config.operator_chart_version,
+            namespace=config.operator_namespace,
+            repository_opts={"repo": CHART_REPO},
+            values={"monitoring": {"podMonitorEnabled": config.monitoring}, "crds": {"create": True}},
+            atomic=True,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[operator_ns]),
+        )
+
+    def _cluster_spec(self) -> dict[str, Any]:
+        """The Cluster: a primary and read replicas spread over zones (prod) or hosts, backups when on."""
+        config, prod = self.config, self.stack.prod
+        storage = {"size": config.storage.size}
+        if config.storage.storage_class:
+            storage["storageClass"] = config.storage.storage_class
+        spec: dict[str, Any] = {
+            "instances": config.instances,
+            "imageName": config.image_name,
+            "primaryUpdateStrategy": "unsupervised",
+            "storage": storage,
+            "resources": config.resources.as_k8s(),
+            "postgresql": {"parameters": dict(config.parameters)},
+            "affinity": {
+                "enablePodAntiAffinity": True,
+                "topologyKey": "topology.kubernetes.io/zone" if prod else "kubernetes.io/hostname",
+                "podAntiAffinityType": "required" if prod else "preferred",
+            },
+            "monitoring": {"enablePodMonitor": config.monitoring},
+            "bootstrap": {"initdb": {"database": "app", "owner": "app"}},
+            "inheritedMetadata": {"labels": self.labels},
+        }
+        if config.wal_storage is not None:
+            spec["walStorage"] = {"size": config.wal_storage.size}
+        backup = config.backup
+        if backup.enabled:
+            store: dict[str, Any] = {
+                "destinationPath": backup.destination_path,
+                "s3Credentials": {
+                    "accessKeyId": {"name": backup.credentials_secret, "key": "ACCESS_KEY_ID"},
+                    "secretAccessKey": {"name": backup.credentials_secret, "key": "ACCESS_SECRET_KEY"},
+                },
+                "wal": {"compression": "gzip"},
             }
+            if backup.endpoint_url:
+                store["endpointURL"] = backup.endpoint_url
+            spec["backup"] = {"barmanObjectStore": store, "retentionPolicy": backup.retention_policy}
+        return spec
+
+    def _pooler(self, cluster: k8s.apiextensions.CustomResource) -> None:
+        """PgBouncer in front of the primary."""
+        config = self.config
+        k8s.apiextensions.CustomResource(
+            f"{self.name}-pooler",
+            api_version=CNPG_API,
+            kind="Pooler",
+            metadata={"name": f"{self.base}-pooler-rw", "namespace": self.ns, "labels": self.labels},
+            spec={
+                "cluster": {"name": self.base},
+                "instances": config.pooler_instances,
+                "type": "rw",
+                "pgbouncer": {"poolMode": config.pool_mode, "parameters": {"max_client_conn": "2000", "default_pool_size": "50"}},
+                "monitoring": {"enablePodMonitor": config.monitoring},
+                # the operator's pod template: PgBouncer gets requests and limits like every container
+                "template": {"metadata": {"labels": self.labels}, "spec": {"containers": [{"name": "pgbouncer", "resources": config.pooler_resources.as_k8s()}]}},
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[cluster]),
+        )
+
+    def _contract(self) -> ScaleContract:
+        scaling = self.config.scaling
+        return ScaleContract(
+            tier="database",
+            target=TargetRef(api_version=CNPG_API, kind="Cluster", name=self.base, namespace=self.ns),
+            method=scaling.method or "scale",
+            min_replicas=scaling.min_replicas,
+            max_replicas=scaling.max_replicas,
+            lead_time_s=scaling.lead_time_s,
+            node_headroom=scaling.node_headroom.model_dump(by_alias=True) if scaling.node_headroom.enabled else None,
+            metric_query=f'sum(rate(cnpg_pg_stat_database_xact_commit{{namespace="{self.ns}",datname="app"}}[1m]))',
+            capacity_per_replica=scaling.capacity_per_replica,
+            reason="read replicas through the Cluster's instances scale subresource (a clone takes minutes)",
         )

@@ -11,6 +11,8 @@ grace covers the drain.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pulumi
 import pulumi_kubernetes as k8s
 
@@ -76,7 +78,7 @@ def render_edge_conf(origins: list[str], grace_final_ms: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _container_security() -> dict:
+def _container_security() -> dict[str, Any]:
     # a read-only root filesystem: SRS writes only to the emptyDirs at RUN_DIR and HTML_DIR
     return {
         "allowPrivilegeEscalation": False,
@@ -90,164 +92,158 @@ def _container_security() -> dict:
 class LiveEdge(pulumi.ComponentResource):
     def __init__(self, name: str, config: EdgeConfig, stack: StackConfig, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("peakscale:stacks:LiveEdge", name, None, opts)
-        ns = stack.namespace
-        base = config.name
-        child = pulumi.ResourceOptions(parent=self)
-        drain_s = parse_duration_s(config.drain, field="peakscale:edge.drain")
-        origin_labels = labels(f"{base}-origin", "origin", "edge", stack.environment)
-        edge_labels = labels(f"{base}-edge", "edge", "edge", stack.environment)
-        origin_match, edge_match = selector(origin_labels), selector(edge_labels)
-        origin_headless = f"{base}-origin-headless"
-        origin_hosts = [f"{base}-origin-{i}.{origin_headless}.{ns}.svc.cluster.local" for i in range(config.origins)]
+        self.config, self.stack, self.name = config, stack, name
+        self.ns = stack.namespace
+        self.base = base = config.name
+        self.child = pulumi.ResourceOptions(parent=self)
+        self.drain_s = parse_duration_s(config.drain, field="peakscale:edge.drain")
+        self.origin_labels = labels(f"{base}-origin", "origin", "edge", stack.environment)
+        self.edge_labels = labels(f"{base}-edge", "edge", "edge", stack.environment)
+        self.origin_match, self.edge_match = selector(self.origin_labels), selector(self.edge_labels)
+        self.origin_headless = f"{base}-origin-headless"
+        self.edge_name = f"{base}-edge"
 
-        self.origin_conf = render_origin_conf([f"{h}:{API}" for h in origin_hosts])
-        self.edge_conf = render_edge_conf([f"{h}:{RTMP}" for h in origin_hosts], grace_final_ms=max(3200, (drain_s - 15) * 1000))
+        self._config()
+        self._origin()
+        edge_deploy = self._edge()
+        self.edge_service = self._edge_service()
+        self._hpa(edge_deploy)
+        disruption_budget(f"{base}-origin", self.ns, self.origin_match, self.origin_labels, self)
+        disruption_budget(self.edge_name, self.ns, self.edge_match, self.edge_labels, self, max_unavailable=1)
+        if config.metrics.enabled:
+            for component, match, all_labels in (("origin", self.origin_match, self.origin_labels), ("edge", self.edge_match, self.edge_labels)):
+                metrics_endpoint(f"{name}-{component}", f"{base}-{component}", self.ns, match, all_labels, EXPORTER, config.metrics, self)
+        self.contract = self._contract()
+        self.ingest_url = f"rtmp://{base}-origin.{self.ns}.svc.cluster.local:{RTMP}/live"
+        self.playback_url = self.edge_service.status.apply(_playback_url)
+        self.register_outputs({"ingestUrl": self.ingest_url, "playbackUrl": self.playback_url, "scaleContract": self.contract.as_output()})
+
+    def _config(self) -> None:
+        """origin.conf and edge.conf, in one ConfigMap: the edges pull from every origin."""
+        hosts = [f"{self.base}-origin-{i}.{self.origin_headless}.{self.ns}.svc.cluster.local" for i in range(self.config.origins)]
+        self.origin_conf = render_origin_conf([f"{h}:{API}" for h in hosts])
+        self.edge_conf = render_edge_conf([f"{h}:{RTMP}" for h in hosts], grace_final_ms=max(3200, (self.drain_s - 15) * 1000))
         k8s.core.v1.ConfigMap(
-            f"{name}-config",
-            metadata={"name": f"{base}-srs-config", "namespace": ns, "labels": edge_labels},
+            f"{self.name}-config",
+            metadata={"name": f"{self.base}-srs-config", "namespace": self.ns, "labels": self.edge_labels},
             data={"origin.conf": self.origin_conf, "edge.conf": self.edge_conf},
-            opts=child,
+            opts=self.child,
         )
 
-        def ports(with_udp: bool) -> list[dict]:
-            out = [
-                {"name": "rtmp", "containerPort": RTMP, "protocol": "TCP"},
-                {"name": "http", "containerPort": HTTP, "protocol": "TCP"},
-                {"name": "api", "containerPort": API, "protocol": "TCP"},
-                {"name": "metrics", "containerPort": EXPORTER, "protocol": "TCP"},
-            ]
-            if with_udp:
-                out.append({"name": "webrtc", "containerPort": WEBRTC, "protocol": "UDP"})
-            return out
+    def _container(self, conf: str, resources: dict[str, Any], *, drain: bool) -> dict[str, Any]:
+        """SRS with ``conf``; with ``drain``, a preStop that lets the endpoints drop the pod first."""
+        ports = [
+            {"name": "rtmp", "containerPort": RTMP, "protocol": "TCP"},
+            {"name": "http", "containerPort": HTTP, "protocol": "TCP"},
+            {"name": "api", "containerPort": API, "protocol": "TCP"},
+            {"name": "metrics", "containerPort": EXPORTER, "protocol": "TCP"},
+            {"name": "webrtc", "containerPort": WEBRTC, "protocol": "UDP"},
+        ]
+        container: dict[str, Any] = {
+            "name": "srs", "image": self.config.image.ref, "imagePullPolicy": self.config.image.pull_policy,
+            "command": ["./objs/srs", "-c", f"/usr/local/srs/conf/peakscale/{conf}"],
+            "env": [{"name": "CANDIDATE", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
+            "ports": ports,
+            "resources": resources,
+            "readinessProbe": {"httpGet": {"path": "/api/v1/versions", "port": "api"}, "periodSeconds": 5, "failureThreshold": 2},
+            "livenessProbe": tcp_probe("rtmp", initial_s=15),
+            "securityContext": _container_security(),
+            "volumeMounts": [
+                {"name": "config", "mountPath": "/usr/local/srs/conf/peakscale"},
+                {"name": "run", "mountPath": RUN_DIR},
+                {"name": "html", "mountPath": HTML_DIR},
+            ],
+        }  # fmt: skip
+        if drain:
+            # let the endpoint controller drop this pod before SRS stops accepting
+            container["lifecycle"] = {"preStop": {"exec": {"command": ["/bin/sh", "-c", "sleep 10"]}}}
+        return container
 
-        candidate_env = [{"name": "CANDIDATE", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]
-
-        def srs_container(conf: str, resources: dict, *, drain: bool) -> dict:
-            container = {
-                "name": "srs",
-                "image": config.image.ref,
-                "imagePullPolicy": config.image.pull_policy,
-                "command": ["./objs/srs", "-c", f"/usr/local/srs/conf/peakscale/{conf}"],
-                "env": candidate_env,
-                "ports": ports(True),
-                "resources": resources,
-                "readinessProbe": {"httpGet": {"path": "/api/v1/versions", "port": "api"}, "periodSeconds": 5, "failureThreshold": 2},
-                "livenessProbe": tcp_probe("rtmp", initial_s=15),
-                "securityContext": _container_security(),
-                "volumeMounts": [
-                    {"name": "config", "mountPath": "/usr/local/srs/conf/peakscale"},
-                    {"name": "run", "mountPath": RUN_DIR},
-                    {"name": "html", "mountPath": HTML_DIR},
+    def _pod(self, match: dict[str, str], all_labels: dict[str, str], container: dict[str, Any], grace_s: int) -> dict[str, Any]:
+        return {
+            "metadata": {"labels": all_labels, "annotations": {"prometheus.io/port": str(EXPORTER)}},
+            "spec": {
+                "securityContext": {"runAsUser": SRS_UID, "runAsGroup": SRS_UID, "runAsNonRoot": True},
+                "terminationGracePeriodSeconds": grace_s,
+                "containers": [container],
+                "volumes": [
+                    {"name": "config", "configMap": {"name": f"{self.base}-srs-config"}},
+                    {"name": "run", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
+                    {"name": "html", "emptyDir": {"sizeLimit": "2Gi"}},
                 ],
-            }
-            if drain:
-                # let the endpoint controller drop this pod before SRS stops accepting
-                container["lifecycle"] = {"preStop": {"exec": {"command": ["/bin/sh", "-c", "sleep 10"]}}}
-            return container
-
-        def pod(match: dict, all_labels: dict, container: dict, grace_s: int) -> dict:
-            return {
-                "metadata": {"labels": all_labels, "annotations": {"prometheus.io/port": str(EXPORTER)}},
-                "spec": {
-                    "securityContext": {"runAsUser": SRS_UID, "runAsGroup": SRS_UID, "runAsNonRoot": True},
-                    "terminationGracePeriodSeconds": grace_s,
-                    "containers": [container],
-                    "volumes": [
-                        {"name": "config", "configMap": {"name": f"{base}-srs-config"}},
-                        {"name": "run", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
-                        {"name": "html", "emptyDir": {"sizeLimit": "2Gi"}},
-                    ],
-                    **spread(match, stack),
-                },
-            }
-
-        k8s.core.v1.Service(
-            f"{name}-origin-headless",
-            metadata={"name": origin_headless, "namespace": ns, "labels": origin_labels},
-            spec={
-                "clusterIP": "None",
-                "publishNotReadyAddresses": True,
-                "selector": origin_match,
-                "ports": [{"name": "rtmp", "port": RTMP}, {"name": "api", "port": API}],
+                **spread(match, self.stack),
             },
-            opts=child,
-        )
+        }
+
+    def _origin(self) -> None:
+        """The origins: a StatefulSet hosts publish to, behind a headless Service (for the edges) and a ClusterIP one."""
+        ns, base, match, all_labels = self.ns, self.base, self.origin_match, self.origin_labels
         k8s.core.v1.Service(
-            f"{name}-origin-svc",
-            metadata={"name": f"{base}-origin", "namespace": ns, "labels": origin_labels},
-            spec={
-                "type": "ClusterIP",
-                "selector": origin_match,
-                "ports": [
-                    {"name": "rtmp", "port": RTMP, "targetPort": "rtmp"},
-                    {"name": "http", "port": HTTP, "targetPort": "http"},
-                    {"name": "api", "port": API, "targetPort": "api"},
-                ],
-            },
-            opts=child,
+            f"{self.name}-origin-headless",
+            metadata={"name": self.origin_headless, "namespace": ns, "labels": all_labels},
+            spec={"clusterIP": "None", "publishNotReadyAddresses": True, "selector": match, "ports": [{"name": "rtmp", "port": RTMP}, {"name": "api", "port": API}]},
+            opts=self.child,
         )
+        ports = [{"name": "rtmp", "port": RTMP, "targetPort": "rtmp"}, {"name": "http", "port": HTTP, "targetPort": "http"}, {"name": "api", "port": API, "targetPort": "api"}]
+        k8s.core.v1.Service(
+            f"{self.name}-origin-svc",
+            metadata={"name": f"{base}-origin", "namespace": ns, "labels": all_labels},
+            spec={"type": "ClusterIP", "selector": match, "ports": ports},
+            opts=self.child,
+        )
+        container = self._container("origin.conf", self.config.origin_resources.as_k8s(), drain=False)
         k8s.apps.v1.StatefulSet(
-            f"{name}-origin",
-            metadata={"name": f"{base}-origin", "namespace": ns, "labels": origin_labels},
+            f"{self.name}-origin",
+            metadata={"name": f"{base}-origin", "namespace": ns, "labels": all_labels},
             spec={
-                "replicas": config.origins,
-                "serviceName": origin_headless,
-                "podManagementPolicy": "Parallel",
-                "selector": {"matchLabels": origin_match},
-                "template": pod(origin_match, origin_labels, srs_container("origin.conf", config.origin_resources.as_k8s(), drain=False), 30),
+                "replicas": self.config.origins, "serviceName": self.origin_headless, "podManagementPolicy": "Parallel",
+                "selector": {"matchLabels": match}, "template": self._pod(match, all_labels, container, 30),
             },
-            opts=child,
-        )
-        edge_name = f"{base}-edge"
-        edge_deploy = k8s.apps.v1.Deployment(
-            f"{name}-edge",
-            metadata={"name": edge_name, "namespace": ns, "labels": edge_labels},
+            opts=self.child,
+        )  # fmt: skip
+
+    def _edge(self) -> k8s.apps.v1.Deployment:
+        """The edges viewers play from: a Deployment whose replica count the HPA owns."""
+        container = self._container("edge.conf", self.config.edge_resources.as_k8s(), drain=True)
+        return k8s.apps.v1.Deployment(
+            f"{self.name}-edge",
+            metadata={"name": self.edge_name, "namespace": self.ns, "labels": self.edge_labels},
             spec={
-                "replicas": config.scaling.min_replicas,
-                "selector": {"matchLabels": edge_match},
+                "replicas": self.config.scaling.min_replicas,
+                "selector": {"matchLabels": self.edge_match},
                 "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
-                "template": pod(edge_match, edge_labels, srs_container("edge.conf", config.edge_resources.as_k8s(), drain=True), drain_s),
+                "template": self._pod(self.edge_match, self.edge_labels, container, self.drain_s),
             },
             # the HPA (and peakscale through its floor) owns the replica count
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["spec.replicas"]),
         )
-        self.edge_service = k8s.core.v1.Service(
-            f"{name}-edge-lb",
-            metadata={
-                "name": edge_name,
-                "namespace": ns,
-                "labels": edge_labels,
-                "annotations": dict(config.load_balancer_annotations),
-            },
-            spec={
-                "type": "LoadBalancer",
-                "externalTrafficPolicy": "Local",
-                "selector": edge_match,
-                "ports": [
-                    {"name": "rtmp", "port": RTMP, "targetPort": "rtmp", "protocol": "TCP"},
-                    {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"},
-                    {"name": "webrtc", "port": WEBRTC, "targetPort": "webrtc", "protocol": "UDP"},
-                ],
-            },
-            opts=child,
+
+    def _edge_service(self) -> k8s.core.v1.Service:
+        """The viewers' LoadBalancer (client IPs kept: externalTrafficPolicy Local)."""
+        ports = [
+            {"name": "rtmp", "port": RTMP, "targetPort": "rtmp", "protocol": "TCP"},
+            {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"},
+            {"name": "webrtc", "port": WEBRTC, "targetPort": "webrtc", "protocol": "UDP"},
+        ]
+        return k8s.core.v1.Service(
+            f"{self.name}-edge-lb",
+            metadata={"name": self.edge_name, "namespace": self.ns, "labels": self.edge_labels, "annotations": dict(self.config.load_balancer_annotations)},
+            spec={"type": "LoadBalancer", "externalTrafficPolicy": "Local", "selector": self.edge_match, "ports": ports},
+            opts=self.child,
         )
-        hpa_name = edge_name
+
+    def _hpa(self, edge_deploy: k8s.apps.v1.Deployment) -> None:
+        """The edges' HPA on viewer connections; peakscale raises its floor before a peak."""
+        scaling = self.config.scaling
+        metric = {"type": "Pods", "pods": {"metric": {"name": "srs_clients"}, "target": {"type": "AverageValue", "averageValue": str(self.config.target_connections_per_pod)}}}
         k8s.autoscaling.v2.HorizontalPodAutoscaler(
-            f"{name}-edge-hpa",
-            metadata={"name": hpa_name, "namespace": ns, "labels": edge_labels},
+            f"{self.name}-edge-hpa",
+            metadata={"name": self.edge_name, "namespace": self.ns, "labels": self.edge_labels},
             spec={
-                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": edge_name},
-                "minReplicas": max(1, config.scaling.min_replicas),
-                "maxReplicas": config.scaling.max_replicas,
-                "metrics": [
-                    {
-                        "type": "Pods",
-                        "pods": {
-                            "metric": {"name": "srs_clients"},
-                            "target": {"type": "AverageValue", "averageValue": str(config.target_connections_per_pod)},
-                        },
-                    }
-                ],
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": self.edge_name},
+                "minReplicas": max(1, scaling.min_replicas),
+                "maxReplicas": scaling.max_replicas,
+                "metrics": [metric],
                 "behavior": {
                     "scaleUp": {"stabilizationWindowSeconds": 0, "policies": [{"type": "Percent", "value": 100, "periodSeconds": 15}]},
                     # viewers leave slowly after a show; do not chase every dip
@@ -257,33 +253,21 @@ class LiveEdge(pulumi.ComponentResource):
             # peakscale patches minReplicas before peaks and restores it after
             opts=pulumi.ResourceOptions(parent=self, depends_on=[edge_deploy], ignore_changes=["spec.minReplicas"]),
         )
-        disruption_budget(f"{base}-origin", ns, origin_match, origin_labels, self)
-        disruption_budget(edge_name, ns, edge_match, edge_labels, self, max_unavailable=1)
-        if config.metrics.enabled:
-            for component, match, all_labels in (("origin", origin_match, origin_labels), ("edge", edge_match, edge_labels)):
-                metrics_endpoint(f"{name}-{component}", f"{base}-{component}", ns, match, all_labels, EXPORTER, config.metrics, self)
 
-        self.contract = ScaleContract(
+    def _contract(self) -> ScaleContract:
+        scaling = self.config.scaling
+        return ScaleContract(
             tier="edge",
-            target=TargetRef(api_version="apps/v1", kind="Deployment", name=edge_name, namespace=ns),
-            hpa=hpa_name,
-            method=config.scaling.method or "hpa-floor",
-            min_replicas=config.scaling.min_replicas,
-            max_replicas=config.scaling.max_replicas,
-            lead_time_s=config.scaling.lead_time_s,
-            node_headroom=config.scaling.node_headroom.model_dump(by_alias=True) if config.scaling.node_headroom.enabled else None,
-            metric_query=f'sum(srs_clients{{namespace="{ns}",service="{base}-edge-metrics"}})',
-            capacity_per_replica=config.scaling.capacity_per_replica,
+            target=TargetRef(api_version="apps/v1", kind="Deployment", name=self.edge_name, namespace=self.ns),
+            hpa=self.edge_name,
+            method=scaling.method or "hpa-floor",
+            min_replicas=scaling.min_replicas,
+            max_replicas=scaling.max_replicas,
+            lead_time_s=scaling.lead_time_s,
+            node_headroom=scaling.node_headroom.model_dump(by_alias=True) if scaling.node_headroom.enabled else None,
+            metric_query=f'sum(srs_clients{{namespace="{self.ns}",service="{self.base}-edge-metrics"}})',
+            capacity_per_replica=scaling.capacity_per_replica,
             reason="raise the edge HPA's floor before a peak; the HPA stays in charge above it",
-        )
-        self.ingest_url = f"rtmp://{base}-origin.{ns}.svc.cluster.local:{RTMP}/live"
-        self.playback_url = self.edge_service.status.apply(_playback_url)
-        self.register_outputs(
-            {
-                "ingestUrl": self.ingest_url,
-                "playbackUrl": self.playback_url,
-                "scaleContract": self.contract.as_output(),
-            }
         )
 
 
