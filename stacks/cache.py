@@ -19,7 +19,8 @@ import pulumi_random as random
 
 from stacks import redis_conf
 from stacks.config import CacheConfig, StackConfig
-from stacks.contract import ScaleContract, TargetRef
+from autoscaler.core.resources import TargetRef
+from stacks.contract import ScaleContract
 from stacks.workload import (
     disruption_budget,
     exec_probe,
@@ -305,12 +306,13 @@ class RedisCache(pulumi.ComponentResource):
         scaling, sentinel_mode, nodes = self.config.scaling, self.sentinel_mode, self.nodes
         return ScaleContract(
             tier="cache",
-            target=TargetRef(api_version="apps/v1", kind="StatefulSet", name=self.statefulset_name, namespace=self.ns),
+            target=TargetRef(api_version="apps/v1", kind="StatefulSet", name=self.statefulset_name),
+            namespace=self.ns,
             method=scaling.method or ("scale" if sentinel_mode else "observe"),
             min_replicas=scaling.min_replicas if sentinel_mode else nodes,
             max_replicas=scaling.max_replicas if sentinel_mode else nodes,
             lead_time_s=scaling.lead_time_s,
-            node_headroom=scaling.node_headroom.model_dump(by_alias=True) if scaling.node_headroom.enabled else None,
+            node_headroom=scaling.node_headroom if scaling.node_headroom.enabled else None,
             metric_query=f'sum(rate(redis_commands_processed_total{{namespace="{self.ns}",service="{self.base}-metrics"}}[1m]))',
             capacity_per_replica=scaling.capacity_per_replica,
             reason=(

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from autoscaler.core.durations import parse_duration_s
+from autoscaler.core.resources import NodeHeadroom
 from autoscaler.errors import ConfigError, InputError, dotted, validation_problem
 
 _QUANTITY = re.compile(r"^([0-9]+(\.[0-9]+)?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
@@ -109,20 +110,6 @@ class Persistence(Model):
         if not _QUANTITY.match(size):
             raise ValueError(f"{size!r} is not a quantity such as 20Gi")
         return size
-
-
-class NodeHeadroom(Model):
-    """Placeholder pods of negative priority that hold node room ahead of each raise."""
-
-    enabled: bool = False
-    #: how long the cluster takes to add a node (cluster autoscaler or Karpenter, plus image pulls)
-    lead_time: str = "5m"
-    priority_class_name: str = Field(default="peakscale-headroom", pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)
-
-    @field_validator("lead_time")
-    @classmethod
-    def _lead(cls, value: str) -> str:
-        return _duration(value, "leadTime", allow_zero=True)
 
 
 class Scaling(Model):

@@ -6,25 +6,20 @@ The Controller component turns each contract into a ScalingPolicy. A contract is
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-
-class TargetRef(BaseModel):
-    model_config = ConfigDict(frozen=True, populate_by_name=True)
-
-    api_version: str = Field(alias="apiVersion")
-    kind: str
-    name: str
-    namespace: str
+from autoscaler.core.resources import NodeHeadroom, TargetRef
 
 
 class ScaleContract(BaseModel):
     model_config = ConfigDict(frozen=True, populate_by_name=True)
 
     tier: Literal["cache", "edge", "database"]
+    #: the object peakscale scales (the ScalingPolicy's targetRef), in ``namespace``
     target: TargetRef
+    namespace: str
     #: the object whose replicas the HPA owns, for ``hpa-floor``
     hpa: str | None = None
     method: Literal["hpa-floor", "scale", "observe"]
@@ -36,7 +31,7 @@ class ScaleContract(BaseModel):
     capacity_per_replica: float = Field(gt=0)
     reason: str = ""
     #: the ScalingPolicy's ``nodeHeadroom`` (None: off)
-    node_headroom: dict | None = None
+    node_headroom: NodeHeadroom | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ScaleContract:
@@ -46,15 +41,10 @@ class ScaleContract(BaseModel):
             raise ValueError("hpa-floor needs the HPA's name")
         return self
 
-    def as_output(self) -> dict:
+    def as_output(self) -> dict[str, Any]:
         return {
             "tier": self.tier,
-            "targetRef": {
-                "apiVersion": self.target.api_version,
-                "kind": self.target.kind,
-                "name": self.target.name,
-                "namespace": self.target.namespace,
-            },
+            "targetRef": {**self.target.model_dump(by_alias=True), "namespace": self.namespace},
             "hpa": self.hpa,
             "method": self.method,
             "minReplicas": self.min_replicas,
@@ -62,5 +52,5 @@ class ScaleContract(BaseModel):
             "leadTimeSeconds": self.lead_time_s,
             "metric": {"query": self.metric_query, "capacityPerReplica": self.capacity_per_replica},
             "reason": self.reason,
-            "nodeHeadroom": self.node_headroom,
+            "nodeHeadroom": self.node_headroom.model_dump(by_alias=True) if self.node_headroom is not None else None,
         }

@@ -8,36 +8,41 @@ it, so their CRD exists before they are applied.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from autoscaler.core.durations import format_duration
+from autoscaler.core.resources import GROUP, VERSION, Metric, NodeHeadroom, ScalingPolicySpec
 from stacks.config import ControllerConfig, StackConfig
 from stacks.contract import ScaleContract
 
 CHART_DIR = Path(__file__).resolve().parent.parent / "charts" / "peakscale"
 
 
-def policy_for(contract: ScaleContract) -> dict:
-    """The ScalingPolicy a contract asks for (a CRD-shaped dict)."""
+def policy_for(contract: ScaleContract) -> dict[str, Any]:
+    """The ScalingPolicy a contract asks for, built and checked by the controller's own spec model."""
+    spec = ScalingPolicySpec(
+        target_ref=contract.target,
+        mode=contract.method,
+        metric=Metric(query=contract.metric_query, capacity_per_replica=contract.capacity_per_replica),
+        lead_time=format_duration(contract.lead_time_s),
+        min_replicas=contract.min_replicas,
+        max_replicas=contract.max_replicas,
+        # node headroom written out in full: the policy shows the PriorityClass its placeholders get
+        **({"node_headroom": NodeHeadroom(**contract.node_headroom.model_dump())} if contract.node_headroom is not None else {}),
+    )
     return {
-        "apiVersion": "peakscale.io/v1alpha1",
+        "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "ScalingPolicy",
         "metadata": {
             "name": f"{contract.tier}-{contract.target.name}",
-            "namespace": contract.target.namespace,
+            "namespace": contract.namespace,
             "labels": {"peakscale.io/tier": contract.tier, "app.kubernetes.io/managed-by": "pulumi"},
         },
-        "spec": {
-            "targetRef": {"apiVersion": contract.target.api_version, "kind": contract.target.kind, "name": contract.target.name},
-            "mode": contract.method,
-            "metric": {"query": contract.metric_query, "capacityPerReplica": contract.capacity_per_replica},
-            "leadTime": format_duration(contract.lead_time_s),
-            "minReplicas": contract.min_replicas,
-            "maxReplicas": contract.max_replicas,
-            **({"nodeHeadroom": contract.node_headroom} if contract.node_headroom else {}),
-        },
+        # what the contract sets, as the CRD spells it (the CRD's defaults stay defaults)
+        "spec": spec.model_dump(by_alias=True, exclude_unset=True),
     }
 
 
