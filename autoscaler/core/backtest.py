@@ -274,8 +274,9 @@ class _Grid:
     observed: np.ndarray
     need: np.ndarray
     initial: int
-    lead: int
-    node_lead: int
+    #: the pod and node lead times, in simulation steps
+    lead_steps: int
+    node_lead_steps: int
     #: forecast tables, shared by the strategies that ask for the same forecast
     tables: dict[TableKey, ForecastTable] = field(default_factory=dict)
 
@@ -287,8 +288,8 @@ class _Grid:
         times = int(trace.times_s[0]) + np.arange(len(demand), dtype=np.int64) * step
         need = need_replicas(demand, policy.capacity_per_replica, policy.target_utilization)
         initial = int(min(max(need[0], policy.min_replicas), policy.max_replicas))
-        lag, lead, node_lead = (math.ceil(s / step) for s in (scenario.metric_lag_s, policy.lead_time_s, scenario.node_lead_s))
-        return cls(trace, events, scenario, step, times, demand, _lagged(demand, lag), need, initial, lead, node_lead)
+        lag, lead_steps, node_lead_steps = (math.ceil(s / step) for s in (scenario.metric_lag_s, policy.lead_time_s, scenario.node_lead_s))
+        return cls(trace, events, scenario, step, times, demand, _lagged(demand, lag), need, initial, lead_steps, node_lead_steps)
 
     def hpa(self, mins: np.ndarray | int) -> np.ndarray:
         """The HPA on the lagged demand, above the floor ``mins``."""
@@ -321,14 +322,14 @@ class _Grid:
                 ahead = per_step(Replay(replayed.times_s, replayed.headroom_for, []), self.times)
             desired = self.hpa(plan) if mode == "hpa-floor" else plan
         else:
-            desired = run_oracle(self.need, self.lead + self.node_lead, policy)
-        if self.node_lead > 0:
+            desired = run_oracle(self.need, self.lead_steps + self.node_lead_steps, policy)
+        if self.node_lead_steps > 0:
             ready, holders = ready_with_nodes(
-                desired, ahead, lead_steps=self.lead, node_lead_steps=self.node_lead, release_steps=max(1, NODE_RELEASE_S // step),
+                desired, ahead, lead_steps=self.lead_steps, node_lead_steps=self.node_lead_steps, release_steps=max(1, NODE_RELEASE_S // step),
                 initial=self.initial, placeholders_for=placeholders_for,
             )  # fmt: skip
         else:
-            ready, holders = ready_replicas(desired, self.lead, self.initial), None
+            ready, holders = ready_replicas(desired, self.lead_steps, self.initial), None
         return StrategyRun(name=name, desired=desired, ready=ready, plan=plan, writes=writes, placeholders=holders)
 
 
