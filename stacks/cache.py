@@ -20,7 +20,7 @@ import pulumi_random as random
 from stacks import redis_conf
 from stacks.config import CacheConfig, StackConfig
 from autoscaler.core.resources import TargetRef
-from stacks.contract import ScaleContract
+from stacks.contract import ScaleContract, contract_of
 from stacks.workload import (
     disruption_budget,
     exec_probe,
@@ -303,18 +303,15 @@ class RedisCache(pulumi.ComponentResource):
 
     def _contract(self) -> ScaleContract:
         """How peakscale may scale this tier: read replicas in Sentinel mode, observe only in cluster mode."""
-        scaling, sentinel_mode, nodes = self.config.scaling, self.sentinel_mode, self.nodes
-        return ScaleContract(
+        sentinel_mode = self.sentinel_mode
+        return contract_of(
+            self.config.scaling,
             tier="cache",
             target=TargetRef(api_version="apps/v1", kind="StatefulSet", name=self.statefulset_name),
             namespace=self.ns,
-            method=scaling.method or ("scale" if sentinel_mode else "observe"),
-            min_replicas=scaling.min_replicas if sentinel_mode else nodes,
-            max_replicas=scaling.max_replicas if sentinel_mode else nodes,
-            lead_time_s=scaling.lead_time_s,
-            node_headroom=scaling.node_headroom if scaling.node_headroom.enabled else None,
+            default_method="scale" if sentinel_mode else "observe",
+            bounds=None if sentinel_mode else (self.nodes, self.nodes),
             metric_query=f'sum(rate(redis_commands_processed_total{{namespace="{self.ns}",service="{self.base}-metrics"}}[1m]))',
-            capacity_per_replica=scaling.capacity_per_replica,
             reason=(
                 "read replicas through the StatefulSet's scale subresource"
                 if sentinel_mode

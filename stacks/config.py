@@ -12,10 +12,11 @@ import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
 
 from autoscaler.core.durations import parse_duration_s
-from autoscaler.core.resources import NodeHeadroom
-from autoscaler.errors import ConfigError, InputError, dotted, validation_problem
+from autoscaler.core.resources import NodeHeadroom, duration_field
+from autoscaler.errors import ConfigError, dotted, validation_problem
 
 _QUANTITY = re.compile(r"^([0-9]+(\.[0-9]+)?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -25,24 +26,11 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
 
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(word.title() for word in rest)
-
-
-def _duration(value: str, field: str, *, allow_zero: bool = False) -> str:
-    """A duration field checked by the one duration parser (its problem becomes pydantic's)."""
-    try:
-        parse_duration_s(value, field=field, allow_zero=allow_zero)
-    except InputError as exc:
-        raise ValueError(exc.problem) from None
-    return value
-
 
 class Model(_Model):
     """Config models take camelCase keys, like the Kubernetes objects they become."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True, alias_generator=_camel)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True, alias_generator=to_camel)
 
 
 class Image(Model):
@@ -126,7 +114,7 @@ class Scaling(Model):
     @field_validator("lead_time")
     @classmethod
     def _lead(cls, value: str) -> str:
-        return _duration(value, "leadTime")
+        return duration_field(value, "leadTime", allow_zero=False)
 
     @model_validator(mode="after")
     def _bounds(self) -> Scaling:
@@ -211,11 +199,7 @@ class EdgeConfig(Model):
     @field_validator("drain")
     @classmethod
     def _drain(cls, value: str) -> str:
-        try:
-            parse_duration_s(value, field="drain")
-        except InputError as exc:
-            raise ValueError(exc.problem) from None
-        return value
+        return duration_field(value, "drain", allow_zero=False)
 
 
 class Backup(Model):
@@ -277,7 +261,7 @@ class ControllerConfig(Model):
     @field_validator("interval")
     @classmethod
     def _interval(cls, value: str) -> str:
-        return _duration(value, "interval")
+        return duration_field(value, "interval", allow_zero=False)
 
     @field_validator("prometheus_url")
     @classmethod

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from autoscaler.core.resources import NodeHeadroom, TargetRef
+from stacks.config import Scaling
 
 
 class ScaleContract(BaseModel):
@@ -54,3 +55,26 @@ class ScaleContract(BaseModel):
             "reason": self.reason,
             "nodeHeadroom": self.node_headroom.model_dump(by_alias=True) if self.node_headroom is not None else None,
         }
+
+
+def contract_of(
+    scaling: Scaling,
+    *,
+    tier: Literal["cache", "edge", "database"],
+    target: TargetRef,
+    namespace: str,
+    default_method: Literal["hpa-floor", "scale", "observe"],
+    metric_query: str,
+    reason: str,
+    hpa: str | None = None,
+    bounds: tuple[int, int] | None = None,
+) -> ScaleContract:
+    """A tier's contract from its ``scaling`` config: the method it names (else the tier's
+    default), its replica bounds (or the tier's fixed ``bounds``), lead time, capacity per replica
+    and node headroom (when enabled)."""
+    low, high = bounds if bounds is not None else (scaling.min_replicas, scaling.max_replicas)
+    return ScaleContract(
+        tier=tier, target=target, namespace=namespace, hpa=hpa, method=scaling.method or default_method, min_replicas=low, max_replicas=high,
+        lead_time_s=scaling.lead_time_s, node_headroom=scaling.node_headroom if scaling.node_headroom.enabled else None,
+        metric_query=metric_query, capacity_per_replica=scaling.capacity_per_replica, reason=reason,
+    )  # fmt: skip

@@ -16,7 +16,7 @@ import pulumi_kubernetes as k8s
 
 from stacks.config import DatabaseConfig, StackConfig
 from autoscaler.core.resources import TargetRef
-from stacks.contract import ScaleContract
+from stacks.contract import ScaleContract, contract_of
 from stacks.workload import labels
 
 CHART_REPO = "https://cloudnative-pg.github.io/charts"
@@ -145,17 +145,12 @@ class PostgresCluster(pulumi.ComponentResource):
         )
 
     def _contract(self) -> ScaleContract:
-        scaling = self.config.scaling
-        return ScaleContract(
+        return contract_of(
+            self.config.scaling,
             tier="database",
             target=TargetRef(api_version=CNPG_API, kind="Cluster", name=self.base),
             namespace=self.ns,
-            method=scaling.method or "scale",
-            min_replicas=scaling.min_replicas,
-            max_replicas=scaling.max_replicas,
-            lead_time_s=scaling.lead_time_s,
-            node_headroom=scaling.node_headroom if scaling.node_headroom.enabled else None,
+            default_method="scale",
             metric_query=f'sum(rate(cnpg_pg_stat_database_xact_commit{{namespace="{self.ns}",datname="app"}}[1m]))',
-            capacity_per_replica=scaling.capacity_per_replica,
             reason="read replicas through the Cluster's instances scale subresource (a clone takes minutes)",
         )

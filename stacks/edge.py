@@ -19,7 +19,7 @@ import pulumi_kubernetes as k8s
 from autoscaler.core.durations import parse_duration_s
 from stacks.config import EdgeConfig, StackConfig
 from autoscaler.core.resources import TargetRef
-from stacks.contract import ScaleContract
+from stacks.contract import ScaleContract, contract_of
 from stacks.workload import disruption_budget, labels, metrics_endpoint, selector, spread, tcp_probe
 
 RTMP, HTTP, API, WEBRTC, EXPORTER = 1935, 8080, 1985, 8000, 9972
@@ -256,19 +256,14 @@ class LiveEdge(pulumi.ComponentResource):
         )
 
     def _contract(self) -> ScaleContract:
-        scaling = self.config.scaling
-        return ScaleContract(
+        return contract_of(
+            self.config.scaling,
             tier="edge",
             target=TargetRef(api_version="apps/v1", kind="Deployment", name=self.edge_name),
             namespace=self.ns,
             hpa=self.edge_name,
-            method=scaling.method or "hpa-floor",
-            min_replicas=scaling.min_replicas,
-            max_replicas=scaling.max_replicas,
-            lead_time_s=scaling.lead_time_s,
-            node_headroom=scaling.node_headroom if scaling.node_headroom.enabled else None,
+            default_method="hpa-floor",
             metric_query=f'sum(srs_clients{{namespace="{self.ns}",service="{self.base}-edge-metrics"}})',
-            capacity_per_replica=scaling.capacity_per_replica,
             reason="raise the edge HPA's floor before a peak; the HPA stays in charge above it",
         )
 

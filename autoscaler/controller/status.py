@@ -19,6 +19,8 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from enum import StrEnum
 from typing import Any, Literal
 
+from pydantic.alias_generators import to_camel
+
 from autoscaler.adapters.kube import now_rfc3339
 from autoscaler.core.cycle_types import Phase
 from autoscaler.errors import clip
@@ -73,14 +75,10 @@ class Reason(StrEnum):
     PREFLIGHT_FAILED = "Failed"
 
 
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.capitalize() for part in rest)
-
 
 def _plain(value: Any) -> Any:
     if is_dataclass(value) and not isinstance(value, type):
-        return {_camel(f.name): _plain(v) for f in fields(value) if (v := getattr(value, f.name)) is not None}
+        return {to_camel(f.name): _plain(v) for f in fields(value) if (v := getattr(value, f.name)) is not None}
     if isinstance(value, list):
         return [_plain(v) for v in value]
     if isinstance(value, StrEnum):

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic.alias_generators import to_camel
 
 from autoscaler.core.calendar import EventProfile, PromotionEvent
 from autoscaler.core.cycle_types import CyclePolicy
@@ -26,18 +27,16 @@ POLICY_PLURAL = "scalingpolicies"
 EVENT_PLURAL = "promotionevents"
 
 
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(word.title() for word in rest)
-
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, alias_generator=_camel, frozen=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, alias_generator=to_camel, frozen=True)
 
 
-def _duration(value: str, field: str) -> str:
+def duration_field(value: str, field: str, *, allow_zero: bool = True) -> str:
+    """A duration field checked by the one duration parser (its problem becomes pydantic's):
+    for validators, here and in the stack config."""
     try:
-        parse_duration_s(value, field=field, allow_zero=True)
+        parse_duration_s(value, field=field, allow_zero=allow_zero)
     except InputError as exc:
         raise ValueError(exc.problem) from None
     return value
@@ -63,7 +62,7 @@ class ForecastSpec(_Spec):
     @field_validator("history", "step")
     @classmethod
     def _durations(cls, value: str, info: ValidationInfo) -> str:
-        return _duration(value, str(info.field_name))
+        return duration_field(value, str(info.field_name))
 
     @field_validator("step")
     @classmethod
@@ -97,7 +96,7 @@ class NodeHeadroom(_Spec):
     @field_validator("lead_time")
     @classmethod
     def _durations(cls, value: str) -> str:
-        return _duration(value, "leadTime")
+        return duration_field(value, "leadTime")
 
     @property
     def lead_time_s(self) -> int:
@@ -127,7 +126,7 @@ class ScalingPolicySpec(_Spec):
     @field_validator("lead_time", "scale_down_stabilization", "cooldown", "max_freeze")
     @classmethod
     def _durations(cls, value: str, info: ValidationInfo) -> str:
-        return _duration(value, _camel(str(info.field_name)))
+        return duration_field(value, to_camel(str(info.field_name)))
 
     @model_validator(mode="after")
     def _bounds(self) -> ScalingPolicySpec:
@@ -184,7 +183,7 @@ def policy_fields() -> list[str]:
 
     def walk(model: type[BaseModel], prefix: str) -> None:
         for name, info in model.model_fields.items():
-            key = prefix + (info.alias or _camel(name))
+            key = prefix + (info.alias or to_camel(name))
             out.append(key)
             kind = info.annotation
             if isinstance(kind, type) and issubclass(kind, BaseModel):
