@@ -142,7 +142,7 @@ class ActSteps(EventSteps):
             status.planned_replicas = planned
         if seen.policy.headroom:
             status.headroom = self._headroom_status(seen, decision)
-        status.next_action = self._next_action(seen.policy, seen.calendar, now, seen.hpa)
+        status.next_action = self._next_action(seen.policy, seen.index, now, seen.hpa)
         self._write_status(seen.obj, status)
 
     def _policy_conditions(self, seen: Observed, decision: CycleDecision, outcome: Outcome, now: float) -> list[Condition]:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from autoscaler.core.calendar import PromotionEvent
-from autoscaler.core.cycle import action_window, index_calendar, next_action, period_starts
+from autoscaler.core.cycle import CalendarIndex, action_window, next_action, period_starts
 from autoscaler.core.cycle_types import CyclePolicy
 from autoscaler.core.profiles import record_profile
 from autoscaler.core.resources import EVENT_PLURAL, ScalingPolicySpec, memory_status, parse_event, parse_memory
@@ -171,17 +171,17 @@ class EventSteps(ObserveSteps):
             if recorded is not None:
                 self._recorded.setdefault(key, {})[name] = recorded
 
-    def _next_action(self, policy: CyclePolicy, calendar: list[PromotionEvent], now: float, hpa: HpaView | None) -> str:
+    def _next_action(self, policy: CyclePolicy, index: CalendarIndex, now: float, hpa: HpaView | None) -> str:
         if policy.mode == "observe":
             return "observe only"
-        upcoming = next_action(policy, index_calendar(policy, calendar), int(now))
+        upcoming = next_action(policy, index, int(now))
         if upcoming is None:
             return "follow the forecast" if policy.mode == "scale" or policy.floor == "plan" else "none planned"
         at, event = upcoming
         verb = f"raise HPA {hpa.name} floor" if hpa is not None else "scale"
         text = f"{verb} at {now_rfc3339(at)} for {event.label!r} (lead {policy.plan.lead_time_s // 60} min)"
         if policy.headroom:
-            ahead = index_calendar(policy, calendar).ahead_openings
+            ahead = index.ahead_openings
             first = next(((t, e) for t, e in ahead if t > now), None)
             if first is not None and first[0] <= at:
                 text = f"node headroom at {now_rfc3339(first[0])}, then {text}"

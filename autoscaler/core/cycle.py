@@ -251,7 +251,7 @@ class _Outlook:
 
 
 @dataclass(slots=True)
-class _Now:
+class _Moment:
     """What ``decide`` works from at one instant: the cycle's input and the calendar there."""
 
     policy: CyclePolicy
@@ -293,7 +293,7 @@ def _outlook(policy: CyclePolicy, seen: Seen) -> _Outlook | None:
 def decide(policy: CyclePolicy, state: CycleState, seen: Seen, calendar: CalendarIndex) -> CycleDecision:
     """Decide one cycle. See the module docstring for the rules."""
     events, frozen, started = calendar.at(seen.now_s)
-    now = _Now(policy, seen, _outlook(policy, seen), events, frozen, started)
+    now = _Moment(policy, seen, _outlook(policy, seen), events, frozen, started)
     if policy.mode == "scale":
         decision = _decide_scale(now, state)
     elif policy.mode == "observe" or seen.hpa is None:
@@ -307,7 +307,7 @@ def decide(policy: CyclePolicy, state: CycleState, seen: Seen, calendar: Calenda
     return decision
 
 
-def _decide_scale(now: _Now, state: CycleState) -> CycleDecision:
+def _decide_scale(now: _Moment, state: CycleState) -> CycleDecision:
     """``scale`` mode: the replica count is the plan itself."""
     out, previous = now.outlook, now.seen.replicas
     if out is None or previous is None:
@@ -320,7 +320,7 @@ def _decide_scale(now: _Now, state: CycleState) -> CycleDecision:
     return now.decision(action, reason, target, previous, target, _phase(now.events, now.started, action), CycleState(pstate), d)
 
 
-def _decide_observe(now: _Now, state: CycleState) -> CycleDecision:
+def _decide_observe(now: _Moment, state: CycleState) -> CycleDecision:
     """``observe`` mode (or no HPA to raise): plan, write nothing, and put back a floor peakscale raised."""
     out, seen, hpa = now.outlook, now.seen, now.seen.hpa
     d: Decision | None = None
@@ -336,7 +336,7 @@ def _decide_observe(now: _Now, state: CycleState) -> CycleDecision:
     return now.decision(NONE, OBSERVE_ONLY, target, previous, planned, "Observing", state, d)
 
 
-def _decide_floor(now: _Now, state: CycleState, hpa: HpaFloor) -> CycleDecision:
+def _decide_floor(now: _Moment, state: CycleState, hpa: HpaFloor) -> CycleDecision:
     """``hpa-floor`` mode: the floor is ``max(original, planned)``, clamped (see the module docstring)."""
     policy, plan, out = now.policy, now.policy.plan, now.outlook
     raised = hpa.original is not None

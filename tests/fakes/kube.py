@@ -93,9 +93,9 @@ def _date_time(value) -> bool:
     return not isinstance(value, str) or datetime.fromisoformat(value.replace("Z", "+00:00")).tzinfo is not None
 
 
-def schema_errors(schema: dict, obj: dict) -> list[str]:
-    """What the API server would refuse, as ``<path>: <problem>``."""
-    validator = jsonschema.Draft4Validator(schema, format_checker=FORMATS)
+def schema_errors(schema: dict | jsonschema.Draft4Validator, obj: dict) -> list[str]:
+    """What the API server would refuse, as ``<path>: <problem>`` (a validator built once is faster)."""
+    validator = schema if isinstance(schema, jsonschema.Draft4Validator) else jsonschema.Draft4Validator(schema, format_checker=FORMATS)
     return [f"{'.'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}" for e in validator.iter_errors(obj)]
 
 
@@ -170,6 +170,12 @@ class FakeKube:
         self.preempted: list[str] = []
         self.serial = 0
         self.schemas = {plural: crd_schema(plural) for plural in ("scalingpolicies", "promotionevents")}
+        #: the API server's validation: of the whole object, and of the status subresource alone
+        self.validators = {
+            (plural, part): jsonschema.Draft4Validator(schema if part == "object" else schema["properties"]["status"], format_checker=FORMATS)
+            for plural, schema in self.schemas.items()
+            for part in ("object", "status")
+        }
         #: fields the CRDs' pruning dropped from writes, as "<plural>/<name>: <path>"
         self.pruned: list[str] = []
 
@@ -365,9 +371,9 @@ class FakeKube:
         obj = prune(schema, obj, dropped)
         self.pruned += [f"{plural}/{name}: {path}" for path in dropped]
         if status_only:
-            problems = [f"status.{p}" for p in schema_errors(schema["properties"]["status"], obj.get("status") or {})]
+            problems = [f"status.{p}" for p in schema_errors(self.validators[(plural, "status")], obj.get("status") or {})]
         else:
-            problems = schema_errors(schema, {k: v for k, v in obj.items() if k not in ("metadata", "status")})
+            problems = schema_errors(self.validators[(plural, "object")], {k: v for k, v in obj.items() if k not in ("metadata", "status")})
         if problems:
             return obj, self._status(422, "Invalid", f"{KINDS.get(plural, plural)} {name!r} is invalid: {'; '.join(problems)}")
         return obj, None
