@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 
 from autoscaler.core.calendar import PromotionEvent
-from autoscaler.core.cycle import CalendarIndex, action_window, next_action, period_starts
+from autoscaler.core.cycle import CalendarIndex, action_window, next_action
 from autoscaler.core.cycle_types import CyclePolicy
-from autoscaler.core.profiles import record_profile
+from autoscaler.core.replay import record_event
 from autoscaler.core.resources import EVENT_PLURAL, ScalingPolicySpec, memory_status, parse_event, parse_memory
 from autoscaler.errors import InputError
 from autoscaler.adapters.inputs import PolicyDoc
@@ -164,10 +164,7 @@ class EventSteps(ObserveSteps):
                 continue
             if e.start_s - policy.reach_s < first_s:
                 continue  # its samples are gone (the controller was not running then)
-            recorded = record_profile(
-                period_starts(series.times_s, spec.step_s), series.values, calendar, e, step_s=spec.step_s,
-                lead_time_s=policy.reach_s, settings=spec.forecast_settings(), recorded_at_s=e.end_s + policy.cooldown_s, policy=name,
-            )  # fmt: skip
+            recorded = record_event(series.times_s, series.values, calendar, e, policy, spec.forecast_settings(), spec.step_s, policy_name=name)
             if recorded is not None:
                 self._recorded.setdefault(key, {})[name] = recorded
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from autoscaler.core.calendar import PromotionEvent, event_mask
+from autoscaler.core.calendar import EventProfile, PromotionEvent, event_mask
 from autoscaler.core.forecast import block_bounds, forecast_block
 from autoscaler.core.profiles import record_profile
 from autoscaler.core.baseline import ForecastSettings
@@ -200,15 +200,32 @@ def remember(
     known history remembers what the controller would have. Events whose samples the history does
     not cover keep what they had."""
     events = list(calendar)
-    starts = period_starts(times_s, step_s)
     out = []
     for event in events:
-        recorded = record_profile(
-            starts, values, events, event, step_s=step_s, lead_time_s=policy.reach_s, settings=settings,
-            recorded_at_s=event.end_s + policy.cooldown_s, policy=policy_name,
-        )  # fmt: skip
+        recorded = record_event(times_s, values, events, event, policy, settings, step_s, policy_name=policy_name)
         out.append(event if recorded is None else event.model_copy(update={"memory": recorded}))
     return out
+
+
+def record_event(
+    times_s: np.ndarray,
+    values: np.ndarray,
+    calendar: list[PromotionEvent],
+    event: PromotionEvent,
+    policy: CyclePolicy,
+    settings: ForecastSettings,
+    step_s: int,
+    *,
+    policy_name: str = "",
+) -> EventProfile | None:
+    """What the controller records of ``event`` for one policy (``profiles.record_profile``): from
+    the cycle that acts on it, one lead time and one interval before the start, to its end, known
+    from ``end + cooldown``. ``times_s`` are labeled as Prometheus labels them. The one rule for the
+    controller, ``remember`` and ``promo review``."""
+    return record_profile(
+        period_starts(times_s, step_s), values, calendar, event, step_s=step_s, lead_time_s=policy.reach_s, settings=settings,
+        recorded_at_s=event.end_s + policy.cooldown_s, policy=policy_name,
+    )  # fmt: skip
 
 
 def forecast_table(

@@ -18,9 +18,8 @@ from pydantic import BaseModel
 
 from autoscaler.core.calendar import EventProfile, PromotionEvent
 from autoscaler.core.cycle import action_window, period_starts
-from autoscaler.core.replay import Replay, forecast_table, remember, replay
+from autoscaler.core.replay import Replay, forecast_table, record_event, remember, replay
 from autoscaler.core.cycle_types import CyclePolicy, HpaFloor
-from autoscaler.core.profiles import record_profile
 from autoscaler.core.schedule import PolicyInput
 from autoscaler.core.simulate import ready_replicas, simulate_hpa
 
@@ -92,7 +91,8 @@ def review_policy(
     settings = spec.forecast_settings()
     step = int(times[1] - times[0])
     mine = sorted((e.for_policy(policy.name) for e in calendar if policy.targets_of(e.name)), key=lambda e: e.start_s)
-    event = next(e for e in mine if e.name == name)
+    k = next(i for i, e in enumerate(mine) if e.name == name)
+    event = mine[k]
     opens, closes = action_window(cycle_policy, event)
     lo_s, hi_s = opens - WARM_UP_S, max(closes, event.end_s + plan.scale_down_stabilization_s) + step
     remembered = remember(times, values, mine, cycle_policy, settings, step, policy_name=policy.name)
@@ -114,10 +114,8 @@ def review_policy(
     sized = run.sized_for[during] if run.sized_for is not None else np.array([])
     forecast_peak = float(np.nanmax(sized)) if sized.size and np.isfinite(sized).any() else None
     short, missing, observed = _served(times, values, run, cycle_policy, event, spec.mode == "scale")
-    recorded = stored or record_profile(
-        period_starts(times, step), values, mine, event, step_s=step, lead_time_s=cycle_policy.reach_s, settings=settings,
-        recorded_at_s=closes, policy=policy.name,
-    )  # fmt: skip
+    # what the controller records of it: ``remember`` has worked it out (a copy of the event carries it)
+    recorded = stored or (remembered[k].memory if remembered[k] is not event else None)
     return PolicyReview(
         policy=policy.name,
         namespace=policy.namespace,
@@ -142,11 +140,7 @@ def recorded_profile(policy: PolicyInput, times: np.ndarray, values: np.ndarray,
     cycle_policy = spec.cycle_policy(interval_s)
     mine = [e for e in calendar if policy.targets_of(e.name)]
     event = next(e for e in mine if e.name == name)
-    step = int(times[1] - times[0])
-    return record_profile(
-        period_starts(times, step), values, mine, event, step_s=step, lead_time_s=cycle_policy.reach_s, settings=spec.forecast_settings(),
-        recorded_at_s=action_window(cycle_policy, event)[1], policy=policy.name,
-    )  # fmt: skip
+    return record_event(times, values, mine, event, cycle_policy, spec.forecast_settings(), int(times[1] - times[0]), policy_name=policy.name)
 
 
 def _recorded(profile: EventProfile | None, stored: bool) -> Recorded | None:
