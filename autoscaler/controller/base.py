@@ -96,6 +96,17 @@ class ParsedEvent:
     def for_policy(self, policy: str) -> PromotionEvent:
         return self.event.for_policy(policy)
 
+    @property
+    def namespace(self) -> str:
+        """The PromotionEvent's namespace ('' for a --calendar entry)."""
+        return str((self.obj.get("metadata") or {}).get("namespace", ""))
+
+    def selects(self, namespace: str, labels: dict[str, str]) -> bool:
+        """Whether it applies to the policy of ``namespace`` with ``labels``: a PromotionEvent to
+        those of its own namespace that its targets match, a --calendar entry in every namespace.
+        The one rule for the cycle, preflight and the events' status."""
+        return (self.from_file or self.namespace == namespace) and self.spec.targets.matches(labels)
+
 
 @dataclass
 class Observed:

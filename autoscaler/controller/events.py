@@ -37,6 +37,15 @@ class EventSteps(ObserveSteps):
         if opts.preflight_ahead_s <= 0:
             return
         started = time.perf_counter()
+        run = self._preflight_run
+        due = []
+        if run is None:
+            due = [
+                p for p in events
+                if not p.from_file and now < p.event.start_s <= now + opts.preflight_ahead_s and self._preflight_due.get(self._event_key(p), 0.0) <= now
+            ]  # fmt: skip
+            if not due:
+                return  # nothing to check: the policies are not even listed
         docs = []
         for obj in policies:
             meta = obj.get("metadata") or {}
@@ -44,18 +53,9 @@ class EventSteps(ObserveSteps):
                 docs.append((PolicyDoc(meta["name"], meta["namespace"], meta.get("labels") or {}, self._parse(obj)), obj.get("spec") or {}))
             except (InputError, KeyError):
                 continue
-        run = self._preflight_run
         if run is None:
-            due = [
-                p for p in events
-                if not p.from_file and now < p.event.start_s <= now + opts.preflight_ahead_s and self._preflight_due.get(self._event_key(p), 0.0) <= now
-            ]  # fmt: skip
-            if not due:
-                return
             parsed = min(due, key=lambda p: p.event.start_s)
-            ns = self._event_key(parsed)[0]
-            todo = [d for d, _ in docs if d.namespace == ns and parsed.spec.targets.matches(d.labels)]
-            run = self._preflight_run = PreflightRun(parsed, todo)
+            run = self._preflight_run = PreflightRun(parsed, [d for d, _ in docs if parsed.selects(d.namespace, d.labels)])
 
         def history(policy: PolicyDoc) -> tuple[np.ndarray, np.ndarray]:
             query = self._query(policy.spec, policy.namespace, policy.name)
@@ -68,7 +68,7 @@ class EventSteps(ObserveSteps):
             return series.times_s, series.values
 
         def calendar_for(policy: PolicyDoc) -> list[PromotionEvent]:
-            return [p.for_policy(policy.name) for p in events if self._event_key(p)[0] == policy.namespace and p.spec.targets.matches(policy.labels)]
+            return [p.for_policy(policy.name) for p in events if p.selects(policy.namespace, policy.labels)]
 
         parsed = run.event
         while run.todo and (time.perf_counter() - started < opts.preflight_budget_s or not run.checks):
@@ -102,7 +102,7 @@ class EventSteps(ObserveSteps):
 
     @staticmethod
     def _event_key(parsed: ParsedEvent) -> tuple[str, str]:
-        return ((parsed.obj.get("metadata") or {}).get("namespace", ""), parsed.event.name)
+        return parsed.namespace, parsed.event.name
 
     # ------------------------------------------------------------------------------------------
     def _events(self, objs: list[dict[str, Any]], now: float) -> list[ParsedEvent]:
@@ -192,7 +192,7 @@ class EventSteps(ObserveSteps):
                 continue  # a file entry has no status to write
             meta = parsed.obj.get("metadata") or {}
             ns = self._event_key(parsed)[0]
-            matched = [(k, v) for k, v in plans.items() if k[0] == ns and parsed.spec.targets.matches(v[2])]
+            matched = [(k, v) for k, v in plans.items() if parsed.selects(k[0], v[2])]
             e = parsed.event
             windows = [action_window(spec.cycle_policy(self.options.interval_s), e) for _, (spec, _, _) in matched]
             opens = min((lo for lo, _ in windows), default=e.start_s)

@@ -217,7 +217,7 @@ class Controller(ActSteps):
         ns, name = meta["namespace"], meta["name"]
         labels = meta.get("labels") or {}
         policy = spec.cycle_policy(self.options.interval_s)
-        mine = [e for e in events if (e.from_file or (e.obj.get("metadata") or {}).get("namespace") == ns) and e.spec.targets.matches(labels)]
+        mine = [e for e in events if e.selects(ns, labels)]
         calendar = [e.for_policy(name) for e in mine]
         previous = conditions_of(obj)
         deleting = bool(meta.get("deletionTimestamp"))

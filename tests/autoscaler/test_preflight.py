@@ -174,3 +174,25 @@ def test_the_controller_reports_preflight_a_day_ahead(kube, prometheus, event_st
     assert len(warnings) == 4 and all(e["type"] == "Warning" and e["involvedObject"]["name"] == "double11" for e in warnings)
     ctl.run_cycle()
     assert len([e for e in kube.list("v1", "events", NS) if e.get("reason") == "PreflightFailed"]) == 4, "not repeated every cycle"
+
+
+def test_the_controllers_preflight_plans_with_its_calendar_file_as_its_cycles_do(kube, prometheus, event_start, history_window, tmp_path):
+    """A --calendar entry selects policies in every namespace, for the cycle and for preflight alike:
+    a bigger sale from the file at the time of double11 makes the raise one the quota and the nodes
+    cannot hold."""
+    seed(kube, event_start=event_start, hpa_max=100, quota_pods="50", nodes=5, history="2d")
+    calendar = tmp_path / "calendar.yaml"
+    calendar.write_text("events: []\n")
+    clock = type("Clock", (), {"__call__": lambda self: self.now})()
+    clock.now = float(history_window[1] + 60)
+
+    def preflight_condition(calendar_file):
+        opts = ControllerOptions(identity="peakscale-0", namespaces=[NS], interval_s=30, lease_namespace=LEASE_NS, headroom_namespace=LEASE_NS, calendar_file=calendar_file)
+        Controller(Kube(api_for(kube)), HistoryCache(prometheus.url, timeout_s=5), opts, clock=clock).run_cycle()
+        status = kube.get("peakscale.io/v1alpha1", "promotionevents", NS, "double11")["status"]
+        return next(c for c in status["conditions"] if c["type"] == "Preflight")
+
+    assert preflight_condition(str(calendar))["reason"] == "Passed"
+    calendar.write_text(f"events:\n  - {{name: mega-sale, start: '{iso(event_start)}', end: '{iso(event_start + 3 * 3600)}', kind: flash-sale, expectedPeak: 400000}}\n")
+    failed = preflight_condition(str(calendar))
+    assert failed["reason"] == "Failed" and "ResourceQuota shop/compute" in failed["message"], failed["message"]
