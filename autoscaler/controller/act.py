@@ -59,12 +59,7 @@ class ActSteps(EventSteps):
         except NotLeader:
             raise
         except Exception as exc:  # noqa: BLE001 (retried already: report it; tried again next cycle)
-            message = f"{why} failed: {describe(exc)}"
-            self._write_failed.add((ns, name))
-            outcome.error = message
-            self.telemetry.errors.labels("write").inc()
-            log.warning("policy %s/%s: %s", ns, name, message)
-            self._emit(obj, "WriteFailed", message, warning=True, now=now)
+            self._write_failed_on(obj, outcome, f"{why} failed: {describe(exc)}", now)
             return
         self.telemetry.actions.labels(what).inc()
         self._emit(obj, HEADROOM_REASONS.get(what, "HeadroomResized"), f"{why} (Deployment {where}/{placed})", warning=False, now=now)
@@ -98,18 +93,23 @@ class ActSteps(EventSteps):
             except NotLeader:
                 raise
             except Exception as exc:  # noqa: BLE001 (retried already: report it, keep the floor's record)
-                message = f"{why} failed: {type(exc).__name__}: {getattr(exc, 'reason', None) or clip(str(exc), 200)}"
-                self._write_failed.add(key)
-                outcome.error = message
-                self.telemetry.errors.labels("write").inc()
-                log.warning("policy %s/%s: %s", *key, message)
-                self._emit(obj, "WriteFailed", message, warning=True, now=now)
+                self._write_failed_on(obj, outcome, f"{why} failed: {type(exc).__name__}: {getattr(exc, 'reason', None) or clip(str(exc), 200)}", now)
                 return
         self._write_failed.discard(key)
         self.telemetry.actions.labels(action).inc()
         self._emit(obj, "DryRun" if dry else WRITE_REASONS[action], ("dry-run: would " if dry else "") + why, warning=False, now=now)
         if hpa is not None and not dry:
             self.telemetry.floor.labels(ns, obj["metadata"]["name"]).set(target)
+
+    def _write_failed_on(self, obj: dict[str, Any], outcome: Outcome, message: str, now: float) -> None:
+        """A write that failed (after its retries): the policy's promotions wait for it, the outcome,
+        the log, the error count and a Warning Event say so; the next cycle tries again."""
+        meta = obj["metadata"]
+        self._write_failed.add((meta["namespace"], meta["name"]))
+        outcome.error = message
+        self.telemetry.errors.labels("write").inc()
+        log.warning("policy %s/%s: %s", meta["namespace"], meta["name"], message)
+        self._emit(obj, "WriteFailed", message, warning=True, now=now)
 
     def _release(self, obj: dict[str, Any]) -> None:
         """The policy is being deleted and its floor is back: let the deletion finish."""

@@ -18,7 +18,7 @@ from autoscaler.core.cycle_types import CyclePolicy, CycleState, ForecastView
 from autoscaler.errors import InputError, MetricsUnavailable, clip
 from autoscaler.adapters.kube import HpaView, Kube
 from autoscaler.controller.headroom import PodShape
-from autoscaler.controller.status import Condition, EventStatus, PolicyStatus, conditions_of
+from autoscaler.controller.status import MESSAGE_CHARS, Condition, EventStatus, PolicyStatus, conditions_of
 from autoscaler.controller.leader import LEASE_DURATION_S, RENEW_DEADLINE_S, RETRY_PERIOD_S, LeaderElector, NotLeader
 from autoscaler.adapters.prometheus import HistoryCache, Series
 from autoscaler.core.baseline import Baseline
@@ -115,8 +115,7 @@ class Observed:
     obj: dict[str, Any]
     spec: ScalingPolicySpec
     policy: CyclePolicy
-    #: the events that select the policy, and their calendar as the policy plans it
-    events: list[ParsedEvent]
+    #: the calendar as the policy plans it (the promotions that select it), indexed
     calendar: list[PromotionEvent]
     index: CalendarIndex
     #: the conditions the policy's status holds now (for their last transitions)
@@ -240,7 +239,7 @@ class ControllerBase:
 
     def _event_once(self, obj: dict[str, Any], reason: str, message: str, *, warning: bool, now: float) -> None:
         """An Event, unless the same condition was already reported (its message is in status)."""
-        if any(c.get("message") == clip(message, 512) for c in conditions_of(obj)):
+        if any(c.get("message") == clip(message, MESSAGE_CHARS) for c in conditions_of(obj)):
             return
         self._emit(obj, reason, message, warning=warning, now=now)
 

@@ -109,10 +109,8 @@ class EventSteps(ObserveSteps):
         out = []
         for obj in objs:
             try:
-                spec, event = parse_event(obj)
                 memory = parse_memory(obj)
-                if memory:
-                    event = event.model_copy(update={"memories": tuple(memory[p] for p in sorted(memory))})
+                spec, event = parse_event(obj, tuple(memory[p] for p in sorted(memory)))
                 out.append(ParsedEvent(obj, spec, event, memory))
             except (InputError, ValueError, TypeError, KeyError) as exc:
                 self.telemetry.errors.labels("invalid-event").inc()
@@ -137,10 +135,9 @@ class EventSteps(ObserveSteps):
             entries = read_entries(yamlsafe.read(Path(path), path), None, path)
             out = []
             for e in entries:
-                spec, event = parse_event({"metadata": {"name": e.name}, "spec": e.spec})
-                if e.memory:
-                    event = event.model_copy(update={"memories": tuple(e.memory)})
-                out.append(ParsedEvent({"metadata": {"name": e.name}, "spec": e.spec}, spec, event, {m.policy: m for m in e.memory}, from_file=True))
+                obj = {"metadata": {"name": e.name}, "spec": e.spec}
+                spec, event = parse_event(obj, tuple(e.memory))
+                out.append(ParsedEvent(obj, spec, event, {m.policy: m for m in e.memory}, from_file=True))
         except (InputError, OSError) as exc:
             self.telemetry.errors.labels("calendar-file").inc()
             log.warning("calendar file %s: %s", path, exc)

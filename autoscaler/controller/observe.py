@@ -10,7 +10,7 @@ from typing import Any
 from kubernetes.client.rest import ApiException
 
 from autoscaler.core.calendar import PromotionEvent
-from autoscaler.core.cycle import index_calendar, live_forecast, stale_forecast
+from autoscaler.core.cycle import CalendarIndex, live_forecast, stale_forecast
 from autoscaler.core.cycle_types import CyclePolicy, ForecastView
 from autoscaler.core.resources import ScalingPolicySpec, parse_policy
 from autoscaler.errors import InputError, KubeError, MetricsUnavailable
@@ -121,7 +121,14 @@ class ObserveSteps(ControllerBase):
         return (owner if spec.mode == "observe" and owner is not None and ORIGINAL_MIN in owner.annotations else None), current
 
     def _forecast(
-        self, obj: dict[str, Any], spec: ScalingPolicySpec, policy: CyclePolicy, calendar: list[PromotionEvent], now: float, previous: list[dict[str, Any]]
+        self,
+        obj: dict[str, Any],
+        spec: ScalingPolicySpec,
+        policy: CyclePolicy,
+        calendar: list[PromotionEvent],
+        index: CalendarIndex,
+        now: float,
+        previous: list[dict[str, Any]],
     ) -> tuple[ForecastView | None, Condition, Series | None]:
         """The forecast made at the last sample (None without fresh metrics), and the
         MetricsAvailable condition."""
@@ -143,7 +150,7 @@ class ObserveSteps(ControllerBase):
             # an event whose window is open still gets its raise, from the last known level
             cached = self.history.last_known(query, step)
             view = None
-            if cached is not None and index_calendar(policy, calendar).at(int(now))[0]:
+            if cached is not None and index.at(int(now))[0]:
                 view = stale_forecast(cached.times_s, cached.values, calendar, policy, spec.forecast_settings(), step, int(now))
             return view, condition(ConditionType.METRICS_AVAILABLE, False, Reason.METRICS_UNAVAILABLE, msg, now, previous), None
         view, self._baselines[(query, step)] = live_forecast(

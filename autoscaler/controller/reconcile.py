@@ -231,11 +231,11 @@ class Controller(ActSteps):
             # before any raise: a deleted policy must never leave a raised floor behind
             self.kube.set_finalizer(POLICY_PLURAL, ns, name, present=True, listed=obj)
         found = condition(ConditionType.TARGET_FOUND, True, Reason.FOUND, f"{spec.target_ref.kind} {spec.target_ref.name}", now, previous)
-        view, metrics, series = self._forecast(obj, spec, policy, calendar, now, previous)
+        index = index_calendar(policy, calendar)
+        view, metrics, series = self._forecast(obj, spec, policy, calendar, index, now, previous)
         if series is not None and not deleting:
             self._remember(name, spec, policy, mine, calendar, series, now)
-        index = index_calendar(policy, calendar)
-        seen = Observed(obj, spec, policy, mine, calendar, index, previous, deleting, hpa, current, [found, metrics], view, self._holders.get((ns, name)))
+        seen = Observed(obj, spec, policy, calendar, index, previous, deleting, hpa, current, [found, metrics], view, self._holders.get((ns, name)))
         if policy.headroom and not deleting and index.ahead_at(int(now)):
             seen.shape, seen.headroom = self._shape(ns, spec, hpa, now, previous)
         return seen

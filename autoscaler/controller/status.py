@@ -75,7 +75,6 @@ class Reason(StrEnum):
     PREFLIGHT_FAILED = "Failed"
 
 
-
 def _plain(value: Any) -> Any:
     if isinstance(value, _Status):
         return {key: _plain(v) for name, key in _keys(type(value)) if (v := getattr(value, name)) is not None}

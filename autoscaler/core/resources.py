@@ -305,11 +305,12 @@ def memory_status(profiles: list[EventProfile]) -> list[dict[str, Any]]:
     return [p.model_dump(by_alias=True) for p in profiles]
 
 
-def parse_event(obj: dict[str, Any]) -> tuple[PromotionEventSpec, PromotionEvent]:
-    """The spec, and the calendar event in UTC wall-clock seconds (what the controller plans in)."""
+def parse_event(obj: dict[str, Any], memories: tuple[EventProfile, ...] = ()) -> tuple[PromotionEventSpec, PromotionEvent]:
+    """The spec, and the calendar event in UTC wall-clock seconds (what the controller plans in),
+    with what was recorded of it (``memories``)."""
     meta = obj.get("metadata") or {}
     try:
         spec = PromotionEventSpec.model_validate(obj.get("spec") or {})
     except ValidationError as exc:
         raise spec_error(exc, f"PromotionEvent {meta.get('namespace')}/{meta.get('name')}") from None
-    return spec, spec.event(meta.get("name", "?"))
+    return spec, spec.event(meta.get("name", "?"), memories=memories)
