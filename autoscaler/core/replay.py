@@ -105,21 +105,22 @@ class _Cluster:
 
     def __init__(self, policy: CyclePolicy, hpa: HpaFloor | None, replicas: int | None, start_s: int) -> None:
         self.scale, self.hpa, self.replicas = policy.mode == "scale", hpa, replicas
+        self.headroom = policy.headroom
         self.lead_s = policy.plan.lead_time_s
         self.placeholders: int | None = None
         # (since, value) of the floor or count in effect, from the one in effect a lead time ago
         self.effect: list[tuple[int, int]] = [(start_s - self.lead_s, (replicas if self.scale else (hpa.min_replicas if hpa else 0)) or 0)]
 
-    def seen(self, now: int, fc: ForecastView | None, headroom: bool) -> Seen:
+    def seen(self, now: int, fc: ForecastView | None) -> Seen:
         ready = None
-        if headroom:
+        if self.headroom:
             effect = self.effect
             while len(effect) > 1 and effect[1][0] <= now - self.lead_s:
                 effect.pop(0)
             ready = min(v for _, v in effect)
         return Seen(now, fc, self.replicas, self.hpa, ready=ready, placeholders=self.placeholders)
 
-    def apply(self, decision: CycleDecision, now: int, headroom: bool) -> int:
+    def apply(self, decision: CycleDecision, now: int) -> int:
         """Carry out the decision; returns the floor or count in effect after it."""
         self.placeholders = decision.placeholders
         hpa = self.hpa
@@ -130,7 +131,7 @@ class _Cluster:
             original = None if restored else (hpa.original if hpa.original is not None else decision.original)
             self.hpa = replace(hpa, min_replicas=decision.target if decision.target is not None else hpa.min_replicas, original=original)
         target = (self.replicas or 0) if self.scale else (self.hpa.min_replicas if self.hpa is not None else 0)
-        if headroom and target != self.effect[-1][1]:
+        if self.headroom and target != self.effect[-1][1]:
             self.effect.append((now, target))
         return target
 
@@ -166,7 +167,7 @@ def replay(
     samples = _Samples(table, policy, calendar, index, start_s, stale)
     cluster = _Cluster(policy, hpa, replicas, start_s)
     for k, now in enumerate(out_times.tolist()):
-        decision = decide(policy, state, cluster.seen(now, samples.forecast(now), headroom), index)
+        decision = decide(policy, state, cluster.seen(now, samples.forecast(now)), index)
         state = decision.state
         if decision.forecast_peak is not None:
             sized[k] = max(decision.forecast_peak, decision.forecast_upper or 0.0)
@@ -175,7 +176,7 @@ def replay(
         if headroom:
             holding = 0 if decision.placeholders is None else (decision.headroom_for if decision.headroom_for is not None else holding)
             ahead[k] = holding
-        targets[k] = cluster.apply(decision, now, headroom)
+        targets[k] = cluster.apply(decision, now)
         if progress is not None and k % 20000 == 0:
             progress(k / n)
     return Replay(
