@@ -2,6 +2,8 @@
 #   make demo   backtest of the bundled World Cup 1998 trace: table + out/worldcup98-backtest.png
 #   make test   installs what the tests need (Debian packages included) and runs them all
 #   make bench  prints the benchmark tables (quality and speed)
+#   make binaries  builds the local control plane and the Pulumi engine from Go modules, once, into
+#                  ~/.cache/peakscale (make test runs it; a cold build takes about half an hour)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -12,7 +14,7 @@ UV = $$(command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 # prometheus (with promtool) serves the controller its backfilled history
 DEB_PACKAGES ?= redis-server prometheus
 
-.PHONY: demo test bench types uv env env-dev debs clean
+.PHONY: demo test bench types uv env env-dev debs binaries clean
 
 uv:
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || \
@@ -33,6 +35,13 @@ debs:
 	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok, the Pulumi CLI and
+# its Kubernetes provider, CloudNativePG's CRDs: built from the consumer modules under tools/, into
+# a cache outside the repository; a no-op (about a second) once built
+binaries:
+	@command -v go >/dev/null || { echo "Go 1.26 is needed to build the control plane (it is on the project's machines)"; exit 1; }
+	@tools/build.sh
+
 demo: env
 	@mkdir -p out
 	@$(UV) run --frozen --no-dev --extra plot peakscale backtest --plot out/worldcup98-backtest.png
@@ -41,7 +50,7 @@ demo: env
 # lint and types first (ruff and mypy: zero findings; mypy's settings are in pyproject.toml, strict
 # on the core), then the suite on both cores (it is mostly single-threaded; each worker starts its
 # own Prometheus)
-test: env-dev debs
+test: env-dev debs binaries
 	@$(UV) run --frozen --all-extras ruff check autoscaler stacks tests bench policy
 	@$(UV) run --frozen --all-extras mypy
 	@$(UV) run --frozen --all-extras pytest -q -n 2
