@@ -433,14 +433,34 @@ class Kube:
             raise
         return json.loads(raw.data)
 
-    def get_lease(self, namespace: str, name: str) -> dict | None:
+    # --- Leases, as plain JSON ---------------------------------------------------------------------
+    def _json(self, method: str, path: str, body: dict | None = None) -> dict:
+        """One request with its JSON body sent as written. The client's typed models would turn a
+        Lease's MicroTime strings into datetimes and write them back without their fraction when
+        the microseconds are zero, which kube-apiserver refuses (400)."""
+        params = self.api.param_serialize(
+            method=method, resource_path=path, body=body, auth_settings=["BearerToken"],
+            header_params={"Content-Type": "application/json", "Accept": "application/json"},
+        )  # fmt: skip
+        response = self.api.call_api(*params)
+        response.read()
+        if not 200 <= response.status <= 299:
+            raise ApiException.from_response(http_resp=response, body=None, data=None)
+        return dict(json.loads(response.data))
+
+    def read_lease(self, namespace: str, name: str) -> dict | None:
         try:
-            raw = self.coordination.read_namespaced_lease(name, namespace, _preload_content=False)
+            return self._json("GET", f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}")
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise
-        return json.loads(raw.data)
+
+    def create_lease(self, namespace: str, body: dict) -> dict:
+        return self._json("POST", f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases", body)
+
+    def replace_lease(self, namespace: str, name: str, body: dict) -> dict:
+        return self._json("PUT", f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}", body)
 
     # --- Events -----------------------------------------------------------------------------
     def emit_event(self, obj: dict, *, reason: str, message: str, warning: bool, now_s: float, component: str) -> None:

@@ -25,9 +25,9 @@ import random
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 from collections.abc import Callable
 
-from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from autoscaler.adapters.kube import Kube, now_micro
@@ -115,32 +115,19 @@ class LeaderElector:
 
     # --- one attempt (client-go's tryAcquireOrRenew) -------------------------------------------
     def try_acquire_or_renew(self, now_s: float | None = None) -> bool:
-        """Acquire or renew once; return whether this instance holds the Lease now."""
-        api = self.kube.coordination
+        """Acquire or renew once; return whether this instance holds the Lease now.
+
+        The Lease goes over the wire as plain JSON (``Kube.read_lease``): its MicroTimes survive."""
         now = self.clock() if now_s is None else now_s
         mono = self.monotonic() if now_s is None or self.monotonic is not self.clock else now_s
         try:
-            lease = api.read_namespaced_lease(self.name, self.namespace)
-        except ApiException as exc:
-            if exc.status != 404:
-                return self._failed(mono)
-            body = client.V1Lease(
-                metadata=client.V1ObjectMeta(name=self.name, namespace=self.namespace, annotations=lease_annotations()),
-                spec=client.V1LeaseSpec(
-                    holder_identity=self.identity,
-                    lease_duration_seconds=int(self.lease_duration_s),
-                    acquire_time=now_micro(now),
-                    renew_time=now_micro(now),
-                    lease_transitions=0,
-                ),
-            )
-            try:
-                api.create_namespaced_lease(self.namespace, body)
-            except ApiException:
-                return self._failed(mono)
-            return self._won(mono, _Record(self.identity, str(body.spec.renew_time), int(self.lease_duration_s), 0))
-        spec = lease.spec
-        record = _Record(spec.holder_identity or "", str(spec.renew_time), int(spec.lease_duration_seconds or self.lease_duration_s), spec.lease_transitions or 0)
+            lease = self._read()
+        except ApiException:
+            return self._failed(mono)
+        if lease is None:
+            return self._create(now, mono)
+        spec = lease.setdefault("spec", {})
+        record = _Record(spec.get("holderIdentity") or "", str(spec.get("renewTime")), int(spec.get("leaseDurationSeconds") or self.lease_duration_s), int(spec.get("leaseTransitions") or 0))
         with self._lock:
             if record != self._observed:
                 self._observed, self._observed_at = record, mono
@@ -151,21 +138,45 @@ class LeaderElector:
                 self._leader = False
             return False
         if record.holder != self.identity:
-            spec.lease_transitions = record.transitions + 1
-            spec.acquire_time = now_micro(now)
-            spec.holder_identity = self.identity
+            spec["leaseTransitions"] = record.transitions + 1
+            spec["acquireTime"] = now_micro(now)
+            spec["holderIdentity"] = self.identity
             # who leads, at which version, knowing which ScalingPolicy fields (preflight reads them)
-            lease.metadata.annotations = {**(lease.metadata.annotations or {}), **lease_annotations()}
-        spec.renew_time = now_micro(now)
-        spec.lease_duration_seconds = int(self.lease_duration_s)
+            meta = lease.setdefault("metadata", {})
+            meta["annotations"] = {**(meta.get("annotations") or {}), **lease_annotations()}
+        spec["renewTime"] = now_micro(now)
+        spec["leaseDurationSeconds"] = int(self.lease_duration_s)
         try:
-            api.replace_namespaced_lease(self.name, self.namespace, lease)
+            self.kube.replace_lease(self.namespace, self.name, lease)
         except ApiException:
             return self._failed(mono)  # 409: someone else renewed or took it first
         if record.holder != self.identity:
             self.transitions += 1
             log.info("%s acquired Lease %s/%s", self.identity, self.namespace, self.name)
-        return self._won(mono, _Record(self.identity, str(spec.renew_time), int(self.lease_duration_s), spec.lease_transitions or 0))
+        return self._won(mono, _Record(self.identity, str(spec["renewTime"]), int(self.lease_duration_s), int(spec.get("leaseTransitions") or 0)))
+
+    def _read(self) -> dict[str, Any] | None:
+        """The Lease as JSON, or None when there is none."""
+        return self.kube.read_lease(self.namespace, self.name)
+
+    def _create(self, now: float, mono: float) -> bool:
+        body = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": self.name, "namespace": self.namespace, "annotations": lease_annotations()},
+            "spec": {
+                "holderIdentity": self.identity,
+                "leaseDurationSeconds": int(self.lease_duration_s),
+                "acquireTime": now_micro(now),
+                "renewTime": now_micro(now),
+                "leaseTransitions": 0,
+            },
+        }
+        try:
+            self.kube.create_lease(self.namespace, body)
+        except ApiException:
+            return self._failed(mono)
+        return self._won(mono, _Record(self.identity, str(body["spec"]["renewTime"]), int(self.lease_duration_s), 0))
 
     def _won(self, mono: float, record: _Record) -> bool:
         with self._lock:
@@ -208,13 +219,14 @@ class LeaderElector:
         if not self.holds():
             return
         try:
-            lease = self.kube.coordination.read_namespaced_lease(self.name, self.namespace)
-            if lease.spec.holder_identity != self.identity:
+            lease = self._read()
+            spec = (lease or {}).get("spec") or {}
+            if lease is None or spec.get("holderIdentity") != self.identity:
                 return
-            lease.spec.holder_identity = ""
-            lease.spec.lease_duration_seconds = 1
-            lease.spec.renew_time = now_micro(self.clock())
-            self.kube.coordination.replace_namespaced_lease(self.name, self.namespace, lease)
+            spec["holderIdentity"] = ""
+            spec["leaseDurationSeconds"] = 1
+            spec["renewTime"] = now_micro(self.clock())
+            self.kube.replace_lease(self.namespace, self.name, lease)
         except Exception as exc:  # noqa: BLE001 (shutting down: the Lease expires on its own)
             log.warning("releasing lease %s/%s: %s", self.namespace, self.name, type(exc).__name__)
         with self._lock:

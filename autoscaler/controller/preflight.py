@@ -345,7 +345,7 @@ def target_facts(kube, policy: PolicyDoc, hpas: dict, quotas: dict, pdbs: dict) 
 
 
 def cluster_facts(kube, policies: list[PolicyDoc], *, lease_namespace: str, lease_name: str, now_s: float) -> ClusterFacts:
-    facts = ClusterFacts(nodes=kube.list_nodes(), pods=kube.list_pods(), lease=kube.get_lease(lease_namespace, lease_name), lease_name=f"{lease_namespace}/{lease_name}", now_s=now_s)
+    facts = ClusterFacts(nodes=kube.list_nodes(), pods=kube.list_pods(), lease=kube.read_lease(lease_namespace, lease_name), lease_name=f"{lease_namespace}/{lease_name}", now_s=now_s)
     for p in policies:
         name = p.spec.node_headroom.priority_class_name
         if p.spec.node_headroom.enabled and name not in facts.priority_classes:

@@ -18,7 +18,7 @@ from autoscaler.controller.base import ControllerOptions
 from autoscaler.controller.headroom import A_PLANNED, PAUSE_IMAGE, placeholder_name
 from autoscaler.adapters.kube import Kube
 from autoscaler.adapters.prometheus import HistoryCache
-from tests.autoscaler.test_controller import NS, api_for, events_with, iso
+from tests.autoscaler.test_controller_faults import NS, api_for, events_with, iso
 from tests.fakes.kube import is_ready
 
 HEADROOM_NS = "peakscale-system"

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 
-from tests.autoscaler.test_controller import NS
+from tests.autoscaler.test_controller_faults import NS
 from tests.fakes.kube import write_kubeconfig
 from tests.prometheus_server import free_port
 

@@ -38,7 +38,7 @@ from autoscaler.adapters.prometheus import HistoryCache
 from autoscaler.core.resources import parse_policy
 from autoscaler.core.timezones import get_zone
 from autoscaler.adapters.trace_files import load_trace
-from tests.autoscaler.test_controller import Clock, api_for, iso
+from tests.autoscaler.test_controller_faults import Clock, api_for, iso
 from tests.prometheus_server import PrometheusServer, backfill, write_openmetrics
 
 NS = "parity"

@@ -20,7 +20,7 @@ from autoscaler.controller.base import ControllerOptions
 from autoscaler.adapters.kube import Kube, now_micro
 from autoscaler.controller.leader import lease_annotations
 from autoscaler.adapters.prometheus import HistoryCache
-from tests.autoscaler.test_controller import api_for, iso
+from tests.autoscaler.test_controller_faults import api_for, iso
 from tests.fakes.kube import write_kubeconfig
 
 NS = "shop"

@@ -23,7 +23,7 @@ import yaml
 
 from autoscaler.adapters.kube import now_micro
 from autoscaler.controller.leader import lease_annotations
-from tests.autoscaler.test_controller import iso
+from tests.autoscaler.test_controller_faults import iso
 from tests.fakes.kube import write_kubeconfig
 
 REPO = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ import yaml
 from typer.testing import CliRunner
 
 from autoscaler.cli import app
-from tests.autoscaler.test_controller import NS, seed
+from tests.autoscaler.test_controller_faults import NS, seed
 from tests.fakes.kube import write_kubeconfig
 
 runner = CliRunner()

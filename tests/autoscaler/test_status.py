@@ -202,7 +202,7 @@ def test_an_event_phase_moves_forward_only_and_is_done_only_once_its_writes_land
 def test_the_statuses_a_controller_writes_through_an_event_are_all_declared(kube, prometheus, history_window):
     """A policy with node headroom, from before its event to after the cool-down: the API server
     prunes nothing, and each status passes the schema with nothing undeclared allowed."""
-    from tests.autoscaler.test_controller import NS, Clock, controller, seed
+    from tests.autoscaler.test_controller_faults import NS, Clock, controller, seed
 
     t = float(history_window[1] - 6 * 3600) + 3600
     seed(kube, event_start=t, extra_spec={"nodeHeadroom": {"enabled": True, "leadTime": "3m"}})

@@ -1,0 +1,91 @@
+"""Builders for controller tests: one web tier (Deployment, HPA, ScalingPolicy) and one promotion,
+and the controller as the chart's ServiceAccount, with a clock the test moves."""
+
+from __future__ import annotations
+
+from datetime import datetime, UTC
+from typing import Any
+
+from autoscaler.adapters.kube import Kube
+from autoscaler.adapters.prometheus import HistoryCache
+from autoscaler.controller.base import ControllerOptions
+from autoscaler.controller.reconcile import Controller
+
+LEAD = 600
+COOLDOWN = 1200
+QUERY = 'sum(shop_demand{app="web"})'
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = float(now)
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+
+
+def hpa(ns: str, name: str, *, minimum: int = 3, maximum: int = 100, annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": ns}
+    if annotations:
+        meta["annotations"] = annotations
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": meta,
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}, "minReplicas": minimum, "maxReplicas": maximum},
+    }
+
+
+def policy_spec(**extra: Any) -> dict[str, Any]:
+    spec = {
+        "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+        "mode": "hpa-floor",
+        "metric": {"query": QUERY, "capacityPerReplica": 1000, "targetUtilization": 0.7},
+        "leadTime": "10m",
+        "minReplicas": 3,
+        "maxReplicas": 80,
+        "cooldown": "20m",
+        "forecast": {"history": "2d", "step": "1m"},
+    }
+    spec.update(extra)
+    return spec
+
+
+def seed(kube: Any, *, event_start: float, expected_peak: float = 50_000, hpa_max: int = 100, policy_max: int = 80, mode: str = "hpa-floor", extra_spec: dict[str, Any] | None = None) -> None:
+    ns = kube.ns
+    kube.put_object({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": ns}, "spec": {"replicas": 3}})
+    kube.put_object(hpa(ns, "web", maximum=hpa_max))
+    spec = policy_spec(mode=mode, maxReplicas=policy_max, **(extra_spec or {}))
+    kube.put_object({"apiVersion": "peakscale.io/v1alpha1", "kind": "ScalingPolicy", "metadata": {"name": "web", "namespace": ns, "labels": {"tier": "web"}}, "spec": spec})
+    kube.put_object(
+        {
+            "apiVersion": "peakscale.io/v1alpha1",
+            "kind": "PromotionEvent",
+            "metadata": {"name": "flash-sale", "namespace": ns},
+            "spec": {"title": "Flash sale 20:00", "start": iso(event_start), "end": iso(event_start + 3600), "kind": "flash-sale", "expectedPeak": expected_peak},
+        }
+    )
+
+
+def controller(kube: Any, prometheus: Any, clock: Clock, identity: str = "a", **options: Any) -> Controller:
+    """The controller, as it runs in the cluster: the chart's ServiceAccount, the test's namespace
+    watched, its Lease and headroom placeholders in that namespace (the release's)."""
+    ns = kube.ns
+    opts = ControllerOptions(identity=identity, namespaces=[ns], interval_s=60, lease_namespace=ns, headroom_namespace=ns, **options)
+    return Controller(Kube(kube.controller_api(identity)), HistoryCache(prometheus.url, timeout_s=5), opts, clock=clock)
+
+
+def hpa_min(kube: Any, name: str = "web") -> int:
+    return int(kube.get("autoscaling/v2", "horizontalpodautoscalers", kube.ns, name)["spec"]["minReplicas"])
+
+
+def status_of(kube: Any, plural: str, name: str) -> dict[str, Any]:
+    return dict(kube.get("peakscale.io/v1alpha1", plural, kube.ns, name).get("status") or {})
+
+
+def conditions(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in status.get("conditions") or []}
