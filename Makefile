@@ -38,7 +38,7 @@ debs:
 # etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok, the Pulumi CLI and
 # its Kubernetes provider, CloudNativePG's CRDs: built from the consumer modules under tools/, into
 # a cache outside the repository; a no-op (about a second) once built
-binaries:
+binaries: env-dev
 	@command -v go >/dev/null || { echo "Go 1.26 is needed to build the control plane (it is on the project's machines)"; exit 1; }
 	@tools/build.sh
 

@@ -28,10 +28,11 @@ TOOLS="$ROOT/tools"
 CACHE="${PEAKSCALE_CACHE:-$HOME/.cache/peakscale}"
 BIN="$CACHE/bin"
 ALL=(k8s etcd kwok pulumi pulumi-kubernetes cnpg)
-# bumped when a recipe below changes in a way the consumer modules do not show
-RECIPE=1
 
 export GOFLAGS="${GOFLAGS:--buildvcs=false}" GOTOOLCHAIN=local CGO_ENABLED=0
+# the project's Python (it has pyyaml) for the small file edits below; `make binaries` makes it first
+PY="$ROOT/.venv/bin/python"
+[[ -x "$PY" ]] || PY=python3
 
 die() { echo "tools/build.sh: $*" >&2; exit 1; }
 
@@ -39,9 +40,14 @@ version_of() { # version_of DIR MODULE: the version the consumer module pins
   (cd "$1" && go list -m -f '{{.Version}}' "$2")
 }
 
-stamp_of() { # what a part is built from: its consumer module and this recipe
+stamp_of() { # what a part is built from: its consumer module, its recipe below, the Go version
   local part=$1
-  { echo "recipe $RECIPE"; go version; cat "$TOOLS/$part"/go.mod "$TOOLS/$part"/go.sum; cat "$TOOLS/$part"/*.go 2>/dev/null || true; } | sha256sum | cut -c1-16
+  {
+    declare -f "build_${part//-/_}" progress_build
+    go version
+    cat "$TOOLS/$part"/go.mod "$TOOLS/$part"/go.sum
+    cat "$TOOLS/$part"/*.go "$TOOLS/$part"/VERSION 2>/dev/null || true
+  } | sha256sum | cut -c1-16
 }
 
 out_dir() { # out_dir PART: where a part's files go, named by the version it pins
@@ -113,15 +119,22 @@ build_kwok() {
   v=$(version_of "$TOOLS/kwok" sigs.k8s.io/kwok)
   progress_build kwok "$TOOLS/kwok" "$out" "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$v" sigs.k8s.io/kwok/cmd/kwok
   # the stages kwokctl gives a cluster by default: nodes initialize and keep a heartbeat Lease,
-  # pods go Running and Ready once bound, and go when deleted
+  # pods go Running and Ready once bound, and go when deleted. One change: a pod annotated
+  # peakscale.test/hold-ready stays bound but not ready until a test removes the annotation
+  # (its readiness probe has not passed yet)
   src=$(cd "$TOOLS/kwok" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)/kustomize/stage
-  {
-    for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
-      pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
-      echo "---"
-      cat "$src/$f"
-    done
-  } >"$out/stages.yaml"
+  "$PY" - "$src" "$out/stages.yaml" <<'EOF'
+import sys, yaml
+src, out = sys.argv[1:]
+files = ["node/fast/node-initialize.yaml", "node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
+         "pod/fast/pod-ready.yaml", "pod/fast/pod-complete.yaml", "pod/fast/pod-delete.yaml"]
+stages = [yaml.safe_load(open(f"{src}/{f}")) for f in files]
+for stage in stages:
+    if stage["metadata"]["name"] == "pod-ready":
+        stage["spec"]["selector"]["matchExpressions"].append(
+            {"key": '.metadata.annotations["peakscale.test/hold-ready"]', "operator": "DoesNotExist"})
+yaml.safe_dump_all(stages, open(out, "w"), sort_keys=False)
+EOF
 }
 
 build_pulumi() {
@@ -140,7 +153,7 @@ build_pulumi_kubernetes() {
   rm -rf "$work" && mkdir -p "$work"
   cp "$TOOLS/pulumi-kubernetes"/go.mod "$TOOLS/pulumi-kubernetes"/go.sum "$TOOLS/pulumi-kubernetes"/main.go "$work/"
   src=$(cd "$work" && go list -m -f '{{.Dir}}' github.com/pulumi/pulumi-kubernetes/provider/v4)/cmd/pulumi-resource-kubernetes
-  python3 - "$src" "$work" "$v" <<'EOF'
+  "$PY" - "$src" "$work" "$v" <<'EOF'
 import json, sys
 src, work, version = sys.argv[1:]
 schema = json.load(open(f"{src}/schema.json"))

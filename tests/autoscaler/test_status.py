@@ -197,26 +197,3 @@ def test_an_event_phase_moves_forward_only_and_is_done_only_once_its_writes_land
     later = event_phase(now + 1, opens, start, end, closes, pending=pending)
     assert phases.index(later) >= phases.index(here)
     assert (here == "Done") == (now >= closes and not pending)
-
-
-def test_the_statuses_a_controller_writes_through_an_event_are_all_declared(kube, prometheus, history_window):
-    """A policy with node headroom, from before its event to after the cool-down: the API server
-    prunes nothing, and each status passes the schema with nothing undeclared allowed."""
-    from tests.autoscaler.test_controller_faults import NS, Clock, controller, seed
-
-    t = float(history_window[1] - 6 * 3600) + 3600
-    seed(kube, event_start=t, extra_spec={"nodeHeadroom": {"enabled": True, "leadTime": "3m"}})
-    kube.put_object({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "peakscale-system"}})
-    clock = Clock(t - 1800)
-    ctl = controller(kube, prometheus, clock)
-    seen = []
-    for now in (t - 1800, t - 600, t + 60, t + 3600 + 600, t + 3600 + 3600):
-        clock.now = now
-        ctl.run_cycle()
-        policy = kube.get("peakscale.io/v1alpha1", "scalingpolicies", NS, "web")["status"]
-        event = kube.get("peakscale.io/v1alpha1", "promotionevents", NS, "flash-sale")["status"]
-        assert refused(POLICY, policy) == [] and refused(EVENT, event) == []
-        seen.append((policy["phase"], event["phase"]))
-    assert kube.pruned == []
-    assert [e for _, e in seen] == ["Scheduled", "PreScaling", "Active", "Cooling", "Done"]
-    assert {"Idle", "Holding"} <= {p for p, _ in seen}
