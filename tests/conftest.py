@@ -87,3 +87,13 @@ def namespace(cluster):
     ensure_namespace(api, name)
     yield name
     delete_namespace(api, name)
+
+
+@pytest.fixture(scope="session")
+def metrics_adapter(cluster):
+    """The External metrics API (what prometheus-adapter serves), on this worker's control plane."""
+    from tests.cluster.metrics_adapter import MetricsAdapter
+
+    adapter = MetricsAdapter(cluster).start()
+    yield adapter
+    adapter.stop()

@@ -2,17 +2,20 @@
 
 The real controller runs its reconcile loop with an injected clock against a real Prometheus
 (backfilled with a synthetic trace: a daily ramp plus two events of one kind, one sized with an
-``expectedMultiplier``, the other learned from it) and the Kubernetes API double, for an
-``hpa-floor`` policy and a ``scale`` policy. The second event starts 26 hours after the first ends
+``expectedMultiplier``, the other learned from it) and the real control plane, as the chart's
+ServiceAccount, for an ``hpa-floor`` policy and a ``scale`` policy. The second event starts 26 hours after the first ends
 and the policies keep one day of history, so it learns from the profile the controller recorded
-of the first in its status (event memory), never from raw samples. Every floor and replica count it writes is recorded
-with its time. The backtest's ``peakscale`` and ``peakscale-scale`` strategies and ``peakscale
+of the first in its status (event memory), never from raw samples. After every cycle the HPAs'
+floors, the StatefulSet's replicas and the placeholder are read back from kube-apiserver, and
+every change is recorded with its time. The backtest's ``peakscale`` and ``peakscale-scale`` strategies and ``peakscale
 plan`` on the same trace and calendar must decide the same values at the same instants.
 
 A third policy keeps node headroom: its placeholder writes (create, resize, delete) must be the
 ones ``peakscale plan`` shows, with the target's pods becoming ready a lead time after each
-raise, as ``plan`` counts them (the test plays the cluster's part); its floor writes must be the
-backtest's with a node lead time.
+raise, as ``plan`` counts them; its floor writes must be the backtest's with a node lead time.
+The test plays the kubelets' readiness probes: edge pods are held not ready (kwok waits for the
+``peakscale.test/hold-ready`` annotation to go) and released, or restarted, so that the real
+Deployment controller counts as many ready as ``plan`` does.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from datetime import datetime, UTC
 import numpy as np
 import pytest
 import yaml
+from kubernetes import client
 from typer.testing import CliRunner
 
 from autoscaler.core.backtest import Scenario, run_backtest
@@ -38,7 +42,11 @@ from autoscaler.adapters.prometheus import HistoryCache
 from autoscaler.core.resources import parse_policy
 from autoscaler.core.timezones import get_zone
 from autoscaler.adapters.trace_files import load_trace
-from tests.autoscaler.test_controller_faults import Clock, api_for, iso
+from autoscaler.controller.headroom import placeholder_name
+from tests.cluster.controlplane import wait_for
+from tests.cluster.facade import ClusterKube, pod_template
+from tests.cluster.objects import add_nodes, delete_namespace, delete_nodes, ensure_namespace, unique
+from tests.controller.world import Clock, hpa, iso
 from tests.prometheus_server import PrometheusServer, backfill, write_openmetrics
 
 NS = "parity"
@@ -96,7 +104,6 @@ def policies() -> list[dict]:
 
 
 NODE_LEAD = 600
-HEADROOM_NS = "peakscale-system"
 
 
 def in_effect(writes: list[tuple[int, int]], initial: int, at: float) -> int:
@@ -113,8 +120,79 @@ def ready_now(writes: list[tuple[int, int]], initial: int, now: float, lead: int
     return min(values)
 
 
+HOLD = "peakscale.test/hold-ready"
+
+
+class EdgeReadiness:
+    """The kubelets' readiness probes for the edge pods: exactly ``count`` of them ready."""
+
+    def __init__(self, kube) -> None:
+        self.kube, self.core, self.count = kube, client.CoreV1Api(kube.api), 5
+
+    def pods(self) -> list[client.V1Pod]:
+        return [p for p in self.core.list_namespaced_pod(self.kube.ns, label_selector="app=edge").items if not p.metadata.deletion_timestamp]
+
+    def ready(self) -> int:
+        status = client.AppsV1Api(self.kube.api).read_namespaced_deployment_status("edge", self.kube.ns).status
+        return int(status.ready_replicas or 0)
+
+    def set(self, count: int) -> None:
+        if count == self.count:
+            return
+        self.count = count
+        wait_for("edge pods bound", lambda: len([p for p in self.pods() if p.spec.node_name]) >= count, 120)
+        ready = [p for p in self.pods() if HOLD not in (p.metadata.annotations or {})]
+        held = [p for p in self.pods() if HOLD in (p.metadata.annotations or {}) and p.spec.node_name]
+        for pod in held[: max(0, count - len(ready))]:
+            self.core.patch_namespaced_pod(pod.metadata.name, self.kube.ns, {"metadata": {"annotations": {HOLD: None}}})
+        for pod in ready[: max(0, len(ready) - count)]:  # restarted: its replacement starts not ready
+            self.core.delete_namespaced_pod(pod.metadata.name, self.kube.ns, grace_period_seconds=0)
+        wait_for(f"{count} edge pods ready", lambda: self.ready() == count, 120)
+
+
+def seed(kube, rows, pool: str) -> None:
+    kube.put_object({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {"replicas": 5}})
+    kube.put_object({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "cache"}, "spec": {"replicas": 5}})
+    template = pod_template("edge", pool=pool, cpu="500m", memory="1Gi")
+    template["metadata"]["annotations"] = {HOLD: "true"}
+    kube.put_object({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "edge"}, "spec": {"replicas": 5, "template": template}})
+    for name in ("edge", "web"):
+        kube.put_object(hpa(kube.ns, name, minimum=5))
+    for doc in policies():
+        doc["metadata"]["namespace"] = kube.ns
+        kube.put_object(doc)
+    for (a, b), name, multiplier in rows:
+        spec = {"start": iso(a), "end": iso(b), "kind": "kol-live"}
+        if multiplier:
+            spec["expectedMultiplier"] = float(multiplier)
+        kube.put_object({"apiVersion": "peakscale.io/v1alpha1", "kind": "PromotionEvent", "metadata": {"name": name}, "spec": spec})
+
+
+class Recorder:
+    """What the cluster holds after each cycle; a change is recorded with the cycle's time."""
+
+    def __init__(self, kube) -> None:
+        self.kube = kube
+        self.writes: dict[str, list[tuple[int, int]]] = {"web": [], "cache": [], "edge": []}
+        self.headroom: list[tuple[int, int | None]] = []
+        self.last: dict[str, int | None] = {"web": 5, "cache": 5, "edge": 5, "headroom": None}
+
+    def _note(self, key: str, value: int | None, now: int, into: list) -> None:
+        if value != self.last[key]:
+            into.append((now, value))
+            self.last[key] = value
+
+    def read(self, now: int) -> None:
+        get = self.kube.get
+        self._note("web", get("autoscaling/v2", "horizontalpodautoscalers", self.kube.ns, "web")["spec"]["minReplicas"], now, self.writes["web"])
+        self._note("edge", get("autoscaling/v2", "horizontalpodautoscalers", self.kube.ns, "edge")["spec"]["minReplicas"], now, self.writes["edge"])
+        self._note("cache", get("apps/v1", "statefulsets", self.kube.ns, "cache")["spec"]["replicas"], now, self.writes["cache"])
+        holder = get("apps/v1", "deployments", self.kube.ns, placeholder_name(self.kube.ns, "edge"))
+        self._note("headroom", holder["spec"]["replicas"] if holder else None, now, self.headroom)
+
+
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(tmp_path_factory, cluster):
     """The trace, its calendar, and what the real controller wrote over it."""
     tmp = tmp_path_factory.mktemp("parity")
     t0 = (int(time.time()) // 86400 - 3) * 86400  # three days ago, midnight UTC: old enough for promtool
@@ -137,74 +215,38 @@ def world(tmp_path_factory):
     write_openmetrics(om, {METRIC: [(t + STEP, v) for t, v in zip(times.tolist(), values.tolist())]})
     backfill(om, tmp / "blocks")
     prometheus = PrometheusServer(tmp / "blocks", tmp / "prom")
-    from tests.fakes.kube import FakeKube
-
-    kube = FakeKube()
-    kube.url = kube.start()
+    api = cluster.api()
+    namespace, pool = unique("parity"), unique("edge")
+    ensure_namespace(api, namespace)
+    add_nodes(api, 4, pool=pool, cpu="32", memory="128Gi")
     try:
-        kube.put_object({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": NS}, "spec": {"replicas": 5}})
-        kube.put_object({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "cache", "namespace": NS}, "spec": {"replicas": 5}})
-        template = {"spec": {"containers": [{"name": "srs", "image": "srs:5", "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}}}]}}
-        kube.put_object({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "edge", "namespace": NS}, "spec": {"replicas": 5, "template": template}})
-        kube.put_object(
-            {
-                "apiVersion": "autoscaling/v2",
-                "kind": "HorizontalPodAutoscaler",
-                "metadata": {"name": "edge", "namespace": NS},
-                "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "edge"}, "minReplicas": 5, "maxReplicas": 100},
-                "status": {"currentReplicas": 5, "desiredReplicas": 5},
-            }
-        )
-        kube.put_object(
-            {
-                "apiVersion": "autoscaling/v2",
-                "kind": "HorizontalPodAutoscaler",
-                "metadata": {"name": "web", "namespace": NS},
-                "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "minReplicas": 5, "maxReplicas": 100},
-                "status": {"currentReplicas": 5, "desiredReplicas": 5},
-            }
-        )
-        for doc in policies():
-            kube.put_object(doc)
-        for (a, b), name, multiplier in rows:
-            spec = {"start": iso(a), "end": iso(b), "kind": "kol-live"}
-            if multiplier:
-                spec["expectedMultiplier"] = float(multiplier)
-            kube.put_object({"apiVersion": "peakscale.io/v1alpha1", "kind": "PromotionEvent", "metadata": {"name": name, "namespace": NS}, "spec": spec})
+        kube = ClusterKube(cluster, namespace)
+        seed(kube, rows, pool)
+        edge = EdgeReadiness(kube)
+        wait_for("5 edge pods bound", lambda: len([p for p in edge.pods() if p.spec.node_name]) == 5, 120)
+        edge.count = 0
+        edge.set(5)
         clock = Clock(t0)
-        writes: dict[str, list[tuple[int, int]]] = {"web": [], "cache": [], "edge": []}
-        headroom: list[tuple[int, int | None]] = []
-        handle = kube.handle
-
-        def recording(method, path, body, content_type):
-            if method == "PUT" and path.endswith("/horizontalpodautoscalers/web"):
-                writes["web"].append((int(clock.now), body["spec"]["minReplicas"]))
-            if method == "PUT" and path.endswith("/horizontalpodautoscalers/edge"):
-                writes["edge"].append((int(clock.now), body["spec"]["minReplicas"]))
-            if method == "PUT" and path.endswith("/statefulsets/cache/scale"):
-                writes["cache"].append((int(clock.now), body["spec"]["replicas"]))
-            if f"/namespaces/{HEADROOM_NS}/deployments" in path and method in ("POST", "PUT", "DELETE"):
-                headroom.append((int(clock.now), body["spec"]["replicas"] if method != "DELETE" else None))
-            return handle(method, path, body, content_type)
-
-        kube.handle = recording
-        options = ControllerOptions(identity="parity", namespaces=[NS], interval_s=INTERVAL, lease_namespace=NS, headroom_namespace=HEADROOM_NS)
-        ctl = Controller(Kube(api_for(kube)), HistoryCache(prometheus.url), options, clock=clock)
+        recorder = Recorder(kube)
+        options = ControllerOptions(identity="parity", namespaces=[namespace], interval_s=INTERVAL, lease_namespace=namespace, headroom_namespace=namespace)
+        ctl = Controller(Kube(kube.controller_api("parity")), HistoryCache(prometheus.url), options, clock=clock)
         end = t0 + HOURS * 3600
         while clock.now < end:
             # the cluster's part: the edge pods serve a lead time after the floor asked for them
-            with kube.lock:
-                kube.objects[("apps/v1", "deployments", NS, "edge")]["status"] = {"readyReplicas": ready_now(writes["edge"], 5, clock.now)}
+            edge.set(ready_now(recorder.writes["edge"], 5, clock.now))
             ctl.run_cycle()
+            recorder.read(int(clock.now))
             clock.now += INTERVAL
-        first_status = kube.get("peakscale.io/v1alpha1", "promotionevents", NS, "evening-live")["status"]
-        recorded_events = [e for e in kube.list("v1", "events", NS) if e.get("reason") == "ProfileRecorded"]
+        first_status = kube.get("peakscale.io/v1alpha1", "promotionevents", namespace, "evening-live")["status"]
+        recorded_events = kube.events("ProfileRecorded")
+        assert kube.refused() == [], f"the chart's RBAC refused the controller: {kube.refused()}"
     finally:
-        kube.stop()
         prometheus.stop()
+        delete_nodes(api, pool)
+        delete_namespace(api, namespace)
     return {
-        "t0": t0, "end": end, "trace": trace, "calendar": calendar, "policies": tmp / "policies.yaml", "writes": writes,
-        "first": first, "second": second, "first_status": first_status, "recorded_events": recorded_events, "headroom": headroom,
+        "t0": t0, "end": end, "trace": trace, "calendar": calendar, "policies": tmp / "policies.yaml", "writes": recorder.writes,
+        "first": first, "second": second, "first_status": first_status, "recorded_events": recorded_events, "headroom": recorder.headroom,
     }  # fmt: skip
 
 
