@@ -150,6 +150,20 @@ def retry_conflict(action: Callable[[], T], attempts: int = 5, *, sleep: Callabl
         sleep(waits.pop(0))
 
 
+def refusal(exc: ApiException, what: str) -> InputError | None:
+    """A 422 from kube-apiserver (the object fails the CRD's schema or the API's validation) as the
+    user's error, naming each field the server named; None for any other failure."""
+    if exc.status != 422:
+        return None
+    try:
+        details = json.loads(exc.body or "{}").get("details") or {}
+    except ValueError:
+        details = {}
+    causes = [f"{c.get('field', '')}: {c.get('message', '')}".strip(": ") for c in details.get("causes") or []]
+    problem = "; ".join(causes) if causes else (exc.reason or "invalid")
+    return InputError(what, clip(f"the API server refuses it: {problem}", 400), "fix the field and run it again; nothing was stored")
+
+
 def api_client(kubeconfig: str | None, context: str | None, *, field: str = "--kubeconfig"):
     """The official client's ApiClient: ``kubeconfig`` (and ``context``), else in-cluster, else
     ~/.kube/config. A missing, unreadable or garbled kubeconfig is ``InputError``."""

@@ -295,22 +295,36 @@ class KubeStore:
     def save(self, promos: list[Promo], *, changed: list[str], deleted: list[str], created: list[str] | None = None) -> None:
         from kubernetes.client.rest import ApiException
 
+        from autoscaler.adapters.kube import refusal
+
         by_name = {p.name: p for p in promos}
         for name in changed:
-            body: dict[str, Any] = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "PromotionEvent", "metadata": {"name": name, "namespace": self.namespace}, "spec": by_name[name].spec}
             try:
-                current = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, EVENT_PLURAL, name)
+                self._write(name, by_name[name])
             except ApiException as exc:
-                if exc.status != 404:
-                    raise
-                current = self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, EVENT_PLURAL, body)
-            else:
-                body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-                current = self.custom.replace_namespaced_custom_object(GROUP, VERSION, self.namespace, EVENT_PLURAL, name, body)
-            memory = list(by_name[name].memory)
-            if memory and (current.get("status") or {}).get("memory") != memory:
-                # last year's memory brought along (promo import): the status the controller keeps
-                current["status"] = {**(current.get("status") or {}), "memory": memory}
-                self.custom.replace_namespaced_custom_object_status(GROUP, VERSION, self.namespace, EVENT_PLURAL, name, current)
+                refused = refusal(exc, f"PromotionEvent {self.namespace}/{name}")
+                if refused is not None:
+                    raise refused from None
+                raise
         for name in deleted:
             self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, EVENT_PLURAL, name)
+
+    def _write(self, name: str, promo: Promo) -> None:
+        """Create or replace one PromotionEvent (and the memory it brings, in its status)."""
+        from kubernetes.client.rest import ApiException
+
+        body: dict[str, Any] = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "PromotionEvent", "metadata": {"name": name, "namespace": self.namespace}, "spec": promo.spec}
+        try:
+            current = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, EVENT_PLURAL, name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            current = self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, EVENT_PLURAL, body)
+        else:
+            body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+            current = self.custom.replace_namespaced_custom_object(GROUP, VERSION, self.namespace, EVENT_PLURAL, name, body)
+        memory = list(promo.memory)
+        if memory and (current.get("status") or {}).get("memory") != memory:
+            # last year's memory brought along (promo import): the status the controller keeps
+            current["status"] = {**(current.get("status") or {}), "memory": memory}
+            self.custom.replace_namespaced_custom_object_status(GROUP, VERSION, self.namespace, EVENT_PLURAL, name, current)

@@ -20,7 +20,7 @@ from autoscaler.core.schedule import Plan
 from autoscaler.cli.promo import import_rows as _import_rows
 from autoscaler.cli.promo_store import parse_time
 from autoscaler.core.durations import parse_duration_s
-from tests.fakes.kube import FakeKube, write_kubeconfig
+from tests.fakes.kube import write_kubeconfig
 
 runner = CliRunner()
 #: next year: promotions are scheduled in the future (a past start needs --allow-past)
@@ -175,30 +175,6 @@ def test_unreachable_prometheus_is_one_clear_line(tmp_path):
 
     done = sub("plan", "--prometheus-url", f"http://127.0.0.1:{free_port()}", "--capacity-per-replica", "100", calendar=tmp_path / "c.yaml")
     assert done.returncode == 1 and "Prometheus query failed" in done.stderr and "Traceback" not in done.stderr
-
-
-@pytest.fixture
-def kube_store(tmp_path):
-    fake = FakeKube()
-    url = fake.start()
-    kubeconfig = write_kubeconfig(url, tmp_path / "kc")
-    yield fake, ["--store", "kube", "--kubeconfig", str(kubeconfig), "-n", "live"]
-    fake.stop()
-
-
-def test_kube_store_keeps_promotion_events(kube_store, tmp_path):
-    fake, opts = kube_store
-    add = runner.invoke(app, ["promo", "add", "d11", "--start", f"{Y}-11-10 23:30", "--end", f"{Y}-11-11 02:00", "--kind", "double11", "--multiplier", "8", *opts])
-    assert add.exit_code == 0, add.output
-    obj = fake.get("peakscale.io/v1alpha1", "promotionevents", "live", "d11")
-    assert obj["spec"]["start"] == f"{Y}-11-10T23:30:00+08:00" and obj["spec"]["expectedMultiplier"] == 8
-    assert sub("promo", "edit", "d11", "--multiplier", "9", *opts).returncode == 0
-    assert fake.get("peakscale.io/v1alpha1", "promotionevents", "live", "d11")["spec"]["expectedMultiplier"] == 9
-    assert json.loads(sub("promo", "list", "-o", "json", *opts).stdout)[0]["name"] == "d11"
-    dup = sub("promo", "add", "d11", "--start", f"{Y}-11-12 00:00", "--duration", "1h", "--kind", "double11", *opts)
-    assert dup.returncode == 2 and fake.get("peakscale.io/v1alpha1", "promotionevents", "live", "d11")["spec"]["expectedMultiplier"] == 9
-    assert sub("promo", "delete", "d11", *opts).returncode == 0
-    assert fake.list("peakscale.io/v1alpha1", "promotionevents", "live") == []
 
 
 def test_plan_prescales_before_each_world_cup_match_and_json_round_trips(shared_traces, tmp_path):

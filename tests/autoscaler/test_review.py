@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, UTC
+from datetime import datetime, timedelta
 
 import numpy as np
 import yaml
 from typer.testing import CliRunner
 
 from autoscaler.cli import app
-from tests.autoscaler.test_controller_faults import NS, seed
-from tests.fakes.kube import write_kubeconfig
 
 runner = CliRunner()
 START = datetime(2026, 11, 8)
@@ -85,26 +83,3 @@ def test_review_names_a_promotion_that_selects_no_policy(tmp_path):
     cli("promo", "add", "nobody", "--allow-past", "--start", f"{start:%Y-%m-%d %H:%M}", "--duration", "1h", "--tz", "UTC", "--kind", "x", "--targets", "peakscale.io/tier=cache", calendar=cal)
     done = cli("promo", "review", "nobody", "--trace", str(trace), "--policies", str(policies_file(tmp_path)), calendar=cal)
     assert done.exit_code == 2 and "selects no ScalingPolicy" in done.output and "peakscale.io/tier=edge" in done.output
-
-
-def test_review_against_the_cluster_and_prometheus(kube, prometheus, history_window, tmp_path):
-    t = history_window[1] - 6 * 3600
-    seed(kube, event_start=t)
-    kubeconfig = write_kubeconfig(kube.url, tmp_path / "kc")
-    args = ["promo", "review", "flash-sale", "--store", "kube", "-n", NS, "--kubeconfig", str(kubeconfig), "--prometheus-url", prometheus.url, "--interval", "60s", "--tz", "UTC", "-o", "json"]
-    done = cli(*args)
-    assert done.exit_code == 0, done.output
-    doc = json.loads(done.stdout)
-    assert doc["start"].startswith(datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M"))
-    web = doc["policies"][0]
-    assert web["policy"] == "web" and web["target"] == "Deployment/web"
-    # the expected peak (50,000) sized before the start: 72 replicas at 70 %; the load stayed ~10,000
-    assert web["ready_at_start"] == 72 and web["forecast_peak"] >= 50_000
-    assert 8_000 <= web["observed_peak"] <= 13_000 and web["short_minutes"] == 0
-    assert web["recorded"]["stored"] is False and 0.8 <= web["recorded"]["peak_uplift"] <= 1.3
-    # what the controller recorded into the status is what the review shows
-    event = kube.get("peakscale.io/v1alpha1", "promotionevents", NS, "flash-sale")
-    event["status"] = {"memory": [{"policy": "web", "stepSeconds": 60, "offsetSeconds": -780, "uplift": [1.0, 2.0, 1.5], "peakUplift": 2.0, "minutesToPeak": -12.0, "recordedAtSeconds": int(t + 3600 + 1800)}]}
-    kube.put_object(event)
-    stored = json.loads(cli(*args).stdout)["policies"][0]["recorded"]
-    assert stored == {"step_s": 60, "points": 3, "peak_uplift": 2.0, "minutes_to_peak": -12.0, "stored": True}

@@ -46,8 +46,8 @@ def complete(obj: dict[str, Any]) -> dict[str, Any]:
     if obj["kind"] in ("Deployment", "StatefulSet"):
         name = obj["metadata"]["name"]
         spec = obj.setdefault("spec", {})
-        spec.setdefault("selector", {"matchLabels": {"app": name}})
         spec.setdefault("template", pod_template(name))
+        spec.setdefault("selector", {"matchLabels": dict((spec["template"].get("metadata") or {}).get("labels") or {"app": name})})
         if obj["kind"] == "StatefulSet":
             spec.setdefault("serviceName", name)
     obj.pop("status", None)  # status is the cluster's to write
@@ -111,6 +111,11 @@ class ClusterKube:
     def list(self, api_version: str, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
         found = self._resource(api_version, plural).get(namespace=namespace)
         return [dict(item) for item in found.to_dict()["items"]]
+
+    def put_status(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Replace the object's status subresource (as a controller does), as the admin."""
+        resource = self.dyn.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+        return dict(resource.status.replace(body=obj, namespace=obj["metadata"].get("namespace")).to_dict())
 
     def replace(self, obj: dict[str, Any]) -> dict[str, Any]:
         resource = self.dyn.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])

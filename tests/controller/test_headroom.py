@@ -20,7 +20,7 @@ from kubernetes import client
 
 from autoscaler.controller.headroom import A_PLANNED, PAUSE_IMAGE, placeholder_name
 from tests.cluster.controlplane import wait_for
-from tests.cluster.objects import add_nodes, delete_nodes, unique
+from tests.cluster.objects import delete_nodes, unique
 from tests.controller.world import Clock, controller, hpa, hpa_min, iso, status_of
 
 LEAD, NODE_LEAD, INTERVAL, COOLDOWN = 600, 300, 60, 1200

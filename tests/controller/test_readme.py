@@ -1,6 +1,7 @@
 """The README's commands run as written: every ``peakscale`` command in its ``sh`` blocks, in the
-order a reader meets them, against a real Prometheus, the Kubernetes API double (found through the
-kubeconfig of a temporary HOME, as kubectl would find it) and the files the README names (a trace, a
+order a reader meets them, against a real Prometheus, the real local control plane (found through
+the kubeconfig of a temporary HOME, as kubectl would find it, with the admin's credentials as an
+SRE's own) and the files the README names (a trace, a
 calendar, policies), written here. Each must exit 0, as the README implies. Only the placeholders
 change: the Prometheus URL, ``~``, and ``/tmp`` paths. The test fails when the README and the CLI
 drift apart.
@@ -23,8 +24,11 @@ import yaml
 
 from autoscaler.adapters.kube import now_micro
 from autoscaler.controller.leader import lease_annotations
-from tests.autoscaler.test_controller_faults import iso
-from tests.fakes.kube import write_kubeconfig
+import pytest
+
+from tests.cluster.facade import ClusterKube, pod_template
+from tests.cluster.objects import add_nodes, delete_namespace, delete_nodes, ensure_namespace, unique
+from tests.controller.world import iso
 
 REPO = Path(__file__).resolve().parents[2]
 QUERY = 'sum(shop_demand{app="web"})'  # the fixture Prometheus' series
@@ -66,19 +70,31 @@ def policy(name: str, tier: str, target: dict, mode: str, namespace: str = NS) -
     }  # fmt: skip
 
 
+@pytest.fixture
+def kube(cluster):
+    """Namespaces live and peakscale-system (the README's), and nodes with room for its tiers."""
+    api = cluster.api()
+    pool = unique("readme")
+    ensure_namespace(api, "peakscale-system")
+    add_nodes(api, 6, pool=pool, cpu="32", memory="128Gi")
+    view = ClusterKube(cluster, NS)
+    view.pool = pool
+    yield view
+    delete_nodes(api, pool)
+    for namespace in (NS, "peakscale-system"):
+        delete_namespace(api, namespace)
+
+
 def seed_cluster(kube, history_window) -> None:
     """Namespace live as `pulumi up` leaves it (a cache and an edge tier with their policies), nodes
     with room, a controller holding the Lease, and last 11.11's PromotionEvent within the history."""
-    template = {"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "x", "image": "x:1", "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}}}]}}
-    kube.put_object({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+    template = pod_template("x", pool=kube.pool, cpu="500m", memory="1Gi")
     kube.put_object({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "cache-node", "namespace": NS}, "spec": {"replicas": 2, "template": template}})
     kube.put_object({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "live-edge", "namespace": NS}, "spec": {"replicas": 2, "template": template}})
     edge = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "live-edge"}
     kube.put_object({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "live-edge", "namespace": NS}, "spec": {"scaleTargetRef": edge, "minReplicas": 2, "maxReplicas": 100}})
     kube.put_object(policy("cache-cache-node", "cache", {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "cache-node"}, "scale"))
     kube.put_object(policy("edge-live-edge", "edge", edge, "hpa-floor"))
-    for n in range(6):
-        kube.add_node(f"node-{n}", "32", "128Gi")
     start = history_window[1] - 30 * 3600
     kube.put_object(
         {
@@ -86,7 +102,6 @@ def seed_cluster(kube, history_window) -> None:
             "spec": {"start": iso(start), "end": iso(start + 3 * 3600), "kind": "double11", "expectedMultiplier": 3, "targets": {"matchLabels": {"peakscale.io/tier": "cache"}}},
         }
     )  # fmt: skip
-    kube.reconcile()
 
 
 def fresh_lease(kube) -> None:
@@ -139,7 +154,7 @@ def test_every_peakscale_command_in_the_readme_runs_as_written(kube, prometheus,
     home, work = tmp_path / "home", tmp_path / "work"
     (home / ".kube").mkdir(parents=True)
     work.mkdir()
-    write_kubeconfig(kube.url, home / ".kube" / "config")
+    (home / ".kube" / "config").write_text(kube.cluster.kubeconfig.read_text())
     seed_cluster(kube, history_window)
     write_files(work, home)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBE", "PEAKSCALE_", "XDG_"))}

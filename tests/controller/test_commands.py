@@ -1,0 +1,69 @@
+"""The commands an SRE runs against the cluster, on the real control plane: `promo add/edit/list/
+delete --store kube` (the CRD's real defaults and validation) and `promo review` of what the
+controller recorded."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import datetime, UTC
+
+from typer.testing import CliRunner
+
+from autoscaler.cli import app
+from tests.controller.world import seed
+
+runner = CliRunner()
+Y = datetime.now(UTC).year + 1
+
+
+def cli(*args):
+    return runner.invoke(app, list(args))
+
+
+def sub(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "autoscaler.cli", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_kube_store_keeps_promotion_events_with_the_crds_own_defaults(kube):
+    fake, live = kube, kube.ns
+    opts = ["--store", "kube", "--kubeconfig", str(kube.cluster.kubeconfig), "-n", live]
+    add = runner.invoke(app, ["promo", "add", "d11", "--start", f"{Y}-11-10 23:30", "--end", f"{Y}-11-11 02:00", "--kind", "double11", "--multiplier", "8", *opts])
+    assert add.exit_code == 0, add.output
+    obj = fake.get("peakscale.io/v1alpha1", "promotionevents", live, "d11")
+    assert obj["spec"]["start"] == f"{Y}-11-10T23:30:00+08:00" and obj["spec"]["expectedMultiplier"] == 8
+    assert sub("promo", "edit", "d11", "--multiplier", "9", *opts).returncode == 0
+    assert fake.get("peakscale.io/v1alpha1", "promotionevents", live, "d11")["spec"]["expectedMultiplier"] == 9
+    assert json.loads(sub("promo", "list", "-o", "json", *opts).stdout)[0]["name"] == "d11"
+    dup = sub("promo", "add", "d11", "--start", f"{Y}-11-12 00:00", "--duration", "1h", "--kind", "double11", *opts)
+    assert dup.returncode == 2 and fake.get("peakscale.io/v1alpha1", "promotionevents", live, "d11")["spec"]["expectedMultiplier"] == 9
+    assert sub("promo", "delete", "d11", *opts).returncode == 0
+    assert fake.list("peakscale.io/v1alpha1", "promotionevents", live) == []
+    # what the CRD refuses is refused with the API server's reason, in one line, and nothing stored
+    long = sub("promo", "add", "d12", "--title", "x" * 300, "--start", f"{Y}-12-12 20:00", "--duration", "2h", "--kind", "double12", *opts)
+    assert long.returncode == 2 and "title" in long.stderr and "Traceback" not in long.stderr, long.stderr
+    assert len(long.stderr.strip().splitlines()) == 1
+    assert fake.get("peakscale.io/v1alpha1", "promotionevents", live, "d12") is None
+
+
+def test_review_against_the_cluster_and_prometheus(kube, prometheus, history_window, tmp_path):
+    t = history_window[1] - 6 * 3600
+    seed(kube, event_start=t)
+    args = ["promo", "review", "flash-sale", "--store", "kube", "-n", kube.ns, "--kubeconfig", str(kube.cluster.kubeconfig), "--prometheus-url", prometheus.url, "--interval", "60s", "--tz", "UTC", "-o", "json"]
+    done = cli(*args)
+    assert done.exit_code == 0, done.output
+    doc = json.loads(done.stdout)
+    assert doc["start"].startswith(datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M"))
+    web = doc["policies"][0]
+    assert web["policy"] == "web" and web["target"] == "Deployment/web"
+    # the expected peak (50,000) sized before the start: 72 replicas at 70 %; the load stayed ~10,000
+    assert web["ready_at_start"] == 72 and web["forecast_peak"] >= 50_000
+    assert 8_000 <= web["observed_peak"] <= 13_000 and web["short_minutes"] == 0
+    assert web["recorded"]["stored"] is False and 0.8 <= web["recorded"]["peak_uplift"] <= 1.3
+    # what the controller recorded into the status is what the review shows
+    event = kube.get("peakscale.io/v1alpha1", "promotionevents", kube.ns, "flash-sale")
+    event["status"] = {"memory": [{"policy": "web", "stepSeconds": 60, "offsetSeconds": -780, "uplift": [1.0, 2.0, 1.5], "peakUplift": 2.0, "minutesToPeak": -12.0, "recordedAtSeconds": int(t + 3600 + 1800)}]}
+    kube.put_status(event)
+    stored = json.loads(cli(*args).stdout)["policies"][0]["recorded"]
+    assert stored == {"step_s": 60, "points": 3, "peak_uplift": 2.0, "minutes_to_peak": -12.0, "stored": True}
