@@ -295,7 +295,7 @@ class KubeStore:
     def save(self, promos: list[Promo], *, changed: list[str], deleted: list[str], created: list[str] | None = None) -> None:
         from kubernetes.client.rest import ApiException
 
-        from autoscaler.adapters.kube import refusal
+        from autoscaler.adapters.kube_errors import refusal
 
         by_name = {p.name: p for p in promos}
         for name in changed:

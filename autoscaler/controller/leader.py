@@ -160,15 +160,16 @@ class LeaderElector:
         return self.kube.read_lease(self.namespace, self.name)
 
     def _create(self, now: float, mono: float) -> bool:
-        body = {
+        renewed = now_micro(now)
+        body: dict[str, Any] = {
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
             "metadata": {"name": self.name, "namespace": self.namespace, "annotations": lease_annotations()},
             "spec": {
                 "holderIdentity": self.identity,
                 "leaseDurationSeconds": int(self.lease_duration_s),
-                "acquireTime": now_micro(now),
-                "renewTime": now_micro(now),
+                "acquireTime": renewed,
+                "renewTime": renewed,
                 "leaseTransitions": 0,
             },
         }
@@ -176,7 +177,7 @@ class LeaderElector:
             self.kube.create_lease(self.namespace, body)
         except ApiException:
             return self._failed(mono)
-        return self._won(mono, _Record(self.identity, str(body["spec"]["renewTime"]), int(self.lease_duration_s), 0))
+        return self._won(mono, _Record(self.identity, renewed, int(self.lease_duration_s), 0))
 
     def _won(self, mono: float, record: _Record) -> bool:
         with self._lock:

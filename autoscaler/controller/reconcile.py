@@ -17,7 +17,7 @@ Reliability rules (DESIGN.md), and where they live:
 * a deleted hpa-floor policy never leaves a raised floor behind: its finalizer stays until the
   original is restored;
 * only the Lease holder writes (``leader.LeaderElector``);
-* 409 conflicts are retried with a fresh read (``kube.retry_conflict``);
+* 409 conflicts are retried with a fresh read (``kube_errors.retry_conflict``);
 * never above ``maxReplicas`` (the planner clamps, the HPA write clamps again to the HPA's own max);
 * a malformed policy or event gets a condition naming the field; the others carry on;
 * node headroom: the placeholder Deployment of each policy lives in ``--headroom-namespace``,

@@ -48,6 +48,8 @@ def seed(fake, *, event_start: float, hpa_max: int, quota_pods: str, nodes: int,
         },
     }
     add_nodes(fake.api, nodes, pool=pool, cpu="4", memory="16Gi")
+    # the quota first: admission charges each pod to it as the ReplicaSet creates it
+    fake.put_object({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "compute", "namespace": NS}, "spec": {"hard": {"pods": quota_pods, "requests.cpu": "64"}}})
     fake.put_object({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": NS}, "spec": {"replicas": 3, "template": template}})
     fake.put_object(
         {
@@ -57,7 +59,6 @@ def seed(fake, *, event_start: float, hpa_max: int, quota_pods: str, nodes: int,
             "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "minReplicas": 3, "maxReplicas": hpa_max},
         }
     )
-    fake.put_object({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "compute", "namespace": NS}, "spec": {"hard": {"pods": quota_pods, "requests.cpu": "64"}}})
     fake.put_object({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "web", "namespace": NS}, "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "web"}}}})
     spec = {
         "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
@@ -89,7 +90,7 @@ def seed(fake, *, event_start: float, hpa_max: int, quota_pods: str, nodes: int,
     # the cluster settles: the web pods placed on the pool, the quota controller counting them
     core = client.CoreV1Api(fake.api)
     wait_for("3 web pods placed", lambda: len([p for p in core.list_namespaced_pod(NS).items if p.spec.node_name]) == 3, 60)
-    wait_for("the quota's usage counted", lambda: (core.read_namespaced_resource_quota("compute", NS).status.used or {}).get("pods") == "3", 60)
+    wait_for("the quota's usage counted", lambda: (core.read_namespaced_resource_quota("compute", NS).status.used or {}).get("pods") == "3", 180)
 
 
 def preflight(fake, prometheus, tmp_path, *extra):
