@@ -70,13 +70,16 @@ class RedisCache(pulumi.ComponentResource):
         self.register_outputs({"endpoint": self.endpoint, "mode": config.mode, "secretName": self.secret_name, "scaleContract": self.contract.as_output()})
 
     def _secret(self) -> k8s.core.v1.Secret:
-        """The password: generated, a Pulumi secret, in a Kubernetes Secret."""
-        password = random.RandomPassword(f"{self.name}-password", length=32, special=False, opts=self.child)
+        """The password, a Pulumi secret, in a Kubernetes Secret: the stack's ``cachePassword``
+        secret config when set, else generated (pulumi-random) and kept in the stack's state."""
+        supplied = pulumi.Config("peakscale").get_secret("cachePassword")
+        if supplied is None:
+            supplied = random.RandomPassword(f"{self.name}-password", length=32, special=False, opts=self.child).result
         return k8s.core.v1.Secret(
             f"{self.name}-auth",
             metadata={"name": self.secret_name, "namespace": self.ns, "labels": self.labels},
             type="Opaque",
-            string_data={"redis-password": pulumi.Output.secret(password.result)},
+            string_data={"redis-password": pulumi.Output.secret(supplied)},
             opts=self.child,
         )
 

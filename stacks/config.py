@@ -230,6 +230,12 @@ class DatabaseConfig(Model):
     pool_mode: Literal["session", "transaction"] = "transaction"
     operator_chart_version: str = "0.22.1"
     operator_namespace: str = "cnpg-system"
+    #: install the CloudNativePG operator from its pinned chart; false where one is installed
+    #: already (one operator serves every namespace of a cluster, and a second stack in the same
+    #: cluster must not install it again) or where its chart repository cannot be reached
+    install_operator: bool = True
+    #: ``protect`` the Cluster: ``pulumi destroy`` refuses to delete its data until unprotected
+    protect: bool = True
     backup: Backup = Backup()
     monitoring: bool = True
     scaling: Scaling = Scaling(min_replicas=3, max_replicas=6, lead_time="20m", capacity_per_replica=2000)
@@ -300,13 +306,19 @@ class StackConfig(Model):
 
 
 KEYS = ("namespace", "environment", "zones", "cache", "edge", "database", "controller")
+#: config keys read as Pulumi secrets by the component that uses them, never into the model:
+#: ``cachePassword`` (`pulumi config set --secret cachePassword ...`) is the cache's password where
+#: the stack should not generate one
+SECRET_KEYS = ("cachePassword",)
 
 
 def parse_stack_config(raw: dict[str, Any], project: str = "peakscale") -> StackConfig:
     """Validate a mapping of config keys; raise ``ConfigError`` naming the config path."""
-    for key in raw:
-        if key not in KEYS:
-            raise ConfigError(f"{project}:{key}", "unknown config key", f"known: {', '.join(KEYS)}")
+    for key in list(raw):
+        if key in SECRET_KEYS:
+            raw = {k: v for k, v in raw.items() if k != key}
+        elif key not in KEYS:
+            raise ConfigError(f"{project}:{key}", "unknown config key", f"known: {', '.join(KEYS + SECRET_KEYS)}")
     try:
         return StackConfig.model_validate(raw)
     except ValidationError as exc:

@@ -3,8 +3,10 @@
 The operator comes from its pinned Helm chart (a Helm release, ordered before its custom
 resources); the ``Cluster`` holds a primary and read replicas (``instances`` has a scale
 subresource, which peakscale writes: read capacity takes a replica clone, so the lead time is
-long), and a PgBouncer ``Pooler`` fronts the primary. The Cluster is ``protect``-ed: its data
-outlives a careless ``pulumi destroy``.
+long), and a PgBouncer ``Pooler`` fronts the primary. The Cluster is ``protect``-ed (unless the
+config says ``protect: false``, as a developer's disposable cluster does): its data outlives a
+careless ``pulumi destroy``. ``installOperator: false`` leaves the operator to whoever installed it
+in the cluster already (its CRDs must be there).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ class PostgresCluster(pulumi.ComponentResource):
         self.base = base = config.name
         self.labels = labels(base, "database", "database", stack.environment)
 
-        operator = self._operator()
+        operator = [self._operator()] if config.install_operator else []
         cluster = k8s.apiextensions.CustomResource(
             f"{name}-cluster",
             api_version=CNPG_API,
@@ -40,8 +42,8 @@ class PostgresCluster(pulumi.ComponentResource):
             spec=self._cluster_spec(),
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=[operator],
-                protect=True,
+                depends_on=operator,
+                protect=config.protect,
                 # peakscale scales read replicas through the Cluster's scale subresource
                 ignore_changes=["spec.instances"],
             ),

@@ -53,6 +53,9 @@ API_PERMISSIONS: list[tuple[str, str, str, tuple[str, ...]]] = [
 ]
 
 ORIGINAL_MIN = "peakscale.io/original-min-replicas"
+#: the field manager of every write: kube-apiserver's managedFields name the controller as the
+#: owner of what it sets (an HPA's minReplicas, a scale), beside Pulumi's or Helm's own fields
+FIELD_MANAGER = "peakscale-controller"
 #: on hpa-floor policies: a deleted policy never leaves a raised floor behind
 FINALIZER = "peakscale.io/restore-floor"
 
@@ -198,7 +201,7 @@ class Kube:
                 return
             obj["status"] = status
             self.guard()
-            self.custom.replace_namespaced_custom_object_status(GROUP, VERSION, namespace, plural, name, obj)
+            self.custom.replace_namespaced_custom_object_status(GROUP, VERSION, namespace, plural, name, obj, field_manager=FIELD_MANAGER)
             self.writes += 1
 
         retry_conflict(attempt)
@@ -217,7 +220,7 @@ class Kube:
                 return
             meta["finalizers"] = finalizers
             self.guard()
-            self.custom.replace_namespaced_custom_object(GROUP, VERSION, namespace, plural, name, {**obj, "metadata": meta})
+            self.custom.replace_namespaced_custom_object(GROUP, VERSION, namespace, plural, name, {**obj, "metadata": meta}, field_manager=FIELD_MANAGER)
             self.writes += 1
 
         retry_conflict(attempt)
@@ -265,7 +268,7 @@ class Kube:
             hpa.spec.min_replicas = target
             hpa.metadata.annotations = annotations
             self.guard()
-            self.autoscaling.replace_namespaced_horizontal_pod_autoscaler(name, namespace, hpa)
+            self.autoscaling.replace_namespaced_horizontal_pod_autoscaler(name, namespace, hpa, field_manager=FIELD_MANAGER)
             self.writes += 1
             result.update(before=before, after=target)
 
@@ -296,7 +299,7 @@ class Kube:
                 if before != replicas:
                     scale.spec.replicas = replicas
                     self.guard()
-                    replace(name, namespace, scale)
+                    replace(name, namespace, scale, field_manager=FIELD_MANAGER)
                     self.writes += 1
             else:
                 group, plural = _SCALABLE[kind]
@@ -305,7 +308,7 @@ class Kube:
                 if before != replicas:
                     scale.setdefault("spec", {})["replicas"] = replicas
                     self.guard()
-                    self.custom.replace_namespaced_custom_object_scale(group, "v1", namespace, plural, name, scale)
+                    self.custom.replace_namespaced_custom_object_scale(group, "v1", namespace, plural, name, scale, field_manager=FIELD_MANAGER)
                     self.writes += 1
             result.update(before=before, after=replicas)
 
@@ -336,7 +339,7 @@ class Kube:
         meta = body["metadata"]
         self.guard()
         try:
-            retry_conflict(lambda: self.apps.create_namespaced_deployment(meta["namespace"], body), attempts=1)
+            retry_conflict(lambda: self.apps.create_namespaced_deployment(meta["namespace"], body, field_manager=FIELD_MANAGER), attempts=1)
         except ApiException as exc:
             if exc.status != 409:
                 raise
@@ -358,7 +361,7 @@ class Kube:
             meta["annotations"] = merged
             obj.pop("status", None)
             self.guard()
-            self.apps.replace_namespaced_deployment(name, namespace, obj)
+            self.apps.replace_namespaced_deployment(name, namespace, obj, field_manager=FIELD_MANAGER)
             self.writes += 1
 
         retry_conflict(attempt)
@@ -408,6 +411,7 @@ class Kube:
         the microseconds are zero, which kube-apiserver refuses (400)."""
         params = self.api.param_serialize(
             method=method, resource_path=path, body=body, auth_settings=["BearerToken"],
+            query_params=[("fieldManager", FIELD_MANAGER)] if method in ("POST", "PUT") else None,
             header_params={"Content-Type": "application/json", "Accept": "application/json"},
         )  # fmt: skip
         response = self.api.call_api(*params)

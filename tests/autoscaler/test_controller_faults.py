@@ -120,7 +120,7 @@ def test_concurrent_writer_conflict_is_resolved_with_a_fresh_read(kube, promethe
     original = kube.handle
 
     def racing(method, path, body, content_type):
-        if method == "PUT" and path.endswith("/horizontalpodautoscalers/web") and not racing.done:
+        if method == "PUT" and path.split("?")[0].endswith("/horizontalpodautoscalers/web") and not racing.done:
             racing.done = True
             hpa = kube.get("autoscaling/v2", "horizontalpodautoscalers", NS, "web")
             hpa["spec"]["maxReplicas"] = 90

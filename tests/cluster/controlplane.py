@@ -2,8 +2,9 @@
 runtime start theirs: etcd, kube-apiserver (RBAC on, an audit log of every request a
 ServiceAccount makes), kube-controller-manager, kube-scheduler, and kwok for the nodes.
 
-Everything but the kubelet is the real thing, built from Go modules by ``tools/build.sh``. kwok
-plays the kubelet only: nodes the tests create become Ready and keep a heartbeat Lease, pods the
+Everything but the kubelet and the cloud is the real thing, built from Go modules by
+``tools/build.sh``. A small process plays the cloud's one part a cluster needs here (LoadBalancer
+addresses, ``tests/cluster/cloud.py``); kwok plays the kubelet only: nodes the tests create become Ready and keep a heartbeat Lease, pods the
 real scheduler binds go Running and Ready. The HPA controller, the Deployment and ReplicaSet
 controllers, the garbage collector, the scheduler's preemption, admission (priority, quota,
 defaults), validation, server-side apply and RBAC are kube-apiserver's and the controllers' own.
@@ -77,11 +78,11 @@ def wait_for(what: str, check: Callable[[], Any], timeout_s: float, *, poll_s: f
 
 
 class Process:
-    def __init__(self, name: str, args: list[str], logs: Path) -> None:
+    def __init__(self, name: str, args: list[str], logs: Path, cwd: Path | None = None) -> None:
         self.name = name
         self.log_path = logs / f"{name}.log"
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True, cwd=cwd)
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -163,6 +164,7 @@ class ControlPlane:
             self._controller_manager()
             self._scheduler()
             self._kwok()
+            self._cloud()
             # the controllers are up once their first results show: the ServiceAccount
             # controller made the default namespace's ServiceAccount
             wait_for(
@@ -181,8 +183,8 @@ class ControlPlane:
             process.stop()
         self.processes.clear()
 
-    def _spawn(self, name: str, args: list[str]) -> Process:
-        process = Process(name, args, self.logs)
+    def _spawn(self, name: str, args: list[str], cwd: Path | None = None) -> Process:
+        process = Process(name, args, self.logs, cwd=cwd)
         self.processes.append(process)
         return process
 
@@ -291,10 +293,19 @@ class ControlPlane:
             [
                 str(binary("kwok")), f"--kubeconfig={self.workdir / 'kwok.kubeconfig'}", f"--config={stages}",
                 "--manage-all-nodes=true", f"--server-address=127.0.0.1:{free_port()}", "--node-ip=127.0.0.1",
+                # pod IPs apart from the service range (10.0.0.0/24)
+                "--cidr=10.244.0.1/16",
                 # nodes renew a Lease as kubelets do, so the node lifecycle controller keeps them Ready
                 "--node-lease-duration-seconds=40",
             ],
         )  # fmt: skip
+
+    def _cloud(self) -> Process:
+        """LoadBalancer addresses, as a cloud's service controller would (``tests/cluster/cloud.py``)."""
+        import sys
+
+        repo = Path(__file__).resolve().parents[2]
+        return self._spawn("cloud", [sys.executable, "-m", "tests.cluster.cloud", f"--kubeconfig={self.kubeconfig}"], cwd=repo)
 
     # --- talking to it --------------------------------------------------------------------------
     def _ssl(self) -> ssl.SSLContext:
