@@ -2,6 +2,8 @@
 #   make demo   backtest of the bundled World Cup 1998 trace: table + out/worldcup98-backtest.png
 #   make test   installs what the tests need (Debian packages included) and runs them all
 #   make bench  prints the benchmark tables (quality and speed)
+#   make cluster   a local control plane in the background with the dev stack `pulumi up`-ed on it;
+#                  ends with the `export KUBECONFIG=...` line (make cluster-down stops it all)
 #   make binaries  builds the local control plane and the Pulumi engine from Go modules, once, into
 #                  ~/.cache/peakscale (make test runs it; a cold build takes about half an hour)
 
@@ -14,7 +16,7 @@ UV = $$(command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 # prometheus (with promtool) serves the controller its backfilled history
 DEB_PACKAGES ?= redis-server prometheus
 
-.PHONY: demo test bench types uv env env-dev debs binaries clean
+.PHONY: demo test bench types uv env env-dev debs binaries cluster cluster-down clean
 
 uv:
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || \
@@ -42,6 +44,14 @@ binaries: env-dev
 	@command -v go >/dev/null || { echo "Go 1.26 is needed to build the control plane (it is on the project's machines)"; exit 1; }
 	@tools/build.sh
 
+# the whole thing on this machine: etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+# kwok nodes, and `pulumi up` of the dev stack (the tiers, the chart, the ScalingPolicies)
+cluster: env-dev binaries
+	@$(UV) run --frozen --all-extras python -m tests.cluster.local up
+
+cluster-down: env-dev
+	@$(UV) run --frozen --all-extras python -m tests.cluster.local down
+
 demo: env
 	@mkdir -p out
 	@$(UV) run --frozen --no-dev --extra plot peakscale backtest --plot out/worldcup98-backtest.png
@@ -49,11 +59,12 @@ demo: env
 
 # lint and types first (ruff and mypy: zero findings; mypy's settings are in pyproject.toml, strict
 # on the core), then the suite on both cores (it is mostly single-threaded; each worker starts its
-# own Prometheus)
+# own Prometheus and its own control plane; a module's tests stay on one worker, so a module's
+# fixture, a `pulumi up` or a parity run, is made once)
 test: env-dev debs binaries
 	@$(UV) run --frozen --all-extras ruff check autoscaler stacks tests bench policy
 	@$(UV) run --frozen --all-extras mypy
-	@$(UV) run --frozen --all-extras pytest -q -n 2
+	@$(UV) run --frozen --all-extras pytest -q -n 2 --dist loadscope
 
 types: env-dev
 	@$(UV) run --frozen --all-extras mypy
