@@ -219,3 +219,16 @@ def test_controller_command_runs_a_cycle_against_the_cluster(kube, prometheus, t
     assert report["leader"] and report["policies"] == 1
     assert hpa_min(kube) == 3
     assert conditions(status_of(kube, "scalingpolicies", "web"))["MetricsAvailable"]["status"] == "False"
+
+
+def test_a_request_the_charts_rbac_does_not_grant_is_named_by_verb_and_resource(cluster, namespace, prometheus, start):
+    """The RBAC check every controller test ends with can fail: a controller told to put its
+    placeholders where the chart gave it no Role is refused, and the refusal is named."""
+    from tests.cluster.facade import ClusterKube
+
+    kube = ClusterKube(cluster, namespace)
+    t = start + 3600
+    seed(kube, event_start=t, extra_spec={"nodeHeadroom": {"enabled": True, "leadTime": "5m"}})
+    opts = ControllerOptions(identity="stray", namespaces=[kube.ns], interval_s=60, lease_namespace=kube.ns, headroom_namespace="default")
+    Controller(Kube(kube.controller_api("stray")), HistoryCache(prometheus.url, timeout_s=5), opts, clock=Clock(t - LEAD - 300 - 60)).run_guarded()  # the cycle fails as a whole: one log line
+    assert any(r.startswith(("list apps/deployments in default", "create apps/deployments in default")) for r in kube.refused()), kube.refused()
