@@ -13,8 +13,21 @@ Internal bugs are none of these and surface normally.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+
+def printable(text: object) -> str:
+    """``text`` with every control or format character written as its escape (``\\n``, ``\\x1b``):
+    what a user typed can never start a new log line or move a terminal's cursor."""
+    out = []
+    for ch in str(text):
+        if unicodedata.category(ch)[0] == "C" and ch != " ":
+            out.append(ch.encode("unicode_escape").decode("ascii"))
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 class PeakscaleError(Exception):
@@ -29,6 +42,8 @@ class InputError(PeakscaleError, ValueError):
     exit_code = 2
 
     def __init__(self, where: str, problem: str, fix: str | None = None) -> None:
+        where, problem = printable(where), printable(problem)
+        fix = printable(fix) if fix is not None else None
         self.where = where
         self.problem = problem
         self.fix = fix

@@ -38,15 +38,16 @@ API_PERMISSIONS: list[tuple[str, str, str, tuple[str, ...]]] = [
     ("watched", "apps", "statefulsets/scale", ("get", "update")),
     ("watched", "postgresql.cnpg.io", "clusters/scale", ("get", "update")),
     # node headroom and preflight: the targets' pod templates and ready counts, quotas, PDBs
-    ("watched", "apps", "deployments", ("get",)),
     ("watched", "apps", "statefulsets", ("get",)),
     ("watched", "postgresql.cnpg.io", "clusters", ("get",)),
     ("watched", "", "resourcequotas", ("list",)),
     ("watched", "policy", "poddisruptionbudgets", ("list",)),
     ("watched", "", "events", ("create",)),
     ("release", "coordination.k8s.io", "leases", ("get", "create", "update")),
-    # the node-headroom placeholders live in the controller's namespace
-    ("release", "apps", "deployments", ("get", "list", "create", "update", "delete")),
+    # what concerns the controller itself (a --calendar entry it skipped): an Event on its Lease
+    ("release", "", "events", ("create",)),
+    # the node-headroom placeholders live in the targets' namespaces, charged to their quotas
+    ("watched", "apps", "deployments", ("get", "list", "create", "update", "delete")),
     ("cluster", "", "nodes", ("list",)),
     ("cluster", "", "pods", ("list",)),
     ("cluster", "scheduling.k8s.io", "priorityclasses", ("get",)),
@@ -329,11 +330,17 @@ class Kube:
             raise KubeError(f"targetRef.kind {kind!r} has no pod template peakscale knows (Deployment, StatefulSet, Cluster)")
         return json.loads(raw.data)
 
-    def list_placeholders(self, namespace: str, selector: str) -> list[dict]:
-        """Every node-headroom placeholder Deployment peakscale owns in ``namespace`` (``selector``:
-        the labels the controller gives them)."""
-        raw = self.apps.list_namespaced_deployment(namespace, label_selector=selector, _preload_content=False)
-        return json.loads(raw.data).get("items", [])
+    def list_placeholders(self, namespaces: list[str] | None, selector: str) -> list[dict]:
+        """Every node-headroom placeholder Deployment peakscale owns in the watched namespaces (all:
+        None); ``selector``: the labels the controller gives them."""
+        if not namespaces:
+            raw = self.apps.list_deployment_for_all_namespaces(label_selector=selector, _preload_content=False)
+            return json.loads(raw.data).get("items", [])
+        items: list[dict] = []
+        for ns in namespaces:
+            raw = self.apps.list_namespaced_deployment(ns, label_selector=selector, _preload_content=False)
+            items += json.loads(raw.data).get("items", [])
+        return items
 
     def create_placeholder(self, body: dict) -> None:
         meta = body["metadata"]
@@ -343,7 +350,12 @@ class Kube:
         except ApiException as exc:
             if exc.status != 409:
                 raise
-            # already there (created by a previous leader, or a retry that landed): size it
+            # already there: a previous leader's, or a retry that landed, is sized; a Deployment of
+            # that name that is not this policy's placeholder is never touched
+            existing = json.loads(self.apps.read_namespaced_deployment(meta["name"], meta["namespace"], _preload_content=False).data)
+            labels = (existing.get("metadata") or {}).get("labels") or {}
+            if any(labels.get(k) != v for k, v in (meta.get("labels") or {}).items()):
+                raise KubeError(f"Deployment {meta['namespace']}/{meta['name']} exists and is not this policy's placeholder: it is left alone") from None
             self.resize_placeholder(meta["namespace"], meta["name"], body["spec"]["replicas"], meta.get("annotations") or {})
             return
         self.writes += 1

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from autoscaler.cli.app import app
+from autoscaler.core.cycle_types import DEFAULT_MAX_PLACEHOLDERS
 from autoscaler.core.durations import parse_duration_s
 from autoscaler.errors import CommandFailed, InputError, clip
 
@@ -37,7 +38,9 @@ def controller(
     metrics_port: Annotated[int, typer.Option(help="Port of /metrics, /healthz and /readyz.")] = 8080,
     lease_namespace: Annotated[str, typer.Option(envvar="POD_NAMESPACE", help="Namespace of the leader-election Lease.")] = "peakscale-system",
     lease_name: Annotated[str, typer.Option(help="Name of the leader-election Lease.")] = "peakscale-controller",
-    headroom_namespace: Annotated[Optional[str], typer.Option(help="Namespace of the node-headroom placeholder Deployments. Default: the Lease's (the controller's own).")] = None,
+    headroom_priority_class: Annotated[Optional[list[str]], typer.Option("--headroom-priority-class", help="A PriorityClass node-headroom placeholders may run at (repeatable; each must have a negative value). A policy naming another gets no placeholders. Default: peakscale-headroom, the chart's.")] = None,
+    headroom_max_pods: Annotated[int, typer.Option(help="At most this many placeholder pods per policy, whatever its plan or maxReplicas say.")] = DEFAULT_MAX_PLACEHOLDERS,
+    headroom_copy_scheduling: Annotated[bool, typer.Option("--headroom-copy-scheduling/--no-headroom-copy-scheduling", help="Copy the target's nodeSelector, affinity and tolerations onto its placeholders (they run in the target's namespace, charged to its quota).")] = True,
     calendar: Annotated[Optional[Path], typer.Option("--calendar", help="Also read promotions from this YAML calendar (e.g. a ConfigMap mount; for clusters without the CRDs). Re-read every cycle; a PromotionEvent of the same name wins.")] = None,
     preflight_ahead: Annotated[str, typer.Option(help="Run the preflight checks for each promotion starting within this long, as its Preflight condition (0: never).")] = "24h",
     preflight_every: Annotated[str, typer.Option(help="Run them again this often until the promotion starts.")] = "1h",
@@ -68,7 +71,7 @@ def controller(
     from autoscaler.controller.telemetry import Telemetry, serve
 
     # every option is checked before any work starts
-    _check_flags(log_level, metrics_port, unready_after, prometheus_url)
+    _check_flags(log_level, metrics_port, unready_after, prometheus_url, headroom_max_pods)
     times = _durations(interval=interval, prometheus_timeout=prometheus_timeout, lease_duration=lease_duration, renew_deadline=renew_deadline, retry_period=retry_period, preflight_ahead=preflight_ahead, preflight_every=preflight_every)
     _check_calendar(calendar)
     token = _read_token(prometheus_token_file)
@@ -90,7 +93,8 @@ def controller(
         identity=name, namespaces=list(namespace) if namespace else None, interval_s=times["interval"], dry_run=dry_run,
         lease_namespace=lease_namespace, lease_name=lease_name, lease_duration_s=times["lease_duration"],
         renew_deadline_s=times["renew_deadline"], retry_period_s=times["retry_period"], unready_after=unready_after,
-        headroom_namespace=headroom_namespace or lease_namespace, calendar_file=str(calendar) if calendar is not None else None,
+        headroom_priority_classes=tuple(headroom_priority_class or ("peakscale-headroom",)), headroom_max_pods=headroom_max_pods,
+        headroom_copy_scheduling=headroom_copy_scheduling, calendar_file=str(calendar) if calendar is not None else None,
         preflight_ahead_s=times["preflight_ahead"], preflight_every_s=times["preflight_every"],
     )  # fmt: skip
     ctl = Controller(Kube(api), history, options, telemetry=telemetry)
@@ -102,7 +106,7 @@ def controller(
         server.shutdown()
 
 
-def _check_flags(log_level: str, metrics_port: int, unready_after: int, prometheus_url: str) -> None:
+def _check_flags(log_level: str, metrics_port: int, unready_after: int, prometheus_url: str, headroom_max_pods: int) -> None:
     levels = ("debug", "info", "warning", "error")
     if log_level.lower() not in levels:
         raise InputError("--log-level", f"unknown level {log_level!r}", f"use {', '.join(levels)}")
@@ -110,6 +114,8 @@ def _check_flags(log_level: str, metrics_port: int, unready_after: int, promethe
         raise InputError("--metrics-port", f"{metrics_port} is not a TCP port", "give 1-65535, e.g. 8080")
     if unready_after < 1:
         raise InputError("--unready-after", f"{unready_after} must be at least 1", "e.g. 3")
+    if not 0 <= headroom_max_pods <= 10_000:
+        raise InputError("--headroom-max-pods", f"{headroom_max_pods} is not a pod count", "give 0-10000, e.g. 100")
     if not prometheus_url.startswith(("http://", "https://")) or len(prometheus_url) < 10:
         raise InputError("--prometheus-url", f"{prometheus_url!r} is not an http(s) URL", "e.g. http://prometheus:9090")
 
@@ -126,15 +132,24 @@ def _durations(**given: str) -> dict[str, int]:
 
 
 def _check_calendar(calendar: Path | None) -> None:
-    """A bad entry of --calendar is named now, not at the first cycle."""
+    """A bad entry of --calendar is named now, with the rules each cycle applies (a cycle skips a
+    bad entry and reports it; at the start someone is there to fix it)."""
     if calendar is None:
         return
     from autoscaler.adapters import yamlsafe
+    from autoscaler.core.resources import parse_event
     from autoscaler.core.calendar import read_entries
 
     if not calendar.is_file():
         raise InputError("--calendar", f"no such file {str(calendar)!r}", "give the YAML calendar to read (e.g. a ConfigMap mount)")
-    read_entries(yamlsafe.read(calendar, f"--calendar {calendar.name}"), None, f"--calendar {calendar.name}")
+    label = f"--calendar {calendar.name}"
+    for e in read_entries(yamlsafe.read(calendar, label), None, label):
+        try:
+            parse_event({"metadata": {"name": e.name}, "spec": e.spec}, tuple(e.memory))
+        except InputError as exc:
+            raise InputError(f"{label} {e.name}", exc.problem, exc.fix) from None
+        except (ValueError, TypeError, KeyError) as exc:
+            raise InputError(f"{label} {e.name}", str(exc), "fix the entry") from None
 
 
 def _read_token(path: Path | None) -> str | None:

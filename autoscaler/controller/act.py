@@ -30,7 +30,7 @@ class ActSteps(EventSteps):
         """Create, resize or delete the placeholder as the decision says (unless dry-run)."""
         meta = obj["metadata"]
         ns, name = meta["namespace"], meta["name"]
-        where = self.options.headroom_namespace
+        where = ns  # the target's namespace: its ResourceQuota binds the placeholders
         what = decision.headroom_write
         why = decision.explain_headroom()
         outcome.headroom = what
@@ -42,7 +42,7 @@ class ActSteps(EventSteps):
                 if shape is None:
                     return
                 body = placeholder_deployment(
-                    namespace=where, policy_namespace=ns, policy=name, shape=shape, replicas=decision.placeholders or 0,
+                    policy_namespace=ns, policy=name, shape=shape, replicas=decision.placeholders or 0,
                     priority_class=spec.node_headroom.priority_class_name, planned=decision.headroom_for, event=decision.headroom_event,
                 )  # fmt: skip
                 self.kube.create_placeholder(body)

@@ -14,7 +14,7 @@ from kubernetes.client.rest import ApiException
 
 from autoscaler.core.calendar import EventProfile, PromotionEvent
 from autoscaler.core.cycle import CalendarIndex
-from autoscaler.core.cycle_types import CyclePolicy, CycleState, ForecastView
+from autoscaler.core.cycle_types import DEFAULT_MAX_PLACEHOLDERS, CyclePolicy, CycleState, ForecastView
 from autoscaler.errors import InputError, MetricsUnavailable, clip
 from autoscaler.adapters.kube import HpaView, Kube
 from autoscaler.controller.headroom import PodShape
@@ -48,8 +48,14 @@ class ControllerOptions:
     unready_after: int = 3
     #: Prometheus range queries in flight at once
     fetch_concurrency: int = 2
-    #: where the node-headroom placeholders live (the controller's own namespace)
-    headroom_namespace: str = "peakscale-system"
+    #: node headroom: the PriorityClasses a policy may name (the chart's own, or what the cluster
+    #: admin allows): never one a tenant picks; each must have a negative value
+    headroom_priority_classes: tuple[str, ...] = ("peakscale-headroom",)
+    #: node headroom: at most this many placeholder pods per policy
+    headroom_max_pods: int = DEFAULT_MAX_PLACEHOLDERS
+    #: node headroom: copy the target's nodeSelector, affinity and tolerations onto the
+    #: placeholders (they run in the target's namespace, charged to its quota)
+    headroom_copy_scheduling: bool = True
     #: a YAML calendar file read every cycle beside the PromotionEvents (None: none)
     calendar_file: str | None = None
     #: preflight: run the checks for each promotion starting within this long (0: never), again
@@ -227,6 +233,11 @@ class ControllerBase:
         self._preflight_run: PreflightRun | None = None
         self._preflight_conditions: dict[tuple[str, str], Condition] = {}
         self._preflight_said: set[tuple[str, str, str]] = set()
+        #: the --calendar file's entries last read whole, and its bad entries already reported
+        self._file_last: list[ParsedEvent] = []
+        self._calendar_said: set[str] = set()
+        #: node headroom: the value of each PriorityClass looked up this cycle (None: none)
+        self._priority_values: dict[str, int | None] = {}
 
     # --- reporting: status, Events ----------------------------------------------------------
     def _write_status(self, obj: dict[str, Any], status: PolicyStatus | EventStatus, plural: str = POLICY_PLURAL) -> None:

@@ -14,7 +14,7 @@ from autoscaler.core.cycle import CalendarIndex, action_window, next_action
 from autoscaler.core.cycle_types import CyclePolicy
 from autoscaler.core.replay import record_event
 from autoscaler.core.resources import EVENT_PLURAL, ScalingPolicySpec, memory_status, parse_event, parse_memory
-from autoscaler.errors import InputError
+from autoscaler.errors import InputError, printable
 from autoscaler.adapters.inputs import PolicyDoc
 from autoscaler.adapters.kube import HpaView, now_rfc3339
 from autoscaler.adapters.prometheus import Series
@@ -119,34 +119,57 @@ class EventSteps(ObserveSteps):
                 self._event_once(obj, Reason.INVALID_SPEC, str(exc), warning=True, now=now)
         return out
 
-    def _file_events(self, crs: list[ParsedEvent]) -> list[ParsedEvent]:
+    def _file_events(self, crs: list[ParsedEvent], now: float) -> list[ParsedEvent]:
         """The promotions of ``--calendar`` (a ConfigMap mount, for clusters without the CRDs): they
         select policies in every watched namespace; a name a PromotionEvent already has is left
-        out; a file that does not read is one log line, and the PromotionEvents go on."""
+        out. Each entry is isolated as an object is: a bad one is skipped and reported (a log line
+        and a Warning Event on the controller's Lease, once each), the others apply. A file that
+        does not read at all (a half-written mount) keeps the entries last read from it."""
         from pathlib import Path
 
         from autoscaler.adapters import yamlsafe
-        from autoscaler.core.calendar import read_entries
+        from autoscaler.core.calendar import read_entries_isolated
 
         path = self.options.calendar_file
         if not path:
             return []
         try:
-            entries = read_entries(yamlsafe.read(Path(path), path), None, path)
-            out = []
-            for e in entries:
-                obj = {"metadata": {"name": e.name}, "spec": e.spec}
-                spec, event = parse_event(obj, tuple(e.memory))
-                out.append(ParsedEvent(obj, spec, event, {m.policy: m for m in e.memory}, from_file=True))
+            entries, bad = read_entries_isolated(yamlsafe.read(Path(path), path), None, path)
         except (InputError, OSError) as exc:
             self.telemetry.errors.labels("calendar-file").inc()
-            log.warning("calendar file %s: %s", path, exc)
-            return []
+            log.warning("calendar file %s: %s (keeping the %d promotion(s) read before)", path, printable(exc), len(self._file_last))
+            return [p for p in self._file_last if p.event.name not in {c.event.name for c in crs}]
+        out: list[ParsedEvent] = []
+        names: set[str] = set()
+        for e in entries:
+            obj = {"metadata": {"name": e.name}, "spec": e.spec}
+            try:
+                if e.name in names:
+                    raise InputError(f"{path} {e.name}", "a second promotion of that name", "give every promotion a unique name")
+                spec, event = parse_event(obj, tuple(e.memory))
+            except (InputError, ValueError, TypeError, KeyError) as exc:
+                bad.append(exc if isinstance(exc, InputError) else InputError(f"{path} {e.name}", str(exc)))
+                continue
+            names.add(e.name)
+            out.append(ParsedEvent(obj, spec, event, {m.policy: m for m in e.memory}, from_file=True))
+        for problem in bad:
+            self._calendar_problem(str(problem), now)
+        self._file_last = out
         taken = {p.event.name for p in crs}
         clash = sorted(p.event.name for p in out if p.event.name in taken)
         if clash:
             log.warning("calendar file %s: %s also PromotionEvent(s): the resources win", path, ", ".join(clash[:5]))
         return [p for p in out if p.event.name not in taken]
+
+    def _calendar_problem(self, message: str, now: float) -> None:
+        """One bad ``--calendar`` entry: counted every cycle, said once (log and Event)."""
+        self.telemetry.errors.labels("calendar-entry").inc()
+        if message in self._calendar_said:
+            return
+        self._calendar_said.add(message)
+        log.warning("calendar entry skipped: %s", message)
+        lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": self.options.lease_name, "namespace": self.options.lease_namespace}}
+        self._emit(lease, Reason.INVALID_CALENDAR_ENTRY, f"skipped: {message}", warning=True, now=now)
 
     def _remember(
         self, name: str, spec: ScalingPolicySpec, policy: CyclePolicy, mine: list[ParsedEvent], calendar: list[PromotionEvent], series: Series, now: float
@@ -191,7 +214,7 @@ class EventSteps(ObserveSteps):
             ns = self._event_key(parsed)[0]
             matched = [(k, v) for k, v in plans.items() if parsed.selects(k[0], v[2])]
             e = parsed.event
-            windows = [action_window(spec.cycle_policy(self.options.interval_s), e) for _, (spec, _, _) in matched]
+            windows = [action_window(spec.cycle_policy(self.options.interval_s, self.options.headroom_max_pods), e) for _, (spec, _, _) in matched]
             opens = min((lo for lo, _ in windows), default=e.start_s)
             closes = max((hi for _, hi in windows), default=e.end_s)
             pending = sorted(k[1] for k, _ in matched if k in self._write_failed)

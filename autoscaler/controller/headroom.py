@@ -7,9 +7,13 @@ value, so that real pods preempt them. How many, and when, is decided by ``cycle
 one decision path); this module only turns a target's pod template into the placeholder and
 reads one back.
 
-Placeholders live in the controller's own namespace (``--headroom-namespace``), not the target's:
-they must not eat the target namespace's ResourceQuota, which the real pods need at the raise.
-Pod-affinity terms that referred to the target's namespace implicitly name it explicitly.
+Placeholders live in the target's namespace, beside the real pods: its ResourceQuota binds them
+and what they hold is charged to the tenant who asked for it, never to the controller's own
+namespace (a tenant must not borrow the controller's rights). For the same reason their
+PriorityClass is one the cluster admin allowed (``--headroom-priority-class``), never one a policy
+names on its own, their size has a controller-wide cap, and the target's scheduling constraints are
+copied only when the admin allows it (``--headroom-copy-scheduling``). A namespace's quota must
+therefore leave room for the placeholders beside the planned pods (``peakscale preflight`` checks it).
 
 Everything the controller needs to carry on after a restart is on the Deployment: the policy it
 serves in labels, its size in ``spec.replicas``, what it was sized for in annotations.
@@ -89,6 +93,11 @@ def _requests(pod_spec: dict, where: str) -> tuple[float, float]:
     return cpu, mem
 
 
+def unscheduled(shape: PodShape) -> PodShape:
+    """The shape without the target's nodeSelector, affinity and tolerations."""
+    return PodShape(shape.namespace, shape.kind, shape.name, cpu=shape.cpu, memory=shape.memory, ready=shape.ready)
+
+
 def shape_of(kind: str, obj: dict) -> PodShape:
     """The pod shape of a Deployment, StatefulSet or CloudNativePG Cluster, from its JSON."""
     meta = obj.get("metadata") or {}
@@ -124,9 +133,11 @@ def _label_value(text: str) -> str:
 
 
 def placeholder_name(namespace: str, policy: str) -> str:
-    """``headroom-<namespace>-<policy>``, at most 63 characters."""
-    name = f"headroom-{namespace}-{policy}"
-    return name if len(name) <= 63 else f"{name[:52]}-{hashlib.sha256(name.encode()).hexdigest()[:10]}"
+    """``headroom-<policy>-<hash of namespace/policy>``, at most 63 characters: two policies never
+    share one (``a-b/c`` and ``a/b-c`` differ in the hash), and a Deployment of the user's own is
+    unlikely to bear it (one that does is never adopted: ``Kube.create_placeholder``)."""
+    digest = hashlib.sha256(f"{namespace}/{policy}".encode()).hexdigest()[:8]
+    return f"headroom-{policy[:44].rstrip('-.')}-{digest}"
 
 
 def placeholder_labels(namespace: str, policy: str) -> dict[str, str]:
@@ -148,10 +159,8 @@ def _pinned_affinity(affinity: dict, namespace: str) -> dict:
     return out
 
 
-def placeholder_deployment(
-    *, namespace: str, policy_namespace: str, policy: str, shape: PodShape, replicas: int, priority_class: str, planned: int | None, event: str
-) -> dict:
-    """The placeholder Deployment for one policy's target."""
+def placeholder_deployment(*, policy_namespace: str, policy: str, shape: PodShape, replicas: int, priority_class: str, planned: int | None, event: str) -> dict:
+    """The placeholder Deployment for one policy's target, in the policy's (the target's) namespace."""
     labels = placeholder_labels(policy_namespace, policy)
     pod: dict = {
         "priorityClassName": priority_class,
@@ -179,7 +188,7 @@ def placeholder_deployment(
         "kind": "Deployment",
         "metadata": {
             "name": placeholder_name(policy_namespace, policy),
-            "namespace": namespace,
+            "namespace": policy_namespace,
             "labels": labels,
             "annotations": headroom_annotations(policy_namespace, policy, shape, planned, event),
         },

@@ -17,7 +17,7 @@ from autoscaler.errors import InputError, KubeError, MetricsUnavailable
 from autoscaler.adapters.kube import ORIGINAL_MIN, HpaView
 from autoscaler.adapters.prometheus import Series, render_query
 from autoscaler.controller.base import ControllerBase, Outcome, describe
-from autoscaler.controller.headroom import PodShape, shape_of
+from autoscaler.controller.headroom import PodShape, shape_of, unscheduled
 from autoscaler.controller.leader import NotLeader
 from autoscaler.controller.status import Condition, ConditionType, Reason, condition, conditions_of, fault_status
 
@@ -173,4 +173,26 @@ class ObserveSteps(ControllerBase):
         if shape.cpu <= 0 and shape.memory <= 0:
             message = f"{kind} {name} requests no CPU or memory: placeholders would hold no node room (set resources.requests)"
             return None, condition(ConditionType.NODE_HEADROOM, False, Reason.NO_REQUESTS, message, now, previous)
+        refused = self._priority_refused(spec.node_headroom.priority_class_name)
+        if refused is not None:
+            return None, condition(ConditionType.NODE_HEADROOM, False, Reason.PRIORITY_CLASS_REFUSED, refused, now, previous)
+        if not self.options.headroom_copy_scheduling:
+            shape = unscheduled(shape)
         return shape, condition(ConditionType.NODE_HEADROOM, True, Reason.HEADROOM_READY, f"placeholders ask {shape.requests} each, like {kind} {name}", now, previous)
+
+    def _priority_refused(self, name: str) -> str | None:
+        """Why placeholders may not run at PriorityClass ``name`` (None: they may): it must be one
+        the controller was allowed (``--headroom-priority-class``) and have a negative value, so
+        that a policy can never make the controller start pods that preempt others."""
+        allowed = self.options.headroom_priority_classes
+        if name not in allowed:
+            return f"nodeHeadroom.priorityClassName {name!r} is not one this controller may use (allowed: {', '.join(allowed)}): no placeholders"
+        if name not in self._priority_values:
+            found = self.kube.get_priority_class(name)
+            self._priority_values[name] = int(found.get("value", 0)) if found is not None else None
+        value = self._priority_values[name]
+        if value is None:
+            return f"PriorityClass {name} does not exist: no placeholders (install the chart's, or create it with a negative value)"
+        if value >= 0:
+            return f"PriorityClass {name} has value {value}: placeholders must be preempted by every real pod, so it must be negative"
+        return None

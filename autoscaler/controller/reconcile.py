@@ -20,9 +20,9 @@ Reliability rules (DESIGN.md), and where they live:
 * 409 conflicts are retried with a fresh read (``kube_errors.retry_conflict``);
 * never above ``maxReplicas`` (the planner clamps, the HPA write clamps again to the HPA's own max);
 * a malformed policy or event gets a condition naming the field; the others carry on;
-* node headroom: the placeholder Deployment of each policy lives in ``--headroom-namespace``,
-  found again each cycle by its labels (its size is its state), so a restart changes nothing; a
-  placeholder whose policy is gone is deleted.
+* node headroom: the placeholder Deployment of each policy lives in the policy's (its target's)
+  namespace, charged to its quota, found again each cycle by its labels (its size is its state), so
+  a restart changes nothing; a placeholder whose policy is gone is deleted.
 """
 
 from __future__ import annotations
@@ -83,11 +83,12 @@ class Controller(ActSteps):
         namespaces = self.options.namespaces
         policies = run_step("listing ScalingPolicies", lambda: self.kube.list_custom(POLICY_PLURAL, namespaces))
         events = self._events(run_step("listing PromotionEvents", lambda: self.kube.list_custom(EVENT_PLURAL, namespaces)), now)
-        events += self._file_events(events)
-        holders = run_step("listing node-headroom placeholders", lambda: self.kube.list_placeholders(self.options.headroom_namespace, SELECTOR))
+        events += self._file_events(events, now)
+        holders = run_step("listing node-headroom placeholders", lambda: self.kube.list_placeholders(namespaces, SELECTOR))
         self._holders = {k: h for h in holders if (k := served_policy(h)) is not None}
         report.policies = len(policies)
         self._hpas = {}
+        self._priority_values = {}
         if len(self._specs) > 4 * len(policies) + 100:
             self._specs = {}  # forget specs of deleted or changed policies
         from concurrent.futures import ThreadPoolExecutor, wait
@@ -149,7 +150,7 @@ class Controller(ActSteps):
                 continue
             name = holder["metadata"]["name"]
             try:
-                self.kube.delete_placeholder(self.options.headroom_namespace, name)
+                self.kube.delete_placeholder(holder["metadata"]["namespace"], name)
                 log.info("deleted node-headroom placeholder %s: ScalingPolicy %s/%s is gone", name, *key)
             except NotLeader:
                 raise
@@ -216,7 +217,7 @@ class Controller(ActSteps):
         meta = obj["metadata"]
         ns, name = meta["namespace"], meta["name"]
         labels = meta.get("labels") or {}
-        policy = spec.cycle_policy(self.options.interval_s)
+        policy = spec.cycle_policy(self.options.interval_s, self.options.headroom_max_pods)
         mine = [e for e in events if e.selects(ns, labels)]
         calendar = [e.for_policy(name) for e in mine]
         previous = conditions_of(obj)

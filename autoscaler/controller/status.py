@@ -58,6 +58,8 @@ class Reason(StrEnum):
     RECONCILED = "Reconciled"
     DEGRADED = "Degraded"
     INVALID_SPEC = "InvalidSpec"
+    #: a --calendar file entry skipped (an Event on the controller's Lease)
+    INVALID_CALENDAR_ENTRY = "InvalidCalendarEntry"
     RECONCILE_FAILED = "ReconcileFailed"
     FOUND = "Found"
     NO_HPA = "NoHPA"
@@ -69,6 +71,7 @@ class Reason(StrEnum):
     HEADROOM_READY = "Ready"
     NO_POD_TEMPLATE = "NoPodTemplate"
     NO_REQUESTS = "NoRequests"
+    PRIORITY_CLASS_REFUSED = "PriorityClassRefused"
     PARSED = "Parsed"
     PREFLIGHT_PASSED = "Passed"
     PREFLIGHT_WARNINGS = "Warnings"

@@ -319,9 +319,30 @@ def entry(item: Any, zone: ZoneInfo | None, where: str, *, columns: dict[str, st
 
 
 def read_entries(doc: Any, zone: ZoneInfo | None, label: str) -> list[CalendarEntry]:
-    """The entries of a YAML calendar document (``timezone:`` for its naive times; an offset wins)."""
+    """The entries of a YAML calendar document (``timezone:`` for its naive times; an offset wins);
+    the first bad entry refuses the whole document (a command's input)."""
+    items, zone = _items(doc, zone, label)
+    return [entry(item, zone, f"{label} events[{i}]") for i, item in enumerate(items)]
+
+
+def read_entries_isolated(doc: Any, zone: ZoneInfo | None, label: str) -> tuple[list[CalendarEntry], list[InputError]]:
+    """The good entries of a calendar document, and what is wrong with each bad one: a bad entry
+    is skipped like a bad object, the others still apply (the controller's ``--calendar``). A
+    document that is not a calendar at all still raises."""
+    items, zone = _items(doc, zone, label)
+    good, bad = [], []
+    for i, item in enumerate(items):
+        try:
+            good.append(entry(item, zone, f"{label} events[{i}]"))
+        except InputError as exc:
+            bad.append(exc)
+    return good, bad
+
+
+def _items(doc: Any, zone: ZoneInfo | None, label: str) -> tuple[list[Any], ZoneInfo | None]:
+    """The raw ``events`` items of a calendar document, and the zone its naive times are in."""
     if doc is None:
-        return []
+        return [], zone
     if isinstance(doc, list):
         doc = {"events": doc}
     if not isinstance(doc, dict):
@@ -339,7 +360,7 @@ def read_entries(doc: Any, zone: ZoneInfo | None, label: str) -> list[CalendarEn
         raise InputError(f"{label} events", "must be a list", "write events: as a YAML list")
     if len(items) > MAX_EVENTS:
         raise InputError(f"{label} events", f"{len(items):,} promotions, over {MAX_EVENTS:,}", "split the calendar")
-    return [entry(item, zone, f"{label} events[{i}]") for i, item in enumerate(items)]
+    return items, zone
 
 
 def slug(text: str) -> str:

@@ -402,7 +402,7 @@ def _headroom(policy: CyclePolicy, seen: Seen, calendar: CalendarIndex, target: 
     count = placeholders_for(wanted, seen.ready if seen.ready is not None else (target or 0))
     if fc.stale and hold is not None:
         count = max(count, hold)  # without fresh metrics: up only
-    return wanted, count, event
+    return wanted, min(count, policy.max_placeholders), event
 
 
 def next_action(policy: CyclePolicy, calendar: CalendarIndex, now_s: int) -> tuple[int, PromotionEvent] | None:

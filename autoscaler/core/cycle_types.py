@@ -52,6 +52,10 @@ POLICY_DELETED = "policy-deleted"
 OUTSIDE_EVENTS = "outside-event-windows"
 
 
+#: the controller's default cap on one policy's placeholder pods (--headroom-max-pods)
+DEFAULT_MAX_PLACEHOLDERS = 100
+
+
 @dataclass(frozen=True)
 class CyclePolicy:
     """What a ScalingPolicy says about one cycle (``resources.ScalingPolicySpec.cycle_policy``)."""
@@ -65,6 +69,10 @@ class CyclePolicy:
     interval_s: int = 30
     #: node headroom: how long new nodes take (None: no headroom)
     headroom_lead_s: int | None = None
+    #: node headroom: at most this many placeholder pods per policy, whatever the plan says (the
+    #: controller's --headroom-max-pods; a tenant's maxReplicas alone does not bound what the
+    #: placeholders hold)
+    max_placeholders: int = DEFAULT_MAX_PLACEHOLDERS
     reach_s: int = field(init=False, repr=False, compare=False, default=0)
     #: how far ahead the forecast reaches: ``reach_s``, plus the node lead with headroom
     ahead_s: int = field(init=False, repr=False, compare=False, default=0)
@@ -81,6 +89,8 @@ class CyclePolicy:
         object.__setattr__(self, "reach_s", self.plan.lead_time_s + self.interval_s)
         if self.headroom_lead_s is not None and self.headroom_lead_s < 0:
             raise ValueError("the node lead time must not be negative")
+        if self.max_placeholders < 0:
+            raise ValueError("max_placeholders must not be negative")
         object.__setattr__(self, "ahead_s", self.reach_s + (self.headroom_lead_s or 0))
 
     @property

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from pydantic.alias_generators import to_camel
 
 from autoscaler.core.calendar import EventProfile, PromotionEvent
-from autoscaler.core.cycle_types import CyclePolicy
+from autoscaler.core.cycle_types import DEFAULT_MAX_PLACEHOLDERS, CyclePolicy
 from autoscaler.core.durations import parse_duration_s
 from autoscaler.errors import InputError, validation_problem
 from autoscaler.core.baseline import ForecastSettings
@@ -158,10 +158,14 @@ class ScalingPolicySpec(_Spec):
             max_freeze_s=parse_duration_s(self.max_freeze, allow_zero=True),
         )
 
-    def cycle_policy(self, interval_s: int) -> CyclePolicy:
-        """What one controller cycle needs of this policy (``cycle.decide``)."""
+    def cycle_policy(self, interval_s: int, max_placeholders: int = DEFAULT_MAX_PLACEHOLDERS) -> CyclePolicy:
+        """What one controller cycle needs of this policy (``cycle.decide``); ``max_placeholders`` is
+        the controller's cap on its placeholder pods."""
         headroom = self.node_headroom.lead_time_s if self.node_headroom.enabled else None
-        return CyclePolicy(plan=self.plan_policy(), mode=self.mode, floor=self.floor, cooldown_s=self.cooldown_s, interval_s=interval_s, headroom_lead_s=headroom)
+        return CyclePolicy(
+            plan=self.plan_policy(), mode=self.mode, floor=self.floor, cooldown_s=self.cooldown_s, interval_s=interval_s,
+            headroom_lead_s=headroom, max_placeholders=max_placeholders,
+        )  # fmt: skip
 
     def forecast_settings(self) -> ForecastSettings:
         if self._settings is None:
@@ -203,31 +207,59 @@ def fields_used(spec: dict[str, Any], prefix: str = "") -> list[str]:
     return out
 
 
+#: the operators of a label selector's requirement; node-selector terms also take Gt and Lt
+SELECTOR_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
+NODE_OPERATORS = (*SELECTOR_OPERATORS, "Gt", "Lt")
+
+
+def _requirement_holds(op: Any, value: str | None, values: list[str]) -> bool:
+    if op == "In":
+        return value is not None and value in values
+    if op == "NotIn":
+        return value is None or value not in values
+    if op == "Exists":
+        return value is not None
+    if op == "DoesNotExist":
+        return value is None
+    if op in ("Gt", "Lt") and value is not None and len(values) == 1:
+        try:
+            left, right = int(value), int(values[0])
+        except ValueError:
+            return False
+        return left > right if op == "Gt" else left < right
+    return False  # an operator nobody defined selects nothing, never everything
+
+
 def expressions_match(expressions: list[dict[str, Any]], labels: dict[str, str]) -> bool:
-    """Kubernetes' set-based requirements (In, NotIn, Exists, DoesNotExist) against labels: the
-    one matcher for label selectors and node-selector terms."""
-    for expr in expressions:
-        key: str = expr.get("key") or ""
-        op, values = expr.get("operator"), expr.get("values") or []
-        if op == "In" and labels.get(key) not in values:
-            return False
-        if op == "NotIn" and labels.get(key) in values:
-            return False
-        if op == "Exists" and key not in labels:
-            return False
-        if op == "DoesNotExist" and key in labels:
-            return False
-    return True
+    """Kubernetes' set-based requirements (In, NotIn, Exists, DoesNotExist; Gt and Lt of node terms)
+    against labels: the one matcher for label selectors and node-selector terms."""
+    return all(_requirement_holds(e.get("operator"), labels.get(e.get("key") or ""), list(e.get("values") or [])) for e in expressions)
+
+
+class Requirement(_Spec):
+    """One ``matchExpressions`` requirement, checked as kube-apiserver checks a label selector."""
+
+    key: str = Field(min_length=1, max_length=317)
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    values: list[str] = []
+
+    @model_validator(mode="after")
+    def _values(self) -> Requirement:
+        if self.operator in ("In", "NotIn") and not self.values:
+            raise ValueError(f"operator {self.operator} needs at least one value")
+        if self.operator in ("Exists", "DoesNotExist") and self.values:
+            raise ValueError(f"operator {self.operator} takes no values")
+        return self
 
 
 class LabelSelector(_Spec):
     match_labels: dict[str, str] = {}
-    match_expressions: list[dict[str, Any]] = []
+    match_expressions: list[Requirement] = []
 
     def matches(self, labels: dict[str, str]) -> bool:
         if any(labels.get(k) != v for k, v in self.match_labels.items()):
             return False
-        return expressions_match(self.match_expressions, labels)
+        return all(_requirement_holds(r.operator, labels.get(r.key), r.values) for r in self.match_expressions)
 
 
 class PromotionEventSpec(_Spec):

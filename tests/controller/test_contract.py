@@ -67,7 +67,7 @@ def run(kube, prometheus, start: float) -> dict[str, Any]:
     t = start + 3600
     seed(kube, event_start=t, extra_spec={"floor": "events-only"})
     clock = Clock(t - 1800)
-    opts = ControllerOptions(identity="contract", namespaces=[kube.ns], interval_s=60, lease_namespace=kube.ns, headroom_namespace=kube.ns)
+    opts = ControllerOptions(identity="contract", namespaces=[kube.ns], interval_s=60, lease_namespace=kube.ns)
     ctl = Controller(Kube(kube.controller_api("contract")), HistoryCache(prometheus.url, timeout_s=5), opts, clock=clock)
     floors, phases = [], []
     for now in (t - 1800, t - LEAD - 60, t + 60, t + 3600 + 60, t + 3600 + COOLDOWN):

@@ -228,7 +228,7 @@ def world(tmp_path_factory, cluster):
         edge.set(5)
         clock = Clock(t0)
         recorder = Recorder(kube)
-        options = ControllerOptions(identity="parity", namespaces=[namespace], interval_s=INTERVAL, lease_namespace=namespace, headroom_namespace=namespace)
+        options = ControllerOptions(identity="parity", namespaces=[namespace], interval_s=INTERVAL, lease_namespace=namespace)
         ctl = Controller(Kube(kube.controller_api("parity")), HistoryCache(prometheus.url), options, clock=clock)
         end = t0 + HOURS * 3600
         while clock.now < end:

@@ -178,7 +178,7 @@ def test_the_controller_reports_preflight_a_day_ahead(kube, prometheus, event_st
     seed(kube, event_start=event_start, hpa_max=10, quota_pods="10", nodes=2, history="14d", pool=pool)
     clock = type("Clock", (), {"__call__": lambda self: self.now})()
     clock.now = float(history_window[1] + 60)  # fresh metrics; the promotion starts within the day
-    opts = ControllerOptions(identity="peakscale-0", namespaces=[kube.ns], interval_s=30, lease_namespace=kube.ns, headroom_namespace=kube.ns)
+    opts = ControllerOptions(identity="peakscale-0", namespaces=[kube.ns], interval_s=30, lease_namespace=kube.ns)
     ctl = Controller(Kube(kube.controller_api()), HistoryCache(prometheus.url, timeout_s=5), opts, clock=clock)
     ctl.run_cycle()
     status = kube.get("peakscale.io/v1alpha1", "promotionevents", kube.ns, "double11")["status"]
@@ -203,7 +203,7 @@ def test_the_controllers_preflight_plans_with_its_calendar_file_as_its_cycles_do
     clock.now = float(history_window[1] + 60)
 
     def preflight_condition(calendar_file):
-        opts = ControllerOptions(identity="peakscale-0", namespaces=[kube.ns], interval_s=30, lease_namespace=kube.ns, headroom_namespace=kube.ns, calendar_file=calendar_file)
+        opts = ControllerOptions(identity="peakscale-0", namespaces=[kube.ns], interval_s=30, lease_namespace=kube.ns, calendar_file=calendar_file)
         Controller(Kube(kube.controller_api()), HistoryCache(prometheus.url, timeout_s=5), opts, clock=clock).run_cycle()
         status = kube.get("peakscale.io/v1alpha1", "promotionevents", kube.ns, "double11")["status"]
         return next(c for c in status["conditions"] if c["type"] == "Preflight")

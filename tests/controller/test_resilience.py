@@ -189,7 +189,7 @@ def test_metrics_health_and_readiness_endpoints(kube, prometheus, start):
     try:
         with pytest.raises(urllib.error.HTTPError):
             urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5)
-        opts = ControllerOptions(identity="m", namespaces=[kube.ns], lease_namespace=kube.ns, headroom_namespace=kube.ns)
+        opts = ControllerOptions(identity="m", namespaces=[kube.ns], lease_namespace=kube.ns)
         Controller(Kube(kube.controller_api("m")), HistoryCache(prometheus.url), opts, clock=Clock(t), telemetry=telemetry).run_cycle()
         body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
         assert f'peakscale_planned_replicas{{namespace="{kube.ns}",policy="web"}} 72.0' in body
@@ -222,13 +222,13 @@ def test_controller_command_runs_a_cycle_against_the_cluster(kube, prometheus, t
 
 
 def test_a_request_the_charts_rbac_does_not_grant_is_named_by_verb_and_resource(cluster, namespace, prometheus, start):
-    """The RBAC check every controller test ends with can fail: a controller told to put its
-    placeholders where the chart gave it no Role is refused, and the refusal is named."""
+    """The RBAC check every controller test ends with can fail: a controller told to watch a
+    namespace the chart gave it no Role in is refused, and the refusal is named."""
     from tests.cluster.facade import ClusterKube
 
     kube = ClusterKube(cluster, namespace)
     t = start + 3600
-    seed(kube, event_start=t, extra_spec={"nodeHeadroom": {"enabled": True, "leadTime": "5m"}})
-    opts = ControllerOptions(identity="stray", namespaces=[kube.ns], interval_s=60, lease_namespace=kube.ns, headroom_namespace="default")
-    Controller(Kube(kube.controller_api("stray")), HistoryCache(prometheus.url, timeout_s=5), opts, clock=Clock(t - LEAD - 300 - 60)).run_guarded()  # the cycle fails as a whole: one log line
-    assert any(r.startswith(("list apps/deployments in default", "create apps/deployments in default")) for r in kube.refused()), kube.refused()
+    seed(kube, event_start=t)
+    opts = ControllerOptions(identity="stray", namespaces=[kube.ns, "default"], interval_s=60, lease_namespace=kube.ns)
+    Controller(Kube(kube.controller_api("stray")), HistoryCache(prometheus.url, timeout_s=5), opts, clock=Clock(t - LEAD - 60)).run_guarded()  # the cycle fails as a whole: one log line
+    assert "list peakscale.io/scalingpolicies in default" in kube.refused(), kube.refused()

@@ -75,7 +75,7 @@ def controller(kube: Any, prometheus: Any, clock: Clock, identity: str = "a", **
     """The controller, as it runs in the cluster: the chart's ServiceAccount, the test's namespace
     watched, its Lease and headroom placeholders in that namespace (the release's)."""
     ns = kube.ns
-    opts = ControllerOptions(identity=identity, namespaces=[ns], interval_s=60, lease_namespace=ns, headroom_namespace=ns, **options)
+    opts = ControllerOptions(identity=identity, namespaces=[ns], interval_s=60, lease_namespace=ns, **options)
     return Controller(Kube(kube.controller_api(identity)), HistoryCache(prometheus.url, timeout_s=5), opts, clock=clock)
 
 

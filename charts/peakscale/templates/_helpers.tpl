@@ -58,12 +58,17 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 - apiGroups: [apps]
   resources: [deployments/scale, statefulsets/scale]
   verbs: [get, update]
+# the targets' pod templates, and the node-headroom placeholders (in each target's namespace,
+# charged to its quota; the controller touches only those it labels as its own)
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, list, create, update, delete]
 - apiGroups: [postgresql.cnpg.io]
   resources: [clusters/scale]
   verbs: [get, update]
 # node headroom and preflight: the targets' pod templates and ready counts, quotas, PDBs (read only)
 - apiGroups: [apps]
-  resources: [deployments, statefulsets]
+  resources: [statefulsets]
   verbs: [get]
 - apiGroups: [postgresql.cnpg.io]
   resources: [clusters]
