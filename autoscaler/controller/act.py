@@ -143,6 +143,8 @@ class ActSteps(EventSteps):
         if seen.policy.headroom:
             status.headroom = self._headroom_status(seen, decision)
         status.next_action = self._next_action(seen.policy, seen.index, now, seen.hpa)
+        if seen.level is not None:
+            status.last_known_level, status.last_known_at_seconds = significant(seen.level[0]), seen.level[1]
         self._write_status(seen.obj, status)
 
     def _policy_conditions(self, seen: Observed, decision: CycleDecision, outcome: Outcome, now: float) -> list[Condition]:

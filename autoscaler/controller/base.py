@@ -10,6 +10,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from collections.abc import Callable
 
+import numpy as np
 from kubernetes.client.rest import ApiException
 
 from autoscaler.core.calendar import EventProfile, PromotionEvent
@@ -47,7 +48,10 @@ class ControllerOptions:
     #: /readyz turns 503 after this many cycles failed in a row
     unready_after: int = 3
     #: Prometheus range queries in flight at once
-    fetch_concurrency: int = 2
+    fetch_concurrency: int = 4
+    #: how long a cycle waits for its histories before planning without the missing ones (None:
+    #: half the interval, at least 5 s): a hung Prometheus never delays a raise past the cycle
+    fetch_deadline_s: float | None = None
     #: node headroom: the PriorityClasses a policy may name (the chart's own, or what the cluster
     #: admin allows): never one a tenant picks; each must have a negative value
     headroom_priority_classes: tuple[str, ...] = ("peakscale-headroom",)
@@ -87,6 +91,37 @@ class CycleReport:
     duration_s: float = 0.0
     #: of which spent on preflight checks
     preflight_s: float = 0.0
+
+
+#: the window the last known level is the mean of
+LEVEL_WINDOW_S = 3600
+
+
+def last_level(series: Series) -> tuple[float, int] | None:
+    """The mean demand of the last hour of a fresh series, and its last sample's time."""
+    if not len(series.times_s):
+        return None
+    last = int(series.times_s[-1])
+    recent = series.values[series.times_s > last - LEVEL_WINDOW_S]
+    recent = recent[recent == recent]  # missing is missing, never zero
+    return (float(recent.mean()), last) if len(recent) else None
+
+
+def persisted_level(obj: dict[str, Any]) -> tuple[float, int] | None:
+    """The last known level a previous cycle (of this instance or another) wrote into status."""
+    status = obj.get("status") or {}
+    level, at = status.get("lastKnownLevel"), status.get("lastKnownAtSeconds")
+    if isinstance(level, (int, float)) and not isinstance(level, bool) and level >= 0 and isinstance(at, int) and not isinstance(at, bool):
+        return float(level), at
+    return None
+
+
+def level_series(level: tuple[float, int], history_s: int, step_s: int) -> Series:
+    """A flat history at the persisted level: what a restarted controller plans from while
+    Prometheus is down (the seasonal shape is lost with the restart; the level is not)."""
+    value, at = level
+    times = np.arange(at - history_s // step_s * step_s, at + step_s, step_s, dtype=np.int64)
+    return Series(step_s=step_s, times_s=times, values=np.full(len(times), value))
 
 
 @dataclass
@@ -137,6 +172,8 @@ class Observed:
     holder: dict[str, Any] | None = None
     shape: PodShape | None = None
     headroom: Condition | None = None
+    #: the last known level of the demand and when (what a restart plans from while Prometheus is down)
+    level: tuple[float, int] | None = None
 
     @property
     def key(self) -> tuple[str, str]:

@@ -94,6 +94,8 @@ class LeaderElector:
         self._observed_at = 0.0
         self._renewed_at: float | None = None
         self._leader = False
+        #: when this instance last reached the API server and read the Lease (monotonic)
+        self._contact_at: float | None = None
         self.transitions = 0
         #: set whenever this instance becomes the leader (the controller's loop waits on it)
         self.acquired = threading.Event()
@@ -103,6 +105,11 @@ class LeaderElector:
         """True while this instance holds the Lease and renewed it within the renew deadline."""
         with self._lock:
             return self._leader and self._renewed_at is not None and self.monotonic() - self._renewed_at < self.renew_deadline_s
+
+    def in_touch(self) -> bool:
+        """This instance could take over: it read the Lease within the last lease duration."""
+        with self._lock:
+            return self._contact_at is not None and self.monotonic() - self._contact_at < self.lease_duration_s
 
     def check(self) -> None:
         """Raise ``NotLeader`` unless ``holds()``: called before every write."""
@@ -124,6 +131,8 @@ class LeaderElector:
             lease = self._read()
         except ApiException:
             return self._failed(mono)
+        with self._lock:
+            self._contact_at = mono
         if lease is None:
             return self._create(now, mono)
         spec = lease.setdefault("spec", {})

@@ -16,7 +16,7 @@ from autoscaler.core.resources import ScalingPolicySpec, parse_policy
 from autoscaler.errors import InputError, KubeError, MetricsUnavailable
 from autoscaler.adapters.kube import ORIGINAL_MIN, HpaView
 from autoscaler.adapters.prometheus import Series, render_query
-from autoscaler.controller.base import ControllerBase, Outcome, describe
+from autoscaler.controller.base import ControllerBase, Outcome, describe, level_series, persisted_level
 from autoscaler.controller.headroom import PodShape, shape_of, unscheduled
 from autoscaler.controller.leader import NotLeader
 from autoscaler.controller.status import Condition, ConditionType, Reason, condition, conditions_of, fault_status
@@ -147,8 +147,11 @@ class ObserveSteps(ControllerBase):
             if key not in self._metrics_down:
                 self._metrics_down.add(key)
                 self._emit(obj, "MetricsUnavailable", msg, warning=True, now=now)
-            # an event whose window is open still gets its raise, from the last known level
+            # an event whose window is open still gets its raise, from the last known level: what
+            # this instance cached, else what the status kept of it (a restart while Prometheus is down)
             cached = self.history.last_known(query, step)
+            if cached is None and (level := persisted_level(obj)) is not None:
+                cached = level_series(level, spec.forecast_settings().history_s, step)
             view = None
             if cached is not None and index.at(int(now))[0]:
                 view = stale_forecast(cached.times_s, cached.values, calendar, policy, spec.forecast_settings(), step, int(now))

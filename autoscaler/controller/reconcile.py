@@ -31,6 +31,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 from kubernetes.client.rest import ApiException
@@ -38,15 +39,23 @@ from kubernetes.client.rest import ApiException
 from autoscaler.core.cycle import decide, index_calendar
 from autoscaler.core.cycle_types import NONE, CycleDecision, CycleState, HpaFloor, Seen
 from autoscaler.core.resources import EVENT_PLURAL, POLICY_PLURAL, ScalingPolicySpec
-from autoscaler.errors import InputError, KubeError, clip
+from autoscaler.errors import InputError, KubeError, MetricsUnavailable, clip
 from autoscaler.adapters.kube import FINALIZER
+from autoscaler.adapters.prometheus import Series
 from autoscaler.controller.act import ActSteps
-from autoscaler.controller.base import CycleReport, Observed, Outcome, ParsedEvent, describe, run_step
+from autoscaler.controller.base import CycleReport, Observed, Outcome, ParsedEvent, describe, last_level, persisted_level, run_step
 from autoscaler.controller.headroom import SELECTOR, served_policy
 from autoscaler.controller.leader import NotLeader
 from autoscaler.controller.status import ConditionType, Reason, condition, conditions_of
 
 log = logging.getLogger("peakscale.controller")
+
+
+def _missing(why: str) -> Future[Series | MetricsUnavailable]:
+    """A history that did not come: a future already answered with ``MetricsUnavailable``."""
+    future: Future[Series | MetricsUnavailable] = Future()
+    future.set_result(MetricsUnavailable(why))
+    return future
 
 
 class Controller(ActSteps):
@@ -62,8 +71,12 @@ class Controller(ActSteps):
             self.elector.try_acquire_or_renew(now)
         leader = self.elector.holds()
         self.telemetry.leader.set(1 if leader else 0)
+        self.telemetry.beat()
         report = CycleReport(leader=leader)
         if not leader:
+            # a standby is ready while it can take over: it reaches the API server and reads the
+            # Lease (two replicas and a PDB of one must be able to roll)
+            self.telemetry.ready = self.elector.in_touch()
             report.duration_s = time.perf_counter() - started
             return report
         try:
@@ -96,8 +109,19 @@ class Controller(ActSteps):
         pool = ThreadPoolExecutor(max_workers=max(1, self.options.fetch_concurrency), thread_name_prefix="peakscale-fetch")
         self._prefetched = self._prefetch(policies, now, pool)
         # all histories first: planning while fetches run only fights them for the interpreter
-        # (measured: 2.05 s instead of 1.8 s per 1,000-policy cycle)
-        wait(self._prefetched.values())
+        # (measured: 2.05 s instead of 1.8 s per 1,000-policy cycle); but never past the cycle's
+        # deadline: a Prometheus that accepts and never answers must not delay a raise, so what
+        # has not come by then is missing this cycle (the policy holds, and raises from its last
+        # known level), and the fetches still running are left to their own timeout
+        deadline = self.options.fetch_deadline_s or max(5.0, 0.5 * self.options.interval_s)
+        _, late = wait(self._prefetched.values(), timeout=deadline)
+        self.telemetry.beat()
+        if late:
+            self.telemetry.errors.labels("metrics-deadline").inc(len(late))
+            log.warning("%d of %d histories did not come within the cycle's %.0f s deadline: held from the last known level", len(late), len(self._prefetched), deadline)
+            for fetched, future in list(self._prefetched.items()):
+                if future in late:
+                    self._prefetched[fetched] = _missing(f"Prometheus gave no answer within {deadline:.0f} s (the cycle's deadline)")
         plans: dict[tuple[str, str], tuple[ScalingPolicySpec, float | None, dict[str, str]]] = {}
         try:
             for obj in policies:
@@ -128,7 +152,7 @@ class Controller(ActSteps):
                     self._fault(obj, Reason.RECONCILE_FAILED, f"could not reconcile: {message}", now)
                 report.outcomes.append(outcome)
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown(wait=False, cancel_futures=True)
         self._orphans(policies)
         checking = time.perf_counter()
         try:
@@ -237,6 +261,7 @@ class Controller(ActSteps):
         if series is not None and not deleting:
             self._remember(name, spec, policy, mine, calendar, series, now)
         seen = Observed(obj, spec, policy, calendar, index, previous, deleting, hpa, current, [found, metrics], view, self._holders.get((ns, name)))
+        seen.level = last_level(series) if series is not None else persisted_level(obj)
         if policy.headroom and not deleting and index.ahead_at(int(now)):
             seen.shape, seen.headroom = self._shape(ns, spec, hpa, now, previous)
         return seen

@@ -180,6 +180,10 @@ class PolicyStatus(_Status):
     planned_replicas: int | None = None
     headroom: HeadroomStatus | None = None
     next_action: str | None = None
+    #: the mean demand of the last hour with fresh metrics, and its last sample's time: what a
+    #: restarted controller raises from while Prometheus is down
+    last_known_level: float | None = None
+    last_known_at_seconds: int | None = None
 
 
 def fault_status(kind: ConditionType, reason: Reason, message: str, now_s: float, previous: Sequence[Mapping[str, Any]]) -> PolicyStatus:

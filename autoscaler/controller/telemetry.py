@@ -47,7 +47,12 @@ class Telemetry:
         self.leader = Gauge("peakscale_is_leader", "1 while this instance holds the Lease", registry=self.registry)
         self.headroom = Gauge("peakscale_headroom_pods", "Node-headroom placeholder pods, planned or running", labels + ("state",), registry=self.registry)
         self.last_cycle_s: float | None = None
+        #: when the cycle loop last made progress (a cycle began, its histories came or timed out)
+        self.heartbeat_s: float | None = None
         self.ready = False
+
+    def beat(self) -> None:
+        self.heartbeat_s = time.time()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -63,11 +68,13 @@ def serve(telemetry: Telemetry, port: int, interval_s: float, host: str = "0.0.0
             if self.path.startswith("/metrics"):
                 body, status, kind = telemetry.render(), 200, CONTENT_TYPE_LATEST
             elif self.path.startswith("/healthz"):
-                last = telemetry.last_cycle_s
+                # liveness: the loop is alive (it made progress lately), not "Prometheus answered"
+                last = telemetry.heartbeat_s
                 alive = last is None or time.time() - last < max(60.0, 5 * interval_s)
                 body, status, kind = (b"ok\n" if alive else b"cycle loop stalled\n"), (200 if alive else 503), "text/plain"
             elif self.path.startswith("/readyz"):
-                body, status, kind = (b"ok\n" if telemetry.ready else b"no cycle completed yet\n"), (200 if telemetry.ready else 503), "text/plain"
+                # readiness: a leader's cycles succeed, a standby reaches the API and reads the Lease
+                body, status, kind = (b"ok\n" if telemetry.ready else b"not ready: no cycle or Lease read succeeded lately\n"), (200 if telemetry.ready else 503), "text/plain"
             else:
                 body, status, kind = b"not found\n", 404, "text/plain"
             self.send_response(status)

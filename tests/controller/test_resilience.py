@@ -4,6 +4,7 @@ one real Lease, a restart mid-event, bad objects beside good ones, a calendar fi
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from autoscaler.controller.base import ControllerOptions
 from autoscaler.controller.reconcile import Controller
 from autoscaler.controller.telemetry import Telemetry, serve
 from tests.cluster.controlplane import free_port
+from tests.conftest import BASE_DEMAND
 from tests.controller.world import COOLDOWN, LEAD, Clock, conditions, controller, hpa, hpa_min, iso, policy_spec, seed, status_of
 
 
@@ -232,3 +234,87 @@ def test_a_request_the_charts_rbac_does_not_grant_is_named_by_verb_and_resource(
     opts = ControllerOptions(identity="stray", namespaces=[kube.ns, "default"], interval_s=60, lease_namespace=kube.ns)
     Controller(Kube(kube.controller_api("stray")), HistoryCache(prometheus.url, timeout_s=5), opts, clock=Clock(t - LEAD - 60)).run_guarded()  # the cycle fails as a whole: one log line
     assert "list peakscale.io/scalingpolicies in default" in kube.refused(), kube.refused()
+
+
+class Hung:
+    """A Prometheus that accepts connections on its port and never answers."""
+
+    def __init__(self, port: int) -> None:
+        import socket
+        import threading
+
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", port))
+        self.listener.listen(64)
+        self.held: list = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                self.held.append(self.listener.accept())
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.listener.close()
+        for conn, _ in self.held:
+            conn.close()
+
+
+def test_a_prometheus_that_never_answers_does_not_delay_the_raise(kube, own_prometheus, start):
+    t = start + 3600
+    seed(kube, event_start=t, extra_spec={"floor": "events-only"})
+    clock = Clock(t - 1800)
+    # each query may wait 20 s; the cycle waits for its histories 2 s at most
+    ctl = Controller(
+        Kube(kube.controller_api("a")), HistoryCache(own_prometheus.url, timeout_s=20),
+        ControllerOptions(identity="a", namespaces=[kube.ns], interval_s=60, lease_namespace=kube.ns, fetch_deadline_s=2), clock=clock,
+    )  # fmt: skip
+    ctl.run_cycle()  # the history is cached
+    own_prometheus.stop()
+    hung = Hung(own_prometheus.port)
+    try:
+        clock.now = t - LEAD - 60  # the window opens while Prometheus hangs
+        report = ctl.run_cycle()
+        assert hpa_min(kube) == 72 and report.leader  # raised this cycle, from the last known level
+        metrics = conditions(status_of(kube, "scalingpolicies", "web"))["MetricsAvailable"]
+        assert metrics["reason"] == "LastKnownLevel" and "within 2 s (the cycle's deadline)" in metrics["message"], metrics
+        assert ctl.telemetry.heartbeat_s is not None  # the loop is alive: /healthz says so
+    finally:
+        hung.close()
+
+
+def test_a_restart_while_prometheus_is_down_raises_from_the_level_kept_in_status(kube, own_prometheus, start):
+    t = start + 3600
+    # a guess relative to the usual load: without a level, nothing to size the raise from
+    seed(kube, event_start=t, extra_spec={"floor": "events-only"})
+    event = kube.get("peakscale.io/v1alpha1", "promotionevents", kube.ns, "flash-sale")
+    event["spec"].pop("expectedPeak")
+    event["spec"]["expectedMultiplier"] = 5
+    kube.replace(event)
+    clock = Clock(t - 1800)
+    controller(kube, own_prometheus, clock, identity="before").run_cycle()
+    kept = status_of(kube, "scalingpolicies", "web")
+    assert 0.7 * BASE_DEMAND < kept["lastKnownLevel"] < 1.3 * BASE_DEMAND and kept["lastKnownAtSeconds"] <= t - 1800
+    own_prometheus.stop()
+    clock.now = t - LEAD - 60  # a new instance starts with nothing cached, as the window opens
+    restarted = controller(kube, own_prometheus, clock, identity="after")
+    assert not restarted.run_cycle().leader  # it sees the old Lease, and waits a lease duration
+    clock.now += 16
+    assert restarted.run_cycle().leader
+    floor = hpa_min(kube)
+    assert floor >= math.ceil(5 * 0.7 * BASE_DEMAND / 700), floor  # x5 the kept level, at 700 per replica
+    assert conditions(status_of(kube, "scalingpolicies", "web"))["MetricsAvailable"]["reason"] == "LastKnownLevel"
+
+
+def test_a_standby_is_ready_while_it_can_take_over(kube, prometheus, start):
+    t = start + 3600
+    seed(kube, event_start=t)
+    clock = Clock(t - 1800)
+    leader = controller(kube, prometheus, clock, identity="leader")
+    standby = controller(kube, prometheus, clock, identity="standby")
+    assert leader.run_cycle().leader and leader.telemetry.ready
+    assert not standby.run_cycle().leader
+    assert standby.telemetry.ready  # it reads the Lease: a rolling update can move on
