@@ -122,6 +122,7 @@ build_kwok() {
   # pods go Running and Ready once bound, and go when deleted. One change: a pod annotated
   # peakscale.test/hold-ready stays bound but not ready until a test removes the annotation
   # (its readiness probe has not passed yet)
+  (cd "$TOOLS/kwok" && go mod download sigs.k8s.io/kwok)
   src=$(cd "$TOOLS/kwok" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)/kustomize/stage
   "$PY" - "$src" "$out/stages.yaml" <<'EOF'
 import sys, yaml
@@ -152,6 +153,7 @@ build_pulumi_kubernetes() {
   work="$CACHE/src/pulumi-kubernetes"
   rm -rf "$work" && mkdir -p "$work"
   cp "$TOOLS/pulumi-kubernetes"/go.mod "$TOOLS/pulumi-kubernetes"/go.sum "$TOOLS/pulumi-kubernetes"/main.go "$work/"
+  (cd "$work" && go mod download github.com/pulumi/pulumi-kubernetes/provider/v4)
   src=$(cd "$work" && go list -m -f '{{.Dir}}' github.com/pulumi/pulumi-kubernetes/provider/v4)/cmd/pulumi-resource-kubernetes
   "$PY" - "$src" "$work" "$v" <<'EOF'
 import json, sys
@@ -170,6 +172,7 @@ build_cnpg() {
   # controller-gen over CloudNativePG's API types: the CRDs its operator installs
   progress_build cnpg "$TOOLS/cnpg" "$out" "-s -w" sigs.k8s.io/controller-tools/cmd/controller-gen
   rm -rf "$out/crds" && mkdir -p "$out/crds"
+  (cd "$TOOLS/cnpg" && go mod download all)
   (cd "$TOOLS/cnpg" && "$out/controller-gen" crd:crdVersions=v1 paths=github.com/cloudnative-pg/cloudnative-pg/api/v1 \
     output:crd:artifacts:config="$out/crds")
   ls "$out/crds"/*.yaml >/dev/null

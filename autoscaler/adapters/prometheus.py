@@ -127,15 +127,24 @@ class HistoryCache:
         series = self._series.get((query, step_s))
         return series if series is not None and series.last_s is not None else None
 
+    @staticmethod
+    def _first_missing(series: Series | None, end: int, history_s: int, step_s: int) -> int:
+        """The first sample to fetch: after the newest cached one, never before the window."""
+        window = end - history_s // step_s * step_s
+        return window if series is None or series.last_s is None else max(series.last_s + step_s, window)
+
+    def cost(self, query: str, *, now_s: float, history_s: int, step_s: int) -> int:
+        """The range queries ``history`` would send now (0 when the cache is current)."""
+        end = int(now_s) // step_s * step_s
+        start = self._first_missing(self._series.get((query, step_s)), end, history_s, step_s)
+        return 0 if start > end else -(-((end - start) // step_s + 1) // MAX_POINTS)
+
     def history(self, query: str, *, now_s: float, history_s: int, step_s: int, stale_after_s: int) -> Series:
         """The series up to ``now_s``; raises ``MetricsUnavailable`` when it is missing or stale."""
         key = (query, step_s)
         end = int(now_s) // step_s * step_s
         series = self._series.get(key)
-        if series is None or series.last_s is None:
-            start = end - history_s // step_s * step_s
-        else:
-            start = series.last_s + step_s
+        start = self._first_missing(series, end, history_s, step_s)
         points: dict[int, float] = {}
         if start <= end:
             chunk = MAX_POINTS * step_s

@@ -40,6 +40,7 @@ def controller(
     lease_name: Annotated[str, typer.Option(help="Name of the leader-election Lease.")] = "peakscale-controller",
     headroom_priority_class: Annotated[Optional[list[str]], typer.Option("--headroom-priority-class", help="A PriorityClass node-headroom placeholders may run at (repeatable; each must have a negative value). A policy naming another gets no placeholders. Default: peakscale-headroom, the chart's.")] = None,
     headroom_max_pods: Annotated[int, typer.Option(help="At most this many placeholder pods per policy, whatever its plan or maxReplicas say.")] = DEFAULT_MAX_PLACEHOLDERS,
+    max_queries_per_cycle: Annotated[int, typer.Option(help="Prometheus range queries one cycle may send, shared fairly among the policies (a history left out goes first next cycle).")] = 500,
     headroom_copy_scheduling: Annotated[bool, typer.Option("--headroom-copy-scheduling/--no-headroom-copy-scheduling", help="Copy the target's nodeSelector, affinity and tolerations onto its placeholders (they run in the target's namespace, charged to its quota).")] = True,
     calendar: Annotated[Optional[Path], typer.Option("--calendar", help="Also read promotions from this YAML calendar (e.g. a ConfigMap mount; for clusters without the CRDs). Re-read every cycle; a PromotionEvent of the same name wins.")] = None,
     preflight_ahead: Annotated[str, typer.Option(help="Run the preflight checks for each promotion starting within this long, as its Preflight condition (0: never).")] = "24h",
@@ -71,7 +72,7 @@ def controller(
     from autoscaler.controller.telemetry import Telemetry, serve
 
     # every option is checked before any work starts
-    _check_flags(log_level, metrics_port, unready_after, prometheus_url, headroom_max_pods)
+    _check_flags(log_level, metrics_port, unready_after, prometheus_url, headroom_max_pods, max_queries_per_cycle)
     times = _durations(interval=interval, prometheus_timeout=prometheus_timeout, lease_duration=lease_duration, renew_deadline=renew_deadline, retry_period=retry_period, preflight_ahead=preflight_ahead, preflight_every=preflight_every)
     _check_calendar(calendar)
     token = _read_token(prometheus_token_file)
@@ -94,7 +95,7 @@ def controller(
         lease_namespace=lease_namespace, lease_name=lease_name, lease_duration_s=times["lease_duration"],
         renew_deadline_s=times["renew_deadline"], retry_period_s=times["retry_period"], unready_after=unready_after,
         headroom_priority_classes=tuple(headroom_priority_class or ("peakscale-headroom",)), headroom_max_pods=headroom_max_pods,
-        headroom_copy_scheduling=headroom_copy_scheduling, calendar_file=str(calendar) if calendar is not None else None,
+        headroom_copy_scheduling=headroom_copy_scheduling, max_queries_per_cycle=max_queries_per_cycle, calendar_file=str(calendar) if calendar is not None else None,
         preflight_ahead_s=times["preflight_ahead"], preflight_every_s=times["preflight_every"],
     )  # fmt: skip
     ctl = Controller(Kube(api), history, options, telemetry=telemetry)
@@ -106,7 +107,7 @@ def controller(
         server.shutdown()
 
 
-def _check_flags(log_level: str, metrics_port: int, unready_after: int, prometheus_url: str, headroom_max_pods: int) -> None:
+def _check_flags(log_level: str, metrics_port: int, unready_after: int, prometheus_url: str, headroom_max_pods: int, max_queries_per_cycle: int) -> None:
     levels = ("debug", "info", "warning", "error")
     if log_level.lower() not in levels:
         raise InputError("--log-level", f"unknown level {log_level!r}", f"use {', '.join(levels)}")
@@ -114,6 +115,8 @@ def _check_flags(log_level: str, metrics_port: int, unready_after: int, promethe
         raise InputError("--metrics-port", f"{metrics_port} is not a TCP port", "give 1-65535, e.g. 8080")
     if unready_after < 1:
         raise InputError("--unready-after", f"{unready_after} must be at least 1", "e.g. 3")
+    if not 1 <= max_queries_per_cycle <= 1_000_000:
+        raise InputError("--max-queries-per-cycle", f"{max_queries_per_cycle} is not a query count", "give at least 1, e.g. 500")
     if not 0 <= headroom_max_pods <= 10_000:
         raise InputError("--headroom-max-pods", f"{headroom_max_pods} is not a pod count", "give 0-10000, e.g. 100")
     if not prometheus_url.startswith(("http://", "https://")) or len(prometheus_url) < 10:

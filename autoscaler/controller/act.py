@@ -145,6 +145,7 @@ class ActSteps(EventSteps):
         status.next_action = self._next_action(seen.policy, seen.index, now, seen.hpa)
         if seen.level is not None:
             status.last_known_level, status.last_known_at_seconds = significant(seen.level[0]), seen.level[1]
+        status.history_queries = self._costs.get((self._query(seen.spec, ns, name), seen.spec.step_s))
         self._write_status(seen.obj, status)
 
     def _policy_conditions(self, seen: Observed, decision: CycleDecision, outcome: Outcome, now: float) -> list[Condition]:

@@ -49,6 +49,8 @@ class ControllerOptions:
     unready_after: int = 3
     #: Prometheus range queries in flight at once
     fetch_concurrency: int = 4
+    #: the Prometheus range queries one cycle may send, shared fairly among the policies
+    max_queries_per_cycle: int = 500
     #: how long a cycle waits for its histories before planning without the missing ones (None:
     #: half the interval, at least 5 s): a hung Prometheus never delays a raise past the cycle
     fetch_deadline_s: float | None = None
@@ -273,6 +275,9 @@ class ControllerBase:
         #: the --calendar file's entries last read whole, and its bad entries already reported
         self._file_last: list[ParsedEvent] = []
         self._calendar_said: set[str] = set()
+        #: the histories left out of the last cycle's query budget, and what each history cost
+        self._deferred: set[tuple[str, int]] = set()
+        self._costs: dict[tuple[str, int], int] = {}
         #: node headroom: the value of each PriorityClass looked up this cycle (None: none)
         self._priority_values: dict[str, int | None] = {}
 

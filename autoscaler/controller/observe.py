@@ -49,7 +49,12 @@ class ObserveSteps(ControllerBase):
         return render_query(spec.metric.query, namespace=namespace, target=spec.target_ref.name, policy=name)
 
     def _prefetch(self, policies: list[dict[str, Any]], now: float, pool: Executor) -> dict[tuple[str, int], Future[Series | MetricsUnavailable]]:
-        """Start fetching every policy's history (one range query each) on ``pool``; returns futures."""
+        """Start fetching every policy's history on ``pool``; returns futures.
+
+        The cycle's range queries are a budget (``max_queries_per_cycle``) shared fairly: the
+        histories left out last cycle go first, then the cheapest; one that would overspend it is
+        left out this cycle (the policy holds) and goes first next time. What each history costs
+        sent is kept for its policy's status."""
         jobs: dict[tuple[str, int], ScalingPolicySpec] = {}
         for obj in policies:
             found = self._query_for(obj)
@@ -66,7 +71,22 @@ class ObserveSteps(ControllerBase):
             except MetricsUnavailable as exc:
                 return exc
 
-        return {key: pool.submit(fetch, key[0], spec) for key, spec in jobs.items()}
+        costs = {key: self.history.cost(key[0], now_s=now, history_s=spec.forecast_settings().history_s, step_s=key[1]) for key, spec in jobs.items()}
+        order = sorted(jobs, key=lambda key: (key not in self._deferred, costs[key]))
+        budget, deferred = self.options.max_queries_per_cycle, set()
+        out: dict[tuple[str, int], Future[Series | MetricsUnavailable]] = {}
+        for key in order:
+            if costs[key] > budget:
+                deferred.add(key)
+                costs[key] = 0  # sent nothing
+                left: Future[Series | MetricsUnavailable] = Future()
+                left.set_result(MetricsUnavailable(f"its history needs {costs[key]} range queries and this cycle's budget ({self.options.max_queries_per_cycle}) is spent: it goes first next cycle"))
+                out[key] = left
+                continue
+            budget -= costs[key]
+            out[key] = pool.submit(fetch, key[0], jobs[key])
+        self._deferred, self._costs = deferred, costs
+        return out
 
     def _parse(self, obj: dict[str, Any]) -> ScalingPolicySpec:
         """parse_policy, once per spec generation (status writes do not change it)."""

@@ -184,6 +184,9 @@ class PolicyStatus(_Status):
     #: restarted controller raises from while Prometheus is down
     last_known_level: float | None = None
     last_known_at_seconds: int | None = None
+    #: the Prometheus range queries this policy's history cost in the last cycle (its share of
+    #: the controller's per-cycle budget)
+    history_queries: int | None = None
 
 
 def fault_status(kind: ConditionType, reason: Reason, message: str, now_s: float, previous: Sequence[Mapping[str, Any]]) -> PolicyStatus:

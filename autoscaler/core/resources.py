@@ -54,6 +54,10 @@ class Metric(_Spec):
     target_utilization: float = Field(default=0.7, gt=0, le=1)
 
 
+#: the most samples one policy's forecast history may hold (60 days at 1 min is 86,400)
+MAX_HISTORY_POINTS = 100_000
+
+
 class ForecastSpec(_Spec):
     history: str = "14d"
     step: str = "1m"
@@ -79,6 +83,18 @@ class ForecastSpec(_Spec):
         if parse_duration_s(value, field="history", allow_zero=True) < 86400:
             raise ValueError(f"history {value!r} is shorter than a day (the daily profile needs one; e.g. 14d)")
         return value
+
+    @model_validator(mode="after")
+    def _bounded(self) -> ForecastSpec:
+        # one policy's history is fetched in range queries of at most 11,000 points: bounded so
+        # that its first cycle costs at most ten of them (one per cycle after), whatever a tenant asks
+        points = parse_duration_s(self.history) // parse_duration_s(self.step)
+        if points > MAX_HISTORY_POINTS:
+            raise ValueError(
+                f"history {self.history} at step {self.step} is {points:,} samples, over {MAX_HISTORY_POINTS:,}: "
+                "use a longer step or a shorter history (e.g. 14d at 1m, 60d at 5m)"
+            )
+        return self
 
 
 DEFAULT_PRIORITY_CLASS = "peakscale-headroom"

@@ -124,3 +124,39 @@ def test_placeholder_names_of_two_policies_never_collide():
     assert placeholder_name("a-b", "c") != placeholder_name("a", "b-c")
     long = placeholder_name("n" * 63, "p" * 253)
     assert len(long) <= 63 and long.startswith("headroom-") and long[-1].isalnum()
+
+
+def test_a_policy_cannot_ask_for_a_history_that_floods_prometheus(kube, prometheus, start):
+    t = start + 3600
+    seed(kube, event_start=t, extra_spec={"forecast": {"history": "3650d", "step": "1s"}})  # the CRD takes it
+    report = controller(kube, prometheus, Clock(t - 1800)).run_cycle()
+    assert report.queries == 0
+    status = status_of(kube, "scalingpolicies", "web")
+    assert conditions(status)["Ready"]["reason"] == "InvalidSpec" and "use a longer step or a shorter history" in status["reason"]
+
+
+def test_the_cycles_query_budget_is_shared_fairly_and_each_policys_cost_is_in_its_status(kube, prometheus, start):
+    t = start + 3600
+    fortnight = {"history": "14d", "step": "1m"}  # 20,160 samples: 3 range queries the first time
+    seed(kube, event_start=t, extra_spec={"forecast": fortnight})
+    other = policy_spec(
+        targetRef={"apiVersion": "apps/v1", "kind": "Deployment", "name": "other"}, forecast=fortnight,
+        metric={"query": 'sum(shop_demand{app="web"}) * 2', "capacityPerReplica": 1000},
+    )  # fmt: skip
+    kube.put_object({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "other"}, "spec": {"replicas": 3}})
+    kube.put_object(hpa(kube.ns, "other"))
+    kube.put_object({"apiVersion": "peakscale.io/v1alpha1", "kind": "ScalingPolicy", "metadata": {"name": "other"}, "spec": other})
+    clock = Clock(t - 1800)
+    ctl = controller(kube, prometheus, clock, max_queries_per_cycle=4)
+    first = ctl.run_cycle()
+    assert first.queries == 3  # one history fits the budget of 4, the other waits
+    waited = [o.name for o in first.outcomes if status_of(kube, "scalingpolicies", o.name).get("historyQueries") == 3]
+    assert len(waited) == 1
+    held = next(name for name in ("web", "other") if name not in waited)
+    assert status_of(kube, "scalingpolicies", held)["historyQueries"] == 0
+    assert "budget" in conditions(status_of(kube, "scalingpolicies", held))["MetricsAvailable"]["message"]
+    clock.now += 60
+    second = ctl.run_cycle()
+    assert second.queries == 3 + 1  # the one left out goes first; the other is one query behind
+    assert status_of(kube, "scalingpolicies", held)["historyQueries"] == 3
+    assert status_of(kube, "scalingpolicies", waited[0])["historyQueries"] == 1
