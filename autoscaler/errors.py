@@ -79,6 +79,11 @@ class CommandFailed(Unavailable):
     """A command's operation failed for a reason outside its input (a store unreadable, say)."""
 
 
+class StoreConflict(Unavailable):
+    """A promotion changed in the store between this command's read and its write: nothing was
+    written over it (the command reads again and reapplies its change)."""
+
+
 def validation_problem(errors: Sequence[Mapping[str, Any]]) -> tuple[tuple[Any, ...], str]:
     """The first problem of a pydantic ``ValidationError.errors()``: (location, message).
 

@@ -25,7 +25,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from autoscaler.adapters import yamlsafe
 from autoscaler.core.calendar import PromotionEvent, parse_memories, read_entries
-from autoscaler.errors import InputError
+from autoscaler.errors import InputError, StoreConflict
 from autoscaler.core.resources import EVENT_PLURAL, GROUP, POLICY_PLURAL, VERSION, PromotionEventSpec, spec_error
 
 
@@ -37,6 +37,9 @@ class Promo:
     name: str
     spec: dict[str, Any]
     memory: tuple[dict[str, Any], ...] = ()
+    #: the stored version this promotion was read at (a resourceVersion, or a digest of the file
+    #: entry); a write of it is refused if the stored one moved on meanwhile (no lost update)
+    version: str | None = None
 
     @cached_property
     def parsed(self) -> PromotionEventSpec:
@@ -45,6 +48,10 @@ class Promo:
     def event(self, zone=UTC) -> PromotionEvent:
         """The calendar event in wall-clock time of ``zone`` (what the planner uses)."""
         return self.parsed.event(self.name, zone, parse_memories(list(self.memory), f"promotion {self.name!r} memory"))
+
+    def replacing(self, read: Promo) -> Promo:
+        """This promotion as the new version of ``read``: written only over what was read."""
+        return Promo(name=self.name, spec=self.spec, memory=self.memory, version=read.version)
 
     def as_entry(self) -> dict[str, Any]:
         """The promotion as a calendar entry (name, spec fields, memory)."""
@@ -160,7 +167,11 @@ class FileStore:
 
     def _promos(self, doc: Any) -> list[Promo]:
         entries = read_entries(doc, None, str(self.path))
-        return [Promo(name=e.name, spec=e.spec, memory=tuple(m.model_dump(by_alias=True) for m in e.memory)) for e in entries]
+        out = []
+        for e in entries:
+            promo = Promo(name=e.name, spec=e.spec, memory=tuple(m.model_dump(by_alias=True) for m in e.memory))
+            out.append(Promo(name=promo.name, spec=promo.spec, memory=promo.memory, version=_digest(promo)))
+        return out
 
     def save(self, promos: list[Promo], *, changed: list[str], deleted: list[str], created: list[str] | None = None) -> None:
         target = self._target()
@@ -168,10 +179,15 @@ class FileStore:
         by_name = {p.name: p for p in promos}
         with _locked(target):
             raw = target.read_bytes() if target.exists() else b""
-            current = {p.name for p in self._promos(yamlsafe.load(raw, str(self.path)))}
+            versions = {p.name: p.version for p in self._promos(yamlsafe.load(raw, str(self.path)))}
+            current = set(versions)
             for name in created or []:
                 if name in current:
                     raise InputError("NAME", f"a promotion named {name!r} was added meanwhile", "pick another name, or use promo edit")
+            for name in [*changed, *deleted]:
+                read = by_name[name].version if name in by_name else None
+                if name not in (created or []) and read is not None and versions.get(name) != read:
+                    raise StoreConflict(f"promotion {name!r} changed in {self.path} since it was read: nothing written over it")
             rt = _round_trip()
             doc = rt.load(raw.decode("utf-8")) if raw.strip() else None
             if doc is None:
@@ -206,6 +222,13 @@ class FileStore:
             else:  # a bulk import: its rows, in time order, after the others
                 events.extend(CommentedMap(p.as_entry()) for p in sorted(new, key=lambda p: (p.parsed.start, p.name)))
             _replace(target, rt, doc)
+
+
+def _digest(promo: Promo) -> str:
+    """A file entry's version: a digest of what it says."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(promo.as_entry(), sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _round_trip():
@@ -290,38 +313,71 @@ class KubeStore:
 
     def promos(self) -> list[Promo]:
         items = self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, EVENT_PLURAL).get("items", [])
-        return [Promo(name=o["metadata"]["name"], spec=dict(o.get("spec") or {}), memory=tuple((o.get("status") or {}).get("memory") or [])) for o in items]
+        return [
+            Promo(name=o["metadata"]["name"], spec=dict(o.get("spec") or {}), memory=tuple((o.get("status") or {}).get("memory") or []), version=o["metadata"].get("resourceVersion"))
+            for o in items
+        ]
 
     def save(self, promos: list[Promo], *, changed: list[str], deleted: list[str], created: list[str] | None = None) -> None:
+        """Create the ``created`` promotions (create-only: a name taken meanwhile is refused), replace
+        the others at the version they were read at (a 409 is ``StoreConflict``), delete with that
+        precondition. A batch of creations is all or none: on a failure the ones made are deleted."""
         from kubernetes.client.rest import ApiException
 
         from autoscaler.adapters.kube_errors import refusal
 
         by_name = {p.name: p for p in promos}
-        for name in changed:
-            try:
-                self._write(name, by_name[name])
-            except ApiException as exc:
-                refused = refusal(exc, f"PromotionEvent {self.namespace}/{name}")
-                if refused is not None:
-                    raise refused from None
-                raise
+        fresh = set(created or [])
+        made: list[str] = []
+        try:
+            for name in changed:
+                try:
+                    self._write(name, by_name[name], create=name in fresh)
+                except ApiException as exc:
+                    refused = refusal(exc, f"PromotionEvent {self.namespace}/{name}")
+                    if refused is not None:
+                        raise refused from None
+                    if exc.status == 409 and name in fresh:
+                        raise InputError("NAME", f"a promotion named {name!r} was added meanwhile", "pick another name, or use promo edit") from None
+                    if exc.status == 409:
+                        raise StoreConflict(f"PromotionEvent {self.namespace}/{name} changed since it was read: nothing written over it") from None
+                    raise
+                if name in fresh:
+                    made.append(name)
+        except BaseException:
+            self._undo(made)
+            raise
         for name in deleted:
-            self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, EVENT_PLURAL, name)
+            self._delete(name, next((p.version for p in promos if p.name == name), None))
 
-    def _write(self, name: str, promo: Promo) -> None:
-        """Create or replace one PromotionEvent (and the memory it brings, in its status)."""
+    def _undo(self, made: list[str]) -> None:
+        """All or none: delete what this save created before it failed."""
+        for name in made:
+            try:
+                self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, EVENT_PLURAL, name)
+            except Exception:  # noqa: BLE001 (the failure that brought us here is the one to report)
+                pass
+
+    def _delete(self, name: str, version: str | None) -> None:
         from kubernetes.client.rest import ApiException
 
-        body: dict[str, Any] = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "PromotionEvent", "metadata": {"name": name, "namespace": self.namespace}, "spec": promo.spec}
+        body = {"preconditions": {"resourceVersion": version}} if version else None
         try:
-            current = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, EVENT_PLURAL, name)
+            self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, EVENT_PLURAL, name, body=body)
         except ApiException as exc:
+            if exc.status == 409:
+                raise StoreConflict(f"PromotionEvent {self.namespace}/{name} changed since it was read: not deleted") from None
             if exc.status != 404:
                 raise
+
+    def _write(self, name: str, promo: Promo, *, create: bool) -> None:
+        """Create (only) or replace (at the version read) one PromotionEvent, and the memory it
+        brings in its status."""
+        body: dict[str, Any] = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "PromotionEvent", "metadata": {"name": name, "namespace": self.namespace}, "spec": promo.spec}
+        if create or promo.version is None:
             current = self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, EVENT_PLURAL, body)
         else:
-            body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+            body["metadata"]["resourceVersion"] = promo.version
             current = self.custom.replace_namespaced_custom_object(GROUP, VERSION, self.namespace, EVENT_PLURAL, name, body)
         memory = list(promo.memory)
         if memory and (current.get("status") or {}).get("memory") != memory:

@@ -21,6 +21,7 @@ from autoscaler.adapters.store import KubeStore, Promo, check_references, overla
 from autoscaler.cli.app import app
 from autoscaler.cli.output import check_output, err_console, table_console
 from autoscaler.cli.promo_store import (
+    retrying,
     AllowPastOpt,
     CalendarOpt,
     ContextOpt,
@@ -240,29 +241,34 @@ def edit(
     peakscale promo edit kol-live-1111 --multiplier 8 --tz Asia/Shanghai
     """
     st = open_store(store, calendar, kubeconfig, context, namespace)
-    promos = read_promos(st)
-    current = find_promo(promos, name)
-    old = current.parsed
-    zone = get_zone(tz)
-    spec = build_spec(
-        start=start or old.start.astimezone(zone).isoformat(),
-        end=None if duration is not None else (end or old.end.astimezone(zone).isoformat()),
-        duration=duration,
-        kind=kind or old.kind,
-        tz=tz,
-        title=title if title is not None else (old.title or None),
-        multiplier=multiplier if multiplier is not None else (None if expected_peak is not None else old.expected_multiplier),
-        expected_peak=expected_peak if expected_peak is not None else (None if multiplier is not None else old.expected_peak),
-        like=like if like is not None else list(old.like),
-        targets=targets if targets is not None else ",".join(f"{k}={v}" for k, v in old.targets.match_labels.items()) or None,
-    )
-    promo = validate_promo(Promo(name=name, spec=spec, memory=current.memory))
-    if start is not None:
-        refuse_past(promo.parsed.start, allow_past)
-    updated = [promo if p.name == name else p for p in promos]
-    check_references(updated)
-    _warn_overlaps(promos, promo)
-    write_promos(st, updated, changed=[name], deleted=[])
+
+    def change() -> Promo:
+        promos = read_promos(st)
+        current = find_promo(promos, name)
+        old = current.parsed
+        zone = get_zone(tz)
+        spec = build_spec(
+            start=start or old.start.astimezone(zone).isoformat(),
+            end=None if duration is not None else (end or old.end.astimezone(zone).isoformat()),
+            duration=duration,
+            kind=kind or old.kind,
+            tz=tz,
+            title=title if title is not None else (old.title or None),
+            multiplier=multiplier if multiplier is not None else (None if expected_peak is not None else old.expected_multiplier),
+            expected_peak=expected_peak if expected_peak is not None else (None if multiplier is not None else old.expected_peak),
+            like=like if like is not None else list(old.like),
+            targets=targets if targets is not None else ",".join(f"{k}={v}" for k, v in old.targets.match_labels.items()) or None,
+        )
+        promo = validate_promo(Promo(name=name, spec=spec, memory=current.memory).replacing(current))
+        if start is not None:
+            refuse_past(promo.parsed.start, allow_past)
+        updated = [promo if p.name == name else p for p in promos]
+        check_references(updated)
+        _warn_overlaps(promos, promo)
+        write_promos(st, updated, changed=[name], deleted=[])
+        return promo
+
+    promo = retrying(change)
     if not quiet:
         row = _shown(promo, tz)
         typer.echo(f"updated {where_stored(st, name)}: {row['start']} -> {row['end']} ({row['duration']}), size {row['size']}, targets {row['targets']}")
@@ -287,13 +293,17 @@ def delete(
     peakscale promo delete kol-live-1111
     """
     st = open_store(store, calendar, kubeconfig, context, namespace)
-    promos = read_promos(st)
-    find_promo(promos, name)
-    rest = [p for p in promos if p.name != name]
-    users = [p.name for p in rest if name in (p.spec.get("like") or [])]
-    if users:
-        raise InputError("NAME", f"{name!r} is named in --like of {', '.join(map(repr, users))}", "edit those first")
-    write_promos(st, rest, changed=[], deleted=[name])
+
+    def change() -> None:
+        promos = read_promos(st)
+        find_promo(promos, name)
+        rest = [p for p in promos if p.name != name]
+        users = [p.name for p in rest if name in (p.spec.get("like") or [])]
+        if users:
+            raise InputError("NAME", f"{name!r} is named in --like of {', '.join(map(repr, users))}", "edit those first")
+        write_promos(st, promos, changed=[], deleted=[name])  # the deleted one's version: no delete over a change
+
+    retrying(change)
     if not quiet:
         typer.echo(f"deleted {where_stored(st, name)}")
 
@@ -361,9 +371,14 @@ def import_(
             except InputError as exc:
                 raise InputError(exc.where, exc.problem, "--allow-past imports past promotions (they teach later ones), or remove them") from None
     promos = read_promos(st)
-    clash = sorted({p.name for p in incoming} & {p.name for p in promos})
+    # a retry of an import that failed part-way (or ran already) is idempotent: what is stored as
+    # the file says is kept; a name stored with other content is a clash
+    stored = {p.name: p for p in promos}
+    same = {p.name for p in incoming if p.name in stored and (stored[p.name].spec, stored[p.name].memory) == (p.spec, p.memory)}
+    clash = sorted({p.name for p in incoming} & set(stored) - same)
     if clash:
-        raise InputError("NAME", f"already in the store: {', '.join(map(repr, clash[:5]))}", "delete or rename them first")
+        raise InputError("NAME", f"already in the store with other content: {', '.join(map(repr, clash[:5]))}", "delete or rename them first")
+    incoming = [p for p in incoming if p.name not in same]
     updated = promos + incoming
     check_references(updated)
     clashes = overlapping(updated, [p.name for p in incoming])

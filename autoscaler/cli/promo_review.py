@@ -107,7 +107,7 @@ def review(
     if record:
         kept = [m for m in promo.memory if m.get("policy") not in {p.policy for p in profiles if p is not None}]
         memory = tuple(kept + [p.model_dump(by_alias=True) for p in profiles if p is not None])
-        updated = [Promo(name=p.name, spec=p.spec, memory=memory) if p.name == name else p for p in promos]
+        updated = [Promo(name=p.name, spec=p.spec, memory=memory, version=p.version) if p.name == name else p for p in promos]
         write_promos(st, updated, changed=[name], deleted=[])
     _print_review(result, output)
     if record:

@@ -11,7 +11,8 @@ import math
 import re
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from collections.abc import Callable
+from typing import Annotated, Any, Optional, TypeVar
 
 import typer
 
@@ -21,7 +22,7 @@ from autoscaler.cli.output import err_console
 from autoscaler.core.calendar import MAX_PEAK, stamp
 from autoscaler.core.durations import parse_duration_s
 from autoscaler.core.timezones import get_zone, next_occurrence, shown
-from autoscaler.errors import CommandFailed, InputError, clip
+from autoscaler.errors import CommandFailed, InputError, StoreConflict, clip
 
 
 StoreOpt = Annotated[
@@ -136,6 +137,22 @@ def targets_report(store, promo: Promo) -> None:
     )
 
 
+T = TypeVar("T")
+
+
+def retrying(change: Callable[[], T], attempts: int = 3) -> T:
+    """Run a read-modify-write of the store again when a promotion it read changed before its
+    write (``StoreConflict``): each attempt reads afresh and reapplies the change, so no update is
+    lost and none is made over another's."""
+    for attempt in range(attempts):
+        try:
+            return change()
+        except StoreConflict:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 def read_promos(store) -> list[Promo]:
     try:
         return store.promos()
@@ -148,7 +165,7 @@ def read_promos(store) -> list[Promo]:
 def write_promos(store, promos: list[Promo], changed: list[str], deleted: list[str], created: list[str] | None = None) -> None:
     try:
         store.save(promos, changed=changed, deleted=deleted, created=created)
-    except InputError:
+    except (InputError, StoreConflict):
         raise
     except Exception as exc:  # noqa: BLE001
         raise CommandFailed(f"cannot write {store.describe()}: {failure_reason(exc)}") from None

@@ -85,3 +85,34 @@ def test_a_typo_in_a_key_is_refused_with_the_nearest_known_key(tmp_path):
     path.write_text("evnets: []\n")
     with pytest.raises(InputError, match="did you mean 'events'"):
         FileStore(path).promos()
+
+
+def test_a_promotion_changed_since_it_was_read_is_not_written_over(tmp_path):
+    from autoscaler.errors import StoreConflict
+
+    store = FileStore(tmp_path / "calendar.yaml")
+    store.save([Promo("sale", dict(SPEC))], changed=["sale"], deleted=[], created=["sale"])
+    mine = store.promos()[0]
+    theirs = Promo("sale", {**SPEC, "title": "Theirs"}).replacing(store.promos()[0])
+    store.save([theirs], changed=["sale"], deleted=[])
+    with pytest.raises(StoreConflict):
+        store.save([Promo("sale", {**SPEC, "expectedMultiplier": 3}).replacing(mine)], changed=["sale"], deleted=[])
+    with pytest.raises(StoreConflict):
+        store.save([mine], changed=[], deleted=["sale"])
+    assert store.promos()[0].spec["title"] == "Theirs"
+
+
+def test_concurrent_edits_of_one_promotion_all_land(tmp_path):
+    calendar = tmp_path / "calendar.yaml"
+    assert add(calendar, "sale", 20).returncode == 0
+    edits = [["--title", "Night sale"], ["--multiplier", "7"], ["--duration", "3h"]]
+
+    def edit(args: list[str]) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "autoscaler.cli", "promo", "edit", "sale", *args, "--calendar", str(calendar), "-q"]
+        return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        done = list(pool.map(edit, edits))
+    assert all(d.returncode == 0 for d in done), [d.stderr for d in done]
+    entry = yaml.safe_load(calendar.read_text())["events"][0]
+    assert entry["title"] == "Night sale" and entry["expectedMultiplier"] == 7 and entry["end"].endswith("23:00:00+08:00")

@@ -67,3 +67,51 @@ def test_review_against_the_cluster_and_prometheus(kube, prometheus, history_win
     kube.put_status(event)
     stored = json.loads(cli(*args).stdout)["policies"][0]["recorded"]
     assert stored == {"step_s": 60, "points": 3, "peak_uplift": 2.0, "minutes_to_peak": -12.0, "stored": True}
+
+
+def kube_opts(kube) -> list[str]:
+    return ["--store", "kube", "--kubeconfig", str(kube.cluster.kubeconfig), "-n", kube.ns]
+
+
+def run_all(*commands: list[str]) -> list[subprocess.CompletedProcess]:
+    """Start the commands at once, as two SREs pressing enter together; wait for all."""
+    procs = [subprocess.Popen([sys.executable, "-m", "autoscaler.cli", *c], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in commands]
+    return [subprocess.CompletedProcess(p.args, p.wait(timeout=120), p.stdout.read(), p.stderr.read()) for p in procs]
+
+
+def test_two_adds_of_one_name_at_once_store_one_and_refuse_the_other(kube):
+    opts = kube_opts(kube)
+    add = ["promo", "add", "race", "--start", f"{Y}-11-11 20:00", "--duration", "2h", "--kind", "flash-sale", *opts]
+    done = run_all(add + ["--multiplier", "3"], add + ["--multiplier", "4"])
+    assert sorted(d.returncode for d in done) == [0, 2], [d.stderr for d in done]
+    loser = next(d for d in done if d.returncode == 2)
+    assert "already exists" in loser.stderr or "added meanwhile" in loser.stderr
+    winner = next(d for d in done if d.returncode == 0)
+    stored = kube.get("peakscale.io/v1alpha1", "promotionevents", kube.ns, "race")["spec"]["expectedMultiplier"]
+    assert ("--multiplier" in winner.args and str(int(stored)) in " ".join(winner.args))
+
+
+def test_edits_of_one_promotion_at_once_all_land(kube):
+    opts = kube_opts(kube)
+    assert cli("promo", "add", "sale", "--start", f"{Y}-11-11 20:00", "--duration", "2h", "--kind", "flash-sale", *opts).exit_code == 0
+    edits = [["promo", "edit", "sale", "--title", "Night sale", *opts], ["promo", "edit", "sale", "--multiplier", "7", *opts], ["promo", "edit", "sale", "--duration", "3h", *opts]]
+    done = run_all(*edits)
+    assert all(d.returncode == 0 for d in done), [d.stderr for d in done]
+    spec = kube.get("peakscale.io/v1alpha1", "promotionevents", kube.ns, "sale")["spec"]
+    assert spec["title"] == "Night sale" and spec["expectedMultiplier"] == 7
+    assert spec["end"].startswith(f"{Y}-11-11T23:00")
+
+
+def test_an_import_the_api_server_refuses_part_way_stores_nothing_and_its_retry_is_idempotent(kube, tmp_path):
+    rows = [f"{Y}-11-{1 + i // 24:02d} {i % 24:02d}:00,{Y}-11-{1 + i // 24:02d} {i % 24:02d}:30,sale-{i},flash-sale,{'t' * (300 if i == 49 else 5)}" for i in range(60)]
+    bad = tmp_path / "promos.csv"
+    bad.write_text("start,end,name,kind,title\n" + "\n".join(rows) + "\n")
+    failed = sub("promo", "import", str(bad), "--tz", "UTC", *kube_opts(kube))
+    assert failed.returncode == 2 and "sale-49" in failed.stderr and "title" in failed.stderr, failed.stderr
+    assert kube.list("peakscale.io/v1alpha1", "promotionevents", kube.ns) == []  # all or none
+    good = tmp_path / "fixed.csv"
+    good.write_text(bad.read_text().replace("t" * 300, "fixed"))
+    assert sub("promo", "import", str(good), "--tz", "UTC", *kube_opts(kube)).returncode == 0
+    again = sub("promo", "import", str(good), "--tz", "UTC", *kube_opts(kube))
+    assert again.returncode == 0 and "imported 0 promotion(s)" in again.stdout
+    assert len(kube.list("peakscale.io/v1alpha1", "promotionevents", kube.ns)) == 60
