@@ -83,7 +83,10 @@ OPTION_OF = {
 }
 
 
-def policies_of(docs: list[dict], only: list[str] | None = None) -> list[PolicyDoc]:
+def policies_of(docs: list[dict], only: list[str] | None = None, *, skipped: list[InputError] | None = None) -> list[PolicyDoc]:
+    """The policies of ``docs`` (only those named ``only``). A document that does not parse is the
+    user's error; with ``skipped`` (objects the API server holds, which one bad one must not keep
+    from the others) it is added there instead and left out."""
     out = []
     for doc in docs:
         if not isinstance(doc, dict):
@@ -91,7 +94,14 @@ def policies_of(docs: list[dict], only: list[str] | None = None) -> list[PolicyD
         meta = doc.get("metadata") or {}
         if only and meta.get("name") not in only:
             continue
-        out.append(PolicyDoc(meta.get("name", "?"), meta.get("namespace", "default"), meta.get("labels") or {}, parse_policy(doc)))
+        try:
+            spec = parse_policy(doc)
+        except InputError as exc:
+            if skipped is None:
+                raise
+            skipped.append(exc)
+            continue
+        out.append(PolicyDoc(meta.get("name", "?"), meta.get("namespace", "default"), meta.get("labels") or {}, spec))
     if not out:
         raise InputError("--policy", "no policy left", "check --policies and --policy")
     return out

@@ -66,7 +66,7 @@ def plan(
     peakscale plan --trace traffic.csv --events promos.csv --capacity-per-replica 2000 -o json
     """
     from autoscaler.adapters.store import KubeStore
-    from autoscaler.cli.promo_store import read_policies
+    from autoscaler.cli.promo_store import read_policies, warn_skipped
 
     check_output(output)
     show_zone = get_zone(tz)
@@ -79,7 +79,10 @@ def plan(
     calendar_events, selectors, st = _calendar(events, split_list(kinds), clock_zone, store=store, calendar=calendar, kubeconfig=kubeconfig, context=context, namespace=namespace)
     # policies: a file, the cluster's (beside its promotions), or one from the options
     if policies is None and capacity_per_replica is None and isinstance(st, KubeStore):
-        docs = policies_of(read_policies(st), policy)
+        skipped: list[InputError] = []
+        docs = policies_of(read_policies(st), policy, skipped=skipped)
+        for exc in skipped:
+            warn_skipped(exc.where, exc.problem, "fix it with kubectl edit scalingpolicy")
     else:
         docs = load_policies(policies, only=policy, capacity_per_replica=capacity_per_replica, lead_time=lead_time, min_replicas=min_replicas, max_replicas=max_replicas)
     histories, from_s, to_s = _window(docs, trace, prometheus_url, clock_zone, start=start, end=end, tz=tz, strict=strict)

@@ -113,13 +113,25 @@ def _read_cluster(kube: Kube, namespaces: list[str] | None) -> tuple[list[tuple[
         event_objs = kube.list_custom(EVENT_PLURAL, namespaces)
     except (ApiException, HTTPError, OSError) as exc:
         raise CommandFailed(f"cannot reach the Kubernetes API ({type(exc).__name__}: {clip(str(getattr(exc, 'reason', None) or exc), 200)})") from None
+    from autoscaler.cli.promo_store import warn_skipped
+
+    # an object the API server holds but that does not make sense is named and left out: the
+    # rest of the namespace is still checked
     policies = []
     for obj in policy_objs:
         meta = obj.get("metadata") or {}
-        policies.append((PolicyDoc(meta.get("name", "?"), meta.get("namespace", ""), meta.get("labels") or {}, parse_policy(obj)), obj.get("spec") or {}))
+        try:
+            policies.append((PolicyDoc(meta.get("name", "?"), meta.get("namespace", ""), meta.get("labels") or {}, parse_policy(obj)), obj.get("spec") or {}))
+        except InputError as exc:
+            warn_skipped(exc.where, exc.problem, "fix it with kubectl edit scalingpolicy; it is not checked")
     parsed = []
     for obj in event_objs:
-        spec, ev = parse_event(obj)
+        try:
+            spec, ev = parse_event(obj)
+        except (InputError, ValueError, TypeError) as exc:
+            meta = obj.get("metadata") or {}
+            warn_skipped(f"PromotionEvent {meta.get('namespace', '')}/{meta.get('name', '?')}", str(exc), "fix it, or peakscale promo delete it; it is not checked")
+            continue
         parsed.append(((obj.get("metadata") or {}).get("namespace", ""), spec, ev))
     return policies, parsed
 

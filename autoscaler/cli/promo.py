@@ -295,7 +295,7 @@ def delete(
     st = open_store(store, calendar, kubeconfig, context, namespace)
 
     def change() -> None:
-        promos = read_promos(st)
+        promos = read_promos(st, keep_invalid=True)
         find_promo(promos, name)
         rest = [p for p in promos if p.name != name]
         users = [p.name for p in rest if name in (p.spec.get("like") or [])]

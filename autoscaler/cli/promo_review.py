@@ -31,6 +31,7 @@ from autoscaler.cli.promo_store import (
     open_store,
     read_policies,
     read_promos,
+    warn_skipped,
     write_promos,
 )
 from autoscaler.core.durations import parse_duration_s
@@ -83,7 +84,10 @@ def review(
     events = [p.event(clock_zone) for p in promos]
     selectors = {p.name: p.parsed.targets for p in promos}
     if policies is None and isinstance(st, KubeStore):
-        docs = policies_of(read_policies(st), policy)
+        skipped: list[InputError] = []
+        docs = policies_of(read_policies(st), policy, skipped=skipped)
+        for exc in skipped:
+            warn_skipped(exc.where, exc.problem, "fix it with kubectl edit scalingpolicy")
     else:
         docs = load_policies(policies, only=policy, capacity_per_replica=capacity_per_replica, lead_time=lead_time, min_replicas=min_replicas, max_replicas=max_replicas)
     targeted = [d for d in docs if selectors[name].matches(d.labels)]

@@ -22,7 +22,7 @@ from autoscaler.cli.output import err_console
 from autoscaler.core.calendar import MAX_PEAK, stamp
 from autoscaler.core.durations import parse_duration_s
 from autoscaler.core.timezones import get_zone, next_occurrence, shown
-from autoscaler.errors import CommandFailed, InputError, StoreConflict, clip
+from autoscaler.errors import CommandFailed, InputError, StoreConflict, clip, printable
 
 
 StoreOpt = Annotated[
@@ -153,13 +153,45 @@ def retrying(change: Callable[[], T], attempts: int = 3) -> T:
     raise AssertionError("unreachable")
 
 
-def read_promos(store) -> list[Promo]:
+def read_promos(store, *, keep_invalid: bool = False) -> list[Promo]:
+    """The store's promotions. One the API server holds but that does not make sense (an end
+    that is not after its start: the CRD cannot say so) is left out with a one-line warning that
+    names it, so the rest of the namespace keeps working; ``keep_invalid`` keeps it (to delete it)."""
     try:
-        return store.promos()
+        promos = store.promos()
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 (any transport failure: one line, exit 1)
         raise CommandFailed(f"cannot read {store.describe()}: {failure_reason(exc)}") from None
+    if keep_invalid:
+        return promos
+    out = []
+    for promo in promos:
+        problem = invalid_promo(promo)
+        if problem is None:
+            out.append(promo)
+        else:
+            warn_skipped(f"promotion {promo.name!r}", problem, f"fix it, or `peakscale promo delete {promo.name}`")
+    return out
+
+
+def invalid_promo(promo: Promo) -> str | None:
+    """What makes a stored promotion unusable (None: nothing)."""
+    from pydantic import ValidationError
+
+    from autoscaler.errors import validation_problem
+
+    try:
+        promo.event()
+    except ValidationError as exc:
+        return validation_problem(exc.errors())[1]
+    except (InputError, ValueError, TypeError) as exc:
+        return str(exc)
+    return None
+
+
+def warn_skipped(what: str, problem: str, fix: str) -> None:
+    err_console.print(f"warning: skipped {what}: {clip(printable(problem), 300)} ({fix})", highlight=False, soft_wrap=True)
 
 
 def write_promos(store, promos: list[Promo], changed: list[str], deleted: list[str], created: list[str] | None = None) -> None:

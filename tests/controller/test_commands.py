@@ -115,3 +115,32 @@ def test_an_import_the_api_server_refuses_part_way_stores_nothing_and_its_retry_
     again = sub("promo", "import", str(good), "--tz", "UTC", *kube_opts(kube))
     assert again.returncode == 0 and "imported 0 promotion(s)" in again.stdout
     assert len(kube.list("peakscale.io/v1alpha1", "promotionevents", kube.ns)) == 60
+
+
+def test_an_object_the_api_server_accepts_but_that_makes_no_sense_is_named_and_the_rest_works(kube, prometheus):
+    from tests.controller.world import policy_spec, seed
+
+    opts = kube_opts(kube)
+    seed(kube, event_start=datetime.now(UTC).timestamp() + 86400)
+    kube.put_object({"apiVersion": "peakscale.io/v1alpha1", "kind": "PromotionEvent", "metadata": {"name": "instant"}, "spec": {"start": f"{Y}-11-11T20:00:00Z", "end": f"{Y}-11-11T20:00:00Z", "kind": "x"}})
+    kube.put_object({"apiVersion": "peakscale.io/v1alpha1", "kind": "ScalingPolicy", "metadata": {"name": "inverted"}, "spec": policy_spec(minReplicas=9, maxReplicas=5)})
+    cluster = ["--kubeconfig", str(kube.cluster.kubeconfig), "-n", kube.ns]
+    runs = {
+        "list": sub("promo", "list", "-o", "json", *opts),
+        "export": sub("promo", "export", *opts),
+        "add": sub("promo", "add", "next", "--start", f"{Y}-11-12 20:00", "--duration", "1h", "--kind", "x", *opts),
+        "plan": sub("plan", "--prometheus-url", prometheus.url, "--to", "+2h", "-o", "json", *cluster),
+        "preflight": sub("preflight", "--prometheus-url", prometheus.url, "--within", "48h", "-o", "json", *cluster),
+    }
+    for name, done in runs.items():
+        assert "Traceback" not in done.stderr, (name, done.stderr[-2000:])
+        # what the command's own checks say (preflight FAILs a raise no node can hold), never exit 2
+        assert done.returncode in ((0, 1, 3) if name == "preflight" else (0,)), (name, done.returncode, done.stderr[-1000:])
+    assert "instant" in runs["list"].stderr and "end is not after start" in runs["list"].stderr
+    assert {p["name"] for p in json.loads(runs["list"].stdout)} == {"flash-sale"}
+    assert "inverted" in runs["plan"].stderr and "minReplicas 9 is above maxReplicas 5" in runs["plan"].stderr
+    assert [t["policy"] for t in json.loads(runs["plan"].stdout)["targets"]] == ["web"]
+    assert "inverted" in runs["preflight"].stderr and "instant" in runs["preflight"].stderr
+    assert {c["policy"] for c in json.loads(runs["preflight"].stdout)["checks"]} == {f"{kube.ns}/web"}
+    # the one that makes no sense can still be deleted
+    assert sub("promo", "delete", "instant", *opts).returncode == 0
