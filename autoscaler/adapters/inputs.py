@@ -134,7 +134,8 @@ def prometheus_history(url: str, policy: PolicyDoc, *, now_s: float, history_s: 
     query = render_query(spec.metric.query, namespace=policy.namespace, target=spec.target_ref.name, policy=policy.name)
     try:
         series = HistoryCache(url).history(
-            query, now_s=now_s, history_s=history_s or spec.forecast_settings().history_s, step_s=spec.step_s, stale_after_s=10**12
+            query, now_s=now_s, history_s=history_s or spec.forecast_settings().history_s, step_s=spec.step_s, stale_after_s=10**12,
+            ceiling=spec.plausible_demand,
         )
     except MetricsUnavailable as exc:
         raise HistoryUnavailable(f"policy {policy.name}: {exc}") from None

@@ -46,6 +46,8 @@ class Series:
     step_s: int
     times_s: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     values: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    #: samples the last fetch held as missing, by why (negative, future, implausible)
+    dropped: dict[str, int] = field(default_factory=dict)
 
     @property
     def last_s(self) -> int | None:
@@ -98,7 +100,7 @@ class HistoryCache:
     def reset_count(self) -> None:
         self.queries = 0
 
-    def _range(self, query: str, start_s: int, end_s: int, step_s: int) -> dict[int, float]:
+    def _range(self, query: str, start_s: int, end_s: int, step_s: int, dropped: dict[str, int]) -> dict[int, float]:
         with self._lock:
             self.queries += 1
         try:
@@ -117,9 +119,16 @@ class HistoryCache:
                     value = float(raw)
                 except (TypeError, ValueError):
                     continue
-                if math.isfinite(value):
-                    key = int(round(float(ts)))
-                    points[key] = points.get(key, 0.0) + value  # several series: their sum
+                if not math.isfinite(value):
+                    continue
+                key = int(round(float(ts)))
+                # demand is never negative and never stamped after the range asked for: such a
+                # sample is a broken exporter or a wrong clock, held as missing, never acted on
+                if value < 0 or key > end_s:
+                    why = "negative" if value < 0 else "future"
+                    dropped[why] = dropped.get(why, 0) + 1
+                    continue
+                points[key] = points.get(key, 0.0) + value  # several series: their sum
         return points
 
     def last_known(self, query: str, step_s: int) -> Series | None:
@@ -139,23 +148,35 @@ class HistoryCache:
         start = self._first_missing(self._series.get((query, step_s)), end, history_s, step_s)
         return 0 if start > end else -(-((end - start) // step_s + 1) // MAX_POINTS)
 
-    def history(self, query: str, *, now_s: float, history_s: int, step_s: int, stale_after_s: int) -> Series:
-        """The series up to ``now_s``; raises ``MetricsUnavailable`` when it is missing or stale."""
+    def history(self, query: str, *, now_s: float, history_s: int, step_s: int, stale_after_s: int, ceiling: float | None = None) -> Series:
+        """The series up to ``now_s``; raises ``MetricsUnavailable`` when it is missing or stale.
+
+        Data sanity: a negative sample, one stamped in the future, and one above ``ceiling`` (what
+        the policy could ever serve, many times over: an absurd spike) are held as missing and
+        counted in ``Series.dropped``."""
         key = (query, step_s)
         end = int(now_s) // step_s * step_s
         series = self._series.get(key)
         start = self._first_missing(series, end, history_s, step_s)
         points: dict[int, float] = {}
+        dropped: dict[str, int] = {}
         if start <= end:
             chunk = MAX_POINTS * step_s
             lo = start
             while lo <= end:
                 hi = min(end, lo + chunk - step_s)
-                points.update(self._range(query, lo, hi, step_s))
+                points.update(self._range(query, lo, hi, step_s, dropped))
                 lo = hi + step_s
+        if ceiling is not None:
+            spikes = [t for t, v in points.items() if v > ceiling]
+            for t in spikes:
+                del points[t]
+            if spikes:
+                dropped["implausible"] = len(spikes)
         if series is None:
             series = Series(step_s=step_s)
             self._series[key] = series
+        series.dropped = dropped
         if points:
             new_times = np.array(sorted(points), dtype=np.int64)
             new_values = np.array([points[t] for t in new_times])

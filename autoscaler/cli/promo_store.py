@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, UTC
 from pathlib import Path
 from collections.abc import Callable
 from typing import Annotated, Any, Optional, TypeVar
@@ -275,7 +275,8 @@ def build_spec(
     if end is not None and duration is None:
         finish = parse_time(end, tz, "--end")
     elif duration is not None and end is None:
-        finish = begin + timedelta(seconds=parse_duration_s(duration, field="--duration"))
+        # elapsed time, not wall-clock time: 2h on a fall-back night is two hours, not three
+        finish = (begin.astimezone(UTC) + timedelta(seconds=parse_duration_s(duration, field="--duration"))).astimezone(begin.tzinfo)
     else:
         raise InputError("--end", "give --end or --duration (one of them)", "e.g. --duration 4h")
     if finish <= begin:

@@ -66,7 +66,7 @@ class ObserveSteps(ControllerBase):
             try:
                 return self.history.history(
                     query, now_s=now, history_s=spec.forecast_settings().history_s, step_s=spec.step_s,
-                    stale_after_s=max(self.options.stale_after_s, 3 * spec.step_s),
+                    stale_after_s=max(self.options.stale_after_s, 3 * spec.step_s), ceiling=spec.plausible_demand,
                 )
             except MetricsUnavailable as exc:
                 return exc
@@ -180,7 +180,11 @@ class ObserveSteps(ControllerBase):
             series.times_s, series.values, calendar, policy, spec.forecast_settings(), step, self._baselines.get((query, step))
         )
         self._metrics_down.discard(key)
-        return view, condition(ConditionType.METRICS_AVAILABLE, True, Reason.FRESH, "samples are fresh", now, previous), series
+        said = "samples are fresh"
+        if series.dropped:
+            self.telemetry.errors.labels("bad-samples").inc(sum(series.dropped.values()))
+            said += "; held as missing: " + ", ".join(f"{n} {why}" for why, n in sorted(series.dropped.items()))
+        return view, condition(ConditionType.METRICS_AVAILABLE, True, Reason.FRESH, said, now, previous), series
 
     def _shape(self, ns: str, spec: ScalingPolicySpec, hpa: HpaView | None, now: float, previous: list[dict[str, Any]]) -> tuple[PodShape | None, Condition]:
         """The target's pod shape and ready count, and the NodeHeadroom condition."""

@@ -54,6 +54,8 @@ class Metric(_Spec):
     target_utilization: float = Field(default=0.7, gt=0, le=1)
 
 
+#: a sample above this many times what maxReplicas serve is implausible (``plausible_demand``)
+PLAUSIBLE_FACTOR = 10
 #: the most samples one policy's forecast history may hold (60 days at 1 min is 86,400)
 MAX_HISTORY_POINTS = 100_000
 
@@ -155,6 +157,13 @@ class ScalingPolicySpec(_Spec):
         if self.node_headroom.enabled and lead + self.node_headroom.lead_time_s >= history:
             raise ValueError(f"leadTime plus nodeHeadroom.leadTime is not shorter than the forecast history {self.forecast.history}")
         return self
+
+    @property
+    def plausible_demand(self) -> float:
+        """The most demand the policy's metric can plausibly report: ten times what its
+        maxReplicas serve at full capacity. A sample above it is an absurd spike (a unit mix-up, a
+        counter reset read as a rate), held as missing so that it never sends a policy to its max."""
+        return PLAUSIBLE_FACTOR * self.max_replicas * self.metric.capacity_per_replica
 
     def plan_policy(self) -> PlanPolicy:
         if self._plan is None:

@@ -44,7 +44,21 @@ def parse_aware(text: str, zone: ZoneInfo | None, *, field: str) -> datetime:
         return stamp
     if zone is None:
         raise InputError(field, f"{text.strip()!r} has no offset and the file names no timezone", "add an offset, a 'timezone:' key, or pass --tz")
-    return stamp.replace(tzinfo=zone)
+    return in_zone(stamp, zone, field=field)
+
+
+def in_zone(naive: datetime, zone: tzinfo, *, field: str) -> datetime:
+    """A naive wall-clock time read in ``zone``; one the clocks skip (inside a spring-forward gap)
+    is refused with the two times it could have meant, never silently moved by an hour."""
+    aware = naive.replace(tzinfo=zone)
+    if aware.astimezone(UTC).astimezone(zone).replace(tzinfo=None) == naive:
+        return aware
+    early, late = (naive.replace(tzinfo=zone, fold=f).astimezone(UTC).astimezone(zone) for f in (1, 0))
+    raise InputError(
+        field,
+        f"{naive:%Y-%m-%d %H:%M} does not exist in {zone}: the clocks skip that hour",
+        f"give {shown(early, zone)} (before the change) or {shown(late, zone)} (after it)",
+    )
 
 
 def parse_timestamp(text: str, zone: ZoneInfo, *, field: str) -> datetime:
@@ -89,9 +103,9 @@ def next_occurrence(text: str, zone: ZoneInfo, now: datetime | None = None, *, f
     now = (now or datetime.now(UTC)).astimezone(zone)
     for year in (now.year, now.year + 1, now.year + 2, now.year + 3, now.year + 4):
         try:
-            candidate = datetime(year, month, day, hour, minute, tzinfo=zone)
+            naive = datetime(year, month, day, hour, minute)
         except ValueError:
             continue  # 02-29 outside a leap year, or a month or day that does not exist
-        if candidate > now:
-            return candidate
+        if naive.replace(tzinfo=zone) > now:
+            return in_zone(naive, zone, field=field)
     raise InputError(field, f"{text.strip()!r} is not a date", "give MM-DD HH:MM, e.g. 11-11 20:00")
