@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from autoscaler.adapters import yamlsafe
-from autoscaler.core.calendar import PromotionEvent, parse_memories, read_entries
+from autoscaler.core.calendar import MAX_EVENTS, PromotionEvent, parse_memories, read_entries
 from autoscaler.errors import InputError, StoreConflict
 from autoscaler.core.resources import EVENT_PLURAL, GROUP, POLICY_PLURAL, VERSION, PromotionEventSpec, spec_error
 
@@ -152,6 +152,8 @@ class FileStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        #: the bytes last read and what they held (``save`` reuses them when the file is unchanged)
+        self._read: tuple[bytes, list[Promo]] | None = None
 
     def describe(self) -> str:
         return f"calendar file {self.path}"
@@ -163,7 +165,9 @@ class FileStore:
         target = self._target()
         if not target.exists():
             return []
-        return self._promos(yamlsafe.read(target, str(self.path)))
+        raw = yamlsafe.read_bytes(target, str(self.path))
+        self._read = (raw, self._promos(yamlsafe.load(raw, str(self.path))))
+        return self._read[1]
 
     def _promos(self, doc: Any) -> list[Promo]:
         entries = read_entries(doc, None, str(self.path))
@@ -174,54 +178,76 @@ class FileStore:
         return out
 
     def save(self, promos: list[Promo], *, changed: list[str], deleted: list[str], created: list[str] | None = None) -> None:
+        """Apply the changes to the calendar as it is on disk. The slow part (parsing and writing
+        a long calendar round-trip takes seconds) runs outside the lock; under it, the file is
+        only compared with what was parsed and replaced, so the lock is held for milliseconds. When
+        another writer landed meanwhile, this one starts over holding the lock throughout (as all
+        writers did before), so that every writer makes progress."""
         target = self._target()
         target.parent.mkdir(parents=True, exist_ok=True)
-        by_name = {p.name: p for p in promos}
+        raw = target.read_bytes() if target.exists() else b""
+        text = self._apply(raw, promos, changed=changed, deleted=deleted, created=created or [])
         with _locked(target):
-            raw = target.read_bytes() if target.exists() else b""
-            versions = {p.name: p.version for p in self._promos(yamlsafe.load(raw, str(self.path)))}
-            current = set(versions)
-            for name in created or []:
-                if name in current:
-                    raise InputError("NAME", f"a promotion named {name!r} was added meanwhile", "pick another name, or use promo edit")
-            for name in [*changed, *deleted]:
-                read = by_name[name].version if name in by_name else None
-                if name not in (created or []) and read is not None and versions.get(name) != read:
-                    raise StoreConflict(f"promotion {name!r} changed in {self.path} since it was read: nothing written over it")
-            rt = _round_trip()
-            doc = rt.load(raw.decode("utf-8")) if raw.strip() else None
-            if doc is None:
-                doc = CommentedMap()
-                doc.yaml_set_start_comment(self.HEADER)
-            if isinstance(doc, list):
-                doc = CommentedMap([("events", doc)])
-            events = doc.get("events")
-            if events is None:
-                events = doc["events"] = CommentedSeq()
-            gone = set(deleted)
-            if gone:
-                keep = [e for e in events if not (isinstance(e, dict) and e.get("name") in gone)]
-                del events[:]
-                events.extend(keep)
-            index = {e.get("name"): e for e in events if isinstance(e, dict)}
-            new = []
-            for name in changed:
-                fresh = by_name[name].as_entry()
-                found = index.get(name)
-                if found is not None:
-                    for key in [k for k in found if k not in fresh]:
-                        del found[key]
-                    for key, value in fresh.items():
-                        if found.get(key) != value:
-                            found[key] = value
-                else:
-                    new.append(by_name[name])
-            if len(new) <= 20:
-                for promo in new:  # a few: each in time order among the others
-                    events.insert(_position(events, promo), CommentedMap(promo.as_entry()))
-            else:  # a bulk import: its rows, in time order, after the others
-                events.extend(CommentedMap(p.as_entry()) for p in sorted(new, key=lambda p: (p.parsed.start, p.name)))
-            _replace(target, rt, doc)
+            now = target.read_bytes() if target.exists() else b""
+            if now != raw:
+                text = self._apply(now, promos, changed=changed, deleted=deleted, created=created or [])
+            _replace(target, text)
+
+    def _apply(self, raw: bytes, promos: list[Promo], *, changed: list[str], deleted: list[str], created: list[str]) -> str:
+        """The calendar text ``raw`` with the changes made (round-trip: comments and order kept)."""
+        by_name = {p.name: p for p in promos}
+        # the calendar as this command read it needs no second parse
+        stored = self._read[1] if self._read is not None and self._read[0] == raw else self._promos(yamlsafe.load(raw, str(self.path)))
+        versions = {p.name: p.version for p in stored}
+        for name in created:
+            if name in versions:
+                raise InputError("NAME", f"a promotion named {name!r} was added meanwhile", "pick another name, or use promo edit")
+        for name in [*changed, *deleted]:
+            read = by_name[name].version if name in by_name else None
+            if name not in created and read is not None and versions.get(name) != read:
+                raise StoreConflict(f"promotion {name!r} changed in {self.path} since it was read: nothing written over it")
+        rt = _round_trip()
+        doc = rt.load(raw.decode("utf-8")) if raw.strip() else None
+        if doc is None:
+            doc = CommentedMap()
+            doc.yaml_set_start_comment(self.HEADER)
+        if isinstance(doc, list):
+            doc = CommentedMap([("events", doc)])
+        events = doc.get("events")
+        if events is None:
+            events = doc["events"] = CommentedSeq()
+        gone = set(deleted)
+        if gone:
+            keep = [e for e in events if not (isinstance(e, dict) and e.get("name") in gone)]
+            del events[:]
+            events.extend(keep)
+        index = {e.get("name"): e for e in events if isinstance(e, dict)}
+        new = []
+        for name in changed:
+            fresh = by_name[name].as_entry()
+            found = index.get(name)
+            if found is not None:
+                for key in [k for k in found if k not in fresh]:
+                    del found[key]
+                for key, value in fresh.items():
+                    if found.get(key) != value:
+                        found[key] = value
+            else:
+                new.append(by_name[name])
+        if len(new) <= 20:
+            for promo in new:  # a few: each in time order among the others
+                events.insert(_position(events, promo), CommentedMap(promo.as_entry()))
+        else:  # a bulk import: its rows, in time order, after the others
+            events.extend(CommentedMap(p.as_entry()) for p in sorted(new, key=lambda p: (p.parsed.start, p.name)))
+        if len(events) > MAX_EVENTS:
+            raise InputError(str(self.path), f"would hold {len(events):,} promotions, over {MAX_EVENTS:,}", "split the calendar, or keep promotions in the cluster (--store kube)")
+        buffer = io.StringIO()
+        rt.dump(doc, buffer)
+        text = buffer.getvalue()
+        if len(text.encode()) > yamlsafe.MAX_BYTES:
+            # never write a calendar no command could read back
+            raise InputError(str(self.path), f"would be {len(text.encode()):,} bytes, over the {yamlsafe.MAX_BYTES:,} a calendar may hold", "split the calendar, or keep promotions in the cluster (--store kube)")
+        return text
 
 
 def _digest(promo: Promo) -> str:
@@ -268,14 +294,12 @@ def _position(events: list, promo: Promo) -> int:
     return len(events)
 
 
-def _replace(target: Path, rt, doc: Any) -> None:
-    """Write ``doc`` to a temporary file beside ``target`` with its mode and owner, then rename."""
-    buffer = io.StringIO()
-    rt.dump(doc, buffer)
+def _replace(target: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``target`` with its mode and owner, then rename."""
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
         with os.fdopen(fd, "w") as handle:
-            handle.write(buffer.getvalue())
+            handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         if target.exists():

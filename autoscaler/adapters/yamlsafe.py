@@ -82,13 +82,29 @@ def load_all(data: str | bytes, where: str) -> list[Any]:
         raise InputError(where, f"nests deeper than {MAX_DEPTH} levels", "flatten the document") from None
 
 
-def read(path, where: str | None = None) -> Any:
-    """``load`` of a file, its size checked before it is read."""
+def read_bytes(path, where: str | None = None) -> bytes:
+    """A file's bytes, bounded: a regular file (never a device or a FIFO, which would never end or
+    never answer) of at most ``MAX_BYTES``, checked before and while it is read."""
+    import os
+    import stat
+
     label = where or str(path)
     try:
-        if path.stat().st_size > MAX_BYTES:
-            raise InputError(label, f"is {path.stat().st_size:,} bytes, over the {MAX_BYTES:,} a calendar or policy file may hold", "split it")
-        data = path.read_bytes()
+        with open(path, "rb", opener=lambda p, flags: os.open(p, flags | os.O_NONBLOCK)) as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise InputError(label, "is not a regular file", "give a YAML file")
+            if info.st_size > MAX_BYTES:
+                raise InputError(label, f"is {info.st_size:,} bytes, over the {MAX_BYTES:,} a calendar or policy file may hold", "split it")
+            data = handle.read(MAX_BYTES + 1)
     except OSError as exc:
         raise InputError(label, f"cannot read ({exc.strerror or exc})", "check the path and permissions") from None
-    return load(data, label)
+    if len(data) > MAX_BYTES:
+        raise InputError(label, f"is over the {MAX_BYTES:,} bytes a calendar or policy file may hold", "split it")
+    return data
+
+
+def read(path, where: str | None = None) -> Any:
+    """``load`` of a file (``read_bytes``: bounded, a regular file)."""
+    label = where or str(path)
+    return load(read_bytes(path, label), label)

@@ -6,6 +6,7 @@ wired from its adapters (the Kubernetes client, the Prometheus history cache, te
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import threading
@@ -20,6 +21,9 @@ from autoscaler.core.durations import parse_duration_s
 from autoscaler.errors import CommandFailed, InputError, clip
 
 if TYPE_CHECKING:
+    from http.server import ThreadingHTTPServer
+
+    from autoscaler.controller.telemetry import Telemetry
     from autoscaler.controller.reconcile import Controller
 
 
@@ -36,6 +40,7 @@ def controller(
     prometheus_insecure: Annotated[bool, typer.Option("--prometheus-insecure-skip-verify", help="Do not verify Prometheus' TLS certificate.")] = False,
     prometheus_timeout: Annotated[str, typer.Option(help="Timeout of one Prometheus query.")] = "10s",
     metrics_port: Annotated[int, typer.Option(help="Port of /metrics, /healthz and /readyz.")] = 8080,
+    metrics_address: Annotated[str, typer.Option(help="Address /metrics, /healthz and /readyz listen on (0.0.0.0 in a pod, for the kubelet's probes; 127.0.0.1 on a workstation).")] = "0.0.0.0",
     lease_namespace: Annotated[str, typer.Option(envvar="POD_NAMESPACE", help="Namespace of the leader-election Lease.")] = "peakscale-system",
     lease_name: Annotated[str, typer.Option(help="Name of the leader-election Lease.")] = "peakscale-controller",
     headroom_priority_class: Annotated[Optional[list[str]], typer.Option("--headroom-priority-class", help="A PriorityClass node-headroom placeholders may run at (repeatable; each must have a negative value). A policy naming another gets no placeholders. Default: peakscale-headroom, the chart's.")] = None,
@@ -69,10 +74,11 @@ def controller(
     from autoscaler.adapters.prometheus import HistoryCache
     from autoscaler.controller.reconcile import Controller
     from autoscaler.controller.base import ControllerOptions
-    from autoscaler.controller.telemetry import Telemetry, serve
+    from autoscaler.controller.telemetry import Telemetry
 
     # every option is checked before any work starts
     _check_flags(log_level, metrics_port, unready_after, prometheus_url, headroom_max_pods, max_queries_per_cycle)
+    _check_names(namespace=namespace or [], lease_namespace=lease_namespace, lease_name=lease_name, metrics_address=metrics_address)
     times = _durations(interval=interval, prometheus_timeout=prometheus_timeout, lease_duration=lease_duration, renew_deadline=renew_deadline, retry_period=retry_period, preflight_ahead=preflight_ahead, preflight_every=preflight_every)
     _check_calendar(calendar)
     token = _read_token(prometheus_token_file)
@@ -81,12 +87,7 @@ def controller(
     api = api_client(str(kubeconfig) if kubeconfig is not None else None, context)
     api.user_agent = f"peakscale-controller/{name}"
     telemetry = Telemetry()
-    server = None
-    if not once:
-        try:
-            server = serve(telemetry, metrics_port, times["interval"])
-        except OSError as exc:
-            raise InputError("--metrics-port", f"cannot listen on {metrics_port} ({exc.strerror or exc})", "give a free port") from None
+    server = None if once else _serve(telemetry, metrics_address, metrics_port, times["interval"])
     logging.basicConfig(level=getattr(logging, log_level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     verify: bool | str = False if prometheus_insecure else (str(prometheus_ca) if prometheus_ca else True)
     history = HistoryCache(prometheus_url, token=token, verify_tls=verify, timeout_s=times["prometheus_timeout"])
@@ -105,6 +106,36 @@ def controller(
     _run_until_signalled(ctl)
     if server is not None:
         server.shutdown()
+
+
+def _serve(telemetry: Telemetry, address: str, port: int, interval_s: int) -> ThreadingHTTPServer:
+    from autoscaler.controller.telemetry import serve
+
+    try:
+        return serve(telemetry, port, interval_s, host=address)
+    except OSError as exc:
+        raise InputError("--metrics-port", f"cannot listen on {address}:{port} ({exc.strerror or exc})", "give a free port and an address of this host") from None
+
+
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_DNS_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+
+
+def _check_names(*, namespace: list[str], lease_namespace: str, lease_name: str, metrics_address: str) -> None:
+    """Names the API server would refuse are refused now, naming the flag, not at the first write."""
+    import ipaddress
+
+    for ns in namespace:
+        if not _DNS_LABEL.fullmatch(ns):
+            raise InputError("--namespace", f"{ns!r} is not a namespace name", "lowercase letters, digits and '-', at most 63")
+    if not _DNS_LABEL.fullmatch(lease_namespace):
+        raise InputError("--lease-namespace", f"{lease_namespace!r} is not a namespace name", "lowercase letters, digits and '-', at most 63")
+    if not _DNS_NAME.fullmatch(lease_name):
+        raise InputError("--lease-name", f"{lease_name!r} is not an object name", "lowercase letters, digits, '-' and '.', at most 253")
+    try:
+        ipaddress.ip_address(metrics_address)
+    except ValueError:
+        raise InputError("--metrics-address", f"{metrics_address!r} is not an IP address", "e.g. 0.0.0.0 or 127.0.0.1") from None
 
 
 def _check_flags(log_level: str, metrics_port: int, unready_after: int, prometheus_url: str, headroom_max_pods: int, max_queries_per_cycle: int) -> None:

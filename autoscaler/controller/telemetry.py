@@ -7,6 +7,7 @@ Each controller owns its registry, so several can live in one process (tests, be
 from __future__ import annotations
 
 import threading
+from typing import Any
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -63,6 +64,8 @@ def serve(telemetry: Telemetry, port: int, interval_s: float, host: str = "0.0.0
 
     class Handler(BaseHTTPRequestHandler):
         disable_nagle_algorithm = True
+        #: an idle or slow client is dropped after this long (it must not hold a thread)
+        timeout = 5
 
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
             if self.path.startswith("/metrics"):
@@ -86,6 +89,30 @@ def serve(telemetry: Telemetry, port: int, interval_s: float, host: str = "0.0.0
         def log_message(self, *args) -> None:
             return None
 
-    server = ThreadingHTTPServer((host, port), Handler)
+    server = _Bounded((host, port), Handler)
     threading.Thread(target=server.serve_forever, name="peakscale-telemetry", daemon=True).start()
     return server
+
+
+class _Bounded(ThreadingHTTPServer):
+    """At most ``MAX_CONNECTIONS`` requests served at once, each on its own thread; a connection
+    beyond that is closed at once (a scraper and two probes need three, a flood gets none)."""
+
+    daemon_threads = True
+    MAX_CONNECTIONS = 32
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._slots = threading.BoundedSemaphore(self.MAX_CONNECTIONS)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
