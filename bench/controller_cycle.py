@@ -1,8 +1,11 @@
-"""Controller cycle time for 1,000 ScalingPolicies against a local Prometheus.
+"""Controller cycle time for 1,000 ScalingPolicies against a local Prometheus, and at scale:
+5,000 policies beside 10,000 PromotionEvents (the controller's memory too).
 
 A real Prometheus (backfilled with promtool, 100 series x 1 day at 1 min) and the Kubernetes API
-double from the tests; 1,000 hpa-floor policies, each with its own query, Deployment and HPA, and
-a few promotion events. The first cycle fetches every history; the following ones extend them.
+double from the tests, in its own process (seeding 25,000 objects into the real control plane
+would take longer than the cycles measured); hpa-floor policies, each with its own query,
+Deployment and HPA, and promotion events. The first cycle fetches every history; the following
+ones extend them.
 """
 
 from __future__ import annotations
@@ -70,20 +73,22 @@ def _objects(i: int) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-def _promotion(g: int, now: float) -> dict[str, Any]:
-    """Promotion ``promo-<g>``: group ``g<g>``'s policies, starting ``11 + g`` minutes after ``now``."""
+def _promotion(g: int, now: float, groups: int = 10) -> dict[str, Any]:
+    """Promotion ``promo-<g>``: group ``g<g % groups>``'s policies; the first ten start ``11 + g``
+    minutes after ``now``, the others an hour apart over the year after."""
     stamp = lambda t: time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(t))  # noqa: E731
+    begin = now + 660 + 60 * g if g < 10 else now + 86400 + 3600 * g
     return {
         "apiVersion": "peakscale.io/v1alpha1", "kind": "PromotionEvent", "metadata": {"name": f"promo-{g}", "namespace": NS},
         "spec": {
-            "start": stamp(now + 660 + 60 * g), "end": stamp(now + 4260 + 60 * g), "kind": "flash-sale", "expectedMultiplier": 3,
-            "targets": {"matchLabels": {"group": f"g{g}"}},
+            "start": stamp(begin), "end": stamp(begin + 3600), "kind": "flash-sale", "expectedMultiplier": 3,
+            "targets": {"matchLabels": {"group": f"g{g % groups}"}},
         },
     }  # fmt: skip
 
 
-def _cycles(fake_url: str, prometheus_url: str, now: float) -> list[tuple[int, float, int, int, float]]:
-    """Six cycles a minute apart: (cycle, wall s, range queries, actions, preflight s) each."""
+def _cycles(fake_url: str, prometheus_url: str, now: float, count: int = 6) -> list[tuple[int, float, int, int, float]]:
+    """Cycles a minute apart: (cycle, wall s, range queries, actions, preflight s) each."""
     config = client.Configuration()
     config.host = fake_url
     clock = [now]
@@ -94,11 +99,29 @@ def _cycles(fake_url: str, prometheus_url: str, now: float) -> list[tuple[int, f
         clock=lambda: clock[0],
     )
     rows = []
-    for cycle in range(6):
+    for cycle in range(count):
         report = ctl.run_cycle()
         rows.append((cycle + 1, report.duration_s, report.queries, sum(o.action != "none" for o in report.outcomes), report.preflight_s))
         clock[0] += 60
     return rows
+
+
+def _seeded(policies: int, promotions: int, prom_url: str, now: float, cycles: int) -> list[tuple[int, float, int, int, float]]:
+    """Start the double, seed it, run the cycles."""
+    # the API double runs in its own process, as an API server would: not on the controller's GIL
+    fake_proc = subprocess.Popen([sys.executable, "-m", "tests.fakes.kube"], stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent)
+    assert fake_proc.stdout is not None
+    fake = _Remote(fake_proc.stdout.readline().strip())
+    try:
+        for i in range(policies):
+            for obj in _objects(i):
+                fake.put_object(obj)
+        for g in range(promotions):
+            fake.put_object(_promotion(g, now))
+        return _cycles(fake.url, prom_url, now, cycles)
+    finally:
+        fake_proc.terminate()
+        fake_proc.wait()
 
 
 def run(console: Console) -> None:
@@ -112,21 +135,11 @@ def run(console: Console) -> None:
         backfill(om, tmp / "blocks")
         backfill_s = time.perf_counter() - t0
         prom = PrometheusServer(tmp / "blocks", tmp)
-        # the API double runs in its own process, as an API server would: not on the controller's GIL
-        fake_proc = subprocess.Popen([sys.executable, "-m", "tests.fakes.kube"], stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent)
-        assert fake_proc.stdout is not None
-        fake = _Remote(fake_proc.stdout.readline().strip())
+        now = float(end - 3600)
         try:
-            for i in range(POLICIES):
-                for obj in _objects(i):
-                    fake.put_object(obj)
-            now = float(end - 3600)
-            for g in range(10):
-                fake.put_object(_promotion(g, now))
-            rows = _cycles(fake.url, prom.url, now)
+            rows = _seeded(POLICIES, 10, prom.url, now, 6)
+            big = _seeded(5000, 10_000, prom.url, now, 3)
         finally:
-            fake_proc.terminate()
-            fake_proc.wait()
             prom.stop()
     table = Table(title=f"controller cycle: {POLICIES:,} ScalingPolicies, local Prometheus ({SERIES} series x 1 day backfilled in {backfill_s:.1f} s)", title_justify="left")
     for col in ("cycle", "wall s", "of which preflight s", "Prometheus range queries", "actions", "budget"):
@@ -136,6 +149,16 @@ def run(console: Console) -> None:
     console.print(table)
     steady = [r[1] for r in rows[1:]]
     console.print(f"steady-state cycle: median {statistics.median(steady):.2f} s, max {max(steady):.2f} s; queries per policy per cycle after the first: {rows[-1][2] / POLICIES:.2f}")
+    import resource
+
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    scale = Table(title="controller cycle at scale: 5,000 ScalingPolicies and 10,000 PromotionEvents (one namespace)", title_justify="left")
+    for col in ("cycle", "wall s", "Prometheus range queries", "actions", "budget"):
+        scale.add_column(col, justify="right")
+    for cycle, wall, queries, actions, _ in big:
+        scale.add_row(str(cycle), f"{wall:.2f}", f"{queries:,}", f"{actions:,}", "< 30 s (the interval)")
+    console.print(scale)
+    console.print(f"peak RSS of the controller's process (and this benchmark's own): {rss_mb:.0f} MB, against the chart's 512Mi limit")
     console.print(
         "each cycle raises the floor of 100 policies (a new promotion group starts every minute) and spends up to "
         "0.3 s on the preflight checks of the promotions due within a day; Prometheus, the API "

@@ -68,7 +68,7 @@ class EventSteps(ObserveSteps):
             return series.times_s, series.values
 
         def calendar_for(policy: PolicyDoc) -> list[PromotionEvent]:
-            return [p.for_policy(policy.name) for p in events if p.selects(policy.namespace, policy.labels)]
+            return [p.for_policy(policy.name) for p in self._event_index.applying(policy.namespace, policy.labels)]
 
         parsed = run.event
         while run.todo and (time.perf_counter() - started < opts.preflight_budget_s or not run.checks):
@@ -207,12 +207,17 @@ class EventSteps(ObserveSteps):
     def _event_statuses(self, events: list[ParsedEvent], plans: dict[tuple[str, str], tuple[ScalingPolicySpec, float | None, dict[str, str]]], now: float) -> None:
         """Each PromotionEvent's status: its phase over the windows of the policies it selects, their
         planned peak, what they recorded of it, and its conditions."""
+        # which policies each promotion selects, from the index (never promotions x policies)
+        selected: dict[int, list[tuple[str, str]]] = {}
+        for key, (_, _, labels) in plans.items():
+            for applying in self._event_index.applying(key[0], labels):
+                selected.setdefault(id(applying), []).append(key)
         for parsed in events:
             if parsed.from_file:
                 continue  # a file entry has no status to write
             meta = parsed.obj.get("metadata") or {}
             ns = self._event_key(parsed)[0]
-            matched = [(k, v) for k, v in plans.items() if parsed.selects(k[0], v[2])]
+            matched = [(k, plans[k]) for k in selected.get(id(parsed), [])]
             e = parsed.event
             windows = [action_window(spec.cycle_policy(self.options.interval_s, self.options.headroom_max_pods), e) for _, (spec, _, _) in matched]
             opens = min((lo for lo, _ in windows), default=e.start_s)

@@ -43,7 +43,7 @@ from autoscaler.errors import InputError, KubeError, MetricsUnavailable, clip
 from autoscaler.adapters.kube import FINALIZER
 from autoscaler.adapters.prometheus import Series
 from autoscaler.controller.act import ActSteps
-from autoscaler.controller.base import CycleReport, Observed, Outcome, ParsedEvent, describe, last_level, persisted_level, run_step
+from autoscaler.controller.base import CycleReport, EventIndex, Observed, Outcome, ParsedEvent, describe, last_level, persisted_level, run_step
 from autoscaler.controller.headroom import SELECTOR, served_policy
 from autoscaler.controller.leader import NotLeader
 from autoscaler.controller.status import ConditionType, Reason, condition, conditions_of
@@ -100,6 +100,7 @@ class Controller(ActSteps):
         holders = run_step("listing node-headroom placeholders", lambda: self.kube.list_placeholders(namespaces, SELECTOR))
         self._holders = {k: h for h in holders if (k := served_policy(h)) is not None}
         report.policies = len(policies)
+        self._event_index = EventIndex(events)
         self._hpas = {}
         self._priority_values = {}
         if len(self._specs) > 4 * len(policies) + 100:
@@ -242,7 +243,7 @@ class Controller(ActSteps):
         ns, name = meta["namespace"], meta["name"]
         labels = meta.get("labels") or {}
         policy = spec.cycle_policy(self.options.interval_s, self.options.headroom_max_pods)
-        mine = [e for e in events if e.selects(ns, labels)]
+        mine = self._event_index.applying(ns, labels)
         calendar = [e.for_policy(name) for e in mine]
         previous = conditions_of(obj)
         deleting = bool(meta.get("deletionTimestamp"))
