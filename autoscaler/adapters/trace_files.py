@@ -28,10 +28,11 @@ from autoscaler.errors import InputError
 
 
 def open_text(path: Path) -> io.TextIOBase:
-    """Open a text file, transparently gunzipping ``*.gz``."""
+    """Open a text file, transparently gunzipping ``*.gz``; a UTF-8 byte-order mark (spreadsheets
+    write one) is read as nothing, never as part of the first column's name."""
     if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
+    return open(path, encoding="utf-8-sig", newline="")
 
 
 _MISSING = {"", "nan", "na", "null", "none"}
@@ -136,9 +137,10 @@ class _Samples:
             i = int(gaps[0])
             problem = f"gap: {deltas[i]} s after the previous sample, the trace's step is {step_s} s"
             raise InputError(f"{label} line {lines[i + 1]}", problem, "fill or cut the gap, or drop --strict to read it as missing samples")
+        steps = int((times_s[-1] - times_s[0]) // step_s) + 1
+        if steps > MAX_SAMPLES:  # counted before anything is allocated for it
+            raise InputError(label, f"spans {steps:,} steps of {step_s} s", f"at most {MAX_SAMPLES:,}: resample to a coarser step or cut the trace")
         grid = np.arange(times_s[0], times_s[-1] + step_s, step_s, dtype=np.int64)
-        if len(grid) > MAX_SAMPLES:
-            raise InputError(label, f"spans {len(grid):,} steps of {step_s} s", f"at most {MAX_SAMPLES:,}: resample to a coarser step or cut the trace")
         out = np.full(len(grid), np.nan)
         out[(times_s - times_s[0]) // step_s] = self.values
         if not np.isfinite(out).any():

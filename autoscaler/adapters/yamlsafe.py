@@ -36,6 +36,21 @@ class _Guarded(yaml.SafeLoader):
         finally:
             self.depth -= 1
 
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        """A key given twice is refused (the round-trip writer refuses it too, so every command
+        reads a file the same way), never "the last one wins"."""
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+            except TypeError:
+                continue  # an unhashable key: the constructor's own error names it
+            if duplicate:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
 
 def _text(data: str | bytes, where: str) -> str:
     if isinstance(data, bytes):
@@ -55,6 +70,8 @@ def _fail(exc: yaml.YAMLError, where: str) -> InputError:
     at = f"{where} line {mark.line + 1}" if mark is not None else where
     problem = getattr(exc, "problem", None) or "malformed YAML"
     fix = "write the values out instead of using anchors and aliases" if "alias" in str(problem) else "fix the YAML syntax"
+    if "given twice" in str(problem):
+        fix = "keep one of them"
     if "nesting" in str(problem):
         fix = "flatten the document"
     return InputError(at, str(problem), fix)

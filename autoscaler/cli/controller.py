@@ -45,7 +45,7 @@ def controller(
     lease_name: Annotated[str, typer.Option(help="Name of the leader-election Lease.")] = "peakscale-controller",
     headroom_priority_class: Annotated[Optional[list[str]], typer.Option("--headroom-priority-class", help="A PriorityClass node-headroom placeholders may run at (repeatable; each must have a negative value). A policy naming another gets no placeholders. Default: peakscale-headroom, the chart's.")] = None,
     headroom_max_pods: Annotated[int, typer.Option(help="At most this many placeholder pods per policy, whatever its plan or maxReplicas say.")] = DEFAULT_MAX_PLACEHOLDERS,
-    max_queries_per_cycle: Annotated[int, typer.Option(help="Prometheus range queries one cycle may send, shared fairly among the policies (a history left out goes first next cycle).")] = 500,
+    max_queries_per_cycle: Annotated[int, typer.Option(help="Prometheus range queries one cycle may send, shared fairly among the policies (a history left out goes first next cycle): at least the number of policies, one each once their histories are cached.")] = 10_000,
     headroom_copy_scheduling: Annotated[bool, typer.Option("--headroom-copy-scheduling/--no-headroom-copy-scheduling", help="Copy the target's nodeSelector, affinity and tolerations onto its placeholders (they run in the target's namespace, charged to its quota).")] = True,
     calendar: Annotated[Optional[Path], typer.Option("--calendar", help="Also read promotions from this YAML calendar (e.g. a ConfigMap mount; for clusters without the CRDs). Re-read every cycle; a PromotionEvent of the same name wins.")] = None,
     preflight_ahead: Annotated[str, typer.Option(help="Run the preflight checks for each promotion starting within this long, as its Preflight condition (0: never).")] = "24h",

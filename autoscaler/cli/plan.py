@@ -87,6 +87,7 @@ def plan(
         docs = load_policies(policies, only=policy, capacity_per_replica=capacity_per_replica, lead_time=lead_time, min_replicas=min_replicas, max_replicas=max_replicas)
     histories, from_s, to_s = _window(docs, trace, prometheus_url, clock_zone, start=start, end=end, tz=tz, strict=strict)
     interval_s = parse_duration_s(interval, field="--interval")
+    _bounded(docs, from_s, to_s, interval_s)
     targets = []
     for doc in docs:
         times, values = histories[doc.name]
@@ -100,6 +101,22 @@ def plan(
         there = f"the policies carry {', '.join(labels[:8])}" if labels else "the policies carry no labels"
         err_console.print(f"warning: promotion {name!r} selects no policy: nothing is raised for it ({there}; see its targets)", highlight=False, soft_wrap=True)
     _print_plan(result, output, timeline)
+
+
+#: the most controller cycles one plan replays (a year at 5 min is 105,120)
+MAX_PLAN_CYCLES = 200_000
+
+
+def _bounded(docs: list[PolicyDoc], from_s: int, to_s: int, interval_s: int) -> None:
+    """The window and the interval, checked before anything is sized by them."""
+    from autoscaler.core.trace import MAX_SAMPLES
+
+    cycles = (to_s - from_s) // interval_s
+    if cycles > MAX_PLAN_CYCLES:
+        raise InputError("--interval", f"{cycles:,} cycles from --from to --to, over {MAX_PLAN_CYCLES:,}", "a longer --interval or a shorter window")
+    for doc in docs:
+        if (to_s - from_s) // doc.spec.step_s > MAX_SAMPLES:
+            raise InputError("--to", f"the window is {(to_s - from_s) // doc.spec.step_s:,} steps of policy {doc.name}'s forecast, over {MAX_SAMPLES:,}", "a shorter window")
 
 
 def _calendar(

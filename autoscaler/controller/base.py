@@ -50,7 +50,7 @@ class ControllerOptions:
     #: Prometheus range queries in flight at once
     fetch_concurrency: int = 4
     #: the Prometheus range queries one cycle may send, shared fairly among the policies
-    max_queries_per_cycle: int = 500
+    max_queries_per_cycle: int = 10_000
     #: how long a cycle waits for its histories before planning without the missing ones (None:
     #: half the interval, at least 5 s): a hung Prometheus never delays a raise past the cycle
     fetch_deadline_s: float | None = None
@@ -95,8 +95,9 @@ class CycleReport:
     preflight_s: float = 0.0
 
 
-#: the window the last known level is the mean of
+#: the window the last known level is the mean of, and how often the status's copy is refreshed
 LEVEL_WINDOW_S = 3600
+LEVEL_REFRESH_S = 600
 
 
 def last_level(series: Series) -> tuple[float, int] | None:
@@ -159,6 +160,9 @@ class EventIndex:
 
     def __init__(self, events: list[ParsedEvent]) -> None:
         self._position = {id(e): i for i, e in enumerate(events)}
+        #: policies of one namespace with the same labels share one answer (tiers label alike)
+        self._memo: dict[tuple[str, frozenset[tuple[str, str]]], list[ParsedEvent]] = {}
+        self._reach: dict[tuple[str, frozenset[tuple[str, str]], int, int, int, int], list[ParsedEvent]] = {}
         #: per namespace ('' for the --calendar file's, which apply in every namespace): the ones
         #: any policy may match, and those that require a label, by one (key, value) they require
         self._open: dict[str, list[ParsedEvent]] = {}
@@ -174,6 +178,19 @@ class EventIndex:
 
     def applying(self, namespace: str, labels: dict[str, str]) -> list[ParsedEvent]:
         """The promotions that apply to the policy of ``namespace`` with ``labels``."""
+        key = (namespace, frozenset(labels.items()))
+        if key not in self._memo:
+            self._memo[key] = self._applying(namespace, labels)
+        return self._memo[key]
+
+    def in_reach(self, namespace: str, labels: dict[str, str], now: float, *, history_s: int, ahead_s: int, cooldown_s: int) -> list[ParsedEvent]:
+        """``in_reach`` of what applies, shared by the policies that label and plan alike."""
+        key = (namespace, frozenset(labels.items()), int(now), history_s, ahead_s, cooldown_s)
+        if key not in self._reach:
+            self._reach[key] = in_reach(self.applying(namespace, labels), now, history_s=history_s, ahead_s=ahead_s, cooldown_s=cooldown_s)
+        return self._reach[key]
+
+    def _applying(self, namespace: str, labels: dict[str, str]) -> list[ParsedEvent]:
         found: list[ParsedEvent] = []
         for ns in {namespace, ""}:
             found += self._open.get(ns, [])
@@ -183,6 +200,24 @@ class EventIndex:
                     found += by_label.get(pair, [])
         found = [e for e in found if e.selects(namespace, labels)]
         return sorted(found, key=lambda e: self._position[id(e)])
+
+
+def in_reach(events: list[ParsedEvent], now: float, *, history_s: int, ahead_s: int, cooldown_s: int) -> list[ParsedEvent]:
+    """The promotions that can bear on this cycle of a policy: those whose windows reach the history
+    it learns from or the horizon it plans (and what they name in ``like``), those that carry what
+    was recorded of them, and the first one beyond the horizon (the status's next action). A
+    promotion a year ahead or long gone changes nothing now, and 5,000 policies each carrying
+    thousands of them would not fit the cycle, nor the chart's memory limit."""
+    past, horizon = now - history_s - ahead_s - cooldown_s, now + ahead_s + cooldown_s
+    kept = [e for e in events if e.memory or (e.event.end_s >= past and e.event.start_s <= horizon)]
+    later = [e for e in events if e.event.start_s > horizon]
+    if later:
+        kept.append(min(later, key=lambda e: e.event.start_s))
+    named = {n for e in kept for n in e.spec.like}
+    if named:
+        kept += [e for e in events if e.event.name in named and e not in kept]
+    position = {id(e): i for i, e in enumerate(events)}
+    return sorted({id(e): e for e in kept}.values(), key=lambda e: position[id(e)])
 
 
 @dataclass

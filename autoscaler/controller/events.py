@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from autoscaler.core.calendar import PromotionEvent
-from autoscaler.core.cycle import CalendarIndex, action_window, next_action
+from autoscaler.core.cycle import CalendarIndex, action_offsets, next_action
 from autoscaler.core.cycle_types import CyclePolicy
 from autoscaler.core.replay import record_event
 from autoscaler.core.resources import EVENT_PLURAL, ScalingPolicySpec, memory_status, parse_event, parse_memory
@@ -23,6 +23,24 @@ from autoscaler.controller.observe import ObserveSteps
 from autoscaler.controller.status import ConditionType, EventStatus, Reason, condition, conditions_of, event_phase, significant
 
 log = logging.getLogger("peakscale.controller")
+
+
+class _Group:
+    """The policies of one namespace with the same labels, as promotions see them: their names, the
+    widest of their action windows, their largest planned peak."""
+
+    def __init__(self) -> None:
+        self.keys: list[tuple[str, str]] = []
+        self.reach_s = 0
+        self.cooldown_s = 0
+        self.peak: float | None = None
+
+    def add(self, key: tuple[str, str], policy: CyclePolicy, peak: float | None) -> None:
+        self.keys.append(key)
+        before, after = action_offsets(policy)
+        self.reach_s, self.cooldown_s = max(self.reach_s, before), max(self.cooldown_s, after)
+        if peak is not None:
+            self.peak = peak if self.peak is None else max(self.peak, peak)
 
 
 class EventSteps(ObserveSteps):
@@ -207,30 +225,39 @@ class EventSteps(ObserveSteps):
     def _event_statuses(self, events: list[ParsedEvent], plans: dict[tuple[str, str], tuple[ScalingPolicySpec, float | None, dict[str, str]]], now: float) -> None:
         """Each PromotionEvent's status: its phase over the windows of the policies it selects, their
         planned peak, what they recorded of it, and its conditions."""
-        # which policies each promotion selects, from the index (never promotions x policies)
-        selected: dict[int, list[tuple[str, str]]] = {}
-        for key, (_, _, labels) in plans.items():
-            for applying in self._event_index.applying(key[0], labels):
-                selected.setdefault(id(applying), []).append(key)
+        # which policies each promotion selects, from the index: policies of one namespace labelled
+        # alike form one group, and a promotion is matched against groups, never against every policy
+        groups: dict[tuple[str, frozenset[tuple[str, str]]], _Group] = {}
+        for key, (spec, peak, labels) in plans.items():
+            group = groups.setdefault((key[0], frozenset(labels.items())), _Group())
+            group.add(key, spec.cycle_policy(self.options.interval_s, self.options.headroom_max_pods), peak)
+        selecting: dict[int, list[_Group]] = {}
+        for (ns_of, labels_of), group in groups.items():
+            for applying in self._event_index.applying(ns_of, dict(labels_of)):
+                selecting.setdefault(id(applying), []).append(group)
         for parsed in events:
             if parsed.from_file:
                 continue  # a file entry has no status to write
             meta = parsed.obj.get("metadata") or {}
             ns = self._event_key(parsed)[0]
-            matched = [(k, plans[k]) for k in selected.get(id(parsed), [])]
+            chosen = selecting.get(id(parsed), [])
             e = parsed.event
-            windows = [action_window(spec.cycle_policy(self.options.interval_s, self.options.headroom_max_pods), e) for _, (spec, _, _) in matched]
-            opens = min((lo for lo, _ in windows), default=e.start_s)
-            closes = max((hi for _, hi in windows), default=e.end_s)
-            pending = sorted(k[1] for k, _ in matched if k in self._write_failed)
+            # the windows of every selected policy (``cycle.action_window``): from the earliest
+            # start - lead - interval to the latest end + cooldown
+            opens = min((e.start_s - g.reach_s for g in chosen), default=e.start_s)
+            closes = max((e.end_s + g.cooldown_s for g in chosen), default=e.end_s)
+            keys = [k for g in chosen for k in g.keys]
+            pending = sorted(k[1] for k in keys if k in self._write_failed)
             previous = conditions_of(parsed.obj)
             status = EventStatus(
                 conditions=[condition(ConditionType.VALID, True, Reason.PARSED, "spec is valid", now, previous)],
                 phase=event_phase(now, opens, e.start_s, e.end_s, closes, pending=bool(pending)),  # Done once every raised floor is back
-                policies=sorted(k[1] for k, _ in matched), observed_generation=meta.get("generation", 1),
+                policies=sorted(k[1] for k in keys), observed_generation=meta.get("generation", 1),
             )  # fmt: skip
-            peaks = [p for _, (_, p, _) in matched if p is not None]
-            if peaks:
+            peaks = [g.peak for g in chosen if g.peak is not None]
+            if peaks and now >= opens - self.options.interval_s:
+                # the peak planned for this promotion: only once its window is about to open (before
+                # that, the policies' forecasts are of the days before it, not of it)
                 status.planned_peak = significant(max(peaks))
             new = self._recorded.pop((ns, e.name), {})
             memory = {**parsed.memory, **new}

@@ -43,7 +43,7 @@ from autoscaler.errors import InputError, KubeError, MetricsUnavailable, clip
 from autoscaler.adapters.kube import FINALIZER
 from autoscaler.adapters.prometheus import Series
 from autoscaler.controller.act import ActSteps
-from autoscaler.controller.base import CycleReport, EventIndex, Observed, Outcome, ParsedEvent, describe, last_level, persisted_level, run_step
+from autoscaler.controller.base import LEVEL_REFRESH_S, CycleReport, EventIndex, Observed, Outcome, ParsedEvent, describe, last_level, persisted_level, run_step
 from autoscaler.controller.headroom import SELECTOR, served_policy
 from autoscaler.controller.leader import NotLeader
 from autoscaler.controller.status import ConditionType, Reason, condition, conditions_of
@@ -94,6 +94,9 @@ class Controller(ActSteps):
 
     def _lead_cycle(self, report: CycleReport, now: float) -> None:
         namespaces = self.options.namespaces
+        # last cycle's objects go before this cycle's are read: two generations of 10,000 parsed
+        # promotions never share the memory limit
+        self._event_index, self._prefetched, self._holders = EventIndex([]), {}, {}
         policies = run_step("listing ScalingPolicies", lambda: self.kube.list_custom(POLICY_PLURAL, namespaces))
         events = self._events(run_step("listing PromotionEvents", lambda: self.kube.list_custom(EVENT_PLURAL, namespaces)), now)
         events += self._file_events(events, now)
@@ -243,7 +246,7 @@ class Controller(ActSteps):
         ns, name = meta["namespace"], meta["name"]
         labels = meta.get("labels") or {}
         policy = spec.cycle_policy(self.options.interval_s, self.options.headroom_max_pods)
-        mine = self._event_index.applying(ns, labels)
+        mine = self._event_index.in_reach(ns, labels, now, history_s=spec.forecast_settings().history_s, ahead_s=policy.ahead_s, cooldown_s=policy.cooldown_s)
         calendar = [e.for_policy(name) for e in mine]
         previous = conditions_of(obj)
         deleting = bool(meta.get("deletionTimestamp"))
@@ -262,7 +265,10 @@ class Controller(ActSteps):
         if series is not None and not deleting:
             self._remember(name, spec, policy, mine, calendar, series, now)
         seen = Observed(obj, spec, policy, calendar, index, previous, deleting, hpa, current, [found, metrics], view, self._holders.get((ns, name)))
-        seen.level = last_level(series) if series is not None else persisted_level(obj)
+        kept = persisted_level(obj)
+        fresh = last_level(series) if series is not None else None
+        # refreshed at most every ten minutes: a status that changed every cycle would be written every cycle
+        seen.level = fresh if fresh is not None and (kept is None or fresh[1] - kept[1] >= LEVEL_REFRESH_S) else kept
         if policy.headroom and not deleting and index.ahead_at(int(now)):
             seen.shape, seen.headroom = self._shape(ns, spec, hpa, now, previous)
         return seen

@@ -141,10 +141,16 @@ class CalendarIndex:
 _NOTHING: tuple[tuple[PromotionEvent, ...], bool, bool] = ((), False, False)
 
 
+def action_offsets(policy: CyclePolicy) -> tuple[int, int]:
+    """How long before an event's start its action window opens, and after its end it closes."""
+    return policy.plan.lead_time_s + policy.interval_s, policy.cooldown_s
+
+
 def action_window(policy: CyclePolicy, event: PromotionEvent) -> tuple[int, int]:
     """``[start - lead - interval, end + cooldown)``: from the last cycle whose capacity is ready by
     the start, to the end of the cool-down."""
-    return event.start_s - policy.plan.lead_time_s - policy.interval_s, event.end_s + policy.cooldown_s
+    before, after = action_offsets(policy)
+    return event.start_s - before, event.end_s + after
 
 
 def headroom_window(policy: CyclePolicy, event: PromotionEvent) -> tuple[int, int]:

@@ -9,7 +9,7 @@ malformed resource gets a condition and the others carry on.
 from __future__ import annotations
 
 from datetime import UTC, datetime, tzinfo
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -30,6 +30,16 @@ EVENT_PLURAL = "promotionevents"
 
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, alias_generator=to_camel, frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        # true is not 1: the CRD's number and integer types refuse a boolean, and so does the model
+        if isinstance(value, bool) and info.field_name is not None:
+            annotation = str(cls.model_fields[info.field_name].annotation)
+            if "float" in annotation or "int" in annotation:
+                raise ValueError(f"{value!r} is not a number")
+        return value
 
 
 def duration_field(value: str, field: str, *, allow_zero: bool = True) -> str:
@@ -288,13 +298,14 @@ class LabelSelector(_Spec):
 
 
 class PromotionEventSpec(_Spec):
-    title: str = ""
+    # the CRD's bounds, field by field: what one store accepts the other accepts
+    title: str = Field(default="", max_length=256)
     start: datetime
     end: datetime
     kind: str = Field(min_length=1, max_length=63)
     expected_multiplier: float | None = Field(default=None, gt=0, le=1000)
     expected_peak: float | None = Field(default=None, gt=0)
-    like: list[str] = []
+    like: list[Annotated[str, Field(min_length=1)]] = Field(default=[], max_length=20)
     targets: LabelSelector = LabelSelector()
 
     @field_validator("start", "end")

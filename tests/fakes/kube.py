@@ -303,7 +303,10 @@ class FakeKube:
             key = (api, plural, ns, name)
             if name is None:
                 if method == "GET":
-                    items = [copy.deepcopy(o) for (a, p, n, _), o in sorted(self.objects.items()) if a == api and p == plural and (not ns or n == ns)]
+                    # filtered before it is sorted and copied: a list of one kind in one namespace
+                    # never costs the whole store (the scale benchmark holds 25,000 objects)
+                    found = sorted((k, o) for k, o in self.objects.items() if k[0] == api and k[1] == plural and (not ns or k[2] == ns))
+                    items = [copy.deepcopy(o) for _, o in found]
                     selector = (query.get("labelSelector") or [""])[0]
                     if selector:
                         wanted = dict(part.split("=", 1) for part in selector.split(",") if "=" in part)
