@@ -246,8 +246,11 @@ def write(rendered: Rendered, out: Path) -> list[Path]:
             raise ConfigError("--out", f"{str(out)!r} is a file", "give a folder")
         if manifest.is_file():
             try:
-                previous = [str(p) for p in json.loads(manifest.read_text()).get("files", [])]
-            except (ValueError, AttributeError):
+                files = json.loads(manifest.read_text()).get("files", [])
+                if not isinstance(files, list) or not all(isinstance(p, str) and "\x00" not in p for p in files):
+                    raise ValueError("files must be a list of paths")
+                previous = files
+            except (ValueError, AttributeError, UnicodeDecodeError):
                 raise ConfigError("--out", f"{str(manifest)!r} is not a render manifest", "remove it, or give another folder") from None
         elif any(out.iterdir()):
             raise ConfigError("--out", f"{str(out)!r} is not empty and was not written by peakscale render", "give an empty or new folder")
@@ -273,7 +276,8 @@ def write(rendered: Rendered, out: Path) -> list[Path]:
     names = sorted(str(p.relative_to(out)) for p in written)
     for stale in sorted(set(previous) - set(names)):
         target = (out / stale).resolve()
-        if target.is_file() and out.resolve() in target.parents:  # only ever our own files, inside the folder
+        # only ever a YAML file of ours, inside the folder, whatever a forged manifest lists
+        if target.is_file() and target.suffix == ".yaml" and out.resolve() in target.parents:
             target.unlink()
             if target.parent != out.resolve() and not any(target.parent.iterdir()):
                 target.parent.rmdir()

@@ -159,7 +159,16 @@ class FileStore:
         return f"calendar file {self.path}"
 
     def _target(self) -> Path:
-        return Path(os.path.realpath(self.path))
+        """The file the calendar is (through symlinks); a symlink loop or a read-only calendar is
+        refused, never replaced by a plain file."""
+        if self.path.is_symlink():
+            try:
+                target = self.path.resolve(strict=False)
+                os.stat(self.path)
+            except (OSError, RuntimeError):
+                raise InputError(str(self.path), "is a symlink that leads nowhere (a loop, or a missing target)", "point it at the calendar file") from None
+        target = Path(os.path.realpath(self.path))
+        return target
 
     def promos(self) -> list[Promo]:
         target = self._target()
@@ -184,6 +193,8 @@ class FileStore:
         another writer landed meanwhile, this one starts over holding the lock throughout (as all
         writers did before), so that every writer makes progress."""
         target = self._target()
+        if target.exists() and not target.stat().st_mode & 0o222:
+            raise InputError(str(self.path), "is read-only", "make it writable (chmod u+w) to change it, or use another --calendar")
         target.parent.mkdir(parents=True, exist_ok=True)
         raw = target.read_bytes() if target.exists() else b""
         text = self._apply(raw, promos, changed=changed, deleted=deleted, created=created or [])

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import uuid
 import socket
 import threading
 from pathlib import Path
@@ -92,7 +93,8 @@ def controller(
     verify: bool | str = False if prometheus_insecure else (str(prometheus_ca) if prometheus_ca else True)
     history = HistoryCache(prometheus_url, token=token, verify_tls=verify, timeout_s=times["prometheus_timeout"])
     options = ControllerOptions(
-        identity=name, namespaces=list(namespace) if namespace else None, interval_s=times["interval"], dry_run=dry_run,
+        # the Lease's holder is this process: two started with one --identity never both lead
+        identity=f"{name}_{uuid.uuid4().hex[:8]}", namespaces=list(namespace) if namespace else None, interval_s=times["interval"], dry_run=dry_run,
         lease_namespace=lease_namespace, lease_name=lease_name, lease_duration_s=times["lease_duration"],
         renew_deadline_s=times["renew_deadline"], retry_period_s=times["retry_period"], unready_after=unready_after,
         headroom_priority_classes=tuple(headroom_priority_class or ("peakscale-headroom",)), headroom_max_pods=headroom_max_pods,

@@ -158,6 +158,7 @@ class Controller(ActSteps):
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
         self._orphans(policies)
+        self.telemetry.forget_except({((o.get("metadata") or {}).get("namespace", ""), (o.get("metadata") or {}).get("name", "")) for o in policies})
         checking = time.perf_counter()
         try:
             self._preflight(policies, events, now)

@@ -51,9 +51,29 @@ class Telemetry:
         #: when the cycle loop last made progress (a cycle began, its histories came or timed out)
         self.heartbeat_s: float | None = None
         self.ready = False
+        #: the policies whose series this cycle's report carries
+        self._reported: set[tuple[str, str]] = set()
 
     def beat(self) -> None:
         self.heartbeat_s = time.time()
+
+    def forget_except(self, alive: set[tuple[str, str]]) -> int:
+        """Drop the series of policies that are gone (a deleted policy's gauges must not stay in
+        /metrics forever); returns how many policies were forgotten."""
+        gone = self._reported - alive
+        for key in gone:
+            for gauge in (self.forecast, self.planned, self.actual, self.floor):
+                try:
+                    gauge.remove(*key)
+                except KeyError:
+                    pass
+            for state in ("planned", "running"):
+                try:
+                    self.headroom.remove(*key, state)
+                except KeyError:
+                    pass
+        self._reported = set(alive)
+        return len(gone)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

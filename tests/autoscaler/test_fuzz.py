@@ -13,6 +13,8 @@ import json
 import os
 import socket
 import string
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -269,3 +271,61 @@ def test_backtest_json_is_strict_json(files):
     result = runner.invoke(app, ["backtest", "--trace", str(files / "good.csv"), "--capacity-per-replica", "10", "--lead-time", "2m", "--json"])
     assert result.exit_code == 0
     json.loads(result.stdout, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+
+
+# --- the hostile families found by attacking the controller and the CLI (issue: tenancy and faults) ---
+
+HANG_S = 20
+
+
+def run_bounded(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """A command that must answer in one line, quickly: a hang fails the test (it never passes)."""
+    return subprocess.run([sys.executable, "-m", "autoscaler.cli", *args], capture_output=True, text=True, timeout=HANG_S, cwd=cwd)
+
+
+HOSTILE_COMMANDS = {
+    "a plan of a century at 1 s": ["plan", "--trace", "ok.csv", "--capacity-per-replica", "10", "--interval", "1s", "--from", "2026-11-11", "--to", "2126-11-11"],
+    "a trace spanning centuries": ["backtest", "--trace", "centuries.csv", "--capacity-per-replica", "10"],
+    "a calendar that is a FIFO": ["promo", "list", "--calendar", "fifo.yaml"],
+    "a calendar that is /dev/zero": ["promo", "list", "--calendar", "/dev/zero"],
+    "a key given twice": ["promo", "list", "--calendar", "dup.yaml"],
+    "a key given twice, as --events": ["plan", "--trace", "ok.csv", "--capacity-per-replica", "10", "--events", "dup.yaml"],
+    "a title the CRD refuses": ["promo", "add", "long", "--title", "t" * 300, "--start", "2030-11-11 20:00", "--duration", "1h", "--kind", "k", "--calendar", "c.yaml"],
+    "more like than the CRD takes": ["promo", "import", "likes.yaml", "--calendar", "c.yaml", "--allow-past"],
+    "a boolean for a number": ["plan", "--trace", "ok.csv", "--policies", "boolean.yaml"],
+    "a policies file of the wrong type": ["plan", "--trace", "ok.csv", "--policies", "wrongtype.yaml"],
+    "a forged render manifest": ["render", "--out", "forged"],
+}
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("hostile")
+    (folder / "ok.csv").write_text(GOOD_TRACE)
+    (folder / "centuries.csv").write_text("timestamp,value\n1200-01-01 00:00:00,1\n1200-01-01 00:01:00,1\n1200-01-01 00:02:00,1\n2990-01-01 00:00:00,2\n")
+    os.mkfifo(folder / "fifo.yaml")
+    (folder / "dup.yaml").write_text("timezone: UTC\nevents:\n  - {name: a, name: b, start: 2030-01-01 10:00, end: 2030-01-01 11:00, kind: k}\n")
+    likes = ", ".join(f"p{i}" for i in range(21))
+    (folder / "likes.yaml").write_text(f"timezone: UTC\nevents:\n  - {{name: a, start: 2030-01-01 10:00, end: 2030-01-01 11:00, kind: k, like: [{likes}]}}\n")
+    policy = "apiVersion: peakscale.io/v1alpha1\nkind: ScalingPolicy\nmetadata: {name: a}\nspec: {targetRef: {kind: Deployment, name: w}, metric: {query: q, capacityPerReplica: true}, leadTime: 1m, maxReplicas: 5}\n"
+    (folder / "boolean.yaml").write_text(policy)
+    (folder / "wrongtype.yaml").write_text("apiVersion: peakscale.io/v1alpha1\nkind: ScalingPolicy\nmetadata: {name: a}\nspec: 5\n")
+    forged = folder / "forged"
+    forged.mkdir()
+    (folder / "outside.yaml").write_text("keep me\n")
+    (forged / ".peakscale-render.json").write_text(json.dumps({"files": ["../outside.yaml", "x\u0000y", 5]}))
+    return folder
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_COMMANDS))
+def test_every_hostile_family_is_refused_in_one_line_without_a_hang(hostile, case):
+    done = run_bounded(*HOSTILE_COMMANDS[case], cwd=hostile)
+    assert done.returncode == 2, (case, done.returncode, done.stderr[-800:])
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert (hostile / "outside.yaml").read_text() == "keep me\n"
+
+
+def test_a_csv_a_spreadsheet_saved_with_a_byte_order_mark_reads_as_written(tmp_path):
+    trace = tmp_path / "bom.csv"
+    trace.write_bytes(b"\xef\xbb\xbf" + GOOD_TRACE.encode())
+    assert load_trace(trace, UTC).values[0] == 100.0

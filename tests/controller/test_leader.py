@@ -126,3 +126,42 @@ def test_a_paused_leader_never_writes_beside_its_successor(kube, prometheus, tmp
     last_renewal = max(t for t in log.writes("alpha", leases=True) if t < paused_at)
     bound = LEASE + JITTER * RETRY + INTERVAL + JITTER * RETRY
     assert min(bravo) - last_renewal <= bound, (min(bravo) - last_renewal, bound)
+
+
+def test_two_controllers_started_with_one_identity_never_both_lead(kube, prometheus, tmp_path):
+    import urllib.request
+
+    seed(kube)
+    kubeconfig = kube.cluster.token_kubeconfig(tmp_path / "kc", kube.token())
+    ports = [free_port(), free_port()]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable, "-m", "autoscaler.cli", "controller", "--prometheus-url", prometheus.url, "--kubeconfig", str(kubeconfig),
+                "-n", kube.ns, "--lease-namespace", kube.ns, "--identity", "twin", "--interval", "1s", "--lease-duration", f"{LEASE}s",
+                "--renew-deadline", f"{RENEW}s", "--retry-period", f"{RETRY}s", "--metrics-port", str(port), "--metrics-address", "127.0.0.1",
+                "--log-level", "warning",
+            ],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        for port in ports
+    ]
+
+    def leading() -> list[float]:
+        out = []
+        for port in ports:
+            body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+            out.append(next(float(line.split()[-1]) for line in body.splitlines() if line.startswith("peakscale_is_leader ")))
+        return out
+
+    try:
+        wait_for("one of the twins to lead", lambda: sum(leading()) == 1, 120, poll_s=0.5)
+        lease = kube.get("coordination.k8s.io/v1", "leases", kube.ns, "peakscale-controller")
+        assert lease["spec"]["holderIdentity"].startswith("twin_")
+        for _ in range(5):  # and it stays so, renewal after renewal
+            renewed = kube.get("coordination.k8s.io/v1", "leases", kube.ns, "peakscale-controller")["spec"]["renewTime"]
+            wait_for("the Lease renewed", lambda r=renewed: kube.get("coordination.k8s.io/v1", "leases", kube.ns, "peakscale-controller")["spec"]["renewTime"] != r, 30)
+            assert sum(leading()) <= 1
+    finally:
+        for proc in procs:
+            stop(proc)

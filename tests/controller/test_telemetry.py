@@ -39,3 +39,14 @@ def test_it_listens_only_where_it_is_told():
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_the_series_of_a_deleted_policy_leave_metrics():
+    telemetry = Telemetry()
+    for name in ("web", "gone"):
+        telemetry.planned.labels("shop", name).set(5)
+        telemetry.headroom.labels("shop", name, "planned").set(2)
+    telemetry.forget_except({("shop", "web"), ("shop", "gone")})
+    assert telemetry.forget_except({("shop", "web")}) == 1
+    body = telemetry.render().decode()
+    assert 'policy="web"' in body and 'policy="gone"' not in body
