@@ -8,6 +8,7 @@ through the guarded loader (no alias bombs, no huge documents). The field rules 
 from __future__ import annotations
 
 import csv
+import difflib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from zoneinfo import ZoneInfo
 from autoscaler.adapters import yamlsafe
 from autoscaler.adapters.trace_files import open_text
 from autoscaler.core.calendar import CSV_COLUMNS, MAX_EVENTS, CalendarEntry, PromotionEvent, check_calendar, entry, read_entries, slug
+from autoscaler.core.selectors import parse_selector
 from autoscaler.errors import InputError
 
 
@@ -32,7 +34,12 @@ def csv_calendar_rows(handle, label: str) -> Iterator[tuple[str, dict[str, str]]
         raise InputError(f"{label} header", f"cannot read ({exc})", "expected a UTF-8 CSV text file") from None
     missing = [c for c in ("start", "end", "name", "kind") if c not in fields]
     if missing:
-        raise InputError(f"{label} header", f"missing column(s) {', '.join(missing)}", "columns are start,end,name,kind[,expected_multiplier,expected_peak]")
+        raise InputError(f"{label} header", f"missing column(s) {', '.join(missing)}", f"columns are {', '.join(CSV_KNOWN)}")
+    unknown = [c for c in fields if c not in CSV_KNOWN]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], CSV_KNOWN, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise InputError(f"{label} header", f"unknown column(s) {', '.join(map(repr, unknown))}", f"{hint}the columns are {', '.join(CSV_KNOWN)}")
     reader.fieldnames = fields
     try:
         for row in reader:
@@ -43,8 +50,14 @@ def csv_calendar_rows(handle, label: str) -> Iterator[tuple[str, dict[str, str]]
         raise InputError(f"{label} line {reader.line_num}", f"cannot read row ({exc})", "expected a UTF-8 CSV text file") from None
 
 
+#: the columns a CSV calendar may have: the four required, then the optional ones. ``targets`` is a
+#: label selector in kubectl's syntax (quote it: it has commas); ``like`` names past promotions,
+#: separated by ``;`` or spaces; ``source`` says where the row came from and is not used
+CSV_KNOWN = ("start", "end", "name", "kind", "title", "expected_multiplier", "expected_peak", "like", "targets", "source")
+
+
 def csv_entries(handle, label: str, zone: ZoneInfo | None, *, slug_names: bool = False) -> list[CalendarEntry]:
-    """The entries of a CSV calendar (``start,end,name,kind[,expected_multiplier,expected_peak]``).
+    """The entries of a CSV calendar (``CSV_KNOWN``'s columns; any other is refused).
     ``slug_names``: names become object names (``promo import``), the name stays the title."""
     out = []
     for where, row in csv_calendar_rows(handle, label):
@@ -60,6 +73,12 @@ def csv_entries(handle, label: str, zone: ZoneInfo | None, *, slug_names: bool =
         title = (row.get("title") or (raw_name if slug_names else "")).strip()
         if title:
             item["title"] = title
+        targets = parse_selector(row.get("targets"), f"{where} targets")
+        if targets:
+            item["targets"] = targets
+        like = (row.get("like") or "").replace(";", " ").split()
+        if like:
+            item["like"] = like
         out.append(entry(item, zone, where, columns=CSV_COLUMNS))
         if len(out) > MAX_EVENTS:
             raise InputError(label, f"over {MAX_EVENTS:,} promotions", "split the calendar")
@@ -83,5 +102,3 @@ def load_calendar(path: str | Path, zone: ZoneInfo) -> list[PromotionEvent]:
     events = [e.event(zone) for e in entries]
     check_calendar(events)
     return events
-
-

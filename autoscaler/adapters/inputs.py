@@ -9,6 +9,7 @@ controller reads it). Errors a user can cause are ``InputError``; an unreachable
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,20 +38,21 @@ def load_policies(
     min_replicas: int,
     max_replicas: int,
     mode: str = "hpa-floor",
+    namespace: str = "default",
 ) -> list[PolicyDoc]:
-    """The policies of a YAML file (``only`` those named), or one built from the options."""
+    """The policies of a YAML file, or of every ``.yaml`` file in a folder (what ``peakscale render``
+    writes: documents of other kinds are passed over), ``only`` those named; or one built from the
+    options."""
     if path is not None:
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise InputError("--policies", f"cannot read {str(path)!r} ({exc.strerror or exc})", "give a YAML file of ScalingPolicy resources") from None
-        docs = yamlsafe.load_all(data, f"--policies {path.name}")
+        docs = [d for d in _policy_documents(path) if not (isinstance(d, dict) and d.get("kind") not in (None, "ScalingPolicy"))]
+        if not docs:
+            raise InputError("--policies", f"no ScalingPolicy in {str(path)!r}", "give the YAML of ScalingPolicy resources, or the folder peakscale render writes")
     else:
         if capacity_per_replica is None:
             raise InputError("--capacity-per-replica", "required without --policies", "give the demand one replica serves, or --policies FILE")
         docs = [
             {
-                "metadata": {"name": "default", "namespace": "default"},
+                "metadata": {"name": "default", "namespace": namespace},
                 "spec": {
                     "targetRef": {"kind": "Deployment", "name": "workload"},
                     "mode": mode,
@@ -62,14 +64,23 @@ def load_policies(
             }
         ]
         try:
-            return policies_of(docs, only)
+            return policies_of(docs, only, namespace=namespace)
         except InputError as exc:
             # the policy was built from options: name the option, not a document nobody wrote
             field = exc.where.rsplit(".spec.", 1)[-1]
             named = [opt for key, opt in OPTION_OF.items() if key.rsplit(".", 1)[-1] in exc.problem]
             option = OPTION_OF.get(field) or (named[0] if named else "--lead-time")
             raise InputError(option, exc.problem.replace("leadTime", "--lead-time").replace("minReplicas", "--min-replicas").replace("maxReplicas", "--max-replicas"), exc.fix) from None
-    return policies_of(docs, only)
+    return policies_of(docs, only, namespace=namespace)
+
+
+def _policy_documents(path: Path) -> list:
+    files = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()) if path.is_dir() else [path]
+    docs: list = []
+    for file in files:
+        data = yamlsafe.read_bytes(file, f"--policies {file.name}")
+        docs.extend(yamlsafe.load_all(data, f"--policies {file.name}"))
+    return docs
 
 
 #: the spec field behind each option of a policy built from options
@@ -83,11 +94,17 @@ OPTION_OF = {
 }
 
 
-def policies_of(docs: list[dict], only: list[str] | None = None, *, skipped: list[InputError] | None = None) -> list[PolicyDoc]:
+def policies_of(docs: list[dict], only: list[str] | None = None, *, skipped: list[InputError] | None = None, namespace: str = "default") -> list[PolicyDoc]:
     """The policies of ``docs`` (only those named ``only``). A document that does not parse is the
     user's error; with ``skipped`` (objects the API server holds, which one bad one must not keep
     from the others) it is added there instead and left out."""
     out = []
+    names = sorted({str((d.get("metadata") or {}).get("name", "?")) for d in docs if isinstance(d, dict)})
+    for wanted in only or []:
+        if wanted not in names:
+            close = difflib.get_close_matches(wanted, names, n=1, cutoff=0.5)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise InputError("--policy", f"no policy named {wanted!r}", f"{hint}policies: {', '.join(names[:12]) or 'none'}")
     for doc in docs:
         if not isinstance(doc, dict):
             raise InputError("--policies", "each document must be a ScalingPolicy mapping", "give a YAML file of ScalingPolicy resources")
@@ -101,7 +118,7 @@ def policies_of(docs: list[dict], only: list[str] | None = None, *, skipped: lis
                 raise
             skipped.append(exc)
             continue
-        out.append(PolicyDoc(meta.get("name", "?"), meta.get("namespace", "default"), meta.get("labels") or {}, spec))
+        out.append(PolicyDoc(meta.get("name", "?"), meta.get("namespace") or namespace, meta.get("labels") or {}, spec))
     if not out:
         raise InputError("--policy", "no policy left", "check --policies and --policy")
     return out
@@ -134,7 +151,11 @@ def prometheus_history(url: str, policy: PolicyDoc, *, now_s: float, history_s: 
     query = render_query(spec.metric.query, namespace=policy.namespace, target=spec.target_ref.name, policy=policy.name)
     try:
         series = HistoryCache(url).history(
-            query, now_s=now_s, history_s=history_s or spec.forecast_settings().history_s, step_s=spec.step_s, stale_after_s=10**12,
+            query,
+            now_s=now_s,
+            history_s=history_s or spec.forecast_settings().history_s,
+            step_s=spec.step_s,
+            stale_after_s=10**12,
             ceiling=spec.plausible_demand,
         )
     except MetricsUnavailable as exc:

@@ -12,7 +12,6 @@ answers with a fresh read, never a lost update.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import json
 from dataclasses import dataclass
@@ -89,9 +88,7 @@ class HpaView:
         except ValueError:
             original = -1
         if not 0 <= original <= 100_000:
-            raise InputError(
-                f"HPA {self.name} annotation {ORIGINAL_MIN}", f"{value!r} is not a replica count", "set it to the HPA's own minReplicas, or remove it if the floor is the original"
-            )
+            raise InputError(f"HPA {self.name} annotation {ORIGINAL_MIN}", f"{value!r} is not a replica count", "set it to the HPA's own minReplicas, or remove it if the floor is the original")
         return original
 
     @property
@@ -127,6 +124,9 @@ def api_client(kubeconfig: str | None, context: str | None, *, field: str = "--k
     ~/.kube/config. A missing, unreadable or garbled kubeconfig is ``InputError``."""
     from kubernetes import config as kconfig
 
+    from autoscaler.adapters.kubeconfig import check_context
+
+    check_context(kubeconfig, context)
     try:
         if kubeconfig is not None:
             return kconfig.new_client_from_config(config_file=str(kubeconfig), context=context)
@@ -138,20 +138,6 @@ def api_client(kubeconfig: str | None, context: str | None, *, field: str = "--k
     except Exception as exc:  # noqa: BLE001 (the loader raises anything on a garbled file)
         reason = clip(str(exc).splitlines()[0], 160) if str(exc) else type(exc).__name__
         raise InputError(field, f"cannot load Kubernetes credentials ({reason})", "give --kubeconfig with a valid kubeconfig, or run in a cluster") from None
-
-
-def current_context(kubeconfig: Path | str | None, context: str | None) -> str | None:
-    """The context a client would use, read by the official loader (``KUBECONFIG``, several
-    files merged, else ~/.kube/config); None when there is no kubeconfig or no current context."""
-    from kubernetes import config as kconfig
-
-    if context:
-        return context
-    try:
-        _, active = kconfig.list_kube_config_contexts(config_file=str(kubeconfig) if kubeconfig is not None else None)
-    except Exception:  # noqa: BLE001 (no file, or one the loader cannot read: no context)
-        return None
-    return str(active["name"]) if active and active.get("name") else None
 
 
 _SCALABLE = {

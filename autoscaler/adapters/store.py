@@ -40,6 +40,8 @@ class Promo:
     #: the stored version this promotion was read at (a resourceVersion, or a digest of the file
     #: entry); a write of it is refused if the stored one moved on meanwhile (no lost update)
     version: str | None = None
+    #: the PromotionEvent's namespace (None: an entry of a calendar file, for every namespace)
+    namespace: str | None = None
 
     @cached_property
     def parsed(self) -> PromotionEventSpec:
@@ -47,11 +49,11 @@ class Promo:
 
     def event(self, zone=UTC) -> PromotionEvent:
         """The calendar event in wall-clock time of ``zone`` (what the planner uses)."""
-        return self.parsed.event(self.name, zone, parse_memories(list(self.memory), f"promotion {self.name!r} memory"))
+        return self.parsed.event(self.name, zone, parse_memories(list(self.memory), f"promotion {self.name!r} memory"), namespace=self.namespace)
 
     def replacing(self, read: Promo) -> Promo:
         """This promotion as the new version of ``read``: written only over what was read."""
-        return Promo(name=self.name, spec=self.spec, memory=self.memory, version=read.version)
+        return Promo(name=self.name, spec=self.spec, memory=self.memory, version=read.version, namespace=read.namespace)
 
     def as_entry(self) -> dict[str, Any]:
         """The promotion as a calendar entry (name, spec fields, memory)."""
@@ -257,7 +259,9 @@ class FileStore:
         text = buffer.getvalue()
         if len(text.encode()) > yamlsafe.MAX_BYTES:
             # never write a calendar no command could read back
-            raise InputError(str(self.path), f"would be {len(text.encode()):,} bytes, over the {yamlsafe.MAX_BYTES:,} a calendar may hold", "split the calendar, or keep promotions in the cluster (--store kube)")
+            raise InputError(
+                str(self.path), f"would be {len(text.encode()):,} bytes, over the {yamlsafe.MAX_BYTES:,} a calendar may hold", "split the calendar, or keep promotions in the cluster (--store kube)"
+            )
         return text
 
 
@@ -329,9 +333,10 @@ def _replace(target: Path, text: str) -> None:
 
 
 class KubeStore:
-    """PromotionEvent resources in one namespace, through the official client."""
+    """PromotionEvent resources in one namespace (or, to read, in all: ``namespace`` None),
+    through the official client."""
 
-    def __init__(self, api, namespace: str, where: str | None = None) -> None:
+    def __init__(self, api, namespace: str | None, where: str | None = None) -> None:
         from kubernetes import client
 
         self.custom = client.CustomObjectsApi(api)
@@ -340,17 +345,28 @@ class KubeStore:
         self.where = where
 
     def describe(self) -> str:
-        return f"PromotionEvents in namespace {self.namespace}" + (f" (context {self.where})" if self.where else "")
+        where = "all namespaces" if self.namespace is None else f"namespace {self.namespace}"
+        return f"PromotionEvents in {where}" + (f" (context {self.where})" if self.where else "")
+
+    def _list(self, plural: str) -> list[dict]:
+        if self.namespace is None:
+            return self.custom.list_cluster_custom_object(GROUP, VERSION, plural).get("items", [])
+        return self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, plural).get("items", [])
 
     def policies(self) -> list[dict]:
-        """The ScalingPolicies of the namespace (for ``promo review``)."""
-        return self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, POLICY_PLURAL).get("items", [])
+        """The ScalingPolicies of the namespace, or of all (for ``plan`` and ``promo review``)."""
+        return self._list(POLICY_PLURAL)
 
     def promos(self) -> list[Promo]:
-        items = self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, EVENT_PLURAL).get("items", [])
         return [
-            Promo(name=o["metadata"]["name"], spec=dict(o.get("spec") or {}), memory=tuple((o.get("status") or {}).get("memory") or []), version=o["metadata"].get("resourceVersion"))
-            for o in items
+            Promo(
+                name=o["metadata"]["name"],
+                spec=dict(o.get("spec") or {}),
+                memory=tuple((o.get("status") or {}).get("memory") or []),
+                version=o["metadata"].get("resourceVersion"),
+                namespace=o["metadata"].get("namespace") or self.namespace,
+            )
+            for o in self._list(EVENT_PLURAL)
         ]
 
     def save(self, promos: list[Promo], *, changed: list[str], deleted: list[str], created: list[str] | None = None) -> None:
@@ -361,6 +377,8 @@ class KubeStore:
 
         from autoscaler.adapters.kube_errors import refusal
 
+        if self.namespace is None:
+            raise InputError("--all-namespaces", "a write goes to one namespace", "give -n NAMESPACE instead of -A")
         by_name = {p.name: p for p in promos}
         fresh = set(created or [])
         made: list[str] = []

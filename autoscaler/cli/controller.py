@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
+from autoscaler.adapters.kubeconfig import resolve_namespaces
 from autoscaler.cli.app import app
-from autoscaler.core.cycle_types import DEFAULT_MAX_PLACEHOLDERS
+from autoscaler.core.cycle_types import DEFAULT_LEASE_NAME, DEFAULT_MAX_PLACEHOLDERS
 from autoscaler.core.durations import parse_duration_s
 from autoscaler.errors import CommandFailed, InputError, clip
 
@@ -33,7 +34,8 @@ def controller(
     prometheus_url: Annotated[str, typer.Option(help="Prometheus base URL, e.g. http://prometheus-operated.monitoring:9090.")],
     kubeconfig: Annotated[Optional[Path], typer.Option(help="Kubeconfig file. Default: in-cluster service account, else ~/.kube/config.")] = None,
     context: Annotated[Optional[str], typer.Option(help="Kubeconfig context.")] = None,
-    namespace: Annotated[Optional[list[str]], typer.Option("--namespace", "-n", help="Namespace to watch (repeatable). Default: all.")] = None,
+    namespace: Annotated[Optional[list[str]], typer.Option("--namespace", "-n", help="Namespace to watch (repeatable). Default, as kubectl: the kubeconfig context's namespace (in a pod: its own), else default.")] = None,
+    all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A", help="Watch every namespace (needs cluster-wide rights: the chart's clusterWide).")] = False,
     interval: Annotated[str, typer.Option(help="Time between reconcile cycles.")] = "30s",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan, write status and Events, but never change an HPA or a replica count.")] = False,
     prometheus_token_file: Annotated[Optional[Path], typer.Option(help="File holding a bearer token for Prometheus.")] = None,
@@ -43,7 +45,7 @@ def controller(
     metrics_port: Annotated[int, typer.Option(help="Port of /metrics, /healthz and /readyz.")] = 8080,
     metrics_address: Annotated[str, typer.Option(help="Address /metrics, /healthz and /readyz listen on (0.0.0.0 in a pod, for the kubelet's probes; 127.0.0.1 on a workstation).")] = "0.0.0.0",
     lease_namespace: Annotated[str, typer.Option(envvar="POD_NAMESPACE", help="Namespace of the leader-election Lease.")] = "peakscale-system",
-    lease_name: Annotated[str, typer.Option(help="Name of the leader-election Lease.")] = "peakscale-controller",
+    lease_name: Annotated[str, typer.Option(help="Name of the leader-election Lease (the chart: <release>-controller).")] = DEFAULT_LEASE_NAME,
     headroom_priority_class: Annotated[Optional[list[str]], typer.Option("--headroom-priority-class", help="A PriorityClass node-headroom placeholders may run at (repeatable; each must have a negative value). A policy naming another gets no placeholders. Default: peakscale-headroom, the chart's.")] = None,
     headroom_max_pods: Annotated[int, typer.Option(help="At most this many placeholder pods per policy, whatever its plan or maxReplicas say.")] = DEFAULT_MAX_PLACEHOLDERS,
     max_queries_per_cycle: Annotated[int, typer.Option(help="Prometheus range queries one cycle may send, shared fairly among the policies (a history left out goes first next cycle): at least the number of policies, one each once their histories are cached.")] = 10_000,
@@ -85,6 +87,7 @@ def controller(
     token = _read_token(prometheus_token_file)
     _check_ca(prometheus_ca)
     name = identity or socket.gethostname()
+    watched = resolve_namespaces(namespace, all_namespaces, kubeconfig, context)
     api = api_client(str(kubeconfig) if kubeconfig is not None else None, context)
     api.user_agent = f"peakscale-controller/{name}"
     telemetry = Telemetry()
@@ -94,7 +97,7 @@ def controller(
     history = HistoryCache(prometheus_url, token=token, verify_tls=verify, timeout_s=times["prometheus_timeout"])
     options = ControllerOptions(
         # the Lease's holder is this process: two started with one --identity never both lead
-        identity=f"{name}_{uuid.uuid4().hex[:8]}", namespaces=list(namespace) if namespace else None, interval_s=times["interval"], dry_run=dry_run,
+        identity=f"{name}_{uuid.uuid4().hex[:8]}", namespaces=watched, interval_s=times["interval"], dry_run=dry_run,
         lease_namespace=lease_namespace, lease_name=lease_name, lease_duration_s=times["lease_duration"],
         renew_deadline_s=times["renew_deadline"], retry_period_s=times["retry_period"], unready_after=unready_after,
         headroom_priority_classes=tuple(headroom_priority_class or ("peakscale-headroom",)), headroom_max_pods=headroom_max_pods,
@@ -102,6 +105,7 @@ def controller(
         preflight_ahead_s=times["preflight_ahead"], preflight_every_s=times["preflight_every"],
     )  # fmt: skip
     ctl = Controller(Kube(api), history, options, telemetry=telemetry)
+    logging.getLogger("peakscale.controller").info("watching %s; Lease %s/%s", "all namespaces" if watched is None else "namespace(s) " + ", ".join(watched), lease_namespace, lease_name)
     if once:
         _run_once(ctl)
         return

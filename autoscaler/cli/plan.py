@@ -18,10 +18,11 @@ from autoscaler.adapters.calendar_files import load_calendar
 from autoscaler.adapters.inputs import PolicyDoc, load_policies, one_history_source, policies_of, prometheus_history, trace_history
 from autoscaler.cli.app import app
 from autoscaler.cli.output import check_output, err_console, split_list, table_console
+from autoscaler.cli.promo_store import AllNamespacesOpt, NamespaceOpt
 from autoscaler.core.calendar import PromotionEvent, select_kinds
 from autoscaler.core.durations import parse_duration_s
-from autoscaler.core.resources import LabelSelector
-from autoscaler.core.schedule import Plan, PolicyInput, plan_target, selects
+from autoscaler.core.resources import event_applies
+from autoscaler.core.schedule import Plan, PolicyInput, plan_target
 from autoscaler.core.timezones import aware, get_zone, shown, wall_seconds
 from autoscaler.errors import InputError
 
@@ -37,19 +38,31 @@ def plan(
     trace: Annotated[Optional[Path], typer.Option(help="Offline history instead of Prometheus: a timestamp,value CSV.")] = None,
     trace_tz: Annotated[str, typer.Option(help="Zone of the trace's naive timestamps (and of --events).")] = "UTC",
     prometheus_url: Annotated[Optional[str], typer.Option(help="Prometheus to read each policy's history from.")] = None,
-    events: Annotated[Optional[Path], typer.Option(help="A calendar file (CSV or YAML) instead of the promo store.")] = None,
+    events: Annotated[Optional[Path], typer.Option(help="A calendar file (CSV or YAML) instead of the promo store; its entries apply in every namespace, as the controller's --calendar. With --store kube: both, as the controller reads them.")] = None,
     kinds: Annotated[Optional[list[str]], typer.Option("--kinds", help="With --events: the kinds that count (default: all but data kinds).")] = None,
-    policies: Annotated[Optional[Path], typer.Option(help="YAML file of ScalingPolicy resources. Default: the cluster's (when promotions come from it and no --capacity-per-replica is given), else one policy from the options below.")] = None,
+    policies: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="YAML file of ScalingPolicy resources. Default: the cluster's (when promotions come from it and no --capacity-per-replica is given), else one policy from the options below."
+        ),
+    ] = None,
     policy: Annotated[Optional[list[str]], typer.Option("--policy", help="Only these policies (repeatable).")] = None,
     capacity_per_replica: Annotated[Optional[float], typer.Option(help="Without --policies: demand one replica serves.")] = None,
     lead_time: Annotated[str, typer.Option(help="Without --policies: how long new capacity takes to serve.")] = "10m",
     min_replicas: Annotated[int, typer.Option(help="Without --policies: the usual floor.")] = 2,
     max_replicas: Annotated[int, typer.Option(help="Without --policies: never more.")] = 200,
-    store: Annotated[str, typer.Option("--store", help="Promotions from: kube (PromotionEvents), file (a YAML calendar), or auto: kube when a kubeconfig context or in-cluster config is found and no --calendar is given, else file.")] = "auto",
+    store: Annotated[
+        str,
+        typer.Option(
+            "--store",
+            help="Promotions from: kube (PromotionEvents), file (a YAML calendar), or auto: kube when a kubeconfig context or in-cluster config is found and no --calendar is given, else file.",
+        ),
+    ] = "auto",
     calendar: Annotated[Optional[Path], typer.Option("--calendar", envvar="PEAKSCALE_CALENDAR", help="Calendar file for --store file (default ~/.config/peakscale/calendar.yaml).")] = None,
     kubeconfig: Annotated[Optional[Path], typer.Option(help="Kubeconfig for --store kube.")] = None,
     context: Annotated[Optional[str], typer.Option(help="Kubeconfig context.")] = None,
-    namespace: Annotated[str, typer.Option("--namespace", "-n", help="Namespace of the PromotionEvents for --store kube.")] = "default",
+    namespace: NamespaceOpt = None,
+    all_namespaces: AllNamespacesOpt = False,
     output: Annotated[str, typer.Option("--output", "-o", help="table, json or yaml.")] = "table",
     timeline: Annotated[bool, typer.Option("--timeline/--no-timeline", help="Show a compact timeline of the planned floor per target.")] = True,
     interval: Annotated[str, typer.Option(help="The controller's interval (its --interval): plan decides at the same instants.")] = "30s",
@@ -65,9 +78,6 @@ def plan(
 
     peakscale plan --trace traffic.csv --events promos.csv --capacity-per-replica 2000 -o json
     """
-    from autoscaler.adapters.store import KubeStore
-    from autoscaler.cli.promo_store import read_policies, warn_skipped
-
     check_output(output)
     show_zone = get_zone(tz)
     one_history_source(trace, prometheus_url)
@@ -76,31 +86,46 @@ def plan(
     def fmt(seconds: float) -> str:
         return shown(aware(seconds, clock_zone), show_zone)
 
-    calendar_events, selectors, st = _calendar(events, split_list(kinds), clock_zone, store=store, calendar=calendar, kubeconfig=kubeconfig, context=context, namespace=namespace)
-    # policies: a file, the cluster's (beside its promotions), or one from the options
-    if policies is None and capacity_per_replica is None and isinstance(st, KubeStore):
-        skipped: list[InputError] = []
-        docs = policies_of(read_policies(st), policy, skipped=skipped)
-        for exc in skipped:
-            warn_skipped(exc.where, exc.problem, "fix it with kubectl edit scalingpolicy")
-    else:
-        docs = load_policies(policies, only=policy, capacity_per_replica=capacity_per_replica, lead_time=lead_time, min_replicas=min_replicas, max_replicas=max_replicas)
+    calendar_events, st = _calendar(events, split_list(kinds), clock_zone, store=store, calendar=calendar, kubeconfig=kubeconfig, context=context, namespace=namespace, all_namespaces=all_namespaces)
+    every, where = _policies(st, events, policies, capacity_per_replica=capacity_per_replica, lead_time=lead_time, min_replicas=min_replicas, max_replicas=max_replicas, namespace=namespace, kubeconfig=kubeconfig, context=context)
+    docs = only_policies(every, policy)
     histories, from_s, to_s = _window(docs, trace, prometheus_url, clock_zone, start=start, end=end, tz=tz, strict=strict)
     interval_s = parse_duration_s(interval, field="--interval")
     _bounded(docs, from_s, to_s, interval_s)
     targets = []
     for doc in docs:
-        times, values = histories[doc.name]
-        entry = PolicyInput(name=doc.name, namespace=doc.namespace, labels=doc.labels, spec=doc.spec, targets_of=selects(selectors, doc.labels))
+        times, values = histories[(doc.namespace, doc.name)]
+        entry = PolicyInput(name=doc.name, namespace=doc.namespace, labels=doc.labels, spec=doc.spec)
         targets.append(plan_target(entry, times, values, calendar_events, from_s, to_s, interval_s=interval_s, fmt=fmt))
-    selecting = {e for t in targets for e in t.events}
-    unmatched = sorted(e.name for e in calendar_events if e.name not in selecting and from_s - 86400 <= e.end_s and e.start_s <= to_s)
-    result = Plan(start=fmt(from_s), end=fmt(to_s), tz=tz, targets=targets, unmatched=unmatched)
-    labels = sorted({f"{k}={v}" for d in docs for k, v in d.labels.items()})
+    near = [e for e in calendar_events if from_s - 86400 <= e.end_s and e.start_s <= to_s]
+    unmatched = sorted(_event_key(e) for e in near if not any(event_applies(e, d.namespace, d.labels) for d in every))
+    result = Plan(start=fmt(from_s), end=fmt(to_s), tz=tz, source=where, targets=targets, unmatched=unmatched)
+    labels = sorted({f"{k}={v}" for d in every for k, v in d.labels.items()})
     for name in result.unmatched:
         there = f"the policies carry {', '.join(labels[:8])}" if labels else "the policies carry no labels"
         err_console.print(f"warning: promotion {name!r} selects no policy: nothing is raised for it ({there}; see its targets)", highlight=False, soft_wrap=True)
     _print_plan(result, output, timeline)
+
+
+def _policies(
+    st: Store | None, events: Path | None, policies: Path | None, *, capacity_per_replica: float | None, lead_time: str, min_replicas: int, max_replicas: int, namespace: str | None, kubeconfig: Path | None, context: str | None
+) -> tuple[list[PolicyDoc], str]:
+    """Every policy (a file, the cluster's beside its promotions, or one from the options), all of
+    them, so that a promotion of a policy --policy leaves out is not "selecting no policy"; and
+    where the inputs were read. A policy without a namespace is in the command's (kubectl's rule)."""
+    from autoscaler.adapters.store import KubeStore
+    from autoscaler.cli.promo_store import namespace_of, read_policies, warn_skipped
+
+    if policies is None and capacity_per_replica is None and isinstance(st, KubeStore):
+        skipped: list[InputError] = []
+        every = policies_of(read_policies(st), skipped=skipped)
+        for exc in skipped:
+            warn_skipped(exc.where, exc.problem, "fix it with kubectl edit scalingpolicy")
+        return every, st.describe().replace("PromotionEvents", "promotions and policies")
+    home = st.namespace if isinstance(st, KubeStore) and st.namespace else namespace_of(namespace, kubeconfig, context)
+    every = load_policies(policies, only=None, capacity_per_replica=capacity_per_replica, lead_time=lead_time, min_replicas=min_replicas, max_replicas=max_replicas, namespace=home)
+    where = st.describe() if st is not None else f"calendar {events.name if events else '-'}"
+    return every, where + (f"; policies from {policies} (namespace {home} where they name none)" if policies else f"; one policy from the options, namespace {home}")
 
 
 #: the most controller cycles one plan replays (a year at 5 min is 105,120)
@@ -119,36 +144,60 @@ def _bounded(docs: list[PolicyDoc], from_s: int, to_s: int, interval_s: int) -> 
             raise InputError("--to", f"the window is {(to_s - from_s) // doc.spec.step_s:,} steps of policy {doc.name}'s forecast, over {MAX_SAMPLES:,}", "a shorter window")
 
 
+def _event_key(event: PromotionEvent) -> str:
+    return f"{event.namespace}/{event.name}" if event.namespace else event.name
+
+
+def only_policies(docs: list[PolicyDoc], only: list[str] | None) -> list[PolicyDoc]:
+    """The policies ``--policy`` names (a name, or namespace/name); a name that is not there is
+    refused, naming those that are."""
+    if not only:
+        return docs
+    import difflib
+
+    names = sorted({d.name for d in docs} | {f"{d.namespace}/{d.name}" for d in docs})
+    for wanted in only:
+        if wanted not in names:
+            close = difflib.get_close_matches(wanted, names, n=1, cutoff=0.5)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise InputError("--policy", f"no policy named {wanted!r}", f"{hint}policies: {', '.join(sorted({d.name for d in docs})[:12])}")
+    return [d for d in docs if d.name in only or f"{d.namespace}/{d.name}" in only]
+
+
 def _calendar(
-    events: Path | None, kinds: list[str], zone: ZoneInfo, *, store: str, calendar: Path | None, kubeconfig: Path | None, context: str | None, namespace: str
-) -> tuple[list[PromotionEvent], dict[str, LabelSelector], Store | None]:
-    """The promotions (from --events, else the store), each promotion's selector, and the store."""
+    events: Path | None, kinds: list[str], zone: ZoneInfo, *, store: str, calendar: Path | None, kubeconfig: Path | None, context: str | None, namespace: str | None, all_namespaces: bool
+) -> tuple[list[PromotionEvent], Store | None]:
+    """The promotions and the store: --events, else the store's (each PromotionEvent with its
+    namespace); --events with --store kube reads both, as the controller reads its --calendar
+    beside the PromotionEvents (a PromotionEvent of the same name wins)."""
     from autoscaler.cli.promo_store import open_store, read_promos
 
-    if events is not None:
-        return select_kinds(load_calendar(events, zone), kinds), {}, None
-    st = open_store(store, calendar, kubeconfig, context, namespace)
-    promos = read_promos(st)
-    return [p.event(zone) for p in promos], {p.name: p.parsed.targets for p in promos}, st
+    from_file = select_kinds(load_calendar(events, zone), kinds) if events is not None else []
+    if events is not None and store != "kube":
+        return from_file, None
+    st = open_store(store, calendar, kubeconfig, context, namespace, all_namespaces)
+    stored = [p.event(zone) for p in read_promos(st)]
+    names = {e.name for e in stored}
+    return stored + [e for e in from_file if e.name not in names], st
 
 
 def _window(
     docs: list[PolicyDoc], trace: Path | None, prometheus_url: str | None, zone: ZoneInfo, *, start: str, end: str, tz: str, strict: bool
-) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], int, int]:
+) -> tuple[dict[tuple[str, str], tuple[np.ndarray, np.ndarray]], int, int]:
     """Each policy's history (from the trace, or Prometheus now) and the plan's [from, to) on the
     history's clock."""
     from autoscaler.cli.promo_store import parse_time
 
-    histories: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    histories: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
     default_to: int | None = None
     if trace is not None:
         seen_times, seen_values, first, last = trace_history(trace, zone, strict=strict)
-        histories = {d.name: (seen_times, seen_values) for d in docs}
+        histories = {(d.namespace, d.name): (seen_times, seen_values) for d in docs}
         base, default_to = first, last
     else:
         assert prometheus_url is not None
         now_s = time.time()
-        histories = {d.name: prometheus_history(prometheus_url, d, now_s=now_s) for d in docs}
+        histories = {(d.namespace, d.name): prometheus_history(prometheus_url, d, now_s=now_s) for d in docs}
         base = int(now_s)
     if start == "now":
         from_s = base
@@ -175,6 +224,8 @@ def _print_plan(result: Plan, output: str, timeline: bool) -> None:
         typer.echo(yaml.safe_dump(result.model_dump(), sort_keys=False, allow_unicode=True).rstrip())
         return
     console = table_console(160)
+    if result.source:
+        console.print(f"read: {result.source}", highlight=False)
     for target in result.targets:
         table = Table(
             title=f"{target.namespace}/{target.policy} -> {target.target} ({target.mode}, {target.min_replicas}-{target.max_replicas}, lead {target.lead_time_s // 60} min), {result.start} to {result.end}",

@@ -7,13 +7,17 @@ import time
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
+import yaml
 from rich.console import Console
 from rich.table import Table
 
 from autoscaler.adapters.inputs import PolicyDoc
+from autoscaler.adapters.kubeconfig import resolve_namespaces
 from autoscaler.cli.app import app
 from autoscaler.core.calendar import PromotionEvent
-from autoscaler.core.resources import EVENT_PLURAL, POLICY_PLURAL, PromotionEventSpec, parse_event, parse_policy
+from autoscaler.cli.output import check_output
+from autoscaler.core.cycle_types import DEFAULT_LEASE_NAME
+from autoscaler.core.resources import EVENT_PLURAL, POLICY_PLURAL, PromotionEventSpec, event_applies, parse_event, parse_policy
 from autoscaler.errors import CommandFailed, InputError, clip
 
 if TYPE_CHECKING:
@@ -29,14 +33,15 @@ def preflight(
     event: Annotated[Optional[str], typer.Option("--event", help="Check this promotion (a PromotionEvent name).")] = None,
     at: Annotated[Optional[str], typer.Option("--at", help="Check the promotions running at this time (local time in --tz, or +2h from now).")] = None,
     within: Annotated[str, typer.Option("--within", help="Without --event or --at: the promotions starting within this long from now, or running now.")] = "48h",
-    namespace: Annotated[Optional[list[str]], typer.Option("--namespace", "-n", help="Namespaces of the policies and promotions (repeatable). Default: all.")] = None,
+    namespace: Annotated[Optional[list[str]], typer.Option("--namespace", "-n", help="Namespace of the policies and promotions (repeatable). Default, as kubectl: the kubeconfig context's namespace, else default.")] = None,
+    all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A", help="Check every namespace.")] = False,
     kubeconfig: Annotated[Optional[str], typer.Option(help="Kubeconfig file. Default: in-cluster, else ~/.kube/config.")] = None,
     context: Annotated[Optional[str], typer.Option(help="Kubeconfig context.")] = None,
     interval: Annotated[str, typer.Option(help="The controller's --interval (the plan decides at the same instants).")] = "30s",
     lease_namespace: Annotated[str, typer.Option(help="Namespace of the controller's Lease.")] = "peakscale-system",
-    lease_name: Annotated[str, typer.Option(help="Name of the controller's Lease.")] = "peakscale-controller",
+    lease_name: Annotated[str, typer.Option(help="Name of the controller's Lease (the chart: <release>-controller).")] = DEFAULT_LEASE_NAME,
     tz: Annotated[str, typer.Option("--tz", help="Zone of --at and of the times shown.")] = "Asia/Shanghai",
-    output: Annotated[str, typer.Option("--output", "-o", help="table or json.")] = "table",
+    output: Annotated[str, typer.Option("--output", "-o", help="table, json or yaml.")] = "table",
 ) -> None:
     """Check, before the night, that every planned raise can happen: PASS, WARN or FAIL, each with its fix.
 
@@ -61,8 +66,7 @@ def preflight(
     from autoscaler.cli.promo_store import parse_time
     from autoscaler.core.timezones import get_zone
 
-    if output not in ("table", "json"):
-        raise InputError("--output", f"unknown format {output!r}", "use table or json")
+    check_output(output)
     if event is not None and at is not None:
         raise InputError("--at", "give --event or --at, not both", "e.g. --event double11-2026")
     zone = get_zone(tz)
@@ -75,17 +79,14 @@ def preflight(
     if at is not None:
         at_s = now_s + parse_duration_s(at[1:], field="--at") if at.startswith("+") else parse_time(at, tz, "--at").timestamp()
     kube = Kube(api_client(kubeconfig, context))
-    namespaces = list(namespace) if namespace else None
+    namespaces = resolve_namespaces(namespace, all_namespaces, kubeconfig, context)
     policies, parsed = _read_cluster(kube, namespaces)
     chosen = _chosen(parsed, event, at_s, now_s, within_s, namespaces)
 
     def calendar_for(policy: PolicyDoc):
-        return [ev.for_policy(policy.name) for ns, spec, ev in parsed if ns == policy.namespace and spec.targets.matches(policy.labels)]
+        return [ev.for_policy(policy.name) for _, _, ev in parsed if event_applies(ev, policy.namespace, policy.labels)]
 
-    pairs = []
-    for ns, spec, ev in chosen:
-        targeted = [p for p, _ in policies if p.namespace == ns and spec.targets.matches(p.labels)]
-        pairs.append((ev, targeted))
+    pairs = [(ev, [p for p, _ in policies if event_applies(ev, p.namespace, p.labels)]) for _, _, ev in chosen]
     with err.status("checking the planned raises against the cluster and Prometheus...") if err.is_terminal else _Quiet():
         try:
             checks = run_checks(
@@ -96,9 +97,12 @@ def preflight(
         except (ApiException, HTTPError, OSError) as exc:
             raise CommandFailed(f"cannot read the cluster ({type(exc).__name__}: {clip(str(getattr(exc, 'reason', None) or exc), 200)})") from None
     report = Report(at=now_rfc3339(now_s), events=[ev.name for _, _, ev in chosen], checks=checks)
-    if output == "json":
-        typer.echo(json.dumps({**report.model_dump(), "worst": report.worst, "exit_code": report.exit_code}, indent=2))
+    read = "all namespaces" if namespaces is None else "namespace(s) " + ", ".join(namespaces)
+    if output in ("json", "yaml"):
+        doc = {"namespaces": namespaces, **report.model_dump(), "worst": report.worst, "exit_code": report.exit_code}
+        typer.echo(json.dumps(doc, indent=2) if output == "json" else yaml.safe_dump(doc, sort_keys=False).rstrip())
         raise typer.Exit(report.exit_code)
+    Console(width=160, no_color=True, highlight=False).print(f"read: {read}")
     _print(report, chosen, zone)
     raise typer.Exit(report.exit_code)
 

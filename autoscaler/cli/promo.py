@@ -21,6 +21,7 @@ from autoscaler.adapters.store import KubeStore, Promo, check_references, overla
 from autoscaler.cli.app import app
 from autoscaler.cli.output import check_output, err_console, table_console
 from autoscaler.cli.promo_store import (
+    AllNamespacesOpt,
     retrying,
     AllowPastOpt,
     CalendarOpt,
@@ -35,6 +36,8 @@ from autoscaler.cli.promo_store import (
     file_note,
     find_promo,
     home_relative,
+    namespace_of,
+    read_policies,
     open_store,
     read_promos,
     refuse_past,
@@ -43,6 +46,7 @@ from autoscaler.cli.promo_store import (
     write_promos,
 )
 from autoscaler.core.durations import format_duration
+from autoscaler.core.selectors import format_selector
 from autoscaler.core.timezones import get_zone, shown
 from autoscaler.errors import InputError
 
@@ -62,26 +66,73 @@ def _shown(promo: Promo, tz: str) -> dict:
         "duration": format_duration((spec.end - spec.start).total_seconds()),
         "size": f"x{spec.expected_multiplier:g}" if spec.expected_multiplier else (f"peak {spec.expected_peak:g}" if spec.expected_peak else "-"),
         "like": ",".join(spec.like) or "-",
-        "targets": ",".join(f"{k}={v}" for k, v in spec.targets.match_labels.items()) or "all",
+        "targets": format_selector(promo.spec.get("targets")),
     }
 
 
-def _emit(promos: list[Promo], output: str, tz: str, title: str) -> None:
-    if output == "json":
-        typer.echo(json.dumps([p.as_entry() for p in promos], indent=2))
-    elif output == "yaml":
-        typer.echo(yaml.safe_dump({"events": [p.as_entry() for p in promos]}, sort_keys=False).rstrip())
+def _kept_targets(promo: Promo) -> str | None:
+    text = format_selector(promo.spec.get("targets"))
+    return None if text == "all" else text
+
+
+def _emit(promos: list[Promo], output: str, tz: str, title: str, *, source: str = "", status: dict[tuple[str | None, str], dict] | None = None) -> None:
+    """A list of promotions: a table for people; for scripts one shape in JSON and YAML,
+    ``{source, events: [...]}``, each event as a calendar entry with its ``status`` (phase, raiseAt)
+    when known (``promo export`` writes what ``promo import`` reads back)."""
+    status = status or {}
+    if output in ("json", "yaml"):
+        events = [{**p.as_entry(), **({"namespace": p.namespace} if p.namespace else {}), **({"status": status[(p.namespace, p.name)]} if (p.namespace, p.name) in status else {})} for p in promos]
+        doc = {"source": source, "events": events}
+        typer.echo(json.dumps(doc, indent=2) if output == "json" else yaml.safe_dump(doc, sort_keys=False).rstrip())
     elif output == "table":
         console = table_console(160)
         table = Table(title=title, title_justify="left")
-        for col in ("name", "kind", "start", "end", "duration", "size", "like", "targets", "title"):
+        many = len({p.namespace for p in promos}) > 1
+        cols = (("namespace",) if many else ()) + ("name", "phase", "raise at", "kind", "start", "end", "duration", "size", "like", "targets", "title")
+        for col in cols:
             table.add_column(col)
         for p in promos:
             row = _shown(p, tz)
-            table.add_row(*(row[c] for c in ("name", "kind", "start", "end", "duration", "size", "like", "targets", "title")))
+            known = status.get((p.namespace, p.name), {})
+            row.update(namespace=p.namespace or "-", phase=known.get("phase", "-"), **{"raise at": known.get("raiseAt", "-")})
+            table.add_row(*(row[c] for c in cols))
         console.print(table)
     else:
         raise InputError("--output", f"unknown format {output!r}", "use table, json or yaml")
+
+
+def _status(st, promos: list[Promo], tz: str, now_s: float, *, shown_local: bool) -> dict[tuple[str | None, str], dict]:
+    """Each promotion's phase now and when the controller first raises for it: from the policies
+    it applies to (in the cluster, by the controller's rule); a file store has no policies, so its
+    phases follow the promotion's own times and its raise time is unknown."""
+    from datetime import UTC
+
+    from autoscaler.adapters.inputs import policies_of
+    from autoscaler.core.cycle import phase, raise_at
+    from autoscaler.core.resources import applies
+    from autoscaler.core.timezones import aware
+
+    docs = []
+    if isinstance(st, KubeStore):
+        listed = read_policies(st)
+        docs = policies_of(listed, skipped=[]) if listed else []
+    zone, utc = get_zone(tz), get_zone("UTC")
+    out = {}
+    for p in promos:
+        event = p.event(UTC)
+        mine = [d.spec.cycle_policy(DEFAULT_INTERVAL_S) for d in docs if applies(p.parsed.targets, p.namespace, d.namespace, d.labels)]
+        opens = raise_at(mine, event)
+        entry: dict = {"phase": phase(event, now_s, mine)}
+        if opens is not None:
+            entry["raiseAt"] = shown(aware(opens, utc), utc)
+            if shown_local:
+                entry["raiseAt"] = shown(aware(opens, utc), zone)
+        out[(p.namespace, p.name)] = entry
+    return out
+
+
+#: the controller's default --interval (the raise time is the cycle before the window opens)
+DEFAULT_INTERVAL_S = 30
 
 
 def _warn_overlaps(promos: list[Promo], promo: Promo) -> None:
@@ -93,8 +144,7 @@ def _warn_overlaps(promos: list[Promo], promo: Promo) -> None:
 def _say_overlap(promo: Promo, clash: list[str]) -> None:
     if clash:
         err_console.print(
-            f"warning: {promo.name!r} overlaps {', '.join(map(repr, clash))} of the same kind on the same targets "
-            "(kept: they will be planned together)",
+            f"warning: {promo.name!r} overlaps {', '.join(map(repr, clash))} of the same kind on the same targets (kept: they will be planned together)",
             highlight=False,
             soft_wrap=True,
         )
@@ -118,7 +168,7 @@ def add(
     calendar: CalendarOpt = None,
     kubeconfig: KubeconfigOpt = None,
     context: ContextOpt = None,
-    namespace: NamespaceOpt = "default",
+    namespace: NamespaceOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Schedule a promotion: when, how big, which tiers.
@@ -164,9 +214,12 @@ def list_(
     calendar: CalendarOpt = None,
     kubeconfig: KubeconfigOpt = None,
     context: ContextOpt = None,
-    namespace: NamespaceOpt = "default",
+    namespace: NamespaceOpt = None,
+    all_namespaces: AllNamespacesOpt = False,
 ) -> None:
-    """List the promotions, earliest first, times in --tz.
+    """List the promotions, earliest first, times in --tz, each with its phase (scheduled, raising,
+    live, cooling, over) and when the controller first raises capacity for it (the earliest lead
+    time of the policies it targets; in the cluster only, where the policies are).
 
     Examples:
 
@@ -174,11 +227,14 @@ def list_(
 
     peakscale promo list -o json --store kube -n live
     """
+    import time
+
     check_output(output)
     get_zone(tz)
-    st = open_store(store, calendar, kubeconfig, context, namespace)
-    promos = sorted(read_promos(st), key=lambda p: (p.parsed.start, p.name))
-    _emit(promos, output, tz, f"{len(promos)} promotion(s) in {st.describe()} (times in {tz})")
+    st = open_store(store, calendar, kubeconfig, context, namespace, all_namespaces)
+    promos = sorted(read_promos(st), key=lambda p: (p.parsed.start, p.namespace or "", p.name))
+    status = _status(st, promos, tz, time.time(), shown_local=output == "table")
+    _emit(promos, output, tz, f"{len(promos)} promotion(s) in {st.describe()} (times in {tz})", source=st.describe(), status=status)
 
 
 @promo_app.command("show")
@@ -190,7 +246,7 @@ def show(
     calendar: CalendarOpt = None,
     kubeconfig: KubeconfigOpt = None,
     context: ContextOpt = None,
-    namespace: NamespaceOpt = "default",
+    namespace: NamespaceOpt = None,
 ) -> None:
     """Show one promotion.
 
@@ -229,7 +285,7 @@ def edit(
     calendar: CalendarOpt = None,
     kubeconfig: KubeconfigOpt = None,
     context: ContextOpt = None,
-    namespace: NamespaceOpt = "default",
+    namespace: NamespaceOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Change fields of a promotion; the others stay.
@@ -257,7 +313,7 @@ def edit(
             multiplier=multiplier if multiplier is not None else (None if expected_peak is not None else old.expected_multiplier),
             expected_peak=expected_peak if expected_peak is not None else (None if multiplier is not None else old.expected_peak),
             like=like if like is not None else list(old.like),
-            targets=targets if targets is not None else ",".join(f"{k}={v}" for k, v in old.targets.match_labels.items()) or None,
+            targets=targets if targets is not None else _kept_targets(current),
         )
         promo = validate_promo(Promo(name=name, spec=spec, memory=current.memory).replacing(current))
         if start is not None:
@@ -283,7 +339,7 @@ def delete(
     calendar: CalendarOpt = None,
     kubeconfig: KubeconfigOpt = None,
     context: ContextOpt = None,
-    namespace: NamespaceOpt = "default",
+    namespace: NamespaceOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Delete a promotion (refused while another one names it in --like).
@@ -342,14 +398,14 @@ def import_rows(path: Path, tz: str | None) -> list[Promo]:
 
 @promo_app.command("import")
 def import_(
-    file: Annotated[Path, typer.Argument(help="A YAML calendar or a CSV with columns start,end,name,kind.")],
-    tz: Annotated[Optional[str], typer.Option("--tz", help="Zone of naive times in the file (a YAML 'timezone:' key wins).")] = None,
+    file: Annotated[Path, typer.Argument(help="A YAML calendar, or a CSV with columns start,end,name,kind and optionally title, expected_multiplier, expected_peak, like, targets, source.")],
+    tz: Annotated[str, typer.Option("--tz", help="Zone of naive times in the file, as for promo add (a YAML 'timezone:' key, or a time's own offset, wins).")] = "Asia/Shanghai",
     allow_past: AllowPastOpt = False,
     store: StoreOpt = "auto",
     calendar: CalendarOpt = None,
     kubeconfig: KubeconfigOpt = None,
     context: ContextOpt = None,
-    namespace: NamespaceOpt = "default",
+    namespace: NamespaceOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Import promotions: all of them, or none (the row at fault is named).
@@ -360,8 +416,7 @@ def import_(
 
     peakscale promo export > backup.yaml && peakscale promo import backup.yaml --allow-past --store kube -n live
     """
-    if tz is not None:
-        get_zone(tz)
+    get_zone(tz)
     st = open_store(store, calendar, kubeconfig, context, namespace)
     incoming = import_rows(file, tz)
     if not allow_past:
@@ -390,6 +445,7 @@ def import_(
     write_promos(st, updated, changed=[p.name for p in incoming], deleted=[], created=[p.name for p in incoming])
     if not quiet:
         typer.echo(f"imported {len(incoming)} promotion(s) into {st.describe() if isinstance(st, KubeStore) else home_relative(st.path)}")
+    targets_report(st, *incoming)
     file_note(st)
 
 
@@ -400,10 +456,11 @@ def export(
     calendar: CalendarOpt = None,
     kubeconfig: KubeconfigOpt = None,
     context: ContextOpt = None,
-    namespace: NamespaceOpt = "default",
+    namespace: NamespaceOpt = None,
 ) -> None:
     """Print every promotion as a calendar that promo import reads back (yaml or json), or as
-    PromotionEvent manifests for kubectl (-o manifests, in the namespace of -n).
+    PromotionEvent manifests for kubectl (-o manifests, in the namespace of -n, else the kubeconfig
+    context's, else default).
 
     Examples:
 
@@ -416,7 +473,9 @@ def export(
     promos = sorted(read_promos(st), key=lambda p: (p.parsed.start, p.name))
     if output == "manifests":
         from autoscaler.core.resources import GROUP, VERSION
-        docs = [{"apiVersion": f"{GROUP}/{VERSION}", "kind": "PromotionEvent", "metadata": {"name": p.name, "namespace": namespace}, "spec": p.spec} for p in promos]
+
+        home = namespace_of(namespace, kubeconfig, context)
+        docs = [{"apiVersion": f"{GROUP}/{VERSION}", "kind": "PromotionEvent", "metadata": {"name": p.name, "namespace": p.namespace or home}, "spec": p.spec} for p in promos]
         typer.echo(yaml.safe_dump_all(docs, sort_keys=False, allow_unicode=True).rstrip())
         return
     _emit(promos, output, "UTC", "")

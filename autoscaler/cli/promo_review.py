@@ -28,6 +28,7 @@ from autoscaler.cli.promo_store import (
     StoreOpt,
     TzOpt,
     find_promo,
+    namespace_of,
     open_store,
     read_policies,
     read_promos,
@@ -36,7 +37,8 @@ from autoscaler.cli.promo_store import (
 )
 from autoscaler.core.durations import parse_duration_s
 from autoscaler.core.review import Review, recorded_profile, review_policy
-from autoscaler.core.schedule import PolicyInput, selects
+from autoscaler.core.resources import event_applies
+from autoscaler.core.schedule import PolicyInput
 from autoscaler.core.timezones import aware, get_zone, shown
 from autoscaler.errors import InputError
 
@@ -61,7 +63,7 @@ def review(
     calendar: CalendarOpt = None,
     kubeconfig: KubeconfigOpt = None,
     context: ContextOpt = None,
-    namespace: NamespaceOpt = "default",
+    namespace: NamespaceOpt = None,
 ) -> None:
     """After a promotion: per targeted policy, what was planned and when it was ready, forecast vs observed peak, the minutes demand exceeded ready capacity, and what was recorded into memory.
 
@@ -82,19 +84,19 @@ def review(
     promos = read_promos(st)
     promo = find_promo(promos, name)
     events = [p.event(clock_zone) for p in promos]
-    selectors = {p.name: p.parsed.targets for p in promos}
+    event = next(e for e in events if e.name == name)
     if policies is None and isinstance(st, KubeStore):
         skipped: list[InputError] = []
         docs = policies_of(read_policies(st), policy, skipped=skipped)
         for exc in skipped:
             warn_skipped(exc.where, exc.problem, "fix it with kubectl edit scalingpolicy")
     else:
-        docs = load_policies(policies, only=policy, capacity_per_replica=capacity_per_replica, lead_time=lead_time, min_replicas=min_replicas, max_replicas=max_replicas)
-    targeted = [d for d in docs if selectors[name].matches(d.labels)]
+        home = st.namespace if isinstance(st, KubeStore) and st.namespace else namespace_of(namespace, kubeconfig, context)
+        docs = load_policies(policies, only=policy, capacity_per_replica=capacity_per_replica, lead_time=lead_time, min_replicas=min_replicas, max_replicas=max_replicas, namespace=home)
+    targeted = [d for d in docs if event_applies(event, d.namespace, d.labels)]
     if not targeted:
         known = sorted({f"{k}={v}" for d in docs for k, v in d.labels.items()})
         raise InputError("NAME", f"{name!r} selects no ScalingPolicy", f"its targets must match a policy's labels; labels present: {', '.join(known) or 'none'}")
-    event = next(e for e in events if e.name == name)
 
     def fmt(seconds: float) -> str:
         return shown(aware(seconds, clock_zone), show_zone)
@@ -102,7 +104,7 @@ def review(
     from_trace = trace_history(trace, clock_zone)[:2] if trace is not None else None
     reviews, profiles = [], []
     for doc in targeted:
-        entry = PolicyInput(doc.name, doc.namespace, doc.labels, doc.spec, selects(selectors, doc.labels))
+        entry = PolicyInput(doc.name, doc.namespace, doc.labels, doc.spec)
         times, values = from_trace if from_trace is not None else _prometheus_history(doc, prometheus_url, event_start_s=event.start_s)
         reviews.append(review_policy(entry, times, values, events, name, interval_s=interval_s, fmt=fmt))
         if record:

@@ -8,7 +8,6 @@ Every write says where it went; a file write adds that the controller does not r
 from __future__ import annotations
 
 import math
-import re
 from datetime import datetime, timedelta, UTC
 from pathlib import Path
 from collections.abc import Callable
@@ -16,7 +15,7 @@ from typing import Annotated, Any, Optional, TypeVar
 
 import typer
 
-from autoscaler.adapters.kube import current_context
+from autoscaler.adapters.kubeconfig import check_context, current_context, resolve_namespace
 from autoscaler.adapters.store import FileStore, KubeStore, Promo
 from autoscaler.cli.output import err_console
 from autoscaler.core.calendar import MAX_PEAK, stamp
@@ -33,9 +32,7 @@ StoreOpt = Annotated[
     ),
 ]
 
-CalendarOpt = Annotated[
-    Optional[Path], typer.Option("--calendar", envvar="PEAKSCALE_CALENDAR", help="Calendar file for --store file (default ~/.config/peakscale/calendar.yaml).")
-]
+CalendarOpt = Annotated[Optional[Path], typer.Option("--calendar", envvar="PEAKSCALE_CALENDAR", help="Calendar file for --store file (default ~/.config/peakscale/calendar.yaml).")]
 
 KubeconfigOpt = Annotated[Optional[Path], typer.Option("--kubeconfig", help="Kubeconfig for --store kube (default: in-cluster, else ~/.kube/config).")]
 
@@ -43,28 +40,45 @@ ContextOpt = Annotated[Optional[str], typer.Option("--context", help="Kubeconfig
 
 AllowPastOpt = Annotated[bool, typer.Option("--allow-past", help="Accept a start in the past: record a past promotion, so that it teaches later ones of its kind.")]
 
-NamespaceOpt = Annotated[str, typer.Option("--namespace", "-n", help="Namespace of the PromotionEvents for --store kube.")]
+NamespaceOpt = Annotated[
+    Optional[str],
+    typer.Option("--namespace", "-n", help="Namespace of the PromotionEvents for --store kube. Default, as kubectl: the kubeconfig context's namespace, else default."),
+]
 
-TzOpt = Annotated[str, typer.Option("--tz", help="Zone of local times given and shown (IANA name). Default Asia/Shanghai: promotions are scheduled on the operators' wall clock; shown times carry their UTC offset.")]
+AllNamespacesOpt = Annotated[bool, typer.Option("--all-namespaces", "-A", help="Read every namespace (--store kube).")]
+
+TzOpt = Annotated[
+    str, typer.Option("--tz", help="Zone of local times given and shown (IANA name). Default Asia/Shanghai: promotions are scheduled on the operators' wall clock; shown times carry their UTC offset.")
+]
 
 OutputOpt = Annotated[str, typer.Option("--output", "-o", help="table, json or yaml.")]
 
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")]
 
 
-def open_store(store: str, calendar: Path | None, kubeconfig: Path | None, context: str | None, namespace: str):
+def open_store(store: str, calendar: Path | None, kubeconfig: Path | None, context: str | None, namespace: str | None, all_namespaces: bool = False):
     """The store ``--store`` names; ``auto`` is the cluster when one is configured (and no
-    ``--calendar`` is given), else the calendar file."""
+    ``--calendar`` is given), else the calendar file. In the cluster, the namespace is kubectl's:
+    ``-n``, else the context's, else ``default``; ``-A`` reads every namespace."""
     if store not in ("auto", "kube", "file"):
         raise InputError("--store", f"unknown store {store!r}", "use auto, kube or file")
+    check_context(kubeconfig, context)
     if store == "auto":
         store = "kube" if calendar is None and (kubeconfig is not None or context is not None or cluster_configured()) else "file"
     if store == "file":
+        if all_namespaces and namespace is not None:
+            resolve_namespace(namespace, all_namespaces, kubeconfig, context)  # the same refusal
         return FileStore(calendar or default_calendar())
     from autoscaler.adapters.kube import api_client
 
+    ns = resolve_namespace(namespace, all_namespaces, kubeconfig, context)
     api = api_client(str(kubeconfig) if kubeconfig is not None else None, context)
-    return KubeStore(api, namespace, where=current_context(kubeconfig, context))
+    return KubeStore(api, ns, where=current_context(kubeconfig, context))
+
+
+def namespace_of(namespace: str | None, kubeconfig: Path | None, context: str | None) -> str:
+    """The one namespace a command works in (kubectl's rule), for what it writes out."""
+    return resolve_namespace(namespace, False, kubeconfig, context) or "default"
 
 
 def default_calendar() -> Path:
@@ -111,30 +125,50 @@ def file_note(store) -> None:
         )
 
 
-def targets_report(store, promo: Promo) -> None:
-    """In the cluster: which ScalingPolicies the promotion's selector matches; none is a warning
-    naming the tier labels that do exist (a selector that matches nothing raises nothing)."""
+def targets_report(store, *promos: Promo) -> None:
+    """Which ScalingPolicies each promotion's selector matches (in the cluster: the policies of its
+    namespace, by the controller's rule); none is a warning naming the tier labels that do exist
+    (a selector that matches nothing raises nothing). A file store has no policies to match: the
+    selector is only shown."""
+    from autoscaler.core.resources import applies
+    from autoscaler.core.selectors import format_selector
+
     if not isinstance(store, KubeStore):
+        if len(promos) > 1:
+            for promo in promos[:MAX_REPORTED]:
+                typer.echo(f"  {promo.name}: targets {format_selector(promo.spec.get('targets'))}")
         return
     try:
         policies = store.policies()
     except Exception as exc:  # noqa: BLE001 (the promotion is stored; this is advice)
         err_console.print(f"warning: could not list ScalingPolicies in {store.namespace} to check --targets ({failure_reason(exc)})", highlight=False, soft_wrap=True)
         return
-    selector = promo.parsed.targets
-    matched = sorted((p.get("metadata") or {}).get("name", "?") for p in policies if selector.matches((p.get("metadata") or {}).get("labels") or {}))
-    if matched:
-        typer.echo(f"targets {len(matched)} ScalingPolicy(ies) in {store.namespace}: {', '.join(matched[:10])}{' ...' if len(matched) > 10 else ''}")
-        return
     labels = sorted({f"{k}={v}" for p in policies for k, v in ((p.get("metadata") or {}).get("labels") or {}).items()})
     tiers = [label for label in labels if label.startswith("peakscale.io/tier=")] or labels
-    there = f"labels there: {', '.join(tiers[:12])}" if tiers else f"there is no ScalingPolicy in {store.namespace}"
-    err_console.print(
-        f"warning: {promo.name!r} selects no ScalingPolicy in {store.namespace}: nothing will be raised for it ({there}); "
-        f"fix with peakscale promo edit {promo.name} --targets peakscale.io/tier=<tier>",
-        highlight=False,
-        soft_wrap=True,
-    )
+    for k, promo in enumerate(promos):
+        if k == MAX_REPORTED:
+            typer.echo(f"  ... and {len(promos) - MAX_REPORTED} more (peakscale promo list shows their targets)")
+            break
+        ns = promo.namespace or store.namespace or "default"
+        selector = promo.parsed.targets
+        matched = sorted(
+            (p.get("metadata") or {}).get("name", "?") for p in policies if applies(selector, ns, (p.get("metadata") or {}).get("namespace", ns), (p.get("metadata") or {}).get("labels") or {})
+        )
+        lead = f"{promo.name}: " if len(promos) > 1 else ""
+        if matched:
+            typer.echo(f"{lead}targets {len(matched)} ScalingPolicy(ies) in {ns}: {', '.join(matched[:10])}{' ...' if len(matched) > 10 else ''}")
+            continue
+        there = f"labels there: {', '.join(tiers[:12])}" if tiers else f"there is no ScalingPolicy in {ns}"
+        err_console.print(
+            f"warning: {promo.name!r} selects no ScalingPolicy in {ns}: nothing will be raised for it ({there}); "
+            f"fix with peakscale promo edit {promo.name} --targets peakscale.io/tier=<tier>",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+#: an import reports the targets of this many promotions, one line each
+MAX_REPORTED = 50
 
 
 T = TypeVar("T")
@@ -228,30 +262,11 @@ def refuse_past(begin: datetime, allow_past: bool, field: str = "--start") -> No
         raise InputError(field, f"{shown(begin, begin.tzinfo)} is in the past", "give a future time (MM-DD HH:MM is the next one), or --allow-past to record a past promotion (it teaches later ones)")
 
 
-_LABEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
-
-_LABEL_PREFIX = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-
-
 def parse_targets(text: str | None) -> dict | None:
-    """``key=value,...`` as a matchLabels selector; keys and values as Kubernetes spells labels."""
-    if not text:
-        return None
-    fix = "use key=value pairs of Kubernetes labels, e.g. peakscale.io/tier=cache,app=live"
-    labels: dict[str, str] = {}
-    for part in text.split(","):
-        key, sep, value = part.partition("=")
-        key, value = key.strip(), value.strip()
-        prefix, slash, name = key.rpartition("/")
-        ok_key = bool(_LABEL_NAME.fullmatch(name)) and len(name) <= 63 and (not slash or (_LABEL_PREFIX.fullmatch(prefix) is not None and len(prefix) <= 253))
-        if not sep or not ok_key:
-            raise InputError("--targets", f"cannot read {part.strip()!r} as a label", fix)
-        if value and (len(value) > 63 or not _LABEL_NAME.fullmatch(value)):
-            raise InputError("--targets", f"{value!r} is not a label value", "at most 63 letters, digits, '-', '_' or '.'")
-        if key in labels:
-            raise InputError("--targets", f"label {key!r} is given twice", "give each label once")
-        labels[key] = value
-    return {"matchLabels": labels}
+    """``--targets`` as the CRD's selector: kubectl's ``-l`` syntax (``core.selectors``)."""
+    from autoscaler.core.selectors import parse_selector
+
+    return parse_selector(text, "--targets")
 
 
 def _rfc3339(stamp: datetime) -> str:

@@ -15,7 +15,7 @@ from kubernetes.client.rest import ApiException
 
 from autoscaler.core.calendar import EventProfile, PromotionEvent
 from autoscaler.core.cycle import CalendarIndex
-from autoscaler.core.cycle_types import DEFAULT_MAX_PLACEHOLDERS, CyclePolicy, CycleState, ForecastView
+from autoscaler.core.cycle_types import DEFAULT_LEASE_NAME, DEFAULT_MAX_PLACEHOLDERS, CyclePolicy, CycleState, ForecastView
 from autoscaler.errors import InputError, MetricsUnavailable, clip
 from autoscaler.adapters.kube import HpaView, Kube
 from autoscaler.controller.headroom import PodShape
@@ -25,7 +25,7 @@ from autoscaler.adapters.prometheus import HistoryCache, Series
 from autoscaler.core.baseline import Baseline
 from autoscaler.adapters.inputs import PolicyDoc
 from autoscaler.controller.preflight_model import Check
-from autoscaler.core.resources import POLICY_PLURAL, PromotionEventSpec, ScalingPolicySpec
+from autoscaler.core.resources import POLICY_PLURAL, PromotionEventSpec, ScalingPolicySpec, applies
 from autoscaler.controller.telemetry import Telemetry
 
 log = logging.getLogger("peakscale.controller")
@@ -41,7 +41,7 @@ class ControllerOptions:
     metric_lag_s: int = 60
     stale_after_s: int = 300
     lease_namespace: str = "peakscale-system"
-    lease_name: str = "peakscale-controller"
+    lease_name: str = DEFAULT_LEASE_NAME
     lease_duration_s: float = LEASE_DURATION_S
     renew_deadline_s: float = RENEW_DEADLINE_S
     retry_period_s: float = RETRY_PERIOD_S
@@ -149,7 +149,7 @@ class ParsedEvent:
         """Whether it applies to the policy of ``namespace`` with ``labels``: a PromotionEvent to
         those of its own namespace that its targets match, a --calendar entry in every namespace.
         The one rule for the cycle, preflight and the events' status."""
-        return (self.from_file or self.namespace == namespace) and self.spec.targets.matches(labels)
+        return applies(self.spec.targets, None if self.from_file else self.namespace, namespace, labels)
 
 
 class EventIndex:

@@ -68,7 +68,7 @@ def planned_raise(policy: PolicyDoc, times: np.ndarray, values: np.ndarray, cale
     first = headroom_window(cycle_policy, event)[0] if cycle_policy.headroom else lo
     # from an hour before the controller first acts (what came earlier does not move the raise)
     start = min(first, max(int(now_s), first - 3600))
-    entry = PolicyInput(name=policy.name, namespace=policy.namespace, labels=policy.labels, spec=policy.spec, targets_of=lambda _: True)
+    entry = PolicyInput(name=policy.name, namespace=policy.namespace, labels=policy.labels, spec=policy.spec)
     run, _ = replay_target(entry, times, values, calendar, start, hi, interval_s=interval_s)
     inside = (run.times_s >= lo) & (run.times_s < hi)
     planned = int(run.targets[inside].max()) if inside.any() else int(policy.spec.min_replicas)

@@ -85,6 +85,9 @@ class PromotionEvent(BaseModel):
     expected_peak: float | None = Field(default=None, alias="expectedPeak")
     like: tuple[str, ...] = ()
     targets: dict[str, Any] | None = None
+    #: the PromotionEvent's namespace; None for an entry of a calendar file, which applies in every
+    #: namespace (``resources.applies``: the one rule)
+    namespace: str | None = None
     #: what was recorded of it once it was over, per policy (status.memory, or the calendar file)
     memories: tuple[EventProfile, ...] = ()
     #: the one the forecaster learns from (``for_policy`` chooses it)
@@ -195,6 +198,7 @@ class CalendarEntry:
                 "expected_multiplier": s.get("expectedMultiplier"),
                 "expected_peak": s.get("expectedPeak"),
                 "like": tuple(s.get("like") or ()),
+                "targets": s.get("targets") or None,
                 "memories": self.memory,
                 "memory": self.memory[0] if self.memory else None,
             },
@@ -311,10 +315,15 @@ def entry(item: Any, zone: ZoneInfo | None, where: str, *, columns: dict[str, st
         if name in names:
             raise InputError(f"{where} like", "names the promotion itself", "name past promotions of the kind")
         spec["like"] = [x.strip() for x in names]
-    if item.get("targets"):
-        if not isinstance(item["targets"], dict):
-            raise InputError(f"{where} targets", "must be a label selector", "e.g. targets: {matchLabels: {peakscale.io/tier: cache}}")
-        spec["targets"] = item["targets"]
+    targets = item.get("targets")
+    if isinstance(targets, str):  # kubectl's syntax, as --targets and the CSV column take it
+        from autoscaler.core.selectors import parse_selector
+
+        targets = parse_selector(targets, f"{where} targets")
+    if targets:
+        if not isinstance(targets, dict):
+            raise InputError(f"{where} targets", "must be a label selector", "e.g. targets: 'peakscale.io/tier in (cache,database)' or {matchLabels: {peakscale.io/tier: cache}}")
+        spec["targets"] = targets
     return CalendarEntry(name=name, spec=spec, memory=parse_memories(item.get("memory"), f"{where} memory"), where=where)
 
 

@@ -160,6 +160,27 @@ def headroom_window(policy: CyclePolicy, event: PromotionEvent) -> tuple[int, in
     return lo - (policy.headroom_lead_s or 0), hi
 
 
+def raise_at(policies: list[CyclePolicy], event: PromotionEvent) -> int | None:
+    """When the controller first acts for ``event`` over these policies (the earliest window to
+    open: node headroom first where a policy has it); None without a policy."""
+    opens = [(headroom_window(p, event) if p.headroom else action_window(p, event))[0] for p in policies]
+    return min(opens) if opens else None
+
+
+def phase(event: PromotionEvent, now_s: float, policies: list[CyclePolicy]) -> str:
+    """Where a promotion stands at ``now_s``: scheduled (nothing raised yet), raising (capacity
+    being raised ahead of its start), live, cooling (the floor held through the cool-down), over."""
+    opens = raise_at(policies, event)
+    closes = max((action_window(p, event)[1] for p in policies), default=event.end_s)
+    if now_s >= closes:
+        return "over"
+    if now_s >= event.end_s:
+        return "cooling"
+    if now_s >= event.start_s:
+        return "live"
+    return "raising" if opens is not None and now_s >= opens else "scheduled"
+
+
 def _open_segments(windows: list[tuple[int, int, PromotionEvent]]) -> tuple[list[int], list[tuple[PromotionEvent, ...]]]:
     """Cut time where the set of open windows changes: (bounds, open events per segment)."""
     edges = sorted([(lo, 1, e) for lo, _, e in windows] + [(hi, -1, e) for _, hi, e in windows], key=lambda x: x[0])

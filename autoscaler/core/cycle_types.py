@@ -53,6 +53,9 @@ OUTSIDE_EVENTS = "outside-event-windows"
 
 
 #: the controller's default cap on one policy's placeholder pods (--headroom-max-pods)
+#: the leader-election Lease's name by default (the chart's release "peakscale" names it so too)
+DEFAULT_LEASE_NAME = "peakscale-controller"
+
 DEFAULT_MAX_PLACEHOLDERS = 100
 
 

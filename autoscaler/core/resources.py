@@ -8,6 +8,8 @@ malformed resource gets a condition and the others carry on.
 
 from __future__ import annotations
 
+import functools
+import json
 from datetime import UTC, datetime, tzinfo
 from typing import Annotated, Any, Literal
 
@@ -25,7 +27,6 @@ GROUP = "peakscale.io"
 VERSION = "v1alpha1"
 POLICY_PLURAL = "scalingpolicies"
 EVENT_PLURAL = "promotionevents"
-
 
 
 class _Spec(BaseModel):
@@ -102,10 +103,7 @@ class ForecastSpec(_Spec):
         # that its first cycle costs at most ten of them (one per cycle after), whatever a tenant asks
         points = parse_duration_s(self.history) // parse_duration_s(self.step)
         if points > MAX_HISTORY_POINTS:
-            raise ValueError(
-                f"history {self.history} at step {self.step} is {points:,} samples, over {MAX_HISTORY_POINTS:,}: "
-                "use a longer step or a shorter history (e.g. 14d at 1m, 60d at 5m)"
-            )
+            raise ValueError(f"history {self.history} at step {self.step} is {points:,} samples, over {MAX_HISTORY_POINTS:,}: use a longer step or a shorter history (e.g. 14d at 1m, 60d at 5m)")
         return self
 
 
@@ -297,6 +295,29 @@ class LabelSelector(_Spec):
         return all(_requirement_holds(r.operator, labels.get(r.key), r.values) for r in self.match_expressions)
 
 
+def applies(selector: LabelSelector, event_namespace: str | None, namespace: str, labels: dict[str, str]) -> bool:
+    """The one rule of which promotions apply to a policy, for the controller, ``plan``,
+    ``promo review`` and ``preflight``: a PromotionEvent applies to the policies of its own
+    namespace that its targets match; an entry of a calendar file (``event_namespace`` None) to
+    the matching policies of every namespace."""
+    return (event_namespace is None or event_namespace == namespace) and selector.matches(labels)
+
+
+def event_applies(event: PromotionEvent, namespace: str, labels: dict[str, str]) -> bool:
+    """``applies`` for a calendar event (its targets as the stores keep them)."""
+    return applies(selector_of(event), event.namespace, namespace, labels)
+
+
+def selector_of(event: PromotionEvent) -> LabelSelector:
+    """The event's targets as a selector (none: every policy)."""
+    return _selector(json.dumps(event.targets, sort_keys=True)) if event.targets else LabelSelector()
+
+
+@functools.lru_cache(maxsize=4096)
+def _selector(targets: str) -> LabelSelector:
+    return LabelSelector.model_validate(json.loads(targets))
+
+
 class PromotionEventSpec(_Spec):
     # the CRD's bounds, field by field: what one store accepts the other accepts
     title: str = Field(default="", max_length=256)
@@ -321,11 +342,14 @@ class PromotionEventSpec(_Spec):
             raise ValueError("end is not after start")
         return self
 
-    def event(self, name: str, zone: tzinfo = UTC, memories: tuple[EventProfile, ...] = ()) -> PromotionEvent:
+    def event(self, name: str, zone: tzinfo = UTC, memories: tuple[EventProfile, ...] = (), namespace: str | None = None) -> PromotionEvent:
         """The calendar event in wall-clock time of ``zone`` (what the planner uses), with the
-        profiles recorded of it: the one conversion from a spec to an event."""
+        profiles recorded of it: the one conversion from a spec to an event. ``namespace`` is the
+        PromotionEvent's (None: an entry of a calendar file, for every namespace)."""
         return PromotionEvent(
             name=name,
+            namespace=namespace,
+            targets=self.targets.model_dump(by_alias=True, exclude_defaults=True) or None,
             title=self.title,
             start=self.start.astimezone(zone).replace(tzinfo=None),
             end=self.end.astimezone(zone).replace(tzinfo=None),
@@ -381,4 +405,4 @@ def parse_event(obj: dict[str, Any], memories: tuple[EventProfile, ...] = ()) ->
         spec = PromotionEventSpec.model_validate(obj.get("spec") or {})
     except ValidationError as exc:
         raise spec_error(exc, f"PromotionEvent {meta.get('namespace')}/{meta.get('name')}") from None
-    return spec, spec.event(meta.get("name", "?"), memories=memories)
+    return spec, spec.event(meta.get("name", "?"), memories=memories, namespace=meta.get("namespace") or None)

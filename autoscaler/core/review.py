@@ -90,7 +90,7 @@ def review_policy(
     plan = cycle_policy.plan
     settings = spec.forecast_settings()
     step = int(times[1] - times[0])
-    mine = sorted((e.for_policy(policy.name) for e in calendar if policy.targets_of(e.name)), key=lambda e: e.start_s)
+    mine = policy.applying(calendar)
     k = next(i for i, e in enumerate(mine) if e.name == name)
     event = mine[k]
     opens, closes = action_window(cycle_policy, event)
@@ -138,7 +138,7 @@ def recorded_profile(policy: PolicyInput, times: np.ndarray, values: np.ndarray,
     """The profile the controller records of promotion ``name`` for this policy."""
     spec = policy.spec
     cycle_policy = spec.cycle_policy(interval_s)
-    mine = [e for e in calendar if policy.targets_of(e.name)]
+    mine = policy.applying(calendar)
     event = next(e for e in mine if e.name == name)
     return record_event(times, values, mine, event, cycle_policy, spec.forecast_settings(), int(times[1] - times[0]), policy_name=policy.name)
 

@@ -24,7 +24,7 @@ from autoscaler.core.calendar import PromotionEvent, event_mask
 from autoscaler.core.replay import Replay, forecast_table, remember, replay
 from autoscaler.core.cycle_types import NONE, SCALE, CycleDecision, HpaFloor
 from autoscaler.core.baseline import ForecastSettings, fit_baseline
-from autoscaler.core.resources import LabelSelector, ScalingPolicySpec
+from autoscaler.core.resources import ScalingPolicySpec, event_applies
 
 SPARK = "▁▂▃▄▅▆▇█"
 
@@ -64,6 +64,8 @@ class Plan(BaseModel):
     start: str
     end: str
     tz: str
+    #: where the promotions and policies were read (store, namespace, context)
+    source: str = ""
     targets: list[TargetPlan]
     #: promotions in the window that select no policy (nothing is raised for them)
     unmatched: list[str] = []
@@ -75,8 +77,11 @@ class PolicyInput:
     namespace: str
     labels: dict[str, str]
     spec: ScalingPolicySpec
-    #: promotion name -> whether its selector matches this policy
-    targets_of: Callable[[str], bool]
+
+    def applying(self, calendar: list[PromotionEvent]) -> list[PromotionEvent]:
+        """The promotions that apply to this policy (``resources.event_applies``: the controller's
+        rule), each as its forecaster sees it, earliest first."""
+        return sorted((e.for_policy(self.name) for e in calendar if event_applies(e, self.namespace, self.labels)), key=lambda e: e.start_s)
 
 
 def _project(times: np.ndarray, values: np.ndarray, calendar: list[PromotionEvent], to_s: int, settings: ForecastSettings) -> tuple[np.ndarray, np.ndarray]:
@@ -109,7 +114,7 @@ def replay_target(
     cycle_policy = spec.cycle_policy(interval_s)
     pp = cycle_policy.plan
     settings = spec.forecast_settings()
-    mine = sorted((e.for_policy(policy.name) for e in calendar if policy.targets_of(e.name)), key=lambda e: e.start_s)
+    mine = policy.applying(calendar)
     times, values = _project(times, values, mine, to_s, settings)
     # what the controller will have recorded of each event by the time it plans the next ones
     mine = remember(times, values, mine, cycle_policy, settings, int(times[1] - times[0]), policy_name=policy.name)
@@ -207,9 +212,3 @@ def _timeline(times_s: np.ndarray, targets: np.ndarray, base: int, top: int, fro
         frac = 0.0 if top <= base else (level - base) / (top - base)
         chars.append(SPARK[min(len(SPARK) - 1, max(0, int(round(frac * (len(SPARK) - 1)))))])
     return "".join(chars), bucket
-
-
-def selects(selectors: dict[str, LabelSelector], labels: dict[str, str]) -> Callable[[str], bool]:
-    """Whether a promotion (by name) targets a policy with these labels: its selector matches them,
-    or it has none (promotions from a calendar file target every policy)."""
-    return lambda name: selectors[name].matches(labels) if name in selectors else True

@@ -66,7 +66,9 @@ def test_add_reads_local_time_in_the_zone_and_prints_it_back(cal):
 def test_list_show_edit_delete_export_import_round_trip(cal, tmp_path):
     assert "kol-live-1111" in cli("promo", "list", calendar=cal).stdout
     listed = json.loads(cli("promo", "list", "-o", "json", calendar=cal).stdout)
-    assert listed[0]["name"] == "kol-live-1111"
+    assert listed["events"][0]["name"] == "kol-live-1111"
+    # one shape for scripts: YAML says what JSON says
+    assert yaml.safe_load(cli("promo", "list", "-o", "yaml", calendar=cal).stdout) == listed
     shown = yaml.safe_load(cli("promo", "show", "kol-live-1111", "-o", "yaml", calendar=cal).stdout)
     assert shown["kind"] == "kol-live"
     assert cli("promo", "edit", "kol-live-1111", "--duration", "4h", "--multiplier", "8", calendar=cal).exit_code == 0

@@ -164,7 +164,7 @@ def test_the_headroom_priority_class_is_negative_and_never_preempts():
     assert pc["metadata"]["name"] == DEFAULT_PRIORITY_CLASS and pc["value"] < 0
     assert pc["preemptionPolicy"] == "Never" and pc["globalDefault"] is False
     assert not any(o["kind"] == "PriorityClass" for o in render({"nodeHeadroom": {"priorityClass": {"create": False}}}))
-    with pytest.raises(Exception, match="must be negative"):
+    with pytest.raises(Exception, match="priorityClass/value"):
         render({"nodeHeadroom": {"priorityClass": {"value": 5}}})
 
 
@@ -228,3 +228,59 @@ def test_a_calendar_configmap_is_mounted_and_read():
     assert any(m["mountPath"] == "/etc/peakscale/calendar" and m["readOnly"] for m in pod["containers"][0]["volumeMounts"])
     plain = next(o for o in render({}) if o["kind"] == "Deployment")["spec"]["template"]["spec"]
     assert not any(a.startswith("--calendar") for a in plain["containers"][0]["args"])
+
+
+def render_as(release: str, values: dict | None = None) -> list[dict]:
+    with helm_python.Chart.load(str(CHART)) as chart:
+        files = chart.render(values or {}, name=release, namespace="peakscale-system")
+    return [d for path, text in files.items() if path.endswith(".yaml") for d in yaml.safe_load_all(text) if d]
+
+
+def args_of(objects: list[dict]) -> list[str]:
+    return next(o for o in objects if o["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def test_two_releases_share_no_cluster_wide_name_and_no_lease():
+    from autoscaler.core.cycle_types import DEFAULT_LEASE_NAME
+    from autoscaler.core.resources import DEFAULT_PRIORITY_CLASS
+
+    a, b = render_as("shop-a"), render_as("shop-b")
+    cluster_scoped = ("PriorityClass", "ClusterRole", "ClusterRoleBinding")
+    names_a = {(o["kind"], o["metadata"]["name"]) for o in a if o["kind"] in cluster_scoped}
+    names_b = {(o["kind"], o["metadata"]["name"]) for o in b if o["kind"] in cluster_scoped}
+    assert names_a and not names_a & names_b
+    leases = {[x for x in args_of(objs) if x.startswith("--lease-name=")][0] for objs in (a, b)}
+    assert len(leases) == 2
+    # each controller allows exactly the class its release made
+    for objs in (a, b):
+        pc = next(o for o in objs if o["kind"] == "PriorityClass")["metadata"]["name"]
+        assert f"--headroom-priority-class={pc}" in args_of(objs)
+    # the release the README installs keeps the names the policy's and the controller's defaults use
+    default = render_as("peakscale")
+    assert next(o for o in default if o["kind"] == "PriorityClass")["metadata"]["name"] == DEFAULT_PRIORITY_CLASS
+    assert f"--lease-name={DEFAULT_LEASE_NAME}" in args_of(default)
+
+
+@pytest.mark.parametrize(
+    "values, named",
+    [
+        ({"watchNamespace": ["live"]}, "watchNamespace"),  # a typo of watchNamespaces
+        ({"nodeHeadroom": {"maxpods": 10}}, "maxpods"),
+        ({"logLevel": "loud"}, "logLevel"),
+        ({"prometheus": {"url": "prometheus:9090"}}, "prometheus/url"),
+        ({"interval": "30 sec"}, "interval"),
+    ],
+)
+def test_the_values_schema_refuses_unknown_or_wrong_values(values, named):
+    with pytest.raises(Exception, match=named):
+        render(values)
+
+
+def test_the_notes_say_what_the_default_install_watches():
+    with helm_python.Chart.load(str(CHART)) as chart:
+        notes = chart.render({}, name="peakscale", namespace="live")["peakscale/templates/NOTES.txt"]
+        wide = chart.render({"clusterWide": True}, name="peakscale", namespace="live")["peakscale/templates/NOTES.txt"]
+    watched = [x.split("=", 1)[1] for x in args_of(render_as("peakscale")) if x.startswith("--namespace=")]
+    assert watched == ["peakscale-system"]
+    assert "namespace(s) live" in notes and "all namespaces" not in notes
+    assert "all namespaces" in wide and "--all-namespaces" in args_of(render_as("peakscale", {"clusterWide": True}))

@@ -61,7 +61,9 @@ class ClusterKube:
         self.release = f"ps-{uuid.uuid4().hex[:6]}"
         self.api = cluster.api()
         self.dyn = DynamicClient(self.api)
-        chart_values = {"watchNamespaces": [namespace], **(values or {})}
+        # every test release makes the PriorityClass the policies' default names (one per worker,
+        # applied alike by each): a release's own name would make one class per test
+        chart_values = {"watchNamespaces": [namespace], "nodeHeadroom": {"priorityClass": {"name": "peakscale-headroom"}}, **(values or {})}
         installed = install_chart(cluster, namespace=namespace, release=self.release, values=chart_values, kinds=RBAC_KINDS)
         self.service_account = next(o["metadata"]["name"] for o in installed if o["kind"] == "ServiceAccount")
         self.user = f"system:serviceaccount:{namespace}:{self.service_account}"

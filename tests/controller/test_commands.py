@@ -35,7 +35,7 @@ def test_kube_store_keeps_promotion_events_with_the_crds_own_defaults(kube):
     assert obj["spec"]["start"] == f"{Y}-11-10T23:30:00+08:00" and obj["spec"]["expectedMultiplier"] == 8
     assert sub("promo", "edit", "d11", "--multiplier", "9", *opts).returncode == 0
     assert fake.get("peakscale.io/v1alpha1", "promotionevents", live, "d11")["spec"]["expectedMultiplier"] == 9
-    assert json.loads(sub("promo", "list", "-o", "json", *opts).stdout)[0]["name"] == "d11"
+    assert json.loads(sub("promo", "list", "-o", "json", *opts).stdout)["events"][0]["name"] == "d11"
     dup = sub("promo", "add", "d11", "--start", f"{Y}-11-12 00:00", "--duration", "1h", "--kind", "double11", *opts)
     assert dup.returncode == 2 and fake.get("peakscale.io/v1alpha1", "promotionevents", live, "d11")["spec"]["expectedMultiplier"] == 9
     assert sub("promo", "delete", "d11", *opts).returncode == 0
@@ -137,7 +137,7 @@ def test_an_object_the_api_server_accepts_but_that_makes_no_sense_is_named_and_t
         # what the command's own checks say (preflight FAILs a raise no node can hold), never exit 2
         assert done.returncode in ((0, 1, 3) if name == "preflight" else (0,)), (name, done.returncode, done.stderr[-1000:])
     assert "instant" in runs["list"].stderr and "end is not after start" in runs["list"].stderr
-    assert {p["name"] for p in json.loads(runs["list"].stdout)} == {"flash-sale"}
+    assert {p["name"] for p in json.loads(runs["list"].stdout)["events"]} == {"flash-sale"}
     assert "inverted" in runs["plan"].stderr and "minReplicas 9 is above maxReplicas 5" in runs["plan"].stderr
     assert [t["policy"] for t in json.loads(runs["plan"].stdout)["targets"]] == ["web"]
     assert "inverted" in runs["preflight"].stderr and "instant" in runs["preflight"].stderr

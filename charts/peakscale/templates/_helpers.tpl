@@ -92,3 +92,15 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- toJson (list .Release.Namespace) -}}
 {{- end -}}
 {{- end -}}
+
+{{/* Names of cluster-scoped or shared objects, per release, so that two releases never collide:
+the PriorityClass of node-headroom placeholders (release "peakscale": peakscale-headroom, the
+ScalingPolicy's default) and the leader-election Lease (release "peakscale": peakscale-controller,
+the controller's default). */}}
+{{- define "peakscale.priorityClassName" -}}
+{{- .Values.nodeHeadroom.priorityClass.name | default (printf "%s-headroom" (include "peakscale.fullname" .)) -}}
+{{- end -}}
+
+{{- define "peakscale.leaseName" -}}
+{{- printf "%s-controller" (include "peakscale.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
