@@ -16,7 +16,7 @@ UV = $$(command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 # prometheus (with promtool) serves the controller its backfilled history
 DEB_PACKAGES ?= redis-server prometheus
 
-.PHONY: demo test bench types uv env env-dev debs binaries cluster cluster-down clean
+.PHONY: demo test bench types uv env env-dev debs binaries cluster cluster-down clean image
 
 uv:
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || \
@@ -71,6 +71,12 @@ types: env-dev
 
 bench: env-dev
 	@$(UV) run --frozen --all-extras python bench/run.py
+
+# the controller's image, with the first container engine found (docker, then podman); IMAGE names it
+IMAGE ?= peakscale:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -1)
+image:
+	@engine=$$(command -v docker || command -v podman) || { echo "make image: no container engine (docker or podman) on this machine; install one, or build the Dockerfile where one is" >&2; exit 2; }; \
+	echo "building $(IMAGE) with $$engine"; $$engine build -t $(IMAGE) .
 
 clean:
 	rm -rf out .pytest_cache .hypothesis

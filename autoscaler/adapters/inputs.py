@@ -126,8 +126,10 @@ def policies_of(docs: list[dict], only: list[str] | None = None, *, skipped: lis
 
 def one_history_source(trace: Path | None, prometheus_url: str | None) -> None:
     """History comes from exactly one of a trace file and Prometheus."""
-    if (trace is None) == (prometheus_url is None):
-        raise InputError("--trace", "give --trace FILE or --prometheus-url URL (one of them)", "e.g. --trace traffic.csv")
+    if trace is None and prometheus_url is None:
+        raise InputError("--prometheus-url", "no history to plan from", "give --prometheus-url URL (or set PEAKSCALE_PROMETHEUS_URL), or --trace FILE offline")
+    if trace is not None and prometheus_url is not None:
+        raise InputError("--trace", "given with --prometheus-url (or PEAKSCALE_PROMETHEUS_URL)", "give one history source")
 
 
 def trace_history(path: Path, zone: ZoneInfo, *, strict: bool = False) -> tuple[np.ndarray, np.ndarray, int, int]:

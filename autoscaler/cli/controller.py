@@ -18,8 +18,11 @@ import typer
 
 from autoscaler.adapters.kubeconfig import resolve_namespaces
 from autoscaler.cli.app import app
+from autoscaler.cli.output import PROMETHEUS_ENV
+from autoscaler.cli.output import prometheus_url as checked_url
 from autoscaler.core.cycle_types import DEFAULT_LEASE_NAME, DEFAULT_MAX_PLACEHOLDERS
 from autoscaler.core.durations import parse_duration_s
+from autoscaler.core.timezones import get_zone
 from autoscaler.errors import CommandFailed, InputError, clip
 
 if TYPE_CHECKING:
@@ -31,7 +34,7 @@ if TYPE_CHECKING:
 
 @app.command()
 def controller(
-    prometheus_url: Annotated[str, typer.Option(help="Prometheus base URL, e.g. http://prometheus-operated.monitoring:9090.")],
+    prometheus_url: Annotated[str, typer.Option(envvar=PROMETHEUS_ENV, help="Prometheus base URL, e.g. http://prometheus-operated.monitoring:9090.")],
     kubeconfig: Annotated[Optional[Path], typer.Option(help="Kubeconfig file. Default: in-cluster service account, else ~/.kube/config.")] = None,
     context: Annotated[Optional[str], typer.Option(help="Kubeconfig context.")] = None,
     namespace: Annotated[Optional[list[str]], typer.Option("--namespace", "-n", help="Namespace to watch (repeatable). Default, as kubectl: the kubeconfig context's namespace (in a pod: its own), else default.")] = None,
@@ -55,7 +58,8 @@ def controller(
     preflight_every: Annotated[str, typer.Option(help="Run them again this often until the promotion starts.")] = "1h",
     identity: Annotated[Optional[str], typer.Option(envvar="POD_NAME", help="This instance's name in the Lease. Default: hostname.")] = None,
     once: Annotated[bool, typer.Option("--once", help="Run one cycle, print its report and exit.")] = False,
-    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error. At info, one line per write: the policy, from -> to, the promotion, the reason, the local time.")] = "info",
+    tz: Annotated[str, typer.Option("--tz", help="Zone of the local times in log lines (the operators' wall clock).")] = "Asia/Shanghai",
     lease_duration: Annotated[str, typer.Option(help="How long a Lease not renewed stays held (a standby waits this long after it last saw the Lease change).")] = "15s",
     renew_deadline: Annotated[str, typer.Option(help="The leader stops writing when it could not renew for this long (below --lease-duration).")] = "10s",
     retry_period: Annotated[str, typer.Option(help="How often the Lease is renewed or tried, on its own thread.")] = "2s",
@@ -71,30 +75,27 @@ def controller(
 
     peakscale controller --prometheus-url https://prometheus.monitoring:9090 --prometheus-token-file /var/run/secrets/prom/token -n live
     """
-    import logging
 
-    from autoscaler.adapters.kube import Kube, api_client
+    from autoscaler.adapters.kube import Kube
     from autoscaler.adapters.prometheus import HistoryCache
     from autoscaler.controller.reconcile import Controller
     from autoscaler.controller.base import ControllerOptions
     from autoscaler.controller.telemetry import Telemetry
 
     # every option is checked before any work starts
-    _check_flags(log_level, metrics_port, unready_after, prometheus_url, headroom_max_pods, max_queries_per_cycle)
-    _check_names(namespace=namespace or [], lease_namespace=lease_namespace, lease_name=lease_name, metrics_address=metrics_address)
+    _check_flags(log_level, metrics_port, unready_after, prometheus_url, headroom_max_pods, max_queries_per_cycle), _check_names(namespace=namespace or [], lease_namespace=lease_namespace, lease_name=lease_name, metrics_address=metrics_address)
     times = _durations(interval=interval, prometheus_timeout=prometheus_timeout, lease_duration=lease_duration, renew_deadline=renew_deadline, retry_period=retry_period, preflight_ahead=preflight_ahead, preflight_every=preflight_every)
-    _check_calendar(calendar)
+    _check_calendar(calendar, tz)
     token = _read_token(prometheus_token_file)
     _check_ca(prometheus_ca)
     name = identity or socket.gethostname()
     watched = resolve_namespaces(namespace, all_namespaces, kubeconfig, context)
-    api = api_client(str(kubeconfig) if kubeconfig is not None else None, context)
-    api.user_agent = f"peakscale-controller/{name}"
+    api = _api(kubeconfig, context, name)
     telemetry = Telemetry()
     server = None if once else _serve(telemetry, metrics_address, metrics_port, times["interval"])
-    logging.basicConfig(level=getattr(logging, log_level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _start_log(log_level, watched, lease_namespace, lease_name)
     verify: bool | str = False if prometheus_insecure else (str(prometheus_ca) if prometheus_ca else True)
-    history = HistoryCache(prometheus_url, token=token, verify_tls=verify, timeout_s=times["prometheus_timeout"])
+    history = HistoryCache(checked_url(prometheus_url) or prometheus_url, token=token, verify_tls=verify, timeout_s=times["prometheus_timeout"])
     options = ControllerOptions(
         # the Lease's holder is this process: two started with one --identity never both lead
         identity=f"{name}_{uuid.uuid4().hex[:8]}", namespaces=watched, interval_s=times["interval"], dry_run=dry_run,
@@ -102,16 +103,30 @@ def controller(
         renew_deadline_s=times["renew_deadline"], retry_period_s=times["retry_period"], unready_after=unready_after,
         headroom_priority_classes=tuple(headroom_priority_class or ("peakscale-headroom",)), headroom_max_pods=headroom_max_pods,
         headroom_copy_scheduling=headroom_copy_scheduling, max_queries_per_cycle=max_queries_per_cycle, calendar_file=str(calendar) if calendar is not None else None,
-        preflight_ahead_s=times["preflight_ahead"], preflight_every_s=times["preflight_every"],
+        preflight_ahead_s=times["preflight_ahead"], preflight_every_s=times["preflight_every"], tz=tz,
     )  # fmt: skip
     ctl = Controller(Kube(api), history, options, telemetry=telemetry)
-    logging.getLogger("peakscale.controller").info("watching %s; Lease %s/%s", "all namespaces" if watched is None else "namespace(s) " + ", ".join(watched), lease_namespace, lease_name)
     if once:
         _run_once(ctl)
         return
     _run_until_signalled(ctl)
     if server is not None:
         server.shutdown()
+
+
+def _start_log(log_level: str, watched: list[str] | None, lease_namespace: str, lease_name: str) -> None:
+    import logging
+
+    logging.basicConfig(level=getattr(logging, log_level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("peakscale.controller").info("watching %s; Lease %s/%s", "all namespaces" if watched is None else "namespace(s) " + ", ".join(watched), lease_namespace, lease_name)
+
+
+def _api(kubeconfig: Path | None, context: str | None, name: str):
+    from autoscaler.adapters.kube import api_client
+
+    api = api_client(str(kubeconfig) if kubeconfig is not None else None, context)
+    api.user_agent = f"peakscale-controller/{name}"
+    return api
 
 
 def _serve(telemetry: Telemetry, address: str, port: int, interval_s: int) -> ThreadingHTTPServer:
@@ -156,8 +171,7 @@ def _check_flags(log_level: str, metrics_port: int, unready_after: int, promethe
         raise InputError("--max-queries-per-cycle", f"{max_queries_per_cycle} is not a query count", "give at least 1, e.g. 500")
     if not 0 <= headroom_max_pods <= 10_000:
         raise InputError("--headroom-max-pods", f"{headroom_max_pods} is not a pod count", "give 0-10000, e.g. 100")
-    if not prometheus_url.startswith(("http://", "https://")) or len(prometheus_url) < 10:
-        raise InputError("--prometheus-url", f"{prometheus_url!r} is not an http(s) URL", "e.g. http://prometheus:9090")
+    checked_url(prometheus_url)
 
 
 def _durations(**given: str) -> dict[str, int]:
@@ -171,9 +185,10 @@ def _durations(**given: str) -> dict[str, int]:
     return out
 
 
-def _check_calendar(calendar: Path | None) -> None:
+def _check_calendar(calendar: Path | None, tz: str) -> None:
     """A bad entry of --calendar is named now, with the rules each cycle applies (a cycle skips a
-    bad entry and reports it; at the start someone is there to fix it)."""
+    bad entry and reports it; at the start someone is there to fix it); and the zone of the log."""
+    get_zone(tz)
     if calendar is None:
         return
     from autoscaler.adapters import yamlsafe
@@ -226,6 +241,7 @@ def _run_once(ctl: Controller) -> None:
         "policies": report.policies,
         "prometheus_queries": report.queries,
         "duration_s": round(report.duration_s, 4),
+        # each policy's outcome; a null "planned" comes with "why" (no fresh metrics, say)
         "outcomes": [o.__dict__ for o in report.outcomes],
     }
     typer.echo(json.dumps(doc, indent=2))

@@ -26,6 +26,46 @@ def check_output(output: str, allowed: tuple[str, ...] = OUTPUTS) -> None:
         raise InputError("--output", f"unknown format {output!r}", f"use {', '.join(allowed)}")
 
 
+#: the environment variable every command reads Prometheus' URL from when --prometheus-url is not given
+PROMETHEUS_ENV = "PEAKSCALE_PROMETHEUS_URL"
+
+_UI_PATHS = ("/graph", "/query", "/alerts", "/targets", "/api/v1", "/classic", "/new")
+
+
+def prometheus_url(url: str | None, field: str = "--prometheus-url") -> str | None:
+    """Prometheus' base URL, checked: a scheme (``127.0.0.1:9090`` is told to add ``http://``), a
+    host, and no UI or API path (``.../graph`` is the web page, not the base)."""
+    from urllib.parse import urlsplit
+
+    if url is None:
+        return None
+    text = url.strip()
+    if not text:
+        raise InputError(field, "is empty", f"e.g. http://127.0.0.1:9090 (or set {PROMETHEUS_ENV})")
+    if "://" not in text:
+        raise InputError(field, f"{text!r} has no scheme", f"add http://, e.g. http://{text}")
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https"):
+        raise InputError(field, f"{text!r} is not an http(s) URL", "e.g. http://127.0.0.1:9090")
+    if not parts.hostname:
+        raise InputError(field, f"{text!r} names no host", "e.g. http://127.0.0.1:9090")
+    path = parts.path.rstrip("/")
+    for ui in _UI_PATHS:
+        if ui in path:
+            base = f"{parts.scheme}://{parts.netloc}{path[: path.index(ui)]}"
+            raise InputError(field, f"{text!r} is a page of Prometheus, not its base URL", f"give {base}")
+    return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def from_env_unless_trace(url: str | None, trace: object | None) -> str | None:
+    """The URL, unless it came from the environment and a --trace is given (offline wins)."""
+    import os
+
+    if trace is not None and url is not None and url == os.environ.get(PROMETHEUS_ENV):
+        return None
+    return url
+
+
 def split_list(values: list[str] | None) -> list[str]:
     """Values of a repeatable option, each possibly comma-separated."""
     out: list[str] = []

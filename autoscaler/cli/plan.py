@@ -17,7 +17,8 @@ from rich.table import Table
 from autoscaler.adapters.calendar_files import load_calendar
 from autoscaler.adapters.inputs import PolicyDoc, load_policies, one_history_source, policies_of, prometheus_history, trace_history
 from autoscaler.cli.app import app
-from autoscaler.cli.output import check_output, err_console, split_list, table_console
+from autoscaler.cli.output import prometheus_url as checked_url
+from autoscaler.cli.output import PROMETHEUS_ENV, check_output, from_env_unless_trace, err_console, split_list, table_console
 from autoscaler.cli.promo_store import AllNamespacesOpt, NamespaceOpt
 from autoscaler.core.calendar import PromotionEvent, select_kinds
 from autoscaler.core.durations import parse_duration_s
@@ -37,7 +38,7 @@ def plan(
     tz: Annotated[str, typer.Option("--tz", help="Zone of the times given and shown. Default Asia/Shanghai: the operators' wall clock, as in promo.")] = "Asia/Shanghai",
     trace: Annotated[Optional[Path], typer.Option(help="Offline history instead of Prometheus: a timestamp,value CSV.")] = None,
     trace_tz: Annotated[str, typer.Option(help="Zone of the trace's naive timestamps (and of --events).")] = "UTC",
-    prometheus_url: Annotated[Optional[str], typer.Option(help="Prometheus to read each policy's history from.")] = None,
+    prometheus_url: Annotated[Optional[str], typer.Option(envvar=PROMETHEUS_ENV, help="Prometheus to read each policy's history from.")] = None,
     events: Annotated[Optional[Path], typer.Option(help="A calendar file (CSV or YAML) instead of the promo store; its entries apply in every namespace, as the controller's --calendar. With --store kube: both, as the controller reads them.")] = None,
     kinds: Annotated[Optional[list[str]], typer.Option("--kinds", help="With --events: the kinds that count (default: all but data kinds).")] = None,
     policies: Annotated[
@@ -80,6 +81,7 @@ def plan(
     """
     check_output(output)
     show_zone = get_zone(tz)
+    prometheus_url = checked_url(from_env_unless_trace(prometheus_url, trace))
     one_history_source(trace, prometheus_url)
     clock_zone = get_zone(trace_tz if trace is not None else "UTC")
 

@@ -15,7 +15,8 @@ from autoscaler.adapters.inputs import PolicyDoc
 from autoscaler.adapters.kubeconfig import resolve_namespaces
 from autoscaler.cli.app import app
 from autoscaler.core.calendar import PromotionEvent
-from autoscaler.cli.output import check_output
+from autoscaler.cli.output import PROMETHEUS_ENV, check_output
+from autoscaler.cli.output import prometheus_url as checked_url
 from autoscaler.core.cycle_types import DEFAULT_LEASE_NAME
 from autoscaler.core.resources import EVENT_PLURAL, POLICY_PLURAL, PromotionEventSpec, event_applies, parse_event, parse_policy
 from autoscaler.errors import CommandFailed, InputError, clip
@@ -29,7 +30,7 @@ STYLE = {"PASS": "green", "WARN": "yellow", "FAIL": "bold red"}
 
 @app.command()
 def preflight(
-    prometheus_url: Annotated[str, typer.Option(help="Prometheus the controller reads, e.g. http://prometheus-operated.monitoring:9090.")],
+    prometheus_url: Annotated[str, typer.Option(envvar=PROMETHEUS_ENV, help="Prometheus the controller reads, e.g. http://prometheus-operated.monitoring:9090.")],
     event: Annotated[Optional[str], typer.Option("--event", help="Check this promotion (a PromotionEvent name).")] = None,
     at: Annotated[Optional[str], typer.Option("--at", help="Check the promotions running at this time (local time in --tz, or +2h from now).")] = None,
     within: Annotated[str, typer.Option("--within", help="Without --event or --at: the promotions starting within this long from now, or running now.")] = "48h",
@@ -72,8 +73,7 @@ def preflight(
     zone = get_zone(tz)
     interval_s = parse_duration_s(interval, field="--interval")
     within_s = parse_duration_s(within, field="--within")
-    if not prometheus_url.startswith(("http://", "https://")):
-        raise InputError("--prometheus-url", f"{prometheus_url!r} is not an http(s) URL", "e.g. http://127.0.0.1:9090")
+    prometheus_url = checked_url(prometheus_url) or prometheus_url
     now_s = time.time()
     at_s = None
     if at is not None:

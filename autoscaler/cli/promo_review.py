@@ -17,7 +17,8 @@ from rich.table import Table
 
 from autoscaler.adapters.inputs import PolicyDoc, load_policies, one_history_source, policies_of, prometheus_history, trace_history
 from autoscaler.adapters.store import KubeStore, Promo
-from autoscaler.cli.output import check_output, table_console
+from autoscaler.cli.output import prometheus_url as checked_url
+from autoscaler.cli.output import PROMETHEUS_ENV, check_output, from_env_unless_trace, table_console
 from autoscaler.cli.promo import promo_app
 from autoscaler.cli.promo_store import (
     CalendarOpt,
@@ -48,7 +49,7 @@ def review(
     name: Annotated[str, typer.Argument(help="The promotion to review (it should be over).")],
     trace: Annotated[Optional[Path], typer.Option(help="Offline: the demand history as a timestamp,value CSV (read like a backtest's).")] = None,
     trace_tz: Annotated[str, typer.Option(help="Zone of the trace's naive timestamps.")] = "UTC",
-    prometheus_url: Annotated[Optional[str], typer.Option(help="Prometheus to read each policy's history from.")] = None,
+    prometheus_url: Annotated[Optional[str], typer.Option(envvar=PROMETHEUS_ENV, help="Prometheus to read each policy's history from.")] = None,
     policies: Annotated[Optional[Path], typer.Option(help="YAML file of ScalingPolicy resources. Default: the cluster's with --store kube, else one from the options below.")] = None,
     policy: Annotated[Optional[list[str]], typer.Option("--policy", help="Only these policies (repeatable).")] = None,
     capacity_per_replica: Annotated[Optional[float], typer.Option(help="Without policies: demand one replica serves.")] = None,
@@ -77,6 +78,7 @@ def review(
     """
     check_output(output)
     show_zone = get_zone(tz)
+    prometheus_url = checked_url(from_env_unless_trace(prometheus_url, trace))
     one_history_source(trace, prometheus_url)
     interval_s = parse_duration_s(interval, field="--interval")
     clock_zone = get_zone(trace_tz if trace is not None else "UTC")

@@ -8,7 +8,7 @@ from typing import Any
 
 from autoscaler.core.cycle_types import HEADROOM_CREATE, HEADROOM_DELETE, LAST_KNOWN_LEVEL, LOWER, RAISE, RESTORE, SCALE, CycleDecision
 from autoscaler.core.resources import POLICY_PLURAL, ScalingPolicySpec
-from autoscaler.errors import clip
+from autoscaler.errors import clip, printable
 from autoscaler.adapters.kube import FINALIZER, HpaView
 from autoscaler.controller.base import Observed, Outcome, describe
 from autoscaler.controller.events import EventSteps
@@ -63,6 +63,7 @@ class ActSteps(EventSteps):
             return
         self.telemetry.actions.labels(what).inc()
         self._emit(obj, HEADROOM_REASONS.get(what, "HeadroomResized"), f"{why} (Deployment {where}/{placed})", warning=False, now=now)
+        self._log_write((obj["metadata"]["namespace"], obj["metadata"]["name"]), f"{why} (Deployment {where}/{placed})", now)
 
     def _carry_out(self, obj: dict[str, Any], spec: ScalingPolicySpec, hpa: HpaView | None, decision: CycleDecision, outcome: Outcome, now: float) -> None:
         """Make the write the decision asks for (unless dry-run), count it, report it as an Event."""
@@ -98,8 +99,17 @@ class ActSteps(EventSteps):
         self._write_failed.discard(key)
         self.telemetry.actions.labels(action).inc()
         self._emit(obj, "DryRun" if dry else WRITE_REASONS[action], ("dry-run: would " if dry else "") + why, warning=False, now=now)
+        self._log_write(key, ("dry-run: would " if dry else "") + why, now)
         if hpa is not None and not dry:
             self.telemetry.floor.labels(ns, obj["metadata"]["name"]).set(target)
+
+    def _log_write(self, key: tuple[str, str], what: str, now: float) -> None:
+        """One INFO line per write: the policy, what changed (from -> to, for which promotion, why),
+        and when on the operators' wall clock."""
+        from autoscaler.core.timezones import aware, get_zone, shown
+
+        at = shown(aware(now, get_zone("UTC")), get_zone(self.options.tz))
+        log.info("policy %s/%s at %s: %s", *key, at, printable(what))
 
     def _write_failed_on(self, obj: dict[str, Any], outcome: Outcome, message: str, now: float) -> None:
         """A write that failed (after its retries): the policy's promotions wait for it, the outcome,

@@ -42,6 +42,8 @@ class ControllerOptions:
     stale_after_s: int = 300
     lease_namespace: str = "peakscale-system"
     lease_name: str = DEFAULT_LEASE_NAME
+    #: the zone of the local times in log lines (the operators' wall clock)
+    tz: str = "Asia/Shanghai"
     lease_duration_s: float = LEASE_DURATION_S
     renew_deadline_s: float = RENEW_DEADLINE_S
     retry_period_s: float = RETRY_PERIOD_S
@@ -82,6 +84,9 @@ class Outcome:
     #: node headroom: what happened to the placeholder (create-headroom, ...), and its size
     headroom: str = "none"
     placeholders: int | None = None
+    #: the policy's phase and the cycle's reason, in words (why ``planned`` is null, say)
+    phase: str | None = None
+    why: str | None = None
 
 
 @dataclass

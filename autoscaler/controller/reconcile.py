@@ -288,7 +288,7 @@ class Controller(ActSteps):
 
     def _act(self, seen: Observed, decision: CycleDecision, now: float) -> Outcome:
         """The decision's writes: the placeholder first (its node room is what the raise lands on)."""
-        outcome = Outcome(*seen.key, planned=decision.planned, placeholders=decision.placeholders)
+        outcome = Outcome(*seen.key, planned=decision.planned, placeholders=decision.placeholders, phase=decision.phase, why=decision.why())
         if not decision.writes:
             self._write_failed.discard(seen.key)
             return outcome

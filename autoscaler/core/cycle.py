@@ -330,6 +330,8 @@ def decide(policy: CyclePolicy, state: CycleState, seen: Seen, calendar: Calenda
     if policy.headroom:
         decision.placeholders_before = seen.placeholders
         decision.headroom_for, decision.placeholders, decision.headroom_event = _headroom(policy, seen, calendar, decision.target, seen.hpa)
+        if decision.headroom_event and decision.phase in ("Idle", "Restoring"):
+            decision.phase = "PreScaling"  # node room is being held for a promotion ahead
         decision.headroom_ready = seen.ready if seen.ready is not None else decision.target
     return decision
 

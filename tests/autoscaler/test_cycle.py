@@ -271,6 +271,8 @@ def test_headroom_opens_the_node_lead_time_before_the_raise_and_is_gone_after_th
     assert first.events == () and first.action == NONE
     assert first.headroom_for == 40 and first.placeholders == 38 and first.headroom_write == HEADROOM_CREATE
     assert first.headroom_event == e.label and "38 pods" in first.explain_headroom()
+    # placeholders held for a promotion ahead: the policy says it is pre-scaling, not idle
+    assert first.phase == "PreScaling" and before.phase == "Idle"
     # real pods become ready: the placeholder shrinks by as many
     later = cycle(opens + 600, placeholders=38, ready=30)
     assert later.placeholders == 10 and later.headroom_write == HEADROOM_RESIZE

@@ -171,3 +171,26 @@ def test_plan_keeps_one_history_per_namespace_and_name(tmp_path, monkeypatch):
     assert run.exit_code == 0, run.output
     floors = {t["namespace"]: max([a["to_replicas"] for a in t["actions"]], default=t["min_replicas"]) for t in json.loads(run.stdout)["targets"]}
     assert floors["big"] >= 4 * floors["small"] > 0
+
+
+@pytest.mark.parametrize(
+    "url, says",
+    [
+        ("127.0.0.1:9090", "add http://, e.g. http://127.0.0.1:9090"),
+        ("http://127.0.0.1:9090/graph", "give http://127.0.0.1:9090"),
+        ("http://prometheus:9090/api/v1/query", "give http://prometheus:9090"),
+        ("ftp://prometheus", "is not an http(s) URL"),
+    ],
+)
+def test_a_prometheus_url_that_is_not_a_base_url_is_named_with_the_fix(url, says, tmp_path):
+    run = CliRunner().invoke(app, ["plan", "--prometheus-url", url, "--capacity-per-replica", "100", "--store", "file", "--calendar", str(tmp_path / "c.yaml")])
+    assert run.exit_code == 2 and says in run.output and "Traceback" not in run.output
+
+
+def test_the_prometheus_url_comes_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("PEAKSCALE_PROMETHEUS_URL", "127.0.0.1:9")
+    run = CliRunner().invoke(app, ["plan", "--capacity-per-replica", "100", "--store", "file", "--calendar", str(tmp_path / "c.yaml")])
+    assert run.exit_code == 2 and "--prometheus-url: '127.0.0.1:9' has no scheme" in run.output
+    monkeypatch.delenv("PEAKSCALE_PROMETHEUS_URL")
+    missing = CliRunner().invoke(app, ["plan", "--capacity-per-replica", "100", "--store", "file", "--calendar", str(tmp_path / "c.yaml")])
+    assert missing.exit_code == 2 and missing.output.startswith("error: --prometheus-url: no history to plan from")

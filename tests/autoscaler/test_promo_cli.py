@@ -144,8 +144,7 @@ def test_unknown_name_on_show_edit_delete(cal):
     "name, text, extra, words",
     [
         ("bad.yaml", "events:\n  - name: a\n    start: [unclosed\n", [], "line"),
-        ("naive.yaml", f"events:\n  - {{name: a, start: '{Y}-11-11 20:00', end: '{Y}-11-11 21:00', kind: k}}\n", [], "no offset"),
-        ("naive.csv", f"start,end,name,kind\n{Y}-11-11 20:00,{Y}-11-11 21:00,ok,k\n", [], "no offset"),
+        ("garbled-tz.csv", f"start,end,name,kind\n{Y}-11-11 20:00,{Y}-11-11 21:00,ok,k\n", ["--tz", "Mars/Olympus"], "unknown time zone"),
         ("bad.csv", f"start,end,name,kind\n{Y}-11-11 20:00,{Y}-11-11 21:00,ok,k\n{Y}-11-11 22:00,later?,broken,k\n", ["--tz", "UTC"], "line 3"),
         ("short.csv", f"start,name\n{Y}-11-11 20:00,a\n", ["--tz", "UTC"], "missing column"),
     ],
@@ -154,6 +153,15 @@ def test_malformed_import_imports_nothing_and_names_the_row(cal, tmp_path, name,
     path = tmp_path / name
     path.write_text(text)
     bad(["promo", "import", str(path), *extra], cal, words)
+
+
+def test_naive_times_import_in_the_default_zone_as_promo_add_reads_them(cal, tmp_path):
+    """One --tz rule: import, like add, reads naive times in Asia/Shanghai unless told otherwise."""
+    path = tmp_path / "naive.csv"
+    path.write_text(f"start,end,name,kind\n{Y}-11-11 20:00,{Y}-11-11 21:00,ok,k\n")
+    assert cli("promo", "import", str(path), calendar=cal).exit_code == 0
+    stored = {e["name"]: e for e in yaml.safe_load(cal.read_text())["events"]}
+    assert stored["ok"]["start"] == f"{Y}-11-11T20:00:00+08:00"
 
 
 def test_naive_import_is_fine_with_a_zone(cal, tmp_path):

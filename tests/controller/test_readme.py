@@ -59,12 +59,12 @@ def write_trace(path: Path) -> None:
     path.write_text("\n".join(rows) + "\n")
 
 
-def policy(name: str, tier: str, target: dict, mode: str, namespace: str = NS) -> dict:
+def policy(name: str, tier: str, target: dict, mode: str, namespace: str = NS, query: str = QUERY) -> dict:
     return {
         "apiVersion": "peakscale.io/v1alpha1", "kind": "ScalingPolicy",
         "metadata": {"name": name, "namespace": namespace, "labels": {"peakscale.io/tier": tier}},
         "spec": {
-            "targetRef": target, "mode": mode, "metric": {"query": QUERY, "capacityPerReplica": 500}, "leadTime": "30m",
+            "targetRef": target, "mode": mode, "metric": {"query": query, "capacityPerReplica": 500}, "leadTime": "30m",
             "minReplicas": 2, "maxReplicas": 100, "forecast": {"history": "2d", "step": "1m"},
         },
     }  # fmt: skip
@@ -116,11 +116,17 @@ def fresh_lease(kube) -> None:
 
 
 def write_files(work: Path, home: Path) -> None:
-    write_trace(work / "traffic.csv")
-    (work / "data.csv").write_text((work / "traffic.csv").read_text())
-    (work / "promos.csv").write_text("start,end,name,kind\n" + "".join(f"{s:%Y-%m-%d %H:%M},{s + timedelta(hours=2):%Y-%m-%d %H:%M},flash-{s:%m%d},flash-sale\n" for s in FLASHES))
-    docs = [policy("cache-cache-node", "cache", {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "cache-node"}, "scale")]
-    (work / "policies.yaml").write_text(yaml.safe_dump_all(docs))
+    """The repository's examples/ as the README names them; only the policy's query is the
+    fixture Prometheus' series."""
+    import shutil
+
+    shutil.copytree(REPO / "examples", work / "examples")
+    policies = work / "examples" / "policies.yaml"
+    docs = list(yaml.safe_load_all(policies.read_text()))
+    assert docs == [policy("cache-cache-node", "cache", {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "cache-node"}, "scale", query=docs[0]["spec"]["metric"]["query"])]
+    for doc in docs:
+        doc["spec"]["metric"]["query"] = QUERY
+    policies.write_text(yaml.safe_dump_all(docs))
     # the file store of `promo review ... --store file`: the sale of 06-18, in the trace
     calendar = home / ".config" / "peakscale" / "calendar.yaml"
     calendar.parent.mkdir(parents=True)
@@ -146,6 +152,15 @@ def argv(command: str, *, prometheus_url: str, home: Path, tmp: Path) -> tuple[l
             word = str(tmp / word[5:])
         out.append(word)
     return out, pipe
+
+
+def test_the_examples_are_the_trace_the_test_writes():
+    """examples/traffic.csv is the synthetic trace described in its README (two sales, 18 days)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        write_trace(Path(tmp) / "traffic.csv")
+        assert (Path(tmp) / "traffic.csv").read_text() == (REPO / "examples" / "traffic.csv").read_text()
 
 
 def test_every_peakscale_command_in_the_readme_runs_as_written(kube, prometheus, history_window, tmp_path):

@@ -198,3 +198,18 @@ def test_empty_answer_holds_capacity_with_a_condition(kube, prometheus, start):
     assert hpa_min(kube) == 3  # nothing to plan from: nothing changes
     metrics = conditions(status_of(kube, "scalingpolicies", "web"))["MetricsAvailable"]
     assert metrics["status"] == "False" and "no samples" in metrics["message"]
+
+
+def test_every_write_is_one_info_line_with_the_policy_the_promotion_and_the_local_time(kube, prometheus, start, caplog):
+    import logging
+
+    t = start + 3600
+    seed(kube, event_start=t, extra_spec={"floor": "events-only"})
+    clock = Clock(t - LEAD - 60)
+    with caplog.at_level(logging.INFO, logger="peakscale.controller"):
+        controller(kube, prometheus, clock).run_cycle()
+    writes = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO and "floor" in r.getMessage()]
+    assert len(writes) == 1, writes
+    local = datetime.fromtimestamp(clock.now, tz=UTC).astimezone(__import__("zoneinfo").ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d %H:%M")
+    line = writes[0]
+    assert line.startswith(f"policy {kube.ns}/web at {local}") and "raise HPA web floor 3 -> 72" in line and "Flash sale 20:00" in line, line

@@ -219,6 +219,9 @@ def test_controller_command_runs_a_cycle_against_the_cluster(kube, prometheus, t
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["leader"] and report["policies"] == 1
+    # a null plan says why
+    [outcome] = report["outcomes"]
+    assert outcome["planned"] is None and outcome["why"].startswith("no fresh metrics"), outcome
     assert hpa_min(kube) == 3
     assert conditions(status_of(kube, "scalingpolicies", "web"))["MetricsAvailable"]["status"] == "False"
 
