@@ -21,7 +21,8 @@ REPO = Path(__file__).resolve().parent.parent
 def render(
     stack: Annotated[str, typer.Option(help="Stack whose Pulumi.<stack>.yaml config to use (dev, prod, ...).")] = "dev",
     out: Annotated[Path, typer.Option(help="Folder for the YAML files, one per object.")] = Path("rendered"),
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary instead of the table.")] = False,
+    output: Annotated[str, typer.Option("--output", "-o", help="table, json or yaml (a summary for scripts).")] = "table",
+    as_json: Annotated[bool, typer.Option("--json", help="Same as -o json.")] = False,
 ) -> None:
     """Preview, offline, every Kubernetes object `pulumi up` would declare for a stack.
 
@@ -43,18 +44,25 @@ def render(
     from stacks.render import load_stack_file, write
     from stacks.render import render as run_render
 
+    if output not in ("table", "json", "yaml"):
+        raise InputError("--output", f"unknown format {output!r}", "use table, json or yaml")
+    output = "json" if as_json else output
     repo = Path.cwd() if (Path.cwd() / "Pulumi.yaml").is_file() else REPO
     config = load_stack_file(repo, stack)
+    used = repo / f"Pulumi.{stack}.yaml"
     rendered = run_render(config, stack)
     try:
         paths = write(rendered, out)
     except OSError as error:
         raise InputError("--out", f"cannot write {str(out)!r} ({error.strerror or error})") from None
     objects = rendered.objects
-    if as_json:
-        typer.echo(json.dumps({"stack": stack, "out": str(out), "objects": len(objects), "files": [str(p) for p in paths]}, indent=2))
+    if output != "table":
+        import yaml
+
+        doc = {"stack": stack, "config": str(used), "out": str(out), "objects": len(objects), "files": [str(p) for p in paths]}
+        typer.echo(json.dumps(doc, indent=2) if output == "json" else yaml.safe_dump(doc, sort_keys=False).rstrip())
         return
-    table = Table(title=f"stack {stack}: {len(objects)} Kubernetes objects written to {out} (preview, not deployed)", title_justify="left")
+    table = Table(title=f"stack {stack} (config {used}): {len(objects)} Kubernetes objects written to {out} (preview, not deployed)", title_justify="left")
     for col in ("namespace", "kind", "name"):
         table.add_column(col)
     for obj in objects:

@@ -9,12 +9,13 @@ from typing import Annotated, Optional
 from zoneinfo import ZoneInfo
 
 import typer
+import yaml
 from rich.table import Table
 
 from autoscaler.adapters.calendar_files import load_calendar
 from autoscaler.adapters.trace_files import load_trace
 from autoscaler.cli.app import app
-from autoscaler.cli.output import Progress, split_list, table_console
+from autoscaler.cli.output import Progress, check_output, split_list, table_console
 from autoscaler.core.backtest import STRATEGIES, BacktestResult, Scenario, run_backtest
 from autoscaler.core.calendar import PromotionEvent, select_kinds
 from autoscaler.core.durations import parse_duration_s
@@ -63,16 +64,11 @@ def backtest(
     memory: Annotated[bool, typer.Option("--memory/--no-memory", help="Events older than the history window teach through the profiles the controller records (--no-memory: they are forgotten).")] = True,
     node_lead_time: Annotated[str, typer.Option(help="How long the cluster takes to add a node: pods asked for beyond the node room held serve after --lead-time plus this. 0: nodes always have room.")] = "0s",
     node_headroom: Annotated[bool, typer.Option("--node-headroom/--no-node-headroom", help="With --node-lead-time: the peakscale strategies keep placeholder pods ahead of each raise (nodeHeadroom), so the replicas that replace them serve after --lead-time alone.")] = True,
-    kinds: Annotated[
-        Optional[list[str]],
-        typer.Option("--kinds", help="Event kinds that count as calendar events (repeatable). Default: all but kinds naming an anomaly, artifact, outage or gap; for the bundled trace, its matches."),
-    ] = None,
-    strategies: Annotated[
-        Optional[list[str]],
-        typer.Option("--strategies", help="Strategies to run, repeatable or comma-separated: reactive, schedule, history, peakscale, peakscale-scale, oracle. Default: all."),
-    ] = None,
+    kinds: Annotated[Optional[list[str]], typer.Option("--kinds", help="Event kinds that count as calendar events (repeatable). Default: all but kinds naming an anomaly, artifact, outage or gap; for the bundled trace, its matches.")] = None,
+    strategies: Annotated[Optional[list[str]], typer.Option("--strategies", help="Strategies to run, repeatable or comma-separated: reactive, schedule, history, peakscale, peakscale-scale, oracle. Default: all.")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Write a PNG: demand, ready capacity per strategy, event windows shaded.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the table.")] = False,
+    output: Annotated[str, typer.Option("--output", "-o", help="table, json or yaml (one object for scripts).")] = "table",
+    as_json: Annotated[bool, typer.Option("--json", help="Same as -o json.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Refuse a trace with gaps or empty values (by default they are missing samples: every strategy holds through them, and the figures count only the minutes with data).")] = False,
 ) -> None:
@@ -99,17 +95,19 @@ def backtest(
     if plot is not None and plot.suffix.lower() != ".png":
         raise InputError("--plot", f"{str(plot)!r} is not a .png file", "name the plot file *.png")
     series, selected = _inputs(trace, events, get_zone(tz), scenario, kinds=split_list(kinds), strict=strict, as_given=(lead_time, node_lead_time))
-    with Progress(enabled=not quiet and not as_json) as report:
+    check_output(output)
+    output = "json" if as_json else output
+    with Progress(enabled=not quiet and output == "table") as report:
         result = run_backtest(series, selected, scenario, tuple(chosen), progress=report)
     if plot is not None:
         from autoscaler.adapters.plot import plot_backtest
 
         plot_backtest(result, plot)
-    if as_json:
+    if output != "table":
         doc = result.as_json()
         if plot is not None:
             doc["plot"] = str(plot)
-        typer.echo(json.dumps(doc, indent=2))
+        typer.echo(json.dumps(doc, indent=2) if output == "json" else yaml.safe_dump(doc, sort_keys=False).rstrip())
         return
     _print_table(result, plot)
 

@@ -83,7 +83,7 @@ def controller(
     from autoscaler.controller.telemetry import Telemetry
 
     # every option is checked before any work starts
-    _check_flags(log_level, metrics_port, unready_after, prometheus_url, headroom_max_pods, max_queries_per_cycle), _check_names(namespace=namespace or [], lease_namespace=lease_namespace, lease_name=lease_name, metrics_address=metrics_address)
+    _check_flags(log_level, metrics_port, unready_after, prometheus_url, headroom_max_pods, max_queries_per_cycle, names=(namespace or [], lease_namespace, lease_name, metrics_address))
     times = _durations(interval=interval, prometheus_timeout=prometheus_timeout, lease_duration=lease_duration, renew_deadline=renew_deadline, retry_period=retry_period, preflight_ahead=preflight_ahead, preflight_every=preflight_every)
     _check_calendar(calendar, tz)
     token = _read_token(prometheus_token_file)
@@ -159,7 +159,8 @@ def _check_names(*, namespace: list[str], lease_namespace: str, lease_name: str,
         raise InputError("--metrics-address", f"{metrics_address!r} is not an IP address", "e.g. 0.0.0.0 or 127.0.0.1") from None
 
 
-def _check_flags(log_level: str, metrics_port: int, unready_after: int, prometheus_url: str, headroom_max_pods: int, max_queries_per_cycle: int) -> None:
+def _check_flags(log_level: str, metrics_port: int, unready_after: int, prometheus_url: str, headroom_max_pods: int, max_queries_per_cycle: int, names: tuple[list[str], str, str, str]) -> None:
+    _check_names(namespace=names[0], lease_namespace=names[1], lease_name=names[2], metrics_address=names[3])
     levels = ("debug", "info", "warning", "error")
     if log_level.lower() not in levels:
         raise InputError("--log-level", f"unknown level {log_level!r}", f"use {', '.join(levels)}")

@@ -150,3 +150,14 @@ def test_nyc_taxi_calendar_of_dips_does_not_inflate_capacity(shared_traces):
     reactive, ours = s["reactive"], s["peakscale"]
     assert ours["all"]["unserved_fraction"] <= 0.5 * reactive["all"]["unserved_fraction"]
     assert ours["all"]["replica_hours_vs_oracle"] <= 1.10
+
+
+def test_backtest_speaks_o_json_and_yaml_like_every_command(trace_file):
+    import yaml as yaml_lib
+
+    args = ["backtest", "--trace", str(trace_file), "--capacity-per-replica", "50", "--lead-time", "2m", "--strategies", "reactive,oracle"]
+    as_json = json.loads(runner.invoke(app, [*args, "--json"]).stdout)
+    assert json.loads(runner.invoke(app, [*args, "-o", "json"]).stdout) == as_json
+    assert yaml_lib.safe_load(runner.invoke(app, [*args, "-o", "yaml"]).stdout) == as_json
+    wrong = runner.invoke(app, [*args, "-o", "xml"])
+    assert wrong.exit_code == 2 and "--output" in wrong.output
