@@ -30,6 +30,14 @@ def printable(text: object) -> str:
     return "".join(out)
 
 
+def did_you_mean(word: object, known: Sequence[str], cutoff: float = 0.5) -> str:
+    """``"did you mean 'x'? "`` for the known name closest to a mistyped one, else ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(str(word), list(known), n=1, cutoff=cutoff)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
 class PeakscaleError(Exception):
     """An error peakscale reports on one line; ``exit_code`` is what the CLI exits with."""
 

@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from autoscaler.cli.output import check_output
 from autoscaler.errors import CommandFailed, InputError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -44,8 +45,7 @@ def render(
     from stacks.render import load_stack_file, write
     from stacks.render import render as run_render
 
-    if output not in ("table", "json", "yaml"):
-        raise InputError("--output", f"unknown format {output!r}", "use table, json or yaml")
+    check_output(output)
     output = "json" if as_json else output
     repo = Path.cwd() if (Path.cwd() / "Pulumi.yaml").is_file() else REPO
     config = load_stack_file(repo, stack)

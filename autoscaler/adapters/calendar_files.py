@@ -8,7 +8,6 @@ through the guarded loader (no alias bombs, no huge documents). The field rules 
 from __future__ import annotations
 
 import csv
-import difflib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from autoscaler.adapters import yamlsafe
 from autoscaler.adapters.trace_files import open_text
 from autoscaler.core.calendar import CSV_COLUMNS, MAX_EVENTS, CalendarEntry, PromotionEvent, check_calendar, entry, read_entries, slug
 from autoscaler.core.selectors import parse_selector
-from autoscaler.errors import InputError
+from autoscaler.errors import InputError, did_you_mean
 
 
 def csv_calendar_rows(handle, label: str) -> Iterator[tuple[str, dict[str, str]]]:
@@ -37,8 +36,7 @@ def csv_calendar_rows(handle, label: str) -> Iterator[tuple[str, dict[str, str]]
         raise InputError(f"{label} header", f"missing column(s) {', '.join(missing)}", f"columns are {', '.join(CSV_KNOWN)}")
     unknown = [c for c in fields if c not in CSV_KNOWN]
     if unknown:
-        close = difflib.get_close_matches(unknown[0], CSV_KNOWN, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
+        hint = did_you_mean(unknown[0], CSV_KNOWN, cutoff=0.6)
         raise InputError(f"{label} header", f"unknown column(s) {', '.join(map(repr, unknown))}", f"{hint}the columns are {', '.join(CSV_KNOWN)}")
     reader.fieldnames = fields
     try:

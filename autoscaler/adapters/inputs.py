@@ -9,7 +9,6 @@ controller reads it). Errors a user can cause are ``InputError``; an unreachable
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import numpy as np
 from zoneinfo import ZoneInfo
 
 from autoscaler.adapters import yamlsafe
-from autoscaler.errors import HistoryUnavailable, InputError
+from autoscaler.errors import HistoryUnavailable, InputError, did_you_mean
 from autoscaler.core.resources import ScalingPolicySpec, parse_policy
 
 
@@ -94,17 +93,21 @@ OPTION_OF = {
 }
 
 
+def require_named(only: list[str] | None, names: list[str], shown: list[str]) -> None:
+    """Every name ``--policy`` gives is one of ``names``; else the one not there is refused,
+    naming the policies (``shown``) and the closest."""
+    for wanted in only or []:
+        if wanted not in names:
+            raise InputError("--policy", f"no policy named {wanted!r}", f"{did_you_mean(wanted, names)}policies: {', '.join(shown[:12]) or 'none'}")
+
+
 def policies_of(docs: list[dict], only: list[str] | None = None, *, skipped: list[InputError] | None = None, namespace: str = "default") -> list[PolicyDoc]:
     """The policies of ``docs`` (only those named ``only``). A document that does not parse is the
     user's error; with ``skipped`` (objects the API server holds, which one bad one must not keep
     from the others) it is added there instead and left out."""
     out = []
     names = sorted({str((d.get("metadata") or {}).get("name", "?")) for d in docs if isinstance(d, dict)})
-    for wanted in only or []:
-        if wanted not in names:
-            close = difflib.get_close_matches(wanted, names, n=1, cutoff=0.5)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise InputError("--policy", f"no policy named {wanted!r}", f"{hint}policies: {', '.join(names[:12]) or 'none'}")
+    require_named(only, names, names)
     for doc in docs:
         if not isinstance(doc, dict):
             raise InputError("--policies", "each document must be a ScalingPolicy mapping", "give a YAML file of ScalingPolicy resources")

@@ -8,12 +8,11 @@ the context in use (in a pod: the ServiceAccount's namespace), then ``default``;
 
 from __future__ import annotations
 
-import difflib
 import os
 from pathlib import Path
 from typing import Any
 
-from autoscaler.errors import InputError
+from autoscaler.errors import InputError, did_you_mean
 
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
@@ -71,8 +70,7 @@ def check_context(kubeconfig: Path | str | None, context: str | None) -> None:
         files = ", ".join(str(p) for p in kubeconfig_files(kubeconfig)) or "no kubeconfig found"
         raise InputError("--context", f"no context {context!r}: the kubeconfig has no contexts ({files})", "give --kubeconfig, or set KUBECONFIG")
     names = sorted(contexts)
-    close = difflib.get_close_matches(context, names, n=1, cutoff=0.5)
-    hint = f"did you mean {close[0]!r}? " if close else ""
+    hint = did_you_mean(context, names)
     raise InputError("--context", f"no context {context!r}; contexts: {', '.join(names[:12])}", f"{hint}see kubectl config get-contexts")
 
 

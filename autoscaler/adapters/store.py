@@ -15,7 +15,7 @@ import os
 import re
 import stat
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from datetime import datetime, UTC
 from pathlib import Path
@@ -53,7 +53,7 @@ class Promo:
 
     def replacing(self, read: Promo) -> Promo:
         """This promotion as the new version of ``read``: written only over what was read."""
-        return Promo(name=self.name, spec=self.spec, memory=self.memory, version=read.version, namespace=read.namespace)
+        return replace(self, version=read.version, namespace=read.namespace)
 
     def as_entry(self) -> dict[str, Any]:
         """The promotion as a calendar entry (name, spec fields, memory)."""
@@ -165,12 +165,10 @@ class FileStore:
         refused, never replaced by a plain file."""
         if self.path.is_symlink():
             try:
-                target = self.path.resolve(strict=False)
-                os.stat(self.path)
-            except (OSError, RuntimeError):
+                os.stat(self.path)  # follows the link: a loop (ELOOP) or a missing target fails
+            except OSError:
                 raise InputError(str(self.path), "is a symlink that leads nowhere (a loop, or a missing target)", "point it at the calendar file") from None
-        target = Path(os.path.realpath(self.path))
-        return target
+        return Path(os.path.realpath(self.path))
 
     def promos(self) -> list[Promo]:
         target = self._target()
@@ -182,11 +180,8 @@ class FileStore:
 
     def _promos(self, doc: Any) -> list[Promo]:
         entries = read_entries(doc, None, str(self.path))
-        out = []
-        for e in entries:
-            promo = Promo(name=e.name, spec=e.spec, memory=tuple(m.model_dump(by_alias=True) for m in e.memory))
-            out.append(Promo(name=promo.name, spec=promo.spec, memory=promo.memory, version=_digest(promo)))
-        return out
+        promos = [Promo(name=e.name, spec=e.spec, memory=tuple(m.model_dump(by_alias=True) for m in e.memory)) for e in entries]
+        return [replace(p, version=_digest(p)) for p in promos]
 
     def save(self, promos: list[Promo], *, changed: list[str], deleted: list[str], created: list[str] | None = None) -> None:
         """Apply the changes to the calendar as it is on disk. The slow part (parsing and writing

@@ -18,8 +18,7 @@ import typer
 
 from autoscaler.adapters.kubeconfig import resolve_namespaces
 from autoscaler.cli.app import app
-from autoscaler.cli.output import PROMETHEUS_ENV
-from autoscaler.cli.output import prometheus_url as checked_url
+from autoscaler.cli.output import PROMETHEUS_ENV, prometheus_base
 from autoscaler.core.cycle_types import DEFAULT_LEASE_NAME, DEFAULT_MAX_PLACEHOLDERS
 from autoscaler.core.durations import parse_duration_s
 from autoscaler.core.timezones import get_zone
@@ -83,7 +82,7 @@ def controller(
     from autoscaler.controller.telemetry import Telemetry
 
     # every option is checked before any work starts
-    _check_flags(log_level, metrics_port, unready_after, prometheus_url, headroom_max_pods, max_queries_per_cycle, names=(namespace or [], lease_namespace, lease_name, metrics_address))
+    base_url = _checked_flags(log_level, metrics_port, unready_after, prometheus_url, headroom_max_pods, max_queries_per_cycle, namespace=namespace or [], lease_namespace=lease_namespace, lease_name=lease_name, metrics_address=metrics_address)
     times = _durations(interval=interval, prometheus_timeout=prometheus_timeout, lease_duration=lease_duration, renew_deadline=renew_deadline, retry_period=retry_period, preflight_ahead=preflight_ahead, preflight_every=preflight_every)
     _check_calendar(calendar, tz)
     token = _read_token(prometheus_token_file)
@@ -95,13 +94,13 @@ def controller(
     server = None if once else _serve(telemetry, metrics_address, metrics_port, times["interval"])
     _start_log(log_level, watched, lease_namespace, lease_name)
     verify: bool | str = False if prometheus_insecure else (str(prometheus_ca) if prometheus_ca else True)
-    history = HistoryCache(checked_url(prometheus_url) or prometheus_url, token=token, verify_tls=verify, timeout_s=times["prometheus_timeout"])
+    history = HistoryCache(base_url, token=token, verify_tls=verify, timeout_s=times["prometheus_timeout"])
     options = ControllerOptions(
         # the Lease's holder is this process: two started with one --identity never both lead
         identity=f"{name}_{uuid.uuid4().hex[:8]}", namespaces=watched, interval_s=times["interval"], dry_run=dry_run,
         lease_namespace=lease_namespace, lease_name=lease_name, lease_duration_s=times["lease_duration"],
         renew_deadline_s=times["renew_deadline"], retry_period_s=times["retry_period"], unready_after=unready_after,
-        headroom_priority_classes=tuple(headroom_priority_class or ("peakscale-headroom",)), headroom_max_pods=headroom_max_pods,
+        headroom_priority_classes=tuple(headroom_priority_class or ControllerOptions.headroom_priority_classes), headroom_max_pods=headroom_max_pods,
         headroom_copy_scheduling=headroom_copy_scheduling, max_queries_per_cycle=max_queries_per_cycle, calendar_file=str(calendar) if calendar is not None else None,
         preflight_ahead_s=times["preflight_ahead"], preflight_every_s=times["preflight_every"], tz=tz,
     )  # fmt: skip
@@ -159,8 +158,11 @@ def _check_names(*, namespace: list[str], lease_namespace: str, lease_name: str,
         raise InputError("--metrics-address", f"{metrics_address!r} is not an IP address", "e.g. 0.0.0.0 or 127.0.0.1") from None
 
 
-def _check_flags(log_level: str, metrics_port: int, unready_after: int, prometheus_url: str, headroom_max_pods: int, max_queries_per_cycle: int, names: tuple[list[str], str, str, str]) -> None:
-    _check_names(namespace=names[0], lease_namespace=names[1], lease_name=names[2], metrics_address=names[3])
+def _checked_flags(
+    log_level: str, metrics_port: int, unready_after: int, prometheus_url: str, headroom_max_pods: int, max_queries_per_cycle: int, *, namespace: list[str], lease_namespace: str, lease_name: str, metrics_address: str
+) -> str:
+    """Every flag checked before any work starts; the Prometheus base URL (``prometheus_base``)."""
+    _check_names(namespace=namespace, lease_namespace=lease_namespace, lease_name=lease_name, metrics_address=metrics_address)
     levels = ("debug", "info", "warning", "error")
     if log_level.lower() not in levels:
         raise InputError("--log-level", f"unknown level {log_level!r}", f"use {', '.join(levels)}")
@@ -172,7 +174,7 @@ def _check_flags(log_level: str, metrics_port: int, unready_after: int, promethe
         raise InputError("--max-queries-per-cycle", f"{max_queries_per_cycle} is not a query count", "give at least 1, e.g. 500")
     if not 0 <= headroom_max_pods <= 10_000:
         raise InputError("--headroom-max-pods", f"{headroom_max_pods} is not a pod count", "give 0-10000, e.g. 100")
-    checked_url(prometheus_url)
+    return prometheus_base(prometheus_url)
 
 
 def _durations(**given: str) -> dict[str, int]:

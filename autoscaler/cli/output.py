@@ -32,13 +32,11 @@ PROMETHEUS_ENV = "PEAKSCALE_PROMETHEUS_URL"
 _UI_PATHS = ("/graph", "/query", "/alerts", "/targets", "/api/v1", "/classic", "/new")
 
 
-def prometheus_url(url: str | None, field: str = "--prometheus-url") -> str | None:
+def prometheus_base(url: str, field: str = "--prometheus-url") -> str:
     """Prometheus' base URL, checked: a scheme (``127.0.0.1:9090`` is told to add ``http://``), a
     host, and no UI or API path (``.../graph`` is the web page, not the base)."""
     from urllib.parse import urlsplit
 
-    if url is None:
-        return None
     text = url.strip()
     if not text:
         raise InputError(field, "is empty", f"e.g. http://127.0.0.1:9090 (or set {PROMETHEUS_ENV})")
@@ -57,13 +55,14 @@ def prometheus_url(url: str | None, field: str = "--prometheus-url") -> str | No
     return f"{parts.scheme}://{parts.netloc}{path}"
 
 
-def from_env_unless_trace(url: str | None, trace: object | None) -> str | None:
-    """The URL, unless it came from the environment and a --trace is given (offline wins)."""
+def history_url(url: str | None, trace: object | None) -> str | None:
+    """The checked base URL of the Prometheus a history comes from (``prometheus_base``); None
+    when none is given, or when it came from the environment and a --trace is given (offline wins)."""
     import os
 
-    if trace is not None and url is not None and url == os.environ.get(PROMETHEUS_ENV):
+    if url is None or (trace is not None and url == os.environ.get(PROMETHEUS_ENV)):
         return None
-    return url
+    return prometheus_base(url)
 
 
 def split_list(values: list[str] | None) -> list[str]:

@@ -15,10 +15,9 @@ import typer
 from rich.table import Table
 
 from autoscaler.adapters.calendar_files import load_calendar
-from autoscaler.adapters.inputs import PolicyDoc, load_policies, one_history_source, policies_of, prometheus_history, trace_history
+from autoscaler.adapters.inputs import PolicyDoc, load_policies, one_history_source, prometheus_history, require_named, trace_history
 from autoscaler.cli.app import app
-from autoscaler.cli.output import prometheus_url as checked_url
-from autoscaler.cli.output import PROMETHEUS_ENV, check_output, from_env_unless_trace, err_console, split_list, table_console
+from autoscaler.cli.output import PROMETHEUS_ENV, check_output, history_url, err_console, split_list, table_console
 from autoscaler.cli.promo_store import AllNamespacesOpt, NamespaceOpt
 from autoscaler.core.calendar import PromotionEvent, select_kinds
 from autoscaler.core.durations import parse_duration_s
@@ -81,7 +80,7 @@ def plan(
     """
     check_output(output)
     show_zone = get_zone(tz)
-    prometheus_url = checked_url(from_env_unless_trace(prometheus_url, trace))
+    prometheus_url = history_url(prometheus_url, trace)
     one_history_source(trace, prometheus_url)
     clock_zone = get_zone(trace_tz if trace is not None else "UTC")
 
@@ -116,15 +115,11 @@ def _policies(
     them, so that a promotion of a policy --policy leaves out is not "selecting no policy"; and
     where the inputs were read. A policy without a namespace is in the command's (kubectl's rule)."""
     from autoscaler.adapters.store import KubeStore
-    from autoscaler.cli.promo_store import namespace_of, read_policies, warn_skipped
+    from autoscaler.cli.promo_store import cluster_policies, namespace_of
 
     if policies is None and capacity_per_replica is None and isinstance(st, KubeStore):
-        skipped: list[InputError] = []
-        every = policies_of(read_policies(st), skipped=skipped)
-        for exc in skipped:
-            warn_skipped(exc.where, exc.problem, "fix it with kubectl edit scalingpolicy")
-        return every, st.describe().replace("PromotionEvents", "promotions and policies")
-    home = st.namespace if isinstance(st, KubeStore) and st.namespace else namespace_of(namespace, kubeconfig, context)
+        return cluster_policies(st), st.describe().replace("PromotionEvents", "promotions and policies")
+    home = namespace_of(namespace, kubeconfig, context, st)
     every = load_policies(policies, only=None, capacity_per_replica=capacity_per_replica, lead_time=lead_time, min_replicas=min_replicas, max_replicas=max_replicas, namespace=home)
     where = st.describe() if st is not None else f"calendar {events.name if events else '-'}"
     return every, where + (f"; policies from {policies} (namespace {home} where they name none)" if policies else f"; one policy from the options, namespace {home}")
@@ -155,14 +150,7 @@ def only_policies(docs: list[PolicyDoc], only: list[str] | None) -> list[PolicyD
     refused, naming those that are."""
     if not only:
         return docs
-    import difflib
-
-    names = sorted({d.name for d in docs} | {f"{d.namespace}/{d.name}" for d in docs})
-    for wanted in only:
-        if wanted not in names:
-            close = difflib.get_close_matches(wanted, names, n=1, cutoff=0.5)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise InputError("--policy", f"no policy named {wanted!r}", f"{hint}policies: {', '.join(sorted({d.name for d in docs})[:12])}")
+    require_named(only, sorted({d.name for d in docs} | {f"{d.namespace}/{d.name}" for d in docs}), sorted({d.name for d in docs}))
     return [d for d in docs if d.name in only or f"{d.namespace}/{d.name}" in only]
 
 

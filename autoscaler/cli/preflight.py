@@ -15,8 +15,7 @@ from autoscaler.adapters.inputs import PolicyDoc
 from autoscaler.adapters.kubeconfig import resolve_namespaces
 from autoscaler.cli.app import app
 from autoscaler.core.calendar import PromotionEvent
-from autoscaler.cli.output import PROMETHEUS_ENV, check_output
-from autoscaler.cli.output import prometheus_url as checked_url
+from autoscaler.cli.output import PROMETHEUS_ENV, check_output, prometheus_base
 from autoscaler.core.cycle_types import DEFAULT_LEASE_NAME
 from autoscaler.core.resources import EVENT_PLURAL, POLICY_PLURAL, PromotionEventSpec, event_applies, parse_event, parse_policy
 from autoscaler.errors import CommandFailed, InputError, clip
@@ -73,7 +72,7 @@ def preflight(
     zone = get_zone(tz)
     interval_s = parse_duration_s(interval, field="--interval")
     within_s = parse_duration_s(within, field="--within")
-    prometheus_url = checked_url(prometheus_url) or prometheus_url
+    prometheus_url = prometheus_base(prometheus_url)
     now_s = time.time()
     at_s = None
     if at is not None:

@@ -102,13 +102,14 @@ def _emit(promos: list[Promo], output: str, tz: str, title: str, *, source: str 
 
 
 def _status(st, promos: list[Promo], tz: str, now_s: float, *, shown_local: bool) -> dict[tuple[str | None, str], dict]:
-    """Each promotion's phase now and when the controller first raises for it: from the policies
-    it applies to (in the cluster, by the controller's rule); a file store has no policies, so its
-    phases follow the promotion's own times and its raise time is unknown."""
+    """Each promotion's phase now and when the controller first raises for it, by the rules the
+    controller writes into the PromotionEvent's status (``cycle.event_span``, ``cycle.event_phase``),
+    from the policies it applies to; a file store has no policies, so its phases follow the
+    promotion's own times and its raise time is unknown."""
     from datetime import UTC
 
     from autoscaler.adapters.inputs import policies_of
-    from autoscaler.core.cycle import phase, raise_at
+    from autoscaler.core.cycle import action_offsets, event_phase, event_span
     from autoscaler.core.resources import applies
     from autoscaler.core.timezones import aware
 
@@ -116,17 +117,16 @@ def _status(st, promos: list[Promo], tz: str, now_s: float, *, shown_local: bool
     if isinstance(st, KubeStore):
         listed = read_policies(st)
         docs = policies_of(listed, skipped=[]) if listed else []
-    zone, utc = get_zone(tz), get_zone("UTC")
+    utc = get_zone("UTC")
+    zone = get_zone(tz) if shown_local else utc
     out = {}
     for p in promos:
         event = p.event(UTC)
-        mine = [d.spec.cycle_policy(DEFAULT_INTERVAL_S) for d in docs if applies(p.parsed.targets, p.namespace, d.namespace, d.labels)]
-        opens = raise_at(mine, event)
-        entry: dict = {"phase": phase(event, now_s, mine)}
-        if opens is not None:
-            entry["raiseAt"] = shown(aware(opens, utc), utc)
-            if shown_local:
-                entry["raiseAt"] = shown(aware(opens, utc), zone)
+        offsets = [action_offsets(d.spec.cycle_policy(DEFAULT_INTERVAL_S)) for d in docs if applies(p.parsed.targets, p.namespace, d.namespace, d.labels)]
+        opens, closes = event_span(event, offsets)
+        entry: dict = {"phase": event_phase(now_s, opens, event.start_s, event.end_s, closes, pending=False)}
+        if offsets:
+            entry["raiseAt"] = shown(aware(opens, utc), zone)
         out[(p.namespace, p.name)] = entry
     return out
 
@@ -217,9 +217,10 @@ def list_(
     namespace: NamespaceOpt = None,
     all_namespaces: AllNamespacesOpt = False,
 ) -> None:
-    """List the promotions, earliest first, times in --tz, each with its phase (scheduled, raising,
-    live, cooling, over) and when the controller first raises capacity for it (the earliest lead
-    time of the policies it targets; in the cluster only, where the policies are).
+    """List the promotions, earliest first, times in --tz, each with its phase (Scheduled,
+    PreScaling, Active, Cooling, Done: what the controller writes into the PromotionEvent's status)
+    and when the controller first raises capacity for it (the earliest lead time of the policies it
+    targets; in the cluster only, where the policies are).
 
     Examples:
 

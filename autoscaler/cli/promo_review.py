@@ -15,10 +15,9 @@ import typer
 import yaml
 from rich.table import Table
 
-from autoscaler.adapters.inputs import PolicyDoc, load_policies, one_history_source, policies_of, prometheus_history, trace_history
+from autoscaler.adapters.inputs import PolicyDoc, load_policies, one_history_source, prometheus_history, trace_history
 from autoscaler.adapters.store import KubeStore, Promo
-from autoscaler.cli.output import prometheus_url as checked_url
-from autoscaler.cli.output import PROMETHEUS_ENV, check_output, from_env_unless_trace, table_console
+from autoscaler.cli.output import PROMETHEUS_ENV, check_output, history_url, table_console
 from autoscaler.cli.promo import promo_app
 from autoscaler.cli.promo_store import (
     CalendarOpt,
@@ -28,12 +27,11 @@ from autoscaler.cli.promo_store import (
     OutputOpt,
     StoreOpt,
     TzOpt,
+    cluster_policies,
     find_promo,
     namespace_of,
     open_store,
-    read_policies,
     read_promos,
-    warn_skipped,
     write_promos,
 )
 from autoscaler.core.durations import parse_duration_s
@@ -78,7 +76,7 @@ def review(
     """
     check_output(output)
     show_zone = get_zone(tz)
-    prometheus_url = checked_url(from_env_unless_trace(prometheus_url, trace))
+    prometheus_url = history_url(prometheus_url, trace)
     one_history_source(trace, prometheus_url)
     interval_s = parse_duration_s(interval, field="--interval")
     clock_zone = get_zone(trace_tz if trace is not None else "UTC")
@@ -88,12 +86,9 @@ def review(
     events = [p.event(clock_zone) for p in promos]
     event = next(e for e in events if e.name == name)
     if policies is None and isinstance(st, KubeStore):
-        skipped: list[InputError] = []
-        docs = policies_of(read_policies(st), policy, skipped=skipped)
-        for exc in skipped:
-            warn_skipped(exc.where, exc.problem, "fix it with kubectl edit scalingpolicy")
+        docs = cluster_policies(st, policy)
     else:
-        home = st.namespace if isinstance(st, KubeStore) and st.namespace else namespace_of(namespace, kubeconfig, context)
+        home = namespace_of(namespace, kubeconfig, context, st)
         docs = load_policies(policies, only=policy, capacity_per_replica=capacity_per_replica, lead_time=lead_time, min_replicas=min_replicas, max_replicas=max_replicas, namespace=home)
     targeted = [d for d in docs if event_applies(event, d.namespace, d.labels)]
     if not targeted:

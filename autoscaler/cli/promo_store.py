@@ -15,7 +15,7 @@ from typing import Annotated, Any, Optional, TypeVar
 
 import typer
 
-from autoscaler.adapters.kubeconfig import check_context, current_context, resolve_namespace
+from autoscaler.adapters.kubeconfig import check_context, current_context, in_cluster, resolve_namespace
 from autoscaler.adapters.store import FileStore, KubeStore, Promo
 from autoscaler.cli.output import err_console
 from autoscaler.core.calendar import MAX_PEAK, stamp
@@ -76,9 +76,25 @@ def open_store(store: str, calendar: Path | None, kubeconfig: Path | None, conte
     return KubeStore(api, ns, where=current_context(kubeconfig, context))
 
 
-def namespace_of(namespace: str | None, kubeconfig: Path | None, context: str | None) -> str:
-    """The one namespace a command works in (kubectl's rule), for what it writes out."""
+def namespace_of(namespace: str | None, kubeconfig: Path | None, context: str | None, store=None) -> str:
+    """The one namespace a command works in (kubectl's rule): the cluster store's when it has one,
+    for the policies of a file that name none and for what it writes out."""
+    if isinstance(store, KubeStore) and store.namespace:
+        return store.namespace
     return resolve_namespace(namespace, False, kubeconfig, context) or "default"
+
+
+def cluster_policies(store: KubeStore, only: list[str] | None = None) -> list:
+    """The store's ScalingPolicies (``only`` those named) as ``PolicyDoc``s; one the API server
+    holds but that does not parse is named in a warning and left out, so the others are still
+    planned."""
+    from autoscaler.adapters.inputs import policies_of
+
+    skipped: list[InputError] = []
+    docs = policies_of(read_policies(store), only, skipped=skipped)
+    for exc in skipped:
+        warn_skipped(exc.where, exc.problem, "fix it with kubectl edit scalingpolicy")
+    return docs
 
 
 def default_calendar() -> Path:
@@ -92,11 +108,7 @@ def default_calendar() -> Path:
 def cluster_configured() -> bool:
     """Whether kubectl would find a cluster: in-cluster credentials, or a kubeconfig (``$KUBECONFIG``
     or ``~/.kube/config``) with a current context."""
-    import os
-
-    if os.environ.get("KUBERNETES_SERVICE_HOST") and Path("/var/run/secrets/kubernetes.io/serviceaccount/token").exists():
-        return True
-    return current_context(None, None) is not None
+    return in_cluster() or current_context(None, None) is not None
 
 
 def where_stored(store, name: str) -> str:

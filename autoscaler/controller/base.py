@@ -25,7 +25,7 @@ from autoscaler.adapters.prometheus import HistoryCache, Series
 from autoscaler.core.baseline import Baseline
 from autoscaler.adapters.inputs import PolicyDoc
 from autoscaler.controller.preflight_model import Check
-from autoscaler.core.resources import POLICY_PLURAL, PromotionEventSpec, ScalingPolicySpec, applies
+from autoscaler.core.resources import DEFAULT_PRIORITY_CLASS, POLICY_PLURAL, PromotionEventSpec, ScalingPolicySpec, applies
 from autoscaler.controller.telemetry import Telemetry
 
 log = logging.getLogger("peakscale.controller")
@@ -58,7 +58,7 @@ class ControllerOptions:
     fetch_deadline_s: float | None = None
     #: node headroom: the PriorityClasses a policy may name (the chart's own, or what the cluster
     #: admin allows): never one a tenant picks; each must have a negative value
-    headroom_priority_classes: tuple[str, ...] = ("peakscale-headroom",)
+    headroom_priority_classes: tuple[str, ...] = (DEFAULT_PRIORITY_CLASS,)
     #: node headroom: at most this many placeholder pods per policy
     headroom_max_pods: int = DEFAULT_MAX_PLACEHOLDERS
     #: node headroom: copy the target's nodeSelector, affinity and tolerations onto the

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from autoscaler.core.calendar import PromotionEvent
-from autoscaler.core.cycle import CalendarIndex, action_offsets, next_action
+from autoscaler.core.cycle import CalendarIndex, action_offsets, event_phase, event_span, next_action
 from autoscaler.core.cycle_types import CyclePolicy
 from autoscaler.core.replay import record_event
 from autoscaler.core.resources import EVENT_PLURAL, ScalingPolicySpec, memory_status, parse_event, parse_memory
@@ -20,7 +20,7 @@ from autoscaler.adapters.kube import HpaView, now_rfc3339
 from autoscaler.adapters.prometheus import Series
 from autoscaler.controller.base import ParsedEvent, PreflightRun
 from autoscaler.controller.observe import ObserveSteps
-from autoscaler.controller.status import ConditionType, EventStatus, Reason, condition, conditions_of, event_phase, significant
+from autoscaler.controller.status import ConditionType, EventStatus, Reason, condition, conditions_of, significant
 
 log = logging.getLogger("peakscale.controller")
 
@@ -242,10 +242,9 @@ class EventSteps(ObserveSteps):
             ns = self._event_key(parsed)[0]
             chosen = selecting.get(id(parsed), [])
             e = parsed.event
-            # the windows of every selected policy (``cycle.action_window``): from the earliest
-            # start - lead - interval to the latest end + cooldown
-            opens = min((e.start_s - g.reach_s for g in chosen), default=e.start_s)
-            closes = max((e.end_s + g.cooldown_s for g in chosen), default=e.end_s)
+            # the windows of every selected policy: from the earliest start - lead - interval to the
+            # latest end + cooldown
+            opens, closes = event_span(e, ((g.reach_s, g.cooldown_s) for g in chosen))
             keys = [k for g in chosen for k in g.keys]
             pending = sorted(k[1] for k in keys if k in self._write_failed)
             previous = conditions_of(parsed.obj)

@@ -22,14 +22,12 @@ from typing import Any, Literal
 from pydantic.alias_generators import to_camel
 
 from autoscaler.adapters.kube import now_rfc3339
-from autoscaler.core.cycle_types import Phase
+from autoscaler.core.cycle_types import EventPhase, Phase
 from autoscaler.errors import clip
 
 ConditionStatus = Literal["True", "False", "Unknown"]
 #: a ScalingPolicy's phase (``cycle.decide`` names all but Error, which is the controller's)
 PolicyPhase = Phase | Literal["Error"]
-#: a PromotionEvent's phase (``event_phase``)
-EventPhase = Literal["Scheduled", "PreScaling", "Active", "Cooling", "Done"]
 
 #: a message is cut to this many characters (the API server's limit is 32 KiB; people read one line)
 MESSAGE_CHARS = 512
@@ -207,18 +205,3 @@ class EventStatus(_Status):
     planned_peak: float | None = None
     #: what each policy saw of it, once over (``resources.memory_status``)
     memory: list[dict[str, Any]] | None = field(default=None)
-
-
-def event_phase(now_s: float, opens_s: int, start_s: int, end_s: int, closes_s: int, *, pending: bool) -> EventPhase:
-    """Scheduled until the first action window opens, PreScaling until the start, Active until the
-    end, Cooling until the last window closes and every floor it raised is back (``pending``: a
-    write has not landed), then Done."""
-    if now_s < opens_s:
-        return "Scheduled"
-    if now_s < start_s:
-        return "PreScaling"
-    if now_s < end_s:
-        return "Active"
-    if now_s < closes_s or pending:
-        return "Cooling"
-    return "Done"

@@ -24,7 +24,6 @@ half-loaded.
 
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import dataclass
 from functools import cached_property
@@ -36,7 +35,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from zoneinfo import ZoneInfo
 
-from autoscaler.errors import InputError, dotted, validation_problem
+from autoscaler.errors import InputError, did_you_mean, dotted, validation_problem
 from autoscaler.core.timezones import get_zone, parse_aware, wall_seconds
 
 #: Kinds that describe the data rather than a plan: a calendar-driven scaler cannot know them.
@@ -228,8 +227,7 @@ def _event(fields: dict[str, Any], where: str) -> PromotionEvent:
 
 def unknown_key(key: Any, known: tuple[str, ...], where: str) -> InputError:
     """A key nobody reads: named, with the nearest known one (a typo such as ``sart``)."""
-    close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.5)
-    fix = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
+    fix = did_you_mean(key, known).rstrip() or f"known keys: {', '.join(known)}"
     return InputError(f"{where} {key}", "unknown key", fix)
 
 
@@ -358,7 +356,7 @@ def _items(doc: Any, zone: ZoneInfo | None, label: str) -> tuple[list[Any], Zone
         raise InputError(label, "top level must be a mapping with an 'events' list", "see the calendar format in the README")
     for key in doc:
         # other top-level keys are the file owner's (kept by the store); a near miss is a typo
-        if key not in TOP_KEYS and difflib.get_close_matches(str(key), TOP_KEYS, n=1, cutoff=0.6):
+        if key not in TOP_KEYS and did_you_mean(key, TOP_KEYS, cutoff=0.6):
             raise unknown_key(key, TOP_KEYS, label)
     if doc.get("timezone") is not None:
         if not isinstance(doc["timezone"], str):

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from dataclasses import dataclass, field
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -47,7 +47,7 @@ from autoscaler.core.calendar import PromotionEvent, event_mask
 from autoscaler.core.forecast import forecast_at
 from autoscaler.core.baseline import Baseline, ForecastSettings, baseline_for, level_ratios
 from autoscaler.core.plan import Decision, PlannerState, plan_step
-from autoscaler.core.cycle_types import Phase, CycleDecision, CyclePolicy, CycleState, ForecastView, HpaFloor, LAST_KNOWN_LEVEL, LOWER, METRICS_UNAVAILABLE, NONE, OBSERVE_ONLY, OUTSIDE_EVENTS, POLICY_DELETED, RAISE, RESTORE, SCALE, Seen
+from autoscaler.core.cycle_types import EventPhase, Phase, CycleDecision, CyclePolicy, CycleState, ForecastView, HpaFloor, LAST_KNOWN_LEVEL, LOWER, METRICS_UNAVAILABLE, NONE, OBSERVE_ONLY, OUTSIDE_EVENTS, POLICY_DELETED, RAISE, RESTORE, SCALE, Seen
 
 
 # The per-cycle values below are slotted, not frozen (a frozen dataclass costs microseconds to
@@ -160,25 +160,27 @@ def headroom_window(policy: CyclePolicy, event: PromotionEvent) -> tuple[int, in
     return lo - (policy.headroom_lead_s or 0), hi
 
 
-def raise_at(policies: list[CyclePolicy], event: PromotionEvent) -> int | None:
-    """When the controller first acts for ``event`` over these policies (the earliest window to
-    open: node headroom first where a policy has it); None without a policy."""
-    opens = [(headroom_window(p, event) if p.headroom else action_window(p, event))[0] for p in policies]
-    return min(opens) if opens else None
+def event_span(event: PromotionEvent, offsets: Iterable[tuple[int, int]]) -> tuple[int, int]:
+    """From the earliest opening to the latest close of the action windows of the policies an
+    event applies to (``action_offsets`` of each: ``action_window``); the event's own times when
+    it applies to none."""
+    pairs = list(offsets)
+    return min((event.start_s - before for before, _ in pairs), default=event.start_s), max((event.end_s + after for _, after in pairs), default=event.end_s)
 
 
-def phase(event: PromotionEvent, now_s: float, policies: list[CyclePolicy]) -> str:
-    """Where a promotion stands at ``now_s``: scheduled (nothing raised yet), raising (capacity
-    being raised ahead of its start), live, cooling (the floor held through the cool-down), over."""
-    opens = raise_at(policies, event)
-    closes = max((action_window(p, event)[1] for p in policies), default=event.end_s)
-    if now_s >= closes:
-        return "over"
-    if now_s >= event.end_s:
-        return "cooling"
-    if now_s >= event.start_s:
-        return "live"
-    return "raising" if opens is not None and now_s >= opens else "scheduled"
+def event_phase(now_s: float, opens_s: int, start_s: int, end_s: int, closes_s: int, *, pending: bool) -> EventPhase:
+    """Scheduled until the first action window opens, PreScaling until the start, Active until the
+    end, Cooling until the last window closes and every floor it raised is back (``pending``: a
+    write has not landed), then Done."""
+    if now_s < opens_s:
+        return "Scheduled"
+    if now_s < start_s:
+        return "PreScaling"
+    if now_s < end_s:
+        return "Active"
+    if now_s < closes_s or pending:
+        return "Cooling"
+    return "Done"
 
 
 def _open_segments(windows: list[tuple[int, int, PromotionEvent]]) -> tuple[list[int], list[tuple[PromotionEvent, ...]]]:

@@ -19,6 +19,8 @@ MODES = ("hpa-floor", "scale", "observe")
 
 #: a policy's phase after a cycle (``status.phase``; the controller adds Error)
 Phase = Literal["Idle", "PreScaling", "Holding", "Restoring", "Observing"]
+#: a PromotionEvent's phase (``cycle.event_phase``)
+EventPhase = Literal["Scheduled", "PreScaling", "Active", "Cooling", "Done"]
 
 FLOOR_RULES = ("plan", "events-only")
 
@@ -52,10 +54,10 @@ POLICY_DELETED = "policy-deleted"
 OUTSIDE_EVENTS = "outside-event-windows"
 
 
-#: the controller's default cap on one policy's placeholder pods (--headroom-max-pods)
 #: the leader-election Lease's name by default (the chart's release "peakscale" names it so too)
 DEFAULT_LEASE_NAME = "peakscale-controller"
 
+#: the controller's default cap on one policy's placeholder pods (--headroom-max-pods)
 DEFAULT_MAX_PLACEHOLDERS = 100
 
 

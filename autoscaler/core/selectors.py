@@ -74,7 +74,7 @@ def parse_selector(text: str | None, field: str = "--targets") -> dict[str, Any]
             key, value = _key(m["key"], field, part), _value(m["value"], field)
             if m["op"] == "!=":
                 expressions.append({"key": key, "operator": "NotIn", "values": [value]})
-            elif key in labels and labels[key] != value:
+            elif key in labels:
                 raise InputError(field, f"label {key!r} is given twice", "give each label once")
             else:
                 labels[key] = value

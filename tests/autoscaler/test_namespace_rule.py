@@ -90,7 +90,7 @@ def test_selectors_read_as_kubectl_reads_them(text, matching, not_matching):
     assert not any(selector.matches(labels) for labels in not_matching)
 
 
-@pytest.mark.parametrize("text", ["tier in (cache", "tier in ()", "tier=a=b", "a b", "tier in (a,,b)", "-bad=x", "tier=edge,,x=y", "tier=" + "v" * 64])
+@pytest.mark.parametrize("text", ["tier=a,tier=a", "tier in (cache", "tier in ()", "tier=a=b", "a b", "tier in (a,,b)", "-bad=x", "tier=edge,,x=y", "tier=" + "v" * 64])
 def test_a_selector_that_does_not_read_is_refused_on_one_line(text):
     with pytest.raises(InputError, match="--targets"):
         parse_selector(text)

@@ -23,9 +23,9 @@ from autoscaler.controller.status import (
     PolicyStatus,
     Reason,
     condition,
-    event_phase,
     fault_status,
 )
+from autoscaler.core.cycle import event_phase
 from tests.fakes.kube import FORMATS, crd_schema
 
 POLICY = crd_schema("scalingpolicies")["properties"]["status"]
