@@ -13,7 +13,6 @@ made to do on cue (everything else runs on the real one, in ``tests/controller/`
 from __future__ import annotations
 
 import subprocess
-from datetime import datetime, UTC
 import sys
 
 
@@ -25,23 +24,10 @@ from autoscaler.controller.base import ControllerOptions
 from autoscaler.adapters.kube import Kube
 from autoscaler.adapters.prometheus import HistoryCache, escape_label_value, render_query
 from tests.fakes.kube import write_kubeconfig
+from tests.controller.world import COOLDOWN, LEAD, Clock, assert_web_acted_each_cycle, iso
 from tests.prometheus_server import free_port
 
 NS = "shop"
-LEAD = 600
-COOLDOWN = 1200
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = float(now)
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
 
 
 def api_for(fake) -> client.ApiClient:
@@ -191,11 +177,7 @@ def test_a_status_the_schema_would_refuse_is_rewritten_while_the_policy_is_acted
     )
     clock = Clock(t - LEAD - 60)
     ctl = controller(kube, prometheus, clock)
-    for _ in range(3):
-        report = ctl.run_cycle()
-        assert report.leader and {o.name: o.error for o in report.outcomes}["web"] is None
-        assert hpa_min(kube) == 72  # the good policy is planned and acted on every cycle
-        clock.now += 60
+    assert_web_acted_each_cycle(ctl, clock, lambda: hpa_min(kube))
     garbled = kube.get("peakscale.io/v1alpha1", "promotionevents", NS, "garbled")["status"]
     assert garbled["phase"] in ("PreScaling", "Active") and isinstance(garbled["conditions"], list)
 

@@ -21,7 +21,7 @@ from kubernetes import client
 from autoscaler.controller.headroom import A_PLANNED, PAUSE_IMAGE, placeholder_name
 from tests.cluster.controlplane import wait_for
 from tests.cluster.objects import delete_nodes, unique
-from tests.controller.world import Clock, controller, hpa, hpa_min, iso, status_of
+from tests.controller.world import QUERY, Clock, controller, hpa, hpa_min, iso, policy_spec, status_of
 
 LEAD, NODE_LEAD, INTERVAL, COOLDOWN = 600, 300, 60, 1200
 CAPACITY, UTILIZATION, PEAK = 5000, 0.7, 50_000
@@ -40,17 +40,8 @@ def seed(kube, event_start: float, pool: str) -> None:
     }
     kube.put_object({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {"replicas": 3, "template": template}})
     kube.put_object(hpa(kube.ns, "web"))
-    spec = {
-        "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
-        "metric": {"query": 'sum(shop_demand{app="web"})', "capacityPerReplica": CAPACITY, "targetUtilization": UTILIZATION},
-        "leadTime": "10m",
-        "minReplicas": 3,
-        "maxReplicas": 80,
-        "floor": "events-only",
-        "cooldown": "20m",
-        "forecast": {"history": "2d", "step": "1m"},
-        "nodeHeadroom": {"enabled": True, "leadTime": "5m"},
-    }
+    metric = {"query": QUERY, "capacityPerReplica": CAPACITY, "targetUtilization": UTILIZATION}
+    spec = policy_spec(metric=metric, floor="events-only", nodeHeadroom={"enabled": True, "leadTime": "5m"})
     kube.put_object({"apiVersion": "peakscale.io/v1alpha1", "kind": "ScalingPolicy", "metadata": {"name": "web", "labels": {"tier": "web"}}, "spec": spec})
     kube.put_object(
         {

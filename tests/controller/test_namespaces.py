@@ -27,23 +27,14 @@ from autoscaler.controller.base import ControllerOptions
 from autoscaler.controller.reconcile import Controller
 from tests.cluster.facade import ClusterKube
 from tests.cluster.objects import delete_namespace, ensure_namespace, unique
-from tests.controller.world import Clock, hpa, iso
+from tests.controller.world import Clock, hpa, iso, policy_spec
 from tests.prometheus_server import PrometheusServer, backfill, write_openmetrics
 
 STEP = 60
 INTERVAL = 600
 HOURS = 26
 METRIC = 'ns_demand{app="shop"}'
-SPEC = {
-    "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
-    "mode": "hpa-floor",
-    "metric": {"query": 'sum(ns_demand{app="shop"})', "capacityPerReplica": 200, "targetUtilization": 0.7},
-    "leadTime": "10m",
-    "minReplicas": 5,
-    "maxReplicas": 80,
-    "cooldown": "20m",
-    "forecast": {"history": "1d", "step": "1m"},
-}
+SPEC = policy_spec(metric={"query": 'sum(ns_demand{app="shop"})', "capacityPerReplica": 200, "targetUtilization": 0.7}, minReplicas=5, forecast={"history": "1d", "step": "1m"})
 
 
 def demand(times: np.ndarray) -> np.ndarray:

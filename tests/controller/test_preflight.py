@@ -26,7 +26,7 @@ from autoscaler.controller.leader import lease_annotations
 from autoscaler.adapters.prometheus import HistoryCache
 from tests.cluster.controlplane import wait_for
 from tests.cluster.objects import add_nodes, delete_nodes, unique
-from tests.controller.world import iso
+from tests.controller.world import QUERY, iso, policy_spec
 
 CAPACITY, UTILIZATION, PEAK = 5000, 0.7, 50_000
 
@@ -60,15 +60,8 @@ def seed(fake, *, event_start: float, hpa_max: int, quota_pods: str, nodes: int,
         }
     )
     fake.put_object({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "web", "namespace": NS}, "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "web"}}}})
-    spec = {
-        "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
-        "metric": {"query": 'sum(shop_demand{app="web"})', "capacityPerReplica": CAPACITY, "targetUtilization": UTILIZATION},
-        "leadTime": "10m",
-        "minReplicas": 3,
-        "maxReplicas": 80,
-        "floor": "events-only",
-        "forecast": {"history": history, "step": "1m"},
-    }
+    spec = policy_spec(metric={"query": QUERY, "capacityPerReplica": CAPACITY, "targetUtilization": UTILIZATION}, floor="events-only", forecast={"history": history, "step": "1m"})
+    del spec["cooldown"]  # the CRD's default
     fake.put_object({"apiVersion": "peakscale.io/v1alpha1", "kind": "ScalingPolicy", "metadata": {"name": "web", "namespace": NS, "labels": {"tier": "web"}}, "spec": spec})
     fake.put_object(
         {

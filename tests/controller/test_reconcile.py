@@ -8,7 +8,7 @@ from datetime import datetime, UTC
 
 from autoscaler.adapters.kube import ORIGINAL_MIN
 from tests.conftest import BASE_DEMAND
-from tests.controller.world import COOLDOWN, LEAD, QUERY, Clock, conditions, controller, hpa_min, policy_spec, seed, status_of
+from tests.controller.world import COOLDOWN, LEAD, QUERY, Clock, conditions, controller, hpa_min, policy_spec, raised, seed, status_of
 
 
 def test_event_raises_floor_by_t_minus_lead_and_restores_after_cooldown(kube, prometheus, start):
@@ -71,12 +71,7 @@ def test_floor_follows_the_seasonal_forecast_between_events(kube, prometheus, st
 
 
 def test_a_deleted_policy_restores_the_floor_before_it_goes(kube, prometheus, start):
-    t = start + 3600
-    seed(kube, event_start=t)
-    clock = Clock(t - 300)
-    ctl = controller(kube, prometheus, clock)
-    ctl.run_cycle()
-    assert hpa_min(kube) == 72
+    ctl, clock, t = raised(kube, prometheus, start)
     policy = kube.get("peakscale.io/v1alpha1", "scalingpolicies", kube.ns, "web")
     assert "peakscale.io/restore-floor" in policy["metadata"]["finalizers"]
     kube.delete("peakscale.io/v1alpha1", "scalingpolicies", kube.ns, "web")
@@ -89,12 +84,7 @@ def test_a_deleted_policy_restores_the_floor_before_it_goes(kube, prometheus, st
 
 
 def test_switching_a_policy_to_observe_restores_the_floor(kube, prometheus, start):
-    t = start + 3600
-    seed(kube, event_start=t)
-    clock = Clock(t - 300)
-    ctl = controller(kube, prometheus, clock)
-    ctl.run_cycle()
-    assert hpa_min(kube) == 72
+    ctl, clock, t = raised(kube, prometheus, start)
     policy = kube.get("peakscale.io/v1alpha1", "scalingpolicies", kube.ns, "web")
     policy["spec"]["mode"] = "observe"
     kube.replace(policy)

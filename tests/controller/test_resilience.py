@@ -22,16 +22,11 @@ from autoscaler.controller.reconcile import Controller
 from autoscaler.controller.telemetry import Telemetry, serve
 from tests.cluster.controlplane import free_port
 from tests.conftest import BASE_DEMAND
-from tests.controller.world import COOLDOWN, LEAD, Clock, conditions, controller, hpa, hpa_min, iso, policy_spec, seed, status_of
+from tests.controller.world import COOLDOWN, LEAD, Clock, assert_web_acted_each_cycle, conditions, controller, hpa, hpa_min, iso, policy_spec, raised, seed, status_of
 
 
 def test_prometheus_killed_mid_run_leaves_floors_untouched(kube, own_prometheus, start):
-    t = start + 3600
-    seed(kube, event_start=t)
-    clock = Clock(t - 300)
-    ctl = controller(kube, own_prometheus, clock)
-    ctl.run_cycle()
-    assert hpa_min(kube) == 72
+    ctl, clock, t = raised(kube, own_prometheus, start)
     own_prometheus.stop()
     for minutes in range(0, 120, 10):  # well past the end and the cool-down
         clock.now = t + 3600 + minutes * 60
@@ -117,11 +112,7 @@ def test_bad_objects_the_api_server_accepts_get_a_condition_and_an_event_while_a
     kube.put_object({"apiVersion": "peakscale.io/v1alpha1", "kind": "PromotionEvent", "metadata": {"name": "instant"}, "spec": {"start": iso(t), "end": iso(t), "kind": "flash-sale"}})
     clock = Clock(t - LEAD - 60)
     ctl = controller(kube, prometheus, clock)
-    for _ in range(3):
-        report = ctl.run_cycle()
-        assert report.leader and {o.name: o.error for o in report.outcomes}["web"] is None
-        assert hpa_min(kube) == 72  # the good policy is planned and acted on every cycle
-        clock.now += 60
+    assert_web_acted_each_cycle(ctl, clock, lambda: hpa_min(kube))
     stepless = status_of(kube, "scalingpolicies", "stepless")
     assert conditions(stepless)["Ready"]["reason"] == "InvalidSpec" and "forecast.step" in stepless["reason"]
     annotated = status_of(kube, "scalingpolicies", "annotated")

@@ -4,6 +4,7 @@ and the controller as the chart's ServiceAccount, with a clock the test moves.""
 from __future__ import annotations
 
 from datetime import datetime, UTC
+from collections.abc import Callable
 from typing import Any
 
 from autoscaler.adapters.kube import Kube
@@ -89,3 +90,24 @@ def status_of(kube: Any, plural: str, name: str) -> dict[str, Any]:
 
 def conditions(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {c["type"]: c for c in status.get("conditions") or []}
+
+
+def raised(kube: Any, prometheus: Any, start: float) -> tuple[Controller, Clock, float]:
+    """The web tier seeded with a promotion at ``start`` + 1 h (returned as ``t``), and a first
+    cycle five minutes before it that raised the floor to the promotion's size."""
+    t = start + 3600
+    seed(kube, event_start=t)
+    clock = Clock(t - 300)
+    ctl = controller(kube, prometheus, clock)
+    ctl.run_cycle()
+    assert hpa_min(kube) == 72
+    return ctl, clock, t
+
+
+def assert_web_acted_each_cycle(ctl: Controller, clock: Clock, floor: Callable[[], int], cycles: int = 3) -> None:
+    """Beside whatever else is broken, the good policy ``web`` is planned and acted on every cycle."""
+    for _ in range(cycles):
+        report = ctl.run_cycle()
+        assert report.leader and {o.name: o.error for o in report.outcomes}["web"] is None
+        assert floor() == 72
+        clock.now += 60
