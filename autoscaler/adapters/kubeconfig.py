@@ -8,6 +8,7 @@ the context in use (in a pod: the ServiceAccount's namespace), then ``default``;
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -28,10 +29,21 @@ def kubeconfig_files(kubeconfig: Path | str | None) -> list[Path]:
 
 
 def _load(path: Path) -> dict[str, Any]:
+    """One kubeconfig file, parsed once per version of it (a command asks for its context, its
+    namespace and its current context in turn)."""
+    try:
+        info = path.stat()
+    except OSError:
+        return {}
+    return _parsed(str(path), info.st_mtime_ns, info.st_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _parsed(path: str, mtime_ns: int, size: int) -> dict[str, Any]:
     import yaml
 
     try:
-        with path.open("rb") as handle:
+        with open(path, "rb") as handle:
             data = yaml.safe_load(handle.read(4 * 1024 * 1024))
     except (OSError, yaml.YAMLError):
         return {}

@@ -78,9 +78,9 @@ class ObserveSteps(ControllerBase):
         for key in order:
             if costs[key] > budget:
                 deferred.add(key)
-                costs[key] = 0  # sent nothing
+                needed, costs[key] = costs[key], 0  # sent nothing
                 left: Future[Series | MetricsUnavailable] = Future()
-                left.set_result(MetricsUnavailable(f"its history needs {costs[key]} range queries and this cycle's budget ({self.options.max_queries_per_cycle}) is spent: it goes first next cycle"))
+                left.set_result(MetricsUnavailable(f"its history needs {needed} range queries and this cycle's budget ({self.options.max_queries_per_cycle}) is spent: it goes first next cycle"))
                 out[key] = left
                 continue
             budget -= costs[key]

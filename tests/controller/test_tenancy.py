@@ -154,7 +154,7 @@ def test_the_cycles_query_budget_is_shared_fairly_and_each_policys_cost_is_in_it
     assert len(waited) == 1
     held = next(name for name in ("web", "other") if name not in waited)
     assert status_of(kube, "scalingpolicies", held)["historyQueries"] == 0
-    assert "budget" in conditions(status_of(kube, "scalingpolicies", held))["MetricsAvailable"]["message"]
+    assert "needs 3 range queries and this cycle's budget (4) is spent" in conditions(status_of(kube, "scalingpolicies", held))["MetricsAvailable"]["message"]
     clock.now += 60
     second = ctl.run_cycle()
     assert second.queries == 3 + 1  # the one left out goes first; the other is one query behind
