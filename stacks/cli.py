@@ -42,14 +42,14 @@ def render(
     from rich.console import Console
     from rich.table import Table
 
-    from stacks.render import load_stack_file, write
+    from stacks.render import load_stack_file, stack_file, write
     from stacks.render import render as run_render
 
     check_output(output)
     output = "json" if as_json else output
     repo = Path.cwd() if (Path.cwd() / "Pulumi.yaml").is_file() else REPO
     config = load_stack_file(repo, stack)
-    used = repo / f"Pulumi.{stack}.yaml"
+    used = stack_file(repo, stack)
     rendered = run_render(config, stack)
     try:
         paths = write(rendered, out)

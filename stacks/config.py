@@ -314,10 +314,9 @@ SECRET_KEYS = ("cachePassword",)
 
 def parse_stack_config(raw: dict[str, Any], project: str = "peakscale") -> StackConfig:
     """Validate a mapping of config keys; raise ``ConfigError`` naming the config path."""
-    for key in list(raw):
-        if key in SECRET_KEYS:
-            raw = {k: v for k, v in raw.items() if k != key}
-        elif key not in KEYS:
+    raw = {k: v for k, v in raw.items() if k not in SECRET_KEYS}  # each read by its component
+    for key in raw:
+        if key not in KEYS:
             raise ConfigError(f"{project}:{key}", "unknown config key", f"known: {', '.join(KEYS + SECRET_KEYS)}")
     try:
         return StackConfig.model_validate(raw)

@@ -109,9 +109,14 @@ def redact(value: Any) -> Any:
     return out
 
 
+def stack_file(repo: Path, stack: str) -> Path:
+    """The stack's config file, ``Pulumi.<stack>.yaml`` beside ``Pulumi.yaml``."""
+    return repo / f"Pulumi.{stack}.yaml"
+
+
 def load_stack_file(repo: Path, stack: str) -> dict[str, Any]:
     """The ``peakscale:*`` values of ``Pulumi.<stack>.yaml``."""
-    path = repo / f"Pulumi.{stack}.yaml"
+    path = stack_file(repo, stack)
     if not path.is_file():
         known = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in repo.glob("Pulumi.*.yaml"))
         raise ConfigError("--stack", f"no Pulumi.{stack}.yaml", f"stacks here: {', '.join(known) or 'none'}")
