@@ -36,6 +36,20 @@ def backfill(openmetrics: Path, tsdb: Path) -> None:
         raise RuntimeError(f"promtool backfill failed: {done.stderr[-2000:]}")
 
 
+def trace_and_prometheus(tmp: Path, metric: str, times: list[int], values: list[float], step_s: int) -> tuple[Path, PrometheusServer]:
+    """One demand history two ways: ``tmp/trace.csv`` as a backtest or ``plan --trace`` reads it
+    (each value the demand of the period that starts at its timestamp, UTC), and a Prometheus
+    holding it as a rate over each period, labeled at the period's end."""
+    from datetime import UTC, datetime
+
+    trace = tmp / "trace.csv"
+    trace.write_text("timestamp,value\n" + "".join(f"{datetime.fromtimestamp(t, UTC):%Y-%m-%d %H:%M:%S},{v!r}\n" for t, v in zip(times, values)))
+    om = tmp / "history.om"
+    write_openmetrics(om, {metric: [(t + step_s, v) for t, v in zip(times, values)]})
+    backfill(om, tmp / "blocks")
+    return trace, PrometheusServer(tmp / "blocks", tmp / "prom")
+
+
 class PrometheusServer:
     """Started on a free port over a copy of a backfilled TSDB; stopped by pid."""
 

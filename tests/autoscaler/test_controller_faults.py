@@ -24,7 +24,7 @@ from autoscaler.controller.base import ControllerOptions
 from autoscaler.adapters.kube import Kube
 from autoscaler.adapters.prometheus import HistoryCache, escape_label_value, render_query
 from tests.fakes.kube import write_kubeconfig
-from tests.controller.world import COOLDOWN, LEAD, Clock, assert_web_acted_each_cycle, iso
+from tests.controller.world import COOLDOWN, LEAD, Clock, assert_web_acted_each_cycle, iso, policy_spec
 from tests.prometheus_server import free_port
 
 NS = "shop"
@@ -47,17 +47,7 @@ def seed(fake, *, event_start: float, expected_peak: float = 50_000, hpa_max: in
             "status": {"currentReplicas": 3, "desiredReplicas": 3},
         }
     )
-    spec = {
-        "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
-        "mode": mode,
-        "metric": {"query": 'sum(shop_demand{app="web"})', "capacityPerReplica": 1000, "targetUtilization": 0.7},
-        "leadTime": "10m",
-        "minReplicas": 3,
-        "maxReplicas": policy_max,
-        "cooldown": "20m",
-        "forecast": {"history": "2d", "step": "1m"},
-    }
-    spec.update(extra_spec or {})
+    spec = policy_spec(mode=mode, maxReplicas=policy_max, **(extra_spec or {}))
     fake.put_object({"apiVersion": "peakscale.io/v1alpha1", "kind": "ScalingPolicy", "metadata": {"name": "web", "namespace": NS, "labels": {"tier": "web"}}, "spec": spec})
     fake.put_object(
         {

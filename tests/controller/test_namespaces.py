@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, UTC
 
 import numpy as np
 import pytest
@@ -28,7 +27,7 @@ from autoscaler.controller.reconcile import Controller
 from tests.cluster.facade import ClusterKube
 from tests.cluster.objects import delete_namespace, ensure_namespace, unique
 from tests.controller.world import Clock, hpa, iso, policy_spec
-from tests.prometheus_server import PrometheusServer, backfill, write_openmetrics
+from tests.prometheus_server import trace_and_prometheus
 
 STEP = 60
 INTERVAL = 600
@@ -59,16 +58,12 @@ def world(tmp_path_factory, cluster):
     t0 = (int(time.time()) // 86400 - 3) * 86400
     times = t0 + np.arange(HOURS * 3600 // STEP, dtype=np.int64) * STEP
     values = demand(times)
-    trace = tmp / "trace.csv"
-    trace.write_text("timestamp,value\n" + "".join(f"{datetime.fromtimestamp(t, UTC):%Y-%m-%d %H:%M:%S},{v!r}\n" for t, v in zip(times.tolist(), values.tolist())))
+    # the trace, and Prometheus holding it as a rate over each minute, labeled at the minute's end
+    trace, prometheus = trace_and_prometheus(tmp, METRIC, times.tolist(), values.tolist(), STEP)
     sale, allhands = (t0 + 20 * 3600, t0 + 22 * 3600), (t0 + 14 * 3600, t0 + 15 * 3600)
     calendar = tmp / "calendar.yaml"
     entry = {"name": "allhands", "start": iso(allhands[0]), "end": iso(allhands[1]), "kind": "broadcast", "expectedMultiplier": 3, "targets": "peakscale.io/tier in (web,edge)"}
     calendar.write_text(yaml.safe_dump({"events": [entry]}))
-    om = tmp / "history.om"
-    write_openmetrics(om, {METRIC: [(t + STEP, v) for t, v in zip(times.tolist(), values.tolist())]})
-    backfill(om, tmp / "blocks")
-    prometheus = PrometheusServer(tmp / "blocks", tmp / "prom")
     api = cluster.api()
     first, second = unique("shop-a"), unique("shop-b")
     for ns in (first, second):

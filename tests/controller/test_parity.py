@@ -47,7 +47,7 @@ from tests.cluster.controlplane import wait_for
 from tests.cluster.facade import ClusterKube, pod_template
 from tests.cluster.objects import add_nodes, delete_namespace, delete_nodes, ensure_namespace, unique
 from tests.controller.world import Clock, hpa, iso
-from tests.prometheus_server import PrometheusServer, backfill, write_openmetrics
+from tests.prometheus_server import trace_and_prometheus
 
 NS = "parity"
 STEP = 60
@@ -200,9 +200,8 @@ def world(tmp_path_factory, cluster):
     first = (t0 + 10 * 3600, t0 + 12 * 3600)
     second = (t0 + 38 * 3600, t0 + 40 * 3600)
     values = demand(times, [first, second])
-    # the trace: each value is the demand of the minute that starts at its timestamp
-    trace = tmp / "trace.csv"
-    trace.write_text("timestamp,value\n" + "".join(f"{datetime.fromtimestamp(t, UTC):%Y-%m-%d %H:%M:%S},{v!r}\n" for t, v in zip(times.tolist(), values.tolist())))
+    # the trace (each value the demand of the minute that starts at its timestamp), and Prometheus holding it as a rate over each minute, labeled at the minute's end
+    trace, prometheus = trace_and_prometheus(tmp, METRIC, times.tolist(), values.tolist(), STEP)
     calendar = tmp / "calendar.csv"
     rows = [(first, "evening-live", "3"), (second, "afternoon-live", "")]
     calendar.write_text(
@@ -210,11 +209,6 @@ def world(tmp_path_factory, cluster):
         + "".join(f"{datetime.fromtimestamp(a, UTC):%Y-%m-%d %H:%M},{datetime.fromtimestamp(b, UTC):%Y-%m-%d %H:%M},{n},kol-live,{m}\n" for (a, b), n, m in rows)
     )
     (tmp / "policies.yaml").write_text(yaml.safe_dump_all(policies()))
-    # Prometheus holds a rate over each minute, labeled at the minute's end
-    om = tmp / "history.om"
-    write_openmetrics(om, {METRIC: [(t + STEP, v) for t, v in zip(times.tolist(), values.tolist())]})
-    backfill(om, tmp / "blocks")
-    prometheus = PrometheusServer(tmp / "blocks", tmp / "prom")
     api = cluster.api()
     namespace, pool = unique("parity"), unique("edge")
     ensure_namespace(api, namespace)

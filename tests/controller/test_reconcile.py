@@ -8,7 +8,7 @@ from datetime import datetime, UTC
 
 from autoscaler.adapters.kube import ORIGINAL_MIN
 from tests.conftest import BASE_DEMAND
-from tests.controller.world import COOLDOWN, LEAD, QUERY, Clock, conditions, controller, hpa_min, policy_spec, raised, seed, status_of
+from tests.controller.world import COOLDOWN, LEAD, QUERY, Clock, conditions, controller, hpa_min, floors_until, policy_spec, raised, seed, status_of
 
 
 def test_event_raises_floor_by_t_minus_lead_and_restores_after_cooldown(kube, prometheus, start):
@@ -16,11 +16,7 @@ def test_event_raises_floor_by_t_minus_lead_and_restores_after_cooldown(kube, pr
     seed(kube, event_start=t, extra_spec={"floor": "events-only"})
     clock = Clock(t - 1800)
     ctl = controller(kube, prometheus, clock)
-    floors = {}
-    while clock.now <= t + 3600 + COOLDOWN + 120:
-        ctl.run_cycle()
-        floors[clock.now - t] = hpa_min(kube)
-        clock.now += 60
+    floors = floors_until(ctl, clock, kube, t, t + 3600 + COOLDOWN + 120)
     # the last cycle before T - L raises it: capacity asked for then is ready by T
     assert floors[-LEAD - 120] == 3
     assert floors[-LEAD - 60] == 72  # ceil(50,000 / (1,000 x 0.7))
@@ -50,11 +46,7 @@ def test_floor_follows_the_seasonal_forecast_between_events(kube, prometheus, st
     seed(kube, event_start=t)
     clock = Clock(t - 1800)
     ctl = controller(kube, prometheus, clock)
-    floors = {}
-    while clock.now <= t + 3600 + COOLDOWN + 900:
-        ctl.run_cycle()
-        floors[clock.now - t] = hpa_min(kube)
-        clock.now += 60
+    floors = floors_until(ctl, clock, kube, t, t + 3600 + COOLDOWN + 900)
     # demand is about 10,000 (+-20 %): 1,000 per replica at 70 %, less the HPA's 10 % tolerance
     seasonal = [v for k, v in floors.items() if k < -LEAD - 60]
     assert all(9 <= v <= 17 for v in seasonal)

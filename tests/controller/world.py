@@ -111,3 +111,13 @@ def assert_web_acted_each_cycle(ctl: Controller, clock: Clock, floor: Callable[[
         assert report.leader and {o.name: o.error for o in report.outcomes}["web"] is None
         assert floor() == 72
         clock.now += 60
+
+
+def floors_until(ctl: Controller, clock: Clock, kube: Any, t: float, end_s: float, step_s: int = 60) -> dict[float, int]:
+    """A cycle every ``step_s`` until ``end_s``: the HPA's floor after each, by the time relative to ``t``."""
+    floors = {}
+    while clock.now <= end_s:
+        ctl.run_cycle()
+        floors[clock.now - t] = hpa_min(kube)
+        clock.now += step_s
+    return floors
