@@ -10,6 +10,7 @@ controller reads it). Errors a user can cause are ``InputError``; an unreachable
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,9 @@ from zoneinfo import ZoneInfo
 from autoscaler.adapters import yamlsafe
 from autoscaler.errors import HistoryUnavailable, InputError, did_you_mean
 from autoscaler.core.resources import ScalingPolicySpec, parse_policy
+
+if TYPE_CHECKING:
+    from autoscaler.adapters.trace_files import TraceFormat
 
 
 @dataclass(frozen=True)
@@ -135,13 +139,13 @@ def one_history_source(trace: Path | None, prometheus_url: str | None) -> None:
         raise InputError("--trace", "given with --prometheus-url (or PEAKSCALE_PROMETHEUS_URL)", "give one history source")
 
 
-def trace_history(path: Path, zone: ZoneInfo, *, strict: bool = False) -> tuple[np.ndarray, np.ndarray, int, int]:
+def trace_history(path: Path, zone: ZoneInfo, *, strict: bool = False, fmt: TraceFormat | None = None) -> tuple[np.ndarray, np.ndarray, int, int]:
     """A trace as the controller's Prometheus would hold it: (times, values, first, end) where
     ``first``/``end`` bound the trace's periods."""
     from autoscaler.core.backtest import controller_view
-    from autoscaler.adapters.trace_files import load_trace
+    from autoscaler.adapters.trace_files import TraceFormat, load_trace
 
-    series = load_trace(path, zone, strict=strict)
+    series = load_trace(path, zone, strict=strict, fmt=fmt or TraceFormat())
     times, values = controller_view(series)
     return times, values, int(series.times_s[0]), int(series.times_s[-1]) + series.step_s
 

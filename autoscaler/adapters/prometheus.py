@@ -164,12 +164,14 @@ class HistoryCache:
         start = self._first_missing(self._series.get((query, step_s)), end, history_s, step_s)
         return 0 if start > end else -(-((end - start) // step_s + 1) // MAX_POINTS)
 
-    def history(self, query: str, *, now_s: float, history_s: int, step_s: int, stale_after_s: int, ceiling: float | None = None) -> Series:
+    def history(
+        self, query: str, *, now_s: float, history_s: int, step_s: int, stale_after_s: int, ceiling: float | None = None, progress: Callable[[float], None] | None = None
+    ) -> Series:
         """The series up to ``now_s``; raises ``MetricsUnavailable`` when it is missing or stale.
 
         Data sanity: a negative sample, one stamped in the future, and one above ``ceiling`` (what
         the policy could ever serve, many times over: an absurd spike) are held as missing and
-        counted in ``Series.dropped``."""
+        counted in ``Series.dropped``. ``progress`` hears the share fetched after each range query."""
         key = (query, step_s)
         end = int(now_s) // step_s * step_s
         series = self._series.get(key)
@@ -183,6 +185,8 @@ class HistoryCache:
                 hi = min(end, lo + chunk - step_s)
                 points.update(self._range(query, lo, hi, step_s, dropped))
                 lo = hi + step_s
+                if progress is not None:
+                    progress(min(1.0, (lo - start) / (end - start + step_s)))
         if ceiling is not None:
             spikes = [t for t, v in points.items() if v > ceiling]
             for t in spikes:

@@ -1,4 +1,11 @@
-"""Load traces: a CSV of ``timestamp,value`` samples at a regular step.
+"""Load traces: a CSV of ``timestamp,value`` samples at a regular step, or an export as it comes.
+
+Besides ``timestamp,value``: any header with a time column (``timestamp``, ``time``, ``ts``, ``date``,
+``datetime``, or ``--time-column``) and a value column (``value``, the only other column, or
+``--value-column``), as Grafana's CSV export (``"Time","sum(srs_clients)"``, an optional
+``sep=,`` line) and hand-made files (``time,viewers``) have them; timestamps as dates or as epoch
+seconds or milliseconds (told apart by their size, or ``--epoch s|ms``); and a Prometheus
+``query_range`` answer saved as JSON (``.json``: its series summed, as the controller sums them).
 
 Owns the validation of trace files (one error naming the row for unparseable lines, timestamps
 that go back or repeat, negative values, an irregular step). Real exports have gaps: missing rows,
@@ -15,8 +22,11 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import json
 import math
-from datetime import datetime
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -37,8 +47,63 @@ def open_text(path: Path) -> io.TextIOBase:
 
 _MISSING = {"", "nan", "na", "null", "none"}
 
+#: the names a time column goes by when --time-column does not name it
+TIME_NAMES = ("timestamp", "time", "ts", "date", "datetime")
+_EPOCH = re.compile(r"\d+(\.\d+)?")
+#: an epoch timestamp above this is in milliseconds (1e11 s is the year 5138; 1e11 ms is 1973)
+_MS_ABOVE = 1e11
 
-def load_trace(path: str | Path, zone: ZoneInfo, *, strict: bool = False) -> Trace:
+
+@dataclass(frozen=True)
+class TraceFormat:
+    """How to read a trace's columns: by name (None: found by ``TIME_NAMES`` / ``value`` / the other
+    column), and the unit of epoch timestamps (``auto``: by their size)."""
+
+    time_column: str | None = None
+    value_column: str | None = None
+    epoch: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.epoch not in ("auto", "s", "ms"):
+            raise InputError("--epoch", f"unknown unit {self.epoch!r}", "use auto, s or ms")
+
+    def columns(self, header: list[str], label: str) -> tuple[int, int]:
+        """The time column's index and the value column's, or the header named with the fix."""
+        names = ", ".join(map(repr, header))
+        if self.time_column is not None:
+            if self.time_column.lower() not in header:
+                raise InputError("--time-column", f"no column {self.time_column!r} in {label}", f"its columns: {names}")
+            t_col = header.index(self.time_column.lower())
+        else:
+            found = [header.index(n) for n in TIME_NAMES if n in header]
+            if not found:
+                raise InputError(f"{label} header", f"no time column among {names}", "name it with --time-column (or call it timestamp)")
+            t_col = found[0]
+        if self.value_column is not None:
+            if self.value_column.lower() not in header:
+                raise InputError("--value-column", f"no column {self.value_column!r} in {label}", f"its columns: {names}")
+            return t_col, header.index(self.value_column.lower())
+        if "value" in header:
+            return t_col, header.index("value")
+        others = [i for i, h in enumerate(header) if i != t_col]
+        if len(others) != 1:
+            raise InputError(f"{label} header", f"which of {', '.join(repr(header[i]) for i in others)} is the demand?", "name it with --value-column")
+        return t_col, others[0]
+
+    def stamp(self, text: str, zone: ZoneInfo, field: str) -> datetime:
+        """A timestamp: epoch seconds or milliseconds, or a date (``parse_aware``), in ``zone``."""
+        raw = text.strip()
+        if _EPOCH.fullmatch(raw):
+            value = float(raw)
+            millis = self.epoch == "ms" or (self.epoch == "auto" and value > _MS_ABOVE)
+            try:
+                return datetime.fromtimestamp(value / 1000 if millis else value, UTC).astimezone(zone)
+            except (OverflowError, OSError, ValueError):
+                raise InputError(field, f"{raw!r} is not an epoch time", "seconds or milliseconds since 1970 (--epoch s|ms)") from None
+        return parse_aware(raw, zone, field=field).astimezone(zone)
+
+
+def load_trace(path: str | Path, zone: ZoneInfo, *, strict: bool = False, fmt: TraceFormat = TraceFormat()) -> Trace:
     """Read and validate a trace file; raise ``InputError`` naming the row at fault.
 
     Missing rows and empty or NaN values become missing samples (``strict``: refused)."""
@@ -46,29 +111,61 @@ def load_trace(path: str | Path, zone: ZoneInfo, *, strict: bool = False) -> Tra
     label = f"trace {path.name}"
     if not path.is_file():
         raise InputError("--trace", f"no such file {str(path)!r}", "give the path of a timestamp,value CSV")
+    if path.name.removesuffix(".gz").endswith(".json"):
+        return _prometheus_json(path, zone, label, strict)
     samples = _Samples()
     with open_text(path) as handle:
         reader = csv.reader(handle)
         try:
             header = [h.strip().lower() for h in next(reader)]
+            if header and header[0].startswith("sep="):  # Grafana's hint to spreadsheets
+                header = [h.strip().lower() for h in next(reader)]
         except StopIteration:
             raise InputError(label, "file is empty", "expected a header timestamp,value and rows") from None
         except (UnicodeDecodeError, csv.Error, OSError, EOFError) as exc:
             raise InputError(label, f"cannot read file ({exc})", "expected a CSV text file, or a .csv.gz of one") from None
-        if "timestamp" not in header or "value" not in header:
-            raise InputError(f"{label} header", f"columns {header!r} lack timestamp and value", "first line must be timestamp,value")
-        t_col, v_col = header.index("timestamp"), header.index("value")
+        t_col, v_col = fmt.columns(header, label)
         try:
             for row in reader:
                 if not row or all(not cell.strip() for cell in row):
                     continue
                 where = f"{label} line {reader.line_num}"
                 if len(row) <= max(t_col, v_col):
-                    raise InputError(where, f"expected {len(header)} columns, got {len(row)}", "each row is timestamp,value")
-                local = parse_aware(row[t_col], zone, field=f"{where} timestamp").astimezone(zone)
+                    raise InputError(where, f"expected {len(header)} columns, got {len(row)}", f"each row has the header's columns: {', '.join(header)}")
+                local = fmt.stamp(row[t_col], zone, f"{where} timestamp")
                 samples.add(local, _value(row[v_col], where, strict), reader.line_num, where, row[t_col])
         except (UnicodeDecodeError, csv.Error, OSError, EOFError) as exc:
             raise InputError(f"{label} line {reader.line_num}", f"cannot read row ({exc})", "expected a CSV text file, or a .csv.gz of one") from None
+    return samples.on_grid(path.name, label, strict)
+
+
+def _prometheus_json(path: Path, zone: ZoneInfo, label: str, strict: bool) -> Trace:
+    """A Prometheus ``query_range`` answer (``curl .../api/v1/query_range?...``, saved whole, or its
+    ``data``): a matrix whose series are summed per timestamp."""
+    from autoscaler.adapters import yamlsafe
+
+    try:
+        with open_text(path) as handle:
+            doc = json.loads(handle.read(yamlsafe.MAX_BYTES + 1))
+    except (OSError, ValueError, EOFError) as exc:
+        raise InputError(label, f"cannot read JSON ({exc})", "save the query_range answer as it comes") from None
+    data = doc.get("data", doc) if isinstance(doc, dict) else None
+    result = data.get("result") if isinstance(data, dict) else None
+    if not isinstance(result, list) or (isinstance(data, dict) and data.get("resultType", "matrix") != "matrix"):
+        raise InputError(label, "is not a Prometheus range answer (data.resultType matrix, data.result)", "save what /api/v1/query_range answers")
+    summed: dict[float, float] = {}
+    for k, item in enumerate(result):
+        values = item.get("values") if isinstance(item, dict) else None
+        if not isinstance(values, list):
+            raise InputError(f"{label} result[{k}]", "has no values", "a range answer's series carry values")
+        for pair in values:
+            if not (isinstance(pair, list) and len(pair) == 2):
+                raise InputError(f"{label} result[{k}]", f"{pair!r} is not [time, value]", "save the answer as Prometheus gives it")
+            value = _value(str(pair[1]), f"{label} result[{k}] at {pair[0]}", strict)
+            summed[float(pair[0])] = summed.get(float(pair[0]), 0.0) + value
+    samples = _Samples()
+    for n, ts in enumerate(sorted(summed)):
+        samples.add(datetime.fromtimestamp(ts, UTC).astimezone(zone), summed[ts], n + 1, f"{label} time {ts:g}", f"{ts:g}")
     return samples.on_grid(path.name, label, strict)
 
 

@@ -13,9 +13,9 @@ import yaml
 from rich.table import Table
 
 from autoscaler.adapters.calendar_files import load_calendar
-from autoscaler.adapters.trace_files import load_trace
+from autoscaler.adapters.trace_files import TraceFormat, load_trace
 from autoscaler.cli.app import app
-from autoscaler.cli.output import Progress, check_output, split_list, table_console
+from autoscaler.cli.output import EpochOpt, Progress, TimeColumnOpt, ValueColumnOpt, check_output, split_list, table_console
 from autoscaler.core.backtest import STRATEGIES, BacktestResult, Scenario, run_backtest
 from autoscaler.core.calendar import PromotionEvent, select_kinds
 from autoscaler.core.durations import parse_duration_s
@@ -71,6 +71,9 @@ def backtest(
     as_json: Annotated[bool, typer.Option("--json", help="Same as -o json.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Refuse a trace with gaps or empty values (by default they are missing samples: every strategy holds through them, and the figures count only the minutes with data).")] = False,
+    time_column: TimeColumnOpt = None,
+    value_column: ValueColumnOpt = None,
+    epoch: EpochOpt = "auto",
 ) -> None:
     """Replay a real trace through a simulated cluster and compare scaling strategies.
 
@@ -94,7 +97,7 @@ def backtest(
         raise InputError("--strategies", f"unknown strategy {unknown[0]!r}", f"choose from {', '.join(STRATEGIES)}")
     if plot is not None and plot.suffix.lower() != ".png":
         raise InputError("--plot", f"{str(plot)!r} is not a .png file", "name the plot file *.png")
-    series, selected = _inputs(trace, events, get_zone(tz), scenario, kinds=split_list(kinds), strict=strict, as_given=(lead_time, node_lead_time))
+    series, selected = _inputs(trace, events, get_zone(tz), scenario, kinds=split_list(kinds), strict=strict, as_given=(lead_time, node_lead_time), fmt=TraceFormat(time_column, value_column, epoch))
     check_output(output)
     output = "json" if as_json else output
     with Progress(enabled=not quiet and output == "table") as report:
@@ -155,13 +158,13 @@ def _scenario(
 
 
 def _inputs(
-    trace: Path | None, events: Path | None, zone: ZoneInfo, scenario: Scenario, *, kinds: list[str], strict: bool, as_given: tuple[str, str]
+    trace: Path | None, events: Path | None, zone: ZoneInfo, scenario: Scenario, *, kinds: list[str], strict: bool, as_given: tuple[str, str], fmt: TraceFormat
 ) -> tuple[Trace, list[PromotionEvent]]:
     """The trace and the calendar events that count, checked against the scenario's lead times
     (``as_given``: --lead-time and --node-lead-time as the user wrote them, for the message)."""
     trace_path = trace or BUNDLED_TRACE
     events_path = events or (BUNDLED_EVENTS if trace is None else _default_events(trace))
-    series = load_trace(trace_path, zone, strict=strict)
+    series = load_trace(trace_path, zone, strict=strict, fmt=fmt)
     span_s = int(series.times_s[-1] - series.times_s[0]) + series.step_s
     lead_s = scenario.policy.lead_time_s
     if lead_s >= span_s or lead_s >= scenario.forecast.history_s:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import Annotated, Any, Optional
 
+import typer
 from rich.console import Console
 
 from autoscaler.errors import InputError
@@ -14,6 +15,11 @@ from autoscaler.errors import InputError
 err_console = Console(stderr=True)
 
 OUTPUTS = ("table", "json", "yaml")
+
+# how a --trace is read (``trace_files.TraceFormat``): exports as they come
+TimeColumnOpt = Annotated[Optional[str], typer.Option("--time-column", help="The trace's time column. Default: timestamp, time, ts, date or datetime.")]
+ValueColumnOpt = Annotated[Optional[str], typer.Option("--value-column", help="The trace's demand column. Default: value, or the only other column (Grafana's export).")]
+EpochOpt = Annotated[str, typer.Option("--epoch", help="Unit of epoch timestamps in the trace: auto (told by their size), s or ms.")]
 
 
 def table_console(width: int = 150) -> Console:

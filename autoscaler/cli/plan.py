@@ -15,9 +15,10 @@ import typer
 from rich.table import Table
 
 from autoscaler.adapters.calendar_files import load_calendar
+from autoscaler.adapters.trace_files import TraceFormat
 from autoscaler.adapters.inputs import PolicyDoc, load_policies, one_history_source, prometheus_history, require_named, trace_history
 from autoscaler.cli.app import app
-from autoscaler.cli.output import PROMETHEUS_ENV, check_output, history_url, err_console, split_list, table_console
+from autoscaler.cli.output import PROMETHEUS_ENV, EpochOpt, TimeColumnOpt, ValueColumnOpt, check_output, history_url, err_console, split_list, table_console
 from autoscaler.cli.promo_store import AllNamespacesOpt, NamespaceOpt
 from autoscaler.core.calendar import PromotionEvent, select_kinds
 from autoscaler.core.durations import parse_duration_s
@@ -67,6 +68,9 @@ def plan(
     timeline: Annotated[bool, typer.Option("--timeline/--no-timeline", help="Show a compact timeline of the planned floor per target.")] = True,
     interval: Annotated[str, typer.Option(help="The controller's interval (its --interval): plan decides at the same instants.")] = "30s",
     strict: Annotated[bool, typer.Option("--strict", help="Refuse a --trace with gaps or empty values (by default they are missing samples).")] = False,
+    time_column: TimeColumnOpt = None,
+    value_column: ValueColumnOpt = None,
+    epoch: EpochOpt = "auto",
 ) -> None:
     """Show what will scale when: every write the controller would make, per target, with its reason.
 
@@ -90,7 +94,7 @@ def plan(
     calendar_events, st = _calendar(events, split_list(kinds), clock_zone, store=store, calendar=calendar, kubeconfig=kubeconfig, context=context, namespace=namespace, all_namespaces=all_namespaces)
     every, where = _policies(st, events, policies, capacity_per_replica=capacity_per_replica, lead_time=lead_time, min_replicas=min_replicas, max_replicas=max_replicas, namespace=namespace, kubeconfig=kubeconfig, context=context)
     docs = only_policies(every, policy)
-    histories, from_s, to_s = _window(docs, trace, prometheus_url, clock_zone, start=start, end=end, tz=tz, strict=strict)
+    histories, from_s, to_s = _window(docs, trace, prometheus_url, clock_zone, start=start, end=end, tz=tz, strict=strict, fmt=TraceFormat(time_column, value_column, epoch))
     interval_s = parse_duration_s(interval, field="--interval")
     _bounded(docs, from_s, to_s, interval_s)
     targets = []
@@ -172,7 +176,7 @@ def _calendar(
 
 
 def _window(
-    docs: list[PolicyDoc], trace: Path | None, prometheus_url: str | None, zone: ZoneInfo, *, start: str, end: str, tz: str, strict: bool
+    docs: list[PolicyDoc], trace: Path | None, prometheus_url: str | None, zone: ZoneInfo, *, start: str, end: str, tz: str, strict: bool, fmt: TraceFormat
 ) -> tuple[dict[tuple[str, str], tuple[np.ndarray, np.ndarray]], int, int]:
     """Each policy's history (from the trace, or Prometheus now) and the plan's [from, to) on the
     history's clock."""
@@ -181,7 +185,7 @@ def _window(
     histories: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
     default_to: int | None = None
     if trace is not None:
-        seen_times, seen_values, first, last = trace_history(trace, zone, strict=strict)
+        seen_times, seen_values, first, last = trace_history(trace, zone, strict=strict, fmt=fmt)
         histories = {(d.namespace, d.name): (seen_times, seen_values) for d in docs}
         base, default_to = first, last
     else:
