@@ -92,15 +92,42 @@ class StoreConflict(Unavailable):
     written over it (the command reads again and reapplies its change)."""
 
 
-def validation_problem(errors: Sequence[Mapping[str, Any]]) -> tuple[tuple[Any, ...], str]:
+def validation_problem(errors: Sequence[Mapping[str, Any]], model: type | None = None) -> tuple[tuple[Any, ...], str]:
     """The first problem of a pydantic ``ValidationError.errors()``: (location, message).
 
     The one reader of pydantic's errors: the calendar, the resources and the stack config all
-    name the field from the location and say the message without pydantic's "Value error, ".
-    """
-    first = errors[0] if errors else {}
+    name the field from the location and say the message without pydantic's "Value error, ". A
+    key the ``model`` does not know is "unknown key", with the closest one it does know, and is
+    said before the other problems (a misspelled required field is also reported missing)."""
+    unknown = [e for e in errors if e.get("type") == "extra_forbidden"]
+    # a typo'd key first: the required field it misspells is "missing" only because of it
+    first = (unknown or errors or [{}])[0] if model is not None else (errors[0] if errors else {})
     loc = tuple(first.get("loc", ()))
+    if first.get("type") == "extra_forbidden" and model is not None and loc:
+        known = known_keys(model, loc[:-1])
+        hint = did_you_mean(loc[-1], known).rstrip()
+        return loc, "unknown key" + (f" ({hint})" if hint else (f" (known: {', '.join(known)})" if known else ""))
     return loc, str(first.get("msg", "invalid")).removeprefix("Value error, ")
+
+
+def known_keys(model: type, path: Sequence[Any]) -> list[str]:
+    """The keys (as written: aliases) a pydantic model accepts at ``path`` inside it."""
+    from typing import get_args
+
+    from pydantic import BaseModel
+
+    current: Any = model
+    for part in path:
+        if isinstance(part, int):
+            continue
+        field = next((f for name, f in current.model_fields.items() if part in (name, f.alias)), None)
+        if field is None:
+            return []
+        inner = [a for a in (field.annotation, *get_args(field.annotation)) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not inner:
+            return []
+        current = inner[0]
+    return [f.alias or name for name, f in current.model_fields.items()]
 
 
 def dotted(loc: Sequence[Any]) -> str:

@@ -321,7 +321,7 @@ def parse_stack_config(raw: dict[str, Any], project: str = "peakscale") -> Stack
     try:
         return StackConfig.model_validate(raw)
     except ValidationError as exc:
-        loc, msg = validation_problem(exc.errors())
+        loc, msg = validation_problem(exc.errors(), StackConfig)
         raise ConfigError(f"{project}:{dotted(loc) or 'config'}", msg) from None
 
 

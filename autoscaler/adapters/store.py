@@ -74,7 +74,7 @@ def validate_promo(promo: Promo) -> Promo:
     try:
         promo.parsed  # noqa: B018 (parsing is the check: a cached property that validates)
     except ValidationError as exc:
-        raise spec_error(exc, f"promotion {promo.name!r}") from None
+        raise spec_error(exc, f"promotion {promo.name!r}", PromotionEventSpec) from None
     return promo
 
 

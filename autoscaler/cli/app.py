@@ -11,6 +11,7 @@ traceback.
 
 from __future__ import annotations
 
+import re
 import sys
 from importlib.metadata import entry_points
 from typing import Annotated, Any
@@ -31,6 +32,30 @@ def say_error(message: str) -> None:
     err_console.print(f"error: {message}", highlight=False, soft_wrap=True, markup=False)
 
 
+#: the parser's words for a value of the wrong type, and what a person reads instead
+_NOT_A = {
+    "Input should be a valid number, unable to parse string as a number": "is not a number",
+    "Input should be a valid integer, unable to parse string as an integer": "is not a whole number",
+}
+
+
+def plain_usage(message: str, args: Any) -> str:
+    """A usage error in plain words: "Invalid value for '--multiplier': '6x' is not a number",
+    the value quoted from the command line, instead of the parser's generic sentence."""
+    for words, plain in _NOT_A.items():
+        if words in message:
+            found = re.search(r"'(-[-\w]+)'", message)
+            tokens = [str(a) for a in (args or [])]
+            value = None
+            if found:
+                option = found.group(1)
+                value = next((t.split("=", 1)[1] for t in tokens if t.startswith(option + "=")), None)
+                if value is None and option in tokens and tokens.index(option) + 1 < len(tokens):
+                    value = tokens[tokens.index(option) + 1]
+            return message.replace(words, f"{value!r} {plain}" if value is not None else plain.removeprefix("is "))
+    return message
+
+
 class OneLineErrors(typer.core.TyperGroup):
     """Every error on one line: a ``PeakscaleError`` with its exit code; usage errors (a missing
     option, a value of the wrong type, an unknown option) naming the option, with exit 2."""
@@ -48,7 +73,7 @@ class OneLineErrors(typer.core.TyperGroup):
                 typer.echo(exc.ctx.get_help())  # a bare command shows its help
                 sys.exit(0)
             where = exc.ctx.command_path if exc.ctx is not None else "peakscale"
-            say_error(f"{exc.format_message().rstrip('.')} (see `{where} --help`)")
+            say_error(f"{plain_usage(exc.format_message(), args if args is not None else sys.argv[1:]).rstrip('.')} (see `{where} --help`)")
             sys.exit(2)
         except click_exceptions.ClickException as exc:
             say_error(exc.format_message())

@@ -362,9 +362,10 @@ class PromotionEventSpec(_Spec):
         )
 
 
-def spec_error(exc: ValidationError, where: str) -> InputError:
-    """A spec's validation error as ``InputError`` naming ``<where>.spec.<field>``."""
-    loc, msg = validation_problem(exc.errors())
+def spec_error(exc: ValidationError, where: str, model: type | None = None) -> InputError:
+    """A spec's validation error as ``InputError`` naming ``<where>.spec.<field>`` (a key ``model``
+    does not know: with the closest one it does)."""
+    loc, msg = validation_problem(exc.errors(), model)
     field = ".".join(str(p) for p in loc)
     return InputError(f"{where}.spec{('.' + field) if field else ''}", msg)
 
@@ -376,7 +377,7 @@ def parse_policy(obj: dict[str, Any]) -> ScalingPolicySpec:
         spec.plan_policy()  # the planner's own checks (utilization, bounds)
         return spec
     except ValidationError as exc:
-        raise spec_error(exc, f"ScalingPolicy {meta.get('namespace')}/{meta.get('name')}") from None
+        raise spec_error(exc, f"ScalingPolicy {meta.get('namespace')}/{meta.get('name')}", ScalingPolicySpec) from None
 
 
 def parse_memory(obj: dict[str, Any]) -> dict[str, EventProfile]:
@@ -404,5 +405,5 @@ def parse_event(obj: dict[str, Any], memories: tuple[EventProfile, ...] = ()) ->
     try:
         spec = PromotionEventSpec.model_validate(obj.get("spec") or {})
     except ValidationError as exc:
-        raise spec_error(exc, f"PromotionEvent {meta.get('namespace')}/{meta.get('name')}") from None
+        raise spec_error(exc, f"PromotionEvent {meta.get('namespace')}/{meta.get('name')}", PromotionEventSpec) from None
     return spec, spec.event(meta.get("name", "?"), memories=memories, namespace=meta.get("namespace") or None)

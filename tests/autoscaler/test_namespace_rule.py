@@ -194,3 +194,23 @@ def test_the_prometheus_url_comes_from_the_environment(tmp_path, monkeypatch):
     monkeypatch.delenv("PEAKSCALE_PROMETHEUS_URL")
     missing = CliRunner().invoke(app, ["plan", "--capacity-per-replica", "100", "--store", "file", "--calendar", str(tmp_path / "c.yaml")])
     assert missing.exit_code == 2 and missing.output.startswith("error: --prometheus-url: no history to plan from")
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["--multiplier", "6x"], "Invalid value for '--multiplier': '6x' is not a number"),
+        (["--multiplier=six"], "Invalid value for '--multiplier': 'six' is not a number"),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_quoted_back_in_plain_words(args, says, tmp_path):
+    run = CliRunner().invoke(app, ["promo", "add", "x", "--start", "2031-11-11 20:00", "--duration", "1h", "--kind", "k", *args, "--store", "file", "--calendar", str(tmp_path / "c.yaml")])
+    assert run.exit_code == 2 and says in run.output and "Input should be" not in run.output
+
+
+def test_a_policy_file_key_typo_names_the_key_it_meant(tmp_path):
+    doc = {"apiVersion": "peakscale.io/v1alpha1", "kind": "ScalingPolicy", "metadata": {"name": "web"}, "spec": {"targetRef": {"kind": "Deployment", "name": "web"}, "metric": {"query": "q", "capacityPerReplica": 100}, "leadTime": "10m", "maxReplica": 6}}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(doc))
+    (tmp_path / "cal.csv").write_text("start,end,name,kind\n")
+    run = CliRunner().invoke(app, ["plan", "--trace", str(tmp_path / "none.csv"), "--events", str(tmp_path / "cal.csv"), "--policies", str(tmp_path / "p.yaml")])
+    assert run.exit_code == 2 and "spec.maxReplica: unknown key (did you mean 'maxReplicas'?)" in run.output

@@ -315,3 +315,17 @@ def test_render_out_keeps_a_manifest_removes_its_stale_files_and_refuses_a_forei
     with pytest.raises(ConfigError, match="not empty"):
         write(rendered["dev"], foreign)
     assert (foreign / "notes.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize(
+    "raw, where, says",
+    [
+        ({"cache": {"scaling": {"maxReplica": 6}}}, "peakscale:cache.scaling.maxReplica", "unknown key (did you mean 'maxReplicas'?)"),
+        ({"edge": {"edgeResource": {}}}, "peakscale:edge.edgeResource", "unknown key (did you mean 'edgeResources'?)"),
+        ({"edge": {"zzz": 3}}, "peakscale:edge.zzz", "unknown key (known: name, origins, image, originResources, edgeResources, drain, targetConnectionsPerPod, loadBalancerAnnotations, metrics, scaling)"),
+    ],
+)
+def test_a_config_typo_names_the_key_it_meant(raw, where, says):
+    with pytest.raises(ConfigError) as caught:
+        parse_stack_config(raw)
+    assert caught.value.where == where and caught.value.problem == says
