@@ -23,7 +23,7 @@ from autoscaler.cli.promo_store import AllNamespacesOpt, NamespaceOpt
 from autoscaler.core.calendar import PromotionEvent, select_kinds
 from autoscaler.core.durations import parse_duration_s
 from autoscaler.core.resources import event_applies
-from autoscaler.core.schedule import Plan, PolicyInput, plan_target
+from autoscaler.core.schedule import Action, Plan, PolicyInput, TimelinePoint, plan_target, sparkline
 from autoscaler.core.timezones import aware, get_zone, shown, wall_seconds
 from autoscaler.errors import InputError
 
@@ -65,7 +65,8 @@ def plan(
     namespace: NamespaceOpt = None,
     all_namespaces: AllNamespacesOpt = False,
     output: Annotated[str, typer.Option("--output", "-o", help="table, json or yaml.")] = "table",
-    timeline: Annotated[bool, typer.Option("--timeline/--no-timeline", help="Show a compact timeline of the planned floor per target.")] = True,
+    timeline: Annotated[bool, typer.Option("--timeline/--no-timeline", help="Show a compact timeline of the planned floor per target, with a time axis (in JSON: a list of points).")] = True,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every node-headroom resize (by default those of one promotion are folded into one row).")] = False,
     interval: Annotated[str, typer.Option(help="The controller's interval (its --interval): plan decides at the same instants.")] = "30s",
     strict: Annotated[bool, typer.Option("--strict", help="Refuse a --trace with gaps or empty values (by default they are missing samples).")] = False,
     time_column: TimeColumnOpt = None,
@@ -109,7 +110,7 @@ def plan(
     for name in result.unmatched:
         there = f"the policies carry {', '.join(labels[:8])}" if labels else "the policies carry no labels"
         err_console.print(f"warning: promotion {name!r} selects no policy: nothing is raised for it ({there}; see its targets)", highlight=False, soft_wrap=True)
-    _print_plan(result, output, timeline)
+    _print_plan(result, output, timeline, verbose)
 
 
 def _policies(
@@ -208,7 +209,7 @@ def _window(
     return histories, from_s, to_s
 
 
-def _print_plan(result: Plan, output: str, timeline: bool) -> None:
+def _print_plan(result: Plan, output: str, timeline: bool, verbose: bool) -> None:
     if output == "json":
         typer.echo(result.model_dump_json(indent=2))
         return
@@ -227,10 +228,41 @@ def _print_plan(result: Plan, output: str, timeline: bool) -> None:
         )
         for col in ("when", "action", "replicas", "for", "why"):
             table.add_column(col)
-        for a in target.actions:
-            table.add_row(a.at, a.action.replace("-", " "), f"{a.from_replicas} -> {a.to_replicas}", a.title or "-", a.reason)
+        for row in _rows(target.actions, verbose):
+            table.add_row(*row)
         if not target.actions:
             table.add_row("-", "none", "-", "-", "nothing to write in this window: the plan stays at the floor it starts from")
         console.print(table)
-        if timeline:
-            console.print(f"  timeline ({target.timeline_step_s // 60} min per mark, floor {target.min_replicas}..{target.max_replicas}): {target.timeline}", highlight=False)
+        if timeline and target.timeline:
+            head = f"  timeline ({target.timeline_step_s // 60} min per mark, floor {target.min_replicas}..{target.max_replicas}): "
+            console.print(head + sparkline(target.timeline, target.min_replicas, target.max_replicas), highlight=False)
+            console.print(" " * len(head) + _axis(target.timeline), highlight=False)
+
+
+def _rows(actions: list[Action], verbose: bool) -> list[tuple[str, str, str, str, str]]:
+    """The table's rows: each write; without ``verbose``, a promotion's run of headroom resizes
+    (one per few ready pods) folded into one row."""
+    rows: list[tuple[str, str, str, str, str]] = []
+    k = 0
+    while k < len(actions):
+        a = actions[k]
+        run = [a]
+        while not verbose and a.action == "resize-headroom" and k + len(run) < len(actions) and actions[k + len(run)].action == a.action and actions[k + len(run)].title == a.title:
+            run.append(actions[k + len(run)])
+        if len(run) > 1:
+            last = run[-1]
+            rows.append((f"{a.at} .. {last.at[11:16]}", "resize headroom", f"{a.from_replicas} -> {last.to_replicas}", a.title or "-", f"{len(run)} resizes as the real pods become ready (--verbose shows each)"))
+        else:
+            rows.append((a.at, a.action.replace("-", " "), f"{a.from_replicas} -> {a.to_replicas}", a.title or "-", a.reason))
+        k += len(run)
+    return rows
+
+
+def _axis(points: list[TimelinePoint], every: int = 8) -> str:
+    """Under the marks: the wall-clock time (HH:MM) of every ``every``-th one."""
+    line = [" "] * len(points)
+    for i in range(0, len(points), every):
+        label = points[i].at[11:16]
+        if i + len(label) <= len(points):
+            line[i : i + len(label)] = label
+    return "".join(line).rstrip()

@@ -123,6 +123,11 @@ class Decision:
     want: int
     forecast_peak: float
     event: str = ""
+    #: the arithmetic behind ``need_now`` and ``want``, for ``explain``
+    demand_now: float = 0.0
+    forecast_upper: float = 0.0
+    capacity: float = 1.0
+    utilization: float = 1.0
 
     @property
     def changed(self) -> bool:
@@ -132,8 +137,8 @@ class Decision:
         """One line a person can read in ``kubectl describe`` or ``peakscale plan``."""
         head = f"{self.previous} -> {self.replicas}" if self.changed else f"hold {self.replicas}"
         why = {
-            FORECAST: f"forecast peak {self.forecast_peak:,.0f} within lead time needs {self.want}",
-            CURRENT_NEED: f"current load needs {self.need_now}",
+            FORECAST: self._sizing(),
+            CURRENT_NEED: f"current load {self.demand_now:,.0f} at {self.capacity:,.0f} per replica needs {self.need_now}",
             MIN_BOUND: "minReplicas",
             MAX_BOUND: f"capped by maxReplicas (forecast needs {max(self.want, self.need_now)})",
             STABILIZATION: "scale-in waits for the stabilization window",
@@ -144,6 +149,14 @@ class Decision:
         if self.event:
             why += f" for {self.event!r}"
         return f"{head}: {why}"
+
+    def _sizing(self) -> str:
+        """How ``want`` was sized: the central forecast's peak at the target utilization, or the
+        upper forecast's at full capacity, whichever needs more (``plan_step``)."""
+        central = math.ceil(self.forecast_peak / (self.capacity * self.utilization) - 1e-9) if self.forecast_peak > 0 else 0
+        if self.forecast_upper > 0 and math.ceil(self.forecast_upper / self.capacity - 1e-9) > central:
+            return f"upper forecast {self.forecast_upper:,.0f} within lead time at {self.capacity:,.0f} per replica (full) needs {self.want}"
+        return f"forecast peak {self.forecast_peak:,.0f} within lead time at {self.capacity:,.0f} per replica x {self.utilization:.0%} needs {self.want}"
 
 
 def plan_step(
@@ -206,5 +219,5 @@ def plan_step(
         if target > allowed:
             target, reason = max(allowed, floor_now), RATE_LIMIT
     target = min(max(target, policy.min_replicas), policy.max_replicas)
-    decision = Decision(now_s, target, current, reason, need_now, want, float(forecast_peak), event)
+    decision = Decision(now_s, target, current, reason, need_now, want, float(forecast_peak), event, float(demand_now), float(forecast_upper), capacity, policy.target_utilization)
     return decision, PlannerState(target, now_s, recent)

@@ -44,6 +44,14 @@ class Action(BaseModel):
     reason: str
 
 
+class TimelinePoint(BaseModel):
+    """One bucket of the timeline: its start and the highest floor or count planned in it."""
+
+    at: str
+    at_s: int
+    replicas: int
+
+
 class TargetPlan(BaseModel):
     policy: str
     namespace: str
@@ -54,7 +62,8 @@ class TargetPlan(BaseModel):
     lead_time_s: int
     interval_s: int
     actions: list[Action]
-    timeline: str
+    #: one point per bucket of ``timeline_step_s`` (``sparkline`` draws it)
+    timeline: list[TimelinePoint]
     timeline_step_s: int
     #: promotions that select this policy
     events: list[str]
@@ -149,7 +158,7 @@ def plan_target(
                 actions.append(_action(d, mine, pp.lead_time_s, fmt))
             if d.headroom_write != NONE:
                 actions.append(_headroom_action(d, mine, pp.lead_time_s, fmt))
-    timeline, bucket = _timeline(run.times_s, run.targets, pp.min_replicas, pp.max_replicas, from_s, to_s)
+    timeline, bucket = _timeline(run.times_s, run.targets, pp.min_replicas, from_s, to_s, fmt)
     return TargetPlan(
         policy=policy.name,
         namespace=policy.namespace,
@@ -202,13 +211,20 @@ def _headroom_action(decision: CycleDecision, calendar: list[PromotionEvent], le
     )
 
 
-def _timeline(times_s: np.ndarray, targets: np.ndarray, base: int, top: int, from_s: int, to_s: int, width: int = 48) -> tuple[str, int]:
-    """One character per bucket: the highest planned floor or count in it, scaled to ``top``."""
+def _timeline(times_s: np.ndarray, targets: np.ndarray, base: int, from_s: int, to_s: int, fmt: Callable[[float], str], width: int = 48) -> tuple[list[TimelinePoint], int]:
+    """About ``width`` buckets of whole minutes: the highest planned floor or count in each."""
     bucket = max(60, math.ceil((to_s - from_s) / width / 60) * 60)
-    chars = []
+    points = []
     for lo in range(from_s, to_s, bucket):
         inside = targets[(times_s >= lo) & (times_s < lo + bucket)]
-        level = int(inside.max()) if inside.size else base
-        frac = 0.0 if top <= base else (level - base) / (top - base)
+        points.append(TimelinePoint(at=fmt(lo), at_s=lo, replicas=int(inside.max()) if inside.size else base))
+    return points, bucket
+
+
+def sparkline(points: list[TimelinePoint], base: int, top: int) -> str:
+    """One character per point, its replicas scaled from ``base`` to ``top``."""
+    chars = []
+    for p in points:
+        frac = 0.0 if top <= base else (p.replicas - base) / (top - base)
         chars.append(SPARK[min(len(SPARK) - 1, max(0, int(round(frac * (len(SPARK) - 1)))))])
-    return "".join(chars), bucket
+    return "".join(chars)

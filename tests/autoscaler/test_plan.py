@@ -141,3 +141,42 @@ def test_planner_properties(min_r, extra, capacity, utilization, stabilization, 
             with_headroom = math.ceil(demand / (capacity * utilization) - 1e-9)
             assert decision.replicas >= min(with_headroom, p.max_replicas)
         assert state.replicas == decision.replicas
+
+
+def test_the_why_shows_the_arithmetic_that_sized_the_replicas():
+    p = policy(capacity_per_replica=500.0, target_utilization=0.7, max_replicas=100)
+    central, _ = plan_step(p, PlannerState(replicas=3, at_s=0), now_s=60, demand_now=1000, forecast_peak=4167)
+    assert central.explain() == "3 -> 12: forecast peak 4,167 within lead time at 500 per replica x 70% needs 12"  # 4,167 / 350
+    upper, _ = plan_step(p, PlannerState(replicas=3, at_s=0), now_s=60, demand_now=1000, forecast_peak=4000, forecast_upper=16_000)
+    assert upper.explain() == "3 -> 32: upper forecast 16,000 within lead time at 500 per replica (full) needs 32"  # 16,000 / 500
+    now, _ = plan_step(p, PlannerState(replicas=3, at_s=0), now_s=60, demand_now=2100, forecast_peak=100)
+    assert now.explain() == "3 -> 5: current load 2,100 at 500 per replica needs 5"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(1, 1e6), st.floats(0, 1e6), st.floats(1, 5e3), st.sampled_from([0.5, 0.7, 0.9]))
+def test_a_forecast_reason_names_numbers_whose_arithmetic_gives_the_replicas(peak, upper, capacity, utilization):
+    p = policy(capacity_per_replica=capacity, target_utilization=utilization, max_replicas=10**6)
+    d, _ = plan_step(p, PlannerState(replicas=1, at_s=0), now_s=60, demand_now=0, forecast_peak=peak, forecast_upper=upper)
+    if d.reason != FORECAST:
+        return
+    text = d.explain()
+    if "upper forecast" in text:
+        assert d.want == math.ceil(upper / capacity - 1e-9)
+    else:
+        assert d.want == math.ceil(peak / (capacity * utilization) - 1e-9) and f"x {utilization:.0%}" in text
+    assert text.endswith(f"needs {d.want}")
+
+
+def test_a_promotions_headroom_resizes_fold_into_one_row_unless_verbose():
+    from autoscaler.cli.plan import _rows
+    from autoscaler.core.schedule import Action
+
+    def action(minute: int, kind: str, before: int, after: int) -> Action:
+        return Action(at=f"2026-11-11 19:{minute:02d} +08:00", at_s=minute * 60, action=kind, from_replicas=before, to_replicas=after, event="d11", title="11.11", lead_time_s=600, reason="r")
+
+    actions = [action(30, "create-headroom", 0, 60), action(40, "raise-floor", 3, 72), action(45, "resize-headroom", 60, 40), action(48, "resize-headroom", 40, 20), action(50, "resize-headroom", 20, 5), action(59, "delete-headroom", 5, 0)]
+    folded = _rows(actions, verbose=False)
+    assert [r[1] for r in folded] == ["create headroom", "raise floor", "resize headroom", "delete headroom"]
+    assert folded[2][:3] == ("2026-11-11 19:45 +08:00 .. 19:50", "resize headroom", "60 -> 5") and folded[2][4].startswith("3 resizes")
+    assert len(_rows(actions, verbose=True)) == len(actions)

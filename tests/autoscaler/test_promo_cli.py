@@ -225,6 +225,12 @@ def test_plan_prescales_before_each_world_cup_match_and_json_round_trips(shared_
         "--kinds", "sports match (scheduled)", "--capacity-per-replica", "2000", "--tz", "UTC", "--from", "1998-07-12 00:00", "--to", "1998-07-13 00:00",
     )  # fmt: skip
     assert "raise floor" in table.stdout and "Final: Brazil-France" in table.stdout and "timeline" in table.stdout
+    # the timeline: in JSON a list of (time, replicas), in the table a time axis under the marks
+    points = target.timeline
+    assert points and all(b.at_s - a.at_s == target.timeline_step_s for a, b in zip(points, points[1:]))
+    assert max(p.replicas for p in points) == max(a.to_replicas for a in target.actions if "headroom" not in a.action)
+    axis = table.stdout.split("timeline (", 1)[1].splitlines()[1]
+    assert axis.strip().startswith("00:00")
 
 
 def plan_start(window: tuple[str, ...]) -> int:
