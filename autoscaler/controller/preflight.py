@@ -68,12 +68,65 @@ def check_hpa_max(r: PlannedRaise, t: TargetFacts) -> Check | None:
     hpa, ns = t.hpa, r.policy.namespace
     what = _obj("HorizontalPodAutoscaler", ns, hpa.name)
     if hpa.max_replicas < r.planned:
+        kubectl = f"kubectl -n {ns} patch hpa {hpa.name} -p '{{\"spec\":{{\"maxReplicas\":{r.planned}}}}}'"
         return Check(
             status=FAIL, check="hpa-max", object=what,
             message=f"maxReplicas {hpa.max_replicas} clips the planned floor of {r.planned}: the raise stops at {hpa.max_replicas}",
-            fix=f"kubectl -n {ns} patch hpa {hpa.name} -p '{{\"spec\":{{\"maxReplicas\":{r.planned}}}}}'",
+            fix=owner_fix(hpa.raw.get("metadata") or {}, r.policy, "scaling.maxReplicas", r.planned, kubectl),
         )  # fmt: skip
     return Check(status=PASS, check="hpa-max", object=what, message=f"maxReplicas {hpa.max_replicas} >= planned floor {r.planned}")
+
+
+def owner_fix(meta: dict, policy: PolicyDoc, path: str, value: int, kubectl: str) -> str:
+    """The fix of a field where its owner keeps it: the stack's config when Pulumi manages the
+    object (a kubectl patch would be reverted by the next pulumi up), the release's values when
+    Helm does, else ``kubectl``."""
+    managers = {str(m.get("manager", "")) for m in meta.get("managedFields") or []}
+    tier = policy.labels.get("peakscale.io/tier")
+    if any(m.startswith("pulumi") for m in managers):
+        where = f"peakscale:{tier}.{path}" if tier else f"the stack config of this tier ({path})"
+        return f"pulumi config set --path {where} {value} && pulumi up (Pulumi owns it: a kubectl patch would be reverted)"
+    if (meta.get("labels") or {}).get("app.kubernetes.io/managed-by") == "Helm":
+        return f"set it to {value} in the values of Helm release {(meta.get('annotations') or {}).get('meta.helm.sh/release-name', '?')} and helm upgrade (Helm owns it)"
+    return kubectl
+
+
+def check_policy_max(r: PlannedRaise) -> Check | None:
+    """The policy's own maxReplicas caps what the forecast needs: what plan says, said here too."""
+    if r.capped_need is None:
+        return None
+    what = _obj("ScalingPolicy", r.policy.namespace, r.policy.name)
+    kubectl = f"kubectl -n {r.policy.namespace} patch scalingpolicy {r.policy.name} --type merge -p '{{\"spec\":{{\"maxReplicas\":{r.capped_need}}}}}'"
+    tier = r.policy.labels.get("peakscale.io/tier")
+    # a policy the stacks made carries its tier's label: its bound is the tier's stack config
+    fix = f"pulumi config set --path peakscale:{tier}.scaling.maxReplicas {r.capped_need} && pulumi up (the stack makes this policy)" if tier else kubectl
+    return Check(status=WARN, check="policy-max", object=what, message=f"maxReplicas {r.policy.spec.max_replicas} caps the plan at {r.planned}: the forecast needs {r.capped_need}", fix=fix)
+
+
+def check_spread(r: PlannedRaise, t: TargetFacts, c: ClusterFacts) -> list[Check]:
+    """Required pod anti-affinity allows one pod per topology domain among the nodes its pods may
+    use: fewer domains than the planned count is a raise that cannot happen. A hard spread
+    constraint needs nodes that carry its key."""
+    if t.shape is None:
+        return []
+    eligible = [(n.get("metadata") or {}).get("labels") or {} for n in c.nodes if _node_allows(n, t.shape)]
+    what = _obj(t.shape.kind, t.shape.namespace, t.shape.name)
+    out = []
+    if t.anti_affinity_key is not None:
+        key = t.anti_affinity_key
+        domains = sorted({labels[key] for labels in eligible if key in labels})
+        shown = ", ".join(domains[:6]) + (" ..." if len(domains) > 6 else "")
+        if r.planned > len(domains):
+            kubectl = f"kubectl -n {t.shape.namespace} edit {t.shape.kind.lower()} {t.shape.name} (make the anti-affinity preferred), or add nodes in more {key} domains"
+            fix = owner_fix(t.meta, r.policy, "scaling.maxReplicas", len(domains), kubectl)
+            message = f"required pod anti-affinity on {key}: at most {len(domains)} pods fit ({shown or 'no node carries the key'}), the plan needs {r.planned}"
+            out.append(Check(status=FAIL, check="spread", object=what, message=message, fix=fix))
+        else:
+            out.append(Check(status=PASS, check="spread", object=what, message=f"required pod anti-affinity on {key}: {len(domains)} domains hold the planned {r.planned}"))
+    for key in t.spread_keys:
+        if not any(key in labels for labels in eligible):
+            out.append(Check(status=FAIL, check="spread", object=what, message=f"a DoNotSchedule spread constraint on {key}, and no node its pods may use carries {key}", fix=f"label the nodes with {key}, or make the constraint ScheduleAnyway"))
+    return out
 
 
 def _extra(r: PlannedRaise, t: TargetFacts) -> int:
@@ -292,7 +345,9 @@ def checks_for(r: PlannedRaise, raw_spec: dict, t: TargetFacts, c: ClusterFacts)
         out += [x for x in (check_hpa_max(r, t),) if x is not None]
         out += check_quota(r, t)
         out += [x for x in (check_nodes(r, t, c),) if x is not None]
+        out += check_spread(r, t, c)
         out += check_pdbs(r, t)
+    out += [x for x in (check_policy_max(r),) if x is not None]
     out += [x for x in (check_priority_class(r.policy, c), check_controller(r.policy, raw_spec, c)) if x is not None]
     for check in out:
         check.policy, check.event = f"{r.policy.namespace}/{r.policy.name}", r.event.name
@@ -341,7 +396,38 @@ def target_facts(kube, policy: PolicyDoc, hpas: dict, quotas: dict, pdbs: dict) 
         facts.shape = None
     template = ((raw.get("spec") or {}).get("template") or {}).get("metadata") or {}
     facts.pod_labels = dict(template.get("labels") or ({"cnpg.io/cluster": name} if kind == "Cluster" else {}))
+    facts.meta = raw.get("metadata") or {}
+    facts.anti_affinity_key, facts.spread_keys = placement(kind, raw, facts.pod_labels)
     return facts
+
+
+def placement(kind: str, raw: dict, pod_labels: dict[str, str]) -> tuple[str | None, list[str]]:
+    """The topology key of a required anti-affinity of the workload's pods against each other
+    (CloudNativePG: ``affinity.podAntiAffinityType: required`` over ``topologyKey``), and the keys
+    of its DoNotSchedule topology spread constraints."""
+    spec = raw.get("spec") or {}
+    if kind == "Cluster":
+        aff = spec.get("affinity") or {}
+        required = aff.get("enablePodAntiAffinity", True) and aff.get("podAntiAffinityType", "preferred") == "required"
+        constraints = spec.get("topologySpreadConstraints") or []
+        key = (aff.get("topologyKey") or "kubernetes.io/hostname") if required else None
+    else:
+        pod = (spec.get("template") or {}).get("spec") or {}
+        terms = ((pod.get("affinity") or {}).get("podAntiAffinity") or {}).get("requiredDuringSchedulingIgnoredDuringExecution") or []
+        mine = [t for t in terms if _selects(t.get("labelSelector") or {}, pod_labels) and t.get("topologyKey")]
+        key = mine[0]["topologyKey"] if mine else None
+        constraints = pod.get("topologySpreadConstraints") or []
+    spread = [c["topologyKey"] for c in constraints if c.get("whenUnsatisfiable") == "DoNotSchedule" and c.get("topologyKey")]
+    return key, spread
+
+
+def _selects(selector: dict, labels: dict[str, str]) -> bool:
+    """A pod-affinity term's label selector (empty: no pod) against the workload's pod labels."""
+    if not selector:
+        return False
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    return expressions_match(selector.get("matchExpressions") or [], labels)
 
 
 def cluster_facts(kube, policies: list[PolicyDoc], *, lease_namespace: str, lease_name: str, now_s: float) -> ClusterFacts:

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from autoscaler.core.calendar import PromotionEvent
 from autoscaler.core.cycle import action_window, headroom_window
+from autoscaler.core.plan import MAX_BOUND
 from autoscaler.controller.headroom import PodShape
 from autoscaler.adapters.inputs import PolicyDoc
 from autoscaler.adapters.kube import HpaView
@@ -57,6 +58,8 @@ class PlannedRaise:
     planned: int
     #: the most placeholder pods ahead of it (0 without node headroom)
     placeholders: int
+    #: what the forecast needed where the policy's maxReplicas capped the plan (None: never capped)
+    capped_need: int | None = None
 
 
 def planned_raise(policy: PolicyDoc, times: np.ndarray, values: np.ndarray, calendar: list[PromotionEvent], event: PromotionEvent, now_s: int, interval_s: int) -> PlannedRaise:
@@ -73,7 +76,8 @@ def planned_raise(policy: PolicyDoc, times: np.ndarray, values: np.ndarray, cale
     inside = (run.times_s >= lo) & (run.times_s < hi)
     planned = int(run.targets[inside].max()) if inside.any() else int(policy.spec.min_replicas)
     placeholders = max((d.placeholders or 0 for d in run.writes if d.headroom_event == event.label), default=0)
-    return PlannedRaise(policy, event, first, planned, placeholders)
+    capped = [max(d.plan.want, d.plan.need_now) for d in run.writes if d.plan is not None and d.plan.reason == MAX_BOUND and lo <= d.at_s < hi]
+    return PlannedRaise(policy, event, first, planned, placeholders, max(capped) if capped else None)
 
 
 @dataclass
@@ -89,6 +93,13 @@ class TargetFacts:
     pod_labels: dict[str, str] = field(default_factory=dict)
     quotas: list[dict] = field(default_factory=list)
     pdbs: list[dict] = field(default_factory=list)
+    #: the target object's metadata (who manages it: Pulumi, Helm or a person)
+    meta: dict = field(default_factory=dict)
+    #: the topology key of a required pod anti-affinity of the target's pods against each other
+    #: (at most one pod per domain); None: none
+    anti_affinity_key: str | None = None
+    #: the topology keys of its hard spread constraints (whenUnsatisfiable: DoNotSchedule)
+    spread_keys: list[str] = field(default_factory=list)
 
 
 @dataclass

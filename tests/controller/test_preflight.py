@@ -38,7 +38,15 @@ def pool(kube):
     delete_nodes(kube.api, name)
 
 
-def seed(fake, *, event_start: float, hpa_max: int, quota_pods: str, nodes: int, history: str, pool: str, lease: bool = True) -> None:
+ZONE = "topology.kubernetes.io/zone"
+
+
+def seed(
+    fake, *, event_start: float, hpa_max: int, quota_pods: str, nodes: int, history: str, pool: str, lease: bool = True,
+    zones: int = 0, policy_max: int = 80, policy_labels: dict | None = None, hpa_labels: dict | None = None,
+) -> None:  # fmt: skip
+    """The web tier, its quota, PDB, policy and promotion; ``zones``: the nodes spread over that many
+    zones and the pods required one per zone (anti-affinity)."""
     NS = fake.ns
     template = {
         "metadata": {"labels": {"app": "web"}},
@@ -47,7 +55,12 @@ def seed(fake, *, event_start: float, hpa_max: int, quota_pods: str, nodes: int,
             "containers": [{"name": "web", "image": "registry.invalid/web:1", "resources": {"requests": {"cpu": "1", "memory": "2Gi"}}}],
         },
     }
-    add_nodes(fake.api, nodes, pool=pool, cpu="4", memory="16Gi")
+    if zones:
+        term = {"labelSelector": {"matchLabels": {"app": "web"}}, "topologyKey": ZONE}
+        template["spec"]["affinity"] = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}}
+    names = add_nodes(fake.api, nodes, pool=pool, cpu="4", memory="16Gi")
+    for i, node in enumerate(names if zones else []):
+        client.CoreV1Api(fake.api).patch_node(node, {"metadata": {"labels": {ZONE: f"zone-{i % zones}"}}})
     # the quota first: admission charges each pod to it as the ReplicaSet creates it
     fake.put_object({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "compute", "namespace": NS}, "spec": {"hard": {"pods": quota_pods, "requests.cpu": "64"}}})
     fake.put_object({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": NS}, "spec": {"replicas": 3, "template": template}})
@@ -55,14 +68,14 @@ def seed(fake, *, event_start: float, hpa_max: int, quota_pods: str, nodes: int,
         {
             "apiVersion": "autoscaling/v2",
             "kind": "HorizontalPodAutoscaler",
-            "metadata": {"name": "web", "namespace": NS},
+            "metadata": {"name": "web", "namespace": NS, "labels": hpa_labels or {}},
             "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "minReplicas": 3, "maxReplicas": hpa_max},
         }
     )
     fake.put_object({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "web", "namespace": NS}, "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "web"}}}})
-    spec = policy_spec(metric={"query": QUERY, "capacityPerReplica": CAPACITY, "targetUtilization": UTILIZATION}, floor="events-only", forecast={"history": history, "step": "1m"})
+    spec = policy_spec(metric={"query": QUERY, "capacityPerReplica": CAPACITY, "targetUtilization": UTILIZATION}, floor="events-only", forecast={"history": history, "step": "1m"}, maxReplicas=policy_max)
     del spec["cooldown"]  # the CRD's default
-    fake.put_object({"apiVersion": "peakscale.io/v1alpha1", "kind": "ScalingPolicy", "metadata": {"name": "web", "namespace": NS, "labels": {"tier": "web"}}, "spec": spec})
+    fake.put_object({"apiVersion": "peakscale.io/v1alpha1", "kind": "ScalingPolicy", "metadata": {"name": "web", "namespace": NS, "labels": policy_labels or {"tier": "web"}}, "spec": spec})
     fake.put_object(
         {
             "apiVersion": "peakscale.io/v1alpha1",
@@ -83,6 +96,8 @@ def seed(fake, *, event_start: float, hpa_max: int, quota_pods: str, nodes: int,
     # the cluster settles: the web pods placed on the pool, the quota controller counting them
     core = client.CoreV1Api(fake.api)
     wait_for("3 web pods placed", lambda: len([p for p in core.list_namespaced_pod(NS).items if p.spec.node_name]) == 3, 60)
+    # the node lifecycle controller lifts a new node's not-ready taint on its own time
+    wait_for("the pool's nodes untainted", lambda: not any(n.spec.taints for n in core.list_node(label_selector=f"pool={pool}").items), 120)
     wait_for("the quota's usage counted", lambda: (core.read_namespaced_resource_quota("compute", NS).status.used or {}).get("pods") == "3", 180)
 
 
@@ -118,6 +133,24 @@ def test_four_faults_give_four_fails_each_naming_the_object_and_the_fix(kube, pr
     assert table.exit_code == 1 and "4 FAIL" in table.stdout and "exit 1" in table.stdout
 
 
+def test_a_raise_that_anti_affinity_or_the_policys_max_forbids_is_named_with_the_owners_fix(kube, prometheus, tmp_path, event_start, pool):
+    helm = {"app.kubernetes.io/managed-by": "Helm"}
+    seed(kube, event_start=event_start, hpa_max=10, quota_pods="50", nodes=6, history="2d", pool=pool, zones=3, policy_max=12, policy_labels={"peakscale.io/tier": "edge"}, hpa_labels=helm)
+    result = preflight(kube, prometheus, tmp_path, "--event", "double11", "-o", "json")
+    assert result.exit_code == 1, result.output
+    checks = {c["check"]: c for c in json.loads(result.stdout)["checks"]}
+    # one pod per zone, three zones: the planned 12 cannot happen, though nodes have room
+    spread = checks["spread"]
+    assert spread["status"] == "FAIL" and "required pod anti-affinity on topology.kubernetes.io/zone: at most 3 pods fit (zone-0, zone-1, zone-2), the plan needs 12" in spread["message"]
+    assert checks["nodes"]["status"] == "PASS"
+    # what plan reports as capped by maxReplicas, preflight says too, with the stack's config as the fix
+    capped = checks["policy-max"]
+    assert capped["status"] == "WARN" and capped["message"] == "maxReplicas 12 caps the plan at 12: the forecast needs 15"
+    assert capped["fix"].startswith("pulumi config set --path peakscale:edge.scaling.maxReplicas 15")
+    # an HPA Helm owns is fixed in the release's values, never by a patch the next upgrade reverts
+    assert checks["hpa-max"]["status"] == "FAIL" and "helm upgrade" in checks["hpa-max"]["fix"] and "kubectl" not in checks["hpa-max"]["fix"]
+
+
 def test_the_fixed_scenario_passes(kube, prometheus, tmp_path, event_start, pool):
     seed(kube, event_start=event_start, hpa_max=100, quota_pods="50", nodes=5, history="2d", pool=pool)
     result = preflight(kube, prometheus, tmp_path, "--within", "24h", "-o", "json")
@@ -131,7 +164,7 @@ def test_warnings_alone_exit_3_and_a_missing_controller_fails(kube, prometheus, 
     seed(kube, event_start=event_start, hpa_max=100, quota_pods="50", nodes=5, history="2d", pool=pool, lease=False)
     result = preflight(kube, prometheus, tmp_path, "--event", "double11", "-o", "json")
     fails = [c for c in json.loads(result.stdout)["checks"] if c["status"] == "FAIL"]
-    assert result.exit_code == 1 and [c["check"] for c in fails] == ["controller"]
+    assert result.exit_code == 1 and [c["check"] for c in fails] == ["controller"], fails
     # a controller that does not know a field the policy sets
     stale = dict(lease_annotations())
     stale["peakscale.io/policy-fields"] = ",".join(f for f in stale["peakscale.io/policy-fields"].split(",") if f != "floor")
