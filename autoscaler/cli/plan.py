@@ -223,7 +223,7 @@ def _print_plan(result: Plan, output: str, timeline: bool, verbose: bool) -> Non
         console.print(f"read: {result.source}", highlight=False)
     for target in result.targets:
         table = Table(
-            title=f"{target.namespace}/{target.policy} -> {target.target} ({target.mode}, {target.min_replicas}-{target.max_replicas}, lead {target.lead_time_s // 60} min), {result.start} to {result.end}",
+            title=f"{target.namespace}/{target.policy} -> {target.target} ({target.mode}, {target.min_replicas}-{target.max_replicas}, lead {target.lead_time_s // 60} min), {result.start} to {result.end}, from {target.start_replicas}",
             title_justify="left",
         )
         for col in ("when", "action", "replicas", "for", "why"):
@@ -231,7 +231,7 @@ def _print_plan(result: Plan, output: str, timeline: bool, verbose: bool) -> Non
         for row in _rows(target.actions, verbose):
             table.add_row(*row)
         if not target.actions:
-            table.add_row("-", "none", "-", "-", "nothing to write in this window: the plan stays at the floor it starts from")
+            table.add_row("-", "none", "-", "-", f"nothing to write in this window: the plan stays at the {target.start_replicas} it starts from")
         console.print(table)
         if timeline and target.timeline:
             head = f"  timeline ({target.timeline_step_s // 60} min per mark, floor {target.min_replicas}..{target.max_replicas}): "

@@ -20,11 +20,10 @@ from autoscaler.core.calendar import EventProfile, PromotionEvent
 from autoscaler.core.cycle import action_window, period_starts
 from autoscaler.core.replay import Replay, forecast_table, record_event, remember, replay
 from autoscaler.core.cycle_types import CyclePolicy, HpaFloor
-from autoscaler.core.schedule import PolicyInput
+from autoscaler.core.schedule import WARM_UP_S, PolicyInput
 from autoscaler.core.simulate import ready_replicas, simulate_hpa
 
 #: how long before an event's window the replay starts, so that the plan has settled
-WARM_UP_S = 2 * 3600
 
 
 class Recorded(BaseModel):

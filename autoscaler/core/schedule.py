@@ -6,8 +6,9 @@ calls ``cycle.decide``) at the instants the controller would run them, from ``--
 with its reason. Each cycle sees the history up to that instant only; beyond the newest sample,
 the history is carried forward by the seasonal baseline times the current level (the
 forecaster's own view of the future), so events ahead are planned as the controller will plan
-them once it gets there. The plan starts from the policy's ``minReplicas`` as the HPA's floor
-(hpa-floor) or as the replica count (scale). What ``plan`` shows is what the controller does;
+them once it gets there. The plan starts from the state the controller's cycles reach by
+``--from`` (replayed from up to ``WARM_UP_S`` before it, as far as the history goes;
+``minReplicas`` where none precedes it). What ``plan`` shows is what the controller does;
 a parity test holds the two to the same writes at the same instants.
 """
 
@@ -27,6 +28,11 @@ from autoscaler.core.baseline import ForecastSettings, fit_baseline
 from autoscaler.core.resources import ScalingPolicySpec, event_applies
 
 SPARK = "▁▂▃▄▅▆▇█"
+
+#: how long before its window a plan (and a review) starts replaying the controller's cycles, so
+#: that it starts from the state the controller has reached by then (a floor raised for a running
+#: promotion, a stabilization window), never from minReplicas
+WARM_UP_S = 2 * 3600
 
 
 class Action(BaseModel):
@@ -59,6 +65,9 @@ class TargetPlan(BaseModel):
     mode: str
     min_replicas: int
     max_replicas: int
+    #: the floor (hpa-floor) or replica count (scale) the plan starts from at --from: what the
+    #: controller's cycles before it reach (``WARM_UP_S``), minReplicas where no history precedes it
+    start_replicas: int
     lead_time_s: int
     interval_s: int
     actions: list[Action]
@@ -150,10 +159,15 @@ def plan_target(
     (``times`` as its Prometheus labels them: each sample at the end of the period it measures)."""
     spec = policy.spec
     pp = spec.plan_policy()
-    run, mine = replay_target(policy, times, values, calendar, from_s, to_s, interval_s=interval_s)
+    # the cycles before --from too (as far as the history reaches, at most WARM_UP_S, on the same
+    # instants): the plan starts from the state the controller has reached by then
+    first = int(times[0]) if len(times) else from_s
+    warm_s = from_s - max(0, min(WARM_UP_S, from_s - first)) // interval_s * interval_s
+    run, mine = replay_target(policy, times, values, calendar, warm_s, to_s, interval_s=interval_s)
+    before = run.targets[run.times_s < from_s]
     actions = []
     if spec.mode != "observe":
-        for d in run.writes:
+        for d in (d for d in run.writes if d.at_s >= from_s):
             if d.action != NONE:
                 actions.append(_action(d, mine, pp.lead_time_s, fmt))
             if d.headroom_write != NONE:
@@ -166,6 +180,7 @@ def plan_target(
         mode=spec.mode,
         min_replicas=pp.min_replicas,
         max_replicas=pp.max_replicas,
+        start_replicas=int(before[-1]) if before.size else pp.min_replicas,
         lead_time_s=pp.lead_time_s,
         interval_s=interval_s,
         actions=actions,

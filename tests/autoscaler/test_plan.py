@@ -180,3 +180,27 @@ def test_a_promotions_headroom_resizes_fold_into_one_row_unless_verbose():
     assert [r[1] for r in folded] == ["create headroom", "raise floor", "resize headroom", "delete headroom"]
     assert folded[2][:3] == ("2026-11-11 19:45 +08:00 .. 19:50", "resize headroom", "60 -> 5") and folded[2][4].startswith("3 resizes")
     assert len(_rows(actions, verbose=True)) == len(actions)
+
+
+def test_a_plan_from_mid_promotion_starts_from_the_state_the_controller_reached():
+    """plan --from 12:30 of a sale that opened at 11:29 starts from its raised count, and writes
+    what the plan of the whole day writes from 12:30 on (never a false lowering to minReplicas)."""
+    import json
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from autoscaler.cli import app
+
+    examples = Path(__file__).resolve().parents[2] / "examples"
+
+    def plan(start: str) -> dict:
+        args = ["plan", "--trace", str(examples / "traffic.csv"), "--events", str(examples / "promos.csv"), "--policies", str(examples / "policies.yaml")]
+        done = CliRunner().invoke(app, [*args, "--from", start, "--to", "2026-06-18 16:00", "--tz", "UTC", "-o", "json"])
+        assert done.exit_code == 0, done.output
+        return json.loads(done.stdout)["targets"][0]
+
+    whole, mid = plan("2026-06-18 09:00"), plan("2026-06-18 12:30")
+    assert mid["start_replicas"] > mid["min_replicas"]  # the sale's raise, not minReplicas
+    assert mid["start_replicas"] == [a["to_replicas"] for a in whole["actions"] if a["at_s"] < mid["timeline"][0]["at_s"]][-1]
+    assert [(a["at_s"], a["to_replicas"]) for a in mid["actions"]] == [(a["at_s"], a["to_replicas"]) for a in whole["actions"] if a["at_s"] >= mid["timeline"][0]["at_s"]]

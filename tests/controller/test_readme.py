@@ -65,7 +65,7 @@ def policy(name: str, tier: str, target: dict, mode: str, namespace: str = NS, q
         "metadata": {"name": name, "namespace": namespace, "labels": {"peakscale.io/tier": tier}},
         "spec": {
             "targetRef": target, "mode": mode, "metric": {"query": query, "capacityPerReplica": 500}, "leadTime": "30m",
-            "minReplicas": 2, "maxReplicas": 100, "forecast": {"history": "2d", "step": "1m"},
+            "minReplicas": 2, "maxReplicas": 200, "forecast": {"history": "2d", "step": "1m"},
         },
     }  # fmt: skip
 
