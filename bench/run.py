@@ -6,6 +6,8 @@ Prints tables; asserts nothing (budgets are in DESIGN.md and compared by eye and
 * one controller cycle's forecast + decision for one target from 14 days of 1-minute history
   (``cycle.live_forecast`` + ``cycle.decide``; budget: under 5 ms);
 * the quality table of each real trace;
+* how long ``peakscale --version``, ``--help`` and ``promo list --store file`` take to answer
+  (``bench/cli_start.py``; budget: under 0.4 s on a quiet machine);
 * ``promo import`` of 1k and 10k rows (linear: ratio at most 15) and a 1 MB YAML alias bomb
   refused in under 1 s (``bench/inputs.py``).
 
@@ -157,6 +159,9 @@ def main() -> int:
     from bench.inputs import run as input_guards
 
     input_guards(console)
+    from bench.cli_start import run as cli_start
+
+    cli_start(console)
     if "--no-controller" not in sys.argv:
         from bench.controller_cycle import run as controller_cycle
 

@@ -21,7 +21,6 @@ from datetime import datetime, UTC
 from pathlib import Path
 from typing import Any, Protocol
 
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from autoscaler.adapters import yamlsafe
 from autoscaler.core.calendar import MAX_EVENTS, PromotionEvent, parse_memories, read_entries
@@ -214,6 +213,8 @@ class FileStore:
             read = by_name[name].version if name in by_name else None
             if name not in created and read is not None and versions.get(name) != read:
                 raise StoreConflict(f"promotion {name!r} changed in {self.path} since it was read: nothing written over it")
+        from ruamel.yaml.comments import CommentedMap, CommentedSeq  # the round trip: only to write
+
         rt = _round_trip()
         doc = rt.load(raw.decode("utf-8")) if raw.strip() else None
         if doc is None:

@@ -5,25 +5,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 from zoneinfo import ZoneInfo
 
 import typer
-import yaml
-from rich.table import Table
 
-from autoscaler.adapters.calendar_files import load_calendar
-from autoscaler.adapters.trace_files import TraceFormat, load_trace
 from autoscaler.cli.app import app
 from autoscaler.cli.output import EpochOpt, Progress, TimeColumnOpt, ValueColumnOpt, check_output, split_list, table_console
-from autoscaler.core.backtest import STRATEGIES, BacktestResult, Scenario, run_backtest
-from autoscaler.core.calendar import PromotionEvent, select_kinds
-from autoscaler.core.durations import parse_duration_s
-from autoscaler.core.baseline import ForecastSettings
-from autoscaler.core.plan import PlanPolicy
-from autoscaler.core.timezones import get_zone
-from autoscaler.core.trace import Trace
 from autoscaler.errors import InputError
+
+if TYPE_CHECKING:
+    from autoscaler.adapters.trace_files import TraceFormat
+    from autoscaler.core.backtest import BacktestResult, Scenario
+    from autoscaler.core.calendar import PromotionEvent
+    from autoscaler.core.trace import Trace
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "data" / "traces"  # travels in the wheel
 BUNDLED_TRACE = BUNDLED_DIR / "worldcup98_requests_1min.csv.gz"
@@ -87,14 +82,16 @@ def backtest(
 
     peakscale backtest --json | jq .strategies.peakscale.events
     """
+    from autoscaler.adapters.trace_files import TraceFormat
+    from autoscaler.core.backtest import run_backtest
+    from autoscaler.core.timezones import get_zone
+
     scenario = _scenario(
         capacity_per_replica=_capacity(trace, capacity_per_replica), target_utilization=target_utilization, lead_time=lead_time, min_replicas=min_replicas,
         max_replicas=max_replicas, scale_down_stabilization=scale_down_stabilization, freeze=freeze, max_freeze=max_freeze, metric_lag=metric_lag, interval=interval,
         cooldown=cooldown, floor=floor, history_window=history_window, memory=memory, node_lead_time=node_lead_time, node_headroom=node_headroom,
     )
-    chosen = split_list(strategies) or list(STRATEGIES)
-    if unknown := [name for name in chosen if name not in STRATEGIES]:
-        raise InputError("--strategies", f"unknown strategy {unknown[0]!r}", f"choose from {', '.join(STRATEGIES)}")
+    chosen = _strategies(strategies)
     if plot is not None and plot.suffix.lower() != ".png":
         raise InputError("--plot", f"{str(plot)!r} is not a .png file", "name the plot file *.png")
     series, selected = _inputs(trace, events, get_zone(tz), scenario, kinds=split_list(kinds), strict=strict, as_given=(lead_time, node_lead_time), fmt=TraceFormat(time_column, value_column, epoch))
@@ -106,13 +103,30 @@ def backtest(
         from autoscaler.adapters.plot import plot_backtest
 
         plot_backtest(result, plot)
-    if output != "table":
-        doc = result.as_json()
-        if plot is not None:
-            doc["plot"] = str(plot)
-        typer.echo(json.dumps(doc, indent=2) if output == "json" else yaml.safe_dump(doc, sort_keys=False).rstrip())
+    _emit(result, output, plot)
+
+
+def _strategies(strategies: list[str] | None) -> list[str]:
+    """The strategies --strategies names (default: all), each one that exists."""
+    from autoscaler.core.backtest import STRATEGIES
+
+    chosen = split_list(strategies) or list(STRATEGIES)
+    if unknown := [name for name in chosen if name not in STRATEGIES]:
+        raise InputError("--strategies", f"unknown strategy {unknown[0]!r}", f"choose from {', '.join(STRATEGIES)}")
+    return chosen
+
+
+def _emit(result: BacktestResult, output: str, plot: Path | None) -> None:
+    """The result as one JSON or YAML object for scripts, or the table for people."""
+    if output == "table":
+        _print_table(result, plot)
         return
-    _print_table(result, plot)
+    import yaml
+
+    doc = result.as_json()
+    if plot is not None:
+        doc["plot"] = str(plot)
+    typer.echo(json.dumps(doc, indent=2) if output == "json" else yaml.safe_dump(doc, sort_keys=False).rstrip())
 
 
 def _capacity(trace: Path | None, capacity_per_replica: float | None) -> float:
@@ -129,6 +143,11 @@ def _scenario(
     floor: str, history_window: str, memory: bool, node_lead_time: str, node_headroom: bool,
 ) -> Scenario:
     """The options as a backtest scenario, each checked and named when wrong."""
+    from autoscaler.core.backtest import Scenario
+    from autoscaler.core.baseline import ForecastSettings
+    from autoscaler.core.durations import parse_duration_s
+    from autoscaler.core.plan import PlanPolicy
+
     policy = PlanPolicy(
         capacity_per_replica=capacity_per_replica,
         target_utilization=target_utilization,
@@ -162,6 +181,10 @@ def _inputs(
 ) -> tuple[Trace, list[PromotionEvent]]:
     """The trace and the calendar events that count, checked against the scenario's lead times
     (``as_given``: --lead-time and --node-lead-time as the user wrote them, for the message)."""
+    from autoscaler.adapters.calendar_files import load_calendar
+    from autoscaler.adapters.trace_files import load_trace
+    from autoscaler.core.calendar import select_kinds
+
     trace_path = trace or BUNDLED_TRACE
     events_path = events or (BUNDLED_EVENTS if trace is None else _default_events(trace))
     series = load_trace(trace_path, zone, strict=strict, fmt=fmt)
@@ -193,6 +216,8 @@ def _ratio(value: float | None) -> str:
 
 
 def _print_table(result: BacktestResult, plot: Path | None) -> None:
+    from rich.table import Table
+
     doc = result.as_json()
     sc = doc["scenario"]
     console = table_console(150)

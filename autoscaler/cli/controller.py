@@ -19,7 +19,7 @@ import typer
 from autoscaler.adapters.kubeconfig import resolve_namespaces
 from autoscaler.cli.app import app
 from autoscaler.cli.output import PROMETHEUS_ENV, prometheus_base
-from autoscaler.core.cycle_types import DEFAULT_LEASE_NAME, DEFAULT_MAX_PLACEHOLDERS
+from autoscaler.core.defaults import DEFAULT_LEASE_NAME, DEFAULT_MAX_PLACEHOLDERS
 from autoscaler.core.durations import parse_duration_s
 from autoscaler.core.timezones import get_zone
 from autoscaler.errors import CommandFailed, InputError, clip

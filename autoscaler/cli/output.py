@@ -8,11 +8,28 @@ from types import TracebackType
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.console import Console
 
 from autoscaler.errors import InputError
 
-err_console = Console(stderr=True)
+class _ErrConsole:
+    """rich's Console on stderr, made at its first use (importing rich's console costs a tenth of
+    a second that ``peakscale --version`` and ``--help`` need not pay)."""
+
+    _console: Any = None
+
+    @property
+    def real(self) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            type(self)._console = Console(stderr=True)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+err_console: Any = _ErrConsole()
 
 OUTPUTS = ("table", "json", "yaml")
 
@@ -22,8 +39,10 @@ ValueColumnOpt = Annotated[Optional[str], typer.Option("--value-column", help="T
 EpochOpt = Annotated[str, typer.Option("--epoch", help="Unit of epoch timestamps in the trace: auto (told by their size), s or ms.")]
 
 
-def table_console(width: int = 150) -> Console:
+def table_console(width: int = 150) -> Any:
     """The terminal's console, or a fixed width without colour when the output is piped."""
+    from rich.console import Console
+
     return Console() if Console().is_terminal else Console(width=width, no_color=True)
 
 
@@ -94,7 +113,7 @@ class Progress:
         from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
         from rich.progress import Progress as Bars
 
-        bars = Bars(TextColumn("{task.description:>10}"), BarColumn(), TimeElapsedColumn(), console=err_console, transient=True)
+        bars = Bars(TextColumn("{task.description:>10}"), BarColumn(), TimeElapsedColumn(), console=err_console.real, transient=True)
         self._progress = bars
         bars.__enter__()
 

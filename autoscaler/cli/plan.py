@@ -6,28 +6,24 @@ this module only gathers the inputs (policies, promotions, histories) and prints
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 from zoneinfo import ZoneInfo
 
-import numpy as np
 import typer
-from rich.table import Table
 
-from autoscaler.adapters.calendar_files import load_calendar
-from autoscaler.adapters.trace_files import TraceFormat
-from autoscaler.adapters.inputs import PolicyDoc, load_policies, one_history_source, prometheus_history, require_named, trace_history
 from autoscaler.cli.app import app
 from autoscaler.cli.output import PROMETHEUS_ENV, EpochOpt, TimeColumnOpt, ValueColumnOpt, check_output, history_url, err_console, split_list, table_console
 from autoscaler.cli.promo_store import AllNamespacesOpt, NamespaceOpt
-from autoscaler.core.calendar import PromotionEvent, select_kinds
-from autoscaler.core.durations import parse_duration_s
-from autoscaler.core.resources import event_applies
-from autoscaler.core.schedule import Action, Plan, PolicyInput, TimelinePoint, plan_target, sparkline
-from autoscaler.core.timezones import aware, get_zone, shown, wall_seconds
 from autoscaler.errors import InputError
 
 if TYPE_CHECKING:
+    import numpy as np
+    from autoscaler.adapters.inputs import PolicyDoc
+    from autoscaler.adapters.trace_files import TraceFormat
+    from autoscaler.core.calendar import PromotionEvent
+    from autoscaler.core.schedule import Action, Plan, TimelinePoint
     from autoscaler.adapters.store import Store
 
 
@@ -83,6 +79,11 @@ def plan(
 
     peakscale plan --trace traffic.csv --events promos.csv --capacity-per-replica 2000 -o json
     """
+    from autoscaler.adapters.inputs import one_history_source
+    from autoscaler.adapters.trace_files import TraceFormat
+    from autoscaler.core.durations import parse_duration_s
+    from autoscaler.core.timezones import aware, get_zone, shown
+
     check_output(output)
     show_zone = get_zone(tz)
     prometheus_url = history_url(prometheus_url, trace)
@@ -98,6 +99,18 @@ def plan(
     histories, from_s, to_s = _window(docs, trace, prometheus_url, clock_zone, start=start, end=end, tz=tz, strict=strict, fmt=TraceFormat(time_column, value_column, epoch))
     interval_s = parse_duration_s(interval, field="--interval")
     _bounded(docs, from_s, to_s, interval_s)
+    result = _result(every, docs, histories, calendar_events, from_s=from_s, to_s=to_s, interval_s=interval_s, fmt=fmt, tz=tz, where=where)
+    _print_plan(result, output, timeline, verbose)
+
+
+def _result(
+    every: list[PolicyDoc], docs: list[PolicyDoc], histories: dict, calendar_events: list[PromotionEvent], *, from_s: int, to_s: int, interval_s: int, fmt: Callable[[float], str], tz: str, where: str
+) -> Plan:
+    """Each chosen policy's plan; a promotion in the window that applies to no policy at all (of
+    ``every``, not only the chosen) is said on stderr, with the labels the policies carry."""
+    from autoscaler.core.resources import event_applies
+    from autoscaler.core.schedule import Plan, PolicyInput, plan_target
+
     targets = []
     for doc in docs:
         times, values = histories[(doc.namespace, doc.name)]
@@ -110,7 +123,7 @@ def plan(
     for name in result.unmatched:
         there = f"the policies carry {', '.join(labels[:8])}" if labels else "the policies carry no labels"
         err_console.print(f"warning: promotion {name!r} selects no policy: nothing is raised for it ({there}; see its targets)", highlight=False, soft_wrap=True)
-    _print_plan(result, output, timeline, verbose)
+    return result
 
 
 def _policies(
@@ -119,6 +132,8 @@ def _policies(
     """Every policy (a file, the cluster's beside its promotions, or one from the options), all of
     them, so that a promotion of a policy --policy leaves out is not "selecting no policy"; and
     where the inputs were read. A policy without a namespace is in the command's (kubectl's rule)."""
+    from autoscaler.adapters.inputs import load_policies
+
     from autoscaler.adapters.store import KubeStore
     from autoscaler.cli.promo_store import cluster_policies, namespace_of
 
@@ -153,6 +168,8 @@ def _event_key(event: PromotionEvent) -> str:
 def only_policies(docs: list[PolicyDoc], only: list[str] | None) -> list[PolicyDoc]:
     """The policies ``--policy`` names (a name, or namespace/name); a name that is not there is
     refused, naming those that are."""
+    from autoscaler.adapters.inputs import require_named
+
     if not only:
         return docs
     require_named(only, sorted({d.name for d in docs} | {f"{d.namespace}/{d.name}" for d in docs}), sorted({d.name for d in docs}))
@@ -165,6 +182,9 @@ def _calendar(
     """The promotions and the store: --events, else the store's (each PromotionEvent with its
     namespace); --events with --store kube reads both, as the controller reads its --calendar
     beside the PromotionEvents (a PromotionEvent of the same name wins)."""
+    from autoscaler.adapters.calendar_files import load_calendar
+    from autoscaler.core.calendar import select_kinds
+
     from autoscaler.cli.promo_store import open_store, read_promos
 
     from_file = select_kinds(load_calendar(events, zone), kinds) if events is not None else []
@@ -181,6 +201,10 @@ def _window(
 ) -> tuple[dict[tuple[str, str], tuple[np.ndarray, np.ndarray]], int, int]:
     """Each policy's history (from the trace, or Prometheus now) and the plan's [from, to) on the
     history's clock."""
+    from autoscaler.adapters.inputs import prometheus_history, trace_history
+    from autoscaler.core.durations import parse_duration_s
+    from autoscaler.core.timezones import wall_seconds
+
     from autoscaler.cli.promo_store import parse_time
 
     histories: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
@@ -210,6 +234,9 @@ def _window(
 
 
 def _print_plan(result: Plan, output: str, timeline: bool, verbose: bool) -> None:
+    from autoscaler.core.schedule import sparkline
+    from rich.table import Table
+
     if output == "json":
         typer.echo(result.model_dump_json(indent=2))
         return

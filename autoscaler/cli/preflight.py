@@ -7,23 +7,19 @@ import time
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
-import yaml
-from rich.console import Console
-from rich.table import Table
 
-from autoscaler.adapters.inputs import PolicyDoc
 from autoscaler.adapters.kubeconfig import resolve_namespaces
 from autoscaler.cli.app import app
-from autoscaler.core.calendar import PromotionEvent
-from autoscaler.cli.output import PROMETHEUS_ENV, check_output, prometheus_base
-from autoscaler.core.cycle_types import DEFAULT_LEASE_NAME
-from autoscaler.core.resources import EVENT_PLURAL, POLICY_PLURAL, PromotionEventSpec, event_applies, parse_event, parse_policy
+from autoscaler.cli.output import PROMETHEUS_ENV, check_output, err_console, prometheus_base, table_console
+from autoscaler.core.defaults import DEFAULT_LEASE_NAME
 from autoscaler.errors import CommandFailed, InputError, clip
 
 if TYPE_CHECKING:
+    from autoscaler.adapters.inputs import PolicyDoc
+    from autoscaler.core.calendar import PromotionEvent
+    from autoscaler.core.resources import PromotionEventSpec
     from autoscaler.adapters.kube import Kube
 
-err = Console(stderr=True)
 STYLE = {"PASS": "green", "WARN": "yellow", "FAIL": "bold red"}
 
 
@@ -55,6 +51,9 @@ def preflight(
 
     peakscale preflight --prometheus-url http://prometheus:9090 --within 24h -o json | jq '.checks[] | select(.status == "FAIL")'
     """
+    import yaml
+    from autoscaler.core.resources import event_applies
+
     from kubernetes.client.rest import ApiException
     from urllib3.exceptions import HTTPError
 
@@ -86,7 +85,7 @@ def preflight(
         return [ev.for_policy(policy.name) for _, _, ev in parsed if event_applies(ev, policy.namespace, policy.labels)]
 
     pairs = [(ev, [p for p, _ in policies if event_applies(ev, p.namespace, p.labels)]) for _, _, ev in chosen]
-    with err.status("checking the planned raises against the cluster and Prometheus...") if err.is_terminal else _Quiet():
+    with err_console.status("checking the planned raises against the cluster and Prometheus...") if err_console.is_terminal else _Quiet():
         try:
             checks = run_checks(
                 kube, policies, pairs, calendar_for,
@@ -101,13 +100,16 @@ def preflight(
         doc = {"namespaces": namespaces, **report.model_dump(), "worst": report.worst, "exit_code": report.exit_code}
         typer.echo(json.dumps(doc, indent=2) if output == "json" else yaml.safe_dump(doc, sort_keys=False).rstrip())
         raise typer.Exit(report.exit_code)
-    Console(width=160, no_color=True, highlight=False).print(f"read: {read}")
+    table_console(160).print(f"read: {read}", highlight=False)
     _print(report, chosen, zone)
     raise typer.Exit(report.exit_code)
 
 
 def _read_cluster(kube: Kube, namespaces: list[str] | None) -> tuple[list[tuple[PolicyDoc, dict[str, Any]]], list[tuple[str, PromotionEventSpec, PromotionEvent]]]:
     """The ScalingPolicies (with their raw specs) and the PromotionEvents, each parsed."""
+    from autoscaler.adapters.inputs import PolicyDoc
+    from autoscaler.core.resources import EVENT_PLURAL, POLICY_PLURAL, parse_event, parse_policy
+
     from kubernetes.client.rest import ApiException
     from urllib3.exceptions import HTTPError
 
@@ -143,6 +145,7 @@ def _chosen(
     parsed: list[tuple[str, PromotionEventSpec, PromotionEvent]], event: str | None, at_s: float | None, now_s: float, within_s: int, namespaces: list[str] | None
 ) -> list[tuple[str, PromotionEventSpec, PromotionEvent]]:
     """The promotions to check: the one named, the ones running at --at, or those starting within --within."""
+
     if event is not None:
         chosen = [p for p in parsed if p[2].name == event]
         if not chosen:
@@ -163,9 +166,11 @@ class _Quiet:
 
 
 def _print(report, chosen, zone) -> None:
+    from rich.table import Table
+
     from autoscaler.core.timezones import aware, get_zone, shown
 
-    console = Console() if Console().is_terminal else Console(width=160, no_color=True)
+    console = table_console(160)
     if not chosen:
         console.print("no promotion in scope: nothing to check (see --event, --at, --within)")
         return

@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
-import yaml
-from rich.table import Table
 
-from autoscaler.adapters import yamlsafe
-from autoscaler.adapters.store import KubeStore, Promo, check_references, overlapping, overlaps, validate_promo
 from autoscaler.cli.app import app
 from autoscaler.cli.output import check_output, err_console, table_console
 from autoscaler.cli.promo_store import (
+    promo_status,
     AllNamespacesOpt,
     retrying,
     AllowPastOpt,
@@ -37,7 +34,6 @@ from autoscaler.cli.promo_store import (
     find_promo,
     home_relative,
     namespace_of,
-    read_policies,
     open_store,
     read_promos,
     refuse_past,
@@ -45,16 +41,20 @@ from autoscaler.cli.promo_store import (
     where_stored,
     write_promos,
 )
-from autoscaler.core.durations import format_duration
-from autoscaler.core.selectors import format_selector
-from autoscaler.core.timezones import get_zone, shown
 from autoscaler.errors import InputError
+
+if TYPE_CHECKING:
+    from autoscaler.adapters.store import Promo
 
 promo_app = typer.Typer(help="Schedule and review promotions (the calendar peakscale pre-scales for).", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(promo_app, name="promo")
 
 
 def _shown(promo: Promo, tz: str) -> dict:
+    from autoscaler.core.durations import format_duration
+    from autoscaler.core.selectors import format_selector
+    from autoscaler.core.timezones import get_zone, shown
+
     zone = get_zone(tz)
     spec = promo.parsed
     return {
@@ -71,6 +71,8 @@ def _shown(promo: Promo, tz: str) -> dict:
 
 
 def _kept_targets(promo: Promo) -> str | None:
+    from autoscaler.core.selectors import format_selector
+
     text = format_selector(promo.spec.get("targets"))
     return None if text == "all" else text
 
@@ -79,6 +81,9 @@ def _emit(promos: list[Promo], output: str, tz: str, title: str, *, source: str 
     """A list of promotions: a table for people; for scripts one shape in JSON and YAML,
     ``{source, events: [...]}``, each event as a calendar entry with its ``status`` (phase, raiseAt)
     when known (``promo export`` writes what ``promo import`` reads back)."""
+    import yaml
+    from rich.table import Table
+
     status = status or {}
     if output in ("json", "yaml"):
         events = [{**p.as_entry(), **({"namespace": p.namespace} if p.namespace else {}), **({"status": status[(p.namespace, p.name)]} if (p.namespace, p.name) in status else {})} for p in promos]
@@ -101,47 +106,16 @@ def _emit(promos: list[Promo], output: str, tz: str, title: str, *, source: str 
         raise InputError("--output", f"unknown format {output!r}", "use table, json or yaml")
 
 
-def _status(st, promos: list[Promo], tz: str, now_s: float, *, shown_local: bool) -> dict[tuple[str | None, str], dict]:
-    """Each promotion's phase now and when the controller first raises for it, by the rules the
-    controller writes into the PromotionEvent's status (``cycle.event_span``, ``cycle.event_phase``),
-    from the policies it applies to; a file store has no policies, so its phases follow the
-    promotion's own times and its raise time is unknown."""
-    from datetime import UTC
-
-    from autoscaler.adapters.inputs import policies_of
-    from autoscaler.core.cycle import action_offsets, event_phase, event_span
-    from autoscaler.core.resources import applies
-    from autoscaler.core.timezones import aware
-
-    docs = []
-    if isinstance(st, KubeStore):
-        listed = read_policies(st)
-        docs = policies_of(listed, skipped=[]) if listed else []
-    utc = get_zone("UTC")
-    zone = get_zone(tz) if shown_local else utc
-    out = {}
-    for p in promos:
-        event = p.event(UTC)
-        offsets = [action_offsets(d.spec.cycle_policy(DEFAULT_INTERVAL_S)) for d in docs if applies(p.parsed.targets, p.namespace, d.namespace, d.labels)]
-        opens, closes = event_span(event, offsets)
-        entry: dict = {"phase": event_phase(now_s, opens, event.start_s, event.end_s, closes, pending=False)}
-        if offsets:
-            entry["raiseAt"] = shown(aware(opens, utc), zone)
-        out[(p.namespace, p.name)] = entry
-    return out
-
-
-#: the controller's default --interval (the raise time is the cycle before the window opens)
-DEFAULT_INTERVAL_S = 30
-
-
 def _warn_overlaps(promos: list[Promo], promo: Promo) -> None:
+    from autoscaler.adapters.store import overlaps
+
     clash = overlaps(promos, promo)
     if clash:
         _say_overlap(promo, clash)
 
 
 def _say_overlap(promo: Promo, clash: list[str]) -> None:
+
     if clash:
         err_console.print(
             f"warning: {promo.name!r} overlaps {', '.join(map(repr, clash))} of the same kind on the same targets (kept: they will be planned together)",
@@ -188,6 +162,8 @@ def add(
 
     peakscale promo add double11-redis --start '11-11 20:00' --duration 4h --kind double11 --multiplier 8 --title '11.11 KOL live' --targets peakscale.io/tier=cache --store kube -n live
     """
+    from autoscaler.adapters.store import Promo, check_references, validate_promo
+
     st = open_store(store, calendar, kubeconfig, context, namespace)
     spec = build_spec(start=start, end=end, duration=duration, kind=kind, tz=tz, title=title, multiplier=multiplier, expected_peak=expected_peak, like=like, targets=targets)
     promo = validate_promo(Promo(name=name, spec=spec))
@@ -228,13 +204,15 @@ def list_(
 
     peakscale promo list -o json --store kube -n live
     """
+    from autoscaler.core.timezones import get_zone
+
     import time
 
     check_output(output)
     get_zone(tz)
     st = open_store(store, calendar, kubeconfig, context, namespace, all_namespaces)
     promos = sorted(read_promos(st), key=lambda p: (p.parsed.start, p.namespace or "", p.name))
-    status = _status(st, promos, tz, time.time(), shown_local=output == "table")
+    status = promo_status(st, promos, tz, time.time(), shown_local=output == "table")
     _emit(promos, output, tz, f"{len(promos)} promotion(s) in {st.describe()} (times in {tz})", source=st.describe(), status=status)
 
 
@@ -255,6 +233,9 @@ def show(
 
     peakscale promo show kol-live-1111 -o yaml
     """
+    import yaml
+    from autoscaler.core.timezones import get_zone
+
     check_output(output)
     get_zone(tz)
     st = open_store(store, calendar, kubeconfig, context, namespace)
@@ -297,6 +278,9 @@ def edit(
 
     peakscale promo edit kol-live-1111 --multiplier 8 --tz Asia/Shanghai
     """
+    from autoscaler.adapters.store import Promo, check_references, validate_promo
+    from autoscaler.core.timezones import get_zone
+
     st = open_store(store, calendar, kubeconfig, context, namespace)
 
     def change() -> Promo:
@@ -368,6 +352,9 @@ def delete(
 def import_rows(path: Path, tz: str | None) -> list[Promo]:
     """Promotions from a YAML calendar or a CSV (names become object names); all or nothing, the
     row at fault named."""
+    from autoscaler.adapters.store import Promo, validate_promo
+    from autoscaler.core.timezones import get_zone
+
     from autoscaler.core.calendar import read_entries
     from autoscaler.adapters.calendar_files import csv_entries
     from autoscaler.adapters.trace_files import open_text
@@ -376,6 +363,8 @@ def import_rows(path: Path, tz: str | None) -> list[Promo]:
     zone = get_zone(tz) if tz else None
     name = path.name.removesuffix(".gz")
     if name.endswith((".yaml", ".yml")):
+        from autoscaler.adapters import yamlsafe
+
         entries = read_entries(yamlsafe.read(path, label), zone, label)
     elif name.endswith(".csv"):
         try:
@@ -417,6 +406,9 @@ def import_(
 
     peakscale promo export > backup.yaml && peakscale promo import backup.yaml --allow-past --store kube -n live
     """
+    from autoscaler.adapters.store import KubeStore, check_references, overlapping
+    from autoscaler.core.timezones import get_zone
+
     get_zone(tz)
     st = open_store(store, calendar, kubeconfig, context, namespace)
     incoming = import_rows(file, tz)
@@ -469,6 +461,8 @@ def export(
 
     peakscale promo export --store file -o manifests -n live | kubectl apply -f -
     """
+    import yaml
+
     check_output(output, ("yaml", "json", "manifests"))
     st = open_store(store, calendar, kubeconfig, context, namespace)
     promos = sorted(read_promos(st), key=lambda p: (p.parsed.start, p.name))

@@ -8,15 +8,10 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
-import numpy as np
 import typer
-import yaml
-from rich.table import Table
 
-from autoscaler.adapters.inputs import PolicyDoc, load_policies, one_history_source, prometheus_history, trace_history
-from autoscaler.adapters.store import KubeStore, Promo
 from autoscaler.cli.output import PROMETHEUS_ENV, check_output, history_url, table_console
 from autoscaler.cli.promo import promo_app
 from autoscaler.cli.promo_store import (
@@ -34,12 +29,13 @@ from autoscaler.cli.promo_store import (
     read_promos,
     write_promos,
 )
-from autoscaler.core.durations import parse_duration_s
-from autoscaler.core.review import Review, recorded_profile, review_policy
-from autoscaler.core.resources import event_applies
-from autoscaler.core.schedule import PolicyInput
-from autoscaler.core.timezones import aware, get_zone, shown
 from autoscaler.errors import InputError
+
+if TYPE_CHECKING:
+    from autoscaler.core.calendar import PromotionEvent
+    import numpy as np
+    from autoscaler.adapters.inputs import PolicyDoc
+    from autoscaler.core.review import Review
 
 
 @promo_app.command("review")
@@ -74,6 +70,13 @@ def review(
 
     peakscale promo review flash-0618 --trace traffic.csv --policies policies.yaml --record -o json
     """
+    from autoscaler.adapters.inputs import one_history_source, trace_history
+    from autoscaler.adapters.store import Promo
+    from autoscaler.core.durations import parse_duration_s
+    from autoscaler.core.review import Review, recorded_profile, review_policy
+    from autoscaler.core.schedule import PolicyInput
+    from autoscaler.core.timezones import aware, get_zone, shown
+
     check_output(output)
     show_zone = get_zone(tz)
     prometheus_url = history_url(prometheus_url, trace)
@@ -85,15 +88,8 @@ def review(
     promo = find_promo(promos, name)
     events = [p.event(clock_zone) for p in promos]
     event = next(e for e in events if e.name == name)
-    if policies is None and isinstance(st, KubeStore):
-        docs = cluster_policies(st, policy)
-    else:
-        home = namespace_of(namespace, kubeconfig, context, st)
-        docs = load_policies(policies, only=policy, capacity_per_replica=capacity_per_replica, lead_time=lead_time, min_replicas=min_replicas, max_replicas=max_replicas, namespace=home)
-    targeted = [d for d in docs if event_applies(event, d.namespace, d.labels)]
-    if not targeted:
-        known = sorted({f"{k}={v}" for d in docs for k, v in d.labels.items()})
-        raise InputError("NAME", f"{name!r} selects no ScalingPolicy", f"its targets must match a policy's labels; labels present: {', '.join(known) or 'none'}")
+    options = {"capacity_per_replica": capacity_per_replica, "lead_time": lead_time, "min_replicas": min_replicas, "max_replicas": max_replicas}
+    targeted = _targeted(st, event, policies, policy, options, home=namespace_of(namespace, kubeconfig, context, st))
 
     def fmt(seconds: float) -> str:
         return shown(aware(seconds, clock_zone), show_zone)
@@ -117,8 +113,25 @@ def review(
         table_console(160).print(f"recorded into {st.describe()}: later promotions of kind {result.kind!r} learn from it", highlight=False)
 
 
+def _targeted(st, event: PromotionEvent, policies: Path | None, only: list[str] | None, options: dict, *, home: str) -> list[PolicyDoc]:
+    """The policies the promotion applies to (the controller's rule): the cluster's, or those of
+    --policies (or one from the options); none is refused, naming the labels that are there."""
+    from autoscaler.adapters.inputs import load_policies
+    from autoscaler.adapters.store import KubeStore
+    from autoscaler.core.resources import event_applies
+
+    docs = cluster_policies(st, only) if policies is None and isinstance(st, KubeStore) else load_policies(policies, only=only, namespace=home, **options)
+    targeted = [d for d in docs if event_applies(event, d.namespace, d.labels)]
+    if not targeted:
+        known = sorted({f"{k}={v}" for d in docs for k, v in d.labels.items()})
+        raise InputError("NAME", f"{event.name!r} selects no ScalingPolicy", f"its targets must match a policy's labels; labels present: {', '.join(known) or 'none'}")
+    return targeted
+
+
 def _prometheus_history(doc: PolicyDoc, prometheus_url: str | None, *, event_start_s: int) -> tuple[np.ndarray, np.ndarray]:
     """The policy's history from Prometheus, back to a history window before the promotion's start."""
+    from autoscaler.adapters.inputs import prometheus_history
+
     assert prometheus_url is not None
     now_s = time.time()
     reach = int(now_s - event_start_s) + 2 * 86400 + doc.spec.forecast_settings().history_s
@@ -126,6 +139,9 @@ def _prometheus_history(doc: PolicyDoc, prometheus_url: str | None, *, event_sta
 
 
 def _print_review(result: Review, output: str) -> None:
+    import yaml
+    from rich.table import Table
+
     if output == "json":
         typer.echo(result.model_dump_json(indent=2))
         return

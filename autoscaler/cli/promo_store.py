@@ -11,17 +11,18 @@ import math
 from datetime import datetime, timedelta, UTC
 from pathlib import Path
 from collections.abc import Callable
-from typing import Annotated, Any, Optional, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeVar
 
 import typer
 
 from autoscaler.adapters.kubeconfig import check_context, current_context, in_cluster, resolve_namespace
-from autoscaler.adapters.store import FileStore, KubeStore, Promo
 from autoscaler.cli.output import err_console
-from autoscaler.core.calendar import MAX_PEAK, stamp
 from autoscaler.core.durations import parse_duration_s
 from autoscaler.core.timezones import get_zone, next_occurrence, shown
 from autoscaler.errors import CommandFailed, InputError, StoreConflict, clip, printable
+
+if TYPE_CHECKING:
+    from autoscaler.adapters.store import KubeStore, Promo
 
 
 StoreOpt = Annotated[
@@ -60,6 +61,8 @@ def open_store(store: str, calendar: Path | None, kubeconfig: Path | None, conte
     """The store ``--store`` names; ``auto`` is the cluster when one is configured (and no
     ``--calendar`` is given), else the calendar file. In the cluster, the namespace is kubectl's:
     ``-n``, else the context's, else ``default``; ``-A`` reads every namespace."""
+    from autoscaler.adapters.store import FileStore, KubeStore
+
     if store not in ("auto", "kube", "file"):
         raise InputError("--store", f"unknown store {store!r}", "use auto, kube or file")
     check_context(kubeconfig, context)
@@ -79,6 +82,8 @@ def open_store(store: str, calendar: Path | None, kubeconfig: Path | None, conte
 def namespace_of(namespace: str | None, kubeconfig: Path | None, context: str | None, store=None) -> str:
     """The one namespace a command works in (kubectl's rule): the cluster store's when it has one,
     for the policies of a file that name none and for what it writes out."""
+    from autoscaler.adapters.store import KubeStore
+
     if isinstance(store, KubeStore) and store.namespace:
         return store.namespace
     return resolve_namespace(namespace, False, kubeconfig, context) or "default"
@@ -113,6 +118,8 @@ def cluster_configured() -> bool:
 
 def where_stored(store, name: str) -> str:
     """Where a write went, and for a file, how to get it to the controller."""
+    from autoscaler.adapters.store import KubeStore
+
     if isinstance(store, KubeStore):
         return f"PromotionEvent {store.namespace}/{name}" + (f" in context {store.where}" if store.where else "")
     return f"{home_relative(store.path)}"
@@ -127,6 +134,8 @@ def home_relative(path: Path) -> str:
 
 def file_note(store) -> None:
     """After a write to a file: the controller reads PromotionEvents (or its --calendar), not this."""
+    from autoscaler.adapters.store import FileStore
+
     if isinstance(store, FileStore):
         err_console.print(
             f"note: the controller does not read {home_relative(store.path)}: schedule in the cluster with --store kube, "
@@ -142,6 +151,8 @@ def targets_report(store, *promos: Promo) -> None:
     namespace, by the controller's rule); none is a warning naming the tier labels that do exist
     (a selector that matches nothing raises nothing). A file store has no policies to match: the
     selector is only shown."""
+    from autoscaler.adapters.store import KubeStore
+
     from autoscaler.core.resources import applies
     from autoscaler.core.selectors import format_selector
 
@@ -259,6 +270,8 @@ def failure_reason(exc: Exception) -> str:
 def parse_time(text: str, zone_name: str, field: str) -> datetime:
     """A local time in ``zone_name`` (or with its own offset) -> aware datetime (1970-9000);
     ``MM-DD HH:MM`` without a year is its next occurrence ('11-11 20:00': the coming 11.11)."""
+    from autoscaler.core.calendar import stamp
+
     zone = get_zone(zone_name)
     if not text.strip():
         raise InputError(field, "empty time", "give a time such as '11-11 20:00' or '2027-11-11 20:00'")
@@ -298,6 +311,8 @@ def build_spec(
     like: list[str] | None,
     targets: str | None,
 ) -> dict[str, Any]:
+    from autoscaler.core.calendar import MAX_PEAK
+
     begin = parse_time(start, tz, "--start")
     if end is not None and duration is None:
         finish = parse_time(end, tz, "--end")
@@ -341,3 +356,37 @@ def read_policies(st: KubeStore) -> list[dict]:
         return st.policies()
     except Exception as exc:  # noqa: BLE001 (any transport failure: one line, exit 1)
         raise CommandFailed(f"cannot read ScalingPolicies in namespace {st.namespace}: {failure_reason(exc)}") from None
+
+
+def promo_status(st, promos: list[Promo], tz: str, now_s: float, *, shown_local: bool) -> dict[tuple[str | None, str], dict]:
+    """Each promotion's phase now and when the controller first raises for it, by the rules the
+    controller writes into the PromotionEvent's status (``windows.event_span``, ``windows.event_phase``),
+    from the policies it applies to; a file store has no policies, so its phases follow the
+    promotion's own times and its raise time is unknown."""
+    from autoscaler.adapters.store import KubeStore
+    from autoscaler.core.windows import action_offsets, event_phase, event_span
+    from autoscaler.core.resources import applies
+    from autoscaler.core.timezones import aware
+
+    docs = []
+    if isinstance(st, KubeStore):
+        from autoscaler.adapters.inputs import policies_of
+
+        listed = read_policies(st)
+        docs = policies_of(listed, skipped=[]) if listed else []
+    utc = get_zone("UTC")
+    zone = get_zone(tz) if shown_local else utc
+    out = {}
+    for p in promos:
+        event = p.event(UTC)
+        offsets = [action_offsets(d.spec.cycle_policy(DEFAULT_INTERVAL_S)) for d in docs if applies(p.parsed.targets, p.namespace, d.namespace, d.labels)]
+        opens, closes = event_span(event, offsets)
+        entry: dict = {"phase": event_phase(now_s, opens, event.start_s, event.end_s, closes, pending=False)}
+        if offsets:
+            entry["raiseAt"] = shown(aware(opens, utc), zone)
+        out[(p.namespace, p.name)] = entry
+    return out
+
+
+#: the controller's default --interval (the raise time is the cycle before the window opens)
+DEFAULT_INTERVAL_S = 30

@@ -15,7 +15,8 @@ from kubernetes.client.rest import ApiException
 
 from autoscaler.core.calendar import EventProfile, PromotionEvent
 from autoscaler.core.cycle import CalendarIndex
-from autoscaler.core.cycle_types import DEFAULT_LEASE_NAME, DEFAULT_MAX_PLACEHOLDERS, CyclePolicy, CycleState, ForecastView
+from autoscaler.core.cycle_types import CyclePolicy, CycleState, ForecastView
+from autoscaler.core.defaults import DEFAULT_LEASE_NAME, DEFAULT_MAX_PLACEHOLDERS
 from autoscaler.errors import InputError, MetricsUnavailable, clip
 from autoscaler.adapters.kube import HpaView, Kube
 from autoscaler.controller.headroom import PodShape

@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 
 from autoscaler.core.calendar import PromotionEvent
-from autoscaler.core.cycle import CalendarIndex, action_offsets, event_phase, event_span, next_action
+from autoscaler.core.cycle import CalendarIndex, next_action
+from autoscaler.core.windows import action_offsets, event_phase, event_span
 from autoscaler.core.cycle_types import CyclePolicy
 from autoscaler.core.replay import record_event
 from autoscaler.core.resources import EVENT_PLURAL, ScalingPolicySpec, memory_status, parse_event, parse_memory

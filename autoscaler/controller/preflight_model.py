@@ -10,7 +10,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from autoscaler.core.calendar import PromotionEvent
-from autoscaler.core.cycle import action_window, headroom_window
+from autoscaler.core.windows import action_window, headroom_window
 from autoscaler.core.plan import MAX_BOUND
 from autoscaler.controller.headroom import PodShape
 from autoscaler.adapters.inputs import PolicyDoc

@@ -28,14 +28,16 @@ import math
 from dataclasses import dataclass
 from functools import cached_property
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from collections.abc import Iterable, Mapping
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from zoneinfo import ZoneInfo
 
 from autoscaler.errors import InputError, did_you_mean, dotted, validation_problem
+
+if TYPE_CHECKING:
+    import numpy as np
 from autoscaler.core.timezones import get_zone, parse_aware, wall_seconds
 
 #: Kinds that describe the data rather than a plan: a calendar-driven scaler cannot know them.
@@ -393,6 +395,8 @@ def check_calendar(events: list[PromotionEvent]) -> None:
 
 def event_mask(times_s: np.ndarray, events: Iterable[PromotionEvent], *, pad_before_s: int = 0, pad_after_s: int = 0) -> np.ndarray:
     """Boolean mask of samples inside any event window (optionally padded)."""
+    import numpy as np  # here, not at the top: reading a calendar (promo list) needs no numpy
+
     mask = np.zeros(len(times_s), dtype=bool)
     for event in events:
         lo = np.searchsorted(times_s, event.start_s - pad_before_s, side="left")

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 
 from autoscaler.core.calendar import PromotionEvent
+from autoscaler.core.defaults import DEFAULT_MAX_PLACEHOLDERS
 from autoscaler.core.plan import Decision, PlannerState, PlanPolicy
 
 
@@ -19,7 +20,7 @@ MODES = ("hpa-floor", "scale", "observe")
 
 #: a policy's phase after a cycle (``status.phase``; the controller adds Error)
 Phase = Literal["Idle", "PreScaling", "Holding", "Restoring", "Observing"]
-#: a PromotionEvent's phase (``cycle.event_phase``)
+#: a PromotionEvent's phase (``windows.event_phase``)
 EventPhase = Literal["Scheduled", "PreScaling", "Active", "Cooling", "Done"]
 
 FLOOR_RULES = ("plan", "events-only")
@@ -54,11 +55,6 @@ POLICY_DELETED = "policy-deleted"
 OUTSIDE_EVENTS = "outside-event-windows"
 
 
-#: the leader-election Lease's name by default (the chart's release "peakscale" names it so too)
-DEFAULT_LEASE_NAME = "peakscale-controller"
-
-#: the controller's default cap on one policy's placeholder pods (--headroom-max-pods)
-DEFAULT_MAX_PLACEHOLDERS = 100
 
 
 @dataclass(frozen=True)

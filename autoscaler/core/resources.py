@@ -11,17 +11,20 @@ from __future__ import annotations
 import functools
 import json
 from datetime import UTC, datetime, tzinfo
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from autoscaler.core.calendar import EventProfile, PromotionEvent
-from autoscaler.core.cycle_types import DEFAULT_MAX_PLACEHOLDERS, CyclePolicy
+from autoscaler.core.cycle_types import CyclePolicy
+from autoscaler.core.defaults import DEFAULT_MAX_PLACEHOLDERS
 from autoscaler.core.durations import parse_duration_s
 from autoscaler.errors import InputError, validation_problem
-from autoscaler.core.baseline import ForecastSettings
 from autoscaler.core.plan import PlanPolicy
+
+if TYPE_CHECKING:
+    from autoscaler.core.baseline import ForecastSettings
 
 GROUP = "peakscale.io"
 VERSION = "v1alpha1"
@@ -202,6 +205,8 @@ class ScalingPolicySpec(_Spec):
 
     def forecast_settings(self) -> ForecastSettings:
         if self._settings is None:
+            from autoscaler.core.baseline import ForecastSettings  # numpy's weight only where a forecast is made
+
             self._settings = ForecastSettings(history_s=parse_duration_s(self.forecast.history), quantile=self.forecast.quantile)
         return self._settings
 

@@ -17,7 +17,8 @@ import numpy as np
 from pydantic import BaseModel
 
 from autoscaler.core.calendar import EventProfile, PromotionEvent
-from autoscaler.core.cycle import action_window, period_starts
+from autoscaler.core.cycle import period_starts
+from autoscaler.core.windows import action_window
 from autoscaler.core.replay import Replay, forecast_table, record_event, remember, replay
 from autoscaler.core.cycle_types import CyclePolicy, HpaFloor
 from autoscaler.core.schedule import WARM_UP_S, PolicyInput

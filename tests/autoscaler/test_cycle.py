@@ -239,7 +239,7 @@ def test_floor_properties(original, hpa_max, policy_max, steps, floor_rule):
 
 # --- node headroom --------------------------------------------------------------------------------
 
-from autoscaler.core.cycle import headroom_window
+from autoscaler.core.windows import headroom_window
 from autoscaler.core.cycle_types import HEADROOM_CREATE, HEADROOM_DELETE, HEADROOM_RESIZE
 
 NODE_LEAD = 300

@@ -166,7 +166,7 @@ def test_plan_keeps_one_history_per_namespace_and_name(tmp_path, monkeypatch):
         times = np.arange(int(now_s) // 60 * 60 - 2 * 86400, int(now_s) // 60 * 60 + 60, 60, dtype=np.int64)
         return times, np.full(len(times), level[doc.namespace])
 
-    monkeypatch.setattr("autoscaler.cli.plan.prometheus_history", history)
+    monkeypatch.setattr("autoscaler.adapters.inputs.prometheus_history", history)
     run = CliRunner().invoke(app, ["plan", "--prometheus-url", "http://127.0.0.1:9", "--policies", str(tmp_path / "policies.yaml"), "--store", "file", "--calendar", str(tmp_path / "none.yaml"), "--to", "+1h", "-o", "json"])
     assert run.exit_code == 0, run.output
     floors = {t["namespace"]: max([a["to_replicas"] for a in t["actions"]], default=t["start_replicas"]) for t in json.loads(run.stdout)["targets"]}

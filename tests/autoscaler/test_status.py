@@ -25,7 +25,7 @@ from autoscaler.controller.status import (
     condition,
     fault_status,
 )
-from autoscaler.core.cycle import event_phase
+from autoscaler.core.windows import event_phase
 from tests.fakes.kube import FORMATS, crd_schema
 
 POLICY = crd_schema("scalingpolicies")["properties"]["status"]

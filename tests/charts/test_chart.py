@@ -241,7 +241,7 @@ def args_of(objects: list[dict]) -> list[str]:
 
 
 def test_two_releases_share_no_cluster_wide_name_and_no_lease():
-    from autoscaler.core.cycle_types import DEFAULT_LEASE_NAME
+    from autoscaler.core.defaults import DEFAULT_LEASE_NAME
     from autoscaler.core.resources import DEFAULT_PRIORITY_CLASS
 
     a, b = render_as("shop-a"), render_as("shop-b")
