@@ -12,6 +12,8 @@ import typer
 
 from autoscaler.cli.app import app
 from autoscaler.cli.output import EpochOpt, Progress, TimeColumnOpt, ValueColumnOpt, check_output, split_list, table_console
+from autoscaler.core.timezones import get_zone
+from autoscaler.core.durations import parse_duration_s
 from autoscaler.errors import InputError
 
 if TYPE_CHECKING:
@@ -84,7 +86,6 @@ def backtest(
     """
     from autoscaler.adapters.trace_files import TraceFormat
     from autoscaler.core.backtest import run_backtest
-    from autoscaler.core.timezones import get_zone
 
     scenario = _scenario(
         capacity_per_replica=_capacity(trace, capacity_per_replica), target_utilization=target_utilization, lead_time=lead_time, min_replicas=min_replicas,
@@ -145,7 +146,6 @@ def _scenario(
     """The options as a backtest scenario, each checked and named when wrong."""
     from autoscaler.core.backtest import Scenario
     from autoscaler.core.baseline import ForecastSettings
-    from autoscaler.core.durations import parse_duration_s
     from autoscaler.core.plan import PlanPolicy
 
     policy = PlanPolicy(

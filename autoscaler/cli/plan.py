@@ -16,6 +16,8 @@ import typer
 from autoscaler.cli.app import app
 from autoscaler.cli.output import PROMETHEUS_ENV, EpochOpt, TimeColumnOpt, ValueColumnOpt, check_output, history_url, err_console, split_list, table_console
 from autoscaler.cli.promo_store import AllNamespacesOpt, NamespaceOpt
+from autoscaler.core.timezones import aware, get_zone, shown, wall_seconds
+from autoscaler.core.durations import parse_duration_s
 from autoscaler.errors import InputError
 
 if TYPE_CHECKING:
@@ -81,8 +83,6 @@ def plan(
     """
     from autoscaler.adapters.inputs import one_history_source
     from autoscaler.adapters.trace_files import TraceFormat
-    from autoscaler.core.durations import parse_duration_s
-    from autoscaler.core.timezones import aware, get_zone, shown
 
     check_output(output)
     show_zone = get_zone(tz)
@@ -202,8 +202,6 @@ def _window(
     """Each policy's history (from the trace, or Prometheus now) and the plan's [from, to) on the
     history's clock."""
     from autoscaler.adapters.inputs import prometheus_history, trace_history
-    from autoscaler.core.durations import parse_duration_s
-    from autoscaler.core.timezones import wall_seconds
 
     from autoscaler.cli.promo_store import parse_time
 

@@ -12,6 +12,8 @@ from autoscaler.adapters.kubeconfig import resolve_namespaces
 from autoscaler.cli.app import app
 from autoscaler.cli.output import PROMETHEUS_ENV, check_output, err_console, prometheus_base, table_console
 from autoscaler.core.defaults import DEFAULT_LEASE_NAME
+from autoscaler.core.timezones import aware, get_zone, shown
+from autoscaler.core.durations import parse_duration_s
 from autoscaler.errors import CommandFailed, InputError, clip
 
 if TYPE_CHECKING:
@@ -57,13 +59,11 @@ def preflight(
     from kubernetes.client.rest import ApiException
     from urllib3.exceptions import HTTPError
 
-    from autoscaler.core.durations import parse_duration_s
     from autoscaler.adapters.inputs import prometheus_history
     from autoscaler.adapters.kube import Kube, api_client, now_rfc3339
     from autoscaler.controller.preflight import run_checks
     from autoscaler.controller.preflight_model import Report
     from autoscaler.cli.promo_store import parse_time
-    from autoscaler.core.timezones import get_zone
 
     check_output(output)
     if event is not None and at is not None:
@@ -167,8 +167,6 @@ class _Quiet:
 
 def _print(report, chosen, zone) -> None:
     from rich.table import Table
-
-    from autoscaler.core.timezones import aware, get_zone, shown
 
     console = table_console(160)
     if not chosen:

@@ -41,6 +41,9 @@ from autoscaler.cli.promo_store import (
     where_stored,
     write_promos,
 )
+from autoscaler.core.timezones import get_zone, shown
+from autoscaler.core.durations import format_duration
+from autoscaler.core.selectors import format_selector
 from autoscaler.errors import InputError
 
 if TYPE_CHECKING:
@@ -51,10 +54,6 @@ app.add_typer(promo_app, name="promo")
 
 
 def _shown(promo: Promo, tz: str) -> dict:
-    from autoscaler.core.durations import format_duration
-    from autoscaler.core.selectors import format_selector
-    from autoscaler.core.timezones import get_zone, shown
-
     zone = get_zone(tz)
     spec = promo.parsed
     return {
@@ -71,8 +70,6 @@ def _shown(promo: Promo, tz: str) -> dict:
 
 
 def _kept_targets(promo: Promo) -> str | None:
-    from autoscaler.core.selectors import format_selector
-
     text = format_selector(promo.spec.get("targets"))
     return None if text == "all" else text
 
@@ -115,7 +112,6 @@ def _warn_overlaps(promos: list[Promo], promo: Promo) -> None:
 
 
 def _say_overlap(promo: Promo, clash: list[str]) -> None:
-
     if clash:
         err_console.print(
             f"warning: {promo.name!r} overlaps {', '.join(map(repr, clash))} of the same kind on the same targets (kept: they will be planned together)",
@@ -204,7 +200,6 @@ def list_(
 
     peakscale promo list -o json --store kube -n live
     """
-    from autoscaler.core.timezones import get_zone
 
     import time
 
@@ -234,7 +229,6 @@ def show(
     peakscale promo show kol-live-1111 -o yaml
     """
     import yaml
-    from autoscaler.core.timezones import get_zone
 
     check_output(output)
     get_zone(tz)
@@ -279,7 +273,6 @@ def edit(
     peakscale promo edit kol-live-1111 --multiplier 8 --tz Asia/Shanghai
     """
     from autoscaler.adapters.store import Promo, check_references, validate_promo
-    from autoscaler.core.timezones import get_zone
 
     st = open_store(store, calendar, kubeconfig, context, namespace)
 
@@ -353,7 +346,6 @@ def import_rows(path: Path, tz: str | None) -> list[Promo]:
     """Promotions from a YAML calendar or a CSV (names become object names); all or nothing, the
     row at fault named."""
     from autoscaler.adapters.store import Promo, validate_promo
-    from autoscaler.core.timezones import get_zone
 
     from autoscaler.core.calendar import read_entries
     from autoscaler.adapters.calendar_files import csv_entries
@@ -407,7 +399,6 @@ def import_(
     peakscale promo export > backup.yaml && peakscale promo import backup.yaml --allow-past --store kube -n live
     """
     from autoscaler.adapters.store import KubeStore, check_references, overlapping
-    from autoscaler.core.timezones import get_zone
 
     get_zone(tz)
     st = open_store(store, calendar, kubeconfig, context, namespace)

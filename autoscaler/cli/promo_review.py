@@ -29,6 +29,8 @@ from autoscaler.cli.promo_store import (
     read_promos,
     write_promos,
 )
+from autoscaler.core.timezones import aware, get_zone, shown
+from autoscaler.core.durations import parse_duration_s
 from autoscaler.errors import InputError
 
 if TYPE_CHECKING:
@@ -72,10 +74,8 @@ def review(
     """
     from autoscaler.adapters.inputs import one_history_source, trace_history
     from autoscaler.adapters.store import Promo
-    from autoscaler.core.durations import parse_duration_s
     from autoscaler.core.review import Review, recorded_profile, review_policy
     from autoscaler.core.schedule import PolicyInput
-    from autoscaler.core.timezones import aware, get_zone, shown
 
     check_output(output)
     show_zone = get_zone(tz)

@@ -18,7 +18,8 @@ import typer
 from autoscaler.adapters.kubeconfig import check_context, current_context, in_cluster, resolve_namespace
 from autoscaler.cli.output import err_console
 from autoscaler.core.durations import parse_duration_s
-from autoscaler.core.timezones import get_zone, next_occurrence, shown
+from autoscaler.core.timezones import aware, get_zone, next_occurrence, shown
+from autoscaler.core.selectors import format_selector, parse_selector
 from autoscaler.errors import CommandFailed, InputError, StoreConflict, clip, printable
 
 if TYPE_CHECKING:
@@ -154,7 +155,6 @@ def targets_report(store, *promos: Promo) -> None:
     from autoscaler.adapters.store import KubeStore
 
     from autoscaler.core.resources import applies
-    from autoscaler.core.selectors import format_selector
 
     if not isinstance(store, KubeStore):
         if len(promos) > 1:
@@ -289,7 +289,6 @@ def refuse_past(begin: datetime, allow_past: bool, field: str = "--start") -> No
 
 def parse_targets(text: str | None) -> dict | None:
     """``--targets`` as the CRD's selector: kubectl's ``-l`` syntax (``core.selectors``)."""
-    from autoscaler.core.selectors import parse_selector
 
     return parse_selector(text, "--targets")
 
@@ -366,7 +365,6 @@ def promo_status(st, promos: list[Promo], tz: str, now_s: float, *, shown_local:
     from autoscaler.adapters.store import KubeStore
     from autoscaler.core.windows import action_offsets, event_phase, event_span
     from autoscaler.core.resources import applies
-    from autoscaler.core.timezones import aware
 
     docs = []
     if isinstance(st, KubeStore):
