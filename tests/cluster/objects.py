@@ -136,10 +136,13 @@ def add_nodes(api: client.ApiClient, count: int, *, pool: str, cpu: str = "4", m
     core = client.CoreV1Api(api)
 
     def ready() -> bool:
+        # Ready, and the node lifecycle controller has lifted its not-ready taint (on its own time)
         items = core.list_node(label_selector=f"pool={pool}").items
-        return len(items) == count and all(any(c.type == "Ready" and c.status == "True" for c in (n.status.conditions or [])) for n in items)
+        return len(items) == count and all(
+            any(c.type == "Ready" and c.status == "True" for c in (n.status.conditions or [])) and not any(t.key.startswith("node.kubernetes.io/") for t in (n.spec.taints or [])) for n in items
+        )
 
-    wait_for(f"{count} nodes of pool {pool} Ready", ready, 60)
+    wait_for(f"{count} nodes of pool {pool} Ready and schedulable", ready, 120)
     return names
 
 
