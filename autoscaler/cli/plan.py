@@ -73,7 +73,7 @@ def plan(
 ) -> None:
     """Show what will scale when: every write the controller would make, per target, with its reason.
 
-    The controller's own cycle function runs at the instants the controller would (every --interval from --from), each cycle seeing the history up to that instant only: in hpa-floor mode the floor follows the seasonal forecast (less the HPA's tolerance) and rises to the whole plan from one interval before each promotion's start minus the lead time until its end plus the cool-down; in scale mode the replica count follows the plan. With a policy's nodeHeadroom, the placeholder pods are shown too (create, resize, delete headroom), counting the floor's pods ready a lead time after each raise. Beyond the newest sample the history is carried forward by the seasonal forecast. A --trace is read like a backtest's (each value the demand of the period starting at its timestamp); Prometheus history as the controller reads it.
+    The controller's own cycle function runs at the instants the controller would (every --interval from --from), each cycle seeing the history up to that instant only: in hpa-floor mode the floor follows the seasonal forecast (less the HPA's tolerance) and rises to the whole plan from one interval before each promotion's start minus the lead time until its end plus the cool-down; in scale mode the replica count follows the plan. With a policy's nodeHeadroom, the placeholder pods are shown too (create, resize, delete headroom), counting the floor's pods ready a lead time after each raise. Beyond the newest sample the history is carried forward by the seasonal forecast; from the start of a promotion the history does not reach yet, the plan shows two scenarios: A, it arrives as forecast; B, it does not show in the metrics. A --trace is read like a backtest's (each value the demand of the period starting at its timestamp); Prometheus history as the controller reads it.
 
     Examples:
 
@@ -255,12 +255,20 @@ def _print_plan(result: Plan, output: str, timeline: bool, verbose: bool) -> Non
             table.add_column(col)
         for row in _rows(target.actions, verbose):
             table.add_row(*row)
-        if not target.actions:
+        if not target.actions and not target.scenarios:
             table.add_row("-", "none", "-", "-", f"nothing to write in this window: the plan stays at the {target.start_replicas} it starts from")
+        for k, scenario in enumerate(target.scenarios):
+            # the history ends before this promotion: what the controller writes next depends on what it shows
+            table.add_section()
+            table.add_row(scenario.at, f"[bold]scenario {'AB'[k]}[/bold]", "", "", f"[bold]{scenario.title}[/bold]")
+            for row in _rows(scenario.actions, verbose) or [("-", "none", "-", "-", "nothing more to write")]:
+                table.add_row(*row)
         console.print(table)
         if timeline and target.timeline:
-            head = f"  timeline ({target.timeline_step_s // 60} min per mark, floor {target.min_replicas}..{target.max_replicas}): "
-            console.print(head + sparkline(target.timeline, target.min_replicas, target.max_replicas), highlight=False)
+            lines = [("", target.timeline)] if not target.scenarios else [(f"{'AB'[k]}", s.timeline) for k, s in enumerate(target.scenarios)]
+            for mark, points in lines:
+                head = f"  timeline {mark + ' ' if mark else ''}({target.timeline_step_s // 60} min per mark, floor {target.min_replicas}..{target.max_replicas}): "
+                console.print(head + sparkline(points, target.min_replicas, target.max_replicas), highlight=False)
             console.print(" " * len(head) + _axis(target.timeline), highlight=False)
 
 

@@ -6,7 +6,11 @@ calls ``cycle.decide``) at the instants the controller would run them, from ``--
 with its reason. Each cycle sees the history up to that instant only; beyond the newest sample,
 the history is carried forward by the seasonal baseline times the current level (the
 forecaster's own view of the future), so events ahead are planned as the controller will plan
-them once it gets there. The plan starts from the state the controller's cycles reach by
+them once it gets there. Once a promotion's window reaches past the newest sample, what the
+controller does next depends on what the metrics show, so the plan tells two stories from that
+instant (``Scenario``): the promotion arrives as forecast (its samples are the central forecast
+made just before them, ``_as_forecast``), or it does not show at all (the carried-forward
+history). The rows before that instant hold in both. The plan starts from the state the controller's cycles reach by
 ``--from`` (replayed from up to ``WARM_UP_S`` before it, as far as the history goes;
 ``minReplicas`` where none precedes it). What ``plan`` shows is what the controller does;
 a parity test holds the two to the same writes at the same instants.
@@ -58,6 +62,20 @@ class TimelinePoint(BaseModel):
     replicas: int
 
 
+class Scenario(BaseModel):
+    """The writes from ``at`` on (the start of a promotion the history does not reach yet) under one
+    assumption about what the metrics will show."""
+
+    #: as-forecast: the promotions arrive as the forecaster expects them (their central forecast);
+    #: no-show: they do not show in the metrics at all
+    name: str
+    title: str
+    at: str
+    at_s: int
+    actions: list[Action]
+    timeline: list[TimelinePoint]
+
+
 class TargetPlan(BaseModel):
     policy: str
     namespace: str
@@ -76,6 +94,10 @@ class TargetPlan(BaseModel):
     timeline_step_s: int
     #: promotions that select this policy
     events: list[str]
+    #: empty while the history covers the promotions of the window; else the two stories from the
+    #: first promotion the history does not reach (``actions`` then holds the rows before it, and
+    #: ``timeline`` is the as-forecast one)
+    scenarios: list[Scenario] = []
 
 
 class Plan(BaseModel):
@@ -116,6 +138,26 @@ def _project(times: np.ndarray, values: np.ndarray, calendar: list[PromotionEven
     return np.concatenate([times, extra]), np.concatenate([values, level * baseline.at(extra)])
 
 
+def _as_forecast(times: np.ndarray, values: np.ndarray, calendar: list[PromotionEvent], real: int, settings: ForecastSettings) -> np.ndarray:
+    """The carried-forward series with each promotion arriving as forecast: its samples past the
+    ``real`` ones are the central forecast made at the sample just before them (on the series so
+    far, earlier promotions' forecast arrivals included), never below the seasonal carry."""
+    from autoscaler.core.cycle import period_starts
+    from autoscaler.core.forecast import forecast_at
+
+    step = int(times[1] - times[0])
+    starts = period_starts(times, step)
+    out = values.copy()
+    for event in calendar:
+        first = max(real, -(-(event.start_s - int(starts[0])) // step))
+        end = min(len(out), -(-(event.end_s - int(starts[0])) // step))
+        if first >= end or first < 1:
+            continue
+        made = forecast_at(starts, out, calendar, first - 1, end - first + 1, settings, step_s=step)
+        out[first:end] = np.maximum(out[first:end], made.values[1 : end - first + 1])
+    return out
+
+
 def replay_target(
     policy: PolicyInput,
     times: np.ndarray,
@@ -125,15 +167,20 @@ def replay_target(
     to_s: int,
     *,
     interval_s: int = 30,
+    arrives: bool = False,
 ) -> tuple[Replay, list[PromotionEvent]]:
     """The controller's cycles for one policy over ``[from_s, to_s)`` (``cycle.replay``), and the
-    events that target it, as the controller will know them (with what it will have recorded)."""
+    events that target it, as the controller will know them (with what it will have recorded).
+    Beyond the history, the promotions arrive as forecast (``arrives``) or do not show."""
     spec = policy.spec
     cycle_policy = spec.cycle_policy(interval_s)
     pp = cycle_policy.plan
     settings = spec.forecast_settings()
     mine = policy.applying(calendar)
+    real = len(times)
     times, values = _project(times, values, mine, to_s, settings)
+    if arrives and len(times) > real:
+        values = _as_forecast(times, values, mine, real, settings)
     # what the controller will have recorded of each event by the time it plans the next ones
     mine = remember(times, values, mine, cycle_policy, settings, int(times[1] - times[0]), policy_name=policy.name)
     table = forecast_table(times, values, mine, cycle_policy, settings, start_s=from_s, stop_s=to_s)
@@ -142,6 +189,14 @@ def replay_target(
     else:
         run = replay(cycle_policy, mine, table, start_s=from_s, stop_s=to_s, hpa=HpaFloor(pp.min_replicas, pp.max_replicas))
     return run, mine
+
+
+def unseen_promotions(policy: PolicyInput, times: np.ndarray, calendar: list[PromotionEvent], to_s: int) -> list[PromotionEvent]:
+    """The promotions of the policy whose window reaches past the newest sample (``times`` as
+    Prometheus labels them) and starts before ``to_s``: what the metrics will show of them is not
+    known yet, earliest first."""
+    newest = int(times[-1]) if len(times) else -(2**62)
+    return [e for e in policy.applying(calendar) if e.end_s > newest and e.start_s < to_s]
 
 
 def plan_target(
@@ -156,23 +211,34 @@ def plan_target(
     fmt: Callable[[float], str] = str,
 ) -> TargetPlan:
     """The controller's writes for one policy over ``[from_s, to_s)``, from its history
-    (``times`` as its Prometheus labels them: each sample at the end of the period it measures)."""
+    (``times`` as its Prometheus labels them: each sample at the end of the period it measures);
+    from the first promotion the history does not reach, two scenarios (see the module)."""
     spec = policy.spec
     pp = spec.plan_policy()
     # the cycles before --from too (as far as the history reaches, at most WARM_UP_S, on the same
     # instants): the plan starts from the state the controller has reached by then
     first = int(times[0]) if len(times) else from_s
     warm_s = from_s - max(0, min(WARM_UP_S, from_s - first)) // interval_s * interval_s
-    run, mine = replay_target(policy, times, values, calendar, warm_s, to_s, interval_s=interval_s)
+    unseen = unseen_promotions(policy, times, calendar, to_s)
+    run, mine = replay_target(policy, times, values, calendar, warm_s, to_s, interval_s=interval_s, arrives=bool(unseen))
     before = run.targets[run.times_s < from_s]
-    actions = []
-    if spec.mode != "observe":
-        for d in (d for d in run.writes if d.at_s >= from_s):
-            if d.action != NONE:
-                actions.append(_action(d, mine, pp.lead_time_s, fmt))
-            if d.headroom_write != NONE:
-                actions.append(_headroom_action(d, mine, pp.lead_time_s, fmt))
+    actions = _actions(run, mine, spec.mode, pp.lead_time_s, from_s, fmt)
     timeline, bucket = _timeline(run.times_s, run.targets, pp.min_replicas, from_s, to_s, fmt)
+    scenarios: list[Scenario] = []
+    if unseen:
+        # samples from the split on are what the two stories disagree on; no cycle before it sees them
+        split = max(from_s, unseen[0].start_s, int(times[-1]))
+        absent, _ = replay_target(policy, times, values, calendar, warm_s, to_s, interval_s=interval_s)
+        what = repr(unseen[0].label) + (f" and {len(unseen) - 1} later promotion(s)" if len(unseen) > 1 else "")
+        scenarios = [
+            Scenario(name="as-forecast", title=f"if {what} arrives as forecast", at=fmt(split), at_s=split, actions=[a for a in actions if a.at_s >= split], timeline=timeline),
+            Scenario(
+                name="no-show", title=f"if {what} does not show in the metrics", at=fmt(split), at_s=split,
+                actions=_actions(absent, mine, spec.mode, pp.lead_time_s, split, fmt),
+                timeline=_timeline(absent.times_s, absent.targets, pp.min_replicas, from_s, to_s, fmt)[0],
+            ),
+        ]  # fmt: skip
+        actions = [a for a in actions if a.at_s < split]
     return TargetPlan(
         policy=policy.name,
         namespace=policy.namespace,
@@ -187,7 +253,21 @@ def plan_target(
         timeline=timeline,
         timeline_step_s=bucket,
         events=[e.name for e in mine],
+        scenarios=scenarios,
     )
+
+
+def _actions(run: Replay, mine: list[PromotionEvent], mode: str, lead_s: int, from_s: int, fmt: Callable[[float], str]) -> list[Action]:
+    """The rows of a replay's writes from ``from_s`` on (none in observe mode)."""
+    actions: list[Action] = []
+    if mode == "observe":
+        return actions
+    for d in (d for d in run.writes if d.at_s >= from_s):
+        if d.action != NONE:
+            actions.append(_action(d, mine, lead_s, fmt))
+        if d.headroom_write != NONE:
+            actions.append(_headroom_action(d, mine, lead_s, fmt))
+    return actions
 
 
 def _action(decision: CycleDecision, calendar: list[PromotionEvent], lead: int, fmt: Callable[[float], str]) -> Action:

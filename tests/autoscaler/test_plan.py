@@ -204,3 +204,40 @@ def test_a_plan_from_mid_promotion_starts_from_the_state_the_controller_reached(
     assert mid["start_replicas"] > mid["min_replicas"]  # the sale's raise, not minReplicas
     assert mid["start_replicas"] == [a["to_replicas"] for a in whole["actions"] if a["at_s"] < mid["timeline"][0]["at_s"]][-1]
     assert [(a["at_s"], a["to_replicas"]) for a in mid["actions"]] == [(a["at_s"], a["to_replicas"]) for a in whole["actions"] if a["at_s"] >= mid["timeline"][0]["at_s"]]
+
+
+def test_past_the_history_a_plan_tells_both_stories_of_a_promotion(tmp_path):
+    """With history up to 11:00 and a sale from 12:00, the rows from 12:00 on are two labelled
+    scenarios: the sale arrives as forecast (the raise holds through it), or it does not show
+    (the plan lowers). Rows before it hold in both; with the whole history there is one story."""
+    import json
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from autoscaler.cli import app
+
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    lines = (examples / "traffic.csv").read_text().splitlines()
+    (tmp_path / "upto11.csv").write_text("\n".join([lines[0], *(x for x in lines[1:] if x < "2026-06-18 11:00")]) + "\n")
+
+    def plan(trace: Path) -> dict:
+        args = ["plan", "--trace", str(trace), "--events", str(examples / "promos.csv"), "--policies", str(examples / "policies.yaml")]
+        done = CliRunner().invoke(app, [*args, "--from", "2026-06-18 10:00", "--to", "2026-06-18 16:00", "--tz", "UTC", "-o", "json"])
+        assert done.exit_code == 0, done.output
+        return json.loads(done.stdout)["targets"][0]
+
+    whole, cut = plan(examples / "traffic.csv"), plan(tmp_path / "upto11.csv")
+    assert whole["scenarios"] == []
+    a, b = cut["scenarios"]
+    assert (a["name"], b["name"]) == ("as-forecast", "no-show") and "Flash sale 06-18" in a["title"] and a["at"].startswith("2026-06-18 12:00")
+    assert all(x["at_s"] < a["at_s"] for x in cut["actions"]) and all(x["at_s"] >= a["at_s"] for s in (a, b) for x in s["actions"])
+    raised = cut["actions"][-1]["to_replicas"]  # the raise ahead of the sale, common to both
+    assert raised > cut["min_replicas"]
+
+    def during(points: list[dict]) -> list[int]:
+        return [p["replicas"] for p in points if a["at_s"] + 600 <= p["at_s"] < a["at_s"] + 3600]
+
+    assert min(during(a["timeline"])) >= raised > min(during(b["timeline"]))
+    # as forecast, the sale is the whole history's sale (a x4 step): the same count holds through it
+    assert during(a["timeline"]) == during(whole["timeline"])
