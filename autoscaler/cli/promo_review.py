@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from autoscaler.cli.output import PROMETHEUS_ENV, check_output, history_url, table_console
+from autoscaler.cli.output import PROMETHEUS_ENV, EpochOpt, TimeColumnOpt, ValueColumnOpt, check_output, history_url, table_console
 from autoscaler.cli.promo import promo_app
 from autoscaler.cli.promo_store import (
     CalendarOpt,
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 @promo_app.command("review")
 def review(
     name: Annotated[str, typer.Argument(help="The promotion to review (it should be over).")],
-    trace: Annotated[Optional[Path], typer.Option(help="Offline: the demand history as a timestamp,value CSV (read like a backtest's).")] = None,
+    trace: Annotated[Optional[Path], typer.Option(help="Offline: the demand history, read like a backtest's (a timestamp,value CSV, Grafana's CSV export, a saved Prometheus query_range answer).")] = None,
     trace_tz: Annotated[str, typer.Option(help="Zone of the trace's naive timestamps.")] = "UTC",
     prometheus_url: Annotated[Optional[str], typer.Option(envvar=PROMETHEUS_ENV, help="Prometheus to read each policy's history from.")] = None,
     policies: Annotated[Optional[Path], typer.Option(help="YAML file of ScalingPolicy resources. Default: the cluster's with --store kube, else one from the options below.")] = None,
@@ -61,6 +61,10 @@ def review(
     kubeconfig: KubeconfigOpt = None,
     context: ContextOpt = None,
     namespace: NamespaceOpt = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Refuse a --trace with gaps or empty values (by default they are missing samples).")] = False,
+    time_column: TimeColumnOpt = None,
+    value_column: ValueColumnOpt = None,
+    epoch: EpochOpt = "auto",
 ) -> None:
     """After a promotion: per targeted policy, what was planned and when it was ready, forecast vs observed peak, the minutes demand exceeded ready capacity, and what was recorded into memory.
 
@@ -74,6 +78,7 @@ def review(
     """
     from autoscaler.adapters.inputs import one_history_source, trace_history
     from autoscaler.adapters.store import Promo
+    from autoscaler.adapters.trace_files import TraceFormat
     from autoscaler.core.review import Review, recorded_profile, review_policy
     from autoscaler.core.schedule import PolicyInput
 
@@ -94,7 +99,7 @@ def review(
     def fmt(seconds: float) -> str:
         return shown(aware(seconds, clock_zone), show_zone)
 
-    from_trace = trace_history(trace, clock_zone)[:2] if trace is not None else None
+    from_trace = trace_history(trace, clock_zone, strict=strict, fmt=TraceFormat(time_column, value_column, epoch))[:2] if trace is not None else None
     reviews, profiles = [], []
     for doc in targeted:
         entry = PolicyInput(doc.name, doc.namespace, doc.labels, doc.spec)

@@ -83,3 +83,23 @@ def test_review_names_a_promotion_that_selects_no_policy(tmp_path):
     cli("promo", "add", "nobody", "--allow-past", "--start", f"{start:%Y-%m-%d %H:%M}", "--duration", "1h", "--tz", "UTC", "--kind", "x", "--targets", "peakscale.io/tier=cache", calendar=cal)
     done = cli("promo", "review", "nobody", "--trace", str(trace), "--policies", str(policies_file(tmp_path)), calendar=cal)
     assert done.exit_code == 2 and "selects no ScalingPolicy" in done.output and "peakscale.io/tier=edge" in done.output
+
+
+def test_review_reads_a_trace_as_it_comes_like_plan_and_backtest(tmp_path):
+    """A trace with its own column names and epoch milliseconds, named by the same options as
+    backtest's and plan's, gives the review the project's own CSV gives."""
+    from calendar import timegm
+
+    trace, start, end = surging_trace(tmp_path)
+    rows = [line.split(",") for line in trace.read_text().splitlines()[1:]]
+    other = tmp_path / "export.csv"
+    other.write_text("when,viewers\n" + "".join(f"{timegm(datetime.strptime(t, '%Y-%m-%d %H:%M').timetuple()) * 1000},{v}\n" for t, v in rows))
+    cal = tmp_path / "calendar.yaml"
+    added = cli("promo", "add", "kol-live", "--allow-past", "--start", f"{start:%Y-%m-%d %H:%M}", "--end", f"{end:%Y-%m-%d %H:%M}", "--tz", "UTC", "--kind", "kol-live", "--multiplier", "3", calendar=cal)
+    assert added.exit_code == 0, added.output
+    base = ["promo", "review", "kol-live", "--policies", str(policies_file(tmp_path)), "--tz", "UTC", "-o", "json"]
+    refused = cli(*base, "--trace", str(other), calendar=cal)
+    assert refused.exit_code == 2 and "no time column among 'when', 'viewers'" in refused.output
+    done = cli(*base, "--trace", str(other), "--time-column", "when", "--value-column", "viewers", "--epoch", "ms", calendar=cal)
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout) == json.loads(cli(*base, "--trace", str(trace), calendar=cal).stdout)
