@@ -4,6 +4,9 @@
 FROM python:3.11-slim@sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7 AS build
 RUN pip install --no-cache-dir uv==0.13.9
 WORKDIR /app
+# bytecode compiled at build time: the image runs with PYTHONDONTWRITEBYTECODE, so without it every
+# start (the controller's, each kubectl exec of the CLI) would compile every module again
+ENV UV_COMPILE_BYTECODE=1
 COPY pyproject.toml uv.lock README.md ./
 # dependencies first (cached layer), exactly as locked, without the test tools
 # the base install only: no extras, so no Pulumi, grpc or matplotlib in the image

@@ -23,11 +23,13 @@ uv:
 	  $(PYTHON) -m pip install --quiet uv || $(PYTHON) -m pip install --quiet --break-system-packages uv
 
 # the demo needs the plot extra; the tests need every extra (the stacks, the plot) and the dev tools
+# --compile-bytecode: the dependencies' bytecode is written at install, so a command starts without
+# compiling them (a shell with PYTHONDONTWRITEBYTECODE would otherwise compile them at every start)
 env: uv
-	@$(UV) sync --frozen --no-dev --extra plot --inexact --quiet
+	@$(UV) sync --frozen --no-dev --extra plot --inexact --compile-bytecode --quiet
 
 env-dev: uv
-	@$(UV) sync --frozen --all-extras --quiet
+	@$(UV) sync --frozen --all-extras --compile-bytecode --quiet
 
 debs:
 	@missing=""; for p in $(DEB_PACKAGES); do \
