@@ -44,11 +44,22 @@ class Baseline:
     step_s: int
     profiles: np.ndarray
     fitted_at_s: int
+    #: the slots (same shape) measured by at least one unmasked sample, the others interpolated
+    #: (None: all measured)
+    observed: np.ndarray | None = None
 
     def at(self, times_s: np.ndarray) -> np.ndarray:
         times_s = np.asarray(times_s, dtype=np.int64)
         slot = (times_s % DAY_S) // self.step_s
         out: np.ndarray = self.profiles[is_weekend(times_s).astype(np.int64), slot]
+        return out
+
+    def observed_at(self, times_s: np.ndarray) -> np.ndarray:
+        """Whether the profile at each time was measured (not interpolated over masked slots)."""
+        times_s = np.asarray(times_s, dtype=np.int64)
+        if self.observed is None:
+            return np.ones(times_s.shape, dtype=bool)
+        out: np.ndarray = self.observed[is_weekend(times_s).astype(np.int64), (times_s % DAY_S) // self.step_s]
         return out
 
 
@@ -112,6 +123,7 @@ def fit_baseline(
         # a day type with fewer than two observed days falls back to all days
         observed_days = np.isfinite(chosen).any(axis=1).sum()
         profiles[row] = _nanmedian_rows(chosen) if observed_days >= 2 else pooled
+    observed = np.isfinite(profiles)
     width = max(1, settings.smooth_s // step_s)
     fallback = float(np.nanmean(v)) if np.isfinite(v).any() else 1.0
     for row in range(2):
@@ -121,7 +133,7 @@ def fit_baseline(
         profiles[row] = _circular_smooth(filled, width)
     floor = max(1e-6, 0.01 * float(np.nanmean(profiles)))
     fitted = int(times_s[last]) if fitted_at_s is None else fitted_at_s
-    return Baseline(step_s=step_s, profiles=np.maximum(profiles, floor), fitted_at_s=fitted)
+    return Baseline(step_s=step_s, profiles=np.maximum(profiles, floor), fitted_at_s=fitted, observed=observed)
 
 
 def nan_quantile_cols(grid: np.ndarray, q: float | tuple[float, ...]) -> np.ndarray:

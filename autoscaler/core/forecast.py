@@ -2,7 +2,10 @@
 
 The model, for a forecast made with samples up to index ``i`` (time t) for ``h`` steps ahead::
 
-    forecast(t + h) = level(t) * baseline(t + h) * growth_kind(tau, h)
+    forecast(t + h) = max(level(t) * baseline(t + h), load(t) * growth_kind(tau, h))
+
+  (where no event is near, growth is 1 and the first term rules; inside an event, the first term
+  only where the daily profile observed both slots, see ``forecast_block``)
 
 * ``baseline`` is a daily profile per day type (weekday / weekend), the median of the history
   window at each time of day, with past event windows masked out so that peaks and dips do not
@@ -257,12 +260,19 @@ def forecast_block(
             rows.add_profile(k, term, term.profile, end_index)
         if term.floor_peak is not None or term.multiplier is not None:
             rows.add_guess(k, term, end_index, reference_level)
-    # where an event drives the load, the daily profile says nothing (its slots are masked and
-    # interpolated, the level over it is inflated): the forecast is the event's growth alone
+    # where an event drives the load, the daily profile at slots it never observed (masked on every
+    # day of its window: events at those hours every day) says nothing, and the level over the event
+    # is inflated: there the forecast is the event's growth alone. Where the profile observed both
+    # the current slot and the one ahead, an event never lowers the forecast below it at the
+    # observed level (the forecast without the event): a day-long holiday whose past instances had
+    # a small morning ramp still gets an ordinary day's ramp, and an expected dip is left to the
+    # observed load
     seasonal = level[:, None] * rows.base_ih
     recent = level_ratios(values[lo:stop], np.ones(stop - lo), window)[first - lo :]
     driven = recent[None, :, None] * rows.growth
-    F = np.where(rows.event_driven[None, :, None], driven, np.maximum(seasonal[None], driven))
+    observed = baseline.observed_at(future_t)
+    known = observed[: stop - first, None] & observed[np.arange(stop - first)[:, None] + np.arange(horizon + 1)[None, :]]
+    F = np.where((rows.event_driven[:, None] & ~known)[None], driven, np.maximum(seasonal[None], driven))
     F[0] = np.maximum(F[0], rows.floor)
     F[1] = np.maximum(F[1], rows.floor_u)
     return Block(central=F[0], upper=F[1], who=rows.who, level=level, baseline=baseline)

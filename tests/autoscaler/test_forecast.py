@@ -76,3 +76,32 @@ def test_no_look_ahead_forecast_ignores_everything_after_t(surging, cut, seed):
     b = forecast_at(times, tampered, events, cut, H)
     np.testing.assert_array_equal(a.values, b.values)
     np.testing.assert_array_equal(a.upper, b.upper)
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    dips=st.lists(st.floats(min_value=0.4, max_value=1.0), min_size=2, max_size=4),
+    hour=st.integers(min_value=0, max_value=23),
+    into=st.integers(min_value=30, max_value=20 * 60),
+    horizon=st.integers(min_value=2, max_value=90),
+)
+def test_a_promotion_never_lowers_the_forecast_below_the_one_without_it(dips, hour, into, horizon):
+    """Day-long holidays whose past instances were dips (of any depth): inside the next one, every
+    forecast cell, central and upper, is at least what the forecast is without that holiday in the
+    calendar; the daily ramp within it is still anticipated (the cause of NYC's Veterans Day)."""
+    from datetime import timedelta
+
+    days = len(dips) + 3
+    times, values = daily_series(days)
+    holidays = [
+        PromotionEvent(name=f"holiday-{d}", start=START + timedelta(days=d + 1, hours=hour), end=START + timedelta(days=d + 2, hours=hour), kind="holiday")
+        for d in range(len(dips) + 1)
+    ]
+    for e, dip in zip(holidays, dips):
+        inside = (times >= e.start_s) & (times < e.end_s)
+        values[inside] *= dip
+    last = int(np.searchsorted(times, holidays[-1].start_s)) + into
+    with_it = forecast_at(times, values, holidays, last, horizon)
+    without = forecast_at(times, values, holidays[:-1], last, horizon, baseline=with_it.fitted)
+    assert np.all(with_it.values >= without.values * (1 - 1e-9))
+    assert np.all(with_it.upper >= without.upper * (1 - 1e-9))
