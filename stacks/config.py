@@ -109,6 +109,9 @@ class Scaling(Model):
     method: Literal["hpa-floor", "scale", "observe"] | None = None
     #: the demand one replica serves (in the unit of the tier's metric query)
     capacity_per_replica: float = Field(default=1000.0, gt=0)
+    #: the share of demand inside promotion windows the tier's plan is sized to serve (the
+    #: ScalingPolicy's spec.coverage; None: the CRD's default, 0.99)
+    coverage: float | None = Field(default=None, ge=0.5, le=0.9999)
     node_headroom: NodeHeadroom = NodeHeadroom()
 
     @field_validator("lead_time")

@@ -33,6 +33,8 @@ class ScaleContract(BaseModel):
     reason: str = ""
     #: the ScalingPolicy's ``nodeHeadroom`` (None: off)
     node_headroom: NodeHeadroom | None = None
+    #: the ScalingPolicy's ``coverage`` (None: the CRD's default)
+    coverage: float | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ScaleContract:
@@ -54,6 +56,7 @@ class ScaleContract(BaseModel):
             "metric": {"query": self.metric_query, "capacityPerReplica": self.capacity_per_replica},
             "reason": self.reason,
             "nodeHeadroom": self.node_headroom.model_dump(by_alias=True) if self.node_headroom is not None else None,
+            "coverage": self.coverage,
         }
 
 
@@ -76,5 +79,5 @@ def contract_of(
     return ScaleContract(
         tier=tier, target=target, namespace=namespace, hpa=hpa, method=scaling.method or default_method, min_replicas=low, max_replicas=high,
         lead_time_s=scaling.lead_time_s, node_headroom=scaling.node_headroom if scaling.node_headroom.enabled else None,
-        metric_query=metric_query, capacity_per_replica=scaling.capacity_per_replica, reason=reason,
+        metric_query=metric_query, capacity_per_replica=scaling.capacity_per_replica, reason=reason, coverage=scaling.coverage,
     )  # fmt: skip

@@ -32,6 +32,7 @@ def policy_for(contract: ScaleContract) -> dict[str, Any]:
         max_replicas=contract.max_replicas,
         # node headroom written out in full: the policy shows the PriorityClass its placeholders get
         **({"node_headroom": NodeHeadroom(**contract.node_headroom.model_dump())} if contract.node_headroom is not None else {}),
+        **({"coverage": contract.coverage} if contract.coverage is not None else {}),
     )
     return {
         "apiVersion": f"{GROUP}/{VERSION}",

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from autoscaler.core.backtest import BacktestResult
+from autoscaler.core.frontier import Frontier
 from autoscaler.errors import InputError
 from autoscaler.core.timezones import wall_datetime
 
@@ -82,6 +83,38 @@ def plot_backtest(result: BacktestResult, path: Path) -> None:
     zoom.set_ylabel("demand / ready capacity")
     zoom.legend(loc="upper left", fontsize=8, ncol=3)
     zoom.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d %H:%M"))
+    fig.tight_layout()
+    try:
+        fig.savefig(path, dpi=110)
+    except OSError as exc:
+        raise InputError("--plot", f"cannot write {str(path)!r} ({exc.strerror or exc})", "give a writable path") from None
+    finally:
+        plt.close(fig)
+
+
+def plot_frontier(frontier: Frontier, name: str, path: Path) -> None:
+    """Replica-hours (whole trace) against the share of event demand unserved, log scale, one line
+    per strategy through its knob's points: the cheaper and the better-served, the lower left."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 6))
+    floor = min((p.unserved_events for p in frontier.points if p.unserved_events > 0), default=1e-6) / 2
+    for strategy in dict.fromkeys(p.strategy for p in frontier.points):
+        mine = sorted((p for p in frontier.points if p.strategy == strategy), key=lambda p: p.replica_hours)
+        xs = [p.replica_hours for p in mine]
+        ys = [max(p.unserved_events, floor) for p in mine]
+        ax.plot(xs, ys, marker="o", lw=2.0 if strategy == "peakscale" else 1.2, color=COLOURS.get(strategy), label=f"{strategy} ({mine[0].knob.replace('_', ' ')})")
+        for p, x, y in zip(mine, xs, ys):
+            ax.annotate(f"{p.value:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7, color=COLOURS.get(strategy))
+    ax.set_yscale("log")
+    ax.set_xlabel("replica-hours, whole trace")
+    ax.set_ylabel(f"unserved share of event demand (log; 0 drawn at {floor:.1e})")
+    ax.set_title(f"{name}: cost against event coverage, each strategy across its knob")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     try:
         fig.savefig(path, dpi=110)

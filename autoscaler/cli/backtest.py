@@ -47,6 +47,8 @@ def backtest(
         typer.Option(help="Demand one replica serves at 100 % (same unit as the trace per sample). Required with --trace."),
     ] = None,
     target_utilization: Annotated[float, typer.Option(help="Share of capacity to plan for, in (0, 1].")] = 0.7,
+    coverage: Annotated[float, typer.Option(help="The share of demand inside calendar windows the peakscale plan is sized to serve (a ScalingPolicy's spec.coverage), in [0.5, 0.9999]. The table reports how often event demand exceeded what the plan had ready, against the nominal 1 - coverage.")] = 0.99,
+    sweep: Annotated[bool, typer.Option("--sweep", help="The cost/coverage frontier instead: peakscale over coverage, reactive and history over target utilization, schedule over a multiple of its floors; for each baseline point, the cheapest peakscale point that serves events at least as well. With --plot: the frontier (replica-hours against unserved event demand).")] = False,
     lead_time: Annotated[str, typer.Option(help="How long a new replica takes to serve: pod start, warm-up, resharding (e.g. 90s, 10m, 1h).")] = "10m",
     min_replicas: Annotated[int, typer.Option(help="Never fewer replicas.")] = 2,
     max_replicas: Annotated[int, typer.Option(help="Never more replicas, whatever the forecast.")] = 200,
@@ -88,7 +90,7 @@ def backtest(
     from autoscaler.core.backtest import run_backtest
 
     scenario = _scenario(
-        capacity_per_replica=_capacity(trace, capacity_per_replica), target_utilization=target_utilization, lead_time=lead_time, min_replicas=min_replicas,
+        capacity_per_replica=_capacity(trace, capacity_per_replica), target_utilization=target_utilization, coverage=coverage, lead_time=lead_time, min_replicas=min_replicas,
         max_replicas=max_replicas, scale_down_stabilization=scale_down_stabilization, freeze=freeze, max_freeze=max_freeze, metric_lag=metric_lag, interval=interval,
         cooldown=cooldown, floor=floor, history_window=history_window, memory=memory, node_lead_time=node_lead_time, node_headroom=node_headroom,
     )
@@ -98,6 +100,8 @@ def backtest(
     series, selected = _inputs(trace, events, get_zone(tz), scenario, kinds=split_list(kinds), strict=strict, as_given=(lead_time, node_lead_time), fmt=TraceFormat(time_column, value_column, epoch))
     check_output(output)
     output = "json" if as_json else output
+    if sweep:
+        return _sweep(series, selected, scenario, output=output, plot=plot, quiet=quiet)
     with Progress(enabled=not quiet and output == "table") as report:
         result = run_backtest(series, selected, scenario, tuple(chosen), progress=report)
     if plot is not None:
@@ -105,6 +109,12 @@ def backtest(
 
         plot_backtest(result, plot)
     _emit(result, output, plot)
+
+
+def _sweep(series: Trace, selected: list[PromotionEvent], scenario: Scenario, *, output: str, plot: Path | None, quiet: bool) -> None:
+    from autoscaler.cli.frontier import run_sweep
+
+    run_sweep(series, selected, scenario, output=output, plot=plot, quiet=quiet)
 
 
 def _strategies(strategies: list[str] | None) -> list[str]:
@@ -139,7 +149,7 @@ def _capacity(trace: Path | None, capacity_per_replica: float | None) -> float:
 
 
 def _scenario(
-    *, capacity_per_replica: float, target_utilization: float, lead_time: str, min_replicas: int, max_replicas: int,
+    *, capacity_per_replica: float, target_utilization: float, coverage: float, lead_time: str, min_replicas: int, max_replicas: int,
     scale_down_stabilization: str, freeze: bool, max_freeze: str, metric_lag: str, interval: str, cooldown: str,
     floor: str, history_window: str, memory: bool, node_lead_time: str, node_headroom: bool,
 ) -> Scenario:
@@ -160,12 +170,14 @@ def _scenario(
     )
     if floor not in ("plan", "events-only"):
         raise InputError("--floor", f"unknown rule {floor!r}", "use plan or events-only")
+    if not 0.5 <= coverage <= 0.9999:
+        raise InputError("--coverage", f"{coverage:g} is outside [0.5, 0.9999]", "e.g. --coverage 0.99 (99 % of event demand) or 0.999")
     history_s = parse_duration_s(history_window, field="--history-window")
     if history_s < 86400:
         raise InputError("--history-window", f"{history_window!r} is shorter than a day", "the daily profile needs at least 1d, e.g. 2d or 14d")
     return Scenario(
         policy=policy,
-        forecast=ForecastSettings(history_s=history_s),
+        forecast=ForecastSettings(history_s=history_s, coverage=coverage),
         memory=memory,
         metric_lag_s=parse_duration_s(metric_lag, field="--metric-lag", allow_zero=True),
         interval_s=parse_duration_s(interval, field="--interval"),
@@ -259,6 +271,12 @@ def _print_table(result: BacktestResult, plot: Path | None) -> None:
         "replica-h: replicas asked for (warming or ready); events: minutes inside calendar windows.",
         style="dim",
     )
+    for name, figs in doc["strategies"].items():
+        if cal := figs.get("calibration"):
+            console.print(
+                f"{name} at coverage {cal['coverage']:.2%}: event demand exceeded what the plan had ready in {cal['exceeded']:.2%} of event minutes "
+                f"(nominal {cal['nominal_exceeded']:.2%}; the HPA serves what is above the plan)", highlight=False,
+            )  # fmt: skip
     if sc["missing_minutes"]:
         console.print(f"{sc['missing_minutes']:,.0f} minutes of the trace have no data: every strategy held through them, and no figure counts them.")
     if plot is not None:

@@ -50,6 +50,7 @@ def plan(
     lead_time: Annotated[str, typer.Option(help="Without --policies: how long new capacity takes to serve.")] = "10m",
     min_replicas: Annotated[int, typer.Option(help="Without --policies: the usual floor.")] = 2,
     max_replicas: Annotated[int, typer.Option(help="Without --policies: never more.")] = 200,
+    coverage: Annotated[Optional[float], typer.Option(help="The share of event demand the plan is sized to serve, in [0.5, 0.9999]: the policies' spec.coverage (default 0.99), or what another coverage would plan.")] = None,
     store: Annotated[
         str,
         typer.Option(
@@ -95,7 +96,7 @@ def plan(
 
     calendar_events, st = _calendar(events, split_list(kinds), clock_zone, store=store, calendar=calendar, kubeconfig=kubeconfig, context=context, namespace=namespace, all_namespaces=all_namespaces)
     every, where = _policies(st, events, policies, capacity_per_replica=capacity_per_replica, lead_time=lead_time, min_replicas=min_replicas, max_replicas=max_replicas, namespace=namespace, kubeconfig=kubeconfig, context=context)
-    docs = only_policies(every, policy)
+    docs = _with_coverage(only_policies(every, policy), coverage)
     histories, from_s, to_s = _window(docs, trace, prometheus_url, clock_zone, start=start, end=end, tz=tz, strict=strict, fmt=TraceFormat(time_column, value_column, epoch))
     interval_s = parse_duration_s(interval, field="--interval")
     _bounded(docs, from_s, to_s, interval_s)
@@ -159,6 +160,19 @@ def _bounded(docs: list[PolicyDoc], from_s: int, to_s: int, interval_s: int) -> 
     for doc in docs:
         if (to_s - from_s) // doc.spec.step_s > MAX_SAMPLES:
             raise InputError("--to", f"the window is {(to_s - from_s) // doc.spec.step_s:,} steps of policy {doc.name}'s forecast, over {MAX_SAMPLES:,}", "a shorter window")
+
+
+def _with_coverage(docs: list[PolicyDoc], coverage: float | None) -> list[PolicyDoc]:
+    """The policies, each planned at ``coverage`` when one is given."""
+    import dataclasses
+
+    from autoscaler.core.resources import ScalingPolicySpec
+
+    if coverage is None:
+        return docs
+    if not 0.5 <= coverage <= 0.9999:
+        raise InputError("--coverage", f"{coverage:g} is outside [0.5, 0.9999]", "e.g. --coverage 0.99 (99 % of event demand) or 0.999")
+    return [dataclasses.replace(d, spec=ScalingPolicySpec.model_validate({**d.spec.model_dump(), "coverage": coverage})) for d in docs]
 
 
 def _event_key(event: PromotionEvent) -> str:
@@ -264,6 +278,8 @@ def _print_plan(result: Plan, output: str, timeline: bool, verbose: bool) -> Non
             for row in _rows(scenario.actions, verbose) or [("-", "none", "-", "-", "nothing more to write")]:
                 table.add_row(*row)
         console.print(table)
+        for band in target.bands:
+            console.print(f"  coverage {target.coverage:.2%}: {band}", highlight=False)
         if timeline and target.timeline:
             lines = [("", target.timeline)] if not target.scenarios else [(f"{'AB'[k]}", s.timeline) for k, s in enumerate(target.scenarios)]
             for mark, points in lines:

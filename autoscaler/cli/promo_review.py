@@ -154,7 +154,7 @@ def _print_review(result: Review, output: str) -> None:
         typer.echo(yaml.safe_dump(result.model_dump(), sort_keys=False, allow_unicode=True).rstrip())
         return
     table = Table(title=f"review of {result.event!r} ({result.kind}): {result.start} -> {result.end}", title_justify="left")
-    for col in ("policy", "target", "ready at start", "planned peak", "asked -> ready", "forecast peak", "observed peak", "short", "memory"):
+    for col in ("policy", "target", "ready at start", "planned peak", "asked -> ready", "forecast peak", "observed peak", "short", "over the plan", "memory"):
         table.add_column(col)
     for r in result.policies:
         memory = "-"
@@ -163,6 +163,7 @@ def _print_review(result: Review, output: str) -> None:
         table.add_row(
             r.policy, f"{r.target} ({r.mode})", str(r.ready_at_start if r.ready_at_start is not None else "-"), str(r.planned_peak if r.planned_peak is not None else "-"),
             f"{r.asked_at or '-'} -> {r.ready_at or '-'}", f"{r.forecast_peak:,.0f}" if r.forecast_peak is not None else "-",
-            f"{r.observed_peak:,.0f}" if r.observed_peak is not None else "-", f"{r.short_minutes:g} min" + (f" ({r.missing_minutes:g} min no data)" if r.missing_minutes else ""), memory,
+            f"{r.observed_peak:,.0f}" if r.observed_peak is not None else "-", f"{r.short_minutes:g} min" + (f" ({r.missing_minutes:g} min no data)" if r.missing_minutes else ""),
+            "-" if r.exceeded is None else f"{r.exceeded:.1%} of min (nominal {1 - r.coverage:.2%})", memory,
         )  # fmt: skip
     table_console(160).print(table)

@@ -70,6 +70,8 @@ class Scenario:
     node_lead_s: int = 0
     #: with a node lead time: the peakscale strategies keep node headroom
     node_headroom: bool = True
+    #: the schedule strategy's floors times this (the sweep's knob: a hand schedule sized with margin)
+    schedule_multiple: float = 1.0
 
     def cycle_policy(self, mode: str, interval_s: int | None = None, headroom: bool = False) -> CyclePolicy:
         ahead = self.node_lead_s if (headroom and self.node_headroom and self.node_lead_s > 0) else None
@@ -89,6 +91,10 @@ class StrategyRun:
     placeholders: np.ndarray | None = None
     all: Figures | None = None
     events: Figures | None = None
+    #: the planner strategies: the share of event minutes whose demand exceeded the capacity the
+    #: plan alone had ready (its replicas a lead time after it asked for them), against the
+    #: nominal ``1 - coverage``
+    exceeded: float | None = None
 
     def measured(self) -> tuple[Figures, Figures]:
         """(over the whole trace, within events), as ``run_backtest`` measured them."""
@@ -113,6 +119,7 @@ class BacktestResult:
         return {
             "trace": self.trace.name,
             "scenario": {
+                "coverage": self.scenario.forecast.coverage,
                 "capacity_per_replica": p.capacity_per_replica,
                 "target_utilization": p.target_utilization,
                 "lead_time_s": p.lead_time_s,
@@ -139,11 +146,17 @@ class BacktestResult:
                 "missing_minutes": float(np.isnan(self.demand).sum() * self.step_s / 60),
             },
             "strategies": {
-                name: {"all": run.all.as_dict(), "events": run.events.as_dict()}
+                name: {"all": run.all.as_dict(), "events": run.events.as_dict(), **self._calibration(run)}
                 for name, run in self.runs.items()
                 if run.all is not None and run.events is not None
             },
         }
+
+    def _calibration(self, run: StrategyRun) -> dict[str, Any]:
+        if run.exceeded is None or run.name not in ("peakscale", "peakscale-scale"):
+            return {}
+        coverage = self.scenario.forecast.coverage
+        return {"calibration": {"coverage": coverage, "nominal_exceeded": round(1 - coverage, 10), "exceeded": run.exceeded}}
 
 
 def simulation_step_s(trace_step_s: int) -> int:
@@ -308,6 +321,8 @@ class _Grid:
             desired = self.hpa(policy.min_replicas)
         elif name == "schedule":
             floor = schedule_floor(self.times, self.demand, self.events, policy, self.scenario.metric_lag_s)
+            if self.scenario.schedule_multiple != 1.0:
+                floor = np.minimum(np.ceil(floor * self.scenario.schedule_multiple).astype(np.int64), policy.max_replicas)
             desired = self.hpa(np.maximum(floor, policy.min_replicas))
         elif name in ("history", "peakscale", "peakscale-scale"):
             calendar = [] if name == "history" else self.events
@@ -339,12 +354,16 @@ def run_backtest(
     scenario: Scenario,
     strategies: tuple[str, ...] = STRATEGIES,
     progress: Progress = _quiet,
+    tables: dict[TableKey, ForecastTable] | None = None,
 ) -> BacktestResult:
-    """Replay ``trace`` for each strategy and measure it against the oracle."""
+    """Replay ``trace`` for each strategy and measure it against the oracle. ``tables``: forecast
+    tables to share with other backtests of the same trace, calendar and forecast settings."""
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown:
         raise InputError("--strategies", f"unknown strategy {unknown[0]!r}", f"choose from {', '.join(STRATEGIES)}")
     grid = _Grid.of(trace, events, scenario)
+    if tables is not None:
+        grid.tables = tables
     runs: dict[str, StrategyRun] = {}
     for name in dict.fromkeys(list(strategies) + ["oracle"]):
         progress(name, 0.0)
@@ -360,6 +379,9 @@ def run_backtest(
         capacity = scenario.policy.capacity_per_replica
         run.all = figures(demand, run.desired, run.ready, capacity_per_replica=capacity, step_s=step, select=None, oracle_replica_hours=oracle_all, placeholders=run.placeholders)
         run.events = figures(demand, run.desired, run.ready, capacity_per_replica=capacity, step_s=step, select=in_event, oracle_replica_hours=oracle_events, placeholders=run.placeholders)
+        if run.plan is not None and (in_event & known).any():
+            planned = ready_replicas(run.plan, grid.lead_steps, grid.initial) * capacity
+            run.exceeded = float((demand[in_event & known] > planned[in_event & known]).mean())
     ordered = {name: runs[name] for name in STRATEGIES if name in runs and (name in strategies)}
     return BacktestResult(
         trace=trace, events=events, scenario=scenario, step_s=step, times_s=grid.times, demand=demand, in_event=in_event, runs=ordered

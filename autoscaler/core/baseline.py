@@ -6,7 +6,7 @@ Pure numpy over epoch-second arrays; no look-ahead (a fit at sample i sees sampl
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -20,9 +20,11 @@ class ForecastSettings:
     """Knobs of the forecaster (the ``forecast`` block of a ScalingPolicy)."""
 
     history_s: int = 14 * DAY_S
-    #: the upper forecast: this quantile, over past events, of the growth they showed
-    #: (0.9 = what a big event of the kind does); the central forecast is their median
-    quantile: float = 1.0
+    #: the share of demand inside promotion windows the plan is sized to serve: the upper forecast
+    #: there is the split-conformal quantile at this level of what past events of the kind grew
+    #: by and of the forecast's own errors at the horizon (``conformal_cols``, ``Baseline.noise``);
+    #: the central forecast is the median growth
+    coverage: float = 0.99
     #: only the most recent past events of a kind teach a new one (audiences grow and change)
     max_past_events: int = 24
     #: how many seconds of recent samples set the current level
@@ -47,12 +49,32 @@ class Baseline:
     #: the slots (same shape) measured by at least one unmasked sample, the others interpolated
     #: (None: all measured)
     observed: np.ndarray | None = None
+    #: the forecast's own error quantiles, per (coverage, horizon), computed once per fit (``noise``)
+    errors: dict[tuple[float, int], float] = field(default_factory=dict, compare=False, repr=False)
 
     def at(self, times_s: np.ndarray) -> np.ndarray:
         times_s = np.asarray(times_s, dtype=np.int64)
         slot = (times_s % DAY_S) // self.step_s
         out: np.ndarray = self.profiles[is_weekend(times_s).astype(np.int64), slot]
         return out
+
+    def noise(self, times_s: np.ndarray, values: np.ndarray, masked: np.ndarray, fit: tuple[int, int], horizon: int, window: int, coverage: float) -> float:
+        """How far above the seasonal forecast ``horizon`` steps ahead the load went, at the
+        ``coverage`` split-conformal level, over the samples ``fit = (lo, at)`` this profile was
+        fitted from: the ratio of each unmasked sample to the forecast made ``horizon`` steps
+        before it (the level then times the profile). Never below 1; the largest seen when the
+        samples are too few for the level asked (``conformal_cols``)."""
+        key = (coverage, horizon)
+        if key not in self.errors:
+            lo, at = fit
+            v = np.where(masked[lo : at + 1], np.nan, values[lo : at + 1])
+            ratios = np.array([np.nan])
+            if len(v) > horizon:
+                level = level_ratios(v, self.at(times_s[lo : at + 1]), window)
+                ahead = v[horizon:] / np.maximum(level[: len(v) - horizon] * self.at(times_s[lo + horizon : at + 1]), 1e-12)
+                ratios = ahead[np.isfinite(ahead)]
+            self.errors[key] = max(1.0, float(conformal_cols(ratios[:, None], coverage)[0][0])) if ratios.size else 1.0
+        return self.errors[key]
 
     def observed_at(self, times_s: np.ndarray) -> np.ndarray:
         """Whether the profile at each time was measured (not interpolated over masked slots)."""
@@ -160,6 +182,22 @@ def nan_quantile_cols(grid: np.ndarray, q: float | tuple[float, ...]) -> np.ndar
         hi_v = np.take_along_axis(ordered, hi[None], axis=0)[0]
         results.append(np.where(count > 0, lo_v + (hi_v - lo_v) * frac, np.nan))
     return np.asarray(results) if isinstance(q, tuple) else results[0]
+
+
+def conformal_cols(grid: np.ndarray, coverage: float) -> tuple[np.ndarray, np.ndarray]:
+    """The split-conformal upper bound of each column (axis 0) at ``coverage``, ignoring NaN:
+    its ``ceil((n + 1) * coverage)``-th smallest of the n values, which a new value exchangeable
+    with them stays at or below with probability at least ``coverage``, whatever their
+    distribution. With too few values for that rank, the largest (and ``wide`` says so: the
+    coverage asked is more than n values can support, ``n / (n + 1)``). NaN where a column is empty.
+    """
+    ordered = np.sort(grid, axis=0)
+    count = np.isfinite(grid).sum(axis=0)
+    rank = np.ceil((count + 1) * coverage - 1e-9).astype(np.int64)
+    wide = rank > count
+    pick = np.clip(np.minimum(rank, count) - 1, 0, max(0, grid.shape[0] - 1))
+    out = np.take_along_axis(ordered, pick[None], axis=0)[0] if grid.shape[0] else np.full(grid.shape[1:], np.nan)
+    return np.where(count > 0, out, np.nan), wide
 
 
 def _nanmedian_rows(grid: np.ndarray) -> np.ndarray:

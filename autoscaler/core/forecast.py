@@ -253,9 +253,12 @@ def forecast_block(
 
     terms = _event_terms(times_s, values, baseline, events, (visible_lo, at), int(future_t[0]), int(future_t[-1]), horizon, settings, (first, stop))
     positions = {id(e): k for k, e in enumerate(events)}
+    target_abs = rows.i_abs[:, None] + np.arange(horizon + 1)[None, :]
+    inside = np.zeros(target_abs.shape, dtype=bool)
     for term in terms:
         k = positions[id(term.event)]
         end_index = (term.event.end_s - t0 + step_s - 1) // step_s
+        inside |= (target_abs >= term.start_index) & (target_abs < end_index)
         if term.profile is not None:
             rows.add_profile(k, term, term.profile, end_index)
         if term.floor_peak is not None or term.multiplier is not None:
@@ -275,6 +278,13 @@ def forecast_block(
     F = np.where((rows.event_driven[:, None] & ~known)[None], driven, np.maximum(seasonal[None], driven))
     F[0] = np.maximum(F[0], rows.floor)
     F[1] = np.maximum(F[1], rows.floor_u)
+    if inside.any():
+        # inside a promotion's window the upper forecast covers the forecast's own errors too: the
+        # central forecast times how far above its forecast the load went ``horizon`` steps later,
+        # at the coverage asked, over the samples the daily profile was fitted from
+        fit = fit_window(times_s, first, settings, settings.baseline_refit_s)[:2]
+        errors = baseline.noise(times_s, values, masked, fit, horizon, window, settings.coverage)
+        F[1] = np.where(inside, np.maximum(F[1], F[0] * errors), F[1])
     return Block(central=F[0], upper=F[1], who=rows.who, level=level, baseline=baseline)
 
 

@@ -6,12 +6,13 @@ from the history in view or from the memory the controller recorded once an even
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from autoscaler.core.calendar import EventProfile, PromotionEvent
-from autoscaler.core.baseline import Baseline, ForecastSettings, baseline_for, level_ratios, nan_quantile_cols
+from autoscaler.core.baseline import Baseline, ForecastSettings, baseline_for, conformal_cols, level_ratios, nan_quantile_cols
 
 
 #: a recorded event profile holds at most this many points (a few kB in a PromotionEvent's status)
@@ -50,9 +51,10 @@ def _growth_table(
 
     ``loads`` holds one array per past event (``_segment``): its load from ``pre + slack +
     window`` steps before the anchor, NaN where nothing is known. For each event, the level (mean of
-    the last ``level_window`` samples) at offset tau and at tau + h; the median and the upper
-    quantile over events, pooled over ``align_slack`` offsets around tau so that an event a few
-    minutes late still teaches, of their ratio. Only ``rows`` (a half-open range of k) are
+    the last ``level_window`` samples) at offset tau and at tau + h; the median and the
+    split-conformal bound at ``settings.coverage`` (``conformal_cols``) over events, pooled over
+    ``align_slack`` offsets around tau so that an event a few minutes late still teaches, of their
+    ratio. Only ``rows`` (a half-open range of k) are
     computed, the others left at 1: the live path needs one row.
     """
     window = max(1, settings.level_window_s // step_s)
@@ -76,7 +78,14 @@ def _growth_table(
     with np.errstate(invalid="ignore"):
         ratio = fut / np.maximum(now, 1e-12)[..., None]
     pooled = ratio.reshape(-1, r_hi - r_lo, horizon + 1)
-    q = nan_quantile_cols(pooled, (0.5, settings.quantile))
+    central = nan_quantile_cols(pooled, 0.5)
+    # the unit a new event is exchangeable with is a past event: its largest growth over the
+    # aligned offsets, and the conformal rank over events (24 past events support 96 % at most)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        per_event = np.nanmax(ratio, axis=1)
+    upper, _ = conformal_cols(per_event, settings.coverage)
+    q = np.stack([central, np.maximum(upper, central)])
     growth[:, r_lo:r_hi] = np.where(np.isfinite(q), q, 1.0)
     return growth
 
@@ -254,3 +263,21 @@ def related_past_events(
         return [e for e in events if e.name in names and e.end_s <= now_s]
     past = [e for e in events if e.kind == event.kind and e.end_s <= now_s and e.name != event.name]
     return sorted(past, key=lambda e: e.start_s)[-limit:] if limit else past
+
+
+def band_note(event: PromotionEvent, calendar: list[PromotionEvent], coverage: float, limit: int | None = None) -> str:
+    """How wide the upper forecast of ``event`` is at ``coverage``, in words: the past events of
+    its kind (or ``like``) the plan learns from, and whether they are enough for the coverage asked
+    (n exchangeable events support at most n / (n + 1): ``conformal_cols``)."""
+    n = len(related_past_events(event, calendar, event.start_s, limit))
+    guess = f"x{event.expected_multiplier:g}" if event.expected_multiplier is not None else (f"peak {event.expected_peak:,.0f}" if event.expected_peak is not None else "")
+    if n == 0:
+        if guess:
+            return f"{event.label!r}: no past event of kind {event.kind!r}, only the guess ({guess}): wide, the guess bounds it"
+        return f"{event.label!r}: no past event of kind {event.kind!r} and no expected size: it adds nothing, the observed load and the HPA rule"
+    rank = math.ceil((n + 1) * coverage - 1e-9)
+    if rank > n:
+        return f"{event.label!r}: {n} past event(s) support a coverage of at most {n / (n + 1):.0%}, {coverage:.2%} asked: wide, sized at the largest growth seen" + (f" (and the guess, {guess})" if guess else "")
+    k = n - rank + 1
+    which = "largest" if k == 1 else f"{k}{'nd' if k == 2 else 'rd' if k == 3 else 'th'} largest"
+    return f"{event.label!r}: sized at the {which} growth of {n} past event(s) (coverage {coverage:.2%})"

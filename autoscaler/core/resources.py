@@ -77,7 +77,6 @@ MAX_HISTORY_POINTS = 100_000
 class ForecastSpec(_Spec):
     history: str = "14d"
     step: str = "1m"
-    quantile: float = Field(default=1.0, ge=0.5, le=1.0)
 
     @field_validator("history", "step")
     @classmethod
@@ -146,6 +145,9 @@ class ScalingPolicySpec(_Spec):
     #: hpa-floor: ``plan`` (the floor follows the plan at all times) or ``events-only``
     floor: Literal["plan", "events-only"] = "plan"
     cooldown: str = "30m"
+    #: the share of demand inside promotion windows the plan is sized to serve (the upper
+    #: forecast's split-conformal level there: ``ForecastSettings.coverage``)
+    coverage: float = Field(default=0.99, ge=0.5, le=0.9999)
     forecast: ForecastSpec = ForecastSpec()
     node_headroom: NodeHeadroom = NodeHeadroom()
     # derived once: the controller asks for them several times per policy per cycle
@@ -207,7 +209,7 @@ class ScalingPolicySpec(_Spec):
         if self._settings is None:
             from autoscaler.core.baseline import ForecastSettings  # numpy's weight only where a forecast is made
 
-            self._settings = ForecastSettings(history_s=parse_duration_s(self.forecast.history), quantile=self.forecast.quantile)
+            self._settings = ForecastSettings(history_s=parse_duration_s(self.forecast.history), coverage=self.coverage)
         return self._settings
 
     @property

@@ -54,6 +54,10 @@ class PolicyReview(BaseModel):
     #: minutes of the event in which demand exceeded the capacity ready, and minutes without data
     short_minutes: float
     missing_minutes: float
+    #: the policy's coverage, and the share of the event's minutes (with data) whose demand exceeded
+    #: what the plan alone had ready (its replicas a lead time after it asked): nominal 1 - coverage
+    coverage: float
+    exceeded: float | None
     recorded: Recorded | None
 
     def line(self) -> str:
@@ -113,7 +117,7 @@ def review_policy(
     ready_at_start = int(run.targets[k_start]) if k_start >= 0 else None
     sized = run.sized_for[during] if run.sized_for is not None else np.array([])
     forecast_peak = float(np.nanmax(sized)) if sized.size and np.isfinite(sized).any() else None
-    short, missing, observed = _served(times, values, run, cycle_policy, event, spec.mode == "scale")
+    short, missing, observed, exceeded = _served(times, values, run, cycle_policy, event, spec.mode == "scale")
     # what the controller records of it: ``remember`` has worked it out (a copy of the event carries it)
     recorded = stored or (remembered[k].memory if remembered[k] is not event else None)
     return PolicyReview(
@@ -130,6 +134,8 @@ def review_policy(
         observed_peak=observed,
         short_minutes=short,
         missing_minutes=missing,
+        coverage=spec.coverage,
+        exceeded=exceeded,
         recorded=_recorded(recorded, stored is not None),
     )
 
@@ -149,8 +155,9 @@ def _recorded(profile: EventProfile | None, stored: bool) -> Recorded | None:
     return Recorded(step_s=profile.step_s, points=len(profile.uplift), peak_uplift=profile.peak_uplift, minutes_to_peak=profile.minutes_to_peak, stored=stored)
 
 
-def _served(times: np.ndarray, values: np.ndarray, run: Replay, cycle_policy: CyclePolicy, event: PromotionEvent, scale: bool) -> tuple[float, float, float | None]:
-    """(minutes short of ready capacity, minutes without data, observed peak) during the event.
+def _served(times: np.ndarray, values: np.ndarray, run: Replay, cycle_policy: CyclePolicy, event: PromotionEvent, scale: bool) -> tuple[float, float, float | None, float | None]:
+    """(minutes short of ready capacity, minutes without data, observed peak, share of minutes
+    above what the plan alone had ready) during the event.
 
     The demand of each period against the capacity ready in it: replicas asked for serve a lead
     time later; in hpa-floor mode the HPA (simulated as in the backtest, seeing each period once
@@ -174,4 +181,6 @@ def _served(times: np.ndarray, values: np.ndarray, run: Replay, cycle_policy: Cy
     known = np.isfinite(demand)
     short = int((demand[known] > ready[inside][known] * plan.capacity_per_replica).sum())
     peak = float(demand[known].max()) if known.any() else None
-    return short * step / 60, float((~known).sum() * step / 60), peak
+    planned_ready = ready_replicas(planned, math.ceil(plan.lead_time_s / step))[inside][known] * plan.capacity_per_replica
+    exceeded = float((demand[known] > planned_ready).mean()) if known.any() else None
+    return short * step / 60, float((~known).sum() * step / 60), peak, exceeded

@@ -29,6 +29,7 @@ from autoscaler.core.calendar import PromotionEvent, event_mask
 from autoscaler.core.replay import Replay, forecast_table, remember, replay
 from autoscaler.core.cycle_types import NONE, SCALE, CycleDecision, HpaFloor
 from autoscaler.core.baseline import ForecastSettings, fit_baseline
+from autoscaler.core.profiles import band_note
 from autoscaler.core.resources import ScalingPolicySpec, event_applies
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -94,6 +95,10 @@ class TargetPlan(BaseModel):
     timeline_step_s: int
     #: promotions that select this policy
     events: list[str]
+    #: the share of event demand the plan is sized to serve (spec.coverage), and per promotion of
+    #: the window how wide its upper forecast is at it (``profiles.band_note``)
+    coverage: float = 0.99
+    bands: list[str] = []
     #: empty while the history covers the promotions of the window; else the two stories from the
     #: first promotion the history does not reach (``actions`` then holds the rows before it, and
     #: ``timeline`` is the as-forecast one)
@@ -254,6 +259,8 @@ def plan_target(
         timeline_step_s=bucket,
         events=[e.name for e in mine],
         scenarios=scenarios,
+        coverage=spec.coverage,
+        bands=[band_note(e, mine, spec.coverage, spec.forecast_settings().max_past_events) for e in mine if e.end_s > from_s and e.start_s < to_s],
     )
 
 

@@ -50,7 +50,8 @@ GOOD_POLICY = {
     "leadTime": "5m",
     "minReplicas": 6,
     "maxReplicas": 120,
-    "forecast": {"history": "14d", "step": "1m", "quantile": 1},
+    "coverage": 0.999,
+    "forecast": {"history": "14d", "step": "1m"},
 }
 
 
@@ -63,7 +64,8 @@ GOOD_POLICY = {
         ({"maxReplicas": 0}, False),
         ({"metric": {"query": "up", "capacityPerReplica": 0}}, False),
         ({"metric": {"query": "up", "capacityPerReplica": 10, "targetUtilization": 1.5}}, False),
-        ({"forecast": {"quantile": 0.2}}, False),
+        ({"coverage": 0.2}, False),
+        ({"coverage": 1}, False),
         ({"minReplicas": -1}, False),
         ({"targetRef": {"kind": "Deployment"}}, False),
     ],

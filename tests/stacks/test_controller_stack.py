@@ -39,6 +39,7 @@ def test_one_scaling_policy_per_enabled_tier_from_its_contract(rendered, stack):
         parsed = parse_policy(made[tier])
         # prod keeps node headroom ahead of each raise; dev does not
         assert spec.get("nodeHeadroom") == contract["nodeHeadroom"]
+        assert spec.get("coverage") == contract["coverage"] and parsed.coverage == (contract["coverage"] or 0.99)
         assert parsed.node_headroom.enabled == (stack == "prod")
     assert sorted(r.outputs["scalingPolicies"]) == sorted(p["metadata"]["name"] for p in made.values())
 

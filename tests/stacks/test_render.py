@@ -154,6 +154,8 @@ def test_scale_contracts_name_the_right_target_and_method(rendered):
     assert prod["database"]["method"] == "scale"
     assert prod["database"]["leadTimeSeconds"] == 25 * 60
     assert (prod["edge"]["minReplicas"], prod["edge"]["maxReplicas"]) == (6, 120)
+    # a tier's coverage reaches its ScalingPolicy; a tier that names none keeps the CRD's default
+    assert (prod["cache"]["coverage"], prod["edge"]["coverage"]) == (0.999, None)
     cluster = rendered["cluster"].outputs["scaleContracts"]["cache"]
     assert cluster["method"] == "observe" and cluster["targetRef"]["name"] == "sessions-node"
     assert cluster["minReplicas"] == cluster["maxReplicas"] == 6
