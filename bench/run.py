@@ -8,6 +8,8 @@ Prints tables; asserts nothing (budgets are in DESIGN.md and compared by eye and
 * the quality table of each real trace;
 * how long ``peakscale --version``, ``--help`` and ``promo list --store file`` take to answer
   (``bench/cli_start.py``; budget: under 0.4 s on a quiet machine);
+* the cost/coverage frontier of each real trace, the calibration of each coverage and the
+  default's verdict against the hand schedule (``bench/frontier.py``);
 * ``promo import`` of 1k and 10k rows (linear: ratio at most 15) and a 1 MB YAML alias bomb
   refused in under 1 s (``bench/inputs.py``).
 
@@ -159,6 +161,9 @@ def main() -> int:
     from bench.inputs import run as input_guards
 
     input_guards(console)
+    from bench.frontier import run as frontier
+
+    frontier(console, SCENARIOS, trace_paths)
     from bench.cli_start import run as cli_start
 
     cli_start(console)
