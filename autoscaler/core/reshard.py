@@ -1,0 +1,88 @@
+"""Redis Cluster resharding, the pure part: which slots move where, and how long it takes.
+
+A cluster-mode cache scales by shards (a primary and its replicas): writes scale only with
+primaries, and a new primary serves nothing until slots move to it. ``plan_moves`` balances the
+16,384 slots by count over the primaries that stay (the ``redis-cli --cluster rebalance`` rule):
+each primary ends with ``16384 // n`` slots, the first ``16384 % n`` of them (by node id) one more;
+slots leave the primaries with the most surplus, highest slots first, and go to those with the
+largest deficit, so that each primary keeps contiguous ranges. Primaries leaving the cluster (a
+scale-in) give away every slot. The plan is a function of the cluster's current ownership only: a
+reshard interrupted anywhere (a controller restart, a new leader) is planned again from what the
+cluster says and never moves a slot twice.
+
+The lead time of a resharding tier is the pod start plus the resharding time: the bytes that move
+(the dataset's share that changes owner) over the migration throughput measured last time, with a
+margin (``reshard_seconds``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+SLOTS = 16384
+#: the margin on a measured throughput: a reshard under a peak's load is slower than one measured idle
+THROUGHPUT_MARGIN = 1.5
+
+
+@dataclass(frozen=True)
+class Move:
+    slot: int
+    source: str
+    target: str
+
+
+def targets(primaries: Iterable[str]) -> dict[str, int]:
+    """How many slots each primary holds once balanced (node ids sorted: the extra slots go to the first)."""
+    ids = sorted(primaries)
+    if not ids:
+        raise ValueError("a cluster needs at least one primary to hold the slots")
+    base, extra = divmod(SLOTS, len(ids))
+    return {node: base + (1 if k < extra else 0) for k, node in enumerate(ids)}
+
+
+def plan_moves(owners: Mapping[str, Iterable[int]], keep: Iterable[str]) -> list[Move]:
+    """The slot moves that balance the slots over the primaries ``keep`` (new, empty ones included;
+    primaries in ``owners`` but not in ``keep`` give everything away). Slots nobody owns are not
+    moves: a cluster with unassigned slots is refused."""
+    held = {node: sorted(slots) for node, slots in owners.items()}
+    if sum(len(s) for s in held.values()) != SLOTS or len({s for v in held.values() for s in v}) != SLOTS:
+        raise ValueError("the slots are not all assigned exactly once: the cluster is not healthy enough to reshard")
+    goal = targets(keep)
+    # surplus: the highest slots a primary holds beyond its goal (all of them for one that leaves)
+    surplus = {node: sorted(held[node])[goal[node] :] if node in goal else held[node] for node in held}
+    giving = [(node, slot) for node in sorted(surplus, key=lambda n: (-len(surplus[n]), n)) for slot in surplus[node]]
+    needs = sorted(((goal[node] - len(held.get(node, ())), node) for node in goal if goal[node] > len(held.get(node, ()))), key=lambda x: (-x[0], x[1]))
+    moves: list[Move] = []
+    k = 0
+    for need, node in needs:
+        for _ in range(need):
+            source, slot = giving[k]
+            moves.append(Move(slot=slot, source=source, target=node))
+            k += 1
+    return sorted(moves, key=lambda m: (m.source, m.slot))
+
+
+def reshard_seconds(moves: int, dataset_bytes: float, throughput_bytes_s: float, margin: float = THROUGHPUT_MARGIN) -> float:
+    """How long ``moves`` slots take to move, the dataset spread evenly over the slots, at a measured
+    throughput with ``margin`` (seconds; the time of a reshard with no data is the slots' own
+    bookkeeping, about a millisecond each)."""
+    if throughput_bytes_s <= 0:
+        raise ValueError("a throughput must be positive")
+    moved = dataset_bytes * moves / SLOTS
+    return math.ceil(margin * moved / throughput_bytes_s + 0.001 * moves)
+
+
+def describe(moves: int, dataset_bytes: float, throughput_bytes_s: float) -> str:
+    """The estimate in words, as preflight and the plan show it."""
+    seconds = reshard_seconds(moves, dataset_bytes, throughput_bytes_s)
+    moved = dataset_bytes * moves / SLOTS
+    return f"resharding {moves:,} of {SLOTS:,} slots, ~{_size(moved)}, ~{max(1, round(seconds / 60))} min at the last measured {_size(throughput_bytes_s)}/s (x{THROUGHPUT_MARGIN:g} margin)"
+
+
+def _size(n: float) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n:.0f} B"

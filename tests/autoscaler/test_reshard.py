@@ -1,0 +1,200 @@
+"""Redis Cluster resharding on real redis-server processes (127.0.0.1, stopped by pid): a 3-shard
+cluster, loaded, grown to 5 shards and shrunk back while a cluster-aware client keeps writing and
+reading; no key and no acknowledged write lost, no client error beyond the redirections it follows,
+a reshard stopped mid-slot resumed by a new admin from the cluster's own state. Prints the figures."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import subprocess
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import redis
+from hypothesis import given, settings, strategies as st
+from redis.cluster import RedisCluster
+
+from autoscaler.adapters.redis_cluster import ClusterAdmin, parse_nodes
+from autoscaler.core.reshard import SLOTS, describe, plan_moves, reshard_seconds, targets
+from tests.prometheus_server import free_port
+
+REDIS = shutil.which("redis-server")
+PASSWORD = "from-the-secret"
+KEYS = 20_000
+
+
+@settings(max_examples=60, deadline=None)
+@given(before=st.integers(1, 8), after=st.integers(1, 8), seed=st.integers(0, 2**16))
+def test_a_plan_balances_the_slots_and_moves_each_at_most_once(before, after, seed):
+    """From any ownership to any set of primaries (new ones, leaving ones): each slot moves at most
+    once, from its owner, and every kept primary ends within one slot of the others."""
+    rng = random.Random(seed)
+    old = [f"n{k}" for k in range(before)]
+    owners: dict[str, list[int]] = {n: [] for n in old}
+    for slot in range(SLOTS):
+        owners[rng.choice(old)].append(slot)
+    keep = rng.sample(old, min(len(old), rng.randint(0, after))) + [f"new{k}" for k in range(max(1, after - min(len(old), after)))]
+    moves = plan_moves(owners, keep)
+    assert len({m.slot for m in moves}) == len(moves)
+    final = {n: set(s) for n, s in owners.items()}
+    for m in moves:
+        assert m.slot in final[m.source] and m.target in keep
+        final[m.source].remove(m.slot)
+        final.setdefault(m.target, set()).add(m.slot)
+    counts = {n: len(final.get(n, ())) for n in keep}
+    assert sum(counts.values()) == SLOTS and counts == targets(keep)
+    assert all(not final[n] for n in owners if n not in keep)
+
+
+def test_the_lead_time_comes_from_the_data():
+    # 512 slots of a 64 GB dataset at 6 MB/s with the margin: 2 GB, about 8.5 min
+    assert reshard_seconds(512, 64e9, 6e6) == pytest.approx(1.5 * 2e9 / 6e6, abs=2)
+    assert "resharding 512 of 16,384 slots, ~2.0 GB" in describe(512, 64e9, 6e6) and "6.0 MB/s" in describe(512, 64e9, 6e6)
+
+
+def test_cluster_nodes_are_read_with_their_slots_flags_and_bus_ports():
+    text = (
+        "a1 127.0.0.1:7001@17001 myself,master - 0 0 1 connected 0-10 12 [11->-b2] [13-<-b2]\n"
+        "b2 127.0.0.1:7002@9999,host-b master - 0 1 2 connected 11 13-16383\n"
+        "c3 127.0.0.1:7003@17003 slave a1 0 1 1 connected\n"
+        "d4 :0@0 master,noaddr - 0 1 0 disconnected\n"
+    )
+    a, b, c = parse_nodes(text)
+    assert (a.myself, a.primary, a.slots, a.migrating, a.importing) == (True, True, [*range(11), 12], {11: "b2"}, {13: "b2"})
+    assert (b.bus_port, len(b.slots), c.primary, c.primary_id) == (9999, 1 + 16371, False, "a1")
+
+
+class Server:
+    def __init__(self, work: Path) -> None:
+        self.port = free_port()
+        folder = work / str(self.port)
+        folder.mkdir()
+        # the bus port named, not left at port + 10000 (past 65535 for a high free port)
+        args = [REDIS, "--port", str(self.port), "--cluster-port", str(free_port()), "--bind", "127.0.0.1", "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--dir", str(folder),
+                "--save", "", "--appendonly", "no", "--requirepass", PASSWORD, "--masterauth", PASSWORD, "--daemonize", "no", "--cluster-node-timeout", "5000"]  # fmt: skip
+        self.proc = subprocess.Popen(args, stdout=open(folder / "log", "w"), stderr=subprocess.STDOUT)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return "127.0.0.1", self.port
+
+    def ready(self) -> bool:
+        try:
+            return bool(redis.Redis(host="127.0.0.1", port=self.port, password=PASSWORD, socket_timeout=2).ping())
+        except redis.RedisError:
+            return False
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def wait_for(condition, what: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def servers(tmp_path):
+    if REDIS is None:
+        pytest.fail("redis-server is installed by `make test` (Debian package redis-server)")
+    started = [Server(tmp_path) for _ in range(10)]
+    yield started
+    for s in started:
+        s.stop()
+
+
+def cluster_ok(servers) -> bool:
+    try:
+        return all("cluster_state:ok" in redis.Redis(host="127.0.0.1", port=s.port, password=PASSWORD, decode_responses=True).execute_command("CLUSTER", "INFO") for s in servers)
+    except redis.RedisError:
+        return False
+
+
+class Client(threading.Thread):
+    """A cluster-aware client writing new keys and reading loaded ones until stopped: every write it
+    got an OK for, and every error it saw (redirections it follows are not errors)."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(daemon=True)
+        self.rc = RedisCluster(host="127.0.0.1", port=port, password=PASSWORD, decode_responses=True)
+        self.acked: dict[str, str] = {}
+        self.errors: Counter[str] = Counter()
+        self.wrong_reads = 0
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        k = 0
+        rng = random.Random(0)
+        while not self.halt.is_set():
+            key, value = f"w:{k}", f"v{k}"
+            try:
+                if self.rc.set(key, value):
+                    self.acked[key] = value
+                i = rng.randrange(KEYS)
+                if self.rc.get(f"k:{i}") != f"value-{i}":
+                    self.wrong_reads += 1
+            except redis.RedisError as exc:
+                self.errors[type(exc).__name__] += 1
+            k += 1
+
+
+def test_a_cluster_grows_to_five_shards_and_back_under_load_without_losing_a_write(servers, capsys):
+    primaries, replicas = servers[:5], servers[5:]
+    wait_for(lambda: all(s.ready() for s in servers), "redis-server to answer")
+    first = [s.address for s in primaries[:3] + replicas[:3]]
+    created = subprocess.run(["redis-cli", "--cluster", "create", *(f"{h}:{p}" for h, p in first), "--cluster-replicas", "1", "--cluster-yes"],
+                             env={**os.environ, "REDISCLI_AUTH": PASSWORD}, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert created.returncode == 0, created.stdout + created.stderr
+    wait_for(lambda: cluster_ok(primaries[:3] + replicas[:3]), "the 3-shard cluster to be ok")
+    loader = RedisCluster(host="127.0.0.1", port=primaries[0].port, password=PASSWORD, decode_responses=True)
+    for i in range(0, KEYS, 1000):
+        loader.mset_nonatomic({f"k:{j}": f"value-{j}" for j in range(i, i + 1000)})
+    client = Client(primaries[0].port)
+    client.start()
+    wait_for(lambda: len(client.acked) > 200, "the client to write")
+
+    admin = ClusterAdmin([primaries[0].address], PASSWORD)
+    admin.join([s.address for s in primaries[3:]], [(replicas[3].address, primaries[3].address), (replicas[4].address, primaries[4].address)])
+    # a reshard stopped mid-slot (a controller restart), then a new admin resumes it from the cluster's flags
+    one_by_one = ClusterAdmin([primaries[0].address], PASSWORD, batch=1)
+    stopped = one_by_one.reshard([s.address for s in primaries], stop=lambda p: p.slots_moved >= 40 and p.slot_keys >= 1)
+    flagged = [n for n in admin.with_flags() if n.migrating]
+    assert len(flagged) == 1 and len(flagged[0].migrating) == 1, "exactly one migration in flight"
+    grown = ClusterAdmin([primaries[1].address], PASSWORD).reshard([s.address for s in primaries])
+    assert grown.resumed == 1
+    nodes = admin.with_flags()
+    assert sorted(len(n.slots) for n in nodes if n.primary) == sorted(targets(n.id for n in nodes if n.primary).values())
+    assert not any(n.migrating or n.importing for n in nodes)
+
+    shrunk = admin.reshard([s.address for s in primaries[:3]])
+    admin.release([s.address for s in primaries[3:] + replicas[3:]])
+    wait_for(lambda: cluster_ok(primaries[:3]), "the 3-shard cluster to be ok again")
+    written = len(client.acked)
+    wait_for(lambda: len(client.acked) > written + 100, "the client to write on the shrunk cluster")
+    client.halt.set()
+    client.join(timeout=30)
+
+    check = RedisCluster(host="127.0.0.1", port=primaries[0].port, password=PASSWORD, decode_responses=True)
+    lost_keys = sum(1 for i in range(KEYS) if check.get(f"k:{i}") != f"value-{i}")
+    lost_writes = sum(1 for key, value in client.acked.items() if check.get(key) != value)
+    moved = stopped.keys_moved + grown.keys_moved + shrunk.keys_moved
+    with capsys.disabled():
+        print(f"\nreshard 3 -> 5 shards: {stopped.slots_moved + grown.slots_moved} slots, {stopped.keys_moved + grown.keys_moved:,} keys, "
+              f"{stopped.bytes_moved + grown.bytes_moved:,} bytes in {stopped.seconds + grown.seconds:.1f} s ({grown.throughput / 1e6:.2f} MB/s); "
+              f"5 -> 3: {shrunk.slots_moved} slots, {shrunk.keys_moved:,} keys ({shrunk.throughput / 1e6:.2f} MB/s); "
+              f"{len(client.acked):,} acknowledged writes; lost keys {lost_keys}, lost writes {lost_writes}; client errors {dict(client.errors) or 0}")  # fmt: skip
+    assert moved > 0 and grown.throughput > 0
+    assert lost_keys == 0 and lost_writes == 0 and client.wrong_reads == 0
+    assert not client.errors, client.errors
