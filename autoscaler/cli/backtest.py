@@ -62,6 +62,8 @@ def backtest(
     history_window: Annotated[str, typer.Option(help="What the forecaster sees: the policy's forecast.history (as much as Prometheus keeps), e.g. 2d.")] = "14d",
     memory: Annotated[bool, typer.Option("--memory/--no-memory", help="Events older than the history window teach through the profiles the controller records (--no-memory: they are forgotten).")] = True,
     node_lead_time: Annotated[str, typer.Option(help="How long the cluster takes to add a node: pods asked for beyond the node room held serve after --lead-time plus this. 0: nodes always have room.")] = "0s",
+    dataset_size: Annotated[Optional[str], typer.Option(help="A resharding tier (Redis Cluster; replicas are shards): its dataset, e.g. 20GB. With --reshard-throughput every raise serves once its pods are up and its slots have moved, and peakscale plans that far ahead.")] = None,
+    reshard_throughput: Annotated[Optional[str], typer.Option(help="The migration throughput last measured for the tier (status.reshard of its ScalingPolicy), e.g. 6MB/s.")] = None,
     node_headroom: Annotated[bool, typer.Option("--node-headroom/--no-node-headroom", help="With --node-lead-time: the peakscale strategies keep placeholder pods ahead of each raise (nodeHeadroom), so the replicas that replace them serve after --lead-time alone.")] = True,
     kinds: Annotated[Optional[list[str]], typer.Option("--kinds", help="Event kinds that count as calendar events (repeatable). Default: all but kinds naming an anomaly, artifact, outage or gap; for the bundled trace, its matches.")] = None,
     strategies: Annotated[Optional[list[str]], typer.Option("--strategies", help="Strategies to run, repeatable or comma-separated: reactive, schedule, history, peakscale, peakscale-scale, oracle. Default: all.")] = None,
@@ -92,7 +94,7 @@ def backtest(
     scenario = _scenario(
         capacity_per_replica=_capacity(trace, capacity_per_replica), target_utilization=target_utilization, coverage=coverage, lead_time=lead_time, min_replicas=min_replicas,
         max_replicas=max_replicas, scale_down_stabilization=scale_down_stabilization, freeze=freeze, max_freeze=max_freeze, metric_lag=metric_lag, interval=interval,
-        cooldown=cooldown, floor=floor, history_window=history_window, memory=memory, node_lead_time=node_lead_time, node_headroom=node_headroom,
+        cooldown=cooldown, floor=floor, history_window=history_window, memory=memory, node_lead_time=node_lead_time, node_headroom=node_headroom, reshard=_reshard(dataset_size, reshard_throughput),
     )
     chosen = _strategies(strategies)
     if plot is not None and plot.suffix.lower() != ".png":
@@ -151,7 +153,7 @@ def _capacity(trace: Path | None, capacity_per_replica: float | None) -> float:
 def _scenario(
     *, capacity_per_replica: float, target_utilization: float, coverage: float, lead_time: str, min_replicas: int, max_replicas: int,
     scale_down_stabilization: str, freeze: bool, max_freeze: str, metric_lag: str, interval: str, cooldown: str,
-    floor: str, history_window: str, memory: bool, node_lead_time: str, node_headroom: bool,
+    floor: str, history_window: str, memory: bool, node_lead_time: str, node_headroom: bool, reshard: tuple[float, float] | None = None,
 ) -> Scenario:
     """The options as a backtest scenario, each checked and named when wrong."""
     from autoscaler.core.backtest import Scenario
@@ -185,7 +187,20 @@ def _scenario(
         floor=floor,
         node_lead_s=parse_duration_s(node_lead_time, field="--node-lead-time", allow_zero=True),
         node_headroom=node_headroom,
+        reshard=reshard,
     )
+
+
+def _reshard(dataset_size: str | None, throughput: str | None) -> tuple[float, float] | None:
+    """(dataset bytes, bytes/s) of a resharding tier: both options or neither."""
+    from autoscaler.core.reshard import parse_size
+
+    if dataset_size is None and throughput is None:
+        return None
+    if dataset_size is None or throughput is None:
+        missing = "--dataset-size" if dataset_size is None else "--reshard-throughput"
+        raise InputError(missing, "a resharding tier needs both its dataset size and its migration throughput", "give --dataset-size 20GB --reshard-throughput 6MB/s")
+    return parse_size(dataset_size, field="--dataset-size"), parse_size(throughput, field="--reshard-throughput", per_second=True)
 
 
 def _inputs(
@@ -238,6 +253,8 @@ def _print_table(result: BacktestResult, plot: Path | None) -> None:
         f"({sc['event_minutes']:,.0f} min; kinds: {', '.join(sc['event_kinds']) or 'none'}), "
         f"lead time {sc['lead_time_s'] / 60:g} min, {sc['capacity_per_replica']:g}/replica at {sc['target_utilization']:.0%}"
     )
+    if sc["reshard"]:
+        title += f", resharding {sc['reshard']['dataset_bytes'] / 1e9:g} GB at {sc['reshard']['throughput_bytes_s'] / 1e6:g} MB/s (plans {sc['reshard']['plan_lead_s'] / 60:.0f} min ahead)"
     if sc["node_lead_s"]:
         title += f", node lead time {sc['node_lead_s'] / 60:g} min ({'peakscale keeps node headroom' if sc['node_headroom'] else 'no node headroom'})"
     table = Table(title=title, title_justify="left")

@@ -27,6 +27,7 @@ replica-hours: the nodes they hold are paid for.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ from autoscaler.core.cycle_types import NONE, CyclePolicy, HpaFloor
 from autoscaler.errors import InputError
 from autoscaler.core.baseline import ForecastSettings
 from autoscaler.core.plan import PlanPolicy
+from autoscaler.core.reshard import ready_resharding
 from autoscaler.core.simulate import NODE_RELEASE_S, Figures, figures, need_replicas, ready_replicas, ready_with_nodes, simulate_hpa
 from autoscaler.core.trace import Trace
 
@@ -72,10 +74,25 @@ class Scenario:
     node_headroom: bool = True
     #: the schedule strategy's floors times this (the sweep's knob: a hand schedule sized with margin)
     schedule_multiple: float = 1.0
+    #: a resharding tier (a Redis Cluster cache, replicas are shards): (dataset bytes, measured
+    #: migration throughput in bytes/s). Every raise serves once its pods are up and its slots have
+    #: moved (``reshard.ready_resharding``); the planner's lead time is the pod start plus moving the
+    #: whole dataset (``plan_lead_s``), the lead time such a policy declares
+    reshard: tuple[float, float] | None = None
+
+    @property
+    def plan_lead_s(self) -> int:
+        """The lead time the planner strategies plan with."""
+        if self.reshard is None:
+            return self.policy.lead_time_s
+        from autoscaler.core.reshard import SLOTS, reshard_seconds
+
+        return self.policy.lead_time_s + int(reshard_seconds(SLOTS, *self.reshard))
 
     def cycle_policy(self, mode: str, interval_s: int | None = None, headroom: bool = False) -> CyclePolicy:
         ahead = self.node_lead_s if (headroom and self.node_headroom and self.node_lead_s > 0) else None
-        return CyclePolicy(plan=self.policy, mode=mode, floor=self.floor, cooldown_s=self.cooldown_s, interval_s=interval_s or self.interval_s, headroom_lead_s=ahead)
+        plan = self.policy if self.reshard is None else dataclasses.replace(self.policy, lead_time_s=self.plan_lead_s)
+        return CyclePolicy(plan=plan, mode=mode, floor=self.floor, cooldown_s=self.cooldown_s, interval_s=interval_s or self.interval_s, headroom_lead_s=ahead)
 
 
 @dataclass
@@ -136,6 +153,7 @@ class BacktestResult:
                 "memory": self.scenario.memory,
                 "node_lead_s": self.scenario.node_lead_s,
                 "node_headroom": self.scenario.node_headroom and self.scenario.node_lead_s > 0,
+                "reshard": None if self.scenario.reshard is None else {"dataset_bytes": self.scenario.reshard[0], "throughput_bytes_s": self.scenario.reshard[1], "plan_lead_s": self.scenario.plan_lead_s},
                 "simulation_step_s": self.step_s,
                 "trace_step_s": self.trace.step_s,
                 "samples": len(self.trace),
@@ -343,6 +361,8 @@ class _Grid:
                 desired, ahead, lead_steps=self.lead_steps, node_lead_steps=self.node_lead_steps, release_steps=max(1, NODE_RELEASE_S // step),
                 initial=self.initial, placeholders_for=placeholders_for,
             )  # fmt: skip
+        elif self.scenario.reshard is not None and name != "oracle":
+            ready, holders = ready_resharding(desired, self.lead_steps, step, *self.scenario.reshard, self.initial), None
         else:
             ready, holders = ready_replicas(desired, self.lead_steps, self.initial), None
         return StrategyRun(name=name, desired=desired, ready=ready, plan=plan, writes=writes, placeholders=holders)

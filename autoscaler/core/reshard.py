@@ -18,8 +18,11 @@ margin (``reshard_seconds``).
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+
+import numpy as np
 
 SLOTS = 16384
 #: the margin on a measured throughput: a reshard under a peak's load is slower than one measured idle
@@ -86,3 +89,57 @@ def _size(n: float) -> str:
         if n >= scale:
             return f"{n / scale:.1f} {unit}"
     return f"{n:.0f} B"
+
+
+def raise_seconds(before: int, after: int, dataset_bytes: float, throughput_bytes_s: float) -> float:
+    """How long a raise from ``before`` to ``after`` shards takes to reshard: the new primaries take
+    ``(after - before) / after`` of the slots (none for a lowering)."""
+    if after <= before or after <= 0:
+        return 0.0
+    return reshard_seconds(round(SLOTS * (after - before) / after), dataset_bytes, throughput_bytes_s)
+
+
+def ready_resharding(desired: np.ndarray, lead_steps: int, step_s: int, dataset_bytes: float, throughput_bytes_s: float, initial: int) -> np.ndarray:
+    """Shards serving at each step when each raise serves only once its pods are up (``lead_steps``)
+    and its slots have moved (``raise_seconds``), one reshard at a time; a lowering takes effect at
+    once (its slots move back while the old shards still serve)."""
+    out = np.empty(len(desired), dtype=np.int64)
+    level = asked = int(initial)
+    free_at = 0
+    queue: deque[tuple[int, int]] = deque()
+    for t, want in enumerate(np.asarray(desired, dtype=np.int64).tolist()):
+        if want > asked:
+            start = max(t + lead_steps, free_at)
+            free_at = start + math.ceil(raise_seconds(asked, want, dataset_bytes, throughput_bytes_s) / step_s)
+            queue.append((free_at, want))
+            asked = want
+        elif want < asked:
+            level, asked = min(level, want), want
+            queue = deque((at, min(w, want)) for at, w in queue)
+        while queue and queue[0][0] <= t:
+            level = max(level, queue.popleft()[1])
+        out[t] = min(level, want)
+    return out
+
+
+_UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "m": 1e6, "mb": 1e6, "g": 1e9, "gb": 1e9, "t": 1e12, "tb": 1e12, "ki": 1024, "kib": 1024, "mi": 1024**2, "mib": 1024**2, "gi": 1024**3, "gib": 1024**3, "ti": 1024**4, "tib": 1024**4}
+
+
+def parse_size(text: str, *, field: str, per_second: bool = False) -> float:
+    """``20GB``, ``512Mi``, ``6MB/s`` as bytes (per second with ``per_second``); a clear error naming
+    ``field`` otherwise."""
+    from autoscaler.errors import InputError
+
+    raw = str(text).strip().lower().replace(" ", "")
+    if per_second:
+        raw = raw.removesuffix("/s").removesuffix("ps")
+    number = raw.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = raw[len(number) :]
+    example = "e.g. 6MB/s" if per_second else "e.g. 20GB or 512Mi"
+    try:
+        value = float(number) * _UNITS[unit]
+    except (ValueError, KeyError):
+        raise InputError(field, f"cannot read {text!r} as a size", example) from None
+    if not value > 0 or not math.isfinite(value):
+        raise InputError(field, f"{text!r} is not a positive size", example)
+    return value

@@ -5,6 +5,8 @@ a reshard stopped mid-slot resumed by a new admin from the cluster's own state. 
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import random
 import shutil
@@ -14,13 +16,14 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 import redis
 from hypothesis import given, settings, strategies as st
 from redis.cluster import RedisCluster
 
 from autoscaler.adapters.redis_cluster import ClusterAdmin, parse_nodes
-from autoscaler.core.reshard import SLOTS, describe, plan_moves, reshard_seconds, targets
+from autoscaler.core.reshard import SLOTS, describe, plan_moves, raise_seconds, ready_resharding, reshard_seconds, targets
 from tests.prometheus_server import free_port
 
 REDIS = shutil.which("redis-server")
@@ -55,6 +58,43 @@ def test_the_lead_time_comes_from_the_data():
     # 512 slots of a 64 GB dataset at 6 MB/s with the margin: 2 GB, about 8.5 min
     assert reshard_seconds(512, 64e9, 6e6) == pytest.approx(1.5 * 2e9 / 6e6, abs=2)
     assert "resharding 512 of 16,384 slots, ~2.0 GB" in describe(512, 64e9, 6e6) and "6.0 MB/s" in describe(512, 64e9, 6e6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(desired=st.lists(st.integers(1, 12), min_size=2, max_size=120), lead=st.integers(0, 5), gb=st.floats(0.1, 50), more=st.floats(1.0, 10.0))
+def test_shards_never_serve_before_they_are_asked_for_and_more_data_never_serves_sooner(desired, lead, gb, more):
+    arr = np.array(desired)
+    ready = ready_resharding(arr, lead, 60, gb * 1e9, 20e6, initial=desired[0])
+    assert np.all(ready <= arr) and ready[0] == desired[0]
+    assert np.all(ready_resharding(arr, lead, 60, gb * more * 1e9, 20e6, initial=desired[0]) <= ready)
+
+
+def test_a_raise_serves_once_its_pods_are_up_and_its_slots_have_moved():
+    desired = np.array([2] + [4] * 60)
+    ready = ready_resharding(desired, 3, 60, 20e9, 20e6, initial=2)
+    serves = 1 + 3 + math.ceil(raise_seconds(2, 4, 20e9, 20e6) / 60)  # half the slots: 10 GB at 20 MB/s, x1.5
+    assert list(ready[:serves]) == [2] * serves and ready[serves] == 4
+
+
+def test_the_backtest_serves_a_resharding_tier_later_and_peakscale_plans_for_it():
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from autoscaler.cli import app
+
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    base = ["backtest", "--trace", str(examples / "traffic.csv"), "--events", str(examples / "promos.csv"), "--capacity-per-replica", "500", "--lead-time", "2m", "--strategies", "reactive,peakscale", "-o", "json"]
+    plain = json.loads(CliRunner().invoke(app, base).stdout)
+    done = CliRunner().invoke(app, [*base, "--dataset-size", "20GB", "--reshard-throughput", "20MB/s"])
+    assert done.exit_code == 0, done.output
+    resharding = json.loads(done.stdout)
+    assert resharding["scenario"]["reshard"]["plan_lead_s"] == 120 + reshard_seconds(SLOTS, 20e9, 20e6)
+    reactive = [d["strategies"]["reactive"]["events"]["unserved_fraction"] for d in (plain, resharding)]
+    assert reactive[1] > reactive[0]  # the same HPA's raises serve later
+    assert resharding["strategies"]["peakscale"]["events"]["unserved_fraction"] < reactive[1]
+    refused = CliRunner().invoke(app, [*base, "--dataset-size", "20GB"])
+    assert refused.exit_code == 2 and "--reshard-throughput" in refused.output
 
 
 def test_cluster_nodes_are_read_with_their_slots_flags_and_bus_ports():
