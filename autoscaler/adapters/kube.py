@@ -193,6 +193,12 @@ class Kube:
 
         retry_conflict(attempt)
 
+    def patch_status(self, plural: str, namespace: str, name: str, patch: dict) -> None:
+        """Merge ``patch`` into the status subresource (the keys it names; the rest stays)."""
+        self.guard()
+        self.custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, plural, name, {"status": patch}, field_manager=FIELD_MANAGER)
+        self.writes += 1
+
     def set_finalizer(self, plural: str, namespace: str, name: str, *, present: bool, listed: dict | None = None) -> None:
         """Add or remove peakscale's finalizer (read-modify-replace of the object)."""
         first = [dict(listed)] if listed is not None else []

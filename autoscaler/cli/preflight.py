@@ -106,7 +106,7 @@ def preflight(
 
 
 def _read_cluster(kube: Kube, namespaces: list[str] | None) -> tuple[list[tuple[PolicyDoc, dict[str, Any]]], list[tuple[str, PromotionEventSpec, PromotionEvent]]]:
-    """The ScalingPolicies (with their raw specs) and the PromotionEvents, each parsed."""
+    """The ScalingPolicies (with their objects as read) and the PromotionEvents, each parsed."""
     from autoscaler.adapters.inputs import PolicyDoc
     from autoscaler.core.resources import EVENT_PLURAL, POLICY_PLURAL, parse_event, parse_policy
 
@@ -126,7 +126,7 @@ def _read_cluster(kube: Kube, namespaces: list[str] | None) -> tuple[list[tuple[
     for obj in policy_objs:
         meta = obj.get("metadata") or {}
         try:
-            policies.append((PolicyDoc(meta.get("name", "?"), meta.get("namespace", ""), meta.get("labels") or {}, parse_policy(obj)), obj.get("spec") or {}))
+            policies.append((PolicyDoc(meta.get("name", "?"), meta.get("namespace", ""), meta.get("labels") or {}, parse_policy(obj)), obj))
         except InputError as exc:
             warn_skipped(exc.where, exc.problem, "fix it with kubectl edit scalingpolicy; it is not checked")
     parsed = []

@@ -20,7 +20,7 @@ from autoscaler.core.defaults import DEFAULT_LEASE_NAME, DEFAULT_MAX_PLACEHOLDER
 from autoscaler.errors import InputError, MetricsUnavailable, clip
 from autoscaler.adapters.kube import HpaView, Kube
 from autoscaler.controller.headroom import PodShape
-from autoscaler.controller.status import MESSAGE_CHARS, Condition, EventStatus, PolicyStatus, conditions_of
+from autoscaler.controller.status import MESSAGE_CHARS, Condition, EventStatus, PolicyStatus, ReshardStatus, conditions_of
 from autoscaler.controller.leader import LEASE_DURATION_S, RENEW_DEADLINE_S, RETRY_PERIOD_S, LeaderElector, NotLeader
 from autoscaler.adapters.prometheus import HistoryCache, Series
 from autoscaler.core.baseline import Baseline
@@ -361,6 +361,8 @@ class ControllerBase:
     # --- reporting: status, Events ----------------------------------------------------------
     def _write_status(self, obj: dict[str, Any], status: PolicyStatus | EventStatus, plural: str = POLICY_PLURAL) -> None:
         meta = obj.get("metadata") or {}
+        if isinstance(status, PolicyStatus) and status.reshard is None:
+            status.reshard = ReshardStatus.of(obj)  # the reshard step's report survives the cycle's status
         try:
             self.kube.update_status(plural, meta["namespace"], meta["name"], status.as_status(), listed=obj)
         except ApiException as exc:

@@ -69,7 +69,7 @@ class EventSteps(ObserveSteps):
         for obj in policies:
             meta = obj.get("metadata") or {}
             try:
-                docs.append((PolicyDoc(meta["name"], meta["namespace"], meta.get("labels") or {}, self._parse(obj)), obj.get("spec") or {}))
+                docs.append((PolicyDoc(meta["name"], meta["namespace"], meta.get("labels") or {}, self._parse(obj)), obj))
             except (InputError, KeyError):
                 continue
         if run is None:

@@ -34,6 +34,7 @@ from autoscaler.errors import InputError
 from autoscaler.controller.headroom import COMPONENT, MANAGED_BY, PodShape, quantity, shape_of
 from autoscaler.adapters.inputs import PolicyDoc
 from autoscaler.controller.preflight_model import FAIL, PASS, WARN, Check, ClusterFacts, PlannedRaise, TargetFacts, planned_raise
+from autoscaler.controller.preflight_reshard import check_reshard
 
 #: exit code of ``peakscale preflight`` by the worst status
 GIB = 1024**3
@@ -338,11 +339,12 @@ def check_priority_class(policy: PolicyDoc, c: ClusterFacts) -> Check | None:
     return Check(status=PASS, check="priority-class", object=what, message=f"value {found.get('value')}")
 
 
-def checks_for(r: PlannedRaise, raw_spec: dict, t: TargetFacts, c: ClusterFacts) -> list[Check]:
-    """Every check of one planned raise, tagged with its policy and event."""
+def checks_for(r: PlannedRaise, raw_spec: dict, t: TargetFacts, c: ClusterFacts, status: dict | None = None) -> list[Check]:
+    """Every check of one planned raise, tagged with its policy and event (``status``: the policy's
+    as read, for what its reshard step measured)."""
     out: list[Check] = [check_target(r, t)]
     if not t.missing:
-        out += [x for x in (check_hpa_max(r, t),) if x is not None]
+        out += [x for x in (check_hpa_max(r, t), check_reshard(r, t, status or {})) if x is not None]
         out += check_quota(r, t)
         out += [x for x in (check_nodes(r, t, c),) if x is not None]
         out += check_spread(r, t, c)
@@ -458,7 +460,7 @@ def run_checks(
     the cluster across calls (the controller checks a few policies per cycle)."""
     from autoscaler.errors import HistoryUnavailable
 
-    raw_specs = {(p.namespace, p.name): raw for p, raw in policies}
+    objects = {(p.namespace, p.name): obj for p, obj in policies}
     docs = [p for p, _ in policies]
     cache = {} if cache is None else cache
     if "cluster" not in cache:
@@ -484,5 +486,6 @@ def run_checks(
             if times is None:
                 continue
             raised = planned_raise(policy, times, values, calendar_for(policy), event, int(now_s), interval_s)
-            out += checks_for(raised, raw_specs.get(key, {}), target_facts(kube, policy, hpas, quotas, pdbs), cluster)
+            obj = objects.get(key, {})
+            out += checks_for(raised, obj.get("spec") or {}, target_facts(kube, policy, hpas, quotas, pdbs), cluster, status=obj.get("status") or {})
     return out

@@ -158,6 +158,31 @@ class HeadroomStatus(_Status):
     event: str
 
 
+@dataclass(frozen=True, slots=True)
+class ReshardStatus(_Status):
+    """The last reshard of a Redis Cluster tier, as its reshard step reports it (the controller
+    carries it from one status to the next: it never measures it itself)."""
+
+    throughput_bytes_per_second: float | None = None
+    measured_at: str | None = None
+    slots_total: int | None = None
+    slots_moved: int | None = None
+    keys_moved: int | None = None
+    bytes_moved: int | None = None
+    eta_seconds: float | None = None
+
+    @classmethod
+    def of(cls, obj: Mapping[str, Any]) -> ReshardStatus | None:
+        """What ``obj``'s status says of its last reshard (None: nothing, or nothing readable)."""
+        found = ((obj.get("status") or {}).get("reshard")) or None
+        if not isinstance(found, Mapping):
+            return None
+        known = dict(_keys(cls))
+        by_key = {key: name for name, key in known.items()}
+        values: dict[str, Any] = {by_key[k]: v for k, v in found.items() if k in by_key and isinstance(v, (int, float, str)) and not isinstance(v, bool)}
+        return cls(**values)
+
+
 @dataclass(slots=True)
 class PolicyStatus(_Status):
     """A ScalingPolicy's status (``.status`` of ``scalingpolicies.peakscale.io``)."""
@@ -185,6 +210,8 @@ class PolicyStatus(_Status):
     #: the Prometheus range queries this policy's history cost in the last cycle (its share of
     #: the controller's per-cycle budget)
     history_queries: int | None = None
+    #: a resharding tier's last reshard (written by its reshard step, carried forward)
+    reshard: ReshardStatus | None = None
 
 
 def fault_status(kind: ConditionType, reason: Reason, message: str, now_s: float, previous: Sequence[Mapping[str, Any]]) -> PolicyStatus:

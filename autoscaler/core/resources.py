@@ -131,6 +131,23 @@ class NodeHeadroom(_Spec):
         return parse_duration_s(self.lead_time, allow_zero=True)
 
 
+class Reshard(_Spec):
+    """A Redis Cluster cache scaled by shards: a raise serves once its slots have moved."""
+
+    #: the dataset the cluster holds (e.g. 20Gi): a raise from n to m shards moves (m-n)/m of it
+    dataset_size: str = Field(min_length=1, max_length=32)
+    #: the migration throughput assumed until a reshard has measured one (status.reshard)
+    throughput: str = Field(default="5MB/s", min_length=1, max_length=32)
+
+    @field_validator("dataset_size", "throughput")
+    @classmethod
+    def _sizes(cls, value: str, info: ValidationInfo) -> str:
+        from autoscaler.core.reshard import parse_size
+
+        parse_size(value, field=to_camel(str(info.field_name)), per_second=info.field_name == "throughput")
+        return value
+
+
 class ScalingPolicySpec(_Spec):
     target_ref: TargetRef
     mode: Literal["hpa-floor", "scale", "observe"] = "hpa-floor"
@@ -150,6 +167,8 @@ class ScalingPolicySpec(_Spec):
     coverage: float = Field(default=0.99, ge=0.5, le=0.9999)
     forecast: ForecastSpec = ForecastSpec()
     node_headroom: NodeHeadroom = NodeHeadroom()
+    #: a resharding tier (Redis Cluster, mode scale, replicas are shards); None: replicas start alone
+    reshard: Reshard | None = None
     # derived once: the controller asks for them several times per policy per cycle
     _plan: PlanPolicy | None = PrivateAttr(default=None)
     _settings: ForecastSettings | None = PrivateAttr(default=None)

@@ -10,6 +10,7 @@ import math
 import os
 import random
 import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -22,9 +23,11 @@ import redis
 from hypothesis import given, settings, strategies as st
 from redis.cluster import RedisCluster
 
+from typer.testing import CliRunner
+
 from autoscaler.adapters.redis_cluster import ClusterAdmin, parse_nodes
+from autoscaler.cli import app
 from autoscaler.core.reshard import SLOTS, describe, plan_moves, raise_seconds, ready_resharding, reshard_seconds, targets
-from tests.prometheus_server import free_port
 
 REDIS = shutil.which("redis-server")
 PASSWORD = "from-the-secret"
@@ -79,10 +82,6 @@ def test_a_raise_serves_once_its_pods_are_up_and_its_slots_have_moved():
 def test_the_backtest_serves_a_resharding_tier_later_and_peakscale_plans_for_it():
     from pathlib import Path
 
-    from typer.testing import CliRunner
-
-    from autoscaler.cli import app
-
     examples = Path(__file__).resolve().parents[2] / "examples"
     base = ["backtest", "--trace", str(examples / "traffic.csv"), "--events", str(examples / "promos.csv"), "--capacity-per-replica", "500", "--lead-time", "2m", "--strategies", "reactive,peakscale", "-o", "json"]
     plain = json.loads(CliRunner().invoke(app, base).stdout)
@@ -109,13 +108,25 @@ def test_cluster_nodes_are_read_with_their_slots_flags_and_bus_ports():
     assert (b.bus_port, len(b.slots), c.primary, c.primary_id) == (9999, 1 + 16371, False, "a1")
 
 
+def unique_ports(n: int) -> list[int]:
+    """``n`` distinct free ports on 127.0.0.1 (held together while they are chosen)."""
+    held = [socket.socket() for _ in range(n)]
+    try:
+        for s in held:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in held]
+    finally:
+        for s in held:
+            s.close()
+
+
 class Server:
-    def __init__(self, work: Path) -> None:
-        self.port = free_port()
-        folder = work / str(self.port)
+    def __init__(self, work: Path, port: int, bus_port: int) -> None:
+        self.port = port
+        folder = work / f"node-{port}"
         folder.mkdir()
         # the bus port named, not left at port + 10000 (past 65535 for a high free port)
-        args = [REDIS, "--port", str(self.port), "--cluster-port", str(free_port()), "--bind", "127.0.0.1", "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--dir", str(folder),
+        args = [REDIS, "--port", str(self.port), "--cluster-port", str(bus_port), "--bind", "127.0.0.1", "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--dir", str(folder),
                 "--save", "", "--appendonly", "no", "--requirepass", PASSWORD, "--masterauth", PASSWORD, "--daemonize", "no", "--cluster-node-timeout", "5000"]  # fmt: skip
         self.proc = subprocess.Popen(args, stdout=open(folder / "log", "w"), stderr=subprocess.STDOUT)
 
@@ -149,7 +160,8 @@ def wait_for(condition, what: str, timeout_s: float = 60.0) -> None:
 def servers(tmp_path):
     if REDIS is None:
         pytest.fail("redis-server is installed by `make test` (Debian package redis-server)")
-    started = [Server(tmp_path) for _ in range(10)]
+    ports = unique_ports(20)
+    started = [Server(tmp_path, ports[k], ports[10 + k]) for k in range(10)]
     yield started
     for s in started:
         s.stop()
@@ -218,8 +230,14 @@ def test_a_cluster_grows_to_five_shards_and_back_under_load_without_losing_a_wri
     assert sorted(len(n.slots) for n in nodes if n.primary) == sorted(targets(n.id for n in nodes if n.primary).values())
     assert not any(n.migrating or n.importing for n in nodes)
 
-    shrunk = admin.reshard([s.address for s in primaries[:3]])
-    admin.release([s.address for s in primaries[3:] + replicas[3:]])
+    # the shrink as the reshard step's Job runs it: the pods in ordinal order (primary, replica per
+    # shard), the password from REDISCLI_AUTH only
+    ordinal = [f"{h}:{p}" for pair in zip(primaries, replicas) for h, p in (pair[0].address, pair[1].address)]
+    leaving_slots = sum(len(n.slots) for n in admin.nodes() if n.address in {s.address for s in primaries[3:]})
+    shrink = CliRunner().invoke(app, ["reshard", "--nodes", ",".join(ordinal), "--shards", "3", "--replicas-per-shard", "1"], env={"REDISCLI_AUTH": PASSWORD})
+    assert shrink.exit_code == 0, (shrink.output, repr(shrink.exception), "".join(__import__("traceback").format_exception(shrink.exception)) if shrink.exception else "")
+    assert f"3 shards: {leaving_slots:,} slots" in shrink.output and "0 shard(s) joined, 2 let go" in shrink.output
+    assert {n.address for n in admin.nodes()} == {s.address for s in primaries[:3] + replicas[:3]}
     wait_for(lambda: cluster_ok(primaries[:3]), "the 3-shard cluster to be ok again")
     written = len(client.acked)
     wait_for(lambda: len(client.acked) > written + 100, "the client to write on the shrunk cluster")
@@ -229,12 +247,41 @@ def test_a_cluster_grows_to_five_shards_and_back_under_load_without_losing_a_wri
     check = RedisCluster(host="127.0.0.1", port=primaries[0].port, password=PASSWORD, decode_responses=True)
     lost_keys = sum(1 for i in range(KEYS) if check.get(f"k:{i}") != f"value-{i}")
     lost_writes = sum(1 for key, value in client.acked.items() if check.get(key) != value)
-    moved = stopped.keys_moved + grown.keys_moved + shrunk.keys_moved
+    moved = stopped.keys_moved + grown.keys_moved
     with capsys.disabled():
         print(f"\nreshard 3 -> 5 shards: {stopped.slots_moved + grown.slots_moved} slots, {stopped.keys_moved + grown.keys_moved:,} keys, "
               f"{stopped.bytes_moved + grown.bytes_moved:,} bytes in {stopped.seconds + grown.seconds:.1f} s ({grown.throughput / 1e6:.2f} MB/s); "
-              f"5 -> 3: {shrunk.slots_moved} slots, {shrunk.keys_moved:,} keys ({shrunk.throughput / 1e6:.2f} MB/s); "
+              f"5 -> 3 (peakscale reshard): {shrink.output.strip()}; "
               f"{len(client.acked):,} acknowledged writes; lost keys {lost_keys}, lost writes {lost_writes}; client errors {dict(client.errors) or 0}")  # fmt: skip
     assert moved > 0 and grown.throughput > 0
     assert lost_keys == 0 and lost_writes == 0 and client.wrong_reads == 0
     assert not client.errors, client.errors
+
+
+def test_preflight_estimates_the_reshard_from_the_data_and_the_last_measured_throughput():
+    from datetime import datetime
+
+    from autoscaler.adapters.inputs import PolicyDoc
+    from autoscaler.controller.preflight_model import PlannedRaise, TargetFacts
+    from autoscaler.controller.preflight_reshard import check_reshard
+    from autoscaler.core.calendar import PromotionEvent
+    from autoscaler.core.resources import ScalingPolicySpec
+
+    def raise_of(lead: str, tier: dict) -> PlannedRaise:
+        spec = ScalingPolicySpec.model_validate(
+            {"targetRef": {"kind": "StatefulSet", "name": "cache-node"}, "mode": "scale", "metric": {"query": "q", "capacityPerReplica": 1}, "leadTime": lead,
+             "minReplicas": 3, "maxReplicas": 9, "reshard": {"datasetSize": "20GB", "throughput": "5MB/s"}}  # fmt: skip
+        )
+        event = PromotionEvent(name="d11", start=datetime(2026, 11, 11, 12), end=datetime(2026, 11, 11, 16), kind="double11")
+        return PlannedRaise(PolicyDoc("cache", "live", tier, spec), event, 0, planned=5, placeholders=0)
+
+    measured = {"reshard": {"throughputBytesPerSecond": 20e6}}
+    late = check_reshard(raise_of("10m", {"peakscale.io/tier": "cache"}), TargetFacts(current=3), measured)
+    # 3 -> 5 shards: 2/5 of the slots, 8 GB, at 20 MB/s x1.5 = 600 s + the slots' bookkeeping: over 10 min
+    assert late.status == "WARN" and "resharding 6,554 of 16,384 slots, ~8.0 GB" in late.message and "last measured 20.0 MB/s" in late.message
+    assert late.fix.startswith("pulumi config set --path peakscale:cache.scaling.leadTime 21m")
+    # never measured: the policy's assumed 5 MB/s, 40 min with the margin
+    assumed = check_reshard(raise_of("30m", {}), TargetFacts(current=3), {})
+    assert assumed.status == "WARN" and "an assumed" in assumed.message and "5.0 MB/s" in assumed.message and "kubectl -n live patch scalingpolicy cache" in assumed.fix
+    assert check_reshard(raise_of("45m", {}), TargetFacts(current=3), {}).status == "PASS"
+    assert check_reshard(raise_of("30m", {}), TargetFacts(current=5), measured).message.startswith("no shard added")

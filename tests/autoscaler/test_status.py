@@ -14,6 +14,7 @@ from hypothesis import given, settings, strategies as st
 
 from autoscaler.controller.status import (
     Condition,
+    ReshardStatus,
     ConditionStatus,
     ConditionType,
     EventPhase,
@@ -86,11 +87,12 @@ def literal_values(hint) -> set[str]:
     [
         (PolicyStatus, POLICY),
         (HeadroomStatus, POLICY["properties"]["headroom"]),
+        (ReshardStatus, POLICY["properties"]["reshard"]),
         (Condition, POLICY["properties"]["conditions"]["items"]),
         (EventStatus, EVENT),
         (Condition, EVENT["properties"]["conditions"]["items"]),
     ],
-    ids=["ScalingPolicy", "ScalingPolicy.headroom", "ScalingPolicy.conditions", "PromotionEvent", "PromotionEvent.conditions"],
+    ids=["ScalingPolicy", "ScalingPolicy.headroom", "ScalingPolicy.reshard", "ScalingPolicy.conditions", "PromotionEvent", "PromotionEvent.conditions"],
 )
 def test_every_field_is_declared_with_its_type_and_every_declared_field_is_written(model, schema):
     hints = typing.get_type_hints(model)
