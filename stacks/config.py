@@ -208,9 +208,35 @@ class EdgeConfig(Model):
 class Backup(Model):
     enabled: bool = False
     destination_path: str = ""
+    #: an S3-compatible store's endpoint (Alibaba OSS, MinIO), e.g. https://oss-cn-shanghai.aliyuncs.com
     endpoint_url: str | None = None
     credentials_secret: str = "pg-backup-credentials"
     retention_policy: str = "30d"
+    #: the daily backup at this wall-clock time in ``timezone`` (its quiet hour, not 03:00 UTC,
+    #: which is 11:00 in Shanghai); the operator's schedule runs in UTC
+    at: str = Field(default="04:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+    timezone: str = "Asia/Shanghai"
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from autoscaler.core.timezones import get_zone
+
+        get_zone(value)
+        return value
+
+    def cron_utc(self) -> str:
+        """The six-field cron (seconds first, as CloudNativePG reads it) in UTC for ``at`` in
+        ``timezone``, at the zone's offset on 1 January (a zone with daylight saving moves it by
+        an hour in summer: still its night)."""
+        from datetime import datetime
+
+        from autoscaler.core.timezones import get_zone
+
+        hour, minute = (int(x) for x in self.at.split(":"))
+        local = datetime(2026, 1, 1, hour, minute, tzinfo=get_zone(self.timezone))
+        utc = local.astimezone(get_zone("UTC"))
+        return f"0 {utc.minute} {utc.hour} * * *"
 
     @model_validator(mode="after")
     def _destination(self) -> Backup:

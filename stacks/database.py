@@ -54,7 +54,7 @@ class PostgresCluster(pulumi.ComponentResource):
                 api_version=CNPG_API,
                 kind="ScheduledBackup",
                 metadata={"name": f"{base}-daily", "namespace": ns, "labels": self.labels},
-                spec={"schedule": "0 0 3 * * *", "backupOwnerReference": "self", "cluster": {"name": base}},
+                spec={"schedule": config.backup.cron_utc(), "backupOwnerReference": "self", "cluster": {"name": base}},
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[cluster]),
             )
         self._pooler(cluster)
@@ -62,9 +62,10 @@ class PostgresCluster(pulumi.ComponentResource):
         self.read_write = f"{base}-rw.{ns}.svc.cluster.local:5432"
         self.read_only = f"{base}-ro.{ns}.svc.cluster.local:5432"
         self.pooled = f"{base}-pooler-rw.{ns}.svc.cluster.local:5432"
+        self.pooled_read_only = f"{base}-pooler-ro.{ns}.svc.cluster.local:5432"
         self.app_secret = f"{base}-app"
         self.register_outputs(
-            {"readWrite": self.read_write, "readOnly": self.read_only, "pooled": self.pooled, "appSecretName": self.app_secret, "scaleContract": self.contract.as_output()}
+            {"readWrite": self.read_write, "readOnly": self.read_only, "pooled": self.pooled, "pooledReadOnly": self.pooled_read_only, "appSecretName": self.app_secret, "scaleContract": self.contract.as_output()}
         )
 
     def _operator(self) -> k8s.helm.v3.Release:
@@ -127,17 +128,22 @@ class PostgresCluster(pulumi.ComponentResource):
         return spec
 
     def _pooler(self, cluster: k8s.apiextensions.CustomResource) -> None:
-        """PgBouncer in front of the primary."""
+        """PgBouncer in front of the primary (rw) and of the replicas (ro): the replicas peakscale
+        adds for a peak serve pooled reads, not only unpooled ones through ``-ro``."""
+        for kind in ("rw", "ro"):
+            self._one_pooler(cluster, kind)
+
+    def _one_pooler(self, cluster: k8s.apiextensions.CustomResource, kind: str) -> None:
         config = self.config
         k8s.apiextensions.CustomResource(
-            f"{self.name}-pooler",
+            f"{self.name}-pooler" if kind == "rw" else f"{self.name}-pooler-{kind}",
             api_version=CNPG_API,
             kind="Pooler",
-            metadata={"name": f"{self.base}-pooler-rw", "namespace": self.ns, "labels": self.labels},
+            metadata={"name": f"{self.base}-pooler-{kind}", "namespace": self.ns, "labels": self.labels},
             spec={
                 "cluster": {"name": self.base},
                 "instances": config.pooler_instances,
-                "type": "rw",
+                "type": kind,
                 "pgbouncer": {"poolMode": config.pool_mode, "parameters": {"max_client_conn": "2000", "default_pool_size": "50"}},
                 "monitoring": {"enablePodMonitor": config.monitoring},
                 # the operator's pod template: PgBouncer gets requests and limits like every container

@@ -331,3 +331,16 @@ def test_a_config_typo_names_the_key_it_meant(raw, where, says):
     with pytest.raises(ConfigError) as caught:
         parse_stack_config(raw)
     assert caught.value.where == where and caught.value.problem == says
+
+
+def test_the_database_backs_up_at_its_zones_quiet_hour_and_pools_reads_too(rendered):
+    """prod's backup runs at 04:00 in Shanghai (20:00 UTC the day before), not 03:00 UTC (11:00 in
+    Shanghai, mid-morning trade); the replicas peakscale adds serve pooled reads through an ro Pooler."""
+    from stacks.config import Backup
+
+    objects = rendered["prod"].objects
+    backup = next(o for o in objects if o["kind"] == "ScheduledBackup")
+    assert backup["spec"]["schedule"] == "0 0 20 * * *"
+    assert Backup(at="02:30", timezone="America/New_York").cron_utc() == "0 30 7 * * *"
+    poolers = {o["spec"]["type"]: o for o in objects if o["kind"] == "Pooler"}
+    assert set(poolers) == {"rw", "ro"} and poolers["ro"]["metadata"]["name"] == "pg-pooler-ro"
