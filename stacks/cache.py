@@ -87,7 +87,7 @@ class RedisCache(pulumi.ComponentResource):
         """redis.conf, sentinel.conf and the start scripts, in a ConfigMap."""
         config = self.config
         self.redis_conf = redis_conf.render_redis_conf(config.redis, mode=config.mode, persistence=config.persistence.enabled)
-        files = {"redis.conf": self.redis_conf}
+        files = {"redis.conf": self.redis_conf, "ready.sh": redis_conf.READY}
         self.sentinel_conf: str | None = None
         if self.sentinel_mode:
             quorum = max(1, config.scaling.min_replicas // 2 + 1)
@@ -141,7 +141,6 @@ class RedisCache(pulumi.ComponentResource):
     def _containers(self) -> list[dict[str, Any]]:
         """Redis, Sentinel (in Sentinel mode) and the exporter (with metrics)."""
         config, env = self.config, self._env()
-        ping = ["sh", "-c", 'REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli -h 127.0.0.1 -p 6379 ping | grep -q PONG']
         mounts = [
             {"name": "data", "mountPath": "/data"},
             {"name": "config", "mountPath": "/etc/redis"},
@@ -157,7 +156,8 @@ class RedisCache(pulumi.ComponentResource):
                 "name": "redis", "image": config.image.ref, "imagePullPolicy": config.image.pull_policy,
                 "command": ["/bin/sh", "/etc/redis/start-redis.sh"], "env": env, "ports": redis_ports,
                 "resources": config.resources.as_k8s(),
-                "readinessProbe": exec_probe(ping, initial_s=5),
+                # ready once it serves the data: a replica linked and past its full sync
+                "readinessProbe": exec_probe(["/bin/sh", "/etc/redis/ready.sh"], initial_s=5),
                 "livenessProbe": tcp_probe("redis", initial_s=20),
                 "startupProbe": tcp_probe("redis", initial_s=2, period_s=5, failures=60),
                 "securityContext": restricted_container_security(),

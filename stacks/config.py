@@ -8,6 +8,8 @@ Every key lives under the ``peakscale`` namespace: ``namespace``, ``environment`
 
 from __future__ import annotations
 
+import math
+
 import re
 from typing import Any, Literal
 
@@ -142,6 +144,11 @@ POLICIES = Literal[
 ]
 
 
+#: a Redis container's memory limit over its maxmemory: room for the fork of a full sync (copy on
+#: write) and the replication buffers
+FORK_ROOM = 1.5
+
+
 class RedisSettings(Model):
     """Settings rendered into redis.conf; checked here so that Redis never sees a bad file."""
 
@@ -161,6 +168,15 @@ class RedisSettings(Model):
             raise ValueError(f"{value!r} is not a Redis memory size such as 512mb or 2gb")
         return str(value).lower()
 
+    @property
+    def maxmemory_bytes(self) -> int:
+        """maxmemory as Redis reads it (k/m/g are powers of 1000, kb/mb/gb of 1024)."""
+        digits = self.maxmemory.rstrip("bkmg")
+        units = {"": 1, "b": 1, "k": 1000, "kb": 1024, "m": 1000**2, "mb": 1024**2, "g": 1000**3, "gb": 1024**3}
+        unit = self.maxmemory[len(digits) :]
+        # 0 for a value the validator would refuse (a test renders one to show Redis refuses it too)
+        return int(digits) * units[unit] if digits.isdigit() and unit in units else 0
+
 
 class CacheConfig(Model):
     name: str = "cache"
@@ -173,7 +189,7 @@ class CacheConfig(Model):
     image: Image = Image(repository="library/redis", tag="7.2.5")
     exporter_image: Image = Image(registry="docker.io", repository="oliver006/redis_exporter", tag="v1.62.0")
     redis: RedisSettings = RedisSettings()
-    resources: Resources = Resources(requests={"cpu": "250m", "memory": "1280Mi"}, limits={"cpu": "1", "memory": "1280Mi"})
+    resources: Resources = Resources(requests={"cpu": "250m", "memory": "1536Mi"}, limits={"cpu": "1", "memory": "1536Mi"})
     persistence: Persistence = Persistence()
     metrics: Metrics = Metrics()
     scaling: Scaling = Scaling(min_replicas=3, max_replicas=9, lead_time="5m", capacity_per_replica=40000)
@@ -182,6 +198,13 @@ class CacheConfig(Model):
     def _sane(self) -> CacheConfig:
         if self.mode == "sentinel" and self.scaling.min_replicas > self.replicas:
             raise ValueError(f"scaling.minReplicas {self.scaling.min_replicas} is above replicas {self.replicas}")
+        from autoscaler.controller.headroom import quantity
+
+        # a full sync forks the primary: the pages written while the RDB goes out are copied, beside
+        # the replicas' output buffers; below 1.5x maxmemory the kernel kills Redis mid-sync
+        limit, need = quantity(self.resources.limits["memory"], "resources.limits.memory"), FORK_ROOM * self.redis.maxmemory_bytes
+        if limit < need:
+            raise ValueError(f"resources.limits.memory {self.resources.limits['memory']} leaves no room to fork: give at least {math.ceil(need / 2**20)}Mi ({FORK_ROOM:g}x redis.maxmemory {self.redis.maxmemory}) or lower maxmemory")
         return self
 
 

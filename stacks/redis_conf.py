@@ -40,6 +40,10 @@ def render_redis_conf(settings: RedisSettings, *, mode: str, persistence: bool) 
         "replica-read-only yes",
         "replica-serve-stale-data yes",
         "repl-diskless-sync yes",
+        # sized from the dataset: a full sync of a big primary under a peak's writes outgrows the
+        # defaults (256mb/64mb, a 1mb backlog) and starts over forever
+        f"client-output-buffer-limit replica {_mb(buffer_hard(settings))} {_mb(buffer_hard(settings) // 4)} 60",
+        f"repl-backlog-size {_mb(backlog(settings))}",
     ]
     if persistence:
         lines += [
@@ -61,6 +65,22 @@ def render_redis_conf(settings: RedisSettings, *, mode: str, persistence: bool) 
         ]
     lines.append(f"include {AUTH_FRAGMENT}")
     return HEADER + "\n".join(lines) + "\n"
+
+
+def buffer_hard(settings: RedisSettings) -> int:
+    """A replica's output buffer hard limit: the writes a full sync may queue, an eighth of the
+    dataset, at least Redis's default 256mb."""
+    return max(256 * 2**20, settings.maxmemory_bytes // 8)
+
+
+def backlog(settings: RedisSettings) -> int:
+    """The replication backlog: a replica that reconnects within it resyncs partially; 1 % of the
+    dataset, at least 16mb."""
+    return max(16 * 2**20, settings.maxmemory_bytes // 100)
+
+
+def _mb(n: int) -> str:
+    return f"{max(1, n // 2**20)}mb"
 
 
 def render_sentinel_conf(*, primary_host: str, quorum: int) -> str:
@@ -125,4 +145,22 @@ if redis-cli -h "$STATEFULSET-0.$HEADLESS" -p %(port)d cluster info | grep -q 'c
   echo "cluster already formed"; exit 0
 fi
 redis-cli --cluster create $hosts --cluster-replicas "$REPLICAS_PER_SHARD" --cluster-yes
+""" % {"port": REDIS_PORT}
+
+READY = """#!/bin/sh
+# Ready = serving the data: a primary once its dataset is loaded; a replica only once linked to
+# its primary, past its full sync and done loading what it received (a replica still loading the
+# RDB is not capacity yet, and a pre-scale for 20:00 must not count it). REDIS_TARGET: where redis-cli reaches this pod's Redis.
+set -eu
+export REDISCLI_AUTH="$REDIS_PASSWORD"
+info=$(redis-cli ${REDIS_TARGET:--h 127.0.0.1 -p %(port)d} info | tr -d '\\r')
+case "$info" in
+  *role:master*|*role:slave*) ;;
+  *) echo "no answer from redis"; exit 1 ;;
+esac
+if echo "$info" | grep -q '^loading:1$'; then echo "loading its dataset"; exit 1; fi
+case "$info" in *role:master*) exit 0 ;; esac
+if echo "$info" | grep -q '^master_sync_in_progress:1$'; then echo "full sync in progress"; exit 1; fi
+echo "$info" | grep -q '^master_link_status:up$' || { echo "not linked to its primary"; exit 1; }
+exit 0
 """ % {"port": REDIS_PORT}

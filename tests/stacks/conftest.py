@@ -20,6 +20,7 @@ CLUSTER_MODE = {
         "shards": 3,
         "replicasPerShard": 1,
         "redis": {"maxmemory": "2gb", "maxmemoryPolicy": "volatile-lru"},
+        "resources": {"requests": {"cpu": "1", "memory": "3Gi"}, "limits": {"cpu": "2", "memory": "3Gi"}},
         "persistence": {"enabled": True, "size": "10Gi"},
         "scaling": {"leadTime": "45m", "capacityPerReplica": 50000},
     },

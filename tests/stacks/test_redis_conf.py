@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -184,3 +185,59 @@ def test_sentinel_conf_monitors_the_first_node_with_a_quorum():
 def test_cluster_mode_needs_three_shards():
     with pytest.raises(ValidationError):
         CacheConfig(mode="cluster", shards=2)
+
+
+def test_a_replica_in_full_sync_is_not_ready_and_is_once_linked(tmp_path):
+    """The readiness script on real servers: while its primary holds the replica in a full sync
+    (diskless, delayed 5 s: the primary lists it as wait_bgsave), the replica is not ready; once
+    the sync is done (online) it is; the primary is ready throughout."""
+    import redis
+
+    from stacks.redis_conf import READY
+    from tests.autoscaler.test_reshard import unique_ports
+
+    script = tmp_path / "ready.sh"
+    script.write_text(READY)
+    primary_port, replica_port = unique_ports(2)
+    common = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--requirepass", PASSWORD, "--masterauth", PASSWORD, "--daemonize", "no"]
+    procs = []
+    for port, extra in ((primary_port, ["--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "5"]), (replica_port, ["--replicaof", "127.0.0.1", str(primary_port)])):
+        folder = tmp_path / str(port)
+        folder.mkdir()
+        procs.append(subprocess.Popen([REDIS, "--port", str(port), "--dir", str(folder), *extra, *common], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT))
+    primary = redis.Redis(host="127.0.0.1", port=primary_port, password=PASSWORD, decode_responses=True)
+
+    def ready(port: int) -> subprocess.CompletedProcess:
+        env = {**os.environ, "REDIS_PASSWORD": PASSWORD, "REDIS_TARGET": f"-h 127.0.0.1 -p {port}"}
+        return subprocess.run(["/bin/sh", str(script)], env=env, capture_output=True, text=True, timeout=30)
+
+    def replica_state() -> str:
+        try:
+            return str((primary.info("replication").get("slave0") or {}).get("state", ""))
+        except redis.RedisError:
+            return ""
+
+    try:
+        deadline = time.monotonic() + 30
+        while replica_state() not in ("wait_bgsave", "send_bulk"):
+            assert time.monotonic() < deadline, "the primary never started the replica's full sync"
+            time.sleep(0.02)
+        during = ready(replica_port)
+        assert replica_state() in ("wait_bgsave", "send_bulk"), "the sync ended before the check: no evidence"
+        assert during.returncode == 1 and during.stdout.strip() in ("not linked to its primary", "full sync in progress"), during
+        assert ready(primary_port).returncode == 0
+        while replica_state() != "online":
+            assert time.monotonic() < deadline + 30, "the replica never came online"
+            time.sleep(0.05)
+        assert ready(replica_port).returncode == 0
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(timeout=10)
+
+
+def test_a_memory_limit_without_room_to_fork_is_refused():
+    with pytest.raises(ValidationError, match=r"resources.limits.memory 2Gi leaves no room to fork: give at least 3072Mi"):
+        CacheConfig.model_validate({"redis": {"maxmemory": "2gb"}, "resources": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"cpu": "1", "memory": "2Gi"}}})
+    conf = render_redis_conf(RedisSettings(maxmemory="16gb"), mode="sentinel", persistence=False)
+    assert "client-output-buffer-limit replica 2048mb 512mb 60" in conf and "repl-backlog-size 163mb" in conf

@@ -344,3 +344,17 @@ def test_the_database_backs_up_at_its_zones_quiet_hour_and_pools_reads_too(rende
     assert Backup(at="02:30", timezone="America/New_York").cron_utc() == "0 30 7 * * *"
     poolers = {o["spec"]["type"]: o for o in objects if o["kind"] == "Pooler"}
     assert set(poolers) == {"rw", "ro"} and poolers["ro"]["metadata"]["name"] == "pg-pooler-ro"
+
+
+def test_a_redis_pod_is_ready_only_once_it_serves_the_data(rendered):
+    """Every Redis container's readiness is the script that waits out a replica's full sync (held
+    to real servers in test_redis_conf), shipped in the tier's ConfigMap."""
+    from stacks.redis_conf import READY
+
+    for stack in ("dev", "prod", "cluster"):
+        objects = rendered[stack].objects
+        node = next(o for o in objects if o["kind"] == "StatefulSet" and o["metadata"]["name"].endswith("-node"))
+        redis_container = next(c for c in node["spec"]["template"]["spec"]["containers"] if c["name"] == "redis")
+        assert redis_container["readinessProbe"]["exec"]["command"] == ["/bin/sh", "/etc/redis/ready.sh"]
+        config = next(o for o in objects if o["kind"] == "ConfigMap" and "ready.sh" in (o.get("data") or {}))
+        assert config["data"]["ready.sh"] == READY
