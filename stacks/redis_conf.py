@@ -16,18 +16,25 @@ MASTER_NAME = "mymaster"
 REDIS_PORT = 6379
 SENTINEL_PORT = 26379
 BUS_PORT = 16379
-#: the 0600 fragment holding requirepass and masterauth, written at start (an emptyDir in memory)
+#: the 0600 fragment holding the default user and masterauth, written at start (an emptyDir in memory)
 AUTH_DIR = "/run/redis-auth"
 AUTH_FRAGMENT = f"{AUTH_DIR}/auth.conf"
+#: commands no client of a cache needs and one slip turns into an outage: emptying the dataset,
+#: blocking it on a scan of every key, crashing or freezing it (the ACL of the default user,
+#: which the app, the exporter, Sentinel and the replicas use; SCAN and CLUSTER stay)
+DANGEROUS = ("flushall", "flushdb", "keys", "debug")
+#: the default user's password as a SHA-256 (any character works, and the fragment holds no
+#: plain password); masterauth must be the password itself (the replica sends it)
 WRITE_AUTH = f"""umask 077
-printf 'requirepass "%s"\\nmasterauth "%s"\\n' "$REDIS_PASSWORD" "$REDIS_PASSWORD" > {AUTH_FRAGMENT}
+digest=$(printf %s "$REDIS_PASSWORD" | sha256sum | cut -d' ' -f1)
+printf 'user default on #%s ~* &* +@all {" ".join("-" + c for c in DANGEROUS)}\\nmasterauth "%s"\\n' "$digest" "$REDIS_PASSWORD" > {AUTH_FRAGMENT}
 """
 
 
 def render_redis_conf(settings: RedisSettings, *, mode: str, persistence: bool) -> str:
     lines = [
         "bind * -::*",
-        # every client must authenticate (requirepass is in the fragment written at start); the
+        # every client must authenticate (the default user's password is in the fragment written at start); the
         # NetworkPolicy limits who can connect
         "protected-mode no",
         f"port {REDIS_PORT}",

@@ -13,7 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from stacks.config import CacheConfig, RedisSettings, parse_stack_config
-from stacks.redis_conf import AUTH_FRAGMENT, render_redis_conf, render_sentinel_conf
+from stacks.redis_conf import AUTH_FRAGMENT, DANGEROUS, WRITE_AUTH, render_redis_conf, render_sentinel_conf
 
 REDIS = shutil.which("redis-server")
 pytestmark = pytest.mark.skipif(REDIS is None, reason="redis-server is installed by `make test` (Debian package redis-server)")
@@ -70,11 +70,11 @@ class RedisProcess:
 
 
 def localize(conf_text: str, work: Path) -> str:
-    """The pod's /data volume is this test's folder, and its password fragment one written here as
-    the start script writes it (0600); nothing else in the file changes."""
+    """The pod's /data volume is this test's folder, and its password fragment one written here by
+    the start scripts' own lines (``WRITE_AUTH``, 0600); nothing else in the file changes."""
     fragment = work / "auth.conf"
-    fragment.write_text(f'requirepass "{PASSWORD}"\nmasterauth "{PASSWORD}"\n')
-    fragment.chmod(0o600)
+    subprocess.run(["/bin/sh", "-c", WRITE_AUTH.replace(AUTH_FRAGMENT, str(fragment))], env={**os.environ, "REDIS_PASSWORD": PASSWORD}, check=True)
+    assert fragment.stat().st_mode & 0o777 == 0o600
     text = conf_text.replace("dir /data\n", f"dir {work}\n").replace("/data/nodes.conf", str(work / "nodes.conf"))
     return text.replace(f"include {AUTH_FRAGMENT}\n", f"include {fragment}\n")
 
@@ -241,3 +241,23 @@ def test_a_memory_limit_without_room_to_fork_is_refused():
         CacheConfig.model_validate({"redis": {"maxmemory": "2gb"}, "resources": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"cpu": "1", "memory": "2Gi"}}})
     conf = render_redis_conf(RedisSettings(maxmemory="16gb"), mode="sentinel", persistence=False)
     assert "client-output-buffer-limit replica 2048mb 512mb 60" in conf and "repl-backlog-size 163mb" in conf
+
+
+def test_the_default_user_cannot_run_the_commands_that_empty_or_freeze_a_cache(tmp_path):
+    """The fragment the start scripts write: the password works (as a SHA-256: the user line holds
+    no plain password), FLUSHALL, FLUSHDB, KEYS and DEBUG are refused, the rest answers."""
+    server = start(render_redis_conf(RedisSettings(), mode="sentinel", persistence=False), tmp_path)
+    try:
+        assert server.wait_ready(), server.log.read_text()
+        assert "+OK" in command(server.sock, "SET k v") and "v" in command(server.sock, "GET k")
+        calls = {"flushall": "FLUSHALL", "flushdb": "FLUSHDB", "keys": "KEYS *", "debug": "DEBUG SLEEP 0"}
+        for name in DANGEROUS:  # DEBUG is also off by Redis 7's own default (enable-debug-command no)
+            reply = command(server.sock, calls[name])
+            assert "NOPERM" in reply or (name == "debug" and "not allowed" in reply), (name, reply)
+        assert "v" in command(server.sock, "GET k")  # nothing was emptied
+        assert command(server.sock, "SCAN 0").startswith("*2")
+        user_line = next(line for line in (tmp_path / "auth.conf").read_text().splitlines() if line.startswith("user default"))
+        assert PASSWORD not in user_line
+        assert "NOAUTH" in command(server.sock, "GET k", password=None)
+    finally:
+        server.stop()
