@@ -11,7 +11,8 @@ Rules:
 * no LoadBalancer in front of a database;
 * every container has requests and limits (cpu and memory);
 * images pinned by tag or digest, never ``latest``;
-* Secrets never in ConfigMaps.
+* Secrets never in ConfigMaps;
+* a ScalingPolicy's maxReplicas fits the zone anti-affinity and the zones of the Cluster it scales.
 """
 
 from __future__ import annotations
@@ -106,6 +107,29 @@ def check_prod_replicas(objects: list[dict], minimum: int = 2) -> list[str]:
     return out
 
 
+def check_replicas_fit_placement(objects: list[dict]) -> list[str]:
+    """A ScalingPolicy's maxReplicas fits the placement of what it scales: a CloudNativePG Cluster
+    with a required anti-affinity over a topology key holds one instance per domain, so over zones
+    at most as many instances as the zones its node affinity allows (and they must be declared)."""
+    clusters = {(_meta(o).get("namespace"), _meta(o).get("name")): o for o in objects if o.get("kind") == "Cluster" and str(o.get("apiVersion", "")).startswith("postgresql.cnpg.io/")}
+    out = []
+    for policy in (o for o in objects if o.get("kind") == "ScalingPolicy"):
+        spec = policy.get("spec") or {}
+        target = spec.get("targetRef") or {}
+        cluster = clusters.get((_meta(policy).get("namespace"), target.get("name"))) if target.get("kind") == "Cluster" else None
+        affinity = ((cluster or {}).get("spec") or {}).get("affinity") or {}
+        if affinity.get("podAntiAffinityType") != "required" or affinity.get("topologyKey") != "topology.kubernetes.io/zone":
+            continue
+        terms = (((affinity.get("nodeAffinity") or {}).get("requiredDuringSchedulingIgnoredDuringExecution") or {}).get("nodeSelectorTerms")) or []
+        zones = {v for t in terms for e in t.get("matchExpressions") or [] if e.get("key") == "topology.kubernetes.io/zone" and e.get("operator") == "In" for v in e.get("values") or []}
+        most = spec.get("maxReplicas", 0)
+        if not zones:
+            out.append(f"{_name(policy)} scales {_name(cluster or {})}, one instance per zone, over zones it does not declare: give its affinity a nodeAffinity on topology.kubernetes.io/zone")
+        elif most > len(zones):
+            out.append(f"{_name(policy)} allows maxReplicas {most}, but {_name(cluster or {})} holds one instance per zone over {len(zones)} zones: lower maxReplicas to {len(zones)} or spread the instances (topologySpreadConstraints) instead of a zone anti-affinity")
+    return out
+
+
 def _is_database_selector(selector: dict, objects: list[dict]) -> bool:
     if not selector:
         return False
@@ -197,6 +221,7 @@ STACK_RULES = {
     "every-tier-has-a-pdb": check_pdb_per_tier,
     "prod-tiers-run-two-replicas": check_prod_replicas,
     "no-loadbalancer-in-front-of-a-database": check_no_public_database,
+    "max-replicas-fit-placement": check_replicas_fit_placement,
 }
 DESCRIPTIONS = {
     "containers-have-requests-and-limits": "Every container sets cpu and memory requests and limits.",
@@ -205,6 +230,7 @@ DESCRIPTIONS = {
     "every-tier-has-a-pdb": "Every tier's workload is covered by a PodDisruptionBudget.",
     "prod-tiers-run-two-replicas": "Production tiers run at least two replicas.",
     "no-loadbalancer-in-front-of-a-database": "Databases are never exposed through a LoadBalancer Service.",
+    "max-replicas-fit-placement": "A ScalingPolicy's maxReplicas fits the anti-affinity and the zones of what it scales.",
 }
 
 

@@ -22,6 +22,7 @@ from stacks.contract import ScaleContract, contract_of
 from stacks.workload import labels
 
 CHART_REPO = "https://cloudnative-pg.github.io/charts"
+ZONE_KEY = "topology.kubernetes.io/zone"
 CNPG_API = "postgresql.cnpg.io/v1"
 
 
@@ -90,7 +91,7 @@ class PostgresCluster(pulumi.ComponentResource):
 
     def _cluster_spec(self) -> dict[str, Any]:
         """The Cluster: a primary and read replicas spread over zones (prod) or hosts, backups when on."""
-        config, prod = self.config, self.stack.prod
+        config = self.config
         storage = {"size": config.storage.size}
         if config.storage.storage_class:
             storage["storageClass"] = config.storage.storage_class
@@ -101,15 +102,13 @@ class PostgresCluster(pulumi.ComponentResource):
             "storage": storage,
             "resources": config.resources.as_k8s(),
             "postgresql": {"parameters": dict(config.parameters)},
-            "affinity": {
-                "enablePodAntiAffinity": True,
-                "topologyKey": "topology.kubernetes.io/zone" if prod else "kubernetes.io/hostname",
-                "podAntiAffinityType": "required" if prod else "preferred",
-            },
+            "affinity": self._placement(),
             "monitoring": {"enablePodMonitor": config.monitoring},
             "bootstrap": {"initdb": {"database": "app", "owner": "app"}},
             "inheritedMetadata": {"labels": self.labels},
         }
+        if spread := self._spread():
+            spec["topologySpreadConstraints"] = spread
         if config.wal_storage is not None:
             spec["walStorage"] = {"size": config.wal_storage.size}
         backup = config.backup
@@ -126,6 +125,23 @@ class PostgresCluster(pulumi.ComponentResource):
                 store["endpointURL"] = backup.endpoint_url
             spec["backup"] = {"barmanObjectStore": store, "retentionPolicy": backup.retention_policy}
         return spec
+
+    def _placement(self) -> dict[str, Any]:
+        """Never two instances on one node (required in prod); in prod the instances spread evenly
+        over the zones the stack declares (a spread, not a zone anti-affinity: that would cap the
+        Cluster at one instance per zone, below the replicas peakscale may add for a peak)."""
+        prod, zones = self.stack.prod, self.stack.zones
+        affinity: dict[str, Any] = {"enablePodAntiAffinity": True, "topologyKey": "kubernetes.io/hostname", "podAntiAffinityType": "required" if prod else "preferred"}
+        if prod and zones:
+            affinity["nodeAffinity"] = {
+                "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [{"key": ZONE_KEY, "operator": "In", "values": list(zones)}]}]}
+            }
+        return affinity
+
+    def _spread(self) -> list[dict[str, Any]]:
+        if not (self.stack.prod and self.stack.zones):
+            return []
+        return [{"maxSkew": 1, "topologyKey": ZONE_KEY, "whenUnsatisfiable": "DoNotSchedule", "labelSelector": {"matchLabels": {"cnpg.io/cluster": self.base}}}]
 
     def _pooler(self, cluster: k8s.apiextensions.CustomResource) -> None:
         """PgBouncer in front of the primary (rw) and of the replicas (ro): the replicas peakscale

@@ -64,6 +64,25 @@ def test_prod_replicas_rule():
     assert check_prod_replicas([cluster]) != []
 
 
+def test_max_replicas_fit_the_clusters_zone_anti_affinity():
+    """The prod database as it was: required zone anti-affinity over three zones holds three
+    instances, while its policy allowed six; a spread over the zones (today's stack) holds them."""
+    from stacks.crossguard import check_replicas_fit_placement
+
+    zones = {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["a", "b", "c"]}]}]}}
+
+    def world(affinity: dict, most: int) -> list[dict]:
+        cluster = {"apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster", "metadata": {"name": "pg", "namespace": "live"}, "spec": {"instances": 3, "affinity": affinity}}
+        policy = {"kind": "ScalingPolicy", "metadata": {"name": "database-pg", "namespace": "live"}, "spec": {"targetRef": {"kind": "Cluster", "name": "pg"}, "maxReplicas": most}}
+        return [cluster, policy]
+
+    by_zone = {"podAntiAffinityType": "required", "topologyKey": "topology.kubernetes.io/zone", "nodeAffinity": zones}
+    assert "lower maxReplicas to 3" in check_replicas_fit_placement(world(by_zone, 6))[0]
+    assert check_replicas_fit_placement(world(by_zone, 3)) == []
+    assert "does not declare" in check_replicas_fit_placement(world({"podAntiAffinityType": "required", "topologyKey": "topology.kubernetes.io/zone"}, 2))[0]
+    assert check_replicas_fit_placement(world({"podAntiAffinityType": "required", "topologyKey": "kubernetes.io/hostname", "nodeAffinity": zones}, 6)) == []
+
+
 def test_no_loadbalancer_in_front_of_a_database():
     db = workload(name="pg", tier="database")
     lb = {"kind": "Service", "metadata": {"name": "pg"}, "spec": {"type": "LoadBalancer", "selector": {"app.kubernetes.io/name": "pg"}, "ports": [{"port": 80}]}}

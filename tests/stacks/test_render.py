@@ -120,7 +120,7 @@ def test_prod_tiers_carry_pdbs_and_zone_spread(rendered):
         assert zone and zone[0]["whenUnsatisfiable"] == "DoNotSchedule", w["metadata"]["name"]
         assert "podAntiAffinity" in w["spec"]["template"]["spec"]["affinity"]
     cluster = next(o for o in objects if o["kind"] == "Cluster")
-    assert cluster["spec"]["affinity"]["topologyKey"] == "topology.kubernetes.io/zone"
+    assert [c["topologyKey"] for c in cluster["spec"]["topologySpreadConstraints"]] == ["topology.kubernetes.io/zone"]
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -358,3 +358,18 @@ def test_a_redis_pod_is_ready_only_once_it_serves_the_data(rendered):
         assert redis_container["readinessProbe"]["exec"]["command"] == ["/bin/sh", "/etc/redis/ready.sh"]
         config = next(o for o in objects if o["kind"] == "ConfigMap" and "ready.sh" in (o.get("data") or {}))
         assert config["data"]["ready.sh"] == READY
+
+
+def test_the_prod_database_spreads_over_its_zones_so_its_raises_can_land(rendered):
+    """Six instances (the policy's maxReplicas) over three zones: never two on a node, an even
+    spread over the declared zones, no zone anti-affinity capping it at three."""
+    r = rendered["prod"]
+    cluster = next(o for o in r.objects if o["kind"] == "Cluster")
+    affinity = cluster["spec"]["affinity"]
+    assert (affinity["topologyKey"], affinity["podAntiAffinityType"]) == ("kubernetes.io/hostname", "required")
+    zones = affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]["matchExpressions"][0]
+    assert zones["values"] == ["cn-shanghai-a", "cn-shanghai-b", "cn-shanghai-c"]
+    (spread,) = cluster["spec"]["topologySpreadConstraints"]
+    assert (spread["topologyKey"], spread["whenUnsatisfiable"], spread["maxSkew"]) == ("topology.kubernetes.io/zone", "DoNotSchedule", 1)
+    policy = next(o for o in r.objects if o["kind"] == "ScalingPolicy" and o["spec"]["targetRef"]["kind"] == "Cluster")
+    assert policy["spec"]["maxReplicas"] == 6
