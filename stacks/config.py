@@ -290,7 +290,27 @@ class DatabaseConfig(Model):
     protect: bool = True
     backup: Backup = Backup()
     monitoring: bool = True
-    scaling: Scaling = Scaling(min_replicas=3, max_replicas=6, lead_time="20m", capacity_per_replica=2000)
+    #: how fast a new replica clones the data (pg_basebackup from the primary): a replica serves
+    #: after its pod starts (``scaling.leadTime``) plus the clone of ``storage.size`` at this rate
+    clone_rate: str = "50MB/s"
+    scaling: Scaling = Scaling(min_replicas=3, max_replicas=6, lead_time="5m", capacity_per_replica=2000)
+
+    @field_validator("clone_rate")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        from autoscaler.core.reshard import parse_size
+
+        parse_size(value, field="cloneRate", per_second=True)
+        return value
+
+    @property
+    def clone_s(self) -> int:
+        """How long a new replica's clone takes: the volume at ``clone_rate``, x1.5 (a clone under a
+        peak's load is slower than one measured idle; the whole volume, as the data may fill it)."""
+        from autoscaler.controller.headroom import quantity
+        from autoscaler.core.reshard import THROUGHPUT_MARGIN, parse_size
+
+        return math.ceil(THROUGHPUT_MARGIN * quantity(self.storage.size, "storage.size") / parse_size(self.clone_rate, field="cloneRate", per_second=True))
 
     @field_validator("image_name")
     @classmethod

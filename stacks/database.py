@@ -169,12 +169,18 @@ class PostgresCluster(pulumi.ComponentResource):
         )
 
     def _contract(self) -> ScaleContract:
-        return contract_of(
-            self.config.scaling,
+        """Read replicas: the demand is the read transactions the replicas serve (committed on the
+        instances in recovery: a hot standby runs only reads), not every commit, writes included,
+        which a replica cannot take; the lead time is the pod start plus the clone of the volume."""
+        config = self.config
+        reads = f'sum(rate(cnpg_pg_stat_database_xact_commit{{namespace="{self.ns}",datname="app"}}[1m]) and on (pod) (cnpg_pg_replication_in_recovery{{namespace="{self.ns}"}} == 1))'
+        contract = contract_of(
+            config.scaling,
             tier="database",
             target=TargetRef(api_version=CNPG_API, kind="Cluster", name=self.base),
             namespace=self.ns,
             default_method="scale",
-            metric_query=f'sum(rate(cnpg_pg_stat_database_xact_commit{{namespace="{self.ns}",datname="app"}}[1m]))',
-            reason="read replicas through the Cluster's instances scale subresource (a clone takes minutes)",
+            metric_query=reads,
+            reason=f"read replicas through the Cluster's instances scale subresource (a clone of {config.storage.size} at {config.clone_rate}: ~{config.clone_s // 60} min)",
         )
+        return contract.model_copy(update={"lead_time_s": config.scaling.lead_time_s + config.clone_s})

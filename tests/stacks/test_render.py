@@ -1,6 +1,7 @@
 """Every object the program declares, for dev, prod and a cluster-mode cache, as Kubernetes sees it."""
 
 import json
+import math
 import subprocess
 import sys
 
@@ -152,7 +153,9 @@ def test_scale_contracts_name_the_right_target_and_method(rendered):
     assert prod["edge"]["method"] == "hpa-floor" and prod["edge"]["hpa"] == "live-edge"
     assert prod["database"]["targetRef"] == {"apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster", "name": "pg", "namespace": "live"}
     assert prod["database"]["method"] == "scale"
-    assert prod["database"]["leadTimeSeconds"] == 25 * 60
+    # the pod start plus the clone of 200Gi at 200 MB/s, x1.5
+    assert prod["database"]["leadTimeSeconds"] == 5 * 60 + math.ceil(1.5 * 200 * 2**30 / 200e6)
+    assert "cnpg_pg_replication_in_recovery" in prod["database"]["metric"]["query"] and "== 1" in prod["database"]["metric"]["query"]
     assert (prod["edge"]["minReplicas"], prod["edge"]["maxReplicas"]) == (6, 120)
     # a tier's coverage reaches its ScalingPolicy; a tier that names none keeps the CRD's default
     assert (prod["cache"]["coverage"], prod["edge"]["coverage"]) == (0.999, None)
