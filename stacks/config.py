@@ -208,6 +208,14 @@ class CacheConfig(Model):
         return self
 
 
+class MetricsAdapter(Model):
+    """prometheus-adapter from its pinned chart, serving the Pods metric the edges' HPA reads."""
+
+    chart_version: str = "4.11.0"
+    namespace: str = "monitoring"
+    prometheus_url: str = Field(default="http://prometheus-operated.monitoring.svc", pattern=r"^https?://\S+$")
+
+
 class EdgeConfig(Model):
     name: str = "live"
     origins: int = Field(default=2, ge=1, le=20)
@@ -219,6 +227,16 @@ class EdgeConfig(Model):
     #: viewer connections per edge the HPA aims for
     target_connections_per_pod: int = Field(default=800, ge=1)
     load_balancer_annotations: dict[str, str] = {}
+    #: the viewers' address (a reserved IP the LoadBalancer is given, e.g. through the cloud's
+    #: annotation): the edges' WebRTC candidate and the Service's loadBalancerIP. None: the pod IP,
+    #: which a viewer outside the cluster cannot reach (fine for a dev cluster only)
+    public_address: str | None = Field(default=None, pattern=r"^[0-9a-fA-F:.]+$")
+    #: a hook SRS calls before accepting a stream (RTMP/WebRTC publish): it answers 0 to allow; None:
+    #: anyone who reaches 1935 may publish (keep the origins internal then)
+    on_publish: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    #: install prometheus-adapter with the rule that serves srs_clients to the edges' HPA (None: one
+    #: is already installed with such a rule)
+    metrics_adapter: MetricsAdapter | None = None
     metrics: Metrics = Metrics()
     scaling: Scaling = Scaling(min_replicas=2, max_replicas=40, lead_time="3m", capacity_per_replica=800)
 

@@ -50,13 +50,24 @@ def _common_conf(grace_final_ms: int, role: str) -> list[str]:
     ]
 
 
-def render_origin_conf(coworkers: list[str]) -> str:
+#: the prometheus-adapter rule that serves SRS's viewer connections as the Pods metric srs_clients
+ADAPTER_RULE = {
+    "seriesQuery": 'srs_clients{namespace!="",pod!=""}',
+    "resources": {"overrides": {"namespace": {"resource": "namespace"}, "pod": {"resource": "pod"}}},
+    "name": {"matches": "^srs_clients$", "as": "srs_clients"},
+    "metricsQuery": "sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)",
+}
+
+
+def render_origin_conf(coworkers: list[str], on_publish: str | None = None) -> str:
+    hooks = [f"    http_hooks {{ enabled on; on_publish {on_publish}; }}"] if on_publish else []
     lines = _common_conf(3200, "origin") + [
         "vhost __defaultVhost__ {",
         "    cluster {",
         "        origin_cluster on;",
         f"        coworkers {' '.join(coworkers)};",
         "    }",
+        *hooks,
         "    http_remux { enabled on; mount [vhost]/[app]/[stream].flv; }",
         f"    hls {{ enabled on; hls_fragment 2; hls_window 10; hls_path {HTML_DIR}; }}",
         "    rtc { enabled on; rtmp_to_rtc on; rtc_to_rtmp on; }",
@@ -109,6 +120,8 @@ class LiveEdge(pulumi.ComponentResource):
         edge_deploy = self._edge()
         self.edge_service = self._edge_service()
         self._hpa(edge_deploy)
+        self._origin_hls()
+        self._metrics_adapter()
         disruption_budget(f"{base}-origin", self.ns, self.origin_match, self.origin_labels, self)
         disruption_budget(self.edge_name, self.ns, self.edge_match, self.edge_labels, self, max_unavailable=1)
         if config.metrics.enabled:
@@ -122,7 +135,7 @@ class LiveEdge(pulumi.ComponentResource):
     def _config(self) -> None:
         """origin.conf and edge.conf, in one ConfigMap: the edges pull from every origin."""
         hosts = [f"{self.base}-origin-{i}.{self.origin_headless}.{self.ns}.svc.cluster.local" for i in range(self.config.origins)]
-        self.origin_conf = render_origin_conf([f"{h}:{API}" for h in hosts])
+        self.origin_conf = render_origin_conf([f"{h}:{API}" for h in hosts], on_publish=self.config.on_publish)
         self.edge_conf = render_edge_conf([f"{h}:{RTMP}" for h in hosts], grace_final_ms=max(3200, (self.drain_s - 15) * 1000))
         k8s.core.v1.ConfigMap(
             f"{self.name}-config",
@@ -143,7 +156,8 @@ class LiveEdge(pulumi.ComponentResource):
         container: dict[str, Any] = {
             "name": "srs", "image": self.config.image.ref, "imagePullPolicy": self.config.image.pull_policy,
             "command": ["./objs/srs", "-c", f"/usr/local/srs/conf/peakscale/{conf}"],
-            "env": [{"name": "CANDIDATE", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
+            # the WebRTC candidate viewers connect to: the LoadBalancer's reserved address when given
+            "env": [{"name": "CANDIDATE", "value": self.config.public_address} if self.config.public_address else {"name": "CANDIDATE", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
             "ports": ports,
             "resources": resources,
             "readinessProbe": {"httpGet": {"path": "/api/v1/versions", "port": "api"}, "periodSeconds": 5, "failureThreshold": 2},
@@ -229,7 +243,37 @@ class LiveEdge(pulumi.ComponentResource):
         return k8s.core.v1.Service(
             f"{self.name}-edge-lb",
             metadata={"name": self.edge_name, "namespace": self.ns, "labels": self.edge_labels, "annotations": dict(self.config.load_balancer_annotations)},
-            spec={"type": "LoadBalancer", "externalTrafficPolicy": "Local", "selector": self.edge_match, "ports": ports},
+            spec={
+                "type": "LoadBalancer", "externalTrafficPolicy": "Local", "selector": self.edge_match, "ports": ports,
+                **({"loadBalancerIP": self.config.public_address} if self.config.public_address else {}),
+            },
+            opts=self.child,
+        )  # fmt: skip
+
+    def _origin_hls(self) -> None:
+        """HLS as the origins write it, for a CDN or an ingress to pull: SRS edges relay RTMP,
+        HTTP-FLV and WebRTC, not HLS (whose segments only the origins have)."""
+        k8s.core.v1.Service(
+            f"{self.name}-origin-hls",
+            metadata={"name": f"{self.base}-origin-hls", "namespace": self.ns, "labels": self.origin_labels},
+            spec={"type": "ClusterIP", "selector": self.origin_match, "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]},
+            opts=self.child,
+        )
+
+    def _metrics_adapter(self) -> None:
+        """prometheus-adapter with the rule serving srs_clients (the edges' HPA reads nothing otherwise)."""
+        adapter = self.config.metrics_adapter
+        if adapter is None:
+            return
+        k8s.helm.v3.Release(
+            f"{self.name}-metrics-adapter",
+            name="prometheus-adapter",
+            chart="prometheus-adapter",
+            version=adapter.chart_version,
+            namespace=adapter.namespace,
+            create_namespace=True,
+            repository_opts={"repo": "https://prometheus-community.github.io/helm-charts"},
+            values={"prometheus": {"url": adapter.prometheus_url}, "rules": {"default": False, "custom": [ADAPTER_RULE]}},
             opts=self.child,
         )
 

@@ -327,7 +327,7 @@ def test_render_out_keeps_a_manifest_removes_its_stale_files_and_refuses_a_forei
     [
         ({"cache": {"scaling": {"maxReplica": 6}}}, "peakscale:cache.scaling.maxReplica", "unknown key (did you mean 'maxReplicas'?)"),
         ({"edge": {"edgeResource": {}}}, "peakscale:edge.edgeResource", "unknown key (did you mean 'edgeResources'?)"),
-        ({"edge": {"zzz": 3}}, "peakscale:edge.zzz", "unknown key (known: name, origins, image, originResources, edgeResources, drain, targetConnectionsPerPod, loadBalancerAnnotations, metrics, scaling)"),
+        ({"edge": {"zzz": 3}}, "peakscale:edge.zzz", "unknown key (known: name, origins, image, originResources, edgeResources, drain, targetConnectionsPerPod, loadBalancerAnnotations, publicAddress, onPublish, metricsAdapter, metrics, scaling)"),
     ],
 )
 def test_a_config_typo_names_the_key_it_meant(raw, where, says):
@@ -376,3 +376,30 @@ def test_the_prod_database_spreads_over_its_zones_so_its_raises_can_land(rendere
     assert (spread["topologyKey"], spread["whenUnsatisfiable"], spread["maxSkew"]) == ("topology.kubernetes.io/zone", "DoNotSchedule", 1)
     policy = next(o for o in r.objects if o["kind"] == "ScalingPolicy" and o["spec"]["targetRef"]["kind"] == "Cluster")
     assert policy["spec"]["maxReplicas"] == 6
+
+
+def test_the_live_edge_is_reachable_served_and_guarded(rendered):
+    """prod's edges: the WebRTC candidate and the LoadBalancer's IP are the reserved address (not a
+    pod IP behind the LB); publishing asks the on_publish hook; HLS has a Service on the origins;
+    prometheus-adapter is installed with the rule that serves the HPA's srs_clients."""
+    from stacks.edge import ADAPTER_RULE
+
+    r = rendered["prod"]
+    objects = r.objects
+    edge = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "live-edge")
+    env = edge["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "CANDIDATE", "value": "203.0.113.10"} in env
+    lb = next(o for o in objects if o["kind"] == "Service" and o["spec"].get("type") == "LoadBalancer")
+    assert lb["spec"]["loadBalancerIP"] == "203.0.113.10"
+    origin_conf = next(o for o in objects if o["kind"] == "ConfigMap" and "origin.conf" in o.get("data", {}))["data"]["origin.conf"]
+    assert "http_hooks { enabled on; on_publish http://publish-auth.live.svc.cluster.local:8085/api/v1/streams; }" in origin_conf
+    hls = next(o for o in objects if o["kind"] == "Service" and o["metadata"]["name"] == "live-origin-hls")
+    origin = next(o for o in objects if o["kind"] == "StatefulSet" and o["metadata"]["name"] == "live-origin")
+    assert hls["spec"]["type"] == "ClusterIP" and hls["spec"]["selector"] == origin["spec"]["selector"]["matchLabels"]
+    adapter = r.by_name("live-metrics-adapter")
+    assert adapter.type == "kubernetes:helm.sh/v3:Release" and adapter.inputs["values"]["rules"]["custom"] == [ADAPTER_RULE]
+    hpa = next(o for o in objects if o["kind"] == "HorizontalPodAutoscaler")
+    assert hpa["spec"]["metrics"][0]["pods"]["metric"]["name"] == ADAPTER_RULE["name"]["as"]
+    # dev keeps the pod IP and installs no adapter
+    dev_edge = next(o for o in rendered["dev"].objects if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-edge"))
+    assert dev_edge["spec"]["template"]["spec"]["containers"][0]["env"][0]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
