@@ -95,6 +95,7 @@ class RedisCache(pulumi.ComponentResource):
             files["sentinel.conf"] = self.sentinel_conf
             files["start-redis.sh"] = redis_conf.START_REDIS_SENTINEL_MODE
             files["start-sentinel.sh"] = redis_conf.START_SENTINEL
+            files["pre-stop.sh"] = redis_conf.PRE_STOP_FAILOVER
         else:
             files["start-redis.sh"] = redis_conf.START_REDIS_CLUSTER_MODE
             files["bootstrap.sh"] = redis_conf.BOOTSTRAP_CLUSTER
@@ -165,6 +166,8 @@ class RedisCache(pulumi.ComponentResource):
             }
         ]  # fmt: skip
         if self.sentinel_mode:
+            # a terminating primary hands over first (a planned failover, not a timeout)
+            containers[0]["lifecycle"] = {"preStop": {"exec": {"command": ["/bin/sh", "/etc/redis/pre-stop.sh"]}}}
             containers.append(
                 {
                     "name": "sentinel", "image": config.image.ref, "imagePullPolicy": config.image.pull_policy,

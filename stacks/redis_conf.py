@@ -120,6 +120,29 @@ fi
 exec redis-server "$@"
 """ % {"sentinel_port": SENTINEL_PORT, "master": MASTER_NAME, "port": REDIS_PORT, "write_auth": WRITE_AUTH}
 
+#: seconds a terminating primary waits for Sentinel to promote a replica
+FAILOVER_WAIT_S = 20
+
+PRE_STOP_FAILOVER = """#!/bin/sh
+# A terminating primary hands over before it stops: Sentinel promotes a replica now (a planned
+# failover, no writes lost to a timeout) instead of after down-after-milliseconds of errors.
+# Replicas and a lone primary just stop. SENTINEL_TARGET/REDIS_TARGET: where redis-cli reaches them.
+set -u
+export REDISCLI_AUTH="$REDIS_PASSWORD"
+role=$(redis-cli ${REDIS_TARGET:--h 127.0.0.1 -p %(port)d} role 2>/dev/null | head -n 1)
+[ "$role" = "master" ] || exit 0
+sentinel="${SENTINEL_TARGET:--h $SENTINEL_SERVICE -p %(sentinel_port)d}"
+redis-cli $sentinel sentinel failover %(master)s || exit 0
+i=0
+while [ "$i" -lt %(wait)d ]; do
+  role=$(redis-cli ${REDIS_TARGET:--h 127.0.0.1 -p %(port)d} role 2>/dev/null | head -n 1)
+  [ "$role" = "slave" ] && exit 0
+  sleep 1
+  i=$((i + 1))
+done
+echo "no replica took over within %(wait)d s"
+""" % {"port": REDIS_PORT, "sentinel_port": SENTINEL_PORT, "master": MASTER_NAME, "wait": FAILOVER_WAIT_S}
+
 START_SENTINEL = """#!/bin/sh
 # Sentinel rewrites its config: start from a writable copy (0600), add the password from the
 # environment.

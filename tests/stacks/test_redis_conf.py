@@ -261,3 +261,72 @@ def test_the_default_user_cannot_run_the_commands_that_empty_or_freeze_a_cache(t
         assert "NOAUTH" in command(server.sock, "GET k", password=None)
     finally:
         server.stop()
+
+
+def test_a_terminating_primary_hands_over_to_a_replica_through_sentinel(tmp_path):
+    """The primary's preStop on real servers (a primary, a replica, three Sentinels): run on the
+    replica it does nothing; run on the primary it asks Sentinel for a failover and returns once the
+    replica is the primary and the old one follows it."""
+    import redis
+
+    from stacks.redis_conf import MASTER_NAME, PRE_STOP_FAILOVER
+    from tests.autoscaler.test_reshard import unique_ports
+
+    script = tmp_path / "pre-stop.sh"
+    script.write_text(PRE_STOP_FAILOVER)
+    primary_port, replica_port, *sentinel_ports = unique_ports(5)
+    common = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--requirepass", PASSWORD, "--masterauth", PASSWORD, "--daemonize", "no"]
+    procs = []
+
+    def spawn(args: list[str], name: str) -> None:
+        folder = tmp_path / name
+        folder.mkdir()
+        procs.append(subprocess.Popen([REDIS, *args, "--dir", str(folder)], stdout=open(folder / "log", "w"), stderr=subprocess.STDOUT))
+
+    def role(port: int) -> str:
+        try:
+            return str(redis.Redis(host="127.0.0.1", port=port, password=PASSWORD, decode_responses=True).execute_command("ROLE")[0])
+        except redis.RedisError:
+            return ""
+
+    def run(port: int) -> subprocess.CompletedProcess:
+        env = {**os.environ, "REDIS_PASSWORD": PASSWORD, "REDIS_TARGET": f"-h 127.0.0.1 -p {port}", "SENTINEL_TARGET": f"-h 127.0.0.1 -p {sentinel_ports[0]}"}
+        return subprocess.run(["/bin/sh", str(script)], env=env, capture_output=True, text=True, timeout=60)
+
+    def wait(condition, what: str, timeout_s: float = 60) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not condition():
+            assert time.monotonic() < deadline, what
+            time.sleep(0.1)
+
+    try:
+        spawn(["--port", str(primary_port), *common], "primary")
+        spawn(["--port", str(replica_port), "--replicaof", "127.0.0.1", str(primary_port), *common], "replica")
+        wait(lambda: role(replica_port) == "slave" and redis.Redis(host="127.0.0.1", port=replica_port, password=PASSWORD, decode_responses=True).info("replication").get("master_link_status") == "up", "the replica to link")
+        for k, port in enumerate(sentinel_ports):
+            conf = tmp_path / f"sentinel-{k}.conf"
+            conf.write_text(
+                f"port {port}\nbind 127.0.0.1\nsentinel monitor {MASTER_NAME} 127.0.0.1 {primary_port} 2\nsentinel auth-pass {MASTER_NAME} {PASSWORD}\n"
+                f"sentinel down-after-milliseconds {MASTER_NAME} 5000\nsentinel failover-timeout {MASTER_NAME} 10000\n"
+            )
+            spawn([str(conf), "--sentinel"], f"sentinel-{k}")
+        sentinel = redis.Redis(host="127.0.0.1", port=sentinel_ports[0], decode_responses=True)
+
+        def knows_the_replica() -> bool:
+            try:
+                return any(str(r.get("port")) == str(replica_port) and "s_down" not in str(r.get("flags")) for r in sentinel.sentinel_slaves(MASTER_NAME))
+            except redis.RedisError:
+                return False
+
+        wait(knows_the_replica, "Sentinel to discover the replica")
+        on_replica = run(replica_port)
+        assert on_replica.returncode == 0 and role(replica_port) == "slave" and role(primary_port) == "master"
+        on_primary = run(primary_port)
+        assert on_primary.returncode == 0, on_primary.stdout + on_primary.stderr
+        assert "no replica took over" not in on_primary.stdout
+        assert role(replica_port) == "master"
+        wait(lambda: role(primary_port) == "slave", "the old primary to follow the new one")
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(timeout=10)

@@ -361,6 +361,11 @@ def test_a_redis_pod_is_ready_only_once_it_serves_the_data(rendered):
         assert redis_container["readinessProbe"]["exec"]["command"] == ["/bin/sh", "/etc/redis/ready.sh"]
         config = next(o for o in objects if o["kind"] == "ConfigMap" and "ready.sh" in (o.get("data") or {}))
         assert config["data"]["ready.sh"] == READY
+        # Sentinel mode: a terminating primary hands over first (held to real Sentinels in test_redis_conf)
+        sentinel = "sentinel.conf" in config["data"]
+        assert ("lifecycle" in redis_container) == sentinel
+        if sentinel:
+            assert redis_container["lifecycle"]["preStop"]["exec"]["command"] == ["/bin/sh", "/etc/redis/pre-stop.sh"] and "pre-stop.sh" in config["data"]
 
 
 def test_the_prod_database_spreads_over_its_zones_so_its_raises_can_land(rendered):
