@@ -1,7 +1,7 @@
 """Preflight: can every planned raise actually happen? Checked the day before, not at 19:58.
 
 For each promotion in scope and each ScalingPolicy it targets, the planned raise is what
-``peakscale plan`` shows (the controller's own cycles replayed, ``planview.replay_target``): the
+``peakscale plan`` shows (the controller's own cycles replayed, ``schedule.replay_target``): the
 highest floor or replica count in the promotion's action window, and the node-headroom
 placeholders ahead of it. Against the cluster and Prometheus it checks:
 
@@ -456,7 +456,7 @@ def run_checks(
 ) -> list[Check]:
     """Every check for each (promotion, the policies it targets). ``calendar_for(policy)`` gives
     every promotion that targets it (past ones teach), ``history(policy)`` its samples (raising
-    ``inputs.HistoryUnavailable`` when Prometheus does not). ``cache`` keeps what was read of
+    ``errors.HistoryUnavailable`` when Prometheus does not). ``cache`` keeps what was read of
     the cluster across calls (the controller checks a few policies per cycle)."""
     from autoscaler.errors import HistoryUnavailable
 

@@ -9,7 +9,7 @@
 | peakscale-scale | the controller in ``mode: scale`` |
 | oracle          | perfect foresight: exactly the replicas needed, ready just in time |
 
-The planner strategies are the controller itself: ``cycle.replay`` runs ``cycle.decide`` every
+The planner strategies are the controller itself: ``replay.replay`` runs ``cycle.decide`` every
 ``--interval`` on what the controller's Prometheus would hold by then (each sample once the
 period it measures is over; only the policy's history window), and the forecasts are the rows
 the live controller computes. The HPA of every strategy that has one sees the demand
@@ -263,7 +263,7 @@ def run_controller(
     tables: dict[TableKey, ForecastTable] | None = None,
     interval_s: int | None = None,
 ) -> Replay:
-    """The controller's cycles over the trace (``cycle.replay``), from the first simulated step."""
+    """The controller's cycles over the trace (``replay.replay``), from the first simulated step."""
     policy = scenario.cycle_policy(mode, interval_s, headroom=bool(events))
     times, values = controller_view(trace)
     start_s, stop_s = int(sim_times_s[0]), int(sim_times_s[-1]) + 1

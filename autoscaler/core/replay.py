@@ -196,7 +196,7 @@ def remember(
     policy_name: str = "",
 ) -> list[PromotionEvent]:
     """The calendar with what the controller records of each event once its window and cool-down
-    have passed (``forecast.record_profile``, from the cycle that acts on it, one lead time and
+    have passed (``profiles.record_profile``, from the cycle that acts on it, one lead time and
     one interval before the start, to its end; available from ``end + cooldown``): a replay over a
     known history remembers what the controller would have. Events whose samples the history does
     not cover keep what they had."""

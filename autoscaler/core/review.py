@@ -1,7 +1,7 @@
 """``peakscale promo review``: after an event, what was planned, what happened, what was learned.
 
 For one promotion and each ScalingPolicy it targeted, the controller's cycles around the event are
-replayed (``cycle.replay``, the one decision path) from the history: the floor or replica count
+replayed (``replay.replay``, the one decision path) from the history: the floor or replica count
 planned for it and when it was asked for, hence when it was ready (a lead time later); the peak
 the plan was sized for beside the peak observed; the minutes in which demand exceeded the
 capacity ready (an HPA simulated on top of the floor in hpa-floor mode, as in the backtest); and

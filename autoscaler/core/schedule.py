@@ -1,6 +1,6 @@
 """``peakscale plan``: what will scale when, before the night.
 
-For each ScalingPolicy, the plan is the controller's own cycles replayed (``cycle.replay``, which
+For each ScalingPolicy, the plan is the controller's own cycles replayed (``replay.replay``, which
 calls ``cycle.decide``) at the instants the controller would run them, from ``--from`` to
 ``--to``: every floor it would raise, lower or restore, every replica count it would write, each
 with its reason. Each cycle sees the history up to that instant only; beyond the newest sample,
@@ -174,7 +174,7 @@ def replay_target(
     interval_s: int = 30,
     arrives: bool = False,
 ) -> tuple[Replay, list[PromotionEvent]]:
-    """The controller's cycles for one policy over ``[from_s, to_s)`` (``cycle.replay``), and the
+    """The controller's cycles for one policy over ``[from_s, to_s)`` (``replay.replay``), and the
     events that target it, as the controller will know them (with what it will have recorded).
     Beyond the history, the promotions arrive as forecast (``arrives``) or do not show."""
     spec = policy.spec

@@ -249,15 +249,25 @@ def test_promo_import_and_review_of_any_file(files, tmp_path_factory, name):
     no_traceback(runner.invoke(app, ["promo", "list", "--calendar", str(files / name)]))
 
 
-def test_a_port_in_use_and_a_binary_kubeconfig_are_refused_on_one_line(files):
+def test_a_binary_kubeconfig_is_refused_on_one_line(files):
+    result = runner.invoke(app, ["controller", "--prometheus-url", "http://127.0.0.1:9", "--kubeconfig", str(files / "kc"), "--metrics-port", "18080"])
+    no_traceback(result)
+    assert result.exit_code == 2 and "--kubeconfig" in result.output
+
+
+def test_a_metrics_port_in_use_is_refused_on_one_line(files):
+    """A readable kubeconfig (nothing listens behind it: the port is checked first) and a port
+    another process holds: the controller cannot listen, and says which option to change."""
     busy = socket.socket()
-    busy.bind(("0.0.0.0", 0))
+    busy.bind(("127.0.0.1", 0))
     busy.listen(1)
     try:
         port = busy.getsockname()[1]
-        result = runner.invoke(app, ["controller", "--prometheus-url", "http://127.0.0.1:9", "--kubeconfig", str(files / "kc"), "--metrics-port", str(port)])
-        no_traceback(result)
-        assert result.exit_code == 2 and "--kubeconfig" in result.output
+        args = ["controller", "--prometheus-url", "http://127.0.0.1:9", "--kubeconfig", str(files / "unreachable-kc"), "--metrics-address", "127.0.0.1", "--metrics-port", str(port)]
+        # a process with a deadline: were the port not refused, the controller would run on
+        done = subprocess.run([sys.executable, "-m", "autoscaler.cli", *args], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert "--metrics-port" in done.stderr and f"cannot listen on 127.0.0.1:{port}" in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
     finally:
         busy.close()
 
