@@ -27,6 +27,10 @@ from dataclasses import dataclass, field
 
 from autoscaler.errors import InputError
 
+#: the planner's bounds, which the ScalingPolicy model and CRD hold too (one home: a test ties them)
+MAX_REPLICAS = 1_000_000
+MAX_CAPACITY = 1e12
+
 # reason codes, stable strings for status, Events and JSON
 FORECAST = "forecast"
 CURRENT_NEED = "current-need"
@@ -75,10 +79,10 @@ class PlanPolicy:
 
 def validate_policy(policy: PlanPolicy) -> None:
     """Raise ``InputError`` naming the option at fault."""
-    if not (math.isfinite(policy.capacity_per_replica) and 0 < policy.capacity_per_replica <= 1e12):
-        raise InputError("--capacity-per-replica", f"{policy.capacity_per_replica:g} must be > 0 and at most 1e12", "give the demand one replica serves, e.g. 2000")
-    if policy.max_replicas > 1_000_000:
-        raise InputError("--max-replicas", f"{policy.max_replicas} is over a million", "give the most replicas the tier may run")
+    if not (math.isfinite(policy.capacity_per_replica) and 0 < policy.capacity_per_replica <= MAX_CAPACITY):
+        raise InputError("--capacity-per-replica", f"{policy.capacity_per_replica:g} must be > 0 and at most {MAX_CAPACITY:g}", "give the demand one replica serves, e.g. 2000")
+    if policy.max_replicas > MAX_REPLICAS:
+        raise InputError("--max-replicas", f"{policy.max_replicas} is over {MAX_REPLICAS:,}", "give the most replicas the tier may run")
     if not (0 < policy.target_utilization <= 1):
         raise InputError("--target-utilization", f"{policy.target_utilization:g} is outside (0, 1]", "e.g. 0.7 keeps 30 % headroom")
     if policy.lead_time_s < 0:

@@ -21,7 +21,7 @@ from autoscaler.core.cycle_types import CyclePolicy
 from autoscaler.core.defaults import DEFAULT_MAX_PLACEHOLDERS
 from autoscaler.core.durations import parse_duration_s
 from autoscaler.errors import InputError, validation_problem
-from autoscaler.core.plan import PlanPolicy
+from autoscaler.core.plan import MAX_CAPACITY, MAX_REPLICAS, PlanPolicy
 
 if TYPE_CHECKING:
     from autoscaler.core.baseline import ForecastSettings
@@ -64,7 +64,7 @@ class TargetRef(_Spec):
 
 class Metric(_Spec):
     query: str = Field(min_length=1)
-    capacity_per_replica: float = Field(gt=0)
+    capacity_per_replica: float = Field(gt=0, le=MAX_CAPACITY)
     target_utilization: float = Field(default=0.7, gt=0, le=1)
 
 
@@ -153,8 +153,8 @@ class ScalingPolicySpec(_Spec):
     mode: Literal["hpa-floor", "scale", "observe"] = "hpa-floor"
     metric: Metric
     lead_time: str
-    min_replicas: int = Field(default=1, ge=0)
-    max_replicas: int = Field(ge=1)
+    min_replicas: int = Field(default=1, ge=0, le=MAX_REPLICAS)
+    max_replicas: int = Field(ge=1, le=MAX_REPLICAS)
     max_scale_up_per_minute: int | None = Field(default=None, ge=1)
     scale_down_stabilization: str = "5m"
     freeze_during_events: bool = True
