@@ -132,11 +132,16 @@ export REDISCLI_AUTH="$REDIS_PASSWORD"
 role=$(redis-cli ${REDIS_TARGET:--h 127.0.0.1 -p %(port)d} role 2>/dev/null | head -n 1)
 [ "$role" = "master" ] || exit 0
 sentinel="${SENTINEL_TARGET:--h $SENTINEL_SERVICE -p %(sentinel_port)d}"
-redis-cli $sentinel sentinel failover %(master)s || exit 0
+asked=""
 i=0
 while [ "$i" -lt %(wait)d ]; do
   role=$(redis-cli ${REDIS_TARGET:--h 127.0.0.1 -p %(port)d} role 2>/dev/null | head -n 1)
   [ "$role" = "slave" ] && exit 0
+  # asked again until Sentinel takes it (NOGOODSLAVE while it has not yet heard from a replica)
+  if [ -z "$asked" ]; then
+    reply=$(redis-cli $sentinel sentinel failover %(master)s 2>/dev/null | tail -n 1)
+    case "$reply" in OK|*INPROG*) asked=yes ;; esac
+  fi
   sleep 1
   i=$((i + 1))
 done

@@ -28,6 +28,7 @@ from typer.testing import CliRunner
 from autoscaler.adapters.redis_cluster import ClusterAdmin, parse_nodes
 from autoscaler.cli import app
 from autoscaler.core.reshard import SLOTS, describe, plan_moves, raise_seconds, ready_resharding, reshard_seconds, targets
+from tests.processes import stop_process
 
 REDIS = shutil.which("redis-server")
 PASSWORD = "from-the-secret"
@@ -141,12 +142,7 @@ class Server:
             return False
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
 
 
 def wait_for(condition, what: str, timeout_s: float = 60.0) -> None:

@@ -37,6 +37,7 @@ from collections.abc import Callable
 import yaml
 
 from tests.cluster.pki import Pair, Pki, make_pki
+from tests.processes import stop_process
 
 CACHE = Path(os.environ.get("PEAKSCALE_CACHE") or Path.home() / ".cache" / "peakscale")
 BIN = CACHE / "bin"
@@ -95,13 +96,7 @@ class Process:
             raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.tail()}")
 
     def stop(self, timeout_s: float = 20) -> None:
-        if self.alive():
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, timeout_s)
         self._log.close()
 
 

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from stacks.config import CacheConfig, RedisSettings, parse_stack_config
 from stacks.redis_conf import AUTH_FRAGMENT, DANGEROUS, WRITE_AUTH, render_redis_conf, render_sentinel_conf
+from tests.processes import stop_process
 
 REDIS = shutil.which("redis-server")
 pytestmark = pytest.mark.skipif(REDIS is None, reason="redis-server is installed by `make test` (Debian package redis-server)")
@@ -60,13 +61,7 @@ class RedisProcess:
         return False
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 def localize(conf_text: str, work: Path) -> str:
@@ -232,8 +227,7 @@ def test_a_replica_in_full_sync_is_not_ready_and_is_once_linked(tmp_path):
         assert ready(replica_port).returncode == 0
     finally:
         for p in procs:
-            p.terminate()
-            p.wait(timeout=10)
+            stop_process(p)
 
 
 def test_a_memory_limit_without_room_to_fork_is_refused():
@@ -314,7 +308,7 @@ def test_a_terminating_primary_hands_over_to_a_replica_through_sentinel(tmp_path
 
         def knows_the_replica() -> bool:
             try:
-                return any(str(r.get("port")) == str(replica_port) and "s_down" not in str(r.get("flags")) for r in sentinel.sentinel_slaves(MASTER_NAME))
+                return any(str(r.get("port")) == str(replica_port) and "s_down" not in str(r.get("flags")) and r.get("master-link-status") == "ok" for r in sentinel.sentinel_slaves(MASTER_NAME))
             except redis.RedisError:
                 return False
 
@@ -328,5 +322,4 @@ def test_a_terminating_primary_hands_over_to_a_replica_through_sentinel(tmp_path
         wait(lambda: role(primary_port) == "slave", "the old primary to follow the new one")
     finally:
         for p in procs:
-            p.terminate()
-            p.wait(timeout=10)
+            stop_process(p)
