@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import redis
 
 from autoscaler.core.reshard import Move, plan_moves
+from autoscaler.errors import Unavailable
 
 Address = tuple[str, int]
 
@@ -130,7 +131,7 @@ class ClusterAdmin:
                 return parse_nodes(self.client(seed).execute_command("CLUSTER", "NODES"))
             except redis.RedisError as exc:
                 last = exc
-        raise ConnectionError(f"no seed of the cluster answers ({last})")
+        raise Unavailable(f"no node of the cluster answers at {', '.join(f'{h}:{p}' for h, p in self.seeds)} ({last})")
 
     def with_flags(self) -> list[Node]:
         """The cluster with each primary's MIGRATING/IMPORTING slots, which a node shows only in its

@@ -45,9 +45,20 @@ def reshard(
 
     Example: peakscale reshard --nodes cache-node-0.cache-headless:6379,cache-node-1.cache-headless:6379,... --shards 5 --replicas-per-shard 1 --policy live/cache-cache-node
     """
+    import redis
+
+    from autoscaler.errors import CommandFailed
+
+    try:
+        _reshard(split_list(nodes), shards, replicas_per_shard, policy, kubeconfig, context, batch)
+    except (redis.RedisError, TimeoutError) as exc:
+        raise CommandFailed(f"the reshard stopped: {exc} (run it again: it resumes from the cluster's own state)") from None
+
+
+def _reshard(nodes: list[str], shards: int, replicas_per_shard: int, policy: str | None, kubeconfig: Path | None, context: str | None, batch: int) -> None:
     from autoscaler.adapters.redis_cluster import ClusterAdmin
 
-    pods = [_address(n) for n in split_list(nodes)]
+    pods = [_address(n) for n in nodes]
     size = replicas_per_shard + 1
     if len(pods) < shards * size:
         raise InputError("--nodes", f"{len(pods)} pods for {shards} shards of {size}", f"list every pod of the StatefulSet, at least {shards * size}")

@@ -12,6 +12,7 @@ import random
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -314,3 +315,10 @@ def test_a_source_that_became_a_replica_of_the_new_owner_ends_its_slots_move(sou
     else:
         with pytest.raises(redis.ResponseError):
             admin._move(move, nodes, Progress(slots_total=1), None)
+
+
+def test_a_reshard_that_cannot_reach_the_cluster_says_so_on_one_line():
+    port = unique_ports(1)[0]  # nothing listens there
+    done = subprocess.run([sys.executable, "-m", "autoscaler.cli", "reshard", "--nodes", f"127.0.0.1:{port}", "--shards", "1", "--replicas-per-shard", "0"], capture_output=True, text=True, timeout=60, env={**os.environ, "REDISCLI_AUTH": PASSWORD})
+    assert done.returncode == 1 and "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert f"no node of the cluster answers at 127.0.0.1:{port}" in done.stderr and PASSWORD not in done.stderr
