@@ -1,6 +1,6 @@
 """``peakscale plan``: every write the controller would make, per target, with its reason.
 
-The controller's own cycle function runs at the instants the controller would (``core.schedule``);
+The controller's own cycle function runs at the instants the controller would (``core.plan_report``);
 this module only gathers the inputs (policies, promotions, histories) and prints the result."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from autoscaler.adapters.inputs import PolicyDoc
     from autoscaler.adapters.trace_files import TraceFormat
     from autoscaler.core.calendar import PromotionEvent
-    from autoscaler.core.schedule import Action, Plan, TimelinePoint
+    from autoscaler.core.plan_report import Action, Plan, TimelinePoint
     from autoscaler.adapters.store import Store
 
 
@@ -110,7 +110,7 @@ def _result(
     """Each chosen policy's plan; a promotion in the window that applies to no policy at all (of
     ``every``, not only the chosen) is said on stderr, with the labels the policies carry."""
     from autoscaler.core.resources import event_applies
-    from autoscaler.core.schedule import Plan, PolicyInput, plan_target
+    from autoscaler.core.plan_report import Plan, PolicyInput, plan_target
 
     targets = []
     for doc in docs:
@@ -246,7 +246,7 @@ def _window(
 
 
 def _print_plan(result: Plan, output: str, timeline: bool, verbose: bool) -> None:
-    from autoscaler.core.schedule import sparkline
+    from autoscaler.core.plan_report import sparkline
     from rich.table import Table
 
     if output == "json":

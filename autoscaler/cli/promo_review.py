@@ -80,7 +80,7 @@ def review(
     from autoscaler.adapters.store import Promo
     from autoscaler.adapters.trace_files import TraceFormat
     from autoscaler.core.review import Review, recorded_profile, review_policy
-    from autoscaler.core.schedule import PolicyInput
+    from autoscaler.core.plan_report import PolicyInput
 
     check_output(output)
     show_zone = get_zone(tz)

@@ -39,7 +39,6 @@ class ControllerOptions:
     namespaces: list[str] | None = None
     interval_s: int = 30
     dry_run: bool = False
-    metric_lag_s: int = 60
     stale_after_s: int = 300
     lease_namespace: str = "peakscale-system"
     lease_name: str = DEFAULT_LEASE_NAME

@@ -1,7 +1,7 @@
 """Preflight: can every planned raise actually happen? Checked the day before, not at 19:58.
 
 For each promotion in scope and each ScalingPolicy it targets, the planned raise is what
-``peakscale plan`` shows (the controller's own cycles replayed, ``schedule.replay_target``): the
+``peakscale plan`` shows (the controller's own cycles replayed, ``plan_report.replay_target``): the
 highest floor or replica count in the promotion's action window, and the node-headroom
 placeholders ahead of it. Against the cluster and Prometheus it checks:
 

@@ -64,7 +64,7 @@ class PlannedRaise:
 
 def planned_raise(policy: PolicyDoc, times: np.ndarray, values: np.ndarray, calendar: list[PromotionEvent], event: PromotionEvent, now_s: int, interval_s: int) -> PlannedRaise:
     """What ``peakscale plan`` shows for ``event`` on this policy."""
-    from autoscaler.core.schedule import PolicyInput, replay_target
+    from autoscaler.core.plan_report import PolicyInput, replay_target
 
     cycle_policy = policy.spec.cycle_policy(interval_s)
     lo, hi = action_window(cycle_policy, event)

@@ -21,7 +21,7 @@ from autoscaler.core.cycle import period_starts
 from autoscaler.core.windows import action_window
 from autoscaler.core.replay import Replay, forecast_table, record_event, remember, replay
 from autoscaler.core.cycle_types import CyclePolicy, HpaFloor
-from autoscaler.core.schedule import WARM_UP_S, PolicyInput
+from autoscaler.core.plan_report import WARM_UP_S, PolicyInput
 from autoscaler.core.simulate import ready_replicas, simulate_hpa
 
 #: how long before an event's window the replay starts, so that the plan has settled

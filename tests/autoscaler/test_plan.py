@@ -170,7 +170,7 @@ def test_a_forecast_reason_names_numbers_whose_arithmetic_gives_the_replicas(pea
 
 def test_a_promotions_headroom_resizes_fold_into_one_row_unless_verbose():
     from autoscaler.cli.plan import _rows
-    from autoscaler.core.schedule import Action
+    from autoscaler.core.plan_report import Action
 
     def action(minute: int, kind: str, before: int, after: int) -> Action:
         return Action(at=f"2026-11-11 19:{minute:02d} +08:00", at_s=minute * 60, action=kind, from_replicas=before, to_replicas=after, event="d11", title="11.11", lead_time_s=600, reason="r")

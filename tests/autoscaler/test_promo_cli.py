@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from autoscaler.cli import app
 from autoscaler.errors import InputError
-from autoscaler.core.schedule import Plan
+from autoscaler.core.plan_report import Plan
 from autoscaler.cli.promo import import_rows as _import_rows
 from autoscaler.cli.promo_store import parse_time
 from autoscaler.core.durations import parse_duration_s

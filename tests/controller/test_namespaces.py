@@ -134,7 +134,7 @@ def test_parity_fails_when_plan_applies_promotions_across_namespaces(world, monk
     namespace's policy in the plan, which the controller never did. (Under that rule every
     namespace's promotions apply to both policies, those other tests left on this cluster too, so
     only the second namespace's raise for the sale is asserted, not the first's writes.)"""
-    import autoscaler.core.schedule as schedule
+    import autoscaler.core.plan_report as schedule
     from autoscaler.core.resources import selector_of
 
     monkeypatch.setattr(schedule, "event_applies", lambda event, namespace, labels: selector_of(event).matches(labels))
