@@ -324,8 +324,10 @@ def build_spec(
         raise InputError("--end", f"{_rfc3339(finish)} is not after --start {_rfc3339(begin)}", "end after start, or use --duration")
     if multiplier is not None and expected_peak is not None:
         raise InputError("--multiplier", "give --multiplier or --expected-peak, not both", "one way of sizing the event")
-    if multiplier is not None and not (0 < multiplier <= 1000):
-        raise InputError("--multiplier", f"{multiplier:g} is outside (0, 1000]", "the expected peak over the usual load, e.g. 3")
+    from autoscaler.core.calendar import MAX_MULTIPLIER
+
+    if multiplier is not None and not (0 < multiplier <= MAX_MULTIPLIER):
+        raise InputError("--multiplier", f"{multiplier:g} is outside (0, {MAX_MULTIPLIER:g}]", "the expected peak over the usual load, e.g. 3")
     if expected_peak is not None and not (math.isfinite(expected_peak) and 0 < expected_peak <= MAX_PEAK):
         raise InputError("--expected-peak", f"{expected_peak:g} is outside (0, {MAX_PEAK:g}]", "the expected peak of the policies' metric")
     spec: dict = {"start": _rfc3339(begin), "end": _rfc3339(finish), "kind": kind}

@@ -16,7 +16,7 @@ from kubernetes.client.rest import ApiException
 from autoscaler.core.calendar import EventProfile, PromotionEvent
 from autoscaler.core.cycle import CalendarIndex
 from autoscaler.core.cycle_types import CyclePolicy, CycleState, ForecastView
-from autoscaler.core.defaults import DEFAULT_LEASE_NAME, DEFAULT_MAX_PLACEHOLDERS
+from autoscaler.core.defaults import DEFAULT_LEASE_NAME, DEFAULT_MAX_PLACEHOLDERS, STALE_AFTER_S
 from autoscaler.errors import InputError, MetricsUnavailable, clip
 from autoscaler.adapters.kube import HpaView, Kube
 from autoscaler.controller.headroom import PodShape
@@ -39,7 +39,7 @@ class ControllerOptions:
     namespaces: list[str] | None = None
     interval_s: int = 30
     dry_run: bool = False
-    stale_after_s: int = 300
+    stale_after_s: int = STALE_AFTER_S
     lease_namespace: str = "peakscale-system"
     lease_name: str = DEFAULT_LEASE_NAME
     #: the zone of the local times in log lines (the operators' wall clock)

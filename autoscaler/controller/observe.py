@@ -9,6 +9,7 @@ from typing import Any
 
 from kubernetes.client.rest import ApiException
 
+from autoscaler.core.defaults import stale_after
 from autoscaler.core.calendar import PromotionEvent
 from autoscaler.core.cycle import CalendarIndex, live_forecast, stale_forecast
 from autoscaler.core.cycle_types import CyclePolicy, ForecastView
@@ -66,7 +67,7 @@ class ObserveSteps(ControllerBase):
             try:
                 return self.history.history(
                     query, now_s=now, history_s=spec.forecast_settings().history_s, step_s=spec.step_s,
-                    stale_after_s=max(self.options.stale_after_s, 3 * spec.step_s), ceiling=spec.plausible_demand,
+                    stale_after_s=stale_after(spec.step_s, self.options.stale_after_s), ceiling=spec.plausible_demand,
                 )
             except MetricsUnavailable as exc:
                 return exc

@@ -6,3 +6,13 @@ DEFAULT_LEASE_NAME = "peakscale-controller"
 
 #: the controller's default cap on one policy's placeholder pods (--headroom-max-pods)
 DEFAULT_MAX_PLACEHOLDERS = 100
+
+#: a policy's metrics are stale once their newest sample is this old (--stale-after), or three of its
+#: steps when that is longer: the controller's observe step and every replay of its cycles use
+#: ``stale_after``
+STALE_AFTER_S = 300
+
+
+def stale_after(step_s: int, setting_s: int = STALE_AFTER_S) -> int:
+    """How old a policy's newest sample may be before its metrics count as stale."""
+    return max(setting_s, 3 * step_s)

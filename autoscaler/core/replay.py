@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from autoscaler.core.defaults import stale_after
 from autoscaler.core.calendar import EventProfile, PromotionEvent, event_mask
 from autoscaler.core.forecast import block_bounds, forecast_block
 from autoscaler.core.profiles import record_profile
@@ -154,7 +155,7 @@ def replay(
     and the cluster answers each write (``_Cluster``); the backtest's node model counts its own
     ready replicas from ``headroom_for``."""
     index = index_calendar(policy, calendar)
-    stale = stale_after_s if stale_after_s is not None else max(300, 3 * int(table.times_s[1] - table.times_s[0]))
+    stale = stale_after_s if stale_after_s is not None else stale_after(int(table.times_s[1] - table.times_s[0]))
     n = max(0, -(-(stop_s - start_s) // policy.interval_s))
     out_times = start_s + np.arange(n, dtype=np.int64) * policy.interval_s
     targets = [0] * n

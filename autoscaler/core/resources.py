@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from autoscaler.core.calendar import EventProfile, PromotionEvent
+from autoscaler.core.calendar import MAX_MULTIPLIER, EventProfile, PromotionEvent
 from autoscaler.core.cycle_types import CyclePolicy
 from autoscaler.core.defaults import DEFAULT_MAX_PLACEHOLDERS
 from autoscaler.core.durations import parse_duration_s
@@ -350,7 +350,7 @@ class PromotionEventSpec(_Spec):
     start: datetime
     end: datetime
     kind: str = Field(min_length=1, max_length=63)
-    expected_multiplier: float | None = Field(default=None, gt=0, le=1000)
+    expected_multiplier: float | None = Field(default=None, gt=0, le=MAX_MULTIPLIER)
     expected_peak: float | None = Field(default=None, gt=0)
     like: list[Annotated[str, Field(min_length=1)]] = Field(default=[], max_length=20)
     targets: LabelSelector = LabelSelector()

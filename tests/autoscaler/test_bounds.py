@@ -98,3 +98,35 @@ def test_the_models_bounds_are_ones_the_planner_takes(replicas, capacity):
     for past in ({"maxReplicas": MAX_REPLICAS + 1}, {"metric": {"query": "q", "capacityPerReplica": MAX_CAPACITY * 10}}):
         with pytest.raises(ValueError):
             ScalingPolicySpec.model_validate({**spec, **past})
+
+
+def test_the_controller_and_every_replay_call_metrics_stale_by_one_rule():
+    """One staleness rule: the controller's default and a replay's (plan, backtest, review) are
+    core.defaults.stale_after; a policy with a coarse step gets three of its steps."""
+    import inspect
+
+    from autoscaler.controller import observe
+    from autoscaler.controller.base import ControllerOptions
+    from autoscaler.core import replay
+    from autoscaler.core.defaults import STALE_AFTER_S, stale_after
+
+    assert ControllerOptions(identity="x").stale_after_s == STALE_AFTER_S
+    assert (stale_after(60), stale_after(1800)) == (STALE_AFTER_S, 5400)
+    for module in (observe, replay):
+        assert "stale_after(" in inspect.getsource(module) and "300" not in inspect.getsource(module), module.__name__
+
+
+def test_the_multiplier_has_one_bound_everywhere():
+    from typer.testing import CliRunner
+
+    from autoscaler.cli import app
+    from autoscaler.core.calendar import MAX_MULTIPLIER
+
+    schema = yaml.safe_load((CRDS / "promotionevents.peakscale.io.yaml").read_text())["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["expectedMultiplier"]
+    assert schema["maximum"] == MAX_MULTIPLIER
+    from datetime import UTC, datetime, timedelta
+
+    start = f"{datetime.now(UTC) + timedelta(days=2):%Y-%m-%d %H:%M}"
+    args = ["promo", "add", "x", "--start", start, "--tz", "UTC", "--duration", "1h", "--kind", "k", "--multiplier", str(MAX_MULTIPLIER * 2), "--store", "file"]
+    refused = CliRunner().invoke(app, args, env={"PEAKSCALE_CALENDAR": "/nonexistent/never-written.yaml"})
+    assert refused.exit_code == 2 and f"(0, {MAX_MULTIPLIER:g}]" in refused.output
