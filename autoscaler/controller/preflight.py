@@ -33,7 +33,7 @@ from autoscaler.core.calendar import PromotionEvent
 from autoscaler.errors import InputError
 from autoscaler.controller.headroom import COMPONENT, MANAGED_BY, PodShape, quantity, shape_of
 from autoscaler.adapters.inputs import PolicyDoc
-from autoscaler.controller.preflight_model import FAIL, PASS, WARN, Check, ClusterFacts, PlannedRaise, TargetFacts, planned_raise
+from autoscaler.controller.preflight_model import FAIL, PASS, WARN, Check, ClusterFacts, PlannedRaise, TargetFacts, planned_raise, policy_field_fix
 from autoscaler.controller.preflight_reshard import check_reshard
 
 #: exit code of ``peakscale preflight`` by the worst status
@@ -97,10 +97,7 @@ def check_policy_max(r: PlannedRaise) -> Check | None:
     if r.capped_need is None:
         return None
     what = _obj("ScalingPolicy", r.policy.namespace, r.policy.name)
-    kubectl = f"kubectl -n {r.policy.namespace} patch scalingpolicy {r.policy.name} --type merge -p '{{\"spec\":{{\"maxReplicas\":{r.capped_need}}}}}'"
-    tier = r.policy.labels.get("peakscale.io/tier")
-    # a policy the stacks made carries its tier's label: its bound is the tier's stack config
-    fix = f"pulumi config set --path peakscale:{tier}.scaling.maxReplicas {r.capped_need} && pulumi up (the stack makes this policy)" if tier else kubectl
+    fix = policy_field_fix(r.policy, "maxReplicas", r.capped_need)
     return Check(status=WARN, check="policy-max", object=what, message=f"maxReplicas {r.policy.spec.max_replicas} caps the plan at {r.planned}: the forecast needs {r.capped_need}", fix=fix)
 
 

@@ -3,6 +3,7 @@ the planned raise each check is about, and the facts read from the cluster for i
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -46,6 +47,16 @@ class Report(BaseModel):
     @property
     def exit_code(self) -> int:
         return EXIT_CODES[self.worst]
+
+
+def policy_field_fix(policy: PolicyDoc, field: str, value: int | str) -> str:
+    """The fix of a ScalingPolicy's own field: a policy the stacks made carries its tier's label,
+    and the field is the tier's stack config (``scaling.<field>``); else a kubectl patch."""
+    tier = policy.labels.get("peakscale.io/tier")
+    if tier:
+        return f"pulumi config set --path peakscale:{tier}.scaling.{field} {value} && pulumi up (the stack makes this policy)"
+    patch = json.dumps({"spec": {field: value}}, separators=(",", ":"))
+    return f"kubectl -n {policy.namespace} patch scalingpolicy {policy.name} --type merge -p '{patch}'"
 
 
 @dataclass(frozen=True)

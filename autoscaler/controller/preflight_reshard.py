@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from autoscaler.controller.preflight_model import PASS, WARN, Check, PlannedRaise, TargetFacts
+from autoscaler.controller.preflight_model import PASS, WARN, Check, PlannedRaise, TargetFacts, policy_field_fix
 
 
 def check_reshard(r: PlannedRaise, t: TargetFacts, status: dict) -> Check | None:
@@ -24,12 +24,10 @@ def check_reshard(r: PlannedRaise, t: TargetFacts, status: dict) -> Check | None
     dataset = parse_size(spec.reshard.dataset_size, field="spec.reshard.datasetSize")
     measured = (status.get("reshard") or {}).get("throughputBytesPerSecond")
     throughput = float(measured) if isinstance(measured, (int, float)) and measured > 0 else parse_size(spec.reshard.throughput, field="spec.reshard.throughput", per_second=True)
-    estimate = describe(moves, dataset, throughput).replace("the last measured", "the last measured" if measured else "an assumed (spec.reshard.throughput; never measured)")
+    estimate = describe(moves, dataset, throughput, measured=bool(measured))
     seconds, lead = reshard_seconds(moves, dataset, throughput), spec.plan_policy().lead_time_s
     message = f"{current} -> {r.planned} shards: {estimate}"
     if seconds <= lead:
         return Check(status=PASS, check="reshard", object=what, message=f"{message}, within leadTime {spec.lead_time}")
-    need = f"{math.ceil((lead + seconds) / 60)}m"
-    tier = r.policy.labels.get("peakscale.io/tier")
-    fix = f"pulumi config set --path peakscale:{tier}.scaling.leadTime {need} && pulumi up" if tier else f"kubectl -n {r.policy.namespace} patch scalingpolicy {r.policy.name} --type merge -p '{{\"spec\":{{\"leadTime\":\"{need}\"}}}}'"
+    fix = policy_field_fix(r.policy, "leadTime", f"{math.ceil((lead + seconds) / 60)}m")
     return Check(status=WARN, check="reshard", object=what, message=f"{message}: longer than leadTime {spec.lead_time}, so the new shards serve after the promotion starts", fix=fix)

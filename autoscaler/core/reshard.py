@@ -77,11 +77,13 @@ def reshard_seconds(moves: int, dataset_bytes: float, throughput_bytes_s: float,
     return math.ceil(margin * moved / throughput_bytes_s + 0.001 * moves)
 
 
-def describe(moves: int, dataset_bytes: float, throughput_bytes_s: float) -> str:
-    """The estimate in words, as preflight and the plan show it."""
+def describe(moves: int, dataset_bytes: float, throughput_bytes_s: float, *, measured: bool = True) -> str:
+    """The estimate in words, as preflight shows it; ``measured``: the throughput is the last reshard's,
+    not the one the policy assumes."""
     seconds = reshard_seconds(moves, dataset_bytes, throughput_bytes_s)
     moved = dataset_bytes * moves / SLOTS
-    return f"resharding {moves:,} of {SLOTS:,} slots, ~{_size(moved)}, ~{max(1, round(seconds / 60))} min at the last measured {_size(throughput_bytes_s)}/s (x{THROUGHPUT_MARGIN:g} margin)"
+    source = "the last measured" if measured else "an assumed (spec.reshard.throughput; never measured)"
+    return f"resharding {moves:,} of {SLOTS:,} slots, ~{_size(moved)}, ~{max(1, round(seconds / 60))} min at {source} {_size(throughput_bytes_s)}/s (x{THROUGHPUT_MARGIN:g} margin)"
 
 
 def _size(n: float) -> str:
