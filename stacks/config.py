@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from autoscaler.core.defaults import MAX_COVERAGE, MIN_COVERAGE
 from autoscaler.core.durations import parse_duration_s
 from autoscaler.core.resources import NodeHeadroom, duration_field
 from autoscaler.errors import ConfigError, dotted, validation_problem
@@ -113,7 +114,7 @@ class Scaling(Model):
     capacity_per_replica: float = Field(default=1000.0, gt=0)
     #: the share of demand inside promotion windows the tier's plan is sized to serve (the
     #: ScalingPolicy's spec.coverage; None: the CRD's default, 0.99)
-    coverage: float | None = Field(default=None, ge=0.5, le=0.9999)
+    coverage: float | None = Field(default=None, ge=MIN_COVERAGE, le=MAX_COVERAGE)
     node_headroom: NodeHeadroom = NodeHeadroom()
 
     @field_validator("lead_time")

@@ -172,8 +172,9 @@ def _scenario(
     )
     if floor not in ("plan", "events-only"):
         raise InputError("--floor", f"unknown rule {floor!r}", "use plan or events-only")
-    if not 0.5 <= coverage <= 0.9999:
-        raise InputError("--coverage", f"{coverage:g} is outside [0.5, 0.9999]", "e.g. --coverage 0.99 (99 % of event demand) or 0.999")
+    from autoscaler.core.defaults import checked_coverage
+
+    checked_coverage(coverage)
     history_s = parse_duration_s(history_window, field="--history-window")
     if history_s < 86400:
         raise InputError("--history-window", f"{history_window!r} is shorter than a day", "the daily profile needs at least 1d, e.g. 2d or 14d")

@@ -170,8 +170,9 @@ def _with_coverage(docs: list[PolicyDoc], coverage: float | None) -> list[Policy
 
     if coverage is None:
         return docs
-    if not 0.5 <= coverage <= 0.9999:
-        raise InputError("--coverage", f"{coverage:g} is outside [0.5, 0.9999]", "e.g. --coverage 0.99 (99 % of event demand) or 0.999")
+    from autoscaler.core.defaults import checked_coverage
+
+    checked_coverage(coverage)
     return [dataclasses.replace(d, spec=ScalingPolicySpec.model_validate({**d.spec.model_dump(), "coverage": coverage})) for d in docs]
 
 

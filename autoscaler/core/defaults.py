@@ -16,3 +16,15 @@ STALE_AFTER_S = 300
 def stale_after(step_s: int, setting_s: int = STALE_AFTER_S) -> int:
     """How old a policy's newest sample may be before its metrics count as stale."""
     return max(setting_s, 3 * step_s)
+
+#: the coverage a plan may be sized to (spec.coverage, --coverage): one home for its bounds
+MIN_COVERAGE, MAX_COVERAGE = 0.5, 0.9999
+
+
+def checked_coverage(value: float, field: str = "--coverage") -> float:
+    """``value`` when it is a coverage a plan can be sized to; else the error naming ``field``."""
+    from autoscaler.errors import InputError
+
+    if not MIN_COVERAGE <= value <= MAX_COVERAGE:
+        raise InputError(field, f"{value:g} is outside [{MIN_COVERAGE:g}, {MAX_COVERAGE:g}]", "e.g. --coverage 0.99 (99 % of event demand) or 0.999")
+    return value

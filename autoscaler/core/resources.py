@@ -18,7 +18,7 @@ from pydantic.alias_generators import to_camel
 
 from autoscaler.core.calendar import MAX_MULTIPLIER, EventProfile, PromotionEvent
 from autoscaler.core.cycle_types import CyclePolicy
-from autoscaler.core.defaults import DEFAULT_MAX_PLACEHOLDERS
+from autoscaler.core.defaults import DEFAULT_MAX_PLACEHOLDERS, MAX_COVERAGE, MIN_COVERAGE
 from autoscaler.core.durations import parse_duration_s
 from autoscaler.errors import InputError, validation_problem
 from autoscaler.core.plan import MAX_CAPACITY, MAX_REPLICAS, PlanPolicy
@@ -164,7 +164,7 @@ class ScalingPolicySpec(_Spec):
     cooldown: str = "30m"
     #: the share of demand inside promotion windows the plan is sized to serve (the upper
     #: forecast's split-conformal level there: ``ForecastSettings.coverage``)
-    coverage: float = Field(default=0.99, ge=0.5, le=0.9999)
+    coverage: float = Field(default=0.99, ge=MIN_COVERAGE, le=MAX_COVERAGE)
     forecast: ForecastSpec = ForecastSpec()
     node_headroom: NodeHeadroom = NodeHeadroom()
     #: a resharding tier (Redis Cluster, mode scale, replicas are shards); None: replicas start alone
