@@ -1,7 +1,9 @@
-"""The test suite's processes (redis-server, Prometheus, the control plane): stopped by pid."""
+"""The test suite's processes (redis-server, Prometheus, the control plane): their ports, and
+stopped by pid."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 
 
@@ -15,3 +17,15 @@ def stop_process(proc: subprocess.Popen, timeout_s: float = 10) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def unique_ports(n: int) -> list[int]:
+    """``n`` distinct free ports on 127.0.0.1 (held together while they are chosen)."""
+    held = [socket.socket() for _ in range(n)]
+    try:
+        for s in held:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in held]
+    finally:
+        for s in held:
+            s.close()

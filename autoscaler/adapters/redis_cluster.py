@@ -133,13 +133,17 @@ class ClusterAdmin:
                 last = exc
         raise Unavailable(f"no node of the cluster answers at {', '.join(f'{h}:{p}' for h, p in self.seeds)} ({last})")
 
+    def myself(self, address: Address) -> Node:
+        """The node at ``address`` as it sees itself (its bus port, its MIGRATING/IMPORTING slots)."""
+        return next(n for n in parse_nodes(self.client(address).execute_command("CLUSTER", "NODES")) if n.myself)
+
     def with_flags(self) -> list[Node]:
         """The cluster with each primary's MIGRATING/IMPORTING slots, which a node shows only in its
         own line: each primary is asked for itself."""
         nodes = self.nodes()
         for node in nodes:
             if node.primary:
-                me = next(n for n in parse_nodes(self.client(node.address).execute_command("CLUSTER", "NODES")) if n.myself)
+                me = self.myself(node.address)
                 node.migrating, node.importing = me.migrating, me.importing
         return nodes
 
@@ -158,8 +162,7 @@ class ClusterAdmin:
         seed = self.client(self.seeds[0])
         for address in [*primaries, *(r for r, _ in replicas)]:
             if address not in known:
-                me = next(n for n in parse_nodes(self.client(address).execute_command("CLUSTER", "NODES")) if n.myself)
-                seed.execute_command("CLUSTER", "MEET", address[0], address[1], me.bus_port)
+                seed.execute_command("CLUSTER", "MEET", address[0], address[1], self.myself(address).bus_port)
         everyone = {n.address for n in self.nodes()} | set(primaries) | {r for r, _ in replicas}
         self.wait(lambda: all({n.address for n in parse_nodes(self.client(a).execute_command("CLUSTER", "NODES"))} >= everyone for a in everyone), "learn of its new nodes")
         by_address = {n.address: n for n in self.nodes()}

@@ -10,7 +10,6 @@ import math
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -29,7 +28,7 @@ from typer.testing import CliRunner
 from autoscaler.adapters.redis_cluster import ClusterAdmin, parse_nodes
 from autoscaler.cli import app
 from autoscaler.core.reshard import SLOTS, describe, plan_moves, raise_seconds, ready_resharding, reshard_seconds, targets
-from tests.processes import stop_process
+from tests.processes import stop_process, unique_ports
 
 REDIS = shutil.which("redis-server")
 PASSWORD = "from-the-secret"
@@ -110,18 +109,6 @@ def test_cluster_nodes_are_read_with_their_slots_flags_and_bus_ports():
     assert (b.bus_port, len(b.slots), c.primary, c.primary_id) == (9999, 1 + 16371, False, "a1")
 
 
-def unique_ports(n: int) -> list[int]:
-    """``n`` distinct free ports on 127.0.0.1 (held together while they are chosen)."""
-    held = [socket.socket() for _ in range(n)]
-    try:
-        for s in held:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in held]
-    finally:
-        for s in held:
-            s.close()
-
-
 class Server:
     def __init__(self, work: Path, port: int, bus_port: int) -> None:
         self.port = port
@@ -165,10 +152,8 @@ def servers(tmp_path):
 
 
 def cluster_ok(servers) -> bool:
-    try:
-        return all("cluster_state:ok" in redis.Redis(host="127.0.0.1", port=s.port, password=PASSWORD, decode_responses=True).execute_command("CLUSTER", "INFO") for s in servers)
-    except redis.RedisError:
-        return False
+    admin = ClusterAdmin([servers[0].address], PASSWORD)
+    return all(admin.healthy(s.address) for s in servers)
 
 
 class Client(threading.Thread):

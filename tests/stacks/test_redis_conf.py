@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from stacks.config import CacheConfig, RedisSettings, parse_stack_config
 from stacks.redis_conf import AUTH_FRAGMENT, DANGEROUS, WRITE_AUTH, render_redis_conf, render_sentinel_conf
-from tests.processes import stop_process
+from tests.processes import stop_process, unique_ports
 
 REDIS = shutil.which("redis-server")
 pytestmark = pytest.mark.skipif(REDIS is None, reason="redis-server is installed by `make test` (Debian package redis-server)")
@@ -189,7 +189,6 @@ def test_a_replica_in_full_sync_is_not_ready_and_is_once_linked(tmp_path):
     import redis
 
     from stacks.redis_conf import READY
-    from tests.autoscaler.test_reshard import unique_ports
 
     script = tmp_path / "ready.sh"
     script.write_text(READY)
@@ -264,7 +263,6 @@ def test_a_terminating_primary_hands_over_to_a_replica_through_sentinel(tmp_path
     import redis
 
     from stacks.redis_conf import MASTER_NAME, PRE_STOP_FAILOVER
-    from tests.autoscaler.test_reshard import unique_ports
 
     script = tmp_path / "pre-stop.sh"
     script.write_text(PRE_STOP_FAILOVER)
