@@ -7,6 +7,7 @@ Pure numpy over epoch-second arrays; no look-ahead (a fit at sample i sees sampl
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -184,6 +185,13 @@ def nan_quantile_cols(grid: np.ndarray, q: float | tuple[float, ...]) -> np.ndar
     return np.asarray(results) if isinstance(q, tuple) else results[0]
 
 
+def conformal_rank(count: Any, coverage: float) -> Any:
+    """The rank (1-based) of the split-conformal bound among ``count`` values at ``coverage``:
+    ``ceil((count + 1) * coverage)``; above ``count`` the values cannot support the coverage
+    (an int, or an array of them)."""
+    return np.ceil((np.asarray(count) + 1) * coverage - 1e-9).astype(np.int64)
+
+
 def conformal_cols(grid: np.ndarray, coverage: float) -> tuple[np.ndarray, np.ndarray]:
     """The split-conformal upper bound of each column (axis 0) at ``coverage``, ignoring NaN:
     its ``ceil((n + 1) * coverage)``-th smallest of the n values, which a new value exchangeable
@@ -193,7 +201,7 @@ def conformal_cols(grid: np.ndarray, coverage: float) -> tuple[np.ndarray, np.nd
     """
     ordered = np.sort(grid, axis=0)
     count = np.isfinite(grid).sum(axis=0)
-    rank = np.ceil((count + 1) * coverage - 1e-9).astype(np.int64)
+    rank = conformal_rank(count, coverage)
     wide = rank > count
     pick = np.clip(np.minimum(rank, count) - 1, 0, max(0, grid.shape[0] - 1))
     out = np.take_along_axis(ordered, pick[None], axis=0)[0] if grid.shape[0] else np.full(grid.shape[1:], np.nan)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from autoscaler.core.calendar import EventProfile, PromotionEvent
-from autoscaler.core.baseline import Baseline, ForecastSettings, baseline_for, conformal_cols, level_ratios, nan_quantile_cols
+from autoscaler.core.baseline import Baseline, ForecastSettings, baseline_for, conformal_cols, conformal_rank, level_ratios, nan_quantile_cols
 
 
 #: a recorded event profile holds at most this many points (a few kB in a PromotionEvent's status)
@@ -275,7 +275,7 @@ def band_note(event: PromotionEvent, calendar: list[PromotionEvent], coverage: f
         if guess:
             return f"{event.label!r}: no past event of kind {event.kind!r}, only the guess ({guess}): wide, the guess bounds it"
         return f"{event.label!r}: no past event of kind {event.kind!r} and no expected size: it adds nothing, the observed load and the HPA rule"
-    rank = math.ceil((n + 1) * coverage - 1e-9)
+    rank = int(conformal_rank(n, coverage))
     if rank > n:
         return f"{event.label!r}: {n} past event(s) support a coverage of at most {n / (n + 1):.0%}, {coverage:.2%} asked: wide, sized at the largest growth seen" + (f" (and the guess, {guess})" if guess else "")
     k = n - rank + 1
