@@ -293,7 +293,8 @@ def _print_table(result: BacktestResult, plot: Path | None) -> None:
         if cal := figs.get("calibration"):
             console.print(
                 f"{name} at coverage {cal['coverage']:.2%}: event demand exceeded what the plan had ready in {cal['exceeded']:.2%} of event minutes "
-                f"(nominal {cal['nominal_exceeded']:.2%}; the HPA serves what is above the plan)", highlight=False,
+                f"(nominal {cal['nominal_exceeded']:.2%}; the HPA serves what is above the plan)"
+                + (f"; {cal['unsized_minutes']:,.0f} event minutes left out: events with no past of their kind and no expected size" if cal["unsized_minutes"] else ""), highlight=False,
             )  # fmt: skip
     if sc["missing_minutes"]:
         console.print(f"{sc['missing_minutes']:,.0f} minutes of the trace have no data: every strategy held through them, and no figure counts them.")

@@ -64,5 +64,7 @@ def _print(frontier: Frontier, name: str, plot: Path | None) -> None:
         matches.add_row(f"{b.strategy}, {_knob(b)}", f"{b.unserved_events:.4%}", f"{b.replica_hours:,.0f}", *ours)
     console.print(matches)
     console.print("unserved events: share of demand inside calendar windows above ready capacity; saves: share of the baseline's replica-hours (negative: costs more).", style="dim")
+    if frontier.unsized_minutes:
+        console.print(f"event minutes over the plan: {frontier.unsized_minutes:,.0f} event minutes left out, of events with no past of their kind and no expected size (the plan sized nothing).", style="dim")
     if plot is not None:
         console.print(f"frontier plot written to {plot}")

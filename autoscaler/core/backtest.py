@@ -42,6 +42,7 @@ from autoscaler.core.cycle_types import NONE, CyclePolicy, HpaFloor
 from autoscaler.errors import InputError
 from autoscaler.core.baseline import ForecastSettings
 from autoscaler.core.plan import PlanPolicy
+from autoscaler.core.profiles import has_basis
 from autoscaler.core.reshard import ready_resharding
 from autoscaler.core.simulate import NODE_RELEASE_S, Figures, figures, need_replicas, ready_replicas, ready_with_nodes, simulate_hpa
 from autoscaler.core.trace import Trace
@@ -130,6 +131,8 @@ class BacktestResult:
     demand: np.ndarray
     in_event: np.ndarray
     runs: dict[str, StrategyRun]
+    #: minutes inside events the plan had nothing to size from (``has_basis``): calibration leaves them out
+    unsized_minutes: float = 0.0
 
     def as_json(self) -> dict[str, Any]:
         p = self.scenario.policy
@@ -174,7 +177,7 @@ class BacktestResult:
         if run.exceeded is None or run.name not in ("peakscale", "peakscale-scale"):
             return {}
         coverage = self.scenario.forecast.coverage
-        return {"calibration": {"coverage": coverage, "nominal_exceeded": round(1 - coverage, 10), "exceeded": run.exceeded}}
+        return {"calibration": {"coverage": coverage, "nominal_exceeded": round(1 - coverage, 10), "exceeded": run.exceeded, "unsized_minutes": self.unsized_minutes}}
 
 
 def simulation_step_s(trace_step_s: int) -> int:
@@ -395,14 +398,17 @@ def run_backtest(
     oracle = runs["oracle"]
     oracle_all = float(oracle.desired[known].sum()) * step / 3600
     oracle_events = float(oracle.desired[in_event & known].sum()) * step / 3600
+    # calibration is over the events the plan sized: one it had nothing to size from is no promise
+    sized = in_event & event_mask(grid.times, [e for e in events if has_basis(e, events)]) & known
     for run in runs.values():
         capacity = scenario.policy.capacity_per_replica
         run.all = figures(demand, run.desired, run.ready, capacity_per_replica=capacity, step_s=step, select=None, oracle_replica_hours=oracle_all, placeholders=run.placeholders)
         run.events = figures(demand, run.desired, run.ready, capacity_per_replica=capacity, step_s=step, select=in_event, oracle_replica_hours=oracle_events, placeholders=run.placeholders)
-        if run.plan is not None and (in_event & known).any():
+        if run.plan is not None and sized.any():
             planned = ready_replicas(run.plan, grid.lead_steps, grid.initial) * capacity
-            run.exceeded = float((demand[in_event & known] > planned[in_event & known]).mean())
+            run.exceeded = float((demand[sized] > planned[sized]).mean())
     ordered = {name: runs[name] for name in STRATEGIES if name in runs and (name in strategies)}
     return BacktestResult(
-        trace=trace, events=events, scenario=scenario, step_s=step, times_s=grid.times, demand=demand, in_event=in_event, runs=ordered
+        trace=trace, events=events, scenario=scenario, step_s=step, times_s=grid.times, demand=demand, in_event=in_event, runs=ordered,
+        unsized_minutes=float((in_event & known & ~sized).sum()) * step / 60,
     )

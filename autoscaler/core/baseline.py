@@ -185,6 +185,44 @@ def nan_quantile_cols(grid: np.ndarray, q: float | tuple[float, ...]) -> np.ndar
     return np.asarray(results) if isinstance(q, tuple) else results[0]
 
 
+def median_without_each(grid: np.ndarray) -> np.ndarray:
+    """For grid (groups, members, ...), the median (linear, as ``nan_quantile_cols``) of each
+    column over every group but one, for each group: out[g] leaves group g out. NaN is no value.
+
+    One sort: the k-th smallest of what remains is the full order's ``k + j``-th, where j counts
+    the left-out values at or below it (the least fixed point, from j = 0)."""
+    groups, members = grid.shape[:2]
+    cols = grid.shape[2:]
+    n = groups * members
+    if n == 0:
+        return np.full((groups, *cols), np.nan)
+    flat = np.ascontiguousarray(grid.reshape(n, -1).T)  # (columns, values): the sorts run along rows
+    order = np.argsort(flat, axis=1)
+    ordered = np.take_along_axis(flat, order, axis=1)
+    rows = np.arange(flat.shape[0])[:, None]
+    rank = np.empty_like(order)
+    rank[rows, order] = np.arange(n)[None, :]
+    finite = np.isfinite(flat)
+    # each member's rank in the full order, as (members, columns, groups) (NaN: never counted)
+    rank = np.ascontiguousarray(np.where(finite, rank, n).reshape(-1, groups, members).transpose(2, 0, 1))
+    left = finite.sum(axis=1)[:, None] - finite.reshape(-1, groups, members).sum(axis=2)  # (columns, groups)
+    top = np.maximum(left - 1, 0)
+
+    def kth(k: np.ndarray) -> np.ndarray:
+        j = np.zeros_like(k)
+        for _ in range(members):  # j only grows, by one at least until it holds
+            j = sum((r <= k + j for r in rank), np.zeros_like(k))
+        out: np.ndarray = ordered[rows, np.minimum(k + j, n - 1)]
+        return out
+
+    pos = top * 0.5
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, top)
+    lo_v, hi_v = kth(lo), kth(hi)
+    out = np.where(left > 0, lo_v + (hi_v - lo_v) * (pos - lo), np.nan).T
+    return out.reshape(groups, *cols)
+
+
 def conformal_rank(count: Any, coverage: float) -> Any:
     """The rank (1-based) of the split-conformal bound among ``count`` values at ``coverage``:
     ``ceil((count + 1) * coverage)``; above ``count`` the values cannot support the coverage

@@ -69,10 +69,13 @@ class Match:
 class Frontier:
     points: list[Point]
     matches: list[Match]
+    #: minutes inside events the plan had nothing to size from, left out of ``Point.exceeded``
+    unsized_minutes: float = 0.0
 
     def as_json(self) -> dict[str, Any]:
         return {
             "points": [dataclasses.asdict(p) for p in self.points],
+            "unsized_minutes": self.unsized_minutes,
             "matches": [
                 {"baseline": dataclasses.asdict(m.baseline), "peakscale": dataclasses.asdict(m.peakscale) if m.peakscale else None, "saving": m.saving}
                 for m in self.matches
@@ -101,6 +104,7 @@ def sweep(trace: Trace, events: list[PromotionEvent], scenario: Scenario, progre
     report: Callable[[str, float], None] = progress or (lambda stage, fraction: None)
     total = sum(len(values) for _, _, values in KNOBS)
     points: list[Point] = []
+    unsized = 0.0
     shared: dict[tuple[str, float], dict[TableKey, ForecastTable]] = {}
     for strategy, knob, values in KNOBS:
         for value in values:
@@ -108,6 +112,7 @@ def sweep(trace: Trace, events: list[PromotionEvent], scenario: Scenario, progre
             tables = shared.setdefault((strategy, value if knob == "coverage" else 0.0), {})
             result = run_backtest(trace, events, _with_knob(scenario, knob, value), (strategy,), tables=tables)
             overall, during = result.runs[strategy].measured()
+            unsized = result.unsized_minutes
             points.append(
                 Point(
                     strategy=strategy, knob=knob, value=value, replica_hours=overall.replica_hours, replica_hours_vs_oracle=overall.replica_hours_vs_oracle,
@@ -115,4 +120,4 @@ def sweep(trace: Trace, events: list[PromotionEvent], scenario: Scenario, progre
                 )
             )  # fmt: skip
     report("sweep", 1.0)
-    return Frontier(points=points, matches=match(points))
+    return Frontier(points=points, matches=match(points), unsized_minutes=unsized)

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from autoscaler.core.calendar import EventProfile, PromotionEvent
 from autoscaler.core.cycle import period_starts
 from autoscaler.core.windows import action_window
+from autoscaler.core.profiles import has_basis
 from autoscaler.core.replay import Replay, forecast_table, record_event, remember, replay
 from autoscaler.core.cycle_types import CyclePolicy, HpaFloor
 from autoscaler.core.plan_report import WARM_UP_S, PolicyInput
@@ -56,6 +57,7 @@ class PolicyReview(BaseModel):
     missing_minutes: float
     #: the policy's coverage, and the share of the event's minutes (with data) whose demand exceeded
     #: what the plan alone had ready (its replicas a lead time after it asked): nominal 1 - coverage
+    #: (None without data, or for an event the plan had nothing to size from: ``has_basis``)
     coverage: float
     exceeded: float | None
     recorded: Recorded | None
@@ -135,7 +137,7 @@ def review_policy(
         short_minutes=short,
         missing_minutes=missing,
         coverage=spec.coverage,
-        exceeded=exceeded,
+        exceeded=exceeded if has_basis(event, mine) else None,
         recorded=_recorded(recorded, stored is not None),
     )
 

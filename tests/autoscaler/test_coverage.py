@@ -13,7 +13,7 @@ from hypothesis import given, settings, strategies as st
 from typer.testing import CliRunner
 
 from autoscaler.cli import app
-from autoscaler.core.baseline import conformal_cols
+from autoscaler.core.baseline import conformal_cols, median_without_each, nan_quantile_cols
 from autoscaler.core.calendar import PromotionEvent
 from autoscaler.core.frontier import Point, match
 from autoscaler.core.profiles import band_note
@@ -84,16 +84,64 @@ BUNDLED = {
 
 @pytest.mark.parametrize("trace", sorted(BUNDLED))
 def test_event_demand_exceeds_the_plan_at_most_twice_as_often_as_the_coverage_allows(shared_traces, trace):
-    """At the default coverage and at 0.9, the share of event minutes whose demand exceeded what
-    the plan had ready is at most twice the nominal 1 - coverage (ratios of one run each)."""
+    """At every coverage of the sweep, the share of event minutes whose demand exceeded what the
+    plan had ready is at most twice the nominal 1 - coverage, or one sample of the trace where twice
+    the nominal share is less than one: a count is whole, and a perfectly calibrated plan exceeds
+    its bound in one of NYC's 242 half-hours of sized events at 0.999 one time in five. Events the
+    plan had nothing to size from (no past of the kind, no expected size) are left out and counted."""
     stem, tz, args = BUNDLED[trace]
     base = ["backtest", "--quiet", "--trace", str(shared_traces / f"{stem}.csv"), "--events", str(shared_traces / f"{stem}.events.csv"), "--tz", tz, *args, "--strategies", "peakscale", "-o", "json"]
-    for coverage in (0.9, 0.99):
+    for coverage in (0.9, 0.99, 0.999, 0.9999):
         done = runner.invoke(app, [*base, "--coverage", str(coverage)])
         assert done.exit_code == 0, done.output
-        calibration = json.loads(done.stdout)["strategies"]["peakscale"]["calibration"]
+        doc = json.loads(done.stdout)
+        calibration, sc = doc["strategies"]["peakscale"]["calibration"], doc["scenario"]
         assert calibration["coverage"] == coverage and calibration["nominal_exceeded"] == pytest.approx(1 - coverage)
-        assert 0 <= calibration["exceeded"] <= 2 * calibration["nominal_exceeded"], calibration
+        # the first event of the kind has no past: left out, never more than one event's minutes
+        assert 0 < calibration["unsized_minutes"] < sc["event_minutes"] / 2
+        samples = (sc["event_minutes"] - calibration["unsized_minutes"]) * 60 / sc["trace_step_s"]
+        assert 0 <= calibration["exceeded"] <= max(2 * calibration["nominal_exceeded"], 1 / samples), (coverage, calibration)
+
+
+def test_leaving_each_group_out_of_a_median_is_the_median_of_the_others():
+    rng = np.random.default_rng(3)
+    for _ in range(150):
+        groups, members = int(rng.integers(1, 9)), int(rng.integers(1, 6))
+        grid = rng.lognormal(size=(groups, members, int(rng.integers(1, 4)), 2))
+        grid[rng.random(grid.shape) < 0.25] = np.nan
+        if rng.random() < 0.3:
+            grid = np.round(grid, 1)  # ties
+        out = median_without_each(grid)
+        for g in range(groups):
+            expected = nan_quantile_cols(np.delete(grid, g, axis=0).reshape(-1, *grid.shape[2:]), 0.5)
+            np.testing.assert_allclose(out[g], expected, equal_nan=True)
+
+
+def test_the_upper_growth_covers_a_new_event_like_its_past_ones_at_the_coverage_asked():
+    """Split-conformal validity, where the per-event bound alone cannot reach it: 12 past events
+    (exchangeable: one ramp, each its own size, start within a minute, 3 % noise) support 92 % by
+    events alone; with the spread of the central growth's errors pooled over offsets, a 13th event's
+    growth at the horizon exceeds the upper growth in at most 1 % of its offsets at coverage 0.99."""
+    from autoscaler.core.baseline import ForecastSettings, level_ratios
+    from autoscaler.core.profiles import _growth_table
+
+    rng = np.random.default_rng(5)
+    pre, post, horizon, past = 10, 30, 10, 12
+    width = pre + post + 1 + horizon + 6
+    t = np.arange(width)
+
+    def event() -> np.ndarray:
+        start = pre + 5 + int(rng.integers(-1, 2))
+        size = rng.lognormal(sigma=0.3)
+        return 100 * (1 + 3 * size * np.clip((t - start) / 8, 0, 1)) * (1 + 0.03 * rng.standard_normal(width))
+
+    exceeded = []
+    for _ in range(120):
+        upper = _growth_table([event() for _ in range(past)], pre, post, horizon, ForecastSettings(coverage=0.99), 60)[1][:, horizon]
+        level = level_ratios(event(), np.ones(width), 1)
+        now = 3 + np.arange(pre + post + 1)
+        exceeded.append(np.mean(level[now + horizon] / level[now] > upper))
+    assert np.mean(exceeded) <= 0.01
 
 
 @pytest.fixture

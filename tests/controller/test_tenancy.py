@@ -93,11 +93,13 @@ def test_placeholders_run_in_the_targets_namespace_bound_by_its_quota_and_capped
     assert holder["spec"]["template"]["spec"]["priorityClassName"] == "peakscale-headroom"
     labels = holder["metadata"]["labels"]
     assert labels["peakscale.io/policy-namespace"] == kube.ns and labels["peakscale.io/policy"] == "web"
-    # the namespace's quota (20 pods, 3 of them the web tier's) binds them: the real quota admission
+    # the namespace's quota (20 pods, the web tier's among them, however many it has by then: its
+    # HPA and its own rollout race the placeholders) binds them: the real quota admission
     core = client.CoreV1Api(kube.api)
     wait_for("the quota full", lambda: (core.read_namespaced_resource_quota("compute", kube.ns).status.used or {}).get("pods") == "20", 120)
-    placeholders = [p for p in core.list_namespaced_pod(kube.ns).items if p.metadata.name.startswith("headroom-")]
-    assert len(placeholders) == 17
+    pods = [p.metadata.name for p in core.list_namespaced_pod(kube.ns).items if p.status.phase not in ("Succeeded", "Failed")]
+    placeholders = [name for name in pods if name.startswith("headroom-")]
+    assert len(pods) == 20 and 0 < len(placeholders) < 30
 
 
 def test_scheduling_constraints_are_copied_only_when_the_admin_allows(kube, prometheus, start):
