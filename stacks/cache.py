@@ -5,12 +5,16 @@ Redis through the environment only), redis.conf and sentinel.conf rendered from 
 a StatefulSet with persistence, spread and anti-affinity, a PodDisruptionBudget, a NetworkPolicy,
 the redis_exporter sidecar with its Service and ServiceMonitor, and in cluster mode the Job that
 forms the cluster. Its scale contract: Sentinel mode scales read replicas through the
-StatefulSet's scale subresource (peakscale owns ``spec.replicas``); cluster mode is observed only,
-since growing a cluster means add-node and a rebalance that peakscale does not run by itself.
+StatefulSet's scale subresource (peakscale owns ``spec.replicas``); cluster mode scales by shards (a
+primary and its replicas): the controller grows the StatefulSet by whole shards and runs the reshard
+step as a Job (``autoscaler.controller.reshard``), as the ServiceAccount this component makes for it,
+which may patch its ScalingPolicy's status and nothing else. A raise's lead time is the pod start
+plus moving the whole dataset (``maxmemory`` on each of the fewest shards) at ``reshardThroughput``.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pulumi
@@ -18,9 +22,10 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from stacks import redis_conf
+from stacks.sentinels import SentinelSet
 from stacks.config import CacheConfig, StackConfig
-from autoscaler.core.resources import TargetRef
-from stacks.contract import ScaleContract, contract_of
+from autoscaler.core.resources import GROUP, POLICY_PLURAL, TargetRef
+from stacks.contract import ScaleContract, contract_of, policy_name
 from stacks.workload import (
     disruption_budget,
     exec_probe,
@@ -56,10 +61,14 @@ class RedisCache(pulumi.ComponentResource):
 
         secret = self._secret()
         files, config_map = self._config()
+        self.config_hash = _digest(files)
         ports = self._services()
         self.statefulset = self._statefulset(files, depends_on=[secret, config_map])
-        if not self.sentinel_mode:
+        if self.sentinel_mode:
+            SentinelSet(self, depends_on=[secret, config_map])
+        else:
             self._bootstrap()
+            self._reshard_account()
         disruption_budget(self.base, self.ns, self.match, self.labels, self)
         self._network_policy(ports)
         if config.metrics.enabled:
@@ -67,19 +76,27 @@ class RedisCache(pulumi.ComponentResource):
         self.contract = self._contract()
         port = redis_conf.SENTINEL_PORT if self.sentinel_mode else redis_conf.REDIS_PORT
         self.endpoint = f"{self.base}.{self.ns}.svc.cluster.local:{port}"
-        self.register_outputs({"endpoint": self.endpoint, "mode": config.mode, "secretName": self.secret_name, "scaleContract": self.contract.as_output()})
+        # clients connect as user `app` with the Secret's `app-password`
+        self.register_outputs({"endpoint": self.endpoint, "mode": config.mode, "secretName": self.secret_name, "user": "app", "passwordKey": "app-password", "scaleContract": self.contract.as_output()})
 
     def _secret(self) -> k8s.core.v1.Secret:
-        """The password, a Pulumi secret, in a Kubernetes Secret: the stack's ``cachePassword``
-        secret config when set, else generated (pulumi-random) and kept in the stack's state."""
-        supplied = pulumi.Config("peakscale").get_secret("cachePassword")
-        if supplied is None:
-            supplied = random.RandomPassword(f"{self.name}-password", length=32, special=False, opts=self.child).result
+        """The passwords, Pulumi secrets, in one Kubernetes Secret, a key per Redis user: the default
+        user's (Sentinel, replicas, probes, operators: the stack's ``cachePassword`` secret config when
+        set), the app's (user ``app``: data commands, no administration) and the exporter's (user
+        ``exporter``: INFO and the like, no key); the generated ones (pulumi-random) kept in the state."""
+        config = pulumi.Config("peakscale")
+        passwords = {}
+        for key, setting in (("redis-password", "cachePassword"), ("app-password", "cacheAppPassword"), ("exporter-password", None)):
+            supplied = config.get_secret(setting) if setting else None
+            if supplied is None:
+                resource = f"{self.name}-password" if key == "redis-password" else f"{self.name}-{key}"
+                supplied = random.RandomPassword(resource, length=32, special=False, opts=self.child).result
+            passwords[key] = pulumi.Output.secret(supplied)
         return k8s.core.v1.Secret(
             f"{self.name}-auth",
             metadata={"name": self.secret_name, "namespace": self.ns, "labels": self.labels},
             type="Opaque",
-            string_data={"redis-password": pulumi.Output.secret(supplied)},
+            string_data=passwords,
             opts=self.child,
         )
 
@@ -90,11 +107,12 @@ class RedisCache(pulumi.ComponentResource):
         files = {"redis.conf": self.redis_conf, "ready.sh": redis_conf.READY}
         self.sentinel_conf: str | None = None
         if self.sentinel_mode:
-            quorum = max(1, config.scaling.min_replicas // 2 + 1)
-            self.sentinel_conf = redis_conf.render_sentinel_conf(primary_host=f"{self.statefulset_name}-0.{self.fqdn_suffix}", quorum=quorum)
+            # the Sentinels are a fixed set of their own (stacks.sentinels): the quorum never moves
+            self.sentinel_conf = redis_conf.render_sentinel_conf(primary_host=f"{self.statefulset_name}-0.{self.fqdn_suffix}", quorum=redis_conf.QUORUM)
             files["sentinel.conf"] = self.sentinel_conf
             files["start-redis.sh"] = redis_conf.START_REDIS_SENTINEL_MODE
             files["start-sentinel.sh"] = redis_conf.START_SENTINEL
+            files["reset-departed.sh"] = redis_conf.RESET_DEPARTED
             files["pre-stop.sh"] = redis_conf.PRE_STOP_FAILOVER
         else:
             files["start-redis.sh"] = redis_conf.START_REDIS_CLUSTER_MODE
@@ -105,11 +123,11 @@ class RedisCache(pulumi.ComponentResource):
         return files, config_map
 
     def _services(self) -> list[dict[str, Any]]:
-        """The headless Service of the StatefulSet and the clients' Service; returns their ports."""
+        """The headless Service of the StatefulSet and the clients' Services; returns the nodes' ports.
+        Sentinel mode: ``<name>`` is the Sentinels' (clients ask them for the primary), ``<name>-read``
+        the data nodes' (reads); cluster mode: ``<name>`` is the nodes'."""
         ports: list[dict[str, Any]] = [{"name": "redis", "port": redis_conf.REDIS_PORT, "targetPort": "redis"}]
-        if self.sentinel_mode:
-            ports.append({"name": "sentinel", "port": redis_conf.SENTINEL_PORT, "targetPort": "sentinel"})
-        else:
+        if not self.sentinel_mode:
             ports.append({"name": "bus", "port": redis_conf.BUS_PORT, "targetPort": "bus"})
         k8s.core.v1.Service(
             f"{self.name}-headless",
@@ -117,9 +135,17 @@ class RedisCache(pulumi.ComponentResource):
             spec={"clusterIP": "None", "publishNotReadyAddresses": True, "selector": self.match, "ports": ports},
             opts=self.child,
         )
+        if self.sentinel_mode:
+            sentinels = selector(labels(self.base, "sentinel", "cache", self.stack.environment))
+            k8s.core.v1.Service(
+                f"{self.name}-service",
+                metadata={"name": self.base, "namespace": self.ns, "labels": self.labels},
+                spec={"type": "ClusterIP", "selector": sentinels, "ports": [{"name": "sentinel", "port": redis_conf.SENTINEL_PORT, "targetPort": "sentinel"}]},
+                opts=self.child,
+            )
         k8s.core.v1.Service(
-            f"{self.name}-service",
-            metadata={"name": self.base, "namespace": self.ns, "labels": self.labels},
+            f"{self.name}-read" if self.sentinel_mode else f"{self.name}-service",
+            metadata={"name": f"{self.base}-read" if self.sentinel_mode else self.base, "namespace": self.ns, "labels": self.labels},
             spec={"type": "ClusterIP", "selector": self.match, "ports": ports},
             opts=self.child,
         )
@@ -128,7 +154,7 @@ class RedisCache(pulumi.ComponentResource):
     def _env(self) -> list[dict[str, Any]]:
         """The Redis and Sentinel containers' environment: the password first (the bootstrap Job reuses it)."""
         env: list[dict[str, Any]] = [
-            {"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": self.secret_name, "key": "redis-password"}}},
+            self.password_env("REDIS_PASSWORD", "redis-password"),
             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
             {"name": "POD_FQDN", "value": f"$(POD_NAME).{self.fqdn_suffix}"},
         ]
@@ -138,6 +164,9 @@ class RedisCache(pulumi.ComponentResource):
                 {"name": "SENTINEL_SERVICE", "value": f"{self.base}.{self.ns}.svc.cluster.local"},
             ]
         return env
+
+    def password_env(self, variable: str, key: str) -> dict[str, Any]:
+        return {"name": variable, "valueFrom": {"secretKeyRef": {"name": self.secret_name, "key": key}}}
 
     def _containers(self) -> list[dict[str, Any]]:
         """Redis, Sentinel (in Sentinel mode) and the exporter (with metrics)."""
@@ -155,7 +184,9 @@ class RedisCache(pulumi.ComponentResource):
         containers: list[dict[str, Any]] = [
             {
                 "name": "redis", "image": config.image.ref, "imagePullPolicy": config.image.pull_policy,
-                "command": ["/bin/sh", "/etc/redis/start-redis.sh"], "env": env, "ports": redis_ports,
+                # the app's and the exporter's users are declared at start, from their own keys
+                "command": ["/bin/sh", "/etc/redis/start-redis.sh"], "ports": redis_ports,
+                "env": [*env, self.password_env("APP_PASSWORD", "app-password"), self.password_env("EXPORTER_PASSWORD", "exporter-password")],
                 "resources": config.resources.as_k8s(),
                 # ready once it serves the data: a replica linked and past its full sync
                 "readinessProbe": exec_probe(["/bin/sh", "/etc/redis/ready.sh"], initial_s=5),
@@ -168,25 +199,14 @@ class RedisCache(pulumi.ComponentResource):
         if self.sentinel_mode:
             # a terminating primary hands over first (a planned failover, not a timeout)
             containers[0]["lifecycle"] = {"preStop": {"exec": {"command": ["/bin/sh", "/etc/redis/pre-stop.sh"]}}}
-            containers.append(
-                {
-                    "name": "sentinel", "image": config.image.ref, "imagePullPolicy": config.image.pull_policy,
-                    "command": ["/bin/sh", "/etc/redis/start-sentinel.sh"], "env": env,
-                    "ports": [{"name": "sentinel", "containerPort": redis_conf.SENTINEL_PORT}],
-                    "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "200m", "memory": "128Mi"}},
-                    "readinessProbe": tcp_probe("sentinel"),
-                    "livenessProbe": tcp_probe("sentinel", initial_s=20),
-                    "securityContext": restricted_container_security(),
-                    "volumeMounts": [{"name": "config", "mountPath": "/etc/redis"}, {"name": "sentinel", "mountPath": "/sentinel"}],
-                }
-            )  # fmt: skip
         if config.metrics.enabled:
             containers.append(
                 {
                     "name": "exporter", "image": config.exporter_image.ref, "imagePullPolicy": config.exporter_image.pull_policy,
                     "env": [
                         {"name": "REDIS_ADDR", "value": "redis://127.0.0.1:6379"},
-                        {"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": self.secret_name, "key": "redis-password"}}},
+                        {"name": "REDIS_USER", "value": "exporter"},
+                        self.password_env("REDIS_PASSWORD", "exporter-password"),
                     ],
                     "ports": [{"name": "metrics", "containerPort": EXPORTER_PORT}],
                     "resources": {"requests": {"cpu": "20m", "memory": "32Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}},
@@ -204,8 +224,6 @@ class RedisCache(pulumi.ComponentResource):
             {"name": "tmp", "emptyDir": {}},
             {"name": "auth", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
         ]
-        if self.sentinel_mode:
-            volumes.append({"name": "sentinel", "emptyDir": {}})
         if not persistence.enabled:
             volumes.append({"name": "data", "emptyDir": {}})
             return volumes, []
@@ -231,12 +249,12 @@ class RedisCache(pulumi.ComponentResource):
             "podManagementPolicy": "OrderedReady" if self.sentinel_mode else "Parallel",
             "selector": {"matchLabels": self.match},
             "updateStrategy": {"type": "RollingUpdate"},
-            "template": {"metadata": {"labels": self.labels, "annotations": {"peakscale.io/config-hash": _digest(files)}}, "spec": pod_spec},
+            "template": {"metadata": {"labels": self.labels, "annotations": {"peakscale.io/config-hash": self.config_hash}}, "spec": pod_spec},
         }
         if claims:
             sts_spec["volumeClaimTemplates"] = claims
             sts_spec["persistentVolumeClaimRetentionPolicy"] = {"whenDeleted": "Retain", "whenScaled": "Retain"}
-        owned_by_autoscaler = self.sentinel_mode
+        owned_by_autoscaler = self.config.scaling.method != "observe"
         return k8s.apps.v1.StatefulSet(
             f"{self.name}-node",
             metadata={"name": self.statefulset_name, "namespace": self.ns, "labels": self.labels},
@@ -244,7 +262,7 @@ class RedisCache(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(
                 parent=self,
                 depends_on=depends_on,
-                # peakscale scales the read replicas: never fight it on `pulumi up`
+                # peakscale scales the read replicas, or the shards: never fight it on `pulumi up`
                 ignore_changes=["spec.replicas"] if owned_by_autoscaler else None,
             ),
         )
@@ -308,22 +326,57 @@ class RedisCache(pulumi.ComponentResource):
         )
 
     def _contract(self) -> ScaleContract:
-        """How peakscale may scale this tier: read replicas in Sentinel mode, observe only in cluster mode."""
-        sentinel_mode = self.sentinel_mode
-        return contract_of(
+        """How peakscale may scale this tier: read replicas in Sentinel mode, shards in cluster mode."""
+        contract = contract_of(
             self.config.scaling,
             tier="cache",
             target=TargetRef(api_version="apps/v1", kind="StatefulSet", name=self.statefulset_name),
             namespace=self.ns,
-            default_method="scale" if sentinel_mode else "observe",
-            bounds=None if sentinel_mode else (self.nodes, self.nodes),
+            default_method="scale",
             metric_query=f'sum(rate(redis_commands_processed_total{{namespace="{self.ns}",service="{self.base}-metrics"}}[1m]))',
             reason=(
                 "read replicas through the StatefulSet's scale subresource"
-                if sentinel_mode
-                else "cluster mode grows by add-node and rebalance: forecast published, capacity changed by operators"
+                if self.sentinel_mode
+                else "shards: the StatefulSet by whole shards, then the reshard Job moves the slots (a lower moves them first)"
             ),
         )
+        if self.sentinel_mode:
+            return contract
+        from autoscaler.core.reshard import SLOTS, parse_size, reshard_seconds
+        from autoscaler.core.resources import Reshard, SecretKey
+
+        config = self.config
+        # the dataset fits the fewest shards the policy may keep: maxmemory on each of them
+        dataset = config.redis.maxmemory_bytes * config.scaling.min_replicas
+        reshard = Reshard(
+            dataset_size=f"{math.ceil(dataset / 2**20)}Mi", throughput=config.reshard_throughput, replicas_per_shard=config.replicas_per_shard,
+            password_secret=SecretKey(name=self.secret_name, key="redis-password"), service_account_name=self.reshard_account,
+        )  # fmt: skip
+        moving = reshard_seconds(SLOTS, dataset, parse_size(config.reshard_throughput, field="reshardThroughput", per_second=True))
+        return contract.model_copy(update={"reshard": reshard, "lead_time_s": contract.lead_time_s + moving})
+
+    @property
+    def reshard_account(self) -> str:
+        return f"{self.base}-reshard"
+
+    def _reshard_account(self) -> None:
+        """Cluster mode: the ServiceAccount the reshard Job runs as, allowed to report into its
+        ScalingPolicy's status and nothing else (it reaches Redis over the network, not the API)."""
+        name = self.reshard_account
+        meta = {"name": name, "namespace": self.ns, "labels": self.labels}
+        k8s.core.v1.ServiceAccount(f"{self.name}-reshard-sa", metadata=meta, automount_service_account_token=True, opts=self.child)
+        policy = policy_name("cache", self.statefulset_name)
+        k8s.rbac.v1.Role(
+            f"{self.name}-reshard-role", metadata=meta,
+            rules=[{"apiGroups": [GROUP], "resources": [f"{POLICY_PLURAL}/status"], "resourceNames": [policy], "verbs": ["get", "patch"]}],
+            opts=self.child,
+        )  # fmt: skip
+        k8s.rbac.v1.RoleBinding(
+            f"{self.name}-reshard-binding", metadata=meta,
+            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            subjects=[{"kind": "ServiceAccount", "name": name, "namespace": self.ns}],
+            opts=self.child,
+        )  # fmt: skip
 
 
 def _digest(files: dict[str, str]) -> str:

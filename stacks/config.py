@@ -194,11 +194,26 @@ class CacheConfig(Model):
     persistence: Persistence = Persistence()
     metrics: Metrics = Metrics()
     scaling: Scaling = Scaling(min_replicas=3, max_replicas=9, lead_time="5m", capacity_per_replica=40000)
+    #: cluster mode: the migration throughput the reshard step is assumed to reach until it measured
+    #: one (status.reshard); with maxmemory it sets the lead time of a raise
+    reshard_throughput: str = "5MB/s"
+
+    @field_validator("reshard_throughput")
+    @classmethod
+    def _throughput(cls, value: str) -> str:
+        from autoscaler.core.reshard import parse_size
+
+        parse_size(value, field="reshardThroughput", per_second=True)
+        return value
 
     @model_validator(mode="after")
     def _sane(self) -> CacheConfig:
         if self.mode == "sentinel" and self.scaling.min_replicas > self.replicas:
             raise ValueError(f"scaling.minReplicas {self.scaling.min_replicas} is above replicas {self.replicas}")
+        if self.mode == "cluster" and self.scaling.min_replicas < 3:
+            raise ValueError(f"scaling.minReplicas {self.scaling.min_replicas} is below 3: in cluster mode replicas are shards, and a Redis Cluster keeps at least 3 primaries")
+        if self.mode == "cluster" and not self.scaling.min_replicas <= self.shards <= self.scaling.max_replicas:
+            raise ValueError(f"shards {self.shards} is outside scaling's [{self.scaling.min_replicas}, {self.scaling.max_replicas}] (in cluster mode replicas are shards)")
         from autoscaler.controller.headroom import quantity
 
         # a full sync forks the primary: the pages written while the RDB goes out are copied, beside

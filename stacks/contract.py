@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from autoscaler.core.resources import NodeHeadroom, TargetRef
+from autoscaler.core.resources import NodeHeadroom, Reshard, TargetRef
 from stacks.config import Scaling
 
 
@@ -35,6 +35,8 @@ class ScaleContract(BaseModel):
     node_headroom: NodeHeadroom | None = None
     #: the ScalingPolicy's ``coverage`` (None: the CRD's default)
     coverage: float | None = None
+    #: a resharding tier (Redis Cluster: replicas are shards): the ScalingPolicy's ``reshard``
+    reshard: Reshard | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ScaleContract:
@@ -57,7 +59,13 @@ class ScaleContract(BaseModel):
             "reason": self.reason,
             "nodeHeadroom": self.node_headroom.model_dump(by_alias=True) if self.node_headroom is not None else None,
             "coverage": self.coverage,
+            "reshard": self.reshard.model_dump(by_alias=True, exclude_none=True) if self.reshard is not None else None,
         }
+
+
+def policy_name(tier: str, target: str) -> str:
+    """The name of the ScalingPolicy the Controller component makes for a tier's contract."""
+    return f"{tier}-{target}"
 
 
 def contract_of(

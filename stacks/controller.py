@@ -16,7 +16,7 @@ import pulumi_kubernetes as k8s
 from autoscaler.core.durations import format_duration
 from autoscaler.core.resources import GROUP, VERSION, Metric, NodeHeadroom, ScalingPolicySpec
 from stacks.config import ControllerConfig, StackConfig
-from stacks.contract import ScaleContract
+from stacks.contract import ScaleContract, policy_name
 
 CHART_DIR = Path(__file__).resolve().parent.parent / "charts" / "peakscale"
 
@@ -33,12 +33,13 @@ def policy_for(contract: ScaleContract) -> dict[str, Any]:
         # node headroom written out in full: the policy shows the PriorityClass its placeholders get
         **({"node_headroom": NodeHeadroom(**contract.node_headroom.model_dump())} if contract.node_headroom is not None else {}),
         **({"coverage": contract.coverage} if contract.coverage is not None else {}),
+        **({"reshard": contract.reshard} if contract.reshard is not None else {}),
     )
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "ScalingPolicy",
         "metadata": {
-            "name": f"{contract.tier}-{contract.target.name}",
+            "name": policy_name(contract.tier, contract.target.name),
             "namespace": contract.namespace,
             "labels": {"peakscale.io/tier": contract.tier, "app.kubernetes.io/managed-by": "pulumi"},
         },

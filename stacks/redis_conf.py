@@ -20,14 +20,26 @@ BUS_PORT = 16379
 AUTH_DIR = "/run/redis-auth"
 AUTH_FRAGMENT = f"{AUTH_DIR}/auth.conf"
 #: commands no client of a cache needs and one slip turns into an outage: emptying the dataset,
-#: blocking it on a scan of every key, crashing or freezing it (the ACL of the default user,
-#: which the app, the exporter, Sentinel and the replicas use; SCAN and CLUSTER stay)
+#: blocking it on a scan of every key, crashing or freezing it (off for the default user, which
+#: Sentinel, the replicas and the probes use; SCAN and CLUSTER stay)
 DANGEROUS = ("flushall", "flushdb", "keys", "debug")
-#: the default user's password as a SHA-256 (any character works, and the fragment holds no
-#: plain password); masterauth must be the password itself (the replica sends it)
+#: the app's user: every data command, no administration (CONFIG, SHUTDOWN, REPLICAOF, MONITOR ...)
+#: and nothing dangerous (FLUSHALL, KEYS, DEBUG, MIGRATE ...), but the INFO and CLIENT naming
+#: that client libraries send
+APP_ACL = "~* &* +@all -@admin -@dangerous +info +client|setname +client|getname +client|id"
+#: the exporter's user: what redis_exporter reads, no key and no write
+EXPORTER_ACL = "resetkeys -@all +@connection +info +config|get +client|list +slowlog|get +slowlog|len +latency|latest +latency|histogram +cluster|info +dbsize +select +memory|stats"
+#: the users' passwords as SHA-256 (any character works, and the fragment holds no plain password);
+#: masterauth must be the password itself (the replica sends it). APP_PASSWORD and
+#: EXPORTER_PASSWORD, when set, add those users (each its own key of the Secret)
 WRITE_AUTH = f"""umask 077
-digest=$(printf %s "$REDIS_PASSWORD" | sha256sum | cut -d' ' -f1)
-printf 'user default on #%s ~* &* +@all {" ".join("-" + c for c in DANGEROUS)}\\nmasterauth "%s"\\n' "$digest" "$REDIS_PASSWORD" > {AUTH_FRAGMENT}
+sha() {{ printf %s "$1" | sha256sum | cut -d' ' -f1; }}
+{{
+  printf 'user default on #%s ~* &* +@all {" ".join("-" + c for c in DANGEROUS)}\\n' "$(sha "$REDIS_PASSWORD")"
+  [ -z "${{APP_PASSWORD:-}}" ] || printf 'user app on #%s {APP_ACL}\\n' "$(sha "$APP_PASSWORD")"
+  [ -z "${{EXPORTER_PASSWORD:-}}" ] || printf 'user exporter on #%s {EXPORTER_ACL}\\n' "$(sha "$EXPORTER_PASSWORD")"
+  printf 'masterauth "%s"\\n' "$REDIS_PASSWORD"
+}} > {AUTH_FRAGMENT}
 """
 
 
@@ -148,15 +160,62 @@ done
 echo "no replica took over within %(wait)d s"
 """ % {"port": REDIS_PORT, "sentinel_port": SENTINEL_PORT, "master": MASTER_NAME, "wait": FAILOVER_WAIT_S}
 
+#: Sentinels are a fixed set of their own, apart from the data nodes peakscale scales: scaling
+#: the data never moves the quorum, and a Sentinel that restarts keeps its id (from its pod name)
+SENTINELS = 3
+QUORUM = SENTINELS // 2 + 1
+
 START_SENTINEL = """#!/bin/sh
 # Sentinel rewrites its config: start from a writable copy (0600), add the password from the
-# environment.
+# environment. It monitors the primary the other Sentinels know (after a failover, not node-0),
+# and keeps one id across restarts (from its pod name), so a restart leaves no stale Sentinel behind.
 set -eu
 umask 077
-cp /etc/redis/sentinel.conf /sentinel/sentinel.conf
-printf 'sentinel auth-pass %(master)s %%s\\nsentinel announce-ip %%s\\n' "$REDIS_PASSWORD" "$POD_FQDN" >> /sentinel/sentinel.conf
+primary="$PRIMARY_FQDN"
+if current=$(redis-cli -h "$SENTINEL_SERVICE" -p %(sentinel_port)d sentinel get-master-addr-by-name %(master)s 2>/dev/null | head -n 1) && [ -n "$current" ]; then
+  primary="$current"
+fi
+sed "s/^sentinel monitor %(master)s [^ ]* /sentinel monitor %(master)s $primary /" /etc/redis/sentinel.conf > /sentinel/sentinel.conf
+myid=$(printf %%s "$POD_NAME" | sha1sum | cut -c1-40)
+printf 'sentinel auth-pass %(master)s %%s\\nsentinel announce-ip %%s\\nsentinel myid %%s\\n' "$REDIS_PASSWORD" "$POD_FQDN" "$myid" >> /sentinel/sentinel.conf
 exec redis-server /sentinel/sentinel.conf --sentinel
-""" % {"master": MASTER_NAME}
+""" % {"master": MASTER_NAME, "sentinel_port": SENTINEL_PORT}
+
+#: seconds between two looks at the replicas Sentinel lists, by the reset sidecar
+RESET_EVERY_S = 60
+
+RESET_DEPARTED = """#!/bin/sh
+# After a scale-in the replicas that went stay listed by Sentinel, down, until told: a replica
+# that is down and does not answer at two looks in a row, while the primary is up and no failover
+# runs, makes this Sentinel forget what it knows of the primary's replicas (SENTINEL RESET), and
+# rediscover the live ones from the primary within seconds. Each Sentinel looks at its own time
+# (its ordinal x 20 s apart), never all at once. SENTINEL_TARGET: where redis-cli reaches it.
+set -u
+sentinel="${SENTINEL_TARGET:--h 127.0.0.1 -p %(sentinel_port)d}"
+every="${RESET_EVERY_S:-%(every)d}"
+name="${POD_NAME:-sentinel-0}"
+ordinal="${name##*-}"
+case "$ordinal" in *[!0-9]*|"") ordinal=0 ;; esac
+sleep $((ordinal * 20))
+suspects=""
+while :; do
+  sleep "$every"
+  master=$(redis-cli $sentinel sentinel master %(master)s 2>/dev/null | tr '\\n' ' ')
+  case "$master" in ""|*failover_in_progress*|*s_down*|*o_down*) suspects=""; continue ;; esac
+  down=$(redis-cli $sentinel sentinel replicas %(master)s 2>/dev/null | awk 'NR %% 2 == 1 { k = $0; next } k == "ip" { ip = $0 } k == "port" { port = $0 } k == "flags" && /s_down/ { print ip ":" port }')
+  gone=""
+  for replica in $down; do
+    REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli -h "${replica%%%%:*}" -p "${replica##*:}" ping 2>/dev/null | grep -q PONG && continue
+    case " $suspects " in *" $replica "*) gone="$gone $replica" ;; esac
+  done
+  suspects="$down"
+  if [ -n "$gone" ]; then
+    echo "replicas gone:$gone; SENTINEL RESET %(master)s"
+    redis-cli $sentinel sentinel reset %(master)s >/dev/null
+    suspects=""
+  fi
+done
+""" % {"master": MASTER_NAME, "sentinel_port": SENTINEL_PORT, "every": RESET_EVERY_S}
 
 START_REDIS_CLUSTER_MODE = """#!/bin/sh
 # Start one node of a Redis Cluster. The password comes from the environment only.

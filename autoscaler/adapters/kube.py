@@ -47,6 +47,8 @@ API_PERMISSIONS: list[tuple[str, str, str, tuple[str, ...]]] = [
     ("release", "", "events", ("create",)),
     # the node-headroom placeholders live in the targets' namespaces, charged to their quotas
     ("watched", "apps", "deployments", ("get", "list", "create", "update", "delete")),
+    # a resharding tier's reshard step (``kube_jobs``): a Job in the policy's namespace
+    ("watched", "batch", "jobs", ("list", "create")),
     ("cluster", "", "nodes", ("list",)),
     ("cluster", "", "pods", ("list",)),
     ("cluster", "scheduling.k8s.io", "priorityclasses", ("get",)),

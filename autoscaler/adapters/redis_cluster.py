@@ -172,6 +172,13 @@ class ClusterAdmin:
         # a node serves (and takes migrated keys) once it knows who owns every slot
         self.wait(lambda: all(self.healthy(a) for a in everyone), "reach cluster_state:ok on its new nodes")
 
+    def answers(self, address: Address) -> bool:
+        """The node at ``address`` is up and answers (a pod just asked for may not be yet)."""
+        try:
+            return bool(self.client(address).ping())
+        except redis.RedisError:
+            return False
+
     def healthy(self, address: Address) -> bool:
         """``cluster_state:ok`` on the node at ``address``."""
         try:

@@ -55,6 +55,7 @@ def controller(
     calendar: Annotated[Optional[Path], typer.Option("--calendar", help="Also read promotions from this YAML calendar (e.g. a ConfigMap mount; for clusters without the CRDs). Re-read every cycle; a PromotionEvent of the same name wins.")] = None,
     preflight_ahead: Annotated[str, typer.Option(help="Run the preflight checks for each promotion starting within this long, as its Preflight condition (0: never).")] = "24h",
     preflight_every: Annotated[str, typer.Option(help="Run them again this often until the promotion starts.")] = "1h",
+    reshard_image: Annotated[Optional[str], typer.Option(envvar="PEAKSCALE_IMAGE", help="The image of a resharding tier's reshard Job (peakscale reshard): the controller's own (the chart sets it). Without it such a policy's raises fail, saying so.")] = None,
     identity: Annotated[Optional[str], typer.Option(envvar="POD_NAME", help="This instance's name in the Lease. Default: hostname.")] = None,
     once: Annotated[bool, typer.Option("--once", help="Run one cycle, print its report and exit.")] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error. At info, one line per write: the policy, from -> to, the promotion, the reason, the local time.")] = "info",
@@ -93,8 +94,7 @@ def controller(
     telemetry = Telemetry()
     server = None if once else _serve(telemetry, metrics_address, metrics_port, times["interval"])
     _start_log(log_level, watched, lease_namespace, lease_name)
-    verify: bool | str = False if prometheus_insecure else (str(prometheus_ca) if prometheus_ca else True)
-    history = HistoryCache(base_url, token=token, verify_tls=verify, timeout_s=times["prometheus_timeout"])
+    history = HistoryCache(base_url, token=token, verify_tls=False if prometheus_insecure else (str(prometheus_ca) if prometheus_ca else True), timeout_s=times["prometheus_timeout"])
     options = ControllerOptions(
         # the Lease's holder is this process: two started with one --identity never both lead
         identity=f"{name}_{uuid.uuid4().hex[:8]}", namespaces=watched, interval_s=times["interval"], dry_run=dry_run,
@@ -102,7 +102,7 @@ def controller(
         renew_deadline_s=times["renew_deadline"], retry_period_s=times["retry_period"], unready_after=unready_after,
         headroom_priority_classes=tuple(headroom_priority_class or ControllerOptions.headroom_priority_classes), headroom_max_pods=headroom_max_pods,
         headroom_copy_scheduling=headroom_copy_scheduling, max_queries_per_cycle=max_queries_per_cycle, calendar_file=str(calendar) if calendar is not None else None,
-        preflight_ahead_s=times["preflight_ahead"], preflight_every_s=times["preflight_every"], tz=tz,
+        preflight_ahead_s=times["preflight_ahead"], preflight_every_s=times["preflight_every"], tz=tz, reshard_image=reshard_image,
     )  # fmt: skip
     ctl = Controller(Kube(api), history, options, telemetry=telemetry)
     if once:

@@ -38,6 +38,7 @@ def reshard(
     kubeconfig: Annotated[Optional[Path], typer.Option(help="Kubeconfig for --policy (in a pod: its ServiceAccount).")] = None,
     context: Annotated[Optional[str], typer.Option(help="Kubeconfig context.")] = None,
     batch: Annotated[int, typer.Option(help="Keys per MIGRATE.", min=1)] = 200,
+    wait: Annotated[str, typer.Option(help="How long to wait for the new shards' pods to answer (the StatefulSet grew just before).")] = "15m",
 ) -> None:
     """Move a Redis Cluster's slots to its shards: join the new ones, balance the slots by count, let the surplus ones go.
 
@@ -49,13 +50,16 @@ def reshard(
 
     from autoscaler.errors import CommandFailed
 
+    from autoscaler.core.durations import parse_duration_s
+
+    wait_s = parse_duration_s(wait, field="--wait", allow_zero=True)
     try:
-        _reshard(split_list(nodes), shards, replicas_per_shard, policy, kubeconfig, context, batch)
+        _reshard(split_list(nodes), shards, replicas_per_shard, policy, kubeconfig, context, batch, wait_s)
     except (redis.RedisError, TimeoutError) as exc:
         raise CommandFailed(f"the reshard stopped: {exc} (run it again: it resumes from the cluster's own state)") from None
 
 
-def _reshard(nodes: list[str], shards: int, replicas_per_shard: int, policy: str | None, kubeconfig: Path | None, context: str | None, batch: int) -> None:
+def _reshard(nodes: list[str], shards: int, replicas_per_shard: int, policy: str | None, kubeconfig: Path | None, context: str | None, batch: int, wait_s: float = 0) -> None:
     from autoscaler.adapters.redis_cluster import ClusterAdmin
 
     pods = [_address(n) for n in nodes]
@@ -67,6 +71,9 @@ def _reshard(nodes: list[str], shards: int, replicas_per_shard: int, policy: str
     admin = ClusterAdmin([g[0] for g in keep], os.environ.get("REDISCLI_AUTH") or None, batch=batch)
     known = {n.address for n in admin.nodes()}
     joining = [g for g in keep if g[0] not in known]
+    new_pods = [a for g in joining for a in g]
+    if new_pods:
+        admin.wait(lambda: all(admin.answers(a) for a in new_pods), f"bring up the {len(new_pods)} pod(s) of its new shards", timeout_s=max(wait_s, 1))
     admin.join([g[0] for g in joining], [(r, g[0]) for g in joining for r in g[1:]])
     report = _reporter(policy, kubeconfig, context)
     done = admin.reshard([g[0] for g in keep], progress=report)

@@ -74,6 +74,8 @@ class ActSteps(EventSteps):
         lead = spec.plan_policy().lead_time_s
         event = f" for {decision.event!r} (lead {lead // 60} min)" if decision.event and action in (RAISE, LOWER) else ""
         change = f"{decision.previous} -> {decision.target}{event}: {decision.why()}"
+        if action == SCALE and spec.reshard is not None:
+            return self._reshard(obj, spec, target, change, outcome, now)
         if action == SCALE:
             why = f"scale {ref.kind} {ref.name} {change}"
             write = lambda: self.kube.set_replicas(ns, ref.kind, ref.name, target)  # noqa: E731
@@ -102,6 +104,33 @@ class ActSteps(EventSteps):
         self._log_write(key, ("dry-run: would " if dry else "") + why, now)
         if hpa is not None and not dry:
             self.telemetry.floor.labels(ns, obj["metadata"]["name"]).set(target)
+
+    def _reshard(self, obj: dict[str, Any], spec: ScalingPolicySpec, target: int, change: str, outcome: Outcome, now: float) -> None:
+        """A resharding tier's shard count (``controller.reshard``): the StatefulSet by whole shards
+        and the reshard Job, one step a cycle; while a Job runs, nothing is written."""
+        from autoscaler.controller import reshard
+
+        ns, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+        what = f"reshard {spec.target_ref.kind} {spec.target_ref.name} {change}"
+        if self.options.dry_run:
+            outcome.action = SCALE
+            self._emit(obj, "DryRun", f"dry-run: would {what}", warning=False, now=now)
+            return
+        try:
+            step = reshard.carry_out(self.kube, namespace=ns, policy=name, spec=spec, target=target, image=self.options.reshard_image)
+        except NotLeader:
+            raise
+        except Exception as exc:  # noqa: BLE001 (retried already: report it; tried again next cycle)
+            self._write_failed_on(obj, outcome, f"{what} failed: {describe(exc)}", now)
+            return
+        self._write_failed.discard((ns, name))
+        outcome.why = f"{what}: {step.why}"
+        if step.what == "hold":
+            return
+        outcome.action = SCALE
+        self.telemetry.actions.labels(SCALE).inc()
+        self._emit(obj, "Resharding", outcome.why, warning=False, now=now)
+        self._log_write((ns, name), outcome.why, now)
 
     def _log_write(self, key: tuple[str, str], what: str, now: float) -> None:
         """One INFO line per write: the policy, what changed (from -> to, for which promotion, why),

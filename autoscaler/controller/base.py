@@ -72,6 +72,9 @@ class ControllerOptions:
     preflight_ahead_s: int = 86400
     preflight_every_s: int = 3600
     preflight_budget_s: float = 0.3
+    #: the image of a resharding tier's reshard Job (the controller's own: ``peakscale reshard``);
+    #: None: such a policy's raises are refused with the reason
+    reshard_image: str | None = None
 
 
 @dataclass

@@ -131,6 +131,8 @@ class ObserveSteps(ControllerBase):
                 self._event_once(obj, Reason.HPA_OWNS_TARGET, msg, warning=True, now=now)
                 return Outcome(ns, name, action="refused", error=msg)
             current = self.kube.get_replicas(ns, ref.kind, ref.name)
+            if spec.reshard is not None:
+                current = self._serving_shards(ns, name, spec, current)
         else:
             try:
                 current = self.kube.get_replicas(ns, ref.kind, ref.name)
@@ -140,6 +142,14 @@ class ObserveSteps(ControllerBase):
             self.telemetry.actual.labels(ns, name).set(current)
         # observe mode: an HPA peakscale raised earlier is handed back (cycle.decide restores it)
         return (owner if spec.mode == "observe" and owner is not None and ORIGINAL_MIN in owner.annotations else None), current
+
+    def _serving_shards(self, ns: str, name: str, spec: ScalingPolicySpec, nodes: int) -> int:
+        """A resharding tier's replicas are the shards that serve (``controller.reshard.serving``)."""
+        from autoscaler.adapters.kube_jobs import list_jobs
+        from autoscaler.controller.reshard import POLICY_LABEL, serving
+
+        assert spec.reshard is not None
+        return serving(nodes, spec.reshard.replicas_per_shard, list_jobs(self.kube, ns, f"{POLICY_LABEL}={name}"))
 
     def _forecast(
         self,

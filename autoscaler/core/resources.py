@@ -32,6 +32,10 @@ POLICY_PLURAL = "scalingpolicies"
 EVENT_PLURAL = "promotionevents"
 
 
+#: a Kubernetes object name (RFC 1123 subdomain)
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+
+
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, alias_generator=to_camel, frozen=True)
 
@@ -119,7 +123,7 @@ class NodeHeadroom(_Spec):
     #: how long the cluster takes to add a node (cluster autoscaler or Karpenter, plus image pulls)
     lead_time: str = "5m"
     #: a PriorityClass with a negative value, so that real pods preempt the placeholders
-    priority_class_name: str = Field(default=DEFAULT_PRIORITY_CLASS, min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    priority_class_name: str = Field(default=DEFAULT_PRIORITY_CLASS, min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)
 
     @field_validator("lead_time")
     @classmethod
@@ -131,6 +135,13 @@ class NodeHeadroom(_Spec):
         return parse_duration_s(self.lead_time, allow_zero=True)
 
 
+class SecretKey(_Spec):
+    """A key of a Secret in the policy's namespace."""
+
+    name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)
+    key: str = Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
+
+
 class Reshard(_Spec):
     """A Redis Cluster cache scaled by shards: a raise serves once its slots have moved."""
 
@@ -138,6 +149,16 @@ class Reshard(_Spec):
     dataset_size: str = Field(min_length=1, max_length=32)
     #: the migration throughput assumed until a reshard has measured one (status.reshard)
     throughput: str = Field(default="5MB/s", min_length=1, max_length=32)
+    #: each shard is a primary and this many replicas: the StatefulSet's pods in ordinal order
+    replicas_per_shard: int = Field(default=1, ge=0, le=5)
+    #: the Redis port of every pod (reached as <pod>.<the StatefulSet's serviceName>)
+    port: int = Field(default=6379, ge=1, le=65535)
+    #: the Secret (in the policy's namespace) whose key holds the Redis password, given to the reshard
+    #: step as REDISCLI_AUTH; None: Redis without a password
+    password_secret: SecretKey | None = None
+    #: the ServiceAccount (in the policy's namespace) the reshard Job runs as: it may patch this
+    #: policy's status.reshard and nothing the namespace did not grant it (never the controller's)
+    service_account_name: str = Field(default="peakscale-reshard", min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)
 
     @field_validator("dataset_size", "throughput")
     @classmethod

@@ -22,7 +22,7 @@ CLUSTER_MODE = {
         "redis": {"maxmemory": "2gb", "maxmemoryPolicy": "volatile-lru"},
         "resources": {"requests": {"cpu": "1", "memory": "3Gi"}, "limits": {"cpu": "2", "memory": "3Gi"}},
         "persistence": {"enabled": True, "size": "10Gi"},
-        "scaling": {"leadTime": "45m", "capacityPerReplica": 50000},
+        "scaling": {"minReplicas": 3, "maxReplicas": 9, "leadTime": "45m", "capacityPerReplica": 50000},
     },
 }
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import os
 import shutil
 import socket
@@ -21,17 +23,21 @@ pytestmark = pytest.mark.skipif(REDIS is None, reason="redis-server is installed
 
 
 PASSWORD = "from-the-secret"
+APP_PASSWORD = "the-app's own, with $ and spaces"
+EXPORTER_PASSWORD = "the-exporter's-own"
 
 
-def command(sock: Path, cmd: str, password: str | None = PASSWORD) -> str:
-    """One command over the unix socket, after AUTH when a password is given (the reply to the
-    command itself is returned)."""
+def command(sock: Path, cmd: str, password: str | None = PASSWORD, user: str | None = None) -> str:
+    """One command over the unix socket, after AUTH when a password is given (as ``user``, else the
+    default user; the reply to the command itself is returned)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(5)
         s.connect(str(sock))
         if password:
-            s.sendall(f"*2\r\n$4\r\nAUTH\r\n${len(password)}\r\n{password}\r\n".encode())
-            s.recv(1024)
+            auth = ["AUTH", *([user] if user else []), password]
+            s.sendall(("*%d\r\n" % len(auth) + "".join(f"${len(p)}\r\n{p}\r\n" for p in auth)).encode())
+            reply = s.recv(1024)
+            assert user is None or b"+OK" in reply, f"AUTH as {user} refused"
         parts = cmd.split()
         s.sendall(("*%d\r\n" % len(parts) + "".join(f"${len(p)}\r\n{p}\r\n" for p in parts)).encode())
         return s.recv(65536).decode(errors="replace")
@@ -68,7 +74,8 @@ def localize(conf_text: str, work: Path) -> str:
     """The pod's /data volume is this test's folder, and its password fragment one written here by
     the start scripts' own lines (``WRITE_AUTH``, 0600); nothing else in the file changes."""
     fragment = work / "auth.conf"
-    subprocess.run(["/bin/sh", "-c", WRITE_AUTH.replace(AUTH_FRAGMENT, str(fragment))], env={**os.environ, "REDIS_PASSWORD": PASSWORD}, check=True)
+    users = {"REDIS_PASSWORD": PASSWORD, "APP_PASSWORD": APP_PASSWORD, "EXPORTER_PASSWORD": EXPORTER_PASSWORD}
+    subprocess.run(["/bin/sh", "-c", WRITE_AUTH.replace(AUTH_FRAGMENT, str(fragment))], env={**os.environ, **users}, check=True)
     assert fragment.stat().st_mode & 0o777 == 0o600
     text = conf_text.replace("dir /data\n", f"dir {work}\n").replace("/data/nodes.conf", str(work / "nodes.conf"))
     return text.replace(f"include {AUTH_FRAGMENT}\n", f"include {fragment}\n")
@@ -182,6 +189,18 @@ def test_cluster_mode_needs_three_shards():
         CacheConfig(mode="cluster", shards=2)
 
 
+@pytest.mark.parametrize(
+    "scaling, shards, words",
+    [({"minReplicas": 1, "maxReplicas": 9}, 3, "keeps at least 3 primaries"), ({"minReplicas": 3, "maxReplicas": 4}, 5, "shards 5 is outside scaling's [3, 4]")],
+)
+def test_in_cluster_mode_the_scaling_bounds_are_shards_a_cluster_can_keep(scaling, shards, words):
+    from stacks.config import Scaling
+
+    with pytest.raises(ValidationError, match=re.escape(words)):
+        CacheConfig(mode="cluster", shards=shards, scaling=Scaling(**scaling, capacity_per_replica=1000))
+    assert CacheConfig(mode="cluster", shards=3).scaling.min_replicas == 3
+
+
 def test_a_replica_in_full_sync_is_not_ready_and_is_once_linked(tmp_path):
     """The readiness script on real servers: while its primary holds the replica in a full sync
     (diskless, delayed 5 s: the primary lists it as wait_bgsave), the replica is not ready; once
@@ -256,6 +275,30 @@ def test_the_default_user_cannot_run_the_commands_that_empty_or_freeze_a_cache(t
         server.stop()
 
 
+def test_the_app_and_the_exporter_each_have_a_user_that_does_its_job_and_nothing_more(tmp_path):
+    """Each user with its own password (stored as a SHA-256): the app reads and writes but cannot
+    administer or empty the cache; the exporter reads INFO and CONFIG GET but no key, and writes nothing."""
+    server = start(render_redis_conf(RedisSettings(), mode="sentinel", persistence=False), tmp_path)
+    try:
+        assert server.wait_ready(), server.log.read_text()
+        fragment = (tmp_path / "auth.conf").read_text()
+        assert APP_PASSWORD not in fragment and EXPORTER_PASSWORD not in fragment
+        as_app = lambda cmd: command(server.sock, cmd, APP_PASSWORD, user="app")  # noqa: E731
+        as_exporter = lambda cmd: command(server.sock, cmd, EXPORTER_PASSWORD, user="exporter")  # noqa: E731
+        assert "+OK" in as_app("SET cart:1 3") and "3" in as_app("GET cart:1") and ":4" in as_app("INCR cart:1")
+        assert "role:master" in as_app("INFO replication") and as_app("SCAN 0").startswith("*2")
+        for refused in ("FLUSHALL", "KEYS *", "CONFIG SET maxmemory 1", "SHUTDOWN", "REPLICAOF 127.0.0.1 1", "MONITOR", "ACL LIST"):
+            assert "NOPERM" in as_app(refused), refused
+        assert "used_memory" in as_exporter("INFO memory") and "maxmemory" in as_exporter("CONFIG GET maxmemory")
+        for refused in ("GET cart:1", "SET x 1", "CONFIG SET maxmemory 1", "FLUSHALL", "SCAN 0"):
+            assert "NOPERM" in as_exporter(refused), refused
+        assert "4" in command(server.sock, "GET cart:1")  # nothing was emptied
+        with pytest.raises(AssertionError, match="refused"):
+            command(server.sock, "PING", PASSWORD, user="app")  # the default user's password is not the app's
+    finally:
+        server.stop()
+
+
 def test_a_terminating_primary_hands_over_to_a_replica_through_sentinel(tmp_path):
     """The primary's preStop on real servers (a primary, a replica, three Sentinels): run on the
     replica it does nothing; run on the primary it asks Sentinel for a failover and returns once the
@@ -321,3 +364,96 @@ def test_a_terminating_primary_hands_over_to_a_replica_through_sentinel(tmp_path
     finally:
         for p in procs:
             stop_process(p)
+
+
+def _wait(condition, what: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
+def test_sentinel_forgets_a_replica_that_went_and_keeps_the_live_one(tmp_path):
+    """The Sentinels' reset sidecar on real servers (a primary, two replicas, a Sentinel): after one
+    replica stops for good (a scale-in), it is down and does not answer at two looks in a row, so the
+    Sentinel is reset and lists only the live replica, the primary unchanged."""
+    import redis
+
+    from stacks.redis_conf import MASTER_NAME, RESET_DEPARTED
+
+    script = tmp_path / "reset.sh"
+    script.write_text(RESET_DEPARTED)
+    primary, kept, gone, sentinel_port = unique_ports(4)
+    common = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--requirepass", PASSWORD, "--masterauth", PASSWORD, "--daemonize", "no"]
+    procs: dict[str, subprocess.Popen] = {}
+
+    def spawn(name: str, args: list[str]) -> None:
+        folder = tmp_path / name
+        folder.mkdir()
+        procs[name] = subprocess.Popen([REDIS, *args, "--dir", str(folder)], stdout=open(folder / "log", "w"), stderr=subprocess.STDOUT)
+
+    try:
+        spawn("primary", ["--port", str(primary), *common])
+        for name, port in (("kept", kept), ("gone", gone)):
+            spawn(name, ["--port", str(port), "--replicaof", "127.0.0.1", str(primary), *common])
+        conf = tmp_path / "sentinel.conf"
+        conf.write_text(f"port {sentinel_port}\nbind 127.0.0.1\nsentinel monitor {MASTER_NAME} 127.0.0.1 {primary} 1\nsentinel auth-pass {MASTER_NAME} {PASSWORD}\nsentinel down-after-milliseconds {MASTER_NAME} 1000\n")
+        spawn("sentinel", [str(conf), "--sentinel"])
+        sentinel = redis.Redis(host="127.0.0.1", port=sentinel_port, decode_responses=True)
+
+        def listed() -> dict[int, str]:
+            try:
+                return {int(r["port"]): str(r["flags"]) for r in sentinel.sentinel_slaves(MASTER_NAME)}
+            except redis.RedisError:
+                return {}
+
+        _wait(lambda: set(listed()) == {kept, gone}, "Sentinel to discover both replicas")
+        stop_process(procs.pop("gone"))
+        _wait(lambda: "s_down" in listed().get(gone, ""), "Sentinel to see the replica down")
+        env = {**os.environ, "REDIS_PASSWORD": PASSWORD, "SENTINEL_TARGET": f"-h 127.0.0.1 -p {sentinel_port}", "RESET_EVERY_S": "1"}
+        procs["reset"] = subprocess.Popen(["/bin/sh", str(script)], env=env, stdout=open(tmp_path / "reset.log", "w"), stderr=subprocess.STDOUT)
+        _wait(lambda: set(listed()) == {kept} and "s_down" not in listed()[kept], "Sentinel to list only the live replica")
+        assert "replicas gone: 127.0.0.1:" in (tmp_path / "reset.log").read_text()
+        assert sentinel.sentinel_get_master_addr_by_name(MASTER_NAME) == ("127.0.0.1", primary)
+    finally:
+        for p in procs.values():
+            stop_process(p)
+
+
+def test_a_restarted_sentinel_keeps_its_id_and_monitors_the_primary_the_others_know(tmp_path):
+    """The Sentinel's start script (its paths in this folder): its id comes from its pod name, so a
+    restart is the same Sentinel; with no other Sentinel answering it monitors node-0."""
+    import hashlib
+
+    import redis
+
+    from stacks.redis_conf import MASTER_NAME, START_SENTINEL
+
+    sentinel_port, nobody = unique_ports(2)
+    conf = tmp_path / "sentinel.conf"
+    conf.write_text(render_sentinel_conf(primary_host="node-0.example", quorum=2).replace("port 26379", f"port {sentinel_port}\nbind 127.0.0.1"))
+    (tmp_path / "run").mkdir()
+    script = tmp_path / "start.sh"
+    script.write_text(START_SENTINEL.replace("/etc/redis/sentinel.conf", str(conf)).replace("/sentinel/", f"{tmp_path}/run/"))
+    env = {**os.environ, "REDIS_PASSWORD": PASSWORD, "PRIMARY_FQDN": "127.0.0.1", "SENTINEL_SERVICE": f"127.0.0.1 -p {nobody}", "POD_NAME": "cache-sentinel-1", "POD_FQDN": "127.0.0.1"}
+    ids = []
+    for _ in range(2):
+        proc = subprocess.Popen(["/bin/sh", str(script)], env=env, stdout=open(tmp_path / "sentinel.log", "a"), stderr=subprocess.STDOUT)
+        try:
+            sentinel = redis.Redis(host="127.0.0.1", port=sentinel_port, decode_responses=True)
+            _wait(lambda: _answers(sentinel), "the Sentinel to start")
+            ids.append(sentinel.execute_command("SENTINEL", "MYID"))
+            assert sentinel.sentinel_get_master_addr_by_name(MASTER_NAME)[0] == "127.0.0.1"  # node-0 replaced by the primary known
+        finally:
+            stop_process(proc)
+    assert (tmp_path / "run" / "sentinel.conf").stat().st_mode & 0o777 == 0o600
+    assert ids[0] == ids[1] == hashlib.sha1(b"cache-sentinel-1").hexdigest()
+
+
+def _answers(client) -> bool:
+    import redis
+
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False

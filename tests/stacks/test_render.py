@@ -114,7 +114,7 @@ def test_prod_tiers_carry_pdbs_and_zone_spread(rendered):
     objects = rendered["prod"].objects
     assert check_pdb_per_tier(objects) == []
     workloads = [o for o in objects if o["kind"] in ("Deployment", "StatefulSet")]
-    assert len(workloads) == 3
+    assert sorted(w["metadata"]["name"] for w in workloads) == ["cache-node", "cache-sentinel", "live-edge", "live-origin"]
     for w in workloads:
         constraints = w["spec"]["template"]["spec"]["topologySpreadConstraints"]
         zone = [c for c in constraints if c["topologyKey"] == "topology.kubernetes.io/zone"]
@@ -159,9 +159,33 @@ def test_scale_contracts_name_the_right_target_and_method(rendered):
     assert (prod["edge"]["minReplicas"], prod["edge"]["maxReplicas"]) == (6, 120)
     # a tier's coverage reaches its ScalingPolicy; a tier that names none keeps the CRD's default
     assert (prod["cache"]["coverage"], prod["edge"]["coverage"]) == (0.999, None)
-    cluster = rendered["cluster"].outputs["scaleContracts"]["cache"]
-    assert cluster["method"] == "observe" and cluster["targetRef"]["name"] == "sessions-node"
-    assert cluster["minReplicas"] == cluster["maxReplicas"] == 6
+
+
+
+def test_a_cluster_mode_cache_scales_by_shards_and_its_reshard_job_gets_an_account_of_its_own(rendered):
+    """Replicas are shards; the lead time is the pod start plus moving the whole dataset (maxmemory on
+    each of the fewest shards) at the assumed throughput; the reshard step's ServiceAccount may patch
+    its ScalingPolicy's status and nothing else."""
+    from autoscaler.core.reshard import SLOTS, reshard_seconds
+
+    r = rendered["cluster"]
+    cluster = r.outputs["scaleContracts"]["cache"]
+    assert cluster["method"] == "scale" and cluster["targetRef"]["name"] == "sessions-node"
+    assert (cluster["minReplicas"], cluster["maxReplicas"]) == (3, 9)
+    dataset = 3 * 2 * 2**30  # 2gb, Redis' binary unit, on each of 3 shards
+    assert cluster["leadTimeSeconds"] == 45 * 60 + reshard_seconds(SLOTS, dataset, 5e6)
+    assert cluster["reshard"] == {
+        "datasetSize": "6144Mi", "throughput": "5MB/s", "replicasPerShard": 1, "port": 6379,
+        "passwordSecret": {"name": "sessions-auth", "key": "redis-password"}, "serviceAccountName": "sessions-reshard",
+    }  # fmt: skip
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in r.objects}
+    assert ("ServiceAccount", "sessions-reshard") in objects
+    assert objects[("Role", "sessions-reshard")]["rules"] == [
+        {"apiGroups": ["peakscale.io"], "resources": ["scalingpolicies/status"], "resourceNames": ["cache-sessions-node"], "verbs": ["get", "patch"]}
+    ]
+    binding = objects[("RoleBinding", "sessions-reshard")]
+    assert binding["roleRef"]["name"] == "sessions-reshard" and binding["subjects"] == [{"kind": "ServiceAccount", "name": "sessions-reshard", "namespace": "live-cluster"}]
+    assert objects[("StatefulSet", "sessions-node")]["spec"]["replicas"] == 6
 
 
 def test_operator_is_ordered_before_its_resources_and_data_is_protected(rendered):
@@ -408,3 +432,27 @@ def test_the_live_edge_is_reachable_served_and_guarded(rendered):
     # dev keeps the pod IP and installs no adapter
     dev_edge = next(o for o in rendered["dev"].objects if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-edge"))
     assert dev_edge["spec"]["template"]["spec"]["containers"][0]["env"][0]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+
+
+def test_sentinels_are_a_fixed_set_of_three_apart_from_the_data_nodes_peakscale_scales(rendered):
+    """The quorum (2 of 3) never moves with a raise or a lower; the client Service reaches the
+    Sentinels, reads reach the data nodes; the Sentinels' sidecar forgets replicas that went."""
+    from stacks.redis_conf import QUORUM, RESET_DEPARTED, SENTINEL_PORT
+
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in rendered["prod"].objects}
+    sentinels, nodes = objects[("StatefulSet", "cache-sentinel")], objects[("StatefulSet", "cache-node")]
+    assert sentinels["spec"]["replicas"] == 3 and QUORUM == 2
+    assert f"sentinel monitor mymaster cache-node-0.cache-headless.live.svc.cluster.local 6379 {QUORUM}" in objects[("ConfigMap", "cache-config")]["data"]["sentinel.conf"]
+    assert objects[("ConfigMap", "cache-config")]["data"]["reset-departed.sh"] == RESET_DEPARTED
+    assert [c["name"] for c in sentinels["spec"]["template"]["spec"]["containers"]] == ["sentinel", "reset-departed"]
+    assert [c["name"] for c in nodes["spec"]["template"]["spec"]["containers"]] == ["redis", "exporter"]
+    sentinel_labels = sentinels["spec"]["template"]["metadata"]["labels"]
+    client = objects[("Service", "cache")]
+    assert client["spec"]["ports"] == [{"name": "sentinel", "port": SENTINEL_PORT, "targetPort": "sentinel"}]
+    assert all(sentinel_labels[k] == v for k, v in client["spec"]["selector"].items())
+    read = objects[("Service", "cache-read")]
+    assert all(nodes["spec"]["template"]["metadata"]["labels"][k] == v for k, v in read["spec"]["selector"].items())
+    assert not all(sentinel_labels.get(k) == v for k, v in read["spec"]["selector"].items())
+    assert objects[("PodDisruptionBudget", "cache-sentinel")]["spec"]["maxUnavailable"] == 1
+    # the data nodes' StatefulSet is what the policy scales; the Sentinels' is not in any contract
+    assert rendered["prod"].outputs["scaleContracts"]["cache"]["targetRef"]["name"] == "cache-node"

@@ -82,6 +82,11 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
+# a resharding tier's reshard step: a Job in the policy's namespace, running the controller's own
+# image as the ServiceAccount the policy names (never the controller's); finished ones go by TTL
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [list, create]
 {{- end -}}
 
 {{/* The namespaces the controller watches when not cluster-wide: watchNamespaces, else the release's. */}}
