@@ -80,7 +80,41 @@ class HistoryUnavailable(Unavailable):
 
 
 class KubeError(Unavailable):
-    """A Kubernetes call failed for a reason other than a conflict."""
+    """A Kubernetes call failed, or its answer cannot be used."""
+
+
+class KubeApiError(KubeError):
+    """kube-apiserver answered an error (the adapter's translation of the client's exception: no
+    module outside ``autoscaler/adapters`` sees the client's own). ``status`` is the HTTP status
+    (None: the request got no answer), ``reason`` its phrase, ``body`` the Status the server sent."""
+
+    def __init__(self, status: int | None, reason: str = "", body: str = "") -> None:
+        self.status, self.reason, self.body = status, reason, body
+        super().__init__(f"HTTP {status} {reason}".strip() if status is not None else reason or "no answer from kube-apiserver")
+
+
+class KubeNotFound(KubeApiError):
+    """404: the object (or its kind) is not there."""
+
+
+class KubeConflict(KubeApiError):
+    """409: the object changed since it was read, or exists already."""
+
+
+class KubeForbidden(KubeApiError):
+    """401 or 403: the credentials, or their RBAC, do not allow the request."""
+
+
+class KubeInvalid(KubeApiError):
+    """400 or 422: the server refused the object itself (its schema, its fields)."""
+
+
+class KubeUnavailable(KubeApiError):
+    """5xx, 429, or no answer at all (a timeout, a refused connection): worth another try."""
+
+
+class KubeUnreachable(KubeUnavailable):
+    """No answer at all: a timeout, a refused or reset connection (``status`` is None)."""
 
 
 class CommandFailed(Unavailable):

@@ -81,13 +81,14 @@ class RedisCache(pulumi.ComponentResource):
 
     def _secret(self) -> k8s.core.v1.Secret:
         """The passwords, Pulumi secrets, in one Kubernetes Secret, a key per Redis user: the default
-        user's (Sentinel, replicas, probes, operators: the stack's ``cachePassword`` secret config when
-        set), the app's (user ``app``: data commands, no administration) and the exporter's (user
-        ``exporter``: INFO and the like, no key); the generated ones (pulumi-random) kept in the state."""
+        user's (Sentinel, replicas, probes, operators), the app's (user ``app``: data commands, no
+        administration) and the exporter's (user ``exporter``: INFO and the like, no key): the stack's
+        secret config ``cachePassword``, ``cacheAppPassword``, ``cacheExporterPassword`` when set, else
+        generated (pulumi-random) and kept in the state."""
         config = pulumi.Config("peakscale")
         passwords = {}
-        for key, setting in (("redis-password", "cachePassword"), ("app-password", "cacheAppPassword"), ("exporter-password", None)):
-            supplied = config.get_secret(setting) if setting else None
+        for key, setting in (("redis-password", "cachePassword"), ("app-password", "cacheAppPassword"), ("exporter-password", "cacheExporterPassword")):
+            supplied = config.get_secret(setting)
             if supplied is None:
                 resource = f"{self.name}-password" if key == "redis-password" else f"{self.name}-{key}"
                 supplied = random.RandomPassword(resource, length=32, special=False, opts=self.child).result

@@ -152,3 +152,38 @@ def test_the_base_install_has_no_pulumi_grpc_or_matplotlib_and_runs_the_controll
     assert doc["strategies"]["peakscale"]["events"]["unserved_fraction"] < doc["strategies"]["reactive"]["events"]["unserved_fraction"]
     render = subprocess.run([str(peakscale), "render"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert render.returncode == 1 and "peakscale[stacks]" in render.stderr and "Traceback" not in render.stderr
+
+
+def test_the_kubernetes_clients_exceptions_stop_at_the_adapters():
+    """Errors at the boundary, as kopf keeps them: only ``autoscaler/adapters`` sees the official
+    client's ``ApiException`` (and its exceptions module); everything else catches the project's
+    ``KubeApiError``s (``KubeNotFound``, ``KubeConflict``, ``KubeForbidden``, ``KubeInvalid``,
+    ``KubeUnavailable``), which the adapters' ``Translating`` raise instead."""
+    leaks = []
+    for name, path in modules().items():
+        if name.startswith("autoscaler.adapters"):
+            continue
+        for module, names in imports_of(path, name):
+            if module.startswith(("kubernetes.client.exceptions", "kubernetes.client.rest")) or "ApiException" in names or (module == "kubernetes.client" and "exceptions" in names):
+                leaks.append(f"{path.relative_to(REPO)} imports {', '.join(names) or module}")
+    assert leaks == []
+
+
+def test_a_translated_error_says_what_the_server_said_and_is_the_projects_own():
+    from kubernetes.client.rest import ApiException
+    from urllib3.exceptions import MaxRetryError
+
+    from autoscaler.adapters.kube_errors import Translating, translated
+    from autoscaler.errors import KubeApiError, KubeConflict, KubeForbidden, KubeInvalid, KubeNotFound, KubeUnavailable, KubeUnreachable, Unavailable
+
+    for status, kind in ((404, KubeNotFound), (409, KubeConflict), (403, KubeForbidden), (401, KubeForbidden), (422, KubeInvalid), (503, KubeUnavailable), (429, KubeUnavailable), (418, KubeApiError)):
+        error = translated(ApiException(status=status, reason="Because"))
+        assert type(error) is kind and error.status == status and str(error) == f"HTTP {status} Because" and isinstance(error, Unavailable)
+
+    class Api:
+        def read(self):
+            raise MaxRetryError(None, "/x", "connection refused")
+
+    with pytest.raises(KubeUnavailable) as caught:
+        Translating(Api()).read()
+    assert type(caught.value) is KubeUnreachable and caught.value.status is None and "MaxRetryError" in str(caught.value)

@@ -22,8 +22,8 @@ from collections.abc import Callable
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from autoscaler.adapters.kube_errors import retry_conflict
-from autoscaler.errors import InputError, KubeError, clip
+from autoscaler.adapters.kube_errors import TRANSPORT, Translating, retry_conflict, translated
+from autoscaler.errors import InputError, KubeConflict, KubeError, KubeNotFound, clip
 from autoscaler.core.resources import EVENT_PLURAL, GROUP, POLICY_PLURAL, VERSION
 
 #: (scope, apiGroup, resource, verbs): exactly what this module calls
@@ -160,11 +160,15 @@ class Kube:
     guard: Callable[[], None] = _allowed
 
     def __post_init__(self) -> None:
-        self.custom = client.CustomObjectsApi(self.api)
-        self.autoscaling = client.AutoscalingV2Api(self.api)
-        self.apps = client.AppsV1Api(self.api)
-        self.core = client.CoreV1Api(self.api)
-        self.coordination = client.CoordinationV1Api(self.api)
+        # every call raises the project's KubeApiErrors, never the client's ApiException
+        self.custom = Translating(client.CustomObjectsApi(self.api))
+        self.autoscaling = Translating(client.AutoscalingV2Api(self.api))
+        self.apps = Translating(client.AppsV1Api(self.api))
+        self.core = Translating(client.CoreV1Api(self.api))
+        self.coordination = Translating(client.CoordinationV1Api(self.api))
+        self.batch = Translating(client.BatchV1Api(self.api))
+        self.policy = Translating(client.PolicyV1Api(self.api))
+        self.scheduling = Translating(client.SchedulingV1Api(self.api))
         self.writes = 0
 
     # --- custom resources -------------------------------------------------------------------
@@ -341,9 +345,7 @@ class Kube:
         self.guard()
         try:
             retry_conflict(lambda: self.apps.create_namespaced_deployment(meta["namespace"], body, field_manager=FIELD_MANAGER), attempts=1)
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
+        except KubeConflict:
             # already there: a previous leader's, or a retry that landed, is sized; a Deployment of
             # that name that is not this policy's placeholder is never touched
             existing = json.loads(self.apps.read_namespaced_deployment(meta["name"], meta["namespace"], _preload_content=False).data)
@@ -377,9 +379,7 @@ class Kube:
             self.guard()
             try:
                 self.apps.delete_namespaced_deployment(name, namespace, propagation_policy="Background")
-            except ApiException as exc:
-                if exc.status != 404:  # already gone: what we wanted
-                    raise
+            except KubeNotFound:  # already gone: what we wanted
                 return
             self.writes += 1
 
@@ -398,16 +398,14 @@ class Kube:
         return json.loads(self.core.list_namespaced_resource_quota(namespace, _preload_content=False).data).get("items", [])
 
     def list_pdbs(self, namespace: str) -> list[dict]:
-        raw = client.PolicyV1Api(self.api).list_namespaced_pod_disruption_budget(namespace, _preload_content=False)
+        raw = self.policy.list_namespaced_pod_disruption_budget(namespace, _preload_content=False)
         return json.loads(raw.data).get("items", [])
 
     def get_priority_class(self, name: str) -> dict | None:
         try:
-            raw = client.SchedulingV1Api(self.api).read_priority_class(name, _preload_content=False)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+            raw = self.scheduling.read_priority_class(name, _preload_content=False)
+        except KubeNotFound:
+            return None
         return json.loads(raw.data)
 
     # --- Leases, as plain JSON ---------------------------------------------------------------------
@@ -420,19 +418,24 @@ class Kube:
             query_params=[("fieldManager", FIELD_MANAGER)] if method in ("POST", "PUT") else None,
             header_params={"Content-Type": "application/json", "Accept": "application/json"},
         )  # fmt: skip
-        response = self.api.call_api(*params)
-        response.read()
+        try:
+            response = self.api.call_api(*params)
+            response.read()
+        except TRANSPORT as exc:
+            raise translated(exc) from exc
         if not 200 <= response.status <= 299:
-            raise ApiException.from_response(http_resp=response, body=None, data=None)
+            try:
+                ApiException.from_response(http_resp=response, body=None, data=None)  # raises the client's own
+            except ApiException as exc:
+                raise translated(exc) from exc
+            raise translated(ApiException(status=response.status, reason=response.reason))
         return dict(json.loads(response.data))
 
     def read_lease(self, namespace: str, name: str) -> dict | None:
         try:
             return self._json("GET", f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}")
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        except KubeNotFound:
+            return None
 
     def create_lease(self, namespace: str, body: dict) -> dict:
         return self._json("POST", f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases", body)

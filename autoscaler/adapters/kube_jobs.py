@@ -5,14 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from kubernetes import client
-from kubernetes.client.rest import ApiException
-
 from autoscaler.adapters.kube import FIELD_MANAGER, Kube
+from autoscaler.errors import KubeConflict
 
 
 def list_jobs(kube: Kube, namespace: str, selector: str) -> list[dict[str, Any]]:
-    raw = client.BatchV1Api(kube.api).list_namespaced_job(namespace, label_selector=selector, _preload_content=False)
+    raw = kube.batch.list_namespaced_job(namespace, label_selector=selector, _preload_content=False)
     return list(json.loads(raw.data).get("items", []))
 
 
@@ -22,10 +20,8 @@ def create_job(kube: Kube, body: dict[str, Any]) -> bool:
     meta = body["metadata"]
     kube.guard()
     try:
-        client.BatchV1Api(kube.api).create_namespaced_job(meta["namespace"], body, field_manager=FIELD_MANAGER)
-    except ApiException as exc:
-        if exc.status == 409:
-            return False
-        raise
+        kube.batch.create_namespaced_job(meta["namespace"], body, field_manager=FIELD_MANAGER)
+    except KubeConflict:
+        return False
     kube.writes += 1
     return True

@@ -335,7 +335,9 @@ class KubeStore:
     def __init__(self, api, namespace: str | None, where: str | None = None) -> None:
         from kubernetes import client
 
-        self.custom = client.CustomObjectsApi(api)
+        from autoscaler.adapters.kube_errors import Translating
+
+        self.custom = Translating(client.CustomObjectsApi(api))
         self.namespace = namespace
         #: the kubeconfig context (None: in-cluster or unknown)
         self.where = where
@@ -369,9 +371,8 @@ class KubeStore:
         """Create the ``created`` promotions (create-only: a name taken meanwhile is refused), replace
         the others at the version they were read at (a 409 is ``StoreConflict``), delete with that
         precondition. A batch of creations is all or none: on a failure the ones made are deleted."""
-        from kubernetes.client.rest import ApiException
-
         from autoscaler.adapters.kube_errors import refusal
+        from autoscaler.errors import KubeApiError
 
         if self.namespace is None:
             raise InputError("--all-namespaces", "a write goes to one namespace", "give -n NAMESPACE instead of -A")
@@ -382,7 +383,7 @@ class KubeStore:
             for name in changed:
                 try:
                     self._write(name, by_name[name], create=name in fresh)
-                except ApiException as exc:
+                except KubeApiError as exc:
                     refused = refusal(exc, f"PromotionEvent {self.namespace}/{name}")
                     if refused is not None:
                         raise refused from None
@@ -408,16 +409,15 @@ class KubeStore:
                 pass
 
     def _delete(self, name: str, version: str | None) -> None:
-        from kubernetes.client.rest import ApiException
+        from autoscaler.errors import KubeConflict, KubeNotFound
 
         body = {"preconditions": {"resourceVersion": version}} if version else None
         try:
             self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, EVENT_PLURAL, name, body=body)
-        except ApiException as exc:
-            if exc.status == 409:
-                raise StoreConflict(f"PromotionEvent {self.namespace}/{name} changed since it was read: not deleted") from None
-            if exc.status != 404:
-                raise
+        except KubeConflict:
+            raise StoreConflict(f"PromotionEvent {self.namespace}/{name} changed since it was read: not deleted") from None
+        except KubeNotFound:
+            pass
 
     def _write(self, name: str, promo: Promo, *, create: bool) -> None:
         """Create (only) or replace (at the version read) one PromotionEvent, and the memory it

@@ -230,13 +230,12 @@ def _check_ca(path: Path | None) -> None:
 
 def _run_once(ctl: Controller) -> None:
     """One cycle, its report as JSON; a cycle that cannot reach the API fails on one line."""
-    from kubernetes.client.rest import ApiException
-    from urllib3.exceptions import HTTPError
+    from autoscaler.errors import KubeError
 
     try:
         report = ctl.run_cycle()
-    except (ApiException, HTTPError, OSError) as exc:
-        raise CommandFailed(f"cannot reach the Kubernetes API ({type(exc).__name__}: {clip(str(getattr(exc, 'reason', None) or exc), 200)})") from None
+    except (KubeError, OSError) as exc:
+        raise CommandFailed(f"cannot reach the Kubernetes API ({type(exc).__name__}: {clip(str(exc), 200)})") from None
     except Exception as exc:  # noqa: BLE001 (one line, never a traceback)
         raise CommandFailed(f"the cycle failed ({type(exc).__name__}: {clip(str(exc), 200)})") from None
     doc = {

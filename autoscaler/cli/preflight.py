@@ -56,8 +56,7 @@ def preflight(
     import yaml
     from autoscaler.core.resources import event_applies
 
-    from kubernetes.client.rest import ApiException
-    from urllib3.exceptions import HTTPError
+    from autoscaler.errors import KubeError
 
     from autoscaler.adapters.inputs import prometheus_history
     from autoscaler.adapters.kube import Kube, api_client, now_rfc3339
@@ -92,8 +91,8 @@ def preflight(
                 lambda p: prometheus_history(prometheus_url, p, now_s=now_s),
                 now_s=now_s, interval_s=interval_s, lease_namespace=lease_namespace, lease_name=lease_name,
             )  # fmt: skip
-        except (ApiException, HTTPError, OSError) as exc:
-            raise CommandFailed(f"cannot read the cluster ({type(exc).__name__}: {clip(str(getattr(exc, 'reason', None) or exc), 200)})") from None
+        except (KubeError, OSError) as exc:
+            raise CommandFailed(f"cannot read the cluster ({type(exc).__name__}: {clip(str(exc), 200)})") from None
     report = Report(at=now_rfc3339(now_s), events=[ev.name for _, _, ev in chosen], checks=checks)
     read = "all namespaces" if namespaces is None else "namespace(s) " + ", ".join(namespaces)
     if output in ("json", "yaml"):
@@ -110,14 +109,13 @@ def _read_cluster(kube: Kube, namespaces: list[str] | None) -> tuple[list[tuple[
     from autoscaler.adapters.inputs import PolicyDoc
     from autoscaler.core.resources import EVENT_PLURAL, POLICY_PLURAL, parse_event, parse_policy
 
-    from kubernetes.client.rest import ApiException
-    from urllib3.exceptions import HTTPError
+    from autoscaler.errors import KubeError
 
     try:
         policy_objs = kube.list_custom(POLICY_PLURAL, namespaces)
         event_objs = kube.list_custom(EVENT_PLURAL, namespaces)
-    except (ApiException, HTTPError, OSError) as exc:
-        raise CommandFailed(f"cannot reach the Kubernetes API ({type(exc).__name__}: {clip(str(getattr(exc, 'reason', None) or exc), 200)})") from None
+    except (KubeError, OSError) as exc:
+        raise CommandFailed(f"cannot reach the Kubernetes API ({type(exc).__name__}: {clip(str(exc), 200)})") from None
     from autoscaler.cli.promo_store import warn_skipped
 
     # an object the API server holds but that does not make sense is named and left out: the

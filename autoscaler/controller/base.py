@@ -11,13 +11,12 @@ from dataclasses import dataclass, field
 from collections.abc import Callable
 
 import numpy as np
-from kubernetes.client.rest import ApiException
 
 from autoscaler.core.calendar import EventProfile, PromotionEvent
 from autoscaler.core.cycle import CalendarIndex
 from autoscaler.core.cycle_types import CyclePolicy, CycleState, ForecastView
 from autoscaler.core.defaults import DEFAULT_LEASE_NAME, DEFAULT_MAX_PLACEHOLDERS, STALE_AFTER_S
-from autoscaler.errors import InputError, MetricsUnavailable, clip
+from autoscaler.errors import InputError, KubeApiError, KubeError, MetricsUnavailable, clip
 from autoscaler.adapters.kube import HpaView, Kube
 from autoscaler.controller.headroom import PodShape
 from autoscaler.controller.status import MESSAGE_CHARS, Condition, EventStatus, PolicyStatus, ReshardStatus, conditions_of
@@ -283,8 +282,8 @@ class CycleFailed(Exception):
 
 def describe(exc: BaseException) -> str:
     """One line: what failed, with its HTTP status when it has one."""
-    if isinstance(exc, ApiException):
-        return f"HTTP {exc.status} {exc.reason or ''}".strip()
+    if isinstance(exc, KubeApiError):
+        return str(exc)
     text = str(exc).splitlines()[0] if str(exc) else ""
     return f"{type(exc).__name__}: {clip(text, 300)}" if not isinstance(exc, CycleFailed) else clip(text, 400)
 
@@ -367,9 +366,9 @@ class ControllerBase:
             status.reshard = ReshardStatus.of(obj)  # the reshard step's report survives the cycle's status
         try:
             self.kube.update_status(plural, meta["namespace"], meta["name"], status.as_status(), listed=obj)
-        except ApiException as exc:
+        except KubeError as exc:
             self.telemetry.errors.labels("status").inc()
-            log.warning("status of %s/%s: %s", meta.get("namespace"), meta.get("name"), exc.reason)
+            log.warning("status of %s/%s: %s", meta.get("namespace"), meta.get("name"), exc)
 
     def _event_once(self, obj: dict[str, Any], reason: str, message: str, *, warning: bool, now: float) -> None:
         """An Event, unless the same condition was already reported (its message is in status)."""
@@ -380,6 +379,6 @@ class ControllerBase:
     def _emit(self, obj: dict[str, Any], reason: str, message: str, *, warning: bool, now: float) -> None:
         try:
             self.kube.emit_event(obj, reason=reason, message=message, warning=warning, now_s=now, component=COMPONENT)
-        except ApiException as exc:
+        except KubeError as exc:
             self.telemetry.errors.labels("event").inc()
-            log.warning("event %s: %s", reason, exc.reason)
+            log.warning("event %s: %s", reason, exc)

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from typing import Any
 from collections.abc import Callable
 
-from kubernetes.client.rest import ApiException
 
 from autoscaler.adapters.kube import Kube, now_micro
+from autoscaler.errors import KubeError, KubeUnreachable
 
 log = logging.getLogger("peakscale.leader")
 
@@ -129,7 +129,9 @@ class LeaderElector:
         mono = self.monotonic() if now_s is None or self.monotonic is not self.clock else now_s
         try:
             lease = self._read()
-        except ApiException:
+        except KubeUnreachable:
+            raise  # no answer at all: the caller says the API cannot be reached
+        except KubeError:
             return self._failed(mono)
         with self._lock:
             self._contact_at = mono
@@ -157,7 +159,9 @@ class LeaderElector:
         spec["leaseDurationSeconds"] = int(self.lease_duration_s)
         try:
             self.kube.replace_lease(self.namespace, self.name, lease)
-        except ApiException:
+        except KubeUnreachable:
+            raise  # no answer at all: the caller says the API cannot be reached
+        except KubeError:
             return self._failed(mono)  # 409: someone else renewed or took it first
         if record.holder != self.identity:
             self.transitions += 1
@@ -184,7 +188,9 @@ class LeaderElector:
         }
         try:
             self.kube.create_lease(self.namespace, body)
-        except ApiException:
+        except KubeUnreachable:
+            raise  # no answer at all: the caller says the API cannot be reached
+        except KubeError:
             return self._failed(mono)
         return self._won(mono, _Record(self.identity, renewed, int(self.lease_duration_s), 0))
 

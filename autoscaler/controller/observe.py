@@ -7,7 +7,6 @@ import logging
 from concurrent.futures import Executor, Future
 from typing import Any
 
-from kubernetes.client.rest import ApiException
 
 from autoscaler.core.defaults import stale_after
 from autoscaler.core.calendar import PromotionEvent
@@ -17,7 +16,7 @@ from autoscaler.core.resources import ScalingPolicySpec, parse_policy
 from autoscaler.errors import InputError, KubeError, MetricsUnavailable
 from autoscaler.adapters.kube import ORIGINAL_MIN, HpaView
 from autoscaler.adapters.prometheus import Series, render_query
-from autoscaler.controller.base import ControllerBase, Outcome, describe, level_series, persisted_level
+from autoscaler.controller.base import ControllerBase, Outcome, level_series, persisted_level
 from autoscaler.controller.headroom import PodShape, shape_of, unscheduled
 from autoscaler.controller.leader import NotLeader
 from autoscaler.controller.status import Condition, ConditionType, Reason, condition, conditions_of, fault_status
@@ -136,7 +135,7 @@ class ObserveSteps(ControllerBase):
         else:
             try:
                 current = self.kube.get_replicas(ns, ref.kind, ref.name)
-            except (ApiException, KubeError):
+            except KubeError:
                 current = None
         if current is not None:
             self.telemetry.actual.labels(ns, name).set(current)
@@ -205,8 +204,8 @@ class ObserveSteps(ControllerBase):
             shape = shape_of(kind, self.kube.get_workload(ns, kind, name))
         except NotLeader:
             raise
-        except (InputError, KubeError, ApiException) as exc:
-            message = f"cannot read the pod template of {kind} {name}: {exc if not isinstance(exc, ApiException) else describe(exc)}"
+        except (InputError, KubeError) as exc:
+            message = f"cannot read the pod template of {kind} {name}: {exc}"
             return None, condition(ConditionType.NODE_HEADROOM, False, Reason.NO_POD_TEMPLATE, message, now, previous)
         if shape.cpu <= 0 and shape.memory <= 0:
             message = f"{kind} {name} requests no CPU or memory: placeholders would hold no node room (set resources.requests)"

@@ -359,9 +359,7 @@ def checks_for(r: PlannedRaise, raw_spec: dict, t: TargetFacts, c: ClusterFacts,
 def target_facts(kube, policy: PolicyDoc, hpas: dict, quotas: dict, pdbs: dict) -> TargetFacts:
     """What the cluster says about the policy's target; ``hpas``, ``quotas`` and ``pdbs`` cache
     per-namespace lists across policies."""
-    from kubernetes.client.rest import ApiException
-
-    from autoscaler.errors import KubeError
+    from autoscaler.errors import KubeApiError, KubeError, KubeNotFound
 
     ns, spec = policy.namespace, policy.spec
     ref = spec.target_ref
@@ -383,8 +381,8 @@ def target_facts(kube, policy: PolicyDoc, hpas: dict, quotas: dict, pdbs: dict) 
     try:
         facts.current = kube.get_replicas(ns, kind, name)
         raw = kube.get_workload(ns, kind, name)
-    except ApiException as exc:
-        facts.missing = f"{kind} {name} not found" if exc.status == 404 else f"cannot read {kind} {name} (HTTP {exc.status})"
+    except KubeApiError as exc:
+        facts.missing = f"{kind} {name} not found" if isinstance(exc, KubeNotFound) else f"cannot read {kind} {name} ({exc})"
         return facts
     except KubeError as exc:
         facts.missing = str(exc)

@@ -34,7 +34,6 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from kubernetes.client.rest import ApiException
 
 from autoscaler.core.cycle import decide, index_calendar
 from autoscaler.core.cycle_types import NONE, CycleDecision, CycleState, HpaFloor, Seen
@@ -142,7 +141,7 @@ class Controller(ActSteps):
                         self._release(obj)  # no valid spec to restore from: do not block the deletion
                     self.telemetry.errors.labels("invalid-spec").inc()
                     self._fault(obj, Reason.INVALID_SPEC, str(exc), now)
-                except (ApiException, KubeError) as exc:
+                except KubeError as exc:
                     message = f"{type(exc).__name__}: {getattr(exc, 'reason', '') or exc}"
                     outcome = Outcome(*key, action="error", error=message)
                     self.telemetry.errors.labels("kubernetes").inc()

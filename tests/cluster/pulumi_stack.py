@@ -15,8 +15,8 @@ chart repository and no provider registry:
 * ``database.installOperator: false``: the CloudNativePG operator's chart is not downloaded;
   its CRDs, generated from CloudNativePG's Go API by controller-gen, are installed beforehand
   (``install_cnpg_crds``), so the Cluster and Pooler meet the real schema.
-* ``cachePassword`` (a secret): the password comes from config instead of pulumi-random, whose
-  provider module the proxy does not serve.
+* ``cachePassword``, ``cacheAppPassword``, ``cacheExporterPassword`` (secrets): the Redis users'
+  passwords come from config instead of pulumi-random, whose provider module the proxy does not serve.
 """
 
 from __future__ import annotations
@@ -59,6 +59,25 @@ def install_cnpg_crds(api: Any) -> list[str]:
     return [d["metadata"]["name"] for d in docs]
 
 
+def make_room(api: Any, prefix: str) -> str:
+    """What a `pulumi up` of a stack needs on this worker's control plane: CloudNativePG's CRDs, no
+    PriorityClass of the controller tests' RBAC-only installs (Helm adopts nothing it did not make),
+    and three nodes of a pool of its own (returned, for ``delete_nodes``)."""
+    from kubernetes import client
+
+    from tests.cluster.objects import add_nodes, unique
+
+    install_cnpg_crds(api)
+    try:
+        client.SchedulingV1Api(api).delete_priority_class("peakscale-headroom")
+    except client.ApiException as exc:
+        if exc.status != 404:
+            raise
+    pool = unique(prefix)
+    add_nodes(api, 3, pool=pool, cpu="16", memory="64Gi")
+    return pool
+
+
 def dev_stack(work: Path, kubeconfig: Path, *, stack: str = "dev", config: dict[str, Any] | None = None) -> auto.Stack:
     """The repository's stack ``stack`` (its Pulumi.<stack>.yaml), in a workspace under ``work``,
     with the local overrides and ``config`` (dotted paths) set."""
@@ -76,6 +95,7 @@ def dev_stack(work: Path, kubeconfig: Path, *, stack: str = "dev", config: dict[
     result = auto.create_or_select_stack(stack_name=stack, project_name=PROJECT, program=main, opts=options)
     values = {**LOCAL_CONFIG, **(config or {})}
     result.set_all_config({k: auto.ConfigValue(value=v if isinstance(v, str) else json.dumps(v)) for k, v in values.items()}, path=True)
-    if result.get_all_config().get(f"{PROJECT}:cachePassword") is None:
-        result.set_config("cachePassword", auto.ConfigValue(value=secrets.token_urlsafe(24), secret=True))
+    for setting in ("cachePassword", "cacheAppPassword", "cacheExporterPassword"):
+        if result.get_all_config().get(f"{PROJECT}:{setting}") is None:
+            result.set_config(setting, auto.ConfigValue(value=secrets.token_urlsafe(24), secret=True))
     return result

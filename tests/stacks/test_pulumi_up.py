@@ -17,8 +17,8 @@ from kubernetes import client
 
 from autoscaler.adapters.kube import FIELD_MANAGER, ORIGINAL_MIN, Kube
 from tests.cluster.controlplane import wait_for
-from tests.cluster.objects import add_nodes, delete_nodes, service_account_token, unique
-from tests.cluster.pulumi_stack import dev_stack, install_cnpg_crds
+from tests.cluster.objects import delete_nodes, service_account_token
+from tests.cluster.pulumi_stack import dev_stack, make_room
 
 NS, CONTROLLER_NS = "live-dev", "peakscale-system"
 
@@ -26,16 +26,7 @@ NS, CONTROLLER_NS = "live-dev", "peakscale-system"
 @pytest.fixture(scope="module")
 def deployed(cluster, tmp_path_factory):
     api = cluster.api()
-    install_cnpg_crds(api)
-    # the chart's PriorityClass, applied by the controller tests' RBAC-only installs on this worker,
-    # is not the dev release's: Helm adopts nothing it did not make
-    try:
-        client.SchedulingV1Api(api).delete_priority_class("peakscale-headroom")
-    except client.ApiException as exc:
-        if exc.status != 404:
-            raise
-    pool = unique("dev")
-    add_nodes(api, 3, pool=pool, cpu="16", memory="64Gi")
+    pool = make_room(api, "dev")
     stack = dev_stack(tmp_path_factory.mktemp("pulumi") / "dev", cluster.kubeconfig)
     began = time.monotonic()
     up = stack.up(color="never")

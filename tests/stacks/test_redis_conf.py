@@ -441,7 +441,7 @@ def test_a_restarted_sentinel_keeps_its_id_and_monitors_the_primary_the_others_k
         proc = subprocess.Popen(["/bin/sh", str(script)], env=env, stdout=open(tmp_path / "sentinel.log", "a"), stderr=subprocess.STDOUT)
         try:
             sentinel = redis.Redis(host="127.0.0.1", port=sentinel_port, decode_responses=True)
-            _wait(lambda: _answers(sentinel), "the Sentinel to start")
+            _wait(lambda s=sentinel: _answers(s), "the Sentinel to start")
             ids.append(sentinel.execute_command("SENTINEL", "MYID"))
             assert sentinel.sentinel_get_master_addr_by_name(MASTER_NAME)[0] == "127.0.0.1"  # node-0 replaced by the primary known
         finally:
