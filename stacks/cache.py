@@ -57,6 +57,7 @@ class RedisCache(pulumi.ComponentResource):
         self.fqdn_suffix = f"{self.headless}.{self.ns}.svc.cluster.local"
         self.secret_name = f"{self.base}-auth"
         self.sentinel_mode = config.mode == "sentinel"
+        self.tls = config.tls.secret_name is not None
         self.nodes = config.replicas if self.sentinel_mode else config.shards * (1 + config.replicas_per_shard)
 
         secret = self._secret()
@@ -104,12 +105,12 @@ class RedisCache(pulumi.ComponentResource):
     def _config(self) -> tuple[dict[str, str], k8s.core.v1.ConfigMap]:
         """redis.conf, sentinel.conf and the start scripts, in a ConfigMap."""
         config = self.config
-        self.redis_conf = redis_conf.render_redis_conf(config.redis, mode=config.mode, persistence=config.persistence.enabled)
+        self.redis_conf = redis_conf.render_redis_conf(config.redis, mode=config.mode, persistence=config.persistence.enabled, tls=self.tls)
         files = {"redis.conf": self.redis_conf, "ready.sh": redis_conf.READY}
         self.sentinel_conf: str | None = None
         if self.sentinel_mode:
             # the Sentinels are a fixed set of their own (stacks.sentinels): the quorum never moves
-            self.sentinel_conf = redis_conf.render_sentinel_conf(primary_host=f"{self.statefulset_name}-0.{self.fqdn_suffix}", quorum=redis_conf.QUORUM)
+            self.sentinel_conf = redis_conf.render_sentinel_conf(primary_host=f"{self.statefulset_name}-0.{self.fqdn_suffix}", quorum=redis_conf.QUORUM, tls=self.tls)
             files["sentinel.conf"] = self.sentinel_conf
             files["start-redis.sh"] = redis_conf.START_REDIS_SENTINEL_MODE
             files["start-sentinel.sh"] = redis_conf.START_SENTINEL
@@ -164,7 +165,17 @@ class RedisCache(pulumi.ComponentResource):
                 {"name": "PRIMARY_FQDN", "value": f"{self.statefulset_name}-0.{self.fqdn_suffix}"},
                 {"name": "SENTINEL_SERVICE", "value": f"{self.base}.{self.ns}.svc.cluster.local"},
             ]
-        return env
+        return env + self.tls_env()
+
+    def tls_env(self) -> list[dict[str, Any]]:
+        """What every script's redis-cli adds on a TLS stack (nothing without)."""
+        return [{"name": "REDIS_CLI_TLS", "value": redis_conf.REDIS_CLI_TLS}] if self.tls else []
+
+    def tls_mounts(self) -> list[dict[str, Any]]:
+        return [{"name": "tls", "mountPath": redis_conf.TLS_DIR, "readOnly": True}] if self.tls else []
+
+    def tls_volumes(self) -> list[dict[str, Any]]:
+        return [{"name": "tls", "secret": {"secretName": self.config.tls.secret_name, "defaultMode": 0o440}}] if self.tls else []
 
     def password_env(self, variable: str, key: str) -> dict[str, Any]:
         return {"name": variable, "valueFrom": {"secretKeyRef": {"name": self.secret_name, "key": key}}}
@@ -178,6 +189,7 @@ class RedisCache(pulumi.ComponentResource):
             {"name": "tmp", "mountPath": "/tmp"},
             # the password fragment redis.conf includes: written 0600 at start, kept in memory
             {"name": "auth", "mountPath": redis_conf.AUTH_DIR},
+            *self.tls_mounts(),
         ]
         redis_ports = [{"name": "redis", "containerPort": redis_conf.REDIS_PORT}]
         if not self.sentinel_mode:
@@ -205,9 +217,11 @@ class RedisCache(pulumi.ComponentResource):
                 {
                     "name": "exporter", "image": config.exporter_image.ref, "imagePullPolicy": config.exporter_image.pull_policy,
                     "env": [
-                        {"name": "REDIS_ADDR", "value": "redis://127.0.0.1:6379"},
+                        {"name": "REDIS_ADDR", "value": f"{'rediss' if self.tls else 'redis'}://127.0.0.1:6379"},
                         {"name": "REDIS_USER", "value": "exporter"},
                         self.password_env("REDIS_PASSWORD", "exporter-password"),
+                        # over the pod's loopback, whose address the certificate does not name
+                        *([{"name": "REDIS_EXPORTER_SKIP_TLS_VERIFICATION", "value": "true"}] if self.tls else []),
                     ],
                     "ports": [{"name": "metrics", "containerPort": EXPORTER_PORT}],
                     "resources": {"requests": {"cpu": "20m", "memory": "32Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}},
@@ -224,6 +238,7 @@ class RedisCache(pulumi.ComponentResource):
             {"name": "config", "configMap": {"name": f"{self.base}-config", "defaultMode": 0o550}},
             {"name": "tmp", "emptyDir": {}},
             {"name": "auth", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
+            *self.tls_volumes(),
         ]
         if not persistence.enabled:
             volumes.append({"name": "data", "emptyDir": {}})
@@ -277,13 +292,14 @@ class RedisCache(pulumi.ComponentResource):
             {"name": "STATEFULSET", "value": self.statefulset_name},
             {"name": "HEADLESS", "value": self.fqdn_suffix},
             {"name": "REPLICAS_PER_SHARD", "value": str(config.replicas_per_shard)},
+            *self.tls_env(),
         ]
         container = {
             "name": "bootstrap", "image": config.image.ref, "imagePullPolicy": config.image.pull_policy,
             "command": ["/bin/sh", "/etc/redis/bootstrap.sh"], "env": env,
             "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "200m", "memory": "128Mi"}},
             "securityContext": restricted_container_security(),
-            "volumeMounts": [{"name": "config", "mountPath": "/etc/redis"}],
+            "volumeMounts": [{"name": "config", "mountPath": "/etc/redis"}, *self.tls_mounts()],
         }  # fmt: skip
         k8s.batch.v1.Job(
             f"{self.name}-bootstrap",
@@ -297,7 +313,7 @@ class RedisCache(pulumi.ComponentResource):
                         "restartPolicy": "OnFailure",
                         "securityContext": {"runAsUser": REDIS_UID, "runAsGroup": REDIS_UID, "runAsNonRoot": True},
                         "containers": [container],
-                        "volumes": [{"name": "config", "configMap": {"name": f"{self.base}-config", "defaultMode": 0o550}}],
+                        "volumes": [{"name": "config", "configMap": {"name": f"{self.base}-config", "defaultMode": 0o550}}, *self.tls_volumes()],
                     },
                 },
             },
@@ -351,7 +367,7 @@ class RedisCache(pulumi.ComponentResource):
         dataset = config.redis.maxmemory_bytes * config.scaling.min_replicas
         reshard = Reshard(
             dataset_size=f"{math.ceil(dataset / 2**20)}Mi", throughput=config.reshard_throughput, replicas_per_shard=config.replicas_per_shard,
-            password_secret=SecretKey(name=self.secret_name, key="redis-password"), service_account_name=self.reshard_account,
+            password_secret=SecretKey(name=self.secret_name, key="redis-password"), service_account_name=self.reshard_account, tls_secret=config.tls.secret_name,
         )  # fmt: skip
         moving = reshard_seconds(SLOTS, dataset, parse_size(config.reshard_throughput, field="reshardThroughput", per_second=True))
         return contract.model_copy(update={"reshard": reshard, "lead_time_s": contract.lead_time_s + moving})

@@ -133,6 +133,14 @@ class Scaling(Model):
         return parse_duration_s(self.lead_time, field="leadTime")
 
 
+class Tls(Model):
+    """TLS for Redis, its Sentinels, replication and the cluster bus: a Secret of cert-manager's shape
+    (tls.crt, tls.key, ca.crt) whose certificate names the pods (``*.<name>-headless.<namespace>.svc``,
+    ``*.<name>-sentinel-headless.<namespace>.svc``, ``<name>.<namespace>.svc``). None: plain TCP."""
+
+    secret_name: str | None = Field(default=None, min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+
+
 class Metrics(Model):
     enabled: bool = True
     service_monitor: bool = True
@@ -194,6 +202,7 @@ class CacheConfig(Model):
     persistence: Persistence = Persistence()
     metrics: Metrics = Metrics()
     scaling: Scaling = Scaling(min_replicas=3, max_replicas=9, lead_time="5m", capacity_per_replica=40000)
+    tls: Tls = Tls()
     #: cluster mode: the migration throughput the reshard step is assumed to reach until it measured
     #: one (status.reshard); with maxmemory it sets the lead time of a raise
     reshard_throughput: str = "5MB/s"

@@ -43,13 +43,37 @@ sha() {{ printf %s "$1" | sha256sum | cut -d' ' -f1; }}
 """
 
 
-def render_redis_conf(settings: RedisSettings, *, mode: str, persistence: bool) -> str:
+#: where a TLS stack mounts its Secret (cert-manager's keys: tls.crt, tls.key, ca.crt)
+TLS_DIR = "/tls"
+#: what every script's redis-cli adds on a TLS stack (the containers' REDIS_CLI_TLS)
+REDIS_CLI_TLS = f"--tls --cacert {TLS_DIR}/ca.crt"
+
+
+def tls_lines(port: int, *, replication: bool = True, cluster: bool = False) -> list[str]:
+    """TLS only, on the usual port: no plain listener; clients need no certificate of their own (they
+    authenticate with their user's password), replication and the cluster bus speak TLS too."""
+    lines = [
+        "port 0",
+        f"tls-port {port}",
+        f"tls-cert-file {TLS_DIR}/tls.crt",
+        f"tls-key-file {TLS_DIR}/tls.key",
+        f"tls-ca-cert-file {TLS_DIR}/ca.crt",
+        "tls-auth-clients no",
+    ]
+    if replication:
+        lines.append("tls-replication yes")
+    if cluster:
+        lines.append("tls-cluster yes")
+    return lines
+
+
+def render_redis_conf(settings: RedisSettings, *, mode: str, persistence: bool, tls: bool = False) -> str:
     lines = [
         "bind * -::*",
         # every client must authenticate (the default user's password is in the fragment written at start); the
         # NetworkPolicy limits who can connect
         "protected-mode no",
-        f"port {REDIS_PORT}",
+        *(tls_lines(REDIS_PORT, cluster=mode == "cluster") if tls else [f"port {REDIS_PORT}"]),
         f"tcp-keepalive {settings.tcp_keepalive_s}",
         f"timeout {settings.timeout_s}",
         "dir /data",
@@ -102,9 +126,9 @@ def _mb(n: int) -> str:
     return f"{max(1, n // 2**20)}mb"
 
 
-def render_sentinel_conf(*, primary_host: str, quorum: int) -> str:
+def render_sentinel_conf(*, primary_host: str, quorum: int, tls: bool = False) -> str:
     lines = [
-        f"port {SENTINEL_PORT}",
+        *(tls_lines(SENTINEL_PORT) if tls else [f"port {SENTINEL_PORT}"]),
         "dir /tmp",
         "sentinel resolve-hostnames yes",
         "sentinel announce-hostnames yes",
@@ -121,7 +145,7 @@ START_REDIS_SENTINEL_MODE = """#!/bin/sh
 set -eu
 primary="$PRIMARY_FQDN"
 # after a failover the primary is no longer node-0: ask the Sentinels first
-if current=$(redis-cli -h "$SENTINEL_SERVICE" -p %(sentinel_port)d sentinel get-master-addr-by-name %(master)s 2>/dev/null | head -n 1) && [ -n "$current" ]; then
+if current=$(redis-cli ${REDIS_CLI_TLS:-} -h "$SENTINEL_SERVICE" -p %(sentinel_port)d sentinel get-master-addr-by-name %(master)s 2>/dev/null | head -n 1) && [ -n "$current" ]; then
   primary="$current"
 fi
 %(write_auth)sset -- /etc/redis/redis.conf \\
@@ -141,17 +165,17 @@ PRE_STOP_FAILOVER = """#!/bin/sh
 # Replicas and a lone primary just stop. SENTINEL_TARGET/REDIS_TARGET: where redis-cli reaches them.
 set -u
 export REDISCLI_AUTH="$REDIS_PASSWORD"
-role=$(redis-cli ${REDIS_TARGET:--h 127.0.0.1 -p %(port)d} role 2>/dev/null | head -n 1)
+role=$(redis-cli ${REDIS_CLI_TLS:-} ${REDIS_TARGET:--h 127.0.0.1 -p %(port)d} role 2>/dev/null | head -n 1)
 [ "$role" = "master" ] || exit 0
 sentinel="${SENTINEL_TARGET:--h $SENTINEL_SERVICE -p %(sentinel_port)d}"
 asked=""
 i=0
 while [ "$i" -lt %(wait)d ]; do
-  role=$(redis-cli ${REDIS_TARGET:--h 127.0.0.1 -p %(port)d} role 2>/dev/null | head -n 1)
+  role=$(redis-cli ${REDIS_CLI_TLS:-} ${REDIS_TARGET:--h 127.0.0.1 -p %(port)d} role 2>/dev/null | head -n 1)
   [ "$role" = "slave" ] && exit 0
   # asked again until Sentinel takes it (NOGOODSLAVE while it has not yet heard from a replica)
   if [ -z "$asked" ]; then
-    reply=$(redis-cli $sentinel sentinel failover %(master)s 2>/dev/null | tail -n 1)
+    reply=$(redis-cli ${REDIS_CLI_TLS:-} $sentinel sentinel failover %(master)s 2>/dev/null | tail -n 1)
     case "$reply" in OK|*INPROG*) asked=yes ;; esac
   fi
   sleep 1
@@ -172,7 +196,7 @@ START_SENTINEL = """#!/bin/sh
 set -eu
 umask 077
 primary="$PRIMARY_FQDN"
-if current=$(redis-cli -h "$SENTINEL_SERVICE" -p %(sentinel_port)d sentinel get-master-addr-by-name %(master)s 2>/dev/null | head -n 1) && [ -n "$current" ]; then
+if current=$(redis-cli ${REDIS_CLI_TLS:-} -h "$SENTINEL_SERVICE" -p %(sentinel_port)d sentinel get-master-addr-by-name %(master)s 2>/dev/null | head -n 1) && [ -n "$current" ]; then
   primary="$current"
 fi
 sed "s/^sentinel monitor %(master)s [^ ]* /sentinel monitor %(master)s $primary /" /etc/redis/sentinel.conf > /sentinel/sentinel.conf
@@ -200,18 +224,18 @@ sleep $((ordinal * 20))
 suspects=""
 while :; do
   sleep "$every"
-  master=$(redis-cli $sentinel sentinel master %(master)s 2>/dev/null | tr '\\n' ' ')
+  master=$(redis-cli ${REDIS_CLI_TLS:-} $sentinel sentinel master %(master)s 2>/dev/null | tr '\\n' ' ')
   case "$master" in ""|*failover_in_progress*|*s_down*|*o_down*) suspects=""; continue ;; esac
-  down=$(redis-cli $sentinel sentinel replicas %(master)s 2>/dev/null | awk 'NR %% 2 == 1 { k = $0; next } k == "ip" { ip = $0 } k == "port" { port = $0 } k == "flags" && /s_down/ { print ip ":" port }')
+  down=$(redis-cli ${REDIS_CLI_TLS:-} $sentinel sentinel replicas %(master)s 2>/dev/null | awk 'NR %% 2 == 1 { k = $0; next } k == "ip" { ip = $0 } k == "port" { port = $0 } k == "flags" && /s_down/ { print ip ":" port }')
   gone=""
   for replica in $down; do
-    REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli -h "${replica%%%%:*}" -p "${replica##*:}" ping 2>/dev/null | grep -q PONG && continue
+    REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli ${REDIS_CLI_TLS:-} -h "${replica%%%%:*}" -p "${replica##*:}" ping 2>/dev/null | grep -q PONG && continue
     case " $suspects " in *" $replica "*) gone="$gone $replica" ;; esac
   done
   suspects="$down"
   if [ -n "$gone" ]; then
     echo "replicas gone:$gone; SENTINEL RESET %(master)s"
-    redis-cli $sentinel sentinel reset %(master)s >/dev/null
+    redis-cli ${REDIS_CLI_TLS:-} $sentinel sentinel reset %(master)s >/dev/null
     suspects=""
   fi
 done
@@ -231,14 +255,14 @@ hosts=""
 i=0
 while [ "$i" -lt "$NODES" ]; do
   host="$STATEFULSET-$i.$HEADLESS"
-  until redis-cli -h "$host" -p %(port)d ping >/dev/null 2>&1; do echo "waiting for $host"; sleep 3; done
+  until redis-cli ${REDIS_CLI_TLS:-} -h "$host" -p %(port)d ping >/dev/null 2>&1; do echo "waiting for $host"; sleep 3; done
   hosts="$hosts $host:%(port)d"
   i=$((i + 1))
 done
-if redis-cli -h "$STATEFULSET-0.$HEADLESS" -p %(port)d cluster info | grep -q 'cluster_state:ok'; then
+if redis-cli ${REDIS_CLI_TLS:-} -h "$STATEFULSET-0.$HEADLESS" -p %(port)d cluster info | grep -q 'cluster_state:ok'; then
   echo "cluster already formed"; exit 0
 fi
-redis-cli --cluster create $hosts --cluster-replicas "$REPLICAS_PER_SHARD" --cluster-yes
+redis-cli ${REDIS_CLI_TLS:-} --cluster create $hosts --cluster-replicas "$REPLICAS_PER_SHARD" --cluster-yes
 """ % {"port": REDIS_PORT}
 
 READY = """#!/bin/sh
@@ -247,7 +271,7 @@ READY = """#!/bin/sh
 # RDB is not capacity yet, and a pre-scale for 20:00 must not count it). REDIS_TARGET: where redis-cli reaches this pod's Redis.
 set -eu
 export REDISCLI_AUTH="$REDIS_PASSWORD"
-info=$(redis-cli ${REDIS_TARGET:--h 127.0.0.1 -p %(port)d} info | tr -d '\\r')
+info=$(redis-cli ${REDIS_CLI_TLS:-} ${REDIS_TARGET:--h 127.0.0.1 -p %(port)d} info | tr -d '\\r')
 case "$info" in
   *role:master*|*role:slave*) ;;
   *) echo "no answer from redis"; exit 1 ;;

@@ -63,24 +63,25 @@ class SentinelSet:
             {"name": "POD_FQDN", "value": f"$(POD_NAME).{self.headless}.{cache.ns}.svc.cluster.local"},
             {"name": "PRIMARY_FQDN", "value": f"{cache.statefulset_name}-0.{cache.fqdn_suffix}"},
             {"name": "SENTINEL_SERVICE", "value": f"{cache.base}.{cache.ns}.svc.cluster.local"},
+            *cache.tls_env(),
         ]
 
     def _spec(self) -> dict[str, Any]:
         cache, env = self.cache, self._env()
         image = {"image": cache.config.image.ref, "imagePullPolicy": cache.config.image.pull_policy}
-        config_mount = {"name": "config", "mountPath": "/etc/redis"}
+        config_mount = [{"name": "config", "mountPath": "/etc/redis"}, *cache.tls_mounts()]
         containers = [
             {
                 "name": "sentinel", **image, "command": ["/bin/sh", "/etc/redis/start-sentinel.sh"], "env": env,
                 "ports": [{"name": "sentinel", "containerPort": redis_conf.SENTINEL_PORT}], "resources": SMALL,
                 "readinessProbe": tcp_probe("sentinel"), "livenessProbe": tcp_probe("sentinel", initial_s=20),
                 "securityContext": restricted_container_security(),
-                "volumeMounts": [config_mount, {"name": "sentinel", "mountPath": "/sentinel"}],
+                "volumeMounts": [*config_mount, {"name": "sentinel", "mountPath": "/sentinel"}],
             },
             {
                 # after a scale-in: forget the replicas that went (SENTINEL RESET), one Sentinel at a time
                 "name": "reset-departed", **image, "command": ["/bin/sh", "/etc/redis/reset-departed.sh"], "env": env,
-                "resources": SMALL, "securityContext": restricted_container_security(), "volumeMounts": [config_mount],
+                "resources": SMALL, "securityContext": restricted_container_security(), "volumeMounts": config_mount,
             },
         ]  # fmt: skip
         return {
@@ -97,6 +98,7 @@ class SentinelSet:
                     "volumes": [
                         {"name": "config", "configMap": {"name": f"{cache.base}-config", "defaultMode": 0o550}},
                         {"name": "sentinel", "emptyDir": {}},
+                        *cache.tls_volumes(),
                     ],
                     **spread(self.match, cache.stack),
                 },

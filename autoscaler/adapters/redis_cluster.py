@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 
@@ -111,16 +112,19 @@ def parse_nodes(text: str) -> list[Node]:
 class ClusterAdmin:
     """One Redis Cluster, reached through any of ``seeds``; a client per node, made on first use."""
 
-    def __init__(self, seeds: Iterable[Address], password: str | None = None, *, timeout_s: float = 10.0, batch: int = 200) -> None:
+    def __init__(self, seeds: Iterable[Address], password: str | None = None, *, timeout_s: float = 10.0, batch: int = 200, tls_ca: str | None = None) -> None:
         self.seeds = list(seeds)
         self.password = password
+        #: a TLS cluster: the CA file the nodes' certificates are verified with (None: plain TCP)
+        self.tls_ca = tls_ca
         self.timeout_s = timeout_s
         self.batch = batch
         self._clients: dict[Address, redis.Redis] = {}
 
     def client(self, address: Address) -> redis.Redis:
         if address not in self._clients:
-            self._clients[address] = redis.Redis(host=address[0], port=address[1], password=self.password, decode_responses=True, socket_timeout=self.timeout_s)
+            tls: dict[str, Any] = {"ssl": True, "ssl_ca_certs": self.tls_ca, "ssl_check_hostname": False} if self.tls_ca else {}
+            self._clients[address] = redis.Redis(host=address[0], port=address[1], password=self.password, decode_responses=True, socket_timeout=self.timeout_s, **tls)
         return self._clients[address]
 
     def nodes(self) -> list[Node]:

@@ -39,6 +39,7 @@ def reshard(
     context: Annotated[Optional[str], typer.Option(help="Kubeconfig context.")] = None,
     batch: Annotated[int, typer.Option(help="Keys per MIGRATE.", min=1)] = 200,
     wait: Annotated[str, typer.Option(help="How long to wait for the new shards' pods to answer (the StatefulSet grew just before).")] = "15m",
+    tls_ca_file: Annotated[Optional[Path], typer.Option(help="A TLS cluster: the CA file the nodes' certificates are verified with (the stack's Secret's ca.crt).")] = None,
 ) -> None:
     """Move a Redis Cluster's slots to its shards: join the new ones, balance the slots by count, let the surplus ones go.
 
@@ -54,12 +55,12 @@ def reshard(
 
     wait_s = parse_duration_s(wait, field="--wait", allow_zero=True)
     try:
-        _reshard(split_list(nodes), shards, replicas_per_shard, policy, kubeconfig, context, batch, wait_s)
+        _reshard(split_list(nodes), shards, replicas_per_shard, policy, kubeconfig, context, batch, wait_s, tls_ca_file)
     except (redis.RedisError, TimeoutError) as exc:
         raise CommandFailed(f"the reshard stopped: {exc} (run it again: it resumes from the cluster's own state)") from None
 
 
-def _reshard(nodes: list[str], shards: int, replicas_per_shard: int, policy: str | None, kubeconfig: Path | None, context: str | None, batch: int, wait_s: float = 0) -> None:
+def _reshard(nodes: list[str], shards: int, replicas_per_shard: int, policy: str | None, kubeconfig: Path | None, context: str | None, batch: int, wait_s: float = 0, tls_ca: Path | None = None) -> None:
     from autoscaler.adapters.redis_cluster import ClusterAdmin
 
     pods = [_address(n) for n in nodes]
@@ -68,7 +69,9 @@ def _reshard(nodes: list[str], shards: int, replicas_per_shard: int, policy: str
         raise InputError("--nodes", f"{len(pods)} pods for {shards} shards of {size}", f"list every pod of the StatefulSet, at least {shards * size}")
     groups = [pods[k : k + size] for k in range(0, len(pods) - len(pods) % size, size)]
     keep, leaving = groups[:shards], groups[shards:]
-    admin = ClusterAdmin([g[0] for g in keep], os.environ.get("REDISCLI_AUTH") or None, batch=batch)
+    if tls_ca is not None and not tls_ca.is_file():
+        raise InputError("--tls-ca-file", f"{str(tls_ca)!r} is not a readable file", "give the CA bundle of the cluster's certificates (its Secret's ca.crt)")
+    admin = ClusterAdmin([g[0] for g in keep], os.environ.get("REDISCLI_AUTH") or None, batch=batch, tls_ca=str(tls_ca) if tls_ca else None)
     known = {n.address for n in admin.nodes()}
     joining = [g for g in keep if g[0] not in known]
     new_pods = [a for g in joining for a in g]

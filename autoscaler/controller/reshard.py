@@ -34,6 +34,8 @@ SHARDS_ANNOTATION = "peakscale.io/shards"
 FROM_ANNOTATION = "peakscale.io/from-shards"
 #: a finished Job is kept this long for `kubectl logs` and its status
 JOB_TTL_S = 86400
+#: where a TLS cluster's Secret is mounted in the Job
+TLS_DIR = "/tls"
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,8 @@ def job_manifest(*, namespace: str, policy: str, spec: ScalingPolicySpec, statef
     assert reshard is not None and step.shards is not None and step.listed is not None
     pods = ",".join(f"{statefulset}-{i}.{service}.{namespace}.svc:{reshard.port}" for i in range(step.listed))
     command = ["peakscale", "reshard", "--nodes", pods, "--shards", str(step.shards), "--replicas-per-shard", str(reshard.replicas_per_shard), "--policy", f"{namespace}/{policy}"]
+    if reshard.tls_secret is not None:
+        command += ["--tls-ca-file", f"{TLS_DIR}/ca.crt"]
     env = []
     if reshard.password_secret is not None:
         env.append({"name": "REDISCLI_AUTH", "valueFrom": {"secretKeyRef": {"name": reshard.password_secret.name, "key": reshard.password_secret.key}}})
@@ -122,6 +126,10 @@ def job_manifest(*, namespace: str, policy: str, spec: ScalingPolicySpec, statef
         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "1", "memory": "256Mi"}},
         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}},
     }  # fmt: skip
+    volumes = []
+    if reshard.tls_secret is not None:
+        container["volumeMounts"] = [{"name": "tls", "mountPath": TLS_DIR, "readOnly": True}]
+        volumes = [{"name": "tls", "secret": {"secretName": reshard.tls_secret, "defaultMode": 0o440}}]
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -141,6 +149,7 @@ def job_manifest(*, namespace: str, policy: str, spec: ScalingPolicySpec, statef
                     "serviceAccountName": reshard.service_account_name,
                     "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
                     "containers": [container],
+                    "volumes": volumes,
                 },
             },
         },

@@ -159,6 +159,8 @@ class Reshard(_Spec):
     #: the ServiceAccount (in the policy's namespace) the reshard Job runs as: it may patch this
     #: policy's status.reshard and nothing the namespace did not grant it (never the controller's)
     service_account_name: str = Field(default="peakscale-reshard", min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)
+    #: a TLS cluster: the Secret (tls.crt, tls.key, ca.crt) whose CA the reshard step verifies the nodes with
+    tls_secret: str | None = Field(default=None, min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)
 
     @field_validator("dataset_size", "throughput")
     @classmethod

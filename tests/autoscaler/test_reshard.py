@@ -307,3 +307,24 @@ def test_a_reshard_that_cannot_reach_the_cluster_says_so_on_one_line():
     done = subprocess.run([sys.executable, "-m", "autoscaler.cli", "reshard", "--nodes", f"127.0.0.1:{port}", "--shards", "1", "--replicas-per-shard", "0"], capture_output=True, text=True, timeout=60, env={**os.environ, "REDISCLI_AUTH": PASSWORD})
     assert done.returncode == 1 and "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert f"no node of the cluster answers at 127.0.0.1:{port}" in done.stderr and PASSWORD not in done.stderr
+
+
+def test_the_reshard_step_reaches_a_tls_cluster_with_its_ca_and_refuses_a_missing_ca_file(tmp_path):
+    """The admin's client speaks TLS with the cluster's CA (the Job's --tls-ca-file), and not without
+    it; a CA file that is not there is the user's error, named, before anything is touched."""
+    from tests.cluster.pki import CA
+
+    ca = CA(tmp_path, "ca")
+    pair = ca.issue("server", cn="redis", hosts=("127.0.0.1",), server=True)
+    port = unique_ports(1)[0]
+    args = [REDIS or "redis-server", "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1", "--tls-cert-file", str(pair.cert), "--tls-key-file", str(pair.key),
+            "--tls-ca-cert-file", str(ca.pair.cert), "--tls-auth-clients", "no", "--requirepass", PASSWORD, "--save", "", "--daemonize", "no"]  # fmt: skip
+    server = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with_ca = ClusterAdmin([("127.0.0.1", port)], PASSWORD, tls_ca=str(ca.pair.cert), timeout_s=2)
+        wait_for(lambda: with_ca.answers(("127.0.0.1", port)), "redis-server to answer over TLS")
+        assert not ClusterAdmin([("127.0.0.1", port)], PASSWORD, timeout_s=2).answers(("127.0.0.1", port))
+    finally:
+        stop_process(server)
+    missing = CliRunner().invoke(app, ["reshard", "--nodes", f"127.0.0.1:{port}", "--shards", "1", "--replicas-per-shard", "0", "--tls-ca-file", str(tmp_path / "nope.crt")])
+    assert missing.exit_code == 2 and "--tls-ca-file" in missing.output

@@ -101,3 +101,21 @@ def test_the_job_runs_the_step_as_the_policys_account_with_the_password_from_its
     assert container["env"] == [{"name": "REDISCLI_AUTH", "valueFrom": {"secretKeyRef": {"name": "cache-auth", "key": "redis-password"}}}]
     assert not any("password" in arg.lower() for arg in container["command"])
     assert body["metadata"]["annotations"] == {SEQ_ANNOTATION: "1", SHARDS_ANNOTATION: "5", FROM_ANNOTATION: "3"}
+
+
+def test_on_a_tls_cluster_the_job_verifies_the_nodes_with_the_secrets_ca():
+    spec = ScalingPolicySpec.model_validate(
+        {
+            "targetRef": {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "cache-node"}, "mode": "scale",
+            "metric": {"query": "q", "capacityPerReplica": 1000}, "leadTime": "20m", "maxReplicas": 8,
+            "reshard": {"datasetSize": "8Gi", "tlsSecret": "cache-tls"},
+        }
+    )  # fmt: skip
+    body = job_manifest(namespace="live", policy="cache", spec=spec, statefulset="cache-node", service="cache-headless", step=next_step(6, 1, 5, []), image="i")
+    pod = body["spec"]["template"]["spec"]
+    command = pod["containers"][0]["command"]
+    assert command[command.index("--tls-ca-file") + 1] == "/tls/ca.crt"
+    assert pod["volumes"] == [{"name": "tls", "secret": {"secretName": "cache-tls", "defaultMode": 0o440}}]
+    assert pod["containers"][0]["volumeMounts"] == [{"name": "tls", "mountPath": "/tls", "readOnly": True}]
+    plain = job_manifest(namespace="live", policy="cache", spec=spec.model_copy(update={"reshard": spec.reshard.model_copy(update={"tls_secret": None})}), statefulset="cache-node", service="cache-headless", step=next_step(6, 1, 5, []), image="i")
+    assert "--tls-ca-file" not in plain["spec"]["template"]["spec"]["containers"][0]["command"] and plain["spec"]["template"]["spec"]["volumes"] == []

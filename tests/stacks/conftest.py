@@ -27,9 +27,18 @@ CLUSTER_MODE = {
 }
 
 
+#: a Sentinel-mode cache with TLS (its Secret cert-manager's): Redis, its Sentinels and their scripts
+TLS_MODE = {
+    "namespace": "live-tls",
+    "environment": "dev",
+    "cache": {"name": "secure", "tls": {"secretName": "secure-tls"}, "scaling": {"minReplicas": 1, "maxReplicas": 5, "capacityPerReplica": 20000}},
+}
+
+
 @pytest.fixture(scope="session")
 def rendered():
-    """{'dev': Rendered, 'prod': Rendered, 'cluster': Rendered}"""
+    """{'dev': Rendered, 'prod': Rendered, 'cluster': Rendered, 'tls': Rendered}"""
     out = {stack: render(load_stack_file(REPO, stack), stack) for stack in ("dev", "prod")}
     out["cluster"] = render(CLUSTER_MODE, "cluster")
+    out["tls"] = render(TLS_MODE, "tls")
     return out

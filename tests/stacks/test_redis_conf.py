@@ -70,6 +70,23 @@ class RedisProcess:
         stop_process(self.proc)
 
 
+def with_certificates(conf_text: str, work: Path) -> str:
+    """A TLS stack's config with its Secret (tls.crt, tls.key, ca.crt from a test CA) in ``work/tls``
+    and a TLS port of its own; any other config as it is."""
+    from stacks.redis_conf import TLS_DIR
+    from tests.cluster.pki import CA
+
+    if f" {TLS_DIR}/" not in conf_text:  # no TLS, or its certificates given already
+        return conf_text
+    certs = work / "tls"
+    certs.mkdir(exist_ok=True)
+    ca = CA(certs, "ca")
+    pair = ca.issue("server", cn="redis", hosts=("127.0.0.1", "localhost"), server=True)
+    for src, dst in ((pair.cert, "tls.crt"), (pair.key, "tls.key"), (ca.pair.cert, "ca.crt")):
+        (certs / dst).write_bytes(src.read_bytes())
+    return re.sub(r"^tls-port [0-9]+$", f"tls-port {unique_ports(1)[0]}", conf_text.replace(f"{TLS_DIR}/", f"{certs}/"), flags=re.M)
+
+
 def localize(conf_text: str, work: Path) -> str:
     """The pod's /data volume is this test's folder, and its password fragment one written here by
     the start scripts' own lines (``WRITE_AUTH``, 0600); nothing else in the file changes."""
@@ -77,7 +94,7 @@ def localize(conf_text: str, work: Path) -> str:
     users = {"REDIS_PASSWORD": PASSWORD, "APP_PASSWORD": APP_PASSWORD, "EXPORTER_PASSWORD": EXPORTER_PASSWORD}
     subprocess.run(["/bin/sh", "-c", WRITE_AUTH.replace(AUTH_FRAGMENT, str(fragment))], env={**os.environ, **users}, check=True)
     assert fragment.stat().st_mode & 0o777 == 0o600
-    text = conf_text.replace("dir /data\n", f"dir {work}\n").replace("/data/nodes.conf", str(work / "nodes.conf"))
+    text = with_certificates(conf_text, work).replace("dir /data\n", f"dir {work}\n").replace("/data/nodes.conf", str(work / "nodes.conf"))
     return text.replace(f"include {AUTH_FRAGMENT}\n", f"include {fragment}\n")
 
 
@@ -101,7 +118,7 @@ def generated_configs(rendered):
 
 def test_every_stack_generates_configs(rendered):
     labels = [label for label, _, _ in generated_configs(rendered)]
-    assert {"dev/redis.conf", "dev/sentinel.conf", "prod/redis.conf", "prod/sentinel.conf", "cluster/redis.conf"} <= set(labels)
+    assert {"dev/redis.conf", "dev/sentinel.conf", "prod/redis.conf", "prod/sentinel.conf", "cluster/redis.conf", "tls/redis.conf", "tls/sentinel.conf"} <= set(labels)
 
 
 def test_every_generated_redis_conf_comes_up(rendered, tmp_path):
@@ -134,7 +151,7 @@ def test_every_generated_sentinel_conf_comes_up(rendered, tmp_path):
         work.mkdir()
         # sentinel rewrites its file, as in the pod where it starts from a writable copy
         conf = work / "sentinel.conf"
-        conf.write_text(text + f"sentinel auth-pass mymaster {PASSWORD}\n")
+        conf.write_text(with_certificates(text, work) + f"sentinel auth-pass mymaster {PASSWORD}\n")
         server = RedisProcess(conf, work, "--sentinel")
         try:
             assert server.wait_ready(), f"{label} did not come up:\n{server.log.read_text()}"
@@ -457,3 +474,63 @@ def _answers(client) -> bool:
         return bool(client.ping())
     except redis.RedisError:
         return False
+
+
+def test_a_tls_stack_serves_only_tls_to_its_clients_its_replicas_its_sentinels_and_its_scripts(tmp_path):
+    """The TLS option on real servers (certificates from a test CA, in the Secret's shape): no plain
+    listener; the app's user over TLS; a replica syncs over TLS; a Sentinel speaking TLS monitors the
+    primary; the readiness script's redis-cli speaks TLS with the containers' REDIS_CLI_TLS."""
+    import redis
+
+    from stacks.redis_conf import MASTER_NAME, READY, REDIS_PORT, SENTINEL_PORT, TLS_DIR
+    from tests.cluster.pki import CA
+
+    certs = tmp_path / "tls"
+    certs.mkdir()
+    ca = CA(certs, "redis-ca")
+    pair = ca.issue("server", cn="cache", hosts=("127.0.0.1", "localhost"), server=True)
+    for src, dst in ((pair.cert, "tls.crt"), (pair.key, "tls.key"), (ca.pair.cert, "ca.crt")):
+        (certs / dst).write_bytes(src.read_bytes())
+    primary_port, replica_port, sentinel_port = unique_ports(3)
+    conf = render_redis_conf(RedisSettings(), mode="sentinel", persistence=False, tls=True).replace(f"{TLS_DIR}/", f"{certs}/")
+    assert f"tls-port {REDIS_PORT}" in conf and "tls-replication yes" in conf
+    servers = []
+    try:
+        for name, extra in (("primary", []), ("replica", ["--replicaof", "127.0.0.1", str(primary_port)])):
+            work = tmp_path / name
+            work.mkdir()
+            servers.append(start(conf, work, "--tls-port", str(primary_port if name == "primary" else replica_port), *extra))
+            assert servers[-1].wait_ready(), servers[-1].log.read_text()
+        tls = {"ssl": True, "ssl_ca_certs": str(certs / "ca.crt")}
+        app = redis.Redis(host="127.0.0.1", port=primary_port, username="app", password=APP_PASSWORD, decode_responses=True, **tls)
+        assert app.set("stock:1", 5) and app.get("stock:1") == "5"
+        with pytest.raises(redis.ConnectionError):
+            redis.Redis(host="127.0.0.1", port=primary_port, username="app", password=APP_PASSWORD, socket_timeout=2).ping()
+        replica = redis.Redis(host="127.0.0.1", port=replica_port, password=PASSWORD, decode_responses=True, **tls)
+        _wait(lambda: replica.info("replication").get("master_link_status") == "up" and replica.get("stock:1") == "5", "the replica to sync over TLS")
+        script = tmp_path / "ready.sh"
+        script.write_text(READY)
+        for port in (primary_port, replica_port):
+            env = {**os.environ, "REDIS_PASSWORD": PASSWORD, "REDIS_TARGET": f"-h 127.0.0.1 -p {port}", "REDIS_CLI_TLS": f"--tls --cacert {certs}/ca.crt"}
+            ready = subprocess.run(["/bin/sh", str(script)], env=env, capture_output=True, text=True, timeout=30)
+            assert ready.returncode == 0, ready.stdout + ready.stderr
+        sentinel_conf = render_sentinel_conf(primary_host="127.0.0.1", quorum=1, tls=True).replace(f"{TLS_DIR}/", f"{certs}/")
+        sentinel_conf = sentinel_conf.replace(f"tls-port {SENTINEL_PORT}", f"tls-port {sentinel_port}\nbind 127.0.0.1").replace(f"127.0.0.1 {REDIS_PORT} 1", f"127.0.0.1 {primary_port} 1")
+        (tmp_path / "sentinel.conf").write_text(sentinel_conf + f"sentinel auth-pass {MASTER_NAME} {PASSWORD}\n")
+        sentinel = subprocess.Popen([REDIS, str(tmp_path / "sentinel.conf"), "--sentinel"], stdout=open(tmp_path / "sentinel.log", "w"), stderr=subprocess.STDOUT)
+        try:
+            client = redis.Redis(host="127.0.0.1", port=sentinel_port, decode_responses=True, **tls)
+
+            def watching() -> bool:
+                try:
+                    master = client.sentinel_master(MASTER_NAME)
+                except redis.RedisError:
+                    return False
+                return bool(master.get("is_master")) and not master.get("is_sdown") and int(master.get("num-slaves", 0)) == 1
+
+            _wait(watching, "the TLS Sentinel to monitor the primary and see its replica")
+        finally:
+            stop_process(sentinel)
+    finally:
+        for server in servers:
+            server.stop()

@@ -15,7 +15,7 @@ from stacks.crossguard import check_pdb_per_tier
 from stacks.render import MOCK_PASSWORD, REDACTED, render, write
 
 KUBERNETES = "1.31"
-STACKS = ("dev", "prod", "cluster")
+STACKS = ("dev", "prod", "cluster", "tls")
 CUSTOM_KINDS = {"Cluster", "Pooler", "ScheduledBackup", "ServiceMonitor", "ScalingPolicy"}
 
 
@@ -456,3 +456,25 @@ def test_sentinels_are_a_fixed_set_of_three_apart_from_the_data_nodes_peakscale_
     assert objects[("PodDisruptionBudget", "cache-sentinel")]["spec"]["maxUnavailable"] == 1
     # the data nodes' StatefulSet is what the policy scales; the Sentinels' is not in any contract
     assert rendered["prod"].outputs["scaleContracts"]["cache"]["targetRef"]["name"] == "cache-node"
+
+
+def test_a_tls_cache_mounts_its_secret_where_redis_its_sentinels_and_their_scripts_read_it(rendered):
+    """Every container that speaks to Redis gets the Secret at /tls and the scripts' REDIS_CLI_TLS; the
+    exporter reaches Redis as rediss://; held to real servers in test_redis_conf."""
+    from stacks.redis_conf import REDIS_CLI_TLS, TLS_DIR
+
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in rendered["tls"].objects}
+    assert "tls-port 6379" in objects[("ConfigMap", "secure-config")]["data"]["redis.conf"]
+    assert "tls-port 26379" in objects[("ConfigMap", "secure-config")]["data"]["sentinel.conf"]
+    for name in ("secure-node", "secure-sentinel"):
+        pod = objects[("StatefulSet", name)]["spec"]["template"]["spec"]
+        assert {"name": "tls", "secret": {"secretName": "secure-tls", "defaultMode": 0o440}} in pod["volumes"], name
+        for container in pod["containers"]:
+            if container["name"] == "exporter":
+                env = {e["name"]: e.get("value") for e in container["env"]}
+                assert env["REDIS_ADDR"] == "rediss://127.0.0.1:6379", env
+                continue
+            assert {"name": "tls", "mountPath": TLS_DIR, "readOnly": True} in container["volumeMounts"], (name, container["name"])
+            assert {"name": "REDIS_CLI_TLS", "value": REDIS_CLI_TLS} in container["env"], (name, container["name"])
+    plain = {(o["kind"], o["metadata"]["name"]): o for o in rendered["prod"].objects}
+    assert "tls-port" not in plain[("ConfigMap", "cache-config")]["data"]["redis.conf"]
