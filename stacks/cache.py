@@ -22,6 +22,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from stacks import redis_conf
+from stacks.primary import PrimaryService
 from stacks.sentinels import SentinelSet
 from stacks.config import CacheConfig, StackConfig
 from autoscaler.core.resources import GROUP, POLICY_PLURAL, TargetRef
@@ -64,6 +65,8 @@ class RedisCache(pulumi.ComponentResource):
         files, config_map = self._config()
         self.config_hash = _digest(files)
         ports = self._services()
+        # Sentinel mode: a Service that follows the primary, for clients that are not Sentinel-aware
+        self.primary = PrimaryService(self) if self.sentinel_mode else None
         self.statefulset = self._statefulset(files, depends_on=[secret, config_map])
         if self.sentinel_mode:
             SentinelSet(self, depends_on=[secret, config_map])
@@ -212,6 +215,8 @@ class RedisCache(pulumi.ComponentResource):
         if self.sentinel_mode:
             # a terminating primary hands over first (a planned failover, not a timeout)
             containers[0]["lifecycle"] = {"preStop": {"exec": {"command": ["/bin/sh", "/etc/redis/pre-stop.sh"]}}}
+        if self.primary is not None:
+            containers.append(self.primary.container())
         if config.metrics.enabled:
             containers.append(
                 {
@@ -255,6 +260,7 @@ class RedisCache(pulumi.ComponentResource):
             "securityContext": {"runAsUser": REDIS_UID, "runAsGroup": REDIS_UID, "fsGroup": REDIS_UID, "runAsNonRoot": True},
             "terminationGracePeriodSeconds": 30,
             "enableServiceLinks": False,
+            **({"serviceAccountName": self.primary.account} if self.primary is not None else {"automountServiceAccountToken": False}),
             "containers": self._containers(),
             "volumes": volumes,
             **spread(self.match, self.stack),

@@ -203,6 +203,9 @@ class CacheConfig(Model):
     metrics: Metrics = Metrics()
     scaling: Scaling = Scaling(min_replicas=3, max_replicas=9, lead_time="5m", capacity_per_replica=40000)
     tls: Tls = Tls()
+    #: Sentinel mode: the image of the sidecar that keeps each pod's role as its label for the
+    #: primary-only Service (``peakscale redis-role``: the controller's image)
+    role_label_image: Image = Image(registry="ghcr.io", repository="peakscale/peakscale", tag="0.1.0")
     #: cluster mode: the migration throughput the reshard step is assumed to reach until it measured
     #: one (status.reshard); with maxmemory it sets the lead time of a raise
     reshard_throughput: str = "5MB/s"

@@ -5,7 +5,7 @@ importing this package registers every command module on it, then the commands o
 distributions add (``peakscale.commands``: the stacks' ``render``).
 """
 
-from autoscaler.cli import backtest, controller, plan, preflight, promo, promo_review, reshard, trace  # noqa: F401 (each registers its commands)
+from autoscaler.cli import backtest, controller, plan, preflight, promo, promo_review, redis_role, reshard, trace  # noqa: F401 (each registers its commands)
 from autoscaler.cli.app import app, load_plugins, main, verbatim_examples
 
 load_plugins(app)

@@ -317,7 +317,9 @@ def test_srs_runs_on_a_read_only_root_and_the_pooler_has_resources(rendered):
 def test_prod_pins_every_third_party_image_by_digest(rendered):
     images = {c["image"] for obj, pod in pod_specs(rendered["prod"].objects) for c in pod["containers"]}
     images |= {o["spec"]["imageName"] for o in rendered["prod"].objects if o["kind"] == "Cluster"}
-    assert images and all("@sha256:" in i for i in images), sorted(i for i in images if "@sha256:" not in i)
+    # peakscale's own image (the role-label sidecar) is tagged by the release that builds it
+    third_party = {i for i in images if "/peakscale/peakscale:" not in i}
+    assert third_party and len(third_party) < len(images) and all("@sha256:" in i for i in third_party), sorted(i for i in third_party if "@sha256:" not in i)
 
 
 def test_rendered_output_carries_no_local_absolute_path(rendered, tmp_path):
@@ -445,7 +447,7 @@ def test_sentinels_are_a_fixed_set_of_three_apart_from_the_data_nodes_peakscale_
     assert f"sentinel monitor mymaster cache-node-0.cache-headless.live.svc.cluster.local 6379 {QUORUM}" in objects[("ConfigMap", "cache-config")]["data"]["sentinel.conf"]
     assert objects[("ConfigMap", "cache-config")]["data"]["reset-departed.sh"] == RESET_DEPARTED
     assert [c["name"] for c in sentinels["spec"]["template"]["spec"]["containers"]] == ["sentinel", "reset-departed"]
-    assert [c["name"] for c in nodes["spec"]["template"]["spec"]["containers"]] == ["redis", "exporter"]
+    assert [c["name"] for c in nodes["spec"]["template"]["spec"]["containers"]] == ["redis", "role-label", "exporter"]
     sentinel_labels = sentinels["spec"]["template"]["metadata"]["labels"]
     client = objects[("Service", "cache")]
     assert client["spec"]["ports"] == [{"name": "sentinel", "port": SENTINEL_PORT, "targetPort": "sentinel"}]
@@ -474,7 +476,32 @@ def test_a_tls_cache_mounts_its_secret_where_redis_its_sentinels_and_their_scrip
                 env = {e["name"]: e.get("value") for e in container["env"]}
                 assert env["REDIS_ADDR"] == "rediss://127.0.0.1:6379", env
                 continue
+            if container["name"] == "role-label":
+                assert container["command"][-2:] == ["--tls-ca-file", f"{TLS_DIR}/ca.crt"]
+                assert {"name": "tls", "mountPath": TLS_DIR, "readOnly": True} in container["volumeMounts"]
+                continue
             assert {"name": "tls", "mountPath": TLS_DIR, "readOnly": True} in container["volumeMounts"], (name, container["name"])
             assert {"name": "REDIS_CLI_TLS", "value": REDIS_CLI_TLS} in container["env"], (name, container["name"])
     plain = {(o["kind"], o["metadata"]["name"]): o for o in rendered["prod"].objects}
     assert "tls-port" not in plain[("ConfigMap", "cache-config")]["data"]["redis.conf"]
+
+
+def test_a_primary_only_service_follows_the_label_its_pods_keep_and_their_account_can_only_label_them(rendered):
+    """cache-primary selects the pod labelled primary by its role-label sidecar (peakscale redis-role,
+    held to a real Redis and the real API server in tests/controller/test_redis_role.py); the data
+    pods run as an account that may get and patch the StatefulSet's own pods, by name, and nothing else."""
+    from autoscaler.adapters.redis_role import ROLE_LABEL
+
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in rendered["prod"].objects}
+    nodes = objects[("StatefulSet", "cache-node")]["spec"]["template"]
+    primary = objects[("Service", "cache-primary")]["spec"]
+    assert primary["selector"][ROLE_LABEL] == "primary" and primary["ports"][0]["port"] == 6379
+    assert all(nodes["metadata"]["labels"][k] == v for k, v in primary["selector"].items() if k != ROLE_LABEL)
+    assert nodes["spec"]["serviceAccountName"] == "cache-node"
+    sidecar = next(c for c in nodes["spec"]["containers"] if c["name"] == "role-label")
+    assert sidecar["command"] == ["peakscale", "redis-role"] and {"name": "REDISCLI_AUTH", "valueFrom": {"secretKeyRef": {"name": "cache-auth", "key": "redis-password"}}} in sidecar["env"]
+    assert objects[("Role", "cache-node")]["rules"] == [{"apiGroups": [""], "resources": ["pods"], "resourceNames": [f"cache-node-{i}" for i in range(9)], "verbs": ["get", "patch"]}]
+    # cluster mode has no primary to follow: no sidecar, and its pods get no API token at all
+    cluster = {(o["kind"], o["metadata"]["name"]): o for o in rendered["cluster"].objects}
+    assert ("Service", "sessions-primary") not in cluster
+    assert cluster[("StatefulSet", "sessions-node")]["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
