@@ -27,7 +27,7 @@ def render(
 ) -> None:
     """Preview, offline, every Kubernetes object `pulumi up` would declare for a stack.
 
-    This is a PREVIEW, NOT A DEPLOYMENT: the Pulumi program runs in-process under the official mocks, with no engine, no provider and no cluster, and writes what it asks for as YAML (<namespace>/<kind>-<name>.yaml, secrets redacted) plus _stack.yaml with the stack outputs and the non-Kubernetes resources (Helm releases, generated passwords). Review it or diff it before `pulumi up`.
+    This is a PREVIEW, NOT A DEPLOYMENT: the Pulumi program runs in-process under the official mocks, with no engine, no provider and no cluster, and writes what it asks for as YAML (<namespace>/<kind>-<name>.yaml, secrets redacted) plus _stack.yaml with the stack outputs and the non-Kubernetes resources (Helm releases, generated passwords). Review it or diff it before `pulumi up`. The policy pack's rules (policy/) are checked on what it rendered: a violation exits 1, naming the rule.
 
     Examples:
 
@@ -56,11 +56,18 @@ def render(
     except OSError as error:
         raise InputError("--out", f"cannot write {str(out)!r} ({error.strerror or error})") from None
     objects = rendered.objects
+    from stacks.crossguard import RESOURCE_RULES, STACK_RULES, violations
+
+    broken = violations(objects)
+    rules = len(RESOURCE_RULES) + len(STACK_RULES)
     if output != "table":
         import yaml
 
-        doc = {"stack": stack, "config": str(used), "out": str(out), "objects": len(objects), "files": [str(p) for p in paths]}
+        doc = {"stack": stack, "config": str(used), "out": str(out), "objects": len(objects), "files": [str(p) for p in paths],
+               "policy": {"rules": rules, "violations": [{"rule": r, "message": m} for r, m in broken]}}  # fmt: skip
         typer.echo(json.dumps(doc, indent=2) if output == "json" else yaml.safe_dump(doc, sort_keys=False).rstrip())
+        if broken:
+            raise typer.Exit(1)
         return
     table = Table(title=f"stack {stack} (config {used}): {len(objects)} Kubernetes objects written to {out} (preview, not deployed)", title_justify="left")
     for col in ("namespace", "kind", "name"):
@@ -68,4 +75,11 @@ def render(
     for obj in objects:
         meta = obj.get("metadata") or {}
         table.add_row(meta.get("namespace") or "-", obj.get("kind", "?"), meta.get("name", "?"))
-    (Console() if Console().is_terminal else Console(width=150)).print(table)
+    console = Console() if Console().is_terminal else Console(width=150)
+    console.print(table)
+    if not broken:
+        console.print(f"policy pack (policy/, as `pulumi preview --policy-pack policy` applies it): {rules} rules, all pass", highlight=False)
+        return
+    for rule, message in broken:
+        console.print(f"policy {rule}: {message}", highlight=False, style="red")
+    raise CommandFailed(f"{len(broken)} policy violation(s): `pulumi preview --policy-pack policy` would refuse this stack")

@@ -130,6 +130,55 @@ def check_replicas_fit_placement(objects: list[dict]) -> list[str]:
     return out
 
 
+def _mounting(objects: list[dict], config_map: str | None, namespace: str | None) -> list[dict]:
+    """The workloads whose pods mount the ConfigMap ``config_map`` (in ``namespace``)."""
+    return [
+        o for o in objects
+        if o.get("kind") in ("Deployment", "StatefulSet") and _meta(o).get("namespace") == namespace
+        and any((v.get("configMap") or {}).get("name") == config_map for v in ((pod_template(o) or {}).get("spec") or {}).get("volumes") or [])
+    ]  # fmt: skip
+
+
+def _starts(workload: dict, script: str) -> bool:
+    return any(script in " ".join(c.get("command") or []) for c in containers(workload))
+
+
+def check_redis_fork_room(objects: list[dict]) -> list[str]:
+    """A Redis container's memory limit leaves room to fork a full sync: at least 1.5x the maxmemory of
+    the redis.conf its pod mounts (copy-on-write of what is written meanwhile, the replicas' buffers)."""
+    from autoscaler.controller.headroom import quantity
+    from stacks.config import FORK_ROOM, RedisSettings
+
+    out = []
+    for cm in (o for o in objects if o.get("kind") == "ConfigMap" and "redis.conf" in (o.get("data") or {})):
+        line = next((ln for ln in cm["data"]["redis.conf"].splitlines() if ln.startswith("maxmemory ")), None)
+        if line is None:
+            continue
+        need = FORK_ROOM * RedisSettings(maxmemory=line.split()[1]).maxmemory_bytes
+        for workload in _mounting(objects, _meta(cm).get("name"), _meta(cm).get("namespace")):
+            for c in containers(workload):
+                limit = ((c.get("resources") or {}).get("limits") or {}).get("memory")
+                if "start-redis.sh" in " ".join(c.get("command") or []) and (limit is None or quantity(limit, "memory") < need):
+                    out.append(f"{_name(workload)} container {c.get('name')} has memory limit {limit} for maxmemory {line.split()[1]}: give at least {need / 2**20:.0f}Mi (1.5x) or lower maxmemory")
+    return out
+
+
+def check_sentinels_apart(objects: list[dict]) -> list[str]:
+    """Sentinels run as a set of their own, an odd number of at least three, never beside the data
+    nodes peakscale scales (a raise or a lower would move the quorum and leave departed Sentinels)."""
+    out = []
+    for cm in (o for o in objects if o.get("kind") == "ConfigMap" and "sentinel.conf" in (o.get("data") or {})):
+        for workload in _mounting(objects, _meta(cm).get("name"), _meta(cm).get("namespace")):
+            if not _starts(workload, "start-sentinel.sh"):
+                continue
+            replicas = (workload.get("spec") or {}).get("replicas", 1)
+            if _starts(workload, "start-redis.sh"):
+                out.append(f"{_name(workload)} runs Sentinel beside Redis: give the Sentinels a StatefulSet of their own")
+            elif replicas < 3 or replicas % 2 == 0:
+                out.append(f"{_name(workload)} runs {replicas} Sentinel(s): run an odd number, at least 3")
+    return out
+
+
 def _is_database_selector(selector: dict, objects: list[dict]) -> bool:
     if not selector:
         return False
@@ -222,6 +271,8 @@ STACK_RULES = {
     "prod-tiers-run-two-replicas": check_prod_replicas,
     "no-loadbalancer-in-front-of-a-database": check_no_public_database,
     "max-replicas-fit-placement": check_replicas_fit_placement,
+    "redis-memory-leaves-fork-room": check_redis_fork_room,
+    "sentinels-are-their-own-odd-set": check_sentinels_apart,
 }
 DESCRIPTIONS = {
     "containers-have-requests-and-limits": "Every container sets cpu and memory requests and limits.",
@@ -231,7 +282,16 @@ DESCRIPTIONS = {
     "prod-tiers-run-two-replicas": "Production tiers run at least two replicas.",
     "no-loadbalancer-in-front-of-a-database": "Databases are never exposed through a LoadBalancer Service.",
     "max-replicas-fit-placement": "A ScalingPolicy's maxReplicas fits the anti-affinity and the zones of what it scales.",
+    "redis-memory-leaves-fork-room": "A Redis container's memory limit is at least 1.5x its maxmemory: room to fork a full sync.",
+    "sentinels-are-their-own-odd-set": "Sentinels run as a set of their own, an odd number of at least three, never beside the data nodes.",
 }
+
+
+def violations(objects: list[dict]) -> list[tuple[str, str]]:
+    """(rule, message) for every rule the objects break, as the policy pack would report them at
+    ``pulumi preview --policy-pack policy`` (``peakscale render`` checks what it rendered with it)."""
+    found = [(name, message) for name, rule in STACK_RULES.items() for message in rule(objects)]
+    return found + [(name, message) for obj in objects for name, check in RESOURCE_RULES.items() for message in check(obj)]
 
 
 def _as_object(resource_type: str, props: dict[str, Any]) -> dict | None:

@@ -83,6 +83,35 @@ def test_max_replicas_fit_the_clusters_zone_anti_affinity():
     assert check_replicas_fit_placement(world({"podAntiAffinityType": "required", "topologyKey": "kubernetes.io/hostname", "nodeAffinity": zones}, 6)) == []
 
 
+def _redis_world(*, limit: str, sentinels_with_data: bool = False, sentinels: int = 3) -> list[dict]:
+    """A Sentinel-mode cache as the stack renders it: the ConfigMap, the data nodes, the Sentinels."""
+    volumes = [{"name": "config", "configMap": {"name": "cache-config"}}]
+    redis = {"name": "redis", "command": ["/bin/sh", "/etc/redis/start-redis.sh"], "resources": {"limits": {"memory": limit}}}
+    sentinel = {"name": "sentinel", "command": ["/bin/sh", "/etc/redis/start-sentinel.sh"]}
+    nodes = {"kind": "StatefulSet", "metadata": {"name": "cache-node", "namespace": "live"}, "spec": {"replicas": 3, "template": {"spec": {"containers": [redis, *([sentinel] if sentinels_with_data else [])], "volumes": volumes}}}}
+    config = {"kind": "ConfigMap", "metadata": {"name": "cache-config", "namespace": "live"}, "data": {"redis.conf": "maxmemory 6gb\n", "sentinel.conf": "sentinel monitor mymaster x 6379 2\n"}}
+    if sentinels_with_data:
+        return [config, nodes]
+    own = {"kind": "StatefulSet", "metadata": {"name": "cache-sentinel", "namespace": "live"}, "spec": {"replicas": sentinels, "template": {"spec": {"containers": [sentinel], "volumes": volumes}}}}
+    return [config, nodes, own]
+
+
+def test_redis_memory_leaves_room_to_fork_a_full_sync():
+    from stacks.crossguard import check_redis_fork_room
+
+    assert check_redis_fork_room(_redis_world(limit="9Gi")) == []
+    [problem] = check_redis_fork_room(_redis_world(limit="7Gi"))
+    assert "cache-node" in problem and "9216Mi" in problem
+
+
+def test_sentinels_are_a_set_of_their_own_of_an_odd_number():
+    from stacks.crossguard import check_sentinels_apart
+
+    assert check_sentinels_apart(_redis_world(limit="9Gi")) == []
+    assert "beside Redis" in check_sentinels_apart(_redis_world(limit="9Gi", sentinels_with_data=True))[0]
+    assert "run an odd number" in check_sentinels_apart(_redis_world(limit="9Gi", sentinels=2))[0]
+
+
 def test_no_loadbalancer_in_front_of_a_database():
     db = workload(name="pg", tier="database")
     lb = {"kind": "Service", "metadata": {"name": "pg"}, "spec": {"type": "LoadBalancer", "selector": {"app.kubernetes.io/name": "pg"}, "ports": [{"port": 80}]}}
@@ -122,7 +151,7 @@ def test_no_secrets_in_configmaps_rule(data, ok):
     assert (check_no_secrets_in_configmap(cm, [MOCK_PASSWORD]) == []) is ok
 
 
-@pytest.mark.parametrize("stack", ("dev", "prod", "cluster"))
+@pytest.mark.parametrize("stack", ("dev", "prod", "cluster", "tls"))
 def test_rendered_stacks_pass_every_rule(rendered, stack):
     objects = rendered[stack].objects
     for name, rule in STACK_RULES.items():

@@ -12,6 +12,7 @@ import yaml
 from autoscaler.errors import ConfigError
 from stacks.config import parse_stack_config
 from stacks.crossguard import check_pdb_per_tier
+from stacks.render import REPO
 from stacks.render import MOCK_PASSWORD, REDACTED, render, write
 
 KUBERNETES = "1.31"
@@ -257,6 +258,23 @@ def test_render_command_writes_one_file_per_object(tmp_path):
     assert len(yaml_files) == summary["objects"] >= 25
     kinds = {yaml.safe_load(p.read_text())["kind"] for p in yaml_files}
     assert {"StatefulSet", "Deployment", "HorizontalPodAutoscaler", "Cluster", "Pooler", "PodDisruptionBudget"} <= kinds
+
+
+def test_render_checks_the_policy_pack_on_what_it_rendered(tmp_path):
+    """The repository's stacks pass every rule of the pack; a stack that breaks one (a prod cache of one
+    node) is rendered, and the command exits 1 naming the rule, as `pulumi preview --policy-pack` would."""
+    from stacks.crossguard import RESOURCE_RULES, STACK_RULES
+
+    assert json.loads(subprocess.run([sys.executable, "-m", "autoscaler.cli", "render", "--stack", "prod", "--out", str(tmp_path / "prod"), "--json"], capture_output=True, text=True, timeout=120).stdout)["policy"] == {"rules": len(RESOURCE_RULES) + len(STACK_RULES), "violations": []}
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "Pulumi.yaml").write_text((REPO / "Pulumi.yaml").read_text())
+    prod = yaml.safe_load((REPO / "Pulumi.prod.yaml").read_text())
+    prod["config"]["peakscale:cache"].update({"replicas": 1, "scaling": {**prod["config"]["peakscale:cache"]["scaling"], "minReplicas": 1}})
+    (repo / "Pulumi.lone.yaml").write_text(yaml.safe_dump(prod))
+    done = subprocess.run([sys.executable, "-m", "autoscaler.cli", "render", "--stack", "lone", "--out", str(tmp_path / "lone")], capture_output=True, text=True, timeout=120, cwd=repo)
+    assert done.returncode == 1 and "policy prod-tiers-run-two-replicas: StatefulSet live/cache-node runs 1 replica(s) in prod" in done.stdout, done.stdout + done.stderr
+    assert "would refuse this stack" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_render_command_refuses_an_unknown_stack(tmp_path):
