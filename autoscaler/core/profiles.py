@@ -89,7 +89,10 @@ def _growth_table(
     return growth
 
 
-#: the spreads of recent tables (``_spread``), by a digest of what they are computed from
+#: the spreads of recent tables (``_spread``), by a digest of what they are computed from: enough
+#: for every (policy, event, table) a controller of thousands of policies plans in one cycle (an
+#: entry is a few hundred bytes)
+SPREADS_KEPT = 16_384
 _SPREADS: OrderedDict[tuple[Any, ...], np.ndarray] = OrderedDict()
 _SPREADS_LOCK = threading.Lock()
 
@@ -119,7 +122,7 @@ def _spread(levels: np.ndarray, layout: tuple[int, int, int], horizon: int, cove
     spread = np.where(np.isfinite(bound), np.maximum(bound, 1.0), 1.0)
     with _SPREADS_LOCK:
         _SPREADS[key] = spread
-        while len(_SPREADS) > 512:
+        while len(_SPREADS) > SPREADS_KEPT:
             _SPREADS.popitem(last=False)
     return spread
 
