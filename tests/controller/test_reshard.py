@@ -3,7 +3,7 @@ starts the reshard Job (as the policy's ServiceAccount, with the password from i
 leader finds a Job still running and starts no second one, and a lower moves the slots first: the
 pods go only once the Job that moved them succeeded. kwok runs the Jobs' pods to completion (its
 pod-complete stage) and kube-controller-manager's job controller marks them Complete; what
-``peakscale reshard`` does inside is tests/autoscaler/test_reshard.py, on real redis-server."""
+``peakscale reshard`` does inside is tests/adapters/test_reshard.py, on real redis-server."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The reshard step the controller drives (controller.reshard): what it does next from the StatefulSet
-and the policy's Jobs, and the Job it creates. The Jobs' own work is tests/autoscaler/test_reshard.py
+and the policy's Jobs, and the Job it creates. The Jobs' own work is tests/adapters/test_reshard.py
 (real redis-server); the controller creating them on a real API server is tests/controller."""
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from autoscaler.core.backtest import STRATEGIES, Scenario, run_backtest, schedul
 from autoscaler.errors import InputError
 from autoscaler.core.plan import PlanPolicy
 from autoscaler.core.trace import Trace
-from tests.autoscaler.synthetic import add_surges, daily_series, nightly_events
+from tests.builders import add_surges, daily_series, nightly_events
 
 DAYS = 10
 

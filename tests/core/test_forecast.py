@@ -5,7 +5,7 @@ from hypothesis import given, settings, strategies as st
 from autoscaler.core.calendar import PromotionEvent, event_mask
 from autoscaler.core.forecast import forecast_at
 from autoscaler.core.baseline import ForecastSettings, fit_baseline
-from tests.autoscaler.synthetic import START, add_surges, daily_series, nightly_events
+from tests.builders import START, add_surges, daily_series, nightly_events
 
 DAYS = 9
 H = 12

@@ -18,7 +18,7 @@ from autoscaler.core.calendar import PromotionEvent
 from autoscaler.core.frontier import Point, match
 from autoscaler.core.profiles import band_note
 from autoscaler.core.timezones import wall_datetime
-from tests.autoscaler.synthetic import START, add_surges, daily_series, nightly_events
+from tests.builders import START, add_surges, daily_series, nightly_events
 
 runner = CliRunner()
 
