@@ -1,8 +1,11 @@
-"""Synthetic series for tests: a daily pattern plus events of one kind that triple the load."""
+"""Builders for tests: synthetic series (a daily pattern plus events of one kind that triple the
+load) and the Kubernetes objects of one web tier (Deployment, HPA, ScalingPolicy, a promotion), the
+same for the real API server and the double."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 
@@ -47,3 +50,58 @@ def add_surges(times: np.ndarray, values: np.ndarray, events: list[PromotionEven
         ramp = np.clip((times - e.start_s) / ramp_s, 0, 1)
         out[inside] *= 1 + (factor - 1) * ramp[inside]
     return out
+
+
+#: the demand query of the web tier's policy
+QUERY = 'sum(shop_demand{app="web"})'
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+
+
+def hpa(ns: str, name: str, *, minimum: int = 3, maximum: int = 100, annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": ns}
+    if annotations:
+        meta["annotations"] = annotations
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": meta,
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}, "minReplicas": minimum, "maxReplicas": maximum},
+    }
+
+
+def policy_spec(**extra: Any) -> dict[str, Any]:
+    spec = {
+        "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+        "mode": "hpa-floor",
+        "metric": {"query": QUERY, "capacityPerReplica": 1000, "targetUtilization": 0.7},
+        "leadTime": "10m",
+        "minReplicas": 3,
+        "maxReplicas": 80,
+        "cooldown": "20m",
+        "forecast": {"history": "2d", "step": "1m"},
+    }
+    spec.update(extra)
+    return spec
+
+
+def web_tier(ns: str, *, event_start: float, expected_peak: float = 50_000, hpa_max: int = 100, policy_max: int = 80, mode: str = "hpa-floor", extra_spec: dict[str, Any] | None = None, status: bool = False) -> list[dict[str, Any]]:
+    """The web tier (3 replicas, its HPA, its ScalingPolicy) and a one-hour flash sale at ``event_start``.
+    ``status``: with the status a cluster's own controllers would write (for the double, which has none)."""
+    deployment: dict[str, Any] = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": ns}, "spec": {"replicas": 3}}
+    autoscaler = hpa(ns, "web", maximum=hpa_max)
+    if status:
+        deployment["status"] = {"replicas": 3}
+        autoscaler["status"] = {"currentReplicas": 3, "desiredReplicas": 3}
+    spec = policy_spec(mode=mode, maxReplicas=policy_max, **(extra_spec or {}))
+    return [
+        deployment,
+        autoscaler,
+        {"apiVersion": "peakscale.io/v1alpha1", "kind": "ScalingPolicy", "metadata": {"name": "web", "namespace": ns, "labels": {"tier": "web"}}, "spec": spec},
+        {
+            "apiVersion": "peakscale.io/v1alpha1", "kind": "PromotionEvent", "metadata": {"name": "flash-sale", "namespace": ns},
+            "spec": {"title": "Flash sale 20:00", "start": iso(event_start), "end": iso(event_start + 3600), "kind": "flash-sale", "expectedPeak": expected_peak},
+        },
+    ]  # fmt: skip

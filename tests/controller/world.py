@@ -1,9 +1,8 @@
-"""Builders for controller tests: one web tier (Deployment, HPA, ScalingPolicy) and one promotion,
+"""The controller tests' world: one web tier and one promotion (tests.builders, seeded here),
 and the controller as the chart's ServiceAccount, with a clock the test moves."""
 
 from __future__ import annotations
 
-from datetime import datetime, UTC
 from collections.abc import Callable
 from typing import Any
 
@@ -11,10 +10,10 @@ from autoscaler.adapters.kube import Kube
 from autoscaler.adapters.prometheus import HistoryCache
 from autoscaler.controller.base import ControllerOptions
 from autoscaler.controller.reconcile import Controller
+from tests.builders import QUERY, hpa, iso, policy_spec, web_tier  # noqa: F401 (the controller tests import them from here)
 
 LEAD = 600
 COOLDOWN = 1200
-QUERY = 'sum(shop_demand{app="web"})'
 
 
 class Clock:
@@ -25,51 +24,9 @@ class Clock:
         return self.now
 
 
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
-
-
-def hpa(ns: str, name: str, *, minimum: int = 3, maximum: int = 100, annotations: dict[str, str] | None = None) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": name, "namespace": ns}
-    if annotations:
-        meta["annotations"] = annotations
-    return {
-        "apiVersion": "autoscaling/v2",
-        "kind": "HorizontalPodAutoscaler",
-        "metadata": meta,
-        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}, "minReplicas": minimum, "maxReplicas": maximum},
-    }
-
-
-def policy_spec(**extra: Any) -> dict[str, Any]:
-    spec = {
-        "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
-        "mode": "hpa-floor",
-        "metric": {"query": QUERY, "capacityPerReplica": 1000, "targetUtilization": 0.7},
-        "leadTime": "10m",
-        "minReplicas": 3,
-        "maxReplicas": 80,
-        "cooldown": "20m",
-        "forecast": {"history": "2d", "step": "1m"},
-    }
-    spec.update(extra)
-    return spec
-
-
 def seed(kube: Any, *, event_start: float, expected_peak: float = 50_000, hpa_max: int = 100, policy_max: int = 80, mode: str = "hpa-floor", extra_spec: dict[str, Any] | None = None) -> None:
-    ns = kube.ns
-    kube.put_object({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": ns}, "spec": {"replicas": 3}})
-    kube.put_object(hpa(ns, "web", maximum=hpa_max))
-    spec = policy_spec(mode=mode, maxReplicas=policy_max, **(extra_spec or {}))
-    kube.put_object({"apiVersion": "peakscale.io/v1alpha1", "kind": "ScalingPolicy", "metadata": {"name": "web", "namespace": ns, "labels": {"tier": "web"}}, "spec": spec})
-    kube.put_object(
-        {
-            "apiVersion": "peakscale.io/v1alpha1",
-            "kind": "PromotionEvent",
-            "metadata": {"name": "flash-sale", "namespace": ns},
-            "spec": {"title": "Flash sale 20:00", "start": iso(event_start), "end": iso(event_start + 3600), "kind": "flash-sale", "expectedPeak": expected_peak},
-        }
-    )
+    for obj in web_tier(kube.ns, event_start=event_start, expected_peak=expected_peak, hpa_max=hpa_max, policy_max=policy_max, mode=mode, extra_spec=extra_spec):
+        kube.put_object(obj)
 
 
 def controller(kube: Any, prometheus: Any, clock: Clock, identity: str = "a", **options: Any) -> Controller:

@@ -24,7 +24,8 @@ from autoscaler.controller.base import ControllerOptions
 from autoscaler.adapters.kube import Kube
 from autoscaler.adapters.prometheus import HistoryCache, escape_label_value, render_query
 from tests.fakes.kube import write_kubeconfig
-from tests.controller.world import COOLDOWN, LEAD, Clock, assert_web_acted_each_cycle, iso, policy_spec
+from tests.builders import iso, web_tier
+from tests.controller.world import COOLDOWN, LEAD, Clock, assert_web_acted_each_cycle
 from tests.prometheus_server import free_port
 
 NS = "shop"
@@ -37,26 +38,9 @@ def api_for(fake) -> client.ApiClient:
 
 
 def seed(fake, *, event_start: float, expected_peak: float = 50_000, hpa_max: int = 100, policy_max: int = 80, mode: str = "hpa-floor", extra_spec=None):
-    fake.put_object({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": NS}, "spec": {"replicas": 3}, "status": {"replicas": 3}})
-    fake.put_object(
-        {
-            "apiVersion": "autoscaling/v2",
-            "kind": "HorizontalPodAutoscaler",
-            "metadata": {"name": "web", "namespace": NS},
-            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "minReplicas": 3, "maxReplicas": hpa_max},
-            "status": {"currentReplicas": 3, "desiredReplicas": 3},
-        }
-    )
-    spec = policy_spec(mode=mode, maxReplicas=policy_max, **(extra_spec or {}))
-    fake.put_object({"apiVersion": "peakscale.io/v1alpha1", "kind": "ScalingPolicy", "metadata": {"name": "web", "namespace": NS, "labels": {"tier": "web"}}, "spec": spec})
-    fake.put_object(
-        {
-            "apiVersion": "peakscale.io/v1alpha1",
-            "kind": "PromotionEvent",
-            "metadata": {"name": "flash-sale", "namespace": NS},
-            "spec": {"title": "Flash sale 20:00", "start": iso(event_start), "end": iso(event_start + 3600), "kind": "flash-sale", "expectedPeak": expected_peak},
-        }
-    )
+    # the double runs no controllers: the objects carry the status theirs would write
+    for obj in web_tier(NS, event_start=event_start, expected_peak=expected_peak, hpa_max=hpa_max, policy_max=policy_max, mode=mode, extra_spec=extra_spec, status=True):
+        fake.put_object(obj)
 
 
 def controller(fake, prometheus, clock, identity="a", **options):
