@@ -189,3 +189,14 @@ def test_a_translated_error_says_what_the_server_said_and_is_the_projects_own():
     with pytest.raises(KubeUnavailable) as caught:
         Translating(Api()).read()
     assert type(caught.value) is KubeUnreachable and caught.value.status is None and "MaxRetryError" in str(caught.value)
+
+
+def test_no_test_module_imports_another():
+    """What tests share lives in modules of its own (tests/builders.py, tests/schemas.py, the conftests,
+    tests/controller/world.py), never in another test module."""
+    borrowed = []
+    for path in sorted((REPO / "tests").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[-1].startswith("test_"):
+                borrowed.append(f"{path.relative_to(REPO)} imports {node.module}")
+    assert borrowed == []

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from autoscaler.adapters.kube import Kube
-from tests.controller.test_status import EVENT, POLICY, refused
+from tests.schemas import EVENT, POLICY, refused
 from tests.controller.world import Clock, controller, seed
 
 
