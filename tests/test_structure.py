@@ -200,3 +200,18 @@ def test_no_test_module_imports_another():
             if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[-1].startswith("test_"):
                 borrowed.append(f"{path.relative_to(REPO)} imports {node.module}")
     assert borrowed == []
+
+
+def test_the_core_names_fields_never_command_line_options():
+    """Errors name the field as the user wrote it: the core says ``spec.maxReplicas`` (what a policy's
+    status shows), and a command that took the value from an option maps it (``cli.output.as_options``)."""
+    import re
+
+    from autoscaler.core.plan import PlanPolicy
+    from autoscaler.errors import InputError
+
+    flags = [f"{p.relative_to(REPO)}: {m.group(0)}" for p in sorted((REPO / "autoscaler" / "core").rglob("*.py")) for m in re.finditer(r"InputError\(\s*f?\"--[a-z-]+", p.read_text())]
+    assert flags == []
+    with pytest.raises(InputError) as refused:
+        PlanPolicy(capacity_per_replica=10, lead_time_s=60, min_replicas=5, max_replicas=3)
+    assert refused.value.where == "spec.minReplicas" and "spec.maxReplicas 3" in refused.value.problem

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import typer
 
 from autoscaler.cli.app import app
-from autoscaler.cli.output import EpochOpt, Progress, TimeColumnOpt, ValueColumnOpt, check_output, split_list, table_console
+from autoscaler.cli.output import EpochOpt, Progress, TimeColumnOpt, ValueColumnOpt, as_options, check_output, split_list, table_console
 from autoscaler.core.timezones import get_zone
 from autoscaler.core.durations import parse_duration_s
 from autoscaler.errors import InputError
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from autoscaler.adapters.trace_files import TraceFormat
     from autoscaler.core.backtest import BacktestResult, Scenario
     from autoscaler.core.calendar import PromotionEvent
+    from autoscaler.core.plan import PlanPolicy
     from autoscaler.core.trace import Trace
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "data" / "traces"  # travels in the wheel
@@ -105,7 +106,10 @@ def backtest(
     if sweep:
         return _sweep(series, selected, scenario, output=output, plot=plot, quiet=quiet)
     with Progress(enabled=not quiet and output == "table") as report:
-        result = run_backtest(series, selected, scenario, tuple(chosen), progress=report)
+        try:
+            result = run_backtest(series, selected, scenario, tuple(chosen), progress=report)
+        except InputError as exc:
+            raise as_options(exc, OPTIONS) from None
     if plot is not None:
         from autoscaler.adapters.plot import plot_backtest
 
@@ -156,11 +160,17 @@ def _scenario(
     floor: str, history_window: str, memory: bool, node_lead_time: str, node_headroom: bool, reshard: tuple[float, float] | None = None,
 ) -> Scenario:
     """The options as a backtest scenario, each checked and named when wrong."""
-    from autoscaler.core.backtest import Scenario
-    from autoscaler.core.baseline import ForecastSettings
+    try:
+        policy = _plan_policy(capacity_per_replica, target_utilization, lead_time, min_replicas, max_replicas, scale_down_stabilization, freeze, max_freeze)
+    except InputError as exc:
+        raise as_options(exc, OPTIONS) from None
+    return _rest(policy, coverage=coverage, floor=floor, history_window=history_window, memory=memory, metric_lag=metric_lag, interval=interval, cooldown=cooldown, node_lead_time=node_lead_time, node_headroom=node_headroom, reshard=reshard)
+
+
+def _plan_policy(capacity_per_replica: float, target_utilization: float, lead_time: str, min_replicas: int, max_replicas: int, scale_down_stabilization: str, freeze: bool, max_freeze: str) -> PlanPolicy:
     from autoscaler.core.plan import PlanPolicy
 
-    policy = PlanPolicy(
+    return PlanPolicy(
         capacity_per_replica=capacity_per_replica,
         target_utilization=target_utilization,
         lead_time_s=parse_duration_s(lead_time, field="--lead-time", allow_zero=True),
@@ -170,6 +180,15 @@ def _scenario(
         freeze_during_events=freeze,
         max_freeze_s=parse_duration_s(max_freeze, field="--max-freeze", allow_zero=True),
     )
+
+
+def _rest(
+    policy: PlanPolicy, *, coverage: float, floor: str, history_window: str, memory: bool, metric_lag: str, interval: str, cooldown: str,
+    node_lead_time: str, node_headroom: bool, reshard: tuple[float, float] | None,
+) -> Scenario:
+    from autoscaler.core.backtest import Scenario
+    from autoscaler.core.baseline import ForecastSettings
+
     if floor not in ("plan", "events-only"):
         raise InputError("--floor", f"unknown rule {floor!r}", "use plan or events-only")
     from autoscaler.core.defaults import checked_coverage
@@ -190,6 +209,14 @@ def _scenario(
         node_headroom=node_headroom,
         reshard=reshard,
     )
+
+
+#: the ScalingPolicy fields (as the core names them) the backtest takes from its options
+OPTIONS = {
+    "spec.metric.capacityPerReplica": "--capacity-per-replica", "spec.metric.targetUtilization": "--target-utilization",
+    "spec.leadTime": "--lead-time", "spec.minReplicas": "--min-replicas", "spec.maxReplicas": "--max-replicas",
+    "spec.scaleDownStabilization": "--scale-down-stabilization", "spec.maxFreeze": "--max-freeze", "strategies": "--strategies", "trace": "--trace",
+}  # fmt: skip
 
 
 def _reshard(dataset_size: str | None, throughput: str | None) -> tuple[float, float] | None:

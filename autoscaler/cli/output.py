@@ -46,6 +46,15 @@ def table_console(width: int = 150) -> Any:
     return Console() if Console().is_terminal else Console(width=width, no_color=True)
 
 
+def as_options(exc: InputError, options: dict[str, str]) -> InputError:
+    """The error of a field the command took from an option, naming the option (``options``: the
+    field as the core names it -> the option): the core knows fields, not flags."""
+    problem = exc.problem
+    for field, option in options.items():
+        problem = problem.replace(field, option)
+    return InputError(options.get(exc.where, exc.where), problem, exc.fix)
+
+
 def check_output(output: str, allowed: tuple[str, ...] = OUTPUTS) -> None:
     if output not in allowed:
         raise InputError("--output", f"unknown format {output!r}", f"use {', '.join(allowed)}")

@@ -184,7 +184,7 @@ def simulation_step_s(trace_step_s: int) -> int:
     """One minute, or the trace's step when it is finer; the trace step must be a multiple."""
     step = min(trace_step_s, 60)
     if trace_step_s % step:
-        raise InputError("--trace", f"step of {trace_step_s} s is not a whole number of minutes", "resample the trace to 1 min, 5 min, 30 min ...")
+        raise InputError("trace", f"step of {trace_step_s} s is not a whole number of minutes", "resample the trace to 1 min, 5 min, 30 min ...")
     return step
 
 
@@ -383,7 +383,7 @@ def run_backtest(
     tables to share with other backtests of the same trace, calendar and forecast settings."""
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown:
-        raise InputError("--strategies", f"unknown strategy {unknown[0]!r}", f"choose from {', '.join(STRATEGIES)}")
+        raise InputError("strategies", f"unknown strategy {unknown[0]!r}", f"choose from {', '.join(STRATEGIES)}")
     grid = _Grid.of(trace, events, scenario)
     if tables is not None:
         grid.tables = tables

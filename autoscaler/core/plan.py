@@ -78,29 +78,30 @@ class PlanPolicy:
 
 
 def validate_policy(policy: PlanPolicy) -> None:
-    """Raise ``InputError`` naming the option at fault."""
+    """Raise ``InputError`` naming the ScalingPolicy field at fault, as the CRD spells it (a command
+    line that took the value from an option names the option instead: ``cli.output.as_options``)."""
     if not (math.isfinite(policy.capacity_per_replica) and 0 < policy.capacity_per_replica <= MAX_CAPACITY):
-        raise InputError("--capacity-per-replica", f"{policy.capacity_per_replica:g} must be > 0 and at most {MAX_CAPACITY:g}", "give the demand one replica serves, e.g. 2000")
+        raise InputError("spec.metric.capacityPerReplica", f"{policy.capacity_per_replica:g} must be > 0 and at most {MAX_CAPACITY:g}", "give the demand one replica serves, e.g. 2000")
     if policy.max_replicas > MAX_REPLICAS:
-        raise InputError("--max-replicas", f"{policy.max_replicas} is over {MAX_REPLICAS:,}", "give the most replicas the tier may run")
+        raise InputError("spec.maxReplicas", f"{policy.max_replicas} is over {MAX_REPLICAS:,}", "give the most replicas the tier may run")
     if not (0 < policy.target_utilization <= 1):
-        raise InputError("--target-utilization", f"{policy.target_utilization:g} is outside (0, 1]", "e.g. 0.7 keeps 30 % headroom")
+        raise InputError("spec.metric.targetUtilization", f"{policy.target_utilization:g} is outside (0, 1]", "e.g. 0.7 keeps 30 % headroom")
     if policy.lead_time_s < 0:
-        raise InputError("--lead-time", "must not be negative", "e.g. 10m")
+        raise InputError("spec.leadTime", "must not be negative", "e.g. 10m")
     if policy.min_replicas < 0:
-        raise InputError("--min-replicas", f"{policy.min_replicas} is negative", "give 0 or more")
+        raise InputError("spec.minReplicas", f"{policy.min_replicas} is negative", "give 0 or more")
     if policy.max_replicas < 1:
-        raise InputError("--max-replicas", f"{policy.max_replicas} must be at least 1", "give the most replicas the tier may run")
+        raise InputError("spec.maxReplicas", f"{policy.max_replicas} must be at least 1", "give the most replicas the tier may run")
     if policy.min_replicas > policy.max_replicas:
-        raise InputError("--min-replicas", f"{policy.min_replicas} is above --max-replicas {policy.max_replicas}", "make min <= max")
+        raise InputError("spec.minReplicas", f"{policy.min_replicas} is above spec.maxReplicas {policy.max_replicas}", "make min <= max")
     if policy.max_scale_up_per_minute is not None and policy.max_scale_up_per_minute < 1:
-        raise InputError("--max-scale-up-per-minute", "must be at least 1", "leave it unset for no limit")
+        raise InputError("spec.maxScaleUpPerMinute", "must be at least 1", "leave it unset for no limit")
     if not (0 <= policy.tolerance < 1):
-        raise InputError("--tolerance", f"{policy.tolerance:g} is outside [0, 1)", "e.g. 0.1 ignores changes under 10 %")
+        raise InputError("tolerance", f"{policy.tolerance:g} is outside [0, 1)", "e.g. 0.1 ignores changes under 10 %")
     if policy.max_freeze_s < 0:
-        raise InputError("--max-freeze", "must not be negative", "e.g. 6h")
+        raise InputError("spec.maxFreeze", "must not be negative", "e.g. 6h")
     if policy.scale_down_stabilization_s < 0:
-        raise InputError("--scale-down-stabilization", "must not be negative", "e.g. 5m")
+        raise InputError("spec.scaleDownStabilization", "must not be negative", "e.g. 5m")
 
 
 @dataclass(slots=True)

@@ -100,7 +100,7 @@ def test_coarse_traces_are_simulated_minute_by_minute():
 
 def test_unknown_strategy_is_refused():
     trace, events = make_trace(days=2)
-    with pytest.raises(InputError, match="--strategies"):
+    with pytest.raises(InputError, match="^strategies: unknown strategy 'magic'"):
         run_backtest(trace, events, scenario(), ("reactive", "magic"))
 
 

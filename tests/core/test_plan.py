@@ -78,15 +78,15 @@ def test_tolerance_ignores_small_changes():
 @pytest.mark.parametrize(
     "kw, field",
     [
-        (dict(capacity_per_replica=0), "--capacity-per-replica"),
-        (dict(target_utilization=1.5), "--target-utilization"),
-        (dict(target_utilization=0), "--target-utilization"),
-        (dict(min_replicas=10, max_replicas=5), "--min-replicas"),
-        (dict(max_replicas=0, min_replicas=0), "--max-replicas"),
-        (dict(lead_time_s=-1), "--lead-time"),
+        (dict(capacity_per_replica=0), "spec.metric.capacityPerReplica"),
+        (dict(target_utilization=1.5), "spec.metric.targetUtilization"),
+        (dict(target_utilization=0), "spec.metric.targetUtilization"),
+        (dict(min_replicas=10, max_replicas=5), "spec.minReplicas"),
+        (dict(max_replicas=0, min_replicas=0), "spec.maxReplicas"),
+        (dict(lead_time_s=-1), "spec.leadTime"),
     ],
 )
-def test_nonsensical_policies_are_refused_naming_the_option(kw, field):
+def test_nonsensical_policies_are_refused_naming_the_field(kw, field):
     with pytest.raises(InputError) as info:
         policy(**kw)
     assert str(info.value).startswith(field)
