@@ -100,7 +100,7 @@ def backtest(
     chosen = _strategies(strategies)
     if plot is not None and plot.suffix.lower() != ".png":
         raise InputError("--plot", f"{str(plot)!r} is not a .png file", "name the plot file *.png")
-    series, selected = _inputs(trace, events, get_zone(tz), scenario, kinds=split_list(kinds), strict=strict, as_given=(lead_time, node_lead_time), fmt=TraceFormat(time_column, value_column, epoch))
+    series, selected = _inputs(trace, events, get_zone(tz, field="--tz"), scenario, kinds=split_list(kinds), strict=strict, as_given=(lead_time, node_lead_time), fmt=TraceFormat(time_column, value_column, epoch))
     check_output(output)
     output = "json" if as_json else output
     if sweep:
@@ -193,7 +193,7 @@ def _rest(
         raise InputError("--floor", f"unknown rule {floor!r}", "use plan or events-only")
     from autoscaler.core.defaults import checked_coverage
 
-    checked_coverage(coverage)
+    checked_coverage(coverage, field="--coverage")
     history_s = parse_duration_s(history_window, field="--history-window")
     if history_s < 86400:
         raise InputError("--history-window", f"{history_window!r} is shorter than a day", "the daily profile needs at least 1d, e.g. 2d or 14d")

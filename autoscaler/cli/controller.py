@@ -191,7 +191,7 @@ def _durations(**given: str) -> dict[str, int]:
 def _check_calendar(calendar: Path | None, tz: str) -> None:
     """A bad entry of --calendar is named now, with the rules each cycle applies (a cycle skips a
     bad entry and reports it; at the start someone is there to fix it); and the zone of the log."""
-    get_zone(tz)
+    get_zone(tz, field="--tz")
     if calendar is None:
         return
     from autoscaler.adapters import yamlsafe

@@ -86,10 +86,10 @@ def plan(
     from autoscaler.adapters.trace_files import TraceFormat
 
     check_output(output)
-    show_zone = get_zone(tz)
+    show_zone = get_zone(tz, field="--tz")
     prometheus_url = history_url(prometheus_url, trace)
     one_history_source(trace, prometheus_url)
-    clock_zone = get_zone(trace_tz if trace is not None else "UTC")
+    clock_zone = get_zone(trace_tz if trace is not None else "UTC", field="--trace-tz")
 
     def fmt(seconds: float) -> str:
         return shown(aware(seconds, clock_zone), show_zone)
@@ -172,7 +172,7 @@ def _with_coverage(docs: list[PolicyDoc], coverage: float | None) -> list[Policy
         return docs
     from autoscaler.core.defaults import checked_coverage
 
-    checked_coverage(coverage)
+    checked_coverage(coverage, field="--coverage")
     return [dataclasses.replace(d, spec=ScalingPolicySpec.model_validate({**d.spec.model_dump(), "coverage": coverage})) for d in docs]
 
 

@@ -67,7 +67,7 @@ def preflight(
     check_output(output)
     if event is not None and at is not None:
         raise InputError("--at", "give --event or --at, not both", "e.g. --event double11-2026")
-    zone = get_zone(tz)
+    zone = get_zone(tz, field="--tz")
     interval_s = parse_duration_s(interval, field="--interval")
     within_s = parse_duration_s(within, field="--within")
     prometheus_url = prometheus_base(prometheus_url)

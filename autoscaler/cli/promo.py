@@ -54,7 +54,7 @@ app.add_typer(promo_app, name="promo")
 
 
 def _shown(promo: Promo, tz: str) -> dict:
-    zone = get_zone(tz)
+    zone = get_zone(tz, field="--tz")
     spec = promo.parsed
     return {
         "name": promo.name,
@@ -204,7 +204,7 @@ def list_(
     import time
 
     check_output(output)
-    get_zone(tz)
+    get_zone(tz, field="--tz")
     st = open_store(store, calendar, kubeconfig, context, namespace, all_namespaces)
     promos = sorted(read_promos(st), key=lambda p: (p.parsed.start, p.namespace or "", p.name))
     status = promo_status(st, promos, tz, time.time(), shown_local=output == "table")
@@ -231,7 +231,7 @@ def show(
     import yaml
 
     check_output(output)
-    get_zone(tz)
+    get_zone(tz, field="--tz")
     st = open_store(store, calendar, kubeconfig, context, namespace)
     promo = find_promo(read_promos(st), name)
     if output == "json":
@@ -280,7 +280,7 @@ def edit(
         promos = read_promos(st)
         current = find_promo(promos, name)
         old = current.parsed
-        zone = get_zone(tz)
+        zone = get_zone(tz, field="--tz")
         spec = build_spec(
             start=start or old.start.astimezone(zone).isoformat(),
             end=None if duration is not None else (end or old.end.astimezone(zone).isoformat()),
@@ -352,7 +352,7 @@ def import_rows(path: Path, tz: str | None) -> list[Promo]:
     from autoscaler.adapters.trace_files import open_text
 
     label = path.name
-    zone = get_zone(tz) if tz else None
+    zone = get_zone(tz, field="--tz") if tz else None
     name = path.name.removesuffix(".gz")
     if name.endswith((".yaml", ".yml")):
         from autoscaler.adapters import yamlsafe
@@ -400,7 +400,7 @@ def import_(
     """
     from autoscaler.adapters.store import KubeStore, check_references, overlapping
 
-    get_zone(tz)
+    get_zone(tz, field="--tz")
     st = open_store(store, calendar, kubeconfig, context, namespace)
     incoming = import_rows(file, tz)
     if not allow_past:

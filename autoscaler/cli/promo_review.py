@@ -83,11 +83,11 @@ def review(
     from autoscaler.core.plan_report import PolicyInput
 
     check_output(output)
-    show_zone = get_zone(tz)
+    show_zone = get_zone(tz, field="--tz")
     prometheus_url = history_url(prometheus_url, trace)
     one_history_source(trace, prometheus_url)
     interval_s = parse_duration_s(interval, field="--interval")
-    clock_zone = get_zone(trace_tz if trace is not None else "UTC")
+    clock_zone = get_zone(trace_tz if trace is not None else "UTC", field="--trace-tz")
     st = open_store(store, calendar, kubeconfig, context, namespace)
     promos = read_promos(st)
     promo = find_promo(promos, name)

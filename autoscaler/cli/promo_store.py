@@ -272,7 +272,7 @@ def parse_time(text: str, zone_name: str, field: str) -> datetime:
     ``MM-DD HH:MM`` without a year is its next occurrence ('11-11 20:00': the coming 11.11)."""
     from autoscaler.core.calendar import stamp
 
-    zone = get_zone(zone_name)
+    zone = get_zone(zone_name, field="--tz")
     if not text.strip():
         raise InputError(field, "empty time", "give a time such as '11-11 20:00' or '2027-11-11 20:00'")
     coming = next_occurrence(text, zone, field=field)
@@ -375,7 +375,7 @@ def promo_status(st, promos: list[Promo], tz: str, now_s: float, *, shown_local:
         listed = read_policies(st)
         docs = policies_of(listed, skipped=[]) if listed else []
     utc = get_zone("UTC")
-    zone = get_zone(tz) if shown_local else utc
+    zone = get_zone(tz, field="--tz") if shown_local else utc
     out = {}
     for p in promos:
         event = p.event(UTC)

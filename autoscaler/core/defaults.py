@@ -21,10 +21,10 @@ def stale_after(step_s: int, setting_s: int = STALE_AFTER_S) -> int:
 MIN_COVERAGE, MAX_COVERAGE = 0.5, 0.9999
 
 
-def checked_coverage(value: float, field: str = "--coverage") -> float:
+def checked_coverage(value: float, field: str = "spec.coverage") -> float:
     """``value`` when it is a coverage a plan can be sized to; else the error naming ``field``."""
     from autoscaler.errors import InputError
 
     if not MIN_COVERAGE <= value <= MAX_COVERAGE:
-        raise InputError(field, f"{value:g} is outside [{MIN_COVERAGE:g}, {MAX_COVERAGE:g}]", "e.g. --coverage 0.99 (99 % of event demand) or 0.999")
+        raise InputError(field, f"{value:g} is outside [{MIN_COVERAGE:g}, {MAX_COVERAGE:g}]", "e.g. 0.99 (99 % of event demand) or 0.999")
     return value

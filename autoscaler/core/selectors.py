@@ -56,7 +56,7 @@ def _value(value: str, field: str) -> str:
     return value
 
 
-def parse_selector(text: str | None, field: str = "--targets") -> dict[str, Any] | None:
+def parse_selector(text: str | None, field: str = "targets") -> dict[str, Any] | None:
     """kubectl's selector syntax as the CRD's selector (None for nothing given: every policy)."""
     if text is None or not text.strip():
         return None

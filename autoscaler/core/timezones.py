@@ -18,7 +18,7 @@ from autoscaler.errors import InputError
 _EPOCH = datetime(1970, 1, 1)
 
 
-def get_zone(name: str, *, field: str = "--tz") -> ZoneInfo:
+def get_zone(name: str, *, field: str = "timezone") -> ZoneInfo:
     """Return the IANA zone ``name`` or raise ``InputError`` naming ``field``."""
     try:
         if not name or name != name.strip():
@@ -92,7 +92,7 @@ def shown(stamp: datetime, zone: tzinfo | None) -> str:
 _MONTH_DAY = re.compile(r"^(\d{1,2})-(\d{1,2})(?:[ T](\d{1,2}):(\d{2}))?$")
 
 
-def next_occurrence(text: str, zone: ZoneInfo, now: datetime | None = None, *, field: str = "--start") -> datetime | None:
+def next_occurrence(text: str, zone: ZoneInfo, now: datetime | None = None, *, field: str = "start") -> datetime | None:
     """``MM-DD HH:MM`` (no year) as its next occurrence in ``zone`` after ``now``, e.g. '11-11 20:00'
     is the coming 11.11 at 20:00; None when ``text`` is not of that form."""
     m = _MONTH_DAY.match(text.strip())

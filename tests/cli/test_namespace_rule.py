@@ -92,8 +92,10 @@ def test_selectors_read_as_kubectl_reads_them(text, matching, not_matching):
 
 @pytest.mark.parametrize("text", ["tier=a,tier=a", "tier in (cache", "tier in ()", "tier=a=b", "a b", "tier in (a,,b)", "-bad=x", "tier=edge,,x=y", "tier=" + "v" * 64])
 def test_a_selector_that_does_not_read_is_refused_on_one_line(text):
-    with pytest.raises(InputError, match="--targets"):
+    with pytest.raises(InputError, match="^targets: "):
         parse_selector(text)
+    with pytest.raises(InputError, match="^--targets: "):  # as promo's option names it
+        parse_selector(text, "--targets")
 
 
 _key = st.from_regex(r"([a-z]{1,5}\.io/)?[a-z][a-z0-9]{0,6}", fullmatch=True)
