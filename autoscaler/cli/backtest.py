@@ -4,6 +4,8 @@ same trace and capacity model, and print the comparison (a table, ``--json``, a 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 from zoneinfo import ZoneInfo
@@ -105,11 +107,8 @@ def backtest(
     output = "json" if as_json else output
     if sweep:
         return _sweep(series, selected, scenario, output=output, plot=plot, quiet=quiet)
-    with Progress(enabled=not quiet and output == "table") as report:
-        try:
-            result = run_backtest(series, selected, scenario, tuple(chosen), progress=report)
-        except InputError as exc:
-            raise as_options(exc, OPTIONS) from None
+    with Progress(enabled=not quiet and output == "table") as report, options_named():
+        result = run_backtest(series, selected, scenario, tuple(chosen), progress=report)
     if plot is not None:
         from autoscaler.adapters.plot import plot_backtest
 
@@ -217,6 +216,15 @@ OPTIONS = {
     "spec.leadTime": "--lead-time", "spec.minReplicas": "--min-replicas", "spec.maxReplicas": "--max-replicas",
     "spec.scaleDownStabilization": "--scale-down-stabilization", "spec.maxFreeze": "--max-freeze", "strategies": "--strategies", "trace": "--trace",
 }  # fmt: skip
+
+
+@contextmanager
+def options_named() -> Iterator[None]:
+    """Errors of the fields the backtest took from its options name the options (``OPTIONS``)."""
+    try:
+        yield
+    except InputError as exc:
+        raise as_options(exc, OPTIONS) from None
 
 
 def _reshard(dataset_size: str | None, throughput: str | None) -> tuple[float, float] | None:

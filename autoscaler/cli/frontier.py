@@ -18,16 +18,11 @@ if TYPE_CHECKING:
 
 
 def run_sweep(trace: Trace, events: list[PromotionEvent], scenario: Scenario, *, output: str, plot: Path | None, quiet: bool) -> None:
-    from autoscaler.cli.backtest import OPTIONS
-    from autoscaler.cli.output import as_options
+    from autoscaler.cli.backtest import options_named
     from autoscaler.core.frontier import sweep
-    from autoscaler.errors import InputError
 
-    with Progress(enabled=not quiet and output == "table") as report:
-        try:
-            frontier = sweep(trace, events, scenario, progress=report)
-        except InputError as exc:
-            raise as_options(exc, OPTIONS) from None
+    with Progress(enabled=not quiet and output == "table") as report, options_named():
+        frontier = sweep(trace, events, scenario, progress=report)
     if plot is not None:
         from autoscaler.adapters.plot import plot_frontier
 
