@@ -23,7 +23,7 @@ import pulumi_random as random
 
 from stacks import redis_conf
 from stacks.primary import PrimaryService
-from stacks.sentinels import SentinelSet
+from stacks.sentinels import SentinelSet, sentinel_labels
 from stacks.config import CacheConfig, StackConfig
 from autoscaler.core.resources import GROUP, POLICY_PLURAL, TargetRef
 from stacks.contract import ScaleContract, contract_of, policy_name
@@ -141,7 +141,7 @@ class RedisCache(pulumi.ComponentResource):
             opts=self.child,
         )
         if self.sentinel_mode:
-            sentinels = selector(labels(self.base, "sentinel", "cache", self.stack.environment))
+            sentinels = selector(sentinel_labels(self))
             k8s.core.v1.Service(
                 f"{self.name}-service",
                 metadata={"name": self.base, "namespace": self.ns, "labels": self.labels},

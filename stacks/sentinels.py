@@ -20,13 +20,18 @@ from stacks.workload import disruption_budget, labels, restricted_container_secu
 SMALL = {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "200m", "memory": "128Mi"}}
 
 
+def sentinel_labels(cache: Any) -> dict[str, str]:
+    """The Sentinels' labels: the cache's, with the component ``sentinel`` (the client Service selects them)."""
+    return labels(cache.base, "sentinel", "cache", cache.stack.environment)
+
+
 class SentinelSet:
     """Declared by ``RedisCache`` in Sentinel mode (``cache`` is it: names, labels, config)."""
 
     def __init__(self, cache: Any, *, depends_on: list[pulumi.Resource]) -> None:
         self.cache = cache
         self.name = f"{cache.base}-sentinel"
-        self.labels = labels(cache.base, "sentinel", "cache", cache.stack.environment)
+        self.labels = sentinel_labels(cache)
         self.match = selector(self.labels)
         self.headless = f"{self.name}-headless"
         child = pulumi.ResourceOptions(parent=cache)

@@ -109,6 +109,12 @@ def parse_nodes(text: str) -> list[Node]:
     return nodes
 
 
+def tls_options(ca_file: str | None) -> dict[str, Any]:
+    """redis-py's options for a TLS Redis whose certificate ``ca_file`` verifies (the pods' names are
+    not the addresses dialled, so the chain is checked, not the host name); none without TLS."""
+    return {"ssl": True, "ssl_ca_certs": ca_file, "ssl_check_hostname": False} if ca_file else {}
+
+
 class ClusterAdmin:
     """One Redis Cluster, reached through any of ``seeds``; a client per node, made on first use."""
 
@@ -123,8 +129,7 @@ class ClusterAdmin:
 
     def client(self, address: Address) -> redis.Redis:
         if address not in self._clients:
-            tls: dict[str, Any] = {"ssl": True, "ssl_ca_certs": self.tls_ca, "ssl_check_hostname": False} if self.tls_ca else {}
-            self._clients[address] = redis.Redis(host=address[0], port=address[1], password=self.password, decode_responses=True, socket_timeout=self.timeout_s, **tls)
+            self._clients[address] = redis.Redis(host=address[0], port=address[1], password=self.password, decode_responses=True, socket_timeout=self.timeout_s, **tls_options(self.tls_ca))
         return self._clients[address]
 
     def nodes(self) -> list[Node]:

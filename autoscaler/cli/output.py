@@ -99,6 +99,14 @@ def history_url(url: str | None, trace: object | None) -> str | None:
     return prometheus_base(url)
 
 
+def host_port(text: str, field: str, example: str) -> tuple[str, int]:
+    """``host:port`` as (host, port), else the error naming ``field`` with ``example``."""
+    host, _, port = text.strip().rpartition(":")
+    if not host or not port.isdigit():
+        raise InputError(field, f"cannot read {text!r} as host:port", example)
+    return host, int(port)
+
+
 def split_list(values: list[str] | None) -> list[str]:
     """Values of a repeatable option, each possibly comma-separated."""
     out: list[str] = []

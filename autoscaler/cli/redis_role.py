@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 
 from autoscaler.cli.app import app
-from autoscaler.errors import InputError
+from autoscaler.cli.output import host_port
 
 
 @app.command("redis-role")
@@ -34,15 +34,13 @@ def redis_role(
     import redis
 
     from autoscaler.adapters.kube import Kube, api_client
+    from autoscaler.adapters.redis_cluster import tls_options
     from autoscaler.adapters.redis_role import keep_labelled
     from autoscaler.core.durations import parse_duration_s
 
     every_s = parse_duration_s(every, field="--every")
-    host, _, port = redis_address.rpartition(":")
-    if not host or not port.isdigit():
-        raise InputError("--redis", f"cannot read {redis_address!r} as host:port", "e.g. --redis 127.0.0.1:6379")
-    tls: dict[str, Any] = {"ssl": True, "ssl_ca_certs": str(tls_ca_file), "ssl_check_hostname": False} if tls_ca_file else {}
-    client = redis.Redis(host=host, port=int(port), password=os.environ.get("REDISCLI_AUTH") or None, socket_timeout=5, **tls)
+    host, port = host_port(redis_address, "--redis", "e.g. --redis 127.0.0.1:6379")
+    client = redis.Redis(host=host, port=port, password=os.environ.get("REDISCLI_AUTH") or None, socket_timeout=5, **tls_options(str(tls_ca_file) if tls_ca_file else None))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     kube = Kube(api_client(str(kubeconfig) if kubeconfig else None, None))
     keep_labelled(kube, namespace, pod, client, every_s=every_s, looks=1 if once else None)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from autoscaler.cli.app import app
-from autoscaler.cli.output import split_list, table_console
+from autoscaler.cli.output import host_port, split_list, table_console
 from autoscaler.errors import InputError
 
 if TYPE_CHECKING:
@@ -23,10 +23,7 @@ if TYPE_CHECKING:
 
 
 def _address(text: str) -> tuple[str, int]:
-    host, _, port = text.strip().rpartition(":")
-    if not host or not port.isdigit():
-        raise InputError("--nodes", f"cannot read {text!r} as host:port", "e.g. --nodes cache-node-0.cache-headless.live.svc:6379,cache-node-1...")
-    return host, int(port)
+    return host_port(text, "--nodes", "e.g. --nodes cache-node-0.cache-headless.live.svc:6379,cache-node-1...")
 
 
 @app.command("reshard")

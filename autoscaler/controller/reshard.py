@@ -96,10 +96,10 @@ def next_step(nodes: int, per_shard: int, target: int, jobs: list[dict[str, Any]
         if shards * size > nodes:  # a grow whose pods were not asked for yet (the write failed)
             return Step("grow", f"reshard Job {name} waits for the pods of {shards} shard(s)", nodes=shards * size)
         return Step("hold", f"reshard Job {name} is still running (status.reshard has its progress)")
-    if state == "Failed" and shards == target and target != current:
-        return Step("start", f"reshard Job {name} failed: a new one resumes from the cluster's own state", nodes=max(nodes, target * size), shards=target, listed=max(nodes, target * size), seq=seq, serving=_number(latest, FROM_ANNOTATION))
-    if state == "Failed" and shards == target == current and shards * size >= nodes:
-        return Step("start", f"reshard Job {name} failed: a new one resumes from the cluster's own state", shards=target, listed=nodes, seq=seq, serving=_number(latest, FROM_ANNOTATION))
+    if state == "Failed" and shards == target and (target != current or target * size >= nodes):
+        # a grow's pods asked for again where that write was lost; a lower's stay until it succeeds
+        room = max(nodes, target * size)
+        return Step("start", f"reshard Job {name} failed: a new one resumes from the cluster's own state", nodes=room, shards=target, listed=room, seq=seq, serving=_number(latest, FROM_ANNOTATION))
     if target > current:
         return Step("grow", f"{target * size - nodes} pod(s) for {target - current} new shard(s), joined and given slots by a reshard Job", nodes=target * size, shards=target, listed=target * size, seq=seq, serving=current)
     if target == current:
