@@ -45,7 +45,7 @@ import numpy as np
 
 from autoscaler.core.calendar import PromotionEvent, event_mask
 from autoscaler.core.forecast import forecast_at
-from autoscaler.core.baseline import Baseline, ForecastSettings, baseline_for, level_ratios
+from autoscaler.core.baseline import Baseline, ForecastSettings, baseline_for
 from autoscaler.core.plan import Decision, PlannerState, plan_step
 from autoscaler.core.windows import action_window, headroom_window
 from autoscaler.core.cycle_types import Phase, CycleDecision, CyclePolicy, CycleState, ForecastView, HpaFloor, LAST_KNOWN_LEVEL, LOWER, METRICS_UNAVAILABLE, NONE, OBSERVE_ONLY, OUTSIDE_EVENTS, POLICY_DELETED, RAISE, RESTORE, SCALE, Seen
@@ -414,20 +414,36 @@ def stale_forecast(
     step_s: int,
     now_s: int,
 ) -> ForecastView | None:
-    """Without fresh metrics: the history carried forward from its last known level to ``now``
-    (the daily profile times that level), and the forecast made from it, marked stale (``decide``
-    lets it raise for an event, never lower). None when nothing is known."""
+    """Without fresh metrics: the history carried forward to ``now`` (``carry_forward``), and the
+    forecast made from it, marked stale (``decide`` lets it raise for an event, never lower).
+    None when nothing is known."""
+    if not np.isfinite(values).any():
+        return None
+    times_s, carried = carry_forward(times_s, values, calendar, settings, step_s, now_s)
+    view, _ = live_forecast(times_s, carried, calendar, policy, settings, step_s)
+    view.stale = True
+    return view
+
+
+def carry_forward(
+    times_s: np.ndarray, values: np.ndarray, calendar: Sequence[PromotionEvent], settings: ForecastSettings, step_s: int, to_s: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The history (``times_s`` as Prometheus labels them: each sample at its period's end) carried
+    forward from its last known sample to ``to_s``: the daily profile the forecast made there uses,
+    times the level of its last ``level_window_s`` (the known samples of it). The one rule for what
+    comes after the samples: the controller without fresh metrics, its replay, and ``plan``'s
+    future. Missing samples after the last known one are dropped (missing is never a level);
+    nothing known: returned as it is."""
     known = np.flatnonzero(np.isfinite(values))
     if not len(known):
-        return None
+        return times_s, values
     times_s, values = times_s[: known[-1] + 1], values[: known[-1] + 1]
     starts = period_starts(times_s, step_s)
     base = baseline_for(starts, values, event_mask(starts, list(calendar)), len(starts) - 1, step_s, settings)
     window = max(1, settings.level_window_s // step_s)
-    level = float(level_ratios(values[-window:], base.at(starts[-window:]), window)[-1])
-    last = int(times_s[-1]) + (now_s - int(times_s[-1])) // step_s * step_s
+    recent, fitted = values[-window:], base.at(starts[-window:])
+    ok = np.isfinite(recent)
+    level = float(recent[ok].sum() / max(float(fitted[ok].sum()), 1e-12))
+    last = int(times_s[-1]) + max(0, to_s - int(times_s[-1])) // step_s * step_s
     extra = np.arange(int(times_s[-1]) + step_s, last + step_s, step_s, dtype=np.int64)
-    carried = np.concatenate([values, level * base.at(extra - step_s)])
-    view, _ = live_forecast(np.concatenate([times_s, extra]), carried, calendar, policy, settings, step_s)
-    view.stale = True
-    return view
+    return np.concatenate([times_s, extra]), np.concatenate([values, level * base.at(extra - step_s)])

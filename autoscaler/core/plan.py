@@ -66,15 +66,17 @@ class PlanPolicy:
 
     def replicas_at_full(self, demand: float) -> int:
         """Replicas that serve ``demand`` at full capacity (the upper forecast's bound)."""
-        if demand <= 0:
-            return 0
-        return math.ceil(demand / self.capacity_per_replica - 1e-9)
+        return replicas_serving(demand, self.capacity_per_replica)
 
     def replicas_for(self, demand: float) -> int:
         """Replicas that serve ``demand`` at the target utilization (no bounds applied)."""
-        if demand <= 0:
-            return 0
-        return math.ceil(demand / (self.capacity_per_replica * self.target_utilization) - 1e-9)
+        return replicas_serving(demand, self.capacity_per_replica * self.target_utilization)
+
+
+def replicas_serving(demand: float, per_replica: float) -> int:
+    """The fewest replicas that serve ``demand`` when each serves ``per_replica`` (no bounds
+    applied): the one sizing rule of the planner (a float's last bit never adds a replica)."""
+    return math.ceil(demand / per_replica - 1e-9) if demand > 0 else 0
 
 
 def validate_policy(policy: PlanPolicy) -> None:
@@ -158,8 +160,8 @@ class Decision:
     def _sizing(self) -> str:
         """How ``want`` was sized: the central forecast's peak at the target utilization, or the
         upper forecast's at full capacity, whichever needs more (``plan_step``)."""
-        central = math.ceil(self.forecast_peak / (self.capacity * self.utilization) - 1e-9) if self.forecast_peak > 0 else 0
-        if self.forecast_upper > 0 and math.ceil(self.forecast_upper / self.capacity - 1e-9) > central:
+        central = replicas_serving(self.forecast_peak, self.capacity * self.utilization)
+        if replicas_serving(self.forecast_upper, self.capacity) > central:
             return f"upper forecast {self.forecast_upper:,.0f} within lead time at {self.capacity:,.0f} per replica (full) needs {self.want}"
         return f"forecast peak {self.forecast_peak:,.0f} within lead time at {self.capacity:,.0f} per replica x {self.utilization:.0%} needs {self.want}"
 
@@ -183,10 +185,8 @@ def plan_step(
     """
     current = state.replicas
     capacity = policy.capacity_per_replica
-    need_now = math.ceil(demand_now / capacity - 1e-9) if demand_now > 0 else 0
-    want = math.ceil(forecast_peak / (capacity * policy.target_utilization) - 1e-9) if forecast_peak > 0 else 0
-    if forecast_upper > 0:
-        want = max(want, math.ceil(forecast_upper / capacity - 1e-9))
+    need_now = policy.replicas_at_full(demand_now)
+    want = max(policy.replicas_for(forecast_peak), policy.replicas_at_full(forecast_upper))
     if want > need_now:
         rec, reason = want, FORECAST
     else:
@@ -214,7 +214,7 @@ def plan_step(
             target, reason = min(held, current), STABILIZATION
         if policy.freeze_during_events and frozen and target < current:
             # a frozen event never scales in below the current need plus headroom
-            headroom = math.ceil(demand_now / (capacity * policy.target_utilization) - 1e-9) if demand_now > 0 else 0
+            headroom = policy.replicas_for(demand_now)
             if headroom > target:
                 target, reason = min(headroom, current), FROZEN
     elif target > current and policy.max_scale_up_per_minute is not None:

@@ -25,10 +25,11 @@ from collections.abc import Callable
 import numpy as np
 from pydantic import BaseModel
 
-from autoscaler.core.calendar import PromotionEvent, event_mask
+from autoscaler.core.calendar import PromotionEvent
 from autoscaler.core.replay import Replay, forecast_table, remember, replay
 from autoscaler.core.cycle_types import NONE, SCALE, CycleDecision, HpaFloor
-from autoscaler.core.baseline import ForecastSettings, fit_baseline
+from autoscaler.core.baseline import ForecastSettings
+from autoscaler.core.cycle import carry_forward, period_starts
 from autoscaler.core.profiles import band_note
 from autoscaler.core.resources import ScalingPolicySpec, event_applies
 
@@ -129,25 +130,10 @@ class PolicyInput:
         return sorted((e.for_policy(self.name) for e in calendar if event_applies(e, self.namespace, self.labels)), key=lambda e: e.start_s)
 
 
-def _project(times: np.ndarray, values: np.ndarray, calendar: list[PromotionEvent], to_s: int, settings: ForecastSettings) -> tuple[np.ndarray, np.ndarray]:
-    """Carry the series forward to ``to_s`` with the seasonal baseline times the current level."""
-    step = int(times[1] - times[0])
-    if times[-1] >= to_s:
-        return times, values
-    masked = event_mask(times, calendar)
-    baseline = fit_baseline(times, values, masked, len(times) - 1, step, settings)
-    window = min(len(values), max(1, 3600 // step))
-    recent = np.isfinite(values[-window:])
-    level = float(values[-window:][recent].sum() / max(baseline.at(times[-window:][recent]).sum(), 1e-12)) if recent.any() else 1.0
-    extra = np.arange(times[-1] + step, to_s + step, step, dtype=np.int64)
-    return np.concatenate([times, extra]), np.concatenate([values, level * baseline.at(extra)])
-
-
 def _as_forecast(times: np.ndarray, values: np.ndarray, calendar: list[PromotionEvent], real: int, settings: ForecastSettings) -> np.ndarray:
     """The carried-forward series with each promotion arriving as forecast: its samples past the
     ``real`` ones are the central forecast made at the sample just before them (on the series so
     far, earlier promotions' forecast arrivals included), never below the seasonal carry."""
-    from autoscaler.core.cycle import period_starts
     from autoscaler.core.forecast import forecast_at
 
     step = int(times[1] - times[0])
@@ -183,7 +169,11 @@ def replay_target(
     settings = spec.forecast_settings()
     mine = policy.applying(calendar)
     real = len(times)
-    times, values = _project(times, values, mine, to_s, settings)
+    known = np.flatnonzero(np.isfinite(values))
+    if len(known) and times[-1] < to_s:
+        # what comes after the history, by the controller's own rule (``cycle.carry_forward``)
+        real = int(known[-1]) + 1
+        times, values = carry_forward(times, values, mine, settings, int(times[1] - times[0]), to_s)
     if arrives and len(times) > real:
         values = _as_forecast(times, values, mine, real, settings)
     # what the controller will have recorded of each event by the time it plans the next ones
