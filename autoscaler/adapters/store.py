@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 
 from autoscaler.adapters import yamlsafe
-from autoscaler.core.calendar import MAX_EVENTS, PromotionEvent, parse_memories, read_entries
+from autoscaler.core.calendar import MAX_EVENTS, PromotionEvent, check_names, not_itself, parse_memories, read_entries
 from autoscaler.errors import InputError, StoreConflict
 from autoscaler.core.resources import EVENT_PLURAL, GROUP, POLICY_PLURAL, VERSION, PromotionEventSpec, spec_error
 
@@ -68,8 +68,7 @@ def validate_promo(promo: Promo) -> Promo:
 
     if not is_object_name(promo.name):
         raise InputError("NAME", f"{promo.name!r} is not a Kubernetes object name (RFC 1123)", "use lowercase a-z, 0-9, '-' and '.', starting and ending with a letter or digit, at most 253")
-    if promo.name in (promo.spec.get("like") or []):
-        raise InputError("--like", f"{promo.name!r} names the promotion itself", "name past promotions of the kind")
+    not_itself(promo.name, promo.spec.get("like") or [], f"promotion {promo.name!r} like")
     try:
         promo.parsed  # noqa: B018 (parsing is the check: a cached property that validates)
     except ValidationError as exc:
@@ -86,16 +85,8 @@ def is_object_name(name: str) -> bool:
 
 
 def check_references(promos: list[Promo]) -> None:
-    names = [p.name for p in promos]
-    seen: set[str] = set()
-    for name in names:
-        if name in seen:
-            raise InputError("NAME", f"duplicate name {name!r}", "give every promotion a unique name")
-        seen.add(name)
-    for p in promos:
-        for other in p.spec.get("like") or []:
-            if other not in seen:
-                raise InputError("--like", f"{p.name!r} names unknown promotion {other!r}", "name a promotion in the store (see promo list)")
+    """The store as one calendar: ``calendar.check_names``."""
+    check_names([(p.name, p.spec.get("like") or []) for p in promos], where=lambda n: f"promotion {n!r}", known="the store (see promo list)")
 
 
 def overlaps(promos: list[Promo], candidate: Promo) -> list[str]:

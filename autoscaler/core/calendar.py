@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from zoneinfo import ZoneInfo
@@ -187,24 +187,11 @@ class CalendarEntry:
     where: str = ""
 
     def event(self, zone: ZoneInfo) -> PromotionEvent:
-        """The calendar event in wall-clock time of ``zone`` (what the planner uses)."""
-        s = self.spec
-        return _event(
-            {
-                "name": self.name,
-                "title": s.get("title", ""),
-                "start": datetime.fromisoformat(s["start"]).astimezone(zone).replace(tzinfo=None),
-                "end": datetime.fromisoformat(s["end"]).astimezone(zone).replace(tzinfo=None),
-                "kind": s.get("kind", ""),
-                "expected_multiplier": s.get("expectedMultiplier"),
-                "expected_peak": s.get("expectedPeak"),
-                "like": tuple(s.get("like") or ()),
-                "targets": s.get("targets") or None,
-                "memories": self.memory,
-                "memory": self.memory[0] if self.memory else None,
-            },
-            self.where or f"event {self.name!r}",
-        )
+        """The calendar event in wall-clock time of ``zone`` (what the planner uses): the spec read
+        as the PromotionEvent CRD reads it (``resources.event_of``, the one conversion)."""
+        from autoscaler.core.resources import event_of  # resources builds on this module
+
+        return event_of(self.spec, self.name, zone, self.memory, where=self.where or f"event {self.name!r}")
 
 
 #: what a calendar entry may say (the PromotionEvent spec, its name, and its memory)
@@ -215,16 +202,6 @@ YEARS = (1970, 9000)
 MAX_PEAK = 1e15
 #: the most promotions a calendar may hold
 MAX_EVENTS = 100_000
-
-
-def _event(fields: dict[str, Any], where: str) -> PromotionEvent:
-    from pydantic import ValidationError
-
-    try:
-        return PromotionEvent(**fields)
-    except ValidationError as exc:
-        loc, msg = validation_problem(exc.errors())
-        raise InputError(f"{where} {dotted(loc) or 'event'}", msg, "fix the calendar entry") from None
 
 
 def unknown_key(key: Any, known: tuple[str, ...], where: str) -> InputError:
@@ -312,8 +289,7 @@ def entry(item: Any, zone: ZoneInfo | None, where: str, *, columns: dict[str, st
         names = [like] if isinstance(like, str) else like
         if not isinstance(names, list) or not all(isinstance(x, str) and x.strip() for x in names):
             raise InputError(f"{where} like", f"{like!r} is not a list of promotion names", "e.g. like: [double11-2025]")
-        if name in names:
-            raise InputError(f"{where} like", "names the promotion itself", "name past promotions of the kind")
+        not_itself(name, names, f"{where} like")
         spec["like"] = [x.strip() for x in names]
     targets = item.get("targets")
     if isinstance(targets, str):  # kubectl's syntax, as --targets and the CSV column take it
@@ -381,16 +357,29 @@ def slug(text: str) -> str:
 
 
 def check_calendar(events: list[PromotionEvent]) -> None:
-    """Whole-calendar rules: unique names, ``like`` naming known events."""
+    """Whole-calendar rules (``check_names``) over a calendar's events."""
+    check_names([(e.name, e.like) for e in events])
+
+
+def check_names(named: Sequence[tuple[str, Sequence[str]]], *, where: Callable[[str], str] = lambda n: f"event {n!r}", known: str = "the calendar") -> None:
+    """Whole-calendar rules, the one home for a calendar file, the promotion store and the
+    controller's file: every name once, each ``like`` naming another promotion of the calendar."""
     seen: set[str] = set()
-    for event in events:
-        if event.name in seen:
-            raise InputError(f"event {event.name!r}", "duplicate name", "give every event a unique name")
-        seen.add(event.name)
-    for event in events:
-        for other in event.like:
+    for name, _ in named:
+        if name in seen:
+            raise InputError(where(name), f"duplicate name {name!r}", "give every promotion a unique name")
+        seen.add(name)
+    for name, like in named:
+        not_itself(name, like, f"{where(name)} like")
+        for other in like:
             if other not in seen:
-                raise InputError(f"event {event.name!r} like", f"names unknown event {other!r}", "name an event in the calendar")
+                raise InputError(f"{where(name)} like", f"names unknown promotion {other!r}", f"name a promotion in {known}")
+
+
+def not_itself(name: str, like: Sequence[str], field: str) -> None:
+    """A promotion is never ``like`` itself (it learns from past ones of its kind)."""
+    if name in like:
+        raise InputError(field, f"{name!r} names the promotion itself", "name past promotions of the kind")
 
 
 def event_mask(times_s: np.ndarray, events: Iterable[PromotionEvent], *, pad_before_s: int = 0, pad_after_s: int = 0) -> np.ndarray:

@@ -209,6 +209,13 @@ def remember(
     return out
 
 
+def recordable(event: PromotionEvent, policy: CyclePolicy, first_s: int, now_s: float) -> bool:
+    """Whether what a policy saw of ``event`` is known at ``now_s`` (its window and cool-down have
+    passed) from samples that start at ``first_s`` (the oldest period the history holds reaches
+    the cycle that acts on it): the memory window of ``record_event``, for the controller."""
+    return now_s >= event.end_s + policy.cooldown_s and event.start_s - policy.reach_s >= first_s
+
+
 def record_event(
     times_s: np.ndarray,
     values: np.ndarray,

@@ -451,8 +451,20 @@ def parse_event(obj: dict[str, Any], memories: tuple[EventProfile, ...] = ()) ->
     """The spec, and the calendar event in UTC wall-clock seconds (what the controller plans in),
     with what was recorded of it (``memories``)."""
     meta = obj.get("metadata") or {}
-    try:
-        spec = PromotionEventSpec.model_validate(obj.get("spec") or {})
-    except ValidationError as exc:
-        raise spec_error(exc, f"PromotionEvent {meta.get('namespace')}/{meta.get('name')}", PromotionEventSpec) from None
+    spec = event_spec(obj.get("spec") or {}, f"PromotionEvent {meta.get('namespace')}/{meta.get('name')}")
     return spec, spec.event(meta.get("name", "?"), memories=memories, namespace=meta.get("namespace") or None)
+
+
+def event_spec(spec: dict[str, Any], where: str) -> PromotionEventSpec:
+    """A PromotionEvent's spec (camelCase, as the CRD spells it), checked; ``InputError`` naming
+    ``<where>.spec.<field>``."""
+    try:
+        return PromotionEventSpec.model_validate(spec)
+    except ValidationError as exc:
+        raise spec_error(exc, where, PromotionEventSpec) from None
+
+
+def event_of(spec: dict[str, Any], name: str, zone: tzinfo = UTC, memories: tuple[EventProfile, ...] = (), namespace: str | None = None, *, where: str = "") -> PromotionEvent:
+    """The calendar event a spec states, in wall-clock time of ``zone``: the one conversion from a
+    spec to an event, for a PromotionEvent, a stored promotion and a calendar file's entry."""
+    return event_spec(spec, where or f"promotion {name!r}").event(name, zone, memories, namespace)
