@@ -3,7 +3,6 @@ same trace and capacity model, and print the comparison (a table, ``--json``, a 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,7 +12,7 @@ from zoneinfo import ZoneInfo
 import typer
 
 from autoscaler.cli.app import app
-from autoscaler.cli.output import EpochOpt, Progress, TimeColumnOpt, ValueColumnOpt, as_options, check_output, split_list, table_console
+from autoscaler.cli.output import echo_doc, EpochOpt, Progress, TimeColumnOpt, ValueColumnOpt, as_options, check_output, split_list, table_console
 from autoscaler.core.timezones import get_zone
 from autoscaler.core.durations import parse_duration_s
 from autoscaler.errors import InputError
@@ -137,12 +136,11 @@ def _emit(result: BacktestResult, output: str, plot: Path | None) -> None:
     if output == "table":
         _print_table(result, plot)
         return
-    import yaml
 
     doc = result.as_json()
     if plot is not None:
         doc["plot"] = str(plot)
-    typer.echo(json.dumps(doc, indent=2) if output == "json" else yaml.safe_dump(doc, sort_keys=False).rstrip())
+    echo_doc(doc, output)
 
 
 def _capacity(trace: Path | None, capacity_per_replica: float | None) -> float:

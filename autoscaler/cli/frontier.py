@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import typer
 
-from autoscaler.cli.output import Progress, table_console
+from autoscaler.cli.output import echo_doc, Progress, table_console
 
 if TYPE_CHECKING:
     from autoscaler.core.backtest import Scenario
@@ -30,10 +28,9 @@ def run_sweep(trace: Trace, events: list[PromotionEvent], scenario: Scenario, *,
     if output == "table":
         _print(frontier, trace.name, plot)
         return
-    import yaml
 
     doc = {"trace": trace.name, **frontier.as_json(), **({"plot": str(plot)} if plot is not None else {})}
-    typer.echo(json.dumps(doc, indent=2) if output == "json" else yaml.safe_dump(doc, sort_keys=False).rstrip())
+    echo_doc(doc, output)
 
 
 def _knob(point: Point) -> str:

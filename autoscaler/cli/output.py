@@ -55,6 +55,18 @@ def as_options(exc: InputError, options: dict[str, str]) -> InputError:
     return InputError(options.get(exc.where, exc.where), problem, exc.fix)
 
 
+def echo_doc(doc: Any, output: str) -> None:
+    """A command's result for scripts: ``doc`` as JSON (``-o json``) or YAML (``-o yaml``)."""
+    if output == "json":
+        import json
+
+        typer.echo(json.dumps(doc, indent=2))
+    else:
+        import yaml
+
+        typer.echo(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True).rstrip())
+
+
 def check_output(output: str, allowed: tuple[str, ...] = OUTPUTS) -> None:
     if output not in allowed:
         raise InputError("--output", f"unknown format {output!r}", f"use {', '.join(allowed)}")

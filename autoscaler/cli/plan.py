@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import typer
 
 from autoscaler.cli.app import app
-from autoscaler.cli.output import PROMETHEUS_ENV, EpochOpt, TimeColumnOpt, ValueColumnOpt, check_output, history_url, err_console, split_list, table_console
+from autoscaler.cli.output import echo_doc, PROMETHEUS_ENV, EpochOpt, TimeColumnOpt, ValueColumnOpt, check_output, history_url, err_console, split_list, table_console
 from autoscaler.cli.promo_store import AllNamespacesOpt, NamespaceOpt
 from autoscaler.core.timezones import aware, get_zone, shown, wall_seconds
 from autoscaler.core.durations import parse_duration_s
@@ -250,13 +250,8 @@ def _print_plan(result: Plan, output: str, timeline: bool, verbose: bool) -> Non
     from autoscaler.core.plan_report import sparkline
     from rich.table import Table
 
-    if output == "json":
-        typer.echo(result.model_dump_json(indent=2))
-        return
-    if output == "yaml":
-        import yaml
-
-        typer.echo(yaml.safe_dump(result.model_dump(), sort_keys=False, allow_unicode=True).rstrip())
+    if output in ("json", "yaml"):
+        echo_doc(result.model_dump(mode="json"), output)
         return
     console = table_console(160)
     if result.source:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -10,7 +9,7 @@ import typer
 
 from autoscaler.adapters.kubeconfig import resolve_namespaces
 from autoscaler.cli.app import app
-from autoscaler.cli.output import PROMETHEUS_ENV, check_output, err_console, prometheus_base, table_console
+from autoscaler.cli.output import echo_doc, PROMETHEUS_ENV, check_output, err_console, prometheus_base, table_console
 from autoscaler.core.defaults import DEFAULT_LEASE_NAME
 from autoscaler.core.timezones import aware, get_zone, shown
 from autoscaler.core.durations import parse_duration_s
@@ -53,7 +52,6 @@ def preflight(
 
     peakscale preflight --prometheus-url http://prometheus:9090 --within 24h -o json | jq '.checks[] | select(.status == "FAIL")'
     """
-    import yaml
     from autoscaler.core.resources import event_applies
 
     from autoscaler.errors import KubeError
@@ -97,7 +95,7 @@ def preflight(
     read = "all namespaces" if namespaces is None else "namespace(s) " + ", ".join(namespaces)
     if output in ("json", "yaml"):
         doc = {"namespaces": namespaces, **report.model_dump(), "worst": report.worst, "exit_code": report.exit_code}
-        typer.echo(json.dumps(doc, indent=2) if output == "json" else yaml.safe_dump(doc, sort_keys=False).rstrip())
+        echo_doc(doc, output)
         raise typer.Exit(report.exit_code)
     table_console(160).print(f"read: {read}", highlight=False)
     _print(report, chosen, zone)

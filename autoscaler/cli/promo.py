@@ -8,14 +8,13 @@ Exit codes: 0 ok, 1 failed operation (store unreachable), 2 bad input.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from autoscaler.cli.app import app
-from autoscaler.cli.output import check_output, err_console, table_console
+from autoscaler.cli.output import echo_doc, check_output, err_console, table_console
 from autoscaler.cli.promo_store import (
     promo_status,
     AllNamespacesOpt,
@@ -78,14 +77,13 @@ def _emit(promos: list[Promo], output: str, tz: str, title: str, *, source: str 
     """A list of promotions: a table for people; for scripts one shape in JSON and YAML,
     ``{source, events: [...]}``, each event as a calendar entry with its ``status`` (phase, raiseAt)
     when known (``promo export`` writes what ``promo import`` reads back)."""
-    import yaml
     from rich.table import Table
 
     status = status or {}
     if output in ("json", "yaml"):
         events = [{**p.as_entry(), **({"namespace": p.namespace} if p.namespace else {}), **({"status": status[(p.namespace, p.name)]} if (p.namespace, p.name) in status else {})} for p in promos]
         doc = {"source": source, "events": events}
-        typer.echo(json.dumps(doc, indent=2) if output == "json" else yaml.safe_dump(doc, sort_keys=False).rstrip())
+        echo_doc(doc, output)
     elif output == "table":
         console = table_console(160)
         table = Table(title=title, title_justify="left")
@@ -228,16 +226,13 @@ def show(
 
     peakscale promo show kol-live-1111 -o yaml
     """
-    import yaml
 
     check_output(output)
     get_zone(tz, field="--tz")
     st = open_store(store, calendar, kubeconfig, context, namespace)
     promo = find_promo(read_promos(st), name)
-    if output == "json":
-        typer.echo(json.dumps(promo.as_entry(), indent=2))
-    elif output == "yaml":
-        typer.echo(yaml.safe_dump(promo.as_entry(), sort_keys=False).rstrip())
+    if output in ("json", "yaml"):
+        echo_doc(promo.as_entry(), output)
     else:
         for key, value in _shown(promo, tz).items():
             typer.echo(f"{key:>9}: {value}")

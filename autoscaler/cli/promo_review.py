@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from autoscaler.cli.output import PROMETHEUS_ENV, EpochOpt, TimeColumnOpt, ValueColumnOpt, check_output, history_url, table_console
+from autoscaler.cli.output import echo_doc, PROMETHEUS_ENV, EpochOpt, TimeColumnOpt, ValueColumnOpt, check_output, history_url, table_console
 from autoscaler.cli.promo import promo_app
 from autoscaler.cli.promo_store import (
     CalendarOpt,
@@ -144,14 +144,10 @@ def _prometheus_history(doc: PolicyDoc, prometheus_url: str | None, *, event_sta
 
 
 def _print_review(result: Review, output: str) -> None:
-    import yaml
     from rich.table import Table
 
-    if output == "json":
-        typer.echo(result.model_dump_json(indent=2))
-        return
-    if output == "yaml":
-        typer.echo(yaml.safe_dump(result.model_dump(), sort_keys=False, allow_unicode=True).rstrip())
+    if output in ("json", "yaml"):
+        echo_doc(result.model_dump(mode="json"), output)
         return
     table = Table(title=f"review of {result.event!r} ({result.kind}): {result.start} -> {result.end}", title_justify="left")
     for col in ("policy", "target", "ready at start", "planned peak", "asked -> ready", "forecast peak", "observed peak", "short", "over the plan", "memory"):
