@@ -46,7 +46,7 @@ _API = {
     "load_trace": "autoscaler.adapters.trace_files",
     "load_calendar": "autoscaler.adapters.calendar_files",
     "Controller": "autoscaler.controller.reconcile",
-    "ControllerOptions": "autoscaler.controller.base",
+    "ControllerOptions": "autoscaler.controller.model",
 }
 
 __all__ = sorted(_API) + ["__version__"]

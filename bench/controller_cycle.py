@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from autoscaler.controller.reconcile import Controller
-from autoscaler.controller.base import ControllerOptions
+from autoscaler.controller.model import ControllerOptions
 from autoscaler.adapters.kube import Kube
 from autoscaler.adapters.prometheus import HistoryCache
 from tests.prometheus_server import PrometheusServer, backfill, write_openmetrics

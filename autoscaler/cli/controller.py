@@ -79,7 +79,7 @@ def controller(
     from autoscaler.adapters.kube import Kube
     from autoscaler.adapters.prometheus import HistoryCache
     from autoscaler.controller.reconcile import Controller
-    from autoscaler.controller.base import ControllerOptions
+    from autoscaler.controller.model import ControllerOptions
     from autoscaler.controller.telemetry import Telemetry
 
     # every option is checked before any work starts

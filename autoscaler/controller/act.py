@@ -1,20 +1,20 @@
-"""Act and report: carrying out a cycle's decision (the floor, the replica count, node headroom
-placeholders) and writing what was seen and done into the policy's status."""
+"""Act: carry out a cycle's decision (the floor, the replica count, a resharding tier's step, node
+headroom placeholders) unless dry-run; return what was written. A write that fails (after its
+retries) is reported and its policy's promotions wait for it (``pending``)."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable
 
-from autoscaler.core.cycle_types import HEADROOM_CREATE, HEADROOM_DELETE, LAST_KNOWN_LEVEL, LOWER, RAISE, RESTORE, SCALE, CycleDecision
-from autoscaler.core.resources import POLICY_PLURAL, ScalingPolicySpec
-from autoscaler.errors import clip, printable
-from autoscaler.adapters.kube import FINALIZER, HpaView
-from autoscaler.controller.base import Observed, Outcome, describe
-from autoscaler.controller.events import EventSteps
-from autoscaler.controller.headroom import A_EVENT, A_PLANNED, PodShape, placeholder_deployment
+from autoscaler.core.cycle_types import HEADROOM_CREATE, HEADROOM_DELETE, LOWER, NONE, RAISE, RESTORE, SCALE, CycleDecision
+from autoscaler.core.resources import POLICY_PLURAL
+from autoscaler.adapters.kube import FINALIZER, Kube
+from autoscaler.controller.headroom import A_EVENT, A_PLANNED, placeholder_deployment
 from autoscaler.controller.leader import NotLeader
-from autoscaler.controller.status import Condition, ConditionType, HeadroomStatus, PolicyStatus, Reason, condition, ready, significant
+from autoscaler.controller.model import ControllerOptions, Observation, Outcome, describe
+from autoscaler.controller.report import Reporter
+from autoscaler.controller.resource import Resource
 
 log = logging.getLogger("peakscale.controller")
 
@@ -23,26 +23,54 @@ WRITE_REASONS = {RAISE: "FloorRaised", LOWER: "FloorLowered", RESTORE: "FloorRes
 HEADROOM_REASONS = {HEADROOM_CREATE: "HeadroomCreated", HEADROOM_DELETE: "HeadroomDeleted"}
 
 
-class ActSteps(EventSteps):
-    def _headroom(
-        self, obj: dict[str, Any], spec: ScalingPolicySpec, decision: CycleDecision, shape: PodShape | None, holder: dict[str, Any] | None, outcome: Outcome, now: float
-    ) -> None:
+class Actor:
+    def __init__(self, kube: Kube, options: ControllerOptions, reporter: Reporter) -> None:
+        self.kube, self.options, self.reporter = kube, options, reporter
+        self.telemetry = reporter.telemetry
+        #: policies whose last write failed: their promotions are not Done until it lands
+        self.pending: set[tuple[str, str]] = set()
+
+    def act(self, seen: Observation, decision: CycleDecision, now: float) -> Outcome:
+        """The decision's writes: the placeholder first (its node room is what the raise lands on)."""
+        outcome = Outcome(*seen.key, planned=decision.planned, placeholders=decision.placeholders, phase=decision.phase, why=decision.why())
+        if not decision.writes:
+            self.pending.discard(seen.key)
+            return outcome
+        if decision.headroom_write != NONE:
+            self._headroom(seen, decision, outcome, now)
+        if decision.action != NONE and not outcome.error:
+            self._carry_out(seen, decision, outcome, now)
+        return outcome
+
+    def guard_deletion(self, policy: Resource, mode: str) -> None:
+        """Before any raise: a deleted hpa-floor policy must never leave a raised floor behind, so
+        its finalizer is on first."""
+        if mode == "hpa-floor" and not policy.deleting and not self.options.dry_run and FINALIZER not in policy.finalizers:
+            self.kube.set_finalizer(POLICY_PLURAL, policy.namespace, policy.name, present=True, listed=policy.raw)
+
+    def release(self, policy: Resource) -> bool:
+        """The policy is being deleted and its floor is back (or there is none to restore): let the
+        deletion finish. True when its finalizer was removed."""
+        if FINALIZER not in policy.finalizers:
+            return False
+        self.kube.set_finalizer(POLICY_PLURAL, policy.namespace, policy.name, present=False)
+        return True
+
+    def _headroom(self, seen: Observation, decision: CycleDecision, outcome: Outcome, now: float) -> None:
         """Create, resize or delete the placeholder as the decision says (unless dry-run)."""
-        meta = obj["metadata"]
-        ns, name = meta["namespace"], meta["name"]
-        where = ns  # the target's namespace: its ResourceQuota binds the placeholders
-        what = decision.headroom_write
-        why = decision.explain_headroom()
+        policy, spec, holder = seen.policy_object, seen.spec, seen.holder
+        where = policy.namespace  # the target's namespace: its ResourceQuota binds the placeholders
+        what, why = decision.headroom_write, decision.explain_headroom()
         outcome.headroom = what
         if self.options.dry_run:
-            self._emit(obj, "DryRun", f"dry-run: would {why}", warning=False, now=now)
+            self.reporter.event(policy.raw, "DryRun", f"dry-run: would {why}", warning=False, now=now)
             return
         try:
             if what == HEADROOM_CREATE:
-                if shape is None:
+                if seen.shape is None:
                     return
                 body = placeholder_deployment(
-                    policy_namespace=ns, policy=name, shape=shape, replicas=decision.placeholders or 0,
+                    policy_namespace=where, policy=policy.name, shape=seen.shape, replicas=decision.placeholders or 0,
                     priority_class=spec.node_headroom.priority_class_name, planned=decision.headroom_for, event=decision.headroom_event,
                 )  # fmt: skip
                 self.kube.create_placeholder(body)
@@ -59,23 +87,24 @@ class ActSteps(EventSteps):
         except NotLeader:
             raise
         except Exception as exc:  # noqa: BLE001 (retried already: report it; tried again next cycle)
-            self._write_failed_on(obj, outcome, f"{why} failed: {describe(exc)}", now)
+            self._failed(policy, outcome, f"{why} failed: {describe(exc)}", now)
             return
         self.telemetry.actions.labels(what).inc()
-        self._emit(obj, HEADROOM_REASONS.get(what, "HeadroomResized"), f"{why} (Deployment {where}/{placed})", warning=False, now=now)
-        self._log_write((obj["metadata"]["namespace"], obj["metadata"]["name"]), f"{why} (Deployment {where}/{placed})", now)
+        self.reporter.event(policy.raw, HEADROOM_REASONS.get(what, "HeadroomResized"), f"{why} (Deployment {where}/{placed})", warning=False, now=now)
+        self.reporter.write(policy.key, f"{why} (Deployment {where}/{placed})", now)
 
-    def _carry_out(self, obj: dict[str, Any], spec: ScalingPolicySpec, hpa: HpaView | None, decision: CycleDecision, outcome: Outcome, now: float) -> None:
+    def _carry_out(self, seen: Observation, decision: CycleDecision, outcome: Outcome, now: float) -> None:
         """Make the write the decision asks for (unless dry-run), count it, report it as an Event."""
-        ns = obj["metadata"]["namespace"]
-        ref = spec.target_ref
+        policy, spec, hpa = seen.policy_object, seen.spec, seen.hpa
+        ns, ref = policy.namespace, spec.target_ref
         action, target = decision.action, decision.target
         assert target is not None, "cycle.decide writes only with a target"
         lead = spec.plan_policy().lead_time_s
         event = f" for {decision.event!r} (lead {lead // 60} min)" if decision.event and action in (RAISE, LOWER) else ""
         change = f"{decision.previous} -> {decision.target}{event}: {decision.why()}"
         if action == SCALE and spec.reshard is not None:
-            return self._reshard(obj, spec, target, change, outcome, now)
+            return self._reshard(seen, target, change, outcome, now)
+        write: Callable[[], object]
         if action == SCALE:
             why = f"scale {ref.kind} {ref.name} {change}"
             write = lambda: self.kube.set_replicas(ns, ref.kind, ref.name, target)  # noqa: E731
@@ -89,124 +118,54 @@ class ActSteps(EventSteps):
             write = lambda: self.kube.set_hpa_floor(ns, hpa.name, target, remember_original=True, listed=hpa)  # noqa: E731
         dry = self.options.dry_run
         outcome.action = action
-        key = (ns, obj["metadata"]["name"])
         if not dry:
             try:
                 write()
             except NotLeader:
                 raise
             except Exception as exc:  # noqa: BLE001 (retried already: report it, keep the floor's record)
-                self._write_failed_on(obj, outcome, f"{why} failed: {type(exc).__name__}: {getattr(exc, 'reason', None) or clip(str(exc), 200)}", now)
+                self._failed(policy, outcome, f"{why} failed: {describe(exc)}", now)
                 return
-        self._write_failed.discard(key)
+        self.pending.discard(policy.key)
         self.telemetry.actions.labels(action).inc()
-        self._emit(obj, "DryRun" if dry else WRITE_REASONS[action], ("dry-run: would " if dry else "") + why, warning=False, now=now)
-        self._log_write(key, ("dry-run: would " if dry else "") + why, now)
+        said = ("dry-run: would " if dry else "") + why
+        self.reporter.event(policy.raw, "DryRun" if dry else WRITE_REASONS[action], said, warning=False, now=now)
+        self.reporter.write(policy.key, said, now)
         if hpa is not None and not dry:
-            self.telemetry.floor.labels(ns, obj["metadata"]["name"]).set(target)
+            self.telemetry.floor.labels(*policy.key).set(target)
 
-    def _reshard(self, obj: dict[str, Any], spec: ScalingPolicySpec, target: int, change: str, outcome: Outcome, now: float) -> None:
+    def _reshard(self, seen: Observation, target: int, change: str, outcome: Outcome, now: float) -> None:
         """A resharding tier's shard count (``controller.reshard``): the StatefulSet by whole shards
         and the reshard Job, one step a cycle; while a Job runs, nothing is written."""
         from autoscaler.controller import reshard
 
-        ns, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+        policy, spec = seen.policy_object, seen.spec
         what = f"reshard {spec.target_ref.kind} {spec.target_ref.name} {change}"
         if self.options.dry_run:
             outcome.action = SCALE
-            self._emit(obj, "DryRun", f"dry-run: would {what}", warning=False, now=now)
+            self.reporter.event(policy.raw, "DryRun", f"dry-run: would {what}", warning=False, now=now)
             return
         try:
-            step = reshard.carry_out(self.kube, namespace=ns, policy=name, spec=spec, target=target, image=self.options.reshard_image)
+            step = reshard.carry_out(self.kube, namespace=policy.namespace, policy=policy.name, spec=spec, target=target, image=self.options.reshard_image, jobs=seen.jobs)
         except NotLeader:
             raise
         except Exception as exc:  # noqa: BLE001 (retried already: report it; tried again next cycle)
-            self._write_failed_on(obj, outcome, f"{what} failed: {describe(exc)}", now)
+            self._failed(policy, outcome, f"{what} failed: {describe(exc)}", now)
             return
-        self._write_failed.discard((ns, name))
+        self.pending.discard(policy.key)
         outcome.why = f"{what}: {step.why}"
         if step.what == "hold":
             return
         outcome.action = SCALE
         self.telemetry.actions.labels(SCALE).inc()
-        self._emit(obj, "Resharding", outcome.why, warning=False, now=now)
-        self._log_write((ns, name), outcome.why, now)
+        self.reporter.event(policy.raw, "Resharding", outcome.why, warning=False, now=now)
+        self.reporter.write(policy.key, outcome.why, now)
 
-    def _log_write(self, key: tuple[str, str], what: str, now: float) -> None:
-        """One INFO line per write: the policy, what changed (from -> to, for which promotion, why),
-        and when on the operators' wall clock."""
-        from autoscaler.core.timezones import aware, get_zone, shown
-
-        at = shown(aware(now, get_zone("UTC")), get_zone(self.options.tz))
-        log.info("policy %s/%s at %s: %s", *key, at, printable(what))
-
-    def _write_failed_on(self, obj: dict[str, Any], outcome: Outcome, message: str, now: float) -> None:
+    def _failed(self, policy: Resource, outcome: Outcome, message: str, now: float) -> None:
         """A write that failed (after its retries): the policy's promotions wait for it, the outcome,
         the log, the error count and a Warning Event say so; the next cycle tries again."""
-        meta = obj["metadata"]
-        self._write_failed.add((meta["namespace"], meta["name"]))
+        self.pending.add(policy.key)
         outcome.error = message
         self.telemetry.errors.labels("write").inc()
-        log.warning("policy %s/%s: %s", meta["namespace"], meta["name"], message)
-        self._emit(obj, "WriteFailed", message, warning=True, now=now)
-
-    def _release(self, obj: dict[str, Any]) -> None:
-        """The policy is being deleted and its floor is back: let the deletion finish."""
-        meta = obj["metadata"]
-        if FINALIZER in (meta.get("finalizers") or []):
-            self.kube.set_finalizer(POLICY_PLURAL, meta["namespace"], meta["name"], present=False)
-            self._states.pop((meta["namespace"], meta["name"]), None)
-
-    def _report(self, seen: Observed, decision: CycleDecision, outcome: Outcome, now: float) -> None:
-        """The policy's status: what was seen, decided and done this cycle."""
-        ns, name = seen.key
-        status = PolicyStatus(
-            phase=decision.phase, reason=decision.reason, conditions=self._policy_conditions(seen, decision, outcome, now),
-            observed_generation=seen.obj["metadata"].get("generation", 1), active_events=sorted(e.name for e in decision.events),
-        )  # fmt: skip
-        if decision.planned is not None:
-            self.telemetry.planned.labels(ns, name).set(decision.planned)
-        if decision.forecast_peak is not None:
-            self.telemetry.forecast.labels(ns, name).set(decision.forecast_peak)
-            status.forecast_peak = significant(decision.forecast_peak)
-        current, planned = seen.current, decision.planned
-        status.current_replicas = current
-        if seen.spec.mode == "hpa-floor":
-            floor_now = seen.hpa.min_replicas if self.options.dry_run and seen.hpa is not None else decision.target
-            status.floor_replicas, status.original_min_replicas = floor_now, decision.original
-            status.planned_replicas = planned if planned is not None else floor_now
-        elif seen.spec.mode == "scale":
-            status.planned_replicas = planned if planned is not None else current
-        else:
-            status.planned_replicas = planned
-        if seen.policy.headroom:
-            status.headroom = self._headroom_status(seen, decision)
-        status.next_action = self._next_action(seen.policy, seen.index, now, seen.hpa)
-        if seen.level is not None:
-            status.last_known_level, status.last_known_at_seconds = significant(seen.level[0]), seen.level[1]
-        status.history_queries = self._costs.get((self._query(seen.spec, ns, name), seen.spec.step_s))
-        self._write_status(seen.obj, status)
-
-    def _policy_conditions(self, seen: Observed, decision: CycleDecision, outcome: Outcome, now: float) -> list[Condition]:
-        """Ready first, then TargetFound, MetricsAvailable, Written (when a write failed) and NodeHeadroom."""
-        conditions = list(seen.conditions)
-        if decision.reason == LAST_KNOWN_LEVEL:
-            metrics = conditions[-1]
-            message = f"{metrics.message}; planning {decision.event!r} from the last known level"
-            conditions[-1] = condition(ConditionType.METRICS_AVAILABLE, False, Reason.LAST_KNOWN_LEVEL, message, now, seen.previous)
-        if outcome.error:
-            conditions.append(condition(ConditionType.WRITTEN, False, Reason.WRITE_FAILED, outcome.error, now, seen.previous))
-        if seen.headroom is not None:
-            conditions.append(seen.headroom)
-        return [ready(conditions, now, seen.previous), *conditions]
-
-    def _headroom_status(self, seen: Observed, decision: CycleDecision) -> HeadroomStatus | None:
-        ns, name = seen.key
-        holder = seen.holder
-        running = int((holder.get("status") or {}).get("readyReplicas") or 0) if holder is not None else 0
-        planned_pods = decision.placeholders or 0
-        self.telemetry.headroom.labels(ns, name, "planned").set(planned_pods)
-        self.telemetry.headroom.labels(ns, name, "running").set(running)
-        if decision.placeholders is None:
-            return None
-        return HeadroomStatus(planned_replicas=decision.headroom_for, placeholders=planned_pods, ready_placeholders=running, event=decision.headroom_event)
+        log.warning("policy %s/%s: %s", *policy.key, message)
+        self.reporter.event(policy.raw, "WriteFailed", message, warning=True, now=now)

@@ -1,29 +1,28 @@
-"""Promotions in the controller: reading PromotionEvents (and the --calendar file), their status
-and phase, the memory recorded once an event is over, the preflight a day ahead, and Events."""
+"""Promotions in the controller: reading PromotionEvents (and the ``--calendar`` file), the
+profiles recorded once an event is over, and each event's status (its phase over the windows of the
+policies it selects, their planned peak, its preflight)."""
 
 from __future__ import annotations
 
 import logging
-import time
-from typing import Any
 
-import numpy as np
-
-from autoscaler.core.calendar import PromotionEvent
-from autoscaler.core.cycle import CalendarIndex, next_action
+from autoscaler.core.calendar import EventProfile
 from autoscaler.core.windows import action_offsets, event_phase, event_span
 from autoscaler.core.cycle_types import CyclePolicy
-from autoscaler.core.replay import record_event
-from autoscaler.core.resources import EVENT_PLURAL, ScalingPolicySpec, memory_status, parse_event, parse_memory
+from autoscaler.core.replay import record_event, recordable
+from autoscaler.core.resources import ScalingPolicySpec, memory_status, parse_event, parse_memory
 from autoscaler.errors import InputError, printable
-from autoscaler.adapters.inputs import PolicyDoc
-from autoscaler.adapters.kube import HpaView, now_rfc3339
-from autoscaler.adapters.prometheus import Series
-from autoscaler.controller.base import ParsedEvent, PreflightRun
-from autoscaler.controller.observe import ObserveSteps
-from autoscaler.controller.status import ConditionType, EventStatus, Reason, condition, conditions_of, significant
+from autoscaler.controller.model import ControllerOptions, Observation
+from autoscaler.controller.promotions import EventIndex, ParsedEvent
+from autoscaler.controller.report import Reporter
+from autoscaler.controller.resource import Resource
+from autoscaler.controller.status import ConditionType, Condition, EventStatus, Reason, condition, significant
 
 log = logging.getLogger("peakscale.controller")
+
+#: what the loop hands the events' statuses of each policy it planned: its spec, the peak it sized
+#: for, its labels
+Planned = dict[tuple[str, str], tuple[ScalingPolicySpec, float | None, dict[str, str]]]
 
 
 class _Group:
@@ -44,99 +43,34 @@ class _Group:
             self.peak = peak if self.peak is None else max(self.peak, peak)
 
 
-class EventSteps(ObserveSteps):
-    def _preflight(self, policies: list[dict[str, Any]], events: list[ParsedEvent], now: float) -> None:
-        """Run ``preflight`` for each promotion due (starting within ``preflight_ahead_s``), a few
-        policies per cycle within the time budget; report a Preflight condition once it is done."""
-        from autoscaler.errors import HistoryUnavailable
-        from autoscaler.controller.preflight import run_checks
-        from autoscaler.controller.preflight_model import FAIL, WARN
+class Promotions:
+    """Reads the promotions each cycle and writes their statuses; keeps the profiles recorded this
+    cycle until they are written, and the ``--calendar`` file's entries last read whole."""
 
-        opts = self.options
-        if opts.preflight_ahead_s <= 0:
-            return
-        started = time.perf_counter()
-        run = self._preflight_run
-        due = []
-        if run is None:
-            due = [
-                p for p in events
-                if not p.from_file and now < p.event.start_s <= now + opts.preflight_ahead_s and self._preflight_due.get(self._event_key(p), 0.0) <= now
-            ]  # fmt: skip
-            if not due:
-                return  # nothing to check: the policies are not even listed
-        docs = []
-        for obj in policies:
-            meta = obj.get("metadata") or {}
-            try:
-                docs.append((PolicyDoc(meta["name"], meta["namespace"], meta.get("labels") or {}, self._parse(obj)), obj))
-            except (InputError, KeyError):
-                continue
-        if run is None:
-            parsed = min(due, key=lambda p: p.event.start_s)
-            run = self._preflight_run = PreflightRun(parsed, [d for d, _ in docs if parsed.selects(d.namespace, d.labels)])
+    def __init__(self, options: ControllerOptions, reporter: Reporter) -> None:
+        self.options, self.reporter = options, reporter
+        self.telemetry = reporter.telemetry
+        #: profiles recorded this cycle, per (namespace, event), per policy, not yet in status
+        self._recorded: dict[tuple[str, str], dict[str, EventProfile]] = {}
+        self._file_last: list[ParsedEvent] = []
+        self._calendar_said: set[str] = set()
 
-        def history(policy: PolicyDoc) -> tuple[np.ndarray, np.ndarray]:
-            query = self._query(policy.spec, policy.namespace, policy.name)
-            found = self._prefetched.get((query, policy.spec.step_s))
-            series = found.result() if found is not None else None
-            if series is None or isinstance(series, Exception):
-                series = self.history.last_known(query, policy.spec.step_s)  # stale is still history
-            if series is None:
-                raise HistoryUnavailable(f"Prometheus gave no history for {policy.namespace}/{policy.name}")
-            return series.times_s, series.values
-
-        def calendar_for(policy: PolicyDoc) -> list[PromotionEvent]:
-            return [p.for_policy(policy.name) for p in self._event_index.applying(policy.namespace, policy.labels)]
-
-        parsed = run.event
-        while run.todo and (time.perf_counter() - started < opts.preflight_budget_s or not run.checks):
-            policy = run.todo.pop(0)
-            run.checks += run_checks(
-                self.kube, docs, [(parsed.event, [policy])], calendar_for, history, now_s=now, interval_s=opts.interval_s,
-                lease_namespace=opts.lease_namespace, lease_name=opts.lease_name, cache=run.cache,
-            )  # fmt: skip
-        if run.todo:
-            return
-        self._preflight_run = None
-        key = self._event_key(parsed)
-        self._preflight_due[key] = now + opts.preflight_every_s
-        checks = run.checks
-        fails = [c for c in checks if c.status == FAIL]
-        warns = [c for c in checks if c.status == WARN]
-        if fails:
-            text = "; ".join(f"FAIL {c.check} {c.object}: {c.message} (fix: {c.fix})" for c in fails)
-            reason = Reason.PREFLIGHT_FAILED
-        elif warns:
-            text = "; ".join(f"WARN {c.check} {c.object}: {c.message}" for c in warns)
-            reason = Reason.PREFLIGHT_WARNINGS
-        else:
-            text, reason = f"{len(checks)} checks passed", Reason.PREFLIGHT_PASSED
-        self._preflight_conditions[key] = condition(ConditionType.PREFLIGHT, not fails, reason, text, now, conditions_of(parsed.obj))
-        for c in fails:
-            said = (*key, c.message)
-            if said not in self._preflight_said:
-                self._preflight_said.add(said)
-                self._emit(parsed.obj, "PreflightFailed", f"{c.check} {c.object}: {c.message} (fix: {c.fix})", warning=True, now=now)
-
-    @staticmethod
-    def _event_key(parsed: ParsedEvent) -> tuple[str, str]:
-        return parsed.namespace, parsed.event.name
-
-    # ------------------------------------------------------------------------------------------
-    def _events(self, objs: list[dict[str, Any]], now: float) -> list[ParsedEvent]:
+    def read(self, objs: list[dict], now: float) -> list[ParsedEvent]:
+        """The cycle's promotions: the PromotionEvents that parse (a bad one gets a condition naming
+        the field, the others carry on), then the file's entries no PromotionEvent names."""
         out = []
         for obj in objs:
+            resource = Resource.of(obj)
             try:
                 memory = parse_memory(obj)
                 spec, event = parse_event(obj, tuple(memory[p] for p in sorted(memory)))
-                out.append(ParsedEvent(obj, spec, event, memory))
+                out.append(ParsedEvent(resource, spec, event, memory))
             except (InputError, ValueError, TypeError, KeyError) as exc:
                 self.telemetry.errors.labels("invalid-event").inc()
-                invalid = condition(ConditionType.VALID, False, Reason.INVALID_SPEC, str(exc), now, conditions_of(obj))
-                self._write_status(obj, EventStatus(conditions=[invalid]), plural=EVENT_PLURAL)
-                self._event_once(obj, Reason.INVALID_SPEC, str(exc), warning=True, now=now)
-        return out
+                invalid = condition(ConditionType.VALID, False, Reason.INVALID_SPEC, str(exc), now, resource.conditions)
+                self.reporter.status(resource, EventStatus(conditions=[invalid]))
+                self.reporter.event_once(resource, Reason.INVALID_SPEC, str(exc), warning=True, now=now)
+        return out + self._file_events(out, now)
 
     def _file_events(self, crs: list[ParsedEvent], now: float) -> list[ParsedEvent]:
         """The promotions of ``--calendar`` (a ConfigMap mount, for clusters without the CRDs): they
@@ -152,29 +86,29 @@ class EventSteps(ObserveSteps):
         path = self.options.calendar_file
         if not path:
             return []
+        taken = {p.event.name for p in crs}
         try:
             entries, bad = read_entries_isolated(yamlsafe.read(Path(path), path), None, path)
         except (InputError, OSError) as exc:
             self.telemetry.errors.labels("calendar-file").inc()
             log.warning("calendar file %s: %s (keeping the %d promotion(s) read before)", path, printable(exc), len(self._file_last))
-            return [p for p in self._file_last if p.event.name not in {c.event.name for c in crs}]
+            return [p for p in self._file_last if p.event.name not in taken]
         out: list[ParsedEvent] = []
         names: set[str] = set()
         for e in entries:
             obj = {"metadata": {"name": e.name}, "spec": e.spec}
             try:
-                if e.name in names:
+                if e.name in names:  # isolated: the second is skipped, the first applies
                     raise InputError(f"{path} {e.name}", "a second promotion of that name", "give every promotion a unique name")
                 spec, event = parse_event(obj, tuple(e.memory))
             except (InputError, ValueError, TypeError, KeyError) as exc:
                 bad.append(exc if isinstance(exc, InputError) else InputError(f"{path} {e.name}", str(exc)))
                 continue
             names.add(e.name)
-            out.append(ParsedEvent(obj, spec, event, {m.policy: m for m in e.memory}, from_file=True))
+            out.append(ParsedEvent(Resource.of(obj), spec, event, {m.policy: m for m in e.memory}, from_file=True))
         for problem in bad:
             self._calendar_problem(str(problem), now)
         self._file_last = out
-        taken = {p.event.name for p in crs}
         clash = sorted(p.event.name for p in out if p.event.name in taken)
         if clash:
             log.warning("calendar file %s: %s also PromotionEvent(s): the resources win", path, ", ".join(clash[:5]))
@@ -188,87 +122,72 @@ class EventSteps(ObserveSteps):
         self._calendar_said.add(message)
         log.warning("calendar entry skipped: %s", message)
         lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": self.options.lease_name, "namespace": self.options.lease_namespace}}
-        self._emit(lease, Reason.INVALID_CALENDAR_ENTRY, f"skipped: {message}", warning=True, now=now)
+        self.reporter.event(lease, Reason.INVALID_CALENDAR_ENTRY, f"skipped: {message}", warning=True, now=now)
 
-    def _remember(
-        self, name: str, spec: ScalingPolicySpec, policy: CyclePolicy, mine: list[ParsedEvent], calendar: list[PromotionEvent], series: Series, now: float
-    ) -> None:
+    def remember(self, seen: Observation, mine: list[ParsedEvent], now: float) -> None:
         """Record what this policy saw of each event whose window and cool-down have passed and
-        that has no profile for it yet; ``_event_statuses`` writes them to the events' status."""
+        that has no profile for it yet (``replay.recordable``); ``write_statuses`` writes them."""
+        series, name, spec = seen.series, seen.key[1], seen.spec
+        if series is None or seen.deleting:
+            return
         first_s = int(series.times_s[0]) - spec.step_s  # the oldest period the cache holds
         for parsed in mine:
-            e = parsed.event
-            key = self._event_key(parsed)
-            if parsed.from_file or now < e.end_s + policy.cooldown_s or name in parsed.memory or name in self._recorded.get(key, {}):
+            if parsed.from_file or name in parsed.memory or name in self._recorded.get(parsed.key, {}):
                 continue
-            if e.start_s - policy.reach_s < first_s:
-                continue  # its samples are gone (the controller was not running then)
-            recorded = record_event(series.times_s, series.values, calendar, e, policy, spec.forecast_settings(), spec.step_s, policy_name=name)
+            if not recordable(parsed.event, seen.policy, first_s, now):
+                continue  # not over yet, or its samples are gone (the controller was not running then)
+            recorded = record_event(series.times_s, series.values, seen.calendar, parsed.event, seen.policy, spec.forecast_settings(), spec.step_s, policy_name=name)
             if recorded is not None:
-                self._recorded.setdefault(key, {})[name] = recorded
+                self._recorded.setdefault(parsed.key, {})[name] = recorded
 
-    def _next_action(self, policy: CyclePolicy, index: CalendarIndex, now: float, hpa: HpaView | None) -> str:
-        if policy.mode == "observe":
-            return "observe only"
-        upcoming = next_action(policy, index, int(now))
-        if upcoming is None:
-            return "follow the forecast" if policy.mode == "scale" or policy.floor == "plan" else "none planned"
-        at, event = upcoming
-        verb = f"raise HPA {hpa.name} floor" if hpa is not None else "scale"
-        text = f"{verb} at {now_rfc3339(at)} for {event.label!r} (lead {policy.plan.lead_time_s // 60} min)"
-        if policy.headroom:
-            ahead = index.ahead_openings
-            first = next(((t, e) for t, e in ahead if t > now), None)
-            if first is not None and first[0] <= at:
-                text = f"node headroom at {now_rfc3339(first[0])}, then {text}"
-        return text
-
-    def _event_statuses(self, events: list[ParsedEvent], plans: dict[tuple[str, str], tuple[ScalingPolicySpec, float | None, dict[str, str]]], now: float) -> None:
-        """Each PromotionEvent's status: its phase over the windows of the policies it selects, their
-        planned peak, what they recorded of it, and its conditions."""
-        # which policies each promotion selects, from the index: policies of one namespace labelled
-        # alike form one group, and a promotion is matched against groups, never against every policy
-        groups: dict[tuple[str, frozenset[tuple[str, str]]], _Group] = {}
-        for key, (spec, peak, labels) in plans.items():
-            group = groups.setdefault((key[0], frozenset(labels.items())), _Group())
-            group.add(key, spec.cycle_policy(self.options.interval_s, self.options.headroom_max_pods), peak)
-        selecting: dict[int, list[_Group]] = {}
-        for (ns_of, labels_of), group in groups.items():
-            for applying in self._event_index.applying(ns_of, dict(labels_of)):
-                selecting.setdefault(id(applying), []).append(group)
+    def write_statuses(
+        self, events: list[ParsedEvent], index: EventIndex, planned: Planned, pending: set[tuple[str, str]], preflight: dict[tuple[str, str], Condition], now: float
+    ) -> None:
+        """Each PromotionEvent's status: its phase over the windows of the policies it selects
+        (Done once every write they wait for has landed: ``pending``), their planned peak, what they
+        recorded of it, its preflight, and its conditions."""
+        selecting = self._selecting(index, planned)
         for parsed in events:
             if parsed.from_file:
                 continue  # a file entry has no status to write
-            meta = parsed.obj.get("metadata") or {}
-            ns = self._event_key(parsed)[0]
-            chosen = selecting.get(id(parsed), [])
-            e = parsed.event
+            chosen, e, previous = selecting.get(id(parsed), []), parsed.event, parsed.resource.conditions
             # the windows of every selected policy: from the earliest start - lead - interval to the
             # latest end + cooldown
             opens, closes = event_span(e, ((g.reach_s, g.cooldown_s) for g in chosen))
             keys = [k for g in chosen for k in g.keys]
-            pending = sorted(k[1] for k in keys if k in self._write_failed)
-            previous = conditions_of(parsed.obj)
+            waiting = sorted(k[1] for k in keys if k in pending)
             status = EventStatus(
                 conditions=[condition(ConditionType.VALID, True, Reason.PARSED, "spec is valid", now, previous)],
-                phase=event_phase(now, opens, e.start_s, e.end_s, closes, pending=bool(pending)),  # Done once every raised floor is back
-                policies=sorted(k[1] for k in keys), observed_generation=meta.get("generation", 1),
+                phase=event_phase(now, opens, e.start_s, e.end_s, closes, pending=bool(waiting)),
+                policies=sorted(k[1] for k in keys), observed_generation=parsed.resource.observed_generation,
             )  # fmt: skip
             peaks = [g.peak for g in chosen if g.peak is not None]
             if peaks and now >= opens - self.options.interval_s:
                 # the peak planned for this promotion: only once its window is about to open (before
                 # that, the policies' forecasts are of the days before it, not of it)
                 status.planned_peak = significant(max(peaks))
-            new = self._recorded.pop((ns, e.name), {})
+            new = self._recorded.pop(parsed.key, {})
             memory = {**parsed.memory, **new}
             if memory:
                 status.memory = memory_status([memory[p] for p in sorted(memory)])
             for policy_name, profile in sorted(new.items()):
-                self._emit(parsed.obj, "ProfileRecorded", f"recorded what ScalingPolicy {policy_name} saw: {profile.summary()}", warning=False, now=now)
-            preflight = self._preflight_conditions.get((ns, e.name))
-            if preflight is not None:
-                status.conditions.append(preflight)
-            if pending:
-                waiting = f"waiting for the write of {', '.join(pending)} to land"
-                status.conditions.append(condition(ConditionType.RESTORED, False, Reason.WRITE_FAILED, waiting, now, previous))
-            self._write_status(parsed.obj, status, plural=EVENT_PLURAL)
+                self.reporter.event(parsed.resource.raw, "ProfileRecorded", f"recorded what ScalingPolicy {policy_name} saw: {profile.summary()}", warning=False, now=now)
+            if parsed.key in preflight:
+                status.conditions.append(preflight[parsed.key])
+            if waiting:
+                message = f"waiting for the write of {', '.join(waiting)} to land"
+                status.conditions.append(condition(ConditionType.RESTORED, False, Reason.WRITE_FAILED, message, now, previous))
+            self.reporter.status(parsed.resource, status)
+
+    def _selecting(self, index: EventIndex, planned: Planned) -> dict[int, list[_Group]]:
+        """Which policies each promotion selects, from the index: policies of one namespace labelled
+        alike form one group, and a promotion is matched against groups, never every policy."""
+        groups: dict[tuple[str, frozenset[tuple[str, str]]], _Group] = {}
+        for key, (spec, peak, labels) in planned.items():
+            group = groups.setdefault((key[0], frozenset(labels.items())), _Group())
+            group.add(key, spec.cycle_policy(self.options.interval_s, self.options.headroom_max_pods), peak)
+        selecting: dict[int, list[_Group]] = {}
+        for (ns_of, labels_of), group in groups.items():
+            for applying in index.applying(ns_of, dict(labels_of)):
+                selecting.setdefault(id(applying), []).append(group)
+        return selecting

@@ -3,8 +3,11 @@
 Wiring only: what to write is decided by ``cycle.decide``, the one function the backtest and
 ``peakscale plan`` also call (the forecast it gets is ``cycle.live_forecast``, the same row the
 backtest computes); the cluster and Prometheus are reached through ``kube.Kube`` and
-``prometheus.HistoryCache``. A policy's cycle is four steps: observe (the target and its
-metrics), decide, act (the write, an Event), report (status).
+``prometheus.HistoryCache``. A policy's cycle is four steps, each a collaborator that takes
+explicit inputs and returns a value: ``Observer.observe`` returns an ``Observation``, ``decide``
+is the core's, ``Actor.act`` returns the ``Outcome`` of what it wrote, ``Reporter`` writes status.
+``Promotions`` reads the promotions and writes their statuses, ``PreflightRuns`` checks the
+promotions due. This module is the loop, top to bottom.
 
 Reliability rules (DESIGN.md), and where they live:
 
@@ -31,160 +34,56 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor, wait
 
-
-from autoscaler.core.cycle import decide, index_calendar
-from autoscaler.core.cycle_types import NONE, CycleDecision, CycleState, HpaFloor, Seen
+from autoscaler.core.cycle import decide
+from autoscaler.core.cycle_types import CycleDecision, CycleState, HpaFloor, Seen
 from autoscaler.core.resources import EVENT_PLURAL, POLICY_PLURAL, ScalingPolicySpec
-from autoscaler.errors import InputError, KubeError, MetricsUnavailable, clip
-from autoscaler.adapters.kube import FINALIZER
-from autoscaler.adapters.prometheus import Series
-from autoscaler.controller.act import ActSteps
-from autoscaler.controller.base import LEVEL_REFRESH_S, CycleReport, EventIndex, Observed, Outcome, ParsedEvent, describe, last_level, persisted_level, run_step
+from autoscaler.errors import InputError, KubeError, clip
+from autoscaler.adapters.kube import Kube
+from autoscaler.adapters.prometheus import HistoryCache
+from autoscaler.controller.act import Actor
+from autoscaler.controller.events import Planned, Promotions
 from autoscaler.controller.headroom import SELECTOR, served_policy
-from autoscaler.controller.leader import NotLeader
-from autoscaler.controller.status import ConditionType, Reason, condition, conditions_of
+from autoscaler.controller.leader import LeaderElector, NotLeader
+from autoscaler.controller.model import ControllerOptions, CycleReport, Observation, Outcome, describe, run_step
+from autoscaler.controller.observe import Observer, missing
+from autoscaler.controller.preflight_runs import PreflightRuns
+from autoscaler.controller.promotions import EventIndex
+from autoscaler.controller.report import Reporter
+from autoscaler.controller.resource import Resource
+from autoscaler.controller.status import Reason
+from autoscaler.controller.telemetry import Telemetry
 
 log = logging.getLogger("peakscale.controller")
 
 
-def _missing(why: str) -> Future[Series | MetricsUnavailable]:
-    """A history that did not come: a future already answered with ``MetricsUnavailable``."""
-    future: Future[Series | MetricsUnavailable] = Future()
-    future.set_result(MetricsUnavailable(why))
-    return future
+class Controller:
+    """run_cycle every interval as the Lease holder, each policy observed, decided, acted on and
+    reported (one bad object never stops the rest). Between cycles it keeps only what can be
+    rebuilt from the cluster: the planners' states (seeded again from the floor a restart finds)."""
 
+    def __init__(self, kube: Kube, history: HistoryCache, options: ControllerOptions, *, clock: Callable[[], float] = time.time, telemetry: Telemetry | None = None) -> None:
+        self.kube, self.history, self.options, self.clock = kube, history, options, clock
+        self.telemetry = telemetry or Telemetry()
+        self.elector = LeaderElector(
+            kube, namespace=options.lease_namespace, name=options.lease_name, identity=options.identity, lease_duration_s=options.lease_duration_s,
+            renew_deadline_s=options.renew_deadline_s, retry_period_s=options.retry_period_s, clock=clock,
+        )  # fmt: skip
+        # every write checks the Lease first: a paused or partitioned leader stops writing
+        kube.guard = self.elector.check
+        self.reporter = Reporter(kube, options, self.telemetry)
+        self.observer = Observer(kube, history, options, self.reporter)
+        self.actor = Actor(kube, options, self.reporter)
+        self.promotions = Promotions(options, self.reporter)
+        self.preflight = PreflightRuns(kube, options, self.reporter, self.observer)
+        #: each policy's planner state (``cycle.decide``'s), by (namespace, name)
+        self._states: dict[tuple[str, str], CycleState] = {}
+        #: True once the renewal runs on its own thread (run_forever); else each cycle renews
+        self._renewing = False
+        self._failed_cycles = 0
 
-class Controller(ActSteps):
-    """The controller: run_cycle every interval as the Lease holder, each policy observed, decided,
-    acted on and reported (one bad object never stops the rest)."""
-
-    # ------------------------------------------------------------------------------------------
-    def run_cycle(self) -> CycleReport:
-        started = time.perf_counter()
-        now = self.clock()
-        self.history.reset_count()
-        if not self._renewing:
-            self.elector.try_acquire_or_renew(now)
-        leader = self.elector.holds()
-        self.telemetry.leader.set(1 if leader else 0)
-        self.telemetry.beat()
-        report = CycleReport(leader=leader)
-        if not leader:
-            # a standby is ready while it can take over: it reaches the API server and reads the
-            # Lease (two replicas and a PDB of one must be able to roll)
-            self.telemetry.ready = self.elector.in_touch()
-            report.duration_s = time.perf_counter() - started
-            return report
-        try:
-            self._lead_cycle(report, now)
-        except NotLeader:
-            report.leader = False  # lost the Lease mid-cycle: the rest is the new leader's
-            log.warning("lost the Lease mid-cycle: stopped writing")
-        report.queries = self.history.queries
-        self.telemetry.queries.inc(report.queries)
-        report.duration_s = time.perf_counter() - started
-        self.telemetry.cycle.observe(report.duration_s)
-        self.telemetry.last_cycle_s = time.time()
-        self.telemetry.ready = True
-        return report
-
-    def _lead_cycle(self, report: CycleReport, now: float) -> None:
-        namespaces = self.options.namespaces
-        # last cycle's objects go before this cycle's are read: two generations of 10,000 parsed
-        # promotions never share the memory limit
-        self._event_index, self._prefetched, self._holders = EventIndex([]), {}, {}
-        policies = run_step("listing ScalingPolicies", lambda: self.kube.list_custom(POLICY_PLURAL, namespaces))
-        events = self._events(run_step("listing PromotionEvents", lambda: self.kube.list_custom(EVENT_PLURAL, namespaces)), now)
-        events += self._file_events(events, now)
-        holders = run_step("listing node-headroom placeholders", lambda: self.kube.list_placeholders(namespaces, SELECTOR))
-        self._holders = {k: h for h in holders if (k := served_policy(h)) is not None}
-        report.policies = len(policies)
-        self._event_index = EventIndex(events)
-        self._hpas = {}
-        self._priority_values = {}
-        if len(self._specs) > 4 * len(policies) + 100:
-            self._specs = {}  # forget specs of deleted or changed policies
-        from concurrent.futures import ThreadPoolExecutor, wait
-
-        pool = ThreadPoolExecutor(max_workers=max(1, self.options.fetch_concurrency), thread_name_prefix="peakscale-fetch")
-        self._prefetched = self._prefetch(policies, now, pool)
-        # all histories first: planning while fetches run only fights them for the interpreter
-        # (measured: 2.05 s instead of 1.8 s per 1,000-policy cycle); but never past the cycle's
-        # deadline: a Prometheus that accepts and never answers must not delay a raise, so what
-        # has not come by then is missing this cycle (the policy holds, and raises from its last
-        # known level), and the fetches still running are left to their own timeout
-        deadline = self.options.fetch_deadline_s or max(5.0, 0.5 * self.options.interval_s)
-        _, late = wait(self._prefetched.values(), timeout=deadline)
-        self.telemetry.beat()
-        if late:
-            self.telemetry.errors.labels("metrics-deadline").inc(len(late))
-            log.warning("%d of %d histories did not come within the cycle's %.0f s deadline: held from the last known level", len(late), len(self._prefetched), deadline)
-            for fetched, future in list(self._prefetched.items()):
-                if future in late:
-                    self._prefetched[fetched] = _missing(f"Prometheus gave no answer within {deadline:.0f} s (the cycle's deadline)")
-        plans: dict[tuple[str, str], tuple[ScalingPolicySpec, float | None, dict[str, str]]] = {}
-        try:
-            for obj in policies:
-                meta = obj.get("metadata") or {}
-                key = (meta.get("namespace", ""), meta.get("name", ""))
-                try:
-                    outcome, spec, peak = self._reconcile(obj, events, now)
-                    plans[key] = (spec, peak, meta.get("labels") or {})
-                except NotLeader:
-                    raise
-                except InputError as exc:
-                    outcome = Outcome(*key, action="invalid", error=str(exc))
-                    if meta.get("deletionTimestamp"):
-                        self._release(obj)  # no valid spec to restore from: do not block the deletion
-                    self.telemetry.errors.labels("invalid-spec").inc()
-                    self._fault(obj, Reason.INVALID_SPEC, str(exc), now)
-                except KubeError as exc:
-                    message = f"{type(exc).__name__}: {getattr(exc, 'reason', '') or exc}"
-                    outcome = Outcome(*key, action="error", error=message)
-                    self.telemetry.errors.labels("kubernetes").inc()
-                    log.warning("policy %s/%s: %s", *key, message)
-                except Exception as exc:  # noqa: BLE001 (one object never stops the others)
-                    message = f"{type(exc).__name__}: {clip(str(exc), 300)}"
-                    outcome = Outcome(*key, action="error", error=message)
-                    self.telemetry.errors.labels("internal").inc()
-                    log.warning("policy %s/%s: %s", *key, message)
-                    log.debug("policy %s/%s", *key, exc_info=True)
-                    self._fault(obj, Reason.RECONCILE_FAILED, f"could not reconcile: {message}", now)
-                report.outcomes.append(outcome)
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
-        self._orphans(policies)
-        self.telemetry.forget_except({((o.get("metadata") or {}).get("namespace", ""), (o.get("metadata") or {}).get("name", "")) for o in policies})
-        checking = time.perf_counter()
-        try:
-            self._preflight(policies, events, now)
-        except NotLeader:
-            raise
-        except Exception as exc:  # noqa: BLE001 (a check that fails never stops the cycle)
-            self._preflight_run = None
-            self.telemetry.errors.labels("preflight").inc()
-            log.warning("preflight: %s", describe(exc))
-        report.preflight_s = time.perf_counter() - checking
-        self._event_statuses(events, plans, now)
-
-    def _orphans(self, policies: list[dict[str, Any]]) -> None:
-        """Delete the placeholders whose policy is gone (a policy has no finalizer in scale mode)."""
-        alive = {((o.get("metadata") or {}).get("namespace"), (o.get("metadata") or {}).get("name")) for o in policies}
-        for key, holder in self._holders.items():
-            if key in alive or self.options.dry_run:
-                continue
-            name = holder["metadata"]["name"]
-            try:
-                self.kube.delete_placeholder(holder["metadata"]["namespace"], name)
-                log.info("deleted node-headroom placeholder %s: ScalingPolicy %s/%s is gone", name, *key)
-            except NotLeader:
-                raise
-            except Exception as exc:  # noqa: BLE001 (tried again next cycle)
-                log.warning("deleting placeholder %s: %s", name, describe(exc))
-
+    # --- the loop ---------------------------------------------------------------------------------
     def run_forever(self, stop: threading.Event, *, paused: Callable[[], bool] = lambda: False) -> None:
         """Renew the Lease on its own thread and run a cycle every interval until ``stop``.
 
@@ -221,59 +120,137 @@ class Controller(ActSteps):
         log.info("cycle: leader=%s policies=%d queries=%d %.3fs", report.leader, report.policies, report.queries, report.duration_s)
         return report
 
-    # ------------------------------------------------------------------------------------------
-    def _reconcile(self, obj: dict[str, Any], events: list[ParsedEvent], now: float) -> tuple[Outcome, ScalingPolicySpec, float | None]:
-        """One policy, one cycle: observe, decide (``cycle.decide``), act, report."""
-        seen = self._observe(obj, events, now)
+    def run_cycle(self) -> CycleReport:
+        started = time.perf_counter()
+        now = self.clock()
+        self.history.reset_count()
+        if not self._renewing:
+            self.elector.try_acquire_or_renew(now)
+        leader = self.elector.holds()
+        self.telemetry.leader.set(1 if leader else 0)
+        self.telemetry.beat()
+        report = CycleReport(leader=leader)
+        if not leader:
+            # a standby is ready while it can take over: it reaches the API server and reads the
+            # Lease (two replicas and a PDB of one must be able to roll)
+            self.telemetry.ready = self.elector.in_touch()
+            report.duration_s = time.perf_counter() - started
+            return report
+        try:
+            self._lead_cycle(report, now)
+        except NotLeader:
+            report.leader = False  # lost the Lease mid-cycle: the rest is the new leader's
+            log.warning("lost the Lease mid-cycle: stopped writing")
+        report.queries = self.history.queries
+        self.telemetry.queries.inc(report.queries)
+        report.duration_s = time.perf_counter() - started
+        self.telemetry.cycle.observe(report.duration_s)
+        self.telemetry.last_cycle_s = time.time()
+        self.telemetry.ready = True
+        return report
+
+    def _lead_cycle(self, report: CycleReport, now: float) -> None:
+        """Read everything, fetch every history, then each policy in turn; then the placeholders
+        whose policy is gone, the preflight checks due, and the promotions' statuses."""
+        namespaces = self.options.namespaces
+        self.observer.new_cycle()
+        policies = [Resource.of(o) for o in run_step("listing ScalingPolicies", lambda: self.kube.list_custom(POLICY_PLURAL, namespaces))]
+        events = self.promotions.read(run_step("listing PromotionEvents", lambda: self.kube.list_custom(EVENT_PLURAL, namespaces)), now)
+        holders = run_step("listing node-headroom placeholders", lambda: self.kube.list_placeholders(namespaces, SELECTOR))
+        placeholders = {k: h for h in holders if (k := served_policy(h)) is not None}
+        report.policies = len(policies)
+        index = EventIndex(events)
+        pool = ThreadPoolExecutor(max_workers=max(1, self.options.fetch_concurrency), thread_name_prefix="peakscale-fetch")
+        planned: Planned = {}
+        try:
+            self._fetch_all(policies, now, pool)
+            for policy in policies:
+                report.outcomes.append(self._policy(policy, index, placeholders.get(policy.key), planned, now))
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+        self._orphans(policies, placeholders)
+        self.telemetry.forget_except({p.key for p in policies})
+        checking = time.perf_counter()
+        try:
+            self.preflight.step(policies, events, index, now)
+        except NotLeader:
+            raise
+        except Exception as exc:  # noqa: BLE001 (a check that fails never stops the cycle)
+            self.preflight.abandon()
+            self.telemetry.errors.labels("preflight").inc()
+            log.warning("preflight: %s", describe(exc))
+        report.preflight_s = time.perf_counter() - checking
+        self.promotions.write_statuses(events, index, planned, self.actor.pending, self.preflight.conditions, now)
+
+    def _fetch_all(self, policies: list[Resource], now: float, pool: ThreadPoolExecutor) -> None:
+        """Every history first: planning while fetches run only fights them for the interpreter
+        (measured: 2.05 s instead of 1.8 s per 1,000-policy cycle); but never past the cycle's
+        deadline: a Prometheus that accepts and never answers must not delay a raise, so what has
+        not come by then is missing this cycle (the policy holds, and raises from its last known
+        level), and the fetches still running are left to their own timeout."""
+        fetched = self.observer.prefetch(policies, now, pool)
+        deadline = self.options.fetch_deadline_s or max(5.0, 0.5 * self.options.interval_s)
+        _, late = wait(fetched.values(), timeout=deadline)
+        self.telemetry.beat()
+        if late:
+            self.telemetry.errors.labels("metrics-deadline").inc(len(late))
+            log.warning("%d of %d histories did not come within the cycle's %.0f s deadline: held from the last known level", len(late), len(fetched), deadline)
+            for key, future in list(fetched.items()):
+                if future in late:
+                    fetched[key] = missing(f"Prometheus gave no answer within {deadline:.0f} s (the cycle's deadline)")
+
+    def _policy(self, policy: Resource, index: EventIndex, holder: dict | None, planned: Planned, now: float) -> Outcome:
+        """One policy, isolated: what went wrong is its outcome, its status and a count."""
+        try:
+            outcome, spec, peak = self._reconcile(policy, index, holder, now)
+            planned[policy.key] = (spec, peak, policy.labels)
+            return outcome
+        except NotLeader:
+            raise
+        except InputError as exc:
+            if policy.deleting:
+                self._release(policy)  # no valid spec to restore from: do not block the deletion
+            self.telemetry.errors.labels("invalid-spec").inc()
+            self.reporter.fault(policy, Reason.INVALID_SPEC, str(exc), now)
+            return Outcome(*policy.key, action="invalid", error=str(exc))
+        except KubeError as exc:
+            message = f"{type(exc).__name__}: {getattr(exc, 'reason', '') or exc}"
+            self.telemetry.errors.labels("kubernetes").inc()
+            log.warning("policy %s/%s: %s", *policy.key, message)
+            return Outcome(*policy.key, action="error", error=message)
+        except Exception as exc:  # noqa: BLE001 (one object never stops the others)
+            message = f"{type(exc).__name__}: {clip(str(exc), 300)}"
+            self.telemetry.errors.labels("internal").inc()
+            log.warning("policy %s/%s: %s", *policy.key, message)
+            log.debug("policy %s/%s", *policy.key, exc_info=True)
+            self.reporter.fault(policy, Reason.RECONCILE_FAILED, f"could not reconcile: {message}", now)
+            return Outcome(*policy.key, action="error", error=message)
+
+    def _reconcile(self, policy: Resource, index: EventIndex, holder: dict | None, now: float) -> tuple[Outcome, ScalingPolicySpec, float | None]:
+        """One policy, one cycle: observe, decide (``cycle.decide``), act, report; with the peak the
+        plan is sized for (the central forecast, or the upper one: an event's guess)."""
+        spec = self.observer.parse(policy)
+        cycle_policy = spec.cycle_policy(self.options.interval_s, self.options.headroom_max_pods)
+        history_s = spec.forecast_settings().history_s
+        mine = index.in_reach(policy.namespace, policy.labels, now, history_s=history_s, ahead_s=cycle_policy.ahead_s, cooldown_s=cycle_policy.cooldown_s)
+        seen = self.observer.observe(policy, spec, mine, holder, now)
         if isinstance(seen, Outcome):
-            return seen, self._parse(obj), None
+            if policy.deleting:
+                self._release(policy)  # nothing left to restore on a target that is gone
+            return seen, spec, None
+        self.actor.guard_deletion(policy, spec.mode)
+        self.promotions.remember(seen, mine, now)
         decision = self._decide(seen, now)
-        outcome = self._act(seen, decision, now)
-        # the peak the plan is sized for: the central forecast, or the upper one (an event's guess)
-        sized_for = max((p for p in (decision.forecast_peak, decision.forecast_upper) if p is not None), default=None)
-        if seen.deleting:
+        outcome = self.actor.act(seen, decision, now)
+        if policy.deleting:
             if not outcome.error:
-                self._release(obj)  # the floor is back: let the deletion finish
+                self._release(policy)  # the floor is back: let the deletion finish
         else:
-            self._report(seen, decision, outcome, now)
-        return outcome, seen.spec, sized_for
+            self.reporter.policy(seen, decision, outcome, now, self.observer.history_queries(spec, policy))
+        sized_for = max((p for p in (decision.forecast_peak, decision.forecast_upper) if p is not None), default=None)
+        return outcome, spec, sized_for
 
-    def _observe(self, obj: dict[str, Any], events: list[ParsedEvent], now: float) -> Observed | Outcome:
-        """Where the target stands and what the metrics say; an Outcome for a target that cannot
-        be acted on (its status is written already)."""
-        spec = self._parse(obj)
-        meta = obj["metadata"]
-        ns, name = meta["namespace"], meta["name"]
-        labels = meta.get("labels") or {}
-        policy = spec.cycle_policy(self.options.interval_s, self.options.headroom_max_pods)
-        mine = self._event_index.in_reach(ns, labels, now, history_s=spec.forecast_settings().history_s, ahead_s=policy.ahead_s, cooldown_s=policy.cooldown_s)
-        calendar = [e.for_policy(name) for e in mine]
-        previous = conditions_of(obj)
-        deleting = bool(meta.get("deletionTimestamp"))
-        target = self._observe_target(obj, spec, now, previous)
-        if isinstance(target, Outcome):
-            if deleting:
-                self._release(obj)  # nothing left to restore on a target that is gone
-            return target
-        hpa, current = target
-        if spec.mode == "hpa-floor" and not deleting and not self.options.dry_run and FINALIZER not in (meta.get("finalizers") or []):
-            # before any raise: a deleted policy must never leave a raised floor behind
-            self.kube.set_finalizer(POLICY_PLURAL, ns, name, present=True, listed=obj)
-        found = condition(ConditionType.TARGET_FOUND, True, Reason.FOUND, f"{spec.target_ref.kind} {spec.target_ref.name}", now, previous)
-        index = index_calendar(policy, calendar)
-        view, metrics, series = self._forecast(obj, spec, policy, calendar, index, now, previous)
-        if series is not None and not deleting:
-            self._remember(name, spec, policy, mine, calendar, series, now)
-        seen = Observed(obj, spec, policy, calendar, index, previous, deleting, hpa, current, [found, metrics], view, self._holders.get((ns, name)))
-        kept = persisted_level(obj)
-        fresh = last_level(series) if series is not None else None
-        # refreshed at most every ten minutes: a status that changed every cycle would be written every cycle
-        seen.level = fresh if fresh is not None and (kept is None or fresh[1] - kept[1] >= LEVEL_REFRESH_S) else kept
-        if policy.headroom and not deleting and index.ahead_at(int(now)):
-            seen.shape, seen.headroom = self._shape(ns, spec, hpa, now, previous)
-        return seen
-
-    def _decide(self, seen: Observed, now: float) -> CycleDecision:
+    def _decide(self, seen: Observation, now: float) -> CycleDecision:
         """``cycle.decide`` on what was observed; its planner state is kept for the next cycle."""
         hpa = seen.hpa
         floor = HpaFloor(min_replicas=hpa.min_replicas, max_replicas=hpa.max_replicas, original=hpa.original_min()) if hpa is not None else None
@@ -285,14 +262,22 @@ class Controller(ActSteps):
         self._states[seen.key] = decision.state
         return decision
 
-    def _act(self, seen: Observed, decision: CycleDecision, now: float) -> Outcome:
-        """The decision's writes: the placeholder first (its node room is what the raise lands on)."""
-        outcome = Outcome(*seen.key, planned=decision.planned, placeholders=decision.placeholders, phase=decision.phase, why=decision.why())
-        if not decision.writes:
-            self._write_failed.discard(seen.key)
-            return outcome
-        if decision.headroom_write != NONE:
-            self._headroom(seen.obj, seen.spec, decision, seen.shape, seen.holder, outcome, now)
-        if decision.action != NONE and not outcome.error:
-            self._carry_out(seen.obj, seen.spec, seen.hpa, decision, outcome, now)
-        return outcome
+    def _release(self, policy: Resource) -> None:
+        """The deletion may finish: the finalizer goes, and with it the policy's planner state."""
+        if self.actor.release(policy):
+            self._states.pop(policy.key, None)
+
+    def _orphans(self, policies: list[Resource], placeholders: dict[tuple[str, str], dict]) -> None:
+        """Delete the placeholders whose policy is gone (a policy has no finalizer in scale mode)."""
+        alive = {p.key for p in policies}
+        for key, holder in placeholders.items():
+            if key in alive or self.options.dry_run:
+                continue
+            name = holder["metadata"]["name"]
+            try:
+                self.kube.delete_placeholder(holder["metadata"]["namespace"], name)
+                log.info("deleted node-headroom placeholder %s: ScalingPolicy %s/%s is gone", name, *key)
+            except NotLeader:
+                raise
+            except Exception as exc:  # noqa: BLE001 (tried again next cycle)
+                log.warning("deleting placeholder %s: %s", name, describe(exc))

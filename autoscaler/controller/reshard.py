@@ -156,9 +156,10 @@ def job_manifest(*, namespace: str, policy: str, spec: ScalingPolicySpec, statef
     }
 
 
-def carry_out(kube: Any, *, namespace: str, policy: str, spec: ScalingPolicySpec, target: int, image: str | None) -> Step:
-    """Read the StatefulSet and the policy's Jobs, take the next step toward ``target`` shards, and
-    return it (``hold``: nothing written). A Job another leader created first is left to run."""
+def carry_out(kube: Any, *, namespace: str, policy: str, spec: ScalingPolicySpec, target: int, image: str | None, jobs: list[dict[str, Any]] | None = None) -> Step:
+    """Read the StatefulSet (and the policy's Jobs, unless this cycle's observation listed them:
+    ``jobs``), take the next step toward ``target`` shards, and return it (``hold``: nothing
+    written). A Job another leader created first is left to run."""
     from autoscaler.adapters.kube_jobs import create_job, list_jobs
     from autoscaler.errors import KubeError
 
@@ -168,7 +169,8 @@ def carry_out(kube: Any, *, namespace: str, policy: str, spec: ScalingPolicySpec
         raise KubeError(f"spec.reshard needs a StatefulSet target, not {ref.kind}")
     statefulset = kube.get_workload(namespace, ref.kind, ref.name)
     nodes = int((statefulset.get("spec") or {}).get("replicas") or 0)
-    step = next_step(nodes, spec.reshard.replicas_per_shard, target, list_jobs(kube, namespace, f"{POLICY_LABEL}={policy}"))
+    jobs = list_jobs(kube, namespace, f"{POLICY_LABEL}={policy}") if jobs is None else jobs
+    step = next_step(nodes, spec.reshard.replicas_per_shard, target, jobs)
     if step.what in ("grow", "start") and not image:
         raise KubeError("a resharding policy needs the controller's --reshard-image (the chart sets it to the controller's own image)")
     # the Job first: a grow whose StatefulSet write fails is finished by the next cycle (the running

@@ -15,7 +15,7 @@ import pytest
 
 from autoscaler.adapters.kube import Kube
 from autoscaler.adapters.prometheus import HistoryCache
-from autoscaler.controller.base import ControllerOptions
+from autoscaler.controller.model import ControllerOptions
 from autoscaler.controller.reconcile import Controller
 from tests.cluster.facade import ClusterKube, complete
 from tests.controller.world import COOLDOWN, LEAD, Clock, conditions, hpa_min, seed, status_of

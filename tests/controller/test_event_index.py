@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from hypothesis import given, settings, strategies as st
 
-from autoscaler.controller.base import EventIndex, ParsedEvent
+from autoscaler.controller.promotions import EventIndex, ParsedEvent
+from autoscaler.controller.resource import Resource
 from autoscaler.core.resources import parse_event
 
 NAMESPACES = ["a", "b"]
@@ -19,7 +20,7 @@ promotion = st.tuples(st.sampled_from(NAMESPACES), selector, st.booleans())
 def parsed(i: int, ns: str, targets: dict, from_file: bool) -> ParsedEvent:
     obj = {"metadata": {"name": f"e{i}", "namespace": ns}, "spec": {"start": "2030-11-11T20:00:00Z", "end": "2030-11-11T21:00:00Z", "kind": "k", "targets": targets}}
     spec, event = parse_event(obj)
-    return ParsedEvent(obj, spec, event, from_file=from_file)
+    return ParsedEvent(Resource.of(obj), spec, event, from_file=from_file)
 
 
 @settings(max_examples=200, deadline=None)

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from autoscaler.adapters.kube import Kube
 from autoscaler.adapters.prometheus import HistoryCache
 from autoscaler.cli import app
-from autoscaler.controller.base import ControllerOptions
+from autoscaler.controller.model import ControllerOptions
 from autoscaler.controller.reconcile import Controller
 from tests.cluster.facade import ClusterKube
 from tests.cluster.objects import delete_namespace, ensure_namespace, unique

@@ -36,7 +36,7 @@ from autoscaler.core.backtest import Scenario, run_backtest
 from autoscaler.adapters.calendar_files import load_calendar
 from autoscaler.cli import app
 from autoscaler.controller.reconcile import Controller
-from autoscaler.controller.base import ControllerOptions
+from autoscaler.controller.model import ControllerOptions
 from autoscaler.adapters.kube import Kube
 from autoscaler.adapters.prometheus import HistoryCache
 from autoscaler.core.resources import parse_policy

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from autoscaler.cli import app
 from autoscaler.controller.reconcile import Controller
-from autoscaler.controller.base import ControllerOptions
+from autoscaler.controller.model import ControllerOptions
 from autoscaler.adapters.kube import Kube, now_micro
 from autoscaler.controller.leader import lease_annotations
 from autoscaler.adapters.prometheus import HistoryCache

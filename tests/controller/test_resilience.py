@@ -17,7 +17,7 @@ from kubernetes import client
 
 from autoscaler.adapters.kube import ORIGINAL_MIN, Kube
 from autoscaler.adapters.prometheus import HistoryCache
-from autoscaler.controller.base import ControllerOptions
+from autoscaler.controller.model import ControllerOptions
 from autoscaler.controller.reconcile import Controller
 from autoscaler.controller.telemetry import Telemetry, serve
 from tests.cluster.controlplane import free_port

@@ -8,7 +8,7 @@ from typing import Any
 
 from autoscaler.adapters.kube import Kube
 from autoscaler.adapters.prometheus import HistoryCache
-from autoscaler.controller.base import ControllerOptions
+from autoscaler.controller.model import ControllerOptions
 from autoscaler.controller.reconcile import Controller
 from tests.builders import QUERY, hpa, iso, policy_spec, web_tier  # noqa: F401 (the controller tests import them from here)
 

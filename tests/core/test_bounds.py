@@ -106,7 +106,7 @@ def test_the_controller_and_every_replay_call_metrics_stale_by_one_rule():
     import inspect
 
     from autoscaler.controller import observe
-    from autoscaler.controller.base import ControllerOptions
+    from autoscaler.controller.model import ControllerOptions
     from autoscaler.core import replay
     from autoscaler.core.defaults import STALE_AFTER_S, stale_after
 

@@ -20,7 +20,7 @@ import pytest
 from kubernetes import client
 
 from autoscaler.controller.reconcile import Controller
-from autoscaler.controller.base import ControllerOptions
+from autoscaler.controller.model import ControllerOptions
 from autoscaler.adapters.kube import Kube
 from autoscaler.adapters.prometheus import HistoryCache, escape_label_value, render_query
 from tests.fakes.kube import write_kubeconfig
