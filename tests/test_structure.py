@@ -215,3 +215,28 @@ def test_the_core_names_fields_never_command_line_options():
     with pytest.raises(InputError) as refused:
         PlanPolicy(capacity_per_replica=10, lead_time_s=60, min_replicas=5, max_replicas=3)
     assert refused.value.where == "spec.minReplicas" and "spec.maxReplicas 3" in refused.value.problem
+
+
+def test_the_controller_is_collaborators_not_a_chain_of_mixins():
+    """Issue 24: no controller class extends another of the project's own classes (the loop holds
+    its collaborators), and custom resources are read through ``resource.Resource``, never as raw
+    metadata dicts of a policy or a promotion."""
+    import re
+
+    import dataclasses
+    import importlib
+    import inspect
+
+    from pydantic import BaseModel
+
+    folder = REPO / "autoscaler" / "controller"
+    extends = []
+    for path in sorted(folder.glob("*.py")):
+        module = importlib.import_module(f"autoscaler.controller.{path.stem}")
+        for cls in (c for _, c in inspect.getmembers(module, inspect.isclass) if c.__module__ == module.__name__):
+            if issubclass(cls, (BaseModel, BaseException)) or dataclasses.is_dataclass(cls):
+                continue  # a record, a status model, an error: data, not steps
+            extends += [f"{path.name}: {cls.__name__}({b.__name__})" for b in cls.__mro__[1:] if b.__module__.startswith("autoscaler.")]
+    assert extends == []
+    raw = [f"{p.name}: {m.group(0)}" for p in (folder / n for n in ("reconcile.py", "observe.py", "act.py", "report.py", "events.py", "preflight_runs.py")) for m in re.finditer(r"\bobj(\.get\(\"metadata\"\)|\[\"metadata\"\])", p.read_text())]
+    assert raw == []

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from autoscaler.cli.app import app
-from autoscaler.cli.output import echo_doc, check_output, err_console, table_console
+from autoscaler.cli.output import as_options, echo_doc, check_output, err_console, table_console
 from autoscaler.cli.promo_store import (
     promo_status,
     AllNamespacesOpt,
@@ -101,6 +101,31 @@ def _emit(promos: list[Promo], output: str, tz: str, title: str, *, source: str 
         raise InputError("--output", f"unknown format {output!r}", "use table, json or yaml")
 
 
+def _validated(promo: Promo) -> Promo:
+    """``store.validate_promo``, its refusal naming the option that gave the field."""
+    from autoscaler.adapters.store import validate_promo
+
+    try:
+        return validate_promo(promo)
+    except InputError as exc:
+        raise _as_flags(exc, promo.name) from None
+
+
+def _check_references(promos: list[Promo], name: str) -> None:
+    """``store.check_references`` after promotion ``name`` was added or changed, naming its options."""
+    from autoscaler.adapters.store import check_references
+
+    try:
+        check_references(promos)
+    except InputError as exc:
+        raise _as_flags(exc, name) from None
+
+
+def _as_flags(exc: InputError, name: str) -> InputError:
+    """The store names the fields of promotion ``name``; ``add`` and ``edit`` took them from options."""
+    return as_options(exc, {f"promotion {name!r} like": "--like", f"promotion {name!r}": "NAME"})
+
+
 def _warn_overlaps(promos: list[Promo], promo: Promo) -> None:
     from autoscaler.adapters.store import overlaps
 
@@ -156,17 +181,17 @@ def add(
 
     peakscale promo add double11-redis --start '11-11 20:00' --duration 4h --kind double11 --multiplier 8 --title '11.11 KOL live' --targets peakscale.io/tier=cache --store kube -n live
     """
-    from autoscaler.adapters.store import Promo, check_references, validate_promo
+    from autoscaler.adapters.store import Promo
 
     st = open_store(store, calendar, kubeconfig, context, namespace)
     spec = build_spec(start=start, end=end, duration=duration, kind=kind, tz=tz, title=title, multiplier=multiplier, expected_peak=expected_peak, like=like, targets=targets)
-    promo = validate_promo(Promo(name=name, spec=spec))
+    promo = _validated(Promo(name=name, spec=spec))
     refuse_past(promo.parsed.start, allow_past)
     promos = read_promos(st)
     if any(p.name == name for p in promos):
         raise InputError("NAME", f"a promotion named {name!r} already exists", "pick another name, or use promo edit")
     updated = promos + [promo]
-    check_references(updated)
+    _check_references(updated, name)
     _warn_overlaps(promos, promo)
     write_promos(st, updated, changed=[name], deleted=[], created=[name])
     if not quiet:
@@ -267,7 +292,7 @@ def edit(
 
     peakscale promo edit kol-live-1111 --multiplier 8 --tz Asia/Shanghai
     """
-    from autoscaler.adapters.store import Promo, check_references, validate_promo
+    from autoscaler.adapters.store import Promo
 
     st = open_store(store, calendar, kubeconfig, context, namespace)
 
@@ -288,11 +313,11 @@ def edit(
             like=like if like is not None else list(old.like),
             targets=targets if targets is not None else _kept_targets(current),
         )
-        promo = validate_promo(Promo(name=name, spec=spec, memory=current.memory).replacing(current))
+        promo = _validated(Promo(name=name, spec=spec, memory=current.memory).replacing(current))
         if start is not None:
             refuse_past(promo.parsed.start, allow_past)
         updated = [promo if p.name == name else p for p in promos]
-        check_references(updated)
+        _check_references(updated, name)
         _warn_overlaps(promos, promo)
         write_promos(st, updated, changed=[name], deleted=[])
         return promo

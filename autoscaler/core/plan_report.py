@@ -26,8 +26,8 @@ import numpy as np
 from pydantic import BaseModel
 
 from autoscaler.core.calendar import PromotionEvent
-from autoscaler.core.replay import Replay, forecast_table, remember, replay
-from autoscaler.core.cycle_types import NONE, SCALE, CycleDecision, HpaFloor
+from autoscaler.core.replay import Replay, forecast_table, remember, replay_from_bounds
+from autoscaler.core.cycle_types import NONE, SCALE, CycleDecision
 from autoscaler.core.baseline import ForecastSettings
 from autoscaler.core.cycle import carry_forward, period_starts
 from autoscaler.core.profiles import band_note
@@ -165,7 +165,6 @@ def replay_target(
     Beyond the history, the promotions arrive as forecast (``arrives``) or do not show."""
     spec = policy.spec
     cycle_policy = spec.cycle_policy(interval_s)
-    pp = cycle_policy.plan
     settings = spec.forecast_settings()
     mine = policy.applying(calendar)
     real = len(times)
@@ -179,10 +178,7 @@ def replay_target(
     # what the controller will have recorded of each event by the time it plans the next ones
     mine = remember(times, values, mine, cycle_policy, settings, int(times[1] - times[0]), policy_name=policy.name)
     table = forecast_table(times, values, mine, cycle_policy, settings, start_s=from_s, stop_s=to_s)
-    if spec.mode == "scale":
-        run = replay(cycle_policy, mine, table, start_s=from_s, stop_s=to_s, replicas=pp.min_replicas)
-    else:
-        run = replay(cycle_policy, mine, table, start_s=from_s, stop_s=to_s, hpa=HpaFloor(pp.min_replicas, pp.max_replicas))
+    run = replay_from_bounds(cycle_policy, mine, table, start_s=from_s, stop_s=to_s)
     return run, mine
 
 

@@ -186,6 +186,15 @@ def replay(
     )  # fmt: skip
 
 
+def replay_from_bounds(policy: CyclePolicy, calendar: Sequence[PromotionEvent], table: ForecastTable, *, start_s: int, stop_s: int) -> Replay:
+    """``replay`` from where a policy's target stands with nothing raised: a scale-mode target at
+    minReplicas, an HPA at its own bounds (``plan`` and ``promo review`` start there)."""
+    pp = policy.plan
+    if policy.mode == "scale":
+        return replay(policy, calendar, table, start_s=start_s, stop_s=stop_s, replicas=pp.min_replicas)
+    return replay(policy, calendar, table, start_s=start_s, stop_s=stop_s, hpa=HpaFloor(pp.min_replicas, pp.max_replicas))
+
+
 def remember(
     times_s: np.ndarray,
     values: np.ndarray,

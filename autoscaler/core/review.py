@@ -20,8 +20,8 @@ from autoscaler.core.calendar import EventProfile, PromotionEvent
 from autoscaler.core.cycle import period_starts
 from autoscaler.core.windows import action_window
 from autoscaler.core.profiles import has_basis
-from autoscaler.core.replay import Replay, forecast_table, record_event, remember, replay
-from autoscaler.core.cycle_types import CyclePolicy, HpaFloor
+from autoscaler.core.replay import Replay, forecast_table, record_event, remember, replay_from_bounds
+from autoscaler.core.cycle_types import CyclePolicy
 from autoscaler.core.plan_report import WARM_UP_S, PolicyInput
 from autoscaler.core.simulate import ready_replicas, simulate_hpa
 
@@ -104,10 +104,7 @@ def review_policy(
     remembered = remember(times, values, mine, cycle_policy, settings, step, policy_name=policy.name)
     stored = event.memory if event.memory is not None and event.memory.policy == policy.name else None
     table = forecast_table(times, values, remembered, cycle_policy, settings, start_s=lo_s, stop_s=hi_s)
-    if spec.mode == "scale":
-        run = replay(cycle_policy, remembered, table, start_s=lo_s, stop_s=hi_s, replicas=plan.min_replicas)
-    else:
-        run = replay(cycle_policy, remembered, table, start_s=lo_s, stop_s=hi_s, hpa=HpaFloor(plan.min_replicas, plan.max_replicas))
+    run = replay_from_bounds(cycle_policy, remembered, table, start_s=lo_s, stop_s=hi_s)
     cycles = run.times_s
     during = (cycles >= opens) & (cycles < event.end_s)
     planned_peak = asked_at = ready_at = None

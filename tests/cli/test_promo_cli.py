@@ -119,6 +119,7 @@ ADD = ["promo", "add", "x", "--kind", "flash-sale"]
         (["--start", f"{Y}-11-11 20:00", "--duration", "1h", "--multiplier", "0"], "--multiplier"),
         (["--start", f"{Y}-11-11 20:00", "--duration", "1h", "--multiplier", "5000"], "--multiplier"),
         (["--start", f"{Y}-11-11 20:00", "--duration", "1h", "--like", "ghost"], "--like"),
+        (["--start", f"{Y}-11-11 20:00", "--duration", "1h", "--like", "x"], "--like"),
     ],
 )
 def test_bad_add_exits_2_naming_the_field_and_changes_nothing(cal, extra, words):
