@@ -185,8 +185,11 @@ def plan_step(
     """
     current = state.replicas
     capacity = policy.capacity_per_replica
-    need_now = policy.replicas_at_full(demand_now)
-    want = max(policy.replicas_for(forecast_peak), policy.replicas_at_full(forecast_upper))
+    # the policy's helpers' rule, called directly: this runs every simulated cycle of a backtest
+    need_now = replicas_serving(demand_now, capacity)
+    want = replicas_serving(forecast_peak, capacity * policy.target_utilization)
+    if forecast_upper > 0:
+        want = max(want, replicas_serving(forecast_upper, capacity))
     if want > need_now:
         rec, reason = want, FORECAST
     else:
