@@ -10,7 +10,7 @@ from autoscaler.core.calendar import EventProfile
 from autoscaler.core.windows import action_offsets, event_phase, event_span
 from autoscaler.core.cycle_types import CyclePolicy
 from autoscaler.core.replay import record_event, recordable
-from autoscaler.core.resources import ScalingPolicySpec, memory_status, parse_event, parse_memory
+from autoscaler.core.resources import memory_status, parse_event, parse_memory
 from autoscaler.errors import InputError, printable
 from autoscaler.controller.model import ControllerOptions, Observation
 from autoscaler.controller.promotions import EventIndex, ParsedEvent
@@ -20,9 +20,9 @@ from autoscaler.controller.status import ConditionType, Condition, EventStatus, 
 
 log = logging.getLogger("peakscale.controller")
 
-#: what the loop hands the events' statuses of each policy it planned: its spec, the peak it sized
-#: for, its labels
-Planned = dict[tuple[str, str], tuple[ScalingPolicySpec, float | None, dict[str, str]]]
+#: what the loop hands the events' statuses of each policy it planned: what its cycle planned by,
+#: the peak it sized for, its labels
+Planned = dict[tuple[str, str], tuple[CyclePolicy, float | None, dict[str, str]]]
 
 
 class _Group:
@@ -183,9 +183,9 @@ class Promotions:
         """Which policies each promotion selects, from the index: policies of one namespace labelled
         alike form one group, and a promotion is matched against groups, never every policy."""
         groups: dict[tuple[str, frozenset[tuple[str, str]]], _Group] = {}
-        for key, (spec, peak, labels) in planned.items():
+        for key, (cycle_policy, peak, labels) in planned.items():
             group = groups.setdefault((key[0], frozenset(labels.items())), _Group())
-            group.add(key, spec.cycle_policy(self.options.interval_s, self.options.headroom_max_pods), peak)
+            group.add(key, cycle_policy, peak)
         selecting: dict[int, list[_Group]] = {}
         for (ns_of, labels_of), group in groups.items():
             for applying in index.applying(ns_of, dict(labels_of)):

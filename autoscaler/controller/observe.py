@@ -9,7 +9,7 @@ from concurrent.futures import Executor, Future
 
 from autoscaler.core.defaults import stale_after
 from autoscaler.core.cycle import index_calendar, live_forecast, stale_forecast
-from autoscaler.core.cycle_types import ForecastView
+from autoscaler.core.cycle_types import CyclePolicy, ForecastView
 from autoscaler.core.resources import ScalingPolicySpec, parse_policy
 from autoscaler.errors import InputError, KubeError, MetricsUnavailable
 from autoscaler.adapters.kube import ORIGINAL_MIN, HpaView, Kube
@@ -131,10 +131,9 @@ class Observer:
         self._deferred, self.costs, self.fetched = deferred, costs, out
         return out
 
-    def observe(self, policy: Resource, spec: ScalingPolicySpec, mine: list[ParsedEvent], holder: dict | None, now: float) -> Observation | Outcome:
+    def observe(self, policy: Resource, spec: ScalingPolicySpec, cycle_policy: CyclePolicy, mine: list[ParsedEvent], holder: dict | None, now: float) -> Observation | Outcome:
         """Where the target stands and what the metrics say, planned with the promotions that apply
         (``mine``); an Outcome for a target that cannot be acted on (its status is written)."""
-        cycle_policy = spec.cycle_policy(self.options.interval_s, self.options.headroom_max_pods)
         calendar = [e.for_policy(policy.name) for e in mine]
         target = self._target(policy, spec, now)
         if isinstance(target, Outcome):

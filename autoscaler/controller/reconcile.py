@@ -37,8 +37,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 
 from autoscaler.core.cycle import decide
-from autoscaler.core.cycle_types import CycleDecision, CycleState, HpaFloor, Seen
-from autoscaler.core.resources import EVENT_PLURAL, POLICY_PLURAL, ScalingPolicySpec
+from autoscaler.core.cycle_types import CycleDecision, CyclePolicy, CycleState, HpaFloor, Seen
+from autoscaler.core.resources import EVENT_PLURAL, POLICY_PLURAL
 from autoscaler.errors import InputError, KubeError, clip
 from autoscaler.adapters.kube import Kube
 from autoscaler.adapters.prometheus import HistoryCache
@@ -202,8 +202,8 @@ class Controller:
     def _policy(self, policy: Resource, index: EventIndex, holder: dict | None, planned: Planned, now: float) -> Outcome:
         """One policy, isolated: what went wrong is its outcome, its status and a count."""
         try:
-            outcome, spec, peak = self._reconcile(policy, index, holder, now)
-            planned[policy.key] = (spec, peak, policy.labels)
+            outcome, cycle_policy, peak = self._reconcile(policy, index, holder, now)
+            planned[policy.key] = (cycle_policy, peak, policy.labels)
             return outcome
         except NotLeader:
             raise
@@ -226,18 +226,19 @@ class Controller:
             self.reporter.fault(policy, Reason.RECONCILE_FAILED, f"could not reconcile: {message}", now)
             return Outcome(*policy.key, action="error", error=message)
 
-    def _reconcile(self, policy: Resource, index: EventIndex, holder: dict | None, now: float) -> tuple[Outcome, ScalingPolicySpec, float | None]:
-        """One policy, one cycle: observe, decide (``cycle.decide``), act, report; with the peak the
-        plan is sized for (the central forecast, or the upper one: an event's guess)."""
+    def _reconcile(self, policy: Resource, index: EventIndex, holder: dict | None, now: float) -> tuple[Outcome, CyclePolicy, float | None]:
+        """One policy, one cycle: observe, decide (``cycle.decide``), act, report; with what the
+        cycle planned by and the peak the plan is sized for (the central forecast, or the upper
+        one: an event's guess)."""
         spec = self.observer.parse(policy)
         cycle_policy = spec.cycle_policy(self.options.interval_s, self.options.headroom_max_pods)
         history_s = spec.forecast_settings().history_s
         mine = index.in_reach(policy.namespace, policy.labels, now, history_s=history_s, ahead_s=cycle_policy.ahead_s, cooldown_s=cycle_policy.cooldown_s)
-        seen = self.observer.observe(policy, spec, mine, holder, now)
+        seen = self.observer.observe(policy, spec, cycle_policy, mine, holder, now)
         if isinstance(seen, Outcome):
             if policy.deleting:
                 self._release(policy)  # nothing left to restore on a target that is gone
-            return seen, spec, None
+            return seen, cycle_policy, None
         self.actor.guard_deletion(policy, spec.mode)
         self.promotions.remember(seen, mine, now)
         decision = self._decide(seen, now)
@@ -248,7 +249,7 @@ class Controller:
         else:
             self.reporter.policy(seen, decision, outcome, now, self.observer.history_queries(spec, policy))
         sized_for = max((p for p in (decision.forecast_peak, decision.forecast_upper) if p is not None), default=None)
-        return outcome, spec, sized_for
+        return outcome, cycle_policy, sized_for
 
     def _decide(self, seen: Observation, now: float) -> CycleDecision:
         """``cycle.decide`` on what was observed; its planner state is kept for the next cycle."""
