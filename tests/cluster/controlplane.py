@@ -37,7 +37,7 @@ from collections.abc import Callable
 import yaml
 
 from tests.cluster.pki import Pair, Pki, make_pki
-from tests.processes import stop_process
+from tests.processes import stop_process, unique_ports
 
 CACHE = Path(os.environ.get("PEAKSCALE_CACHE") or Path.home() / ".cache" / "peakscale")
 BIN = CACHE / "bin"
@@ -189,7 +189,7 @@ class ControlPlane:
 
     # --- the parts ----------------------------------------------------------------------------
     def _etcd(self) -> Process:
-        self.etcd_port, peer = free_port(), free_port()
+        self.etcd_port, peer = unique_ports(2)  # two free_port() calls can return one port twice
         data = self.workdir / "etcd"
         return self._spawn(
             "etcd",

@@ -16,6 +16,7 @@ import time
 from datetime import datetime
 
 from tests.cluster.controlplane import free_port, wait_for
+from tests.processes import unique_ports
 
 LEASE, RENEW, RETRY, INTERVAL = 5, 3, 1, 1
 #: the renewal loop sleeps a retry period plus up to 20 % jitter (client-go's JitterUntil)
@@ -133,7 +134,7 @@ def test_two_controllers_started_with_one_identity_never_both_lead(kube, prometh
 
     seed(kube)
     kubeconfig = kube.cluster.token_kubeconfig(tmp_path / "kc", kube.token())
-    ports = [free_port(), free_port()]
+    ports = unique_ports(2)  # distinct: two free_port() calls can return one port twice
     procs = [
         subprocess.Popen(
             [
