@@ -87,6 +87,19 @@ def policy_spec(**extra: Any) -> dict[str, Any]:
     return spec
 
 
+def scaling_policy(name: str, namespace: str, labels: dict[str, str], **spec: Any) -> dict[str, Any]:
+    """A ScalingPolicy manifest, as a --policies file holds it."""
+    return {"apiVersion": "peakscale.io/v1alpha1", "kind": "ScalingPolicy", "metadata": {"name": name, "namespace": namespace, "labels": labels}, "spec": spec}
+
+
+def edge_policy(labels: dict[str, str]) -> dict[str, Any]:
+    """The live-stream edge's ScalingPolicy of the CLI tests (namespace live, 100 a replica)."""
+    return scaling_policy(
+        "edge", "live", labels,
+        targetRef={"kind": "Deployment", "name": "live-edge"}, metric={"query": "x", "capacityPerReplica": 100}, leadTime="10m", minReplicas=2, maxReplicas=300,
+    )  # fmt: skip
+
+
 def web_tier(ns: str, *, event_start: float, expected_peak: float = 50_000, hpa_max: int = 100, policy_max: int = 80, mode: str = "hpa-floor", extra_spec: dict[str, Any] | None = None, status: bool = False) -> list[dict[str, Any]]:
     """The web tier (3 replicas, its HPA, its ScalingPolicy) and a one-hour flash sale at ``event_start``.
     ``status``: with the status a cluster's own controllers would write (for the double, which has none)."""

@@ -111,17 +111,20 @@ def acceptance_run(*args):
     return json.loads(done.stdout)["strategies"]
 
 
+def worldcup_args(traces) -> list[str]:
+    """The World Cup acceptance scenario: its trace, its matches, 2,000 requests a replica."""
+    return [
+        "--trace", str(traces / "worldcup98_requests_1min.csv"), "--events", str(traces / "worldcup98_requests_1min.events.csv"),
+        "--kinds", "sports match (scheduled)",
+        "--capacity-per-replica", "2000", "--lead-time", "10m", "--min-replicas", "2", "--max-replicas", "200",
+    ]  # fmt: skip
+
+
 def test_worldcup_peakscale_cuts_event_unserved_tenfold_within_the_cost_budget(shared_traces):
     """Tenfold less event demand unserved than reactive scaling, for at most 1.02x the larger of
     the hand schedule's and perfect foresight's replica-hours (the budget the coverage default is
     held to; at 70 % utilization reactive is the cheapest and worst-served point of its frontier)."""
-    s = acceptance_run(
-        "backtest",
-        "--trace", str(shared_traces / "worldcup98_requests_1min.csv"),
-        "--events", str(shared_traces / "worldcup98_requests_1min.events.csv"),
-        "--kinds", "sports match (scheduled)",
-        "--capacity-per-replica", "2000", "--lead-time", "10m", "--min-replicas", "2", "--max-replicas", "200",
-    )  # fmt: skip
+    s = acceptance_run("backtest", *worldcup_args(shared_traces))
     reactive, ours = s["reactive"], s["peakscale"]
     assert ours["events"]["unserved_fraction"] <= 0.1 * reactive["events"]["unserved_fraction"]
     assert ours["all"]["replica_hours"] <= 1.02 * max(s["schedule"]["all"]["replica_hours"], s["oracle"]["all"]["replica_hours"])
@@ -130,14 +133,7 @@ def test_worldcup_peakscale_cuts_event_unserved_tenfold_within_the_cost_budget(s
 def test_worldcup_with_slow_nodes_node_headroom_keeps_events_served(shared_traces):
     """Nodes take 3 minutes: reactive pays them on every scale-up; peakscale's headroom holds
     node room ahead of each raise, so its replicas serve after the pod lead time alone."""
-    s = acceptance_run(
-        "backtest", "--quiet",
-        "--trace", str(shared_traces / "worldcup98_requests_1min.csv"),
-        "--events", str(shared_traces / "worldcup98_requests_1min.events.csv"),
-        "--kinds", "sports match (scheduled)",
-        "--capacity-per-replica", "2000", "--lead-time", "10m", "--min-replicas", "2", "--max-replicas", "200",
-        "--node-lead-time", "3m", "--strategies", "reactive,peakscale",
-    )  # fmt: skip
+    s = acceptance_run("backtest", "--quiet", *worldcup_args(shared_traces), "--node-lead-time", "3m", "--strategies", "reactive,peakscale")
     reactive, ours = s["reactive"], s["peakscale"]
     assert ours["events"]["unserved_fraction"] <= 0.1 * reactive["events"]["unserved_fraction"]
 

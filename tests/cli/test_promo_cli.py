@@ -20,6 +20,7 @@ from autoscaler.core.plan_report import Plan
 from autoscaler.cli.promo import import_rows as _import_rows
 from autoscaler.cli.promo_store import parse_time
 from autoscaler.core.durations import parse_duration_s
+from tests.builders import edge_policy, scaling_policy
 from tests.fakes.kube import write_kubeconfig
 
 runner = CliRunner()
@@ -248,20 +249,13 @@ def test_plan_from_the_promo_store(cal, tmp_path):
     policies.write_text(
         yaml.safe_dump_all(
             [
-                {
-                    "apiVersion": "peakscale.io/v1alpha1",
-                    "kind": "ScalingPolicy",
-                    "metadata": {"name": "edge", "namespace": "live", "labels": {"tier": "edge"}},
-                    "spec": {"targetRef": {"kind": "Deployment", "name": "live-edge"}, "metric": {"query": "x", "capacityPerReplica": 100}, "leadTime": "10m", "minReplicas": 2, "maxReplicas": 300},
-                },
-                {
-                    "apiVersion": "peakscale.io/v1alpha1",
-                    "kind": "ScalingPolicy",
-                    "metadata": {"name": "cache", "namespace": "live", "labels": {"tier": "cache"}},
-                    "spec": {"targetRef": {"kind": "StatefulSet", "name": "cache"}, "mode": "scale", "metric": {"query": "x", "capacityPerReplica": 100}, "leadTime": "10m", "maxReplicas": 300},
-                },
+                edge_policy({"tier": "edge"}),
+                scaling_policy(
+                    "cache", "live", {"tier": "cache"},
+                    targetRef={"kind": "StatefulSet", "name": "cache"}, mode="scale", metric={"query": "x", "capacityPerReplica": 100}, leadTime="10m", maxReplicas=300,
+                ),
             ]
-        )
+        )  # fmt: skip
     )
     done = sub("plan", "--trace", str(trace), "--trace-tz", "Asia/Shanghai", "--policies", str(policies), "--from", f"{Y}-11-11 00:00", "--to", "+2d", "-o", "json", calendar=cal)
     assert done.returncode == 0, done.stderr

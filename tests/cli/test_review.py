@@ -10,6 +10,7 @@ import yaml
 from typer.testing import CliRunner
 
 from autoscaler.cli import app
+from tests.builders import edge_policy
 
 runner = CliRunner()
 START = datetime(2026, 11, 8)
@@ -38,14 +39,7 @@ def surging_trace(tmp_path, factor=4.0):
 def policies_file(tmp_path):
     path = tmp_path / "policies.yaml"
     path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "peakscale.io/v1alpha1",
-                "kind": "ScalingPolicy",
-                "metadata": {"name": "edge", "namespace": "live", "labels": {"peakscale.io/tier": "edge"}},
-                "spec": {"targetRef": {"kind": "Deployment", "name": "live-edge"}, "metric": {"query": "x", "capacityPerReplica": 100}, "leadTime": "10m", "minReplicas": 2, "maxReplicas": 300},
-            }
-        )
+        yaml.safe_dump(edge_policy({"peakscale.io/tier": "edge"}))
     )
     return path
 

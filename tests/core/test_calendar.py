@@ -66,27 +66,19 @@ def test_bad_csv_rows_are_named(tmp_path, row, words):
     assert words in str(info.value) and "\n" not in str(info.value)
 
 
-def test_unknown_zone_in_yaml_is_named(tmp_path):
-    path = write(tmp_path, "c.yaml", "timezone: Mars/Olympus\nevents: []\n")
-    with pytest.raises(InputError, match="timezone"):
-        load_calendar(path, UTC)
-
-
-def test_malformed_yaml_names_the_line(tmp_path):
-    path = write(tmp_path, "c.yaml", "events:\n  - name: [unclosed\n")
-    with pytest.raises(InputError, match="line"):
-        load_calendar(path, UTC)
-
-
-def test_like_must_name_a_known_event(tmp_path):
-    path = write(tmp_path, "c.yaml", "events:\n  - {name: a, start: 2026-01-01 00:00, end: 2026-01-01 01:00, kind: k, like: [ghost]}\n")
-    with pytest.raises(InputError, match="ghost"):
-        load_calendar(path, UTC)
-
-
-def test_duplicate_names_are_refused(tmp_path):
-    path = write(tmp_path, "e.csv", "start,end,name,kind\n2026-01-01,2026-01-02,a,k\n2026-02-01,2026-02-02,a,k\n")
-    with pytest.raises(InputError, match="duplicate"):
+@pytest.mark.parametrize(
+    "name, text, words",
+    [
+        ("c.yaml", "timezone: Mars/Olympus\nevents: []\n", "timezone"),  # an unknown zone is named
+        ("c.yaml", "events:\n  - name: [unclosed\n", "line"),  # malformed YAML names the line
+        ("c.yaml", "events:\n  - {name: a, start: 2026-01-01 00:00, end: 2026-01-01 01:00, kind: k, like: [ghost]}\n", "ghost"),  # like names a known event
+        ("e.csv", "start,end,name,kind\n2026-01-01,2026-01-02,a,k\n2026-02-01,2026-02-02,a,k\n", "duplicate"),  # names are unique
+    ],
+    ids=["unknown-zone", "malformed-yaml", "unknown-like", "duplicate-name"],
+)
+def test_a_bad_calendar_is_refused_naming_what(tmp_path, name, text, words):
+    path = write(tmp_path, name, text)
+    with pytest.raises(InputError, match=words):
         load_calendar(path, UTC)
 
 
